@@ -1,0 +1,83 @@
+// The composition root: config → storage → metrics → middleware → routes, in one readable place.
+import Koa from 'koa';
+import Router from '@koa/router';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { filesystemStorage, type Storage } from '../storage/index.ts';
+import { listenAddress, type Config } from './config.ts';
+import { distributionRoutes } from './distribution/routes.ts';
+import { createLogger, requestLog, type Logger } from './logging.ts';
+import { Metrics } from './metrics.ts';
+import { errorMapping } from './middleware.ts';
+
+export interface Berth {
+  app: Koa;
+  storage: Storage;
+  metrics: Metrics;
+  logger: Logger;
+}
+
+export function createApp(config: Config, logger: Logger = createLogger(config.logLevel)): Berth {
+  const metrics = new Metrics();
+  const storage = filesystemStorage(config.dataDir, metrics);
+  const app = new Koa({ proxy: false });
+  app.silent = true;
+  app.on('error', (err: Error) => logger.debug({ err: err.message }, 'response stream ended early'));
+
+  const router = new Router();
+  router.get('/healthz', async (ctx) => {
+    await storage.driver.list('/');
+    ctx.state.route = 'healthz';
+    ctx.body = { status: 'ok' };
+  });
+  router.get('/metrics', async (ctx) => {
+    ctx.state.route = 'metrics';
+    const { type, body } = await metrics.render();
+    ctx.type = type;
+    ctx.body = body;
+  });
+  const v2 = distributionRoutes({ config, storage, metrics });
+  router.all('/v2', v2);
+  router.all('/v2/{*rest}', v2);
+
+  app.use(requestLog(logger));
+  app.use(metrics.middleware());
+  app.use(errorMapping(logger));
+  app.use(router.routes());
+  return { app, storage, metrics, logger };
+}
+
+export interface RunningServer {
+  server: Server;
+  url: string;
+  /** Stops accepting, lets in-flight requests finish (up to the timeout), then closes what is left. */
+  close(): Promise<void>;
+}
+
+export async function startServer(config: Config, berth: Berth = createApp(config)): Promise<RunningServer> {
+  const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, berth.app.callback());
+  const { host, port } = listenAddress(config);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  berth.logger.info({ url, data: config.dataDir }, 'berth is serving');
+
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= new Promise<void>((resolve) => {
+      const timer = setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs);
+      timer.unref();
+      server.close(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      server.closeIdleConnections();
+    }));
+  return { server, url, close };
+}

@@ -1,0 +1,88 @@
+// One typed, validated configuration, read once at start-up from the environment and an optional
+// JSON file (BERTH_CONFIG); the environment wins over the file.
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+
+const LISTEN_RE = /^(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
+
+const bool = z.union([
+  z.boolean(),
+  z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes'),
+]);
+const int = (min: number) => z.coerce.number().int().min(min);
+
+export const configSchema = z.object({
+  listen: z
+    .string()
+    .regex(LISTEN_RE, 'expected address:port, e.g. 127.0.0.1:5000')
+    .refine((v) => Number(LISTEN_RE.exec(v)?.[1]) <= 65535, 'port must be at most 65535'),
+  dataDir: z.string().min(1),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+  deleteEnabled: bool,
+  readOnly: bool,
+  publicUrl: z.url().optional(),
+  maxManifestBytes: int(1024),
+  chunkMinLength: int(0),
+  maxConcurrentUploads: int(0),
+  shutdownTimeoutMs: int(0),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+/** Each setting, the environment variable that sets it, and its default: the README table comes from here. */
+export const SETTINGS: Record<keyof Config, { env: string; default?: string; help: string }> = {
+  listen: { env: 'BERTH_LISTEN', default: '127.0.0.1:5000', help: 'address:port to serve on' },
+  dataDir: { env: 'BERTH_DATA', default: './data', help: 'folder for blobs, manifests and upload sessions' },
+  logLevel: { env: 'BERTH_LOG_LEVEL', default: 'info', help: 'pino log level (silent to turn logs off)' },
+  deleteEnabled: { env: 'BERTH_DELETE_ENABLED', default: 'true', help: 'allow DELETE of manifests, tags and blobs' },
+  readOnly: { env: 'BERTH_READ_ONLY', default: 'false', help: 'refuse every write with DENIED (maintenance mode)' },
+  publicUrl: { env: 'BERTH_PUBLIC_URL', help: 'absolute base URL for Location headers (relative when unset)' },
+  maxManifestBytes: { env: 'BERTH_MAX_MANIFEST_BYTES', default: String(4 * 1024 * 1024), help: 'largest manifest accepted' },
+  chunkMinLength: { env: 'BERTH_CHUNK_MIN_LENGTH', default: '0', help: 'minimum PATCH chunk size announced as OCI-Chunk-Min-Length (0: none)' },
+  maxConcurrentUploads: {
+    env: 'BERTH_MAX_CONCURRENT_UPLOADS',
+    default: '0',
+    help: 'upload requests streamed at once before TOO_MANY_REQUESTS (0: no limit)',
+  },
+  shutdownTimeoutMs: { env: 'BERTH_SHUTDOWN_TIMEOUT_MS', default: '30000', help: 'how long in-flight requests may finish on SIGTERM' },
+};
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  let fromFile: Record<string, unknown> = {};
+  if (env.BERTH_CONFIG) {
+    try {
+      fromFile = JSON.parse(readFileSync(env.BERTH_CONFIG, 'utf8')) as Record<string, unknown>;
+    } catch (err) {
+      throw new ConfigError(`BERTH_CONFIG: cannot read ${env.BERTH_CONFIG}: ${(err as Error).message}`);
+    }
+  }
+  const raw: Record<string, unknown> = {};
+  for (const [key, setting] of Object.entries(SETTINGS)) {
+    const value = env[setting.env] ?? fromFile[key] ?? setting.default;
+    if (value !== undefined && value !== '') raw[key] = value;
+  }
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => {
+      const key = String(issue.path[0]) as keyof Config;
+      const setting = SETTINGS[key];
+      const given = raw[key] === undefined ? 'nothing' : JSON.stringify(raw[key]);
+      return `${setting ? setting.env : key}: ${issue.message} (got ${given})`;
+    });
+    throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
+  }
+  return { ...parsed.data, dataDir: resolve(parsed.data.dataDir) };
+}
+
+export function listenAddress(config: Config): { host: string; port: number } {
+  const colon = config.listen.lastIndexOf(':');
+  return { host: config.listen.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(config.listen.slice(colon + 1)) };
+}

@@ -1,0 +1,93 @@
+// Small reply helpers that keep Koa from adding its own body or length where the spec wants neither.
+import type { Context } from 'koa';
+import type { Readable } from 'node:stream';
+import { RegistryError } from '../errors.ts';
+import type { Config } from '../config.ts';
+import type { Storage } from '../../storage/index.ts';
+import type { Metrics } from '../metrics.ts';
+
+export interface DistributionDeps {
+  config: Config;
+  storage: Storage;
+  metrics: Metrics;
+}
+
+export interface RouteParams {
+  name: string;
+  /** The last path segment: a digest, a tag or an upload id, depending on the route. */
+  ref: string;
+}
+
+export type Handler = (ctx: Context, params: RouteParams) => Promise<void>;
+
+/** A reply with no body: Content-Length 0 and no Content-Type (Koa would otherwise write the status text). */
+export function replyEmpty(ctx: Context, status: number, headers: Record<string, string> = {}): void {
+  ctx.body = null;
+  ctx.status = status;
+  ctx.set(headers);
+}
+
+/** A HEAD reply that carries the length of the body a GET would send. */
+export function replyHead(ctx: Context, status: number, length: number, headers: Record<string, string>): void {
+  ctx.status = status;
+  ctx.set(headers);
+  ctx.set('Content-Length', String(length));
+}
+
+export function replyJson(ctx: Context, status: number, value: unknown, type = 'application/json', headers: Record<string, string> = {}): void {
+  ctx.status = status;
+  ctx.body = Buffer.from(JSON.stringify(value));
+  ctx.type = type;
+  ctx.set(headers);
+}
+
+export function replyStream(ctx: Context, status: number, stream: Readable, length: number, headers: Record<string, string>): void {
+  ctx.status = status;
+  ctx.body = stream;
+  ctx.length = length;
+  ctx.set(headers);
+}
+
+/** Reads a small request body (a manifest) with a hard limit, never more than limit + 1 bytes. */
+export async function readLimited(ctx: Context, limit: number): Promise<Buffer> {
+  const declared = ctx.get('Content-Length');
+  if (declared && Number(declared) > limit) throw tooLarge(limit);
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > limit) throw tooLarge(limit);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, total);
+}
+
+function tooLarge(limit: number): RegistryError {
+  return new RegistryError('SIZE_INVALID', `manifest exceeds the limit of ${limit} bytes`, { limit }, {
+    status: 413,
+    headers: { Connection: 'close' },
+  });
+}
+
+/** True when the request carries a body (a length above zero, or chunked transfer encoding). */
+export function hasBody(ctx: Context): boolean {
+  const length = ctx.get('Content-Length');
+  if (length) return Number(length) > 0;
+  return Boolean(ctx.get('Transfer-Encoding'));
+}
+
+export function declaredLength(ctx: Context): number | undefined {
+  const length = ctx.get('Content-Length');
+  if (!length) return undefined;
+  if (!/^\d+$/.test(length)) throw new RegistryError('SIZE_INVALID', 'Content-Length is not a number');
+  return Number(length);
+}
+
+export function queryString(ctx: Context, key: string): string | undefined {
+  const value = ctx.query[key];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+export function location(deps: DistributionDeps, path: string): string {
+  return deps.config.publicUrl ? new URL(path, deps.config.publicUrl).toString() : path;
+}

@@ -1,0 +1,138 @@
+// POST /v2/<name>/blobs/uploads/ and PATCH / PUT / GET / DELETE /v2/<name>/blobs/uploads/<id>
+import type { Context } from 'koa';
+import { RegistryError } from '../errors.ts';
+import {
+  isValidName,
+  parseDigest,
+  rangeError,
+  tryParseDigest,
+  uploadRange,
+  type BlobUpload,
+  type Digest,
+} from '../../storage/index.ts';
+import { declaredLength, hasBody, location, queryString, replyEmpty, type DistributionDeps, type Handler } from './http.ts';
+
+const CONTENT_RANGE_RE = /^(?:bytes[ =])?(\d+)-(\d+)(?:\/(?:\d+|\*))?$/;
+
+export function uploadHandlers(deps: DistributionDeps): { collection: Record<string, Handler>; session: Record<string, Handler> } {
+  const { uploads, blobs } = deps.storage;
+
+  function sessionHeaders(upload: BlobUpload): Record<string, string> {
+    return {
+      Location: location(deps, `/v2/${upload.name}/blobs/uploads/${upload.id}`),
+      Range: uploadRange(upload.offset),
+      'Docker-Upload-UUID': upload.id,
+      'Blob-Upload-Session-ID': upload.id,
+    };
+  }
+
+  function created(ctx: Context, name: string, digest: Digest): void {
+    replyEmpty(ctx, 201, {
+      Location: location(deps, `/v2/${name}/blobs/${digest.value}`),
+      'Docker-Content-Digest': digest.value,
+    });
+  }
+
+  /** The upload slot is held while bytes stream in; past the limit a client is told to come back. */
+  async function streaming<T>(fn: () => Promise<T>): Promise<T> {
+    const limit = deps.config.maxConcurrentUploads;
+    if (limit > 0 && deps.metrics.uploadsInFlight() >= limit) {
+      throw new RegistryError('TOO_MANY_REQUESTS', `at most ${limit} uploads are streamed at once`, null, {
+        headers: { 'Retry-After': '1' },
+      });
+    }
+    return deps.metrics.trackUpload(fn);
+  }
+
+  /** Content-Range of a chunk, when the client gave one: the chunk's start and its length. */
+  function chunkRange(ctx: Context, upload: BlobUpload): { start?: number; length?: number } {
+    const length = declaredLength(ctx);
+    const header = ctx.get('Content-Range');
+    if (!header) return { length };
+    const match = CONTENT_RANGE_RE.exec(header.trim());
+    if (!match) throw rangeError(upload, `Content-Range ${JSON.stringify(header.slice(0, 100))} is not <start>-<end>`);
+    const start = Number(match[1]);
+    const end = Number(match[2]);
+    if (end < start) throw rangeError(upload, 'Content-Range ends before it starts');
+    if (length !== undefined && length !== end - start + 1) {
+      throw rangeError(upload, `Content-Range covers ${end - start + 1} bytes but Content-Length is ${length}`);
+    }
+    return { start, length: end - start + 1 };
+  }
+
+  async function tryMount(name: string, ctx: Context): Promise<Digest | undefined> {
+    const digest = tryParseDigest(queryString(ctx, 'mount') ?? '');
+    if (!digest) return undefined;
+    const from = queryString(ctx, 'from');
+    if (from !== undefined) {
+      if (!isValidName(from) || (await blobs.sizeIn(from, digest)) === undefined) return undefined;
+    } else if ((await blobs.holders(digest)).length === 0 || (await blobs.size(digest)) === undefined) {
+      return undefined;
+    }
+    await blobs.link(name, digest);
+    return digest;
+  }
+
+  const collection: Record<string, Handler> = {
+    async POST(ctx, { name }) {
+      const mounted = await tryMount(name, ctx);
+      if (mounted) return created(ctx, name, mounted);
+
+      const digestParam = queryString(ctx, 'digest');
+      if (digestParam !== undefined) {
+        // Monolithic upload: the whole blob in the POST body.
+        const digest = parseDigest(digestParam);
+        const length = declaredLength(ctx);
+        const upload = await uploads.create(name);
+        try {
+          await streaming(() => uploads.append(upload, ctx.req, { length }));
+          await uploads.complete(upload, digest);
+        } catch (err) {
+          await uploads.cancel(upload).catch(() => {});
+          throw err;
+        }
+        return created(ctx, name, digest);
+      }
+
+      const upload = await uploads.create(name);
+      const headers = sessionHeaders(upload);
+      if (deps.config.chunkMinLength > 0) headers['OCI-Chunk-Min-Length'] = String(deps.config.chunkMinLength);
+      replyEmpty(ctx, 202, headers);
+    },
+  };
+
+  const session: Record<string, Handler> = {
+    async GET(ctx, { name, ref }) {
+      const upload = await uploads.require(name, ref);
+      replyEmpty(ctx, 204, sessionHeaders(upload));
+    },
+
+    async PATCH(ctx, { name, ref }) {
+      let upload = await uploads.require(name, ref);
+      const { start, length } = chunkRange(ctx, upload);
+      upload = await streaming(() => uploads.append(upload, ctx.req, { start, length }));
+      replyEmpty(ctx, 202, sessionHeaders(upload));
+    },
+
+    async PUT(ctx, { name, ref }) {
+      const digestParam = queryString(ctx, 'digest');
+      if (digestParam === undefined) throw new RegistryError('DIGEST_INVALID', 'the digest query parameter is required');
+      const digest = parseDigest(digestParam);
+      let upload = await uploads.require(name, ref);
+      if (hasBody(ctx)) {
+        const { start, length } = chunkRange(ctx, upload);
+        upload = await streaming(() => uploads.append(upload, ctx.req, { start, length }));
+      }
+      await uploads.complete(upload, digest);
+      created(ctx, name, digest);
+    },
+
+    async DELETE(ctx, { name, ref }) {
+      const upload = await uploads.require(name, ref);
+      await uploads.cancel(upload);
+      replyEmpty(ctx, 204);
+    },
+  };
+
+  return { collection, session };
+}

@@ -1,0 +1,79 @@
+// Prometheus metrics: requests by route and status, latency, bytes in and out, uploads in progress.
+import client from 'prom-client';
+import type { Context, Next } from 'koa';
+
+export class Metrics {
+  readonly registry = new client.Registry();
+  private readonly requests = new client.Counter({
+    name: 'berth_http_requests_total',
+    help: 'HTTP requests by method, route and status',
+    labelNames: ['method', 'route', 'status'] as const,
+    registers: [this.registry],
+  });
+  private readonly latency = new client.Histogram({
+    name: 'berth_http_request_duration_seconds',
+    help: 'HTTP request latency by method and route',
+    labelNames: ['method', 'route'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60],
+    registers: [this.registry],
+  });
+  private readonly bytesIn = new client.Counter({
+    name: 'berth_http_received_bytes_total',
+    help: 'Request body bytes received',
+    registers: [this.registry],
+  });
+  private readonly bytesOut = new client.Counter({
+    name: 'berth_http_sent_bytes_total',
+    help: 'Response body bytes sent',
+    registers: [this.registry],
+  });
+  private readonly uploads = new client.Gauge({
+    name: 'berth_uploads_in_progress',
+    help: 'Blob upload requests streaming data right now',
+    registers: [this.registry],
+  });
+  private inFlight = 0;
+
+  constructor() {
+    client.collectDefaultMetrics({ register: this.registry, prefix: 'berth_' });
+  }
+
+  /** Records every request once its response has been sent (or the client went away). */
+  middleware() {
+    return async (ctx: Context, next: Next): Promise<void> => {
+      const started = process.hrtime.bigint();
+      ctx.res.once('close', () => {
+        const route = String(ctx.state.route ?? 'other');
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        this.requests.inc({ method: ctx.method, route, status: String(ctx.status) });
+        this.latency.observe({ method: ctx.method, route }, seconds);
+        const sent = ctx.res.getHeader('Content-Length');
+        if (ctx.method !== 'HEAD' && sent !== undefined) this.bytesOut.inc(Number(sent));
+      });
+      await next();
+    };
+  }
+
+  bytesReceived(n: number): void {
+    this.bytesIn.inc(n);
+  }
+
+  uploadsInFlight(): number {
+    return this.inFlight;
+  }
+
+  async trackUpload<T>(fn: () => Promise<T>): Promise<T> {
+    this.inFlight++;
+    this.uploads.inc();
+    try {
+      return await fn();
+    } finally {
+      this.inFlight--;
+      this.uploads.dec();
+    }
+  }
+
+  async render(): Promise<{ type: string; body: string }> {
+    return { type: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}

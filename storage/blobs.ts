@@ -1,0 +1,63 @@
+// BlobStore: content-addressed blobs stored once per digest, and the links that say which repository
+// may serve which blob.
+import type { Readable } from 'node:stream';
+import type { ByteRange, StorageDriver } from './driver.ts';
+import { baseName, decodeName, layout } from './layout.ts';
+import type { Digest } from './reference.ts';
+
+export class BlobStore {
+  constructor(private readonly driver: StorageDriver) {}
+
+  /** Size of the blob if it is stored at all (in any repository). */
+  async size(digest: Digest): Promise<number | undefined> {
+    const info = await this.driver.stat(layout.blobData(digest));
+    return info && !info.isDirectory ? info.size : undefined;
+  }
+
+  /** Size of the blob if this repository may serve it. */
+  async sizeIn(name: string, digest: Digest): Promise<number | undefined> {
+    const link = await this.driver.stat(layout.layerLink(name, digest));
+    if (!link) return undefined;
+    return this.size(digest);
+  }
+
+  open(digest: Digest, range?: ByteRange): Promise<Readable> {
+    return this.driver.reader(layout.blobData(digest), range);
+  }
+
+  async read(digest: Digest): Promise<Buffer | undefined> {
+    return this.driver.getContent(layout.blobData(digest));
+  }
+
+  /** Stores small content (manifests) under its digest, unless it is there already. */
+  async putContent(digest: Digest, content: Buffer): Promise<void> {
+    if ((await this.size(digest)) === content.length) return;
+    await this.driver.putContent(layout.blobData(digest), content);
+  }
+
+  /** Moves verified, durable upload data into place; a blob that is already stored is kept as it is. */
+  async commit(sourcePath: string, digest: Digest): Promise<void> {
+    if ((await this.size(digest)) !== undefined) {
+      await this.driver.delete(sourcePath);
+      return;
+    }
+    await this.driver.move(sourcePath, layout.blobData(digest));
+  }
+
+  async link(name: string, digest: Digest): Promise<void> {
+    await this.driver.putContent(layout.blobHolder(digest, name), '');
+    await this.driver.putContent(layout.layerLink(name, digest), digest.value);
+  }
+
+  async unlink(name: string, digest: Digest): Promise<boolean> {
+    const existed = await this.driver.delete(layout.layerLinkDir(name, digest));
+    await this.driver.delete(layout.blobHolder(digest, name));
+    return existed;
+  }
+
+  /** The repositories that hold this blob, as recorded when it was linked. */
+  async holders(digest: Digest): Promise<string[]> {
+    const entries = await this.driver.list(layout.blobHolders(digest));
+    return entries.map((p) => decodeName(baseName(p)));
+  }
+}

@@ -1,0 +1,74 @@
+// StorageDriver: the one door to where bytes live (a local folder now, S3 later). Everything above it speaks
+// in storage paths ("/blobs/sha256/ab/…/data"), never in file names or object keys.
+import type { Readable } from 'node:stream';
+
+export interface FileInfo {
+  readonly path: string;
+  readonly size: number;
+  readonly modifiedAt: Date;
+  readonly isDirectory: boolean;
+}
+
+/** Inclusive byte range, as HTTP writes it. */
+export interface ByteRange {
+  readonly start: number;
+  readonly end: number;
+}
+
+/**
+ * An appendable file. A `write` either lands whole or not at all: a source that fails half-way is rolled
+ * back to the size the file had before, so an interrupted chunk never leaves stray bytes.
+ */
+export interface FileWriter {
+  readonly size: number;
+  write(source: Readable): Promise<number>;
+  /** Makes everything written durable; after it, the file can be moved into place. */
+  commit(): Promise<void>;
+  /** Releases the writer without committing; what was written stays (an upload can continue later). */
+  close(): Promise<void>;
+}
+
+export interface StorageDriver {
+  readonly name: string;
+  /** Small files only (links, metadata, manifests). */
+  getContent(path: string): Promise<Buffer | undefined>;
+  /** Replaces the file atomically: readers see the old content or the new one, never a mix. */
+  putContent(path: string, content: Buffer | string): Promise<void>;
+  /** Streams a file or a byte range of it. Throws PathNotFoundError when it does not exist. */
+  reader(path: string, range?: ByteRange): Promise<Readable>;
+  /** Opens a file for appending (append) or anew (truncating). */
+  writer(path: string, append: boolean): Promise<FileWriter>;
+  stat(path: string): Promise<FileInfo | undefined>;
+  /** The direct children of a directory, as full storage paths, sorted; empty when it does not exist. */
+  list(path: string): Promise<string[]>;
+  /** Atomic on a filesystem: the target appears whole or not at all. */
+  move(from: string, to: string): Promise<void>;
+  /** Deletes a file or a whole tree. Returns whether anything was there. */
+  delete(path: string): Promise<boolean>;
+}
+
+export class PathNotFoundError extends Error {
+  constructor(readonly path: string) {
+    super(`path not found: ${path}`);
+    this.name = 'PathNotFoundError';
+  }
+}
+
+export class InvalidPathError extends Error {
+  constructor(readonly path: string) {
+    super(`invalid storage path: ${JSON.stringify(path.slice(0, 200))}`);
+    this.name = 'InvalidPathError';
+  }
+}
+
+// Segments are plain names: no "..", no ".", no empty segment, no separator or control character.
+const SEGMENT_RE = /^[A-Za-z0-9_~-][A-Za-z0-9._~-]*$/;
+
+export function checkPath(path: string): string {
+  if (!path.startsWith('/') || path.length > 1024) throw new InvalidPathError(path);
+  if (path === '/') return path;
+  for (const segment of path.slice(1).split('/')) {
+    if (!SEGMENT_RE.test(segment) || segment === '.' || segment === '..') throw new InvalidPathError(path);
+  }
+  return path;
+}

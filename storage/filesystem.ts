@@ -1,0 +1,176 @@
+// The filesystem StorageDriver: the embedded default. Atomic replacement is temp file + fsync + rename.
+import { createReadStream, createWriteStream, constants as fsConstants } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { dirname, join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  checkPath,
+  PathNotFoundError,
+  type ByteRange,
+  type FileInfo,
+  type FileWriter,
+  type StorageDriver,
+} from './driver.ts';
+
+const TEMP_DIR = '_tmp';
+
+function isNotFound(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+export class FilesystemDriver implements StorageDriver {
+  readonly name = 'filesystem';
+
+  constructor(readonly root: string) {}
+
+  private full(path: string): string {
+    return join(this.root, checkPath(path));
+  }
+
+  private async tempPath(): Promise<string> {
+    const dir = join(this.root, TEMP_DIR);
+    await fsp.mkdir(dir, { recursive: true });
+    return join(dir, `${Date.now()}-${randomBytes(8).toString('hex')}`);
+  }
+
+  async getContent(path: string): Promise<Buffer | undefined> {
+    try {
+      return await fsp.readFile(this.full(path));
+    } catch (err) {
+      if (isNotFound(err) || (err as NodeJS.ErrnoException).code === 'EISDIR') return undefined;
+      throw err;
+    }
+  }
+
+  async putContent(path: string, content: Buffer | string): Promise<void> {
+    const target = this.full(path);
+    const temp = await this.tempPath();
+    const handle = await fsp.open(temp, 'w');
+    try {
+      await handle.writeFile(content);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await fsp.mkdir(dirname(target), { recursive: true });
+    await fsp.rename(temp, target);
+  }
+
+  async reader(path: string, range?: ByteRange): Promise<Readable> {
+    const full = this.full(path);
+    // Opening first turns a missing file into PathNotFoundError instead of a stream error later.
+    let handle: fsp.FileHandle;
+    try {
+      handle = await fsp.open(full, 'r');
+    } catch (err) {
+      if (isNotFound(err)) throw new PathNotFoundError(path);
+      throw err;
+    }
+    return createReadStream('', {
+      fd: handle,
+      start: range?.start,
+      end: range?.end,
+      highWaterMark: 256 * 1024,
+    });
+  }
+
+  async writer(path: string, append: boolean): Promise<FileWriter> {
+    const full = this.full(path);
+    await fsp.mkdir(dirname(full), { recursive: true });
+    const handle = await fsp.open(full, append ? fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND : 'w');
+    const { size } = await handle.stat();
+    return new FilesystemWriter(handle, size);
+  }
+
+  async stat(path: string): Promise<FileInfo | undefined> {
+    try {
+      const st = await fsp.stat(this.full(path));
+      return { path, size: st.size, modifiedAt: st.mtime, isDirectory: st.isDirectory() };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async list(path: string): Promise<string[]> {
+    try {
+      const names = await fsp.readdir(this.full(path));
+      const prefix = path === '/' ? '' : path;
+      return names.sort().map((n) => `${prefix}/${n}`);
+    } catch (err) {
+      if (isNotFound(err)) return [];
+      throw err;
+    }
+  }
+
+  async move(from: string, to: string): Promise<void> {
+    const target = this.full(to);
+    await fsp.mkdir(dirname(target), { recursive: true });
+    try {
+      await fsp.rename(this.full(from), target);
+    } catch (err) {
+      if (isNotFound(err)) throw new PathNotFoundError(from);
+      throw err;
+    }
+  }
+
+  async delete(path: string): Promise<boolean> {
+    const full = this.full(path);
+    try {
+      await fsp.lstat(full);
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw err;
+    }
+    // Rename away first so that the removal is atomic for readers, then remove at leisure.
+    const temp = await this.tempPath();
+    try {
+      await fsp.rename(full, temp);
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw err;
+    }
+    await fsp.rm(temp, { recursive: true, force: true });
+    return true;
+  }
+}
+
+class FilesystemWriter implements FileWriter {
+  constructor(
+    private readonly handle: fsp.FileHandle,
+    private current: number,
+  ) {}
+
+  get size(): number {
+    return this.current;
+  }
+
+  async write(source: Readable): Promise<number> {
+    const before = this.current;
+    // A raw fd, not the FileHandle: a stream holding the handle would keep handle.close() waiting forever.
+    const sink = createWriteStream('', { fd: this.handle.fd, autoClose: false, highWaterMark: 1024 * 1024 });
+    try {
+      await pipeline(source, sink);
+    } catch (err) {
+      // Wait for any write still in flight, then roll back to the last whole chunk so the offset a
+      // client is told matches what is really stored.
+      if (!sink.closed) await once(sink, 'close').catch(() => {});
+      await this.handle.truncate(before).catch(() => {});
+      throw err;
+    }
+    this.current = before + sink.bytesWritten;
+    return sink.bytesWritten;
+  }
+
+  async commit(): Promise<void> {
+    await this.handle.sync();
+  }
+
+  async close(): Promise<void> {
+    await this.handle.close();
+  }
+}

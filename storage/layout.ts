@@ -1,0 +1,42 @@
+// Where each fact lives in storage, in one place. Names and digests arrive here already validated.
+import type { Digest } from './reference.ts';
+
+const repo = (name: string) => `/repositories/${name}`;
+
+export const layout = {
+  blobDir: (d: Digest) => `/blobs/${d.algorithm}/${d.hex.slice(0, 2)}/${d.hex}`,
+  blobData: (d: Digest) => `/blobs/${d.algorithm}/${d.hex.slice(0, 2)}/${d.hex}/data`,
+  /** Reverse index: which repositories hold a blob (for mounts without `from`, and for GC). */
+  blobHolders: (d: Digest) => `/blobs/${d.algorithm}/${d.hex.slice(0, 2)}/${d.hex}/holders`,
+  blobHolder: (d: Digest, name: string) =>
+    `/blobs/${d.algorithm}/${d.hex.slice(0, 2)}/${d.hex}/holders/${encodeName(name)}`,
+  layerLink: (name: string, d: Digest) => `${repo(name)}/_layers/${d.algorithm}/${d.hex}/link`,
+  layerLinkDir: (name: string, d: Digest) => `${repo(name)}/_layers/${d.algorithm}/${d.hex}`,
+  revision: (name: string, d: Digest) => `${repo(name)}/_manifests/revisions/${d.algorithm}/${d.hex}/meta`,
+  revisionDir: (name: string, d: Digest) => `${repo(name)}/_manifests/revisions/${d.algorithm}/${d.hex}`,
+  revisionsOf: (name: string, algorithm: string) => `${repo(name)}/_manifests/revisions/${algorithm}`,
+  tagsDir: (name: string) => `${repo(name)}/_manifests/tags`,
+  tag: (name: string, tag: string) => `${repo(name)}/_manifests/tags/${tag}/link`,
+  tagDir: (name: string, tag: string) => `${repo(name)}/_manifests/tags/${tag}`,
+  uploadDir: (name: string, id: string) => `${repo(name)}/_uploads/${id}`,
+  uploadData: (name: string, id: string) => `${repo(name)}/_uploads/${id}/data`,
+  uploadStartedAt: (name: string, id: string) => `${repo(name)}/_uploads/${id}/startedat`,
+  referrersOf: (name: string, subject: Digest) => `${repo(name)}/_referrers/${subject.algorithm}/${subject.hex}`,
+  referrer: (name: string, subject: Digest, d: Digest) =>
+    `${repo(name)}/_referrers/${subject.algorithm}/${subject.hex}/${d.algorithm}-${d.hex}`,
+  catalogDir: '/catalog',
+  catalogEntry: (name: string) => `/catalog/${encodeName(name)}`,
+};
+
+// Repository names never contain "~", so it can stand for "/" in a single path segment.
+export function encodeName(name: string): string {
+  return name.replaceAll('/', '~');
+}
+
+export function decodeName(segment: string): string {
+  return segment.replaceAll('~', '/');
+}
+
+export function baseName(path: string): string {
+  return path.slice(path.lastIndexOf('/') + 1);
+}

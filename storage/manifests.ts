@@ -1,0 +1,258 @@
+// ManifestStore: manifests kept byte-for-byte as pushed, tags, the referrers index and the catalog index.
+import { createHash } from 'node:crypto';
+import { RegistryError } from '../server/errors.ts';
+import type { BlobStore } from './blobs.ts';
+import type { StorageDriver } from './driver.ts';
+import { baseName, decodeName, layout } from './layout.ts';
+import { LocalLock, type Lock } from './lock.ts';
+import { isForeignLayer, parseManifest, referrerArtifactType, type ParsedManifest } from './manifest-parser.ts';
+import { tryParseDigest, type Digest, type Reference } from './reference.ts';
+
+export interface StoredManifest {
+  readonly digest: string;
+  readonly mediaType: string;
+  readonly content: Buffer;
+}
+
+/** What a revision records besides its bytes. */
+interface RevisionMeta {
+  mediaType: string;
+  size: number;
+  subject?: string;
+}
+
+export interface ReferrerDescriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  artifactType?: string;
+  annotations?: Record<string, string>;
+}
+
+export interface PutResult {
+  digest: string;
+  subject?: string;
+}
+
+/** A small LRU bounded by bytes: manifests are immutable under their digest, so this never goes stale. */
+class ContentCache {
+  private readonly entries = new Map<string, Buffer>();
+  private bytes = 0;
+  constructor(private readonly maxBytes: number) {}
+
+  get(key: string): Buffer | undefined {
+    const value = this.entries.get(key);
+    if (value) {
+      this.entries.delete(key);
+      this.entries.set(key, value);
+    }
+    return value;
+  }
+
+  set(key: string, value: Buffer): void {
+    if (value.length > this.maxBytes / 8 || this.entries.has(key)) return;
+    this.entries.set(key, value);
+    this.bytes += value.length;
+    for (const [k, v] of this.entries) {
+      if (this.bytes <= this.maxBytes) break;
+      this.entries.delete(k);
+      this.bytes -= v.length;
+    }
+  }
+}
+
+export class ManifestStore {
+  private readonly content = new ContentCache(64 * 1024 * 1024);
+  // Tags and revisions change only through this store, so this process's view is kept exact by
+  // invalidating on every write here. (Several processes will share invalidation through Redis.)
+  private readonly tagCache = new Map<string, string>();
+  private readonly metaCache = new Map<string, RevisionMeta>();
+  private readonly catalogKnown = new Set<string>();
+
+  constructor(
+    private readonly driver: StorageDriver,
+    private readonly blobs: BlobStore,
+    private readonly lock: Lock = new LocalLock(),
+  ) {}
+
+  async put(name: string, reference: Reference, bytes: Buffer, contentType: string | undefined): Promise<PutResult> {
+    const algorithm = reference.kind === 'digest' ? reference.digest.algorithm : 'sha256';
+    const hex = createHash(algorithm).update(bytes).digest('hex');
+    const digest: Digest = { algorithm, hex, value: `${algorithm}:${hex}` };
+    if (reference.kind === 'digest' && reference.digest.hex !== hex) {
+      throw new RegistryError('DIGEST_INVALID', 'the manifest digest does not match the digest in the URL', {
+        expected: reference.digest.value,
+        actual: digest.value,
+      });
+    }
+    const manifest = parseManifest(bytes, contentType);
+    await this.checkReferences(name, manifest);
+
+    const meta: RevisionMeta = { mediaType: manifest.mediaType, size: bytes.length, subject: manifest.subject?.digest.value };
+    await this.blobs.putContent(digest, bytes);
+    this.content.set(digest.value, bytes);
+    await this.driver.putContent(layout.revision(name, digest), JSON.stringify(meta));
+    this.metaCache.set(this.metaKey(name, digest.value), meta);
+    if (manifest.subject) {
+      const descriptor: ReferrerDescriptor = {
+        mediaType: manifest.mediaType,
+        digest: digest.value,
+        size: bytes.length,
+        artifactType: referrerArtifactType(manifest),
+        annotations: manifest.annotations,
+      };
+      await this.driver.putContent(layout.referrer(name, manifest.subject.digest, digest), JSON.stringify(descriptor));
+    }
+    if (reference.kind === 'tag') {
+      await this.lock.run(`tag:${name}:${reference.tag}`, async () => {
+        await this.driver.putContent(layout.tag(name, reference.tag), digest.value);
+        this.tagCache.set(this.tagKey(name, reference.tag), digest.value);
+      });
+    }
+    await this.addToCatalog(name);
+    return { digest: digest.value, subject: manifest.subject?.digest.value };
+  }
+
+  private async checkReferences(name: string, manifest: ParsedManifest): Promise<void> {
+    const missing: string[] = [];
+    const blobs = [...(manifest.config ? [manifest.config] : []), ...manifest.layers.filter((l) => !isForeignLayer(l))];
+    await Promise.all(
+      blobs.map(async (d) => {
+        const size = await this.blobs.sizeIn(name, d.digest);
+        if (size === undefined) missing.push(d.digest.value);
+        else if (size !== d.size) {
+          throw new RegistryError('MANIFEST_INVALID', `descriptor size ${d.size} does not match the stored blob`, {
+            digest: d.digest.value,
+            size,
+          });
+        }
+      }),
+    );
+    await Promise.all(
+      manifest.manifests.map(async (d) => {
+        const known = (await this.meta(name, d.digest)) ?? (await this.blobs.sizeIn(name, d.digest));
+        if (known === undefined) missing.push(d.digest.value);
+      }),
+    );
+    if (missing.length > 0) {
+      throw new RegistryError('MANIFEST_BLOB_UNKNOWN', undefined, { digests: missing.sort() });
+    }
+  }
+
+  /** Resolves a tag or digest to the manifest this repository serves under it. */
+  async get(name: string, reference: Reference): Promise<StoredManifest | undefined> {
+    const digest = reference.kind === 'digest' ? reference.digest : await this.resolveTag(name, reference.tag);
+    if (!digest) return undefined;
+    const meta = await this.meta(name, digest);
+    if (!meta) return undefined;
+    let content = this.content.get(digest.value);
+    if (!content) {
+      content = await this.blobs.read(digest);
+      if (!content) return undefined;
+      this.content.set(digest.value, content);
+    }
+    return { digest: digest.value, mediaType: meta.mediaType, content };
+  }
+
+  async resolveTag(name: string, tag: string): Promise<Digest | undefined> {
+    const key = this.tagKey(name, tag);
+    let value = this.tagCache.get(key);
+    if (value === undefined) {
+      value = (await this.driver.getContent(layout.tag(name, tag)))?.toString();
+      if (value === undefined) return undefined;
+      this.tagCache.set(key, value);
+    }
+    return tryParseDigest(value);
+  }
+
+  private async meta(name: string, digest: Digest): Promise<RevisionMeta | undefined> {
+    const key = this.metaKey(name, digest.value);
+    const cached = this.metaCache.get(key);
+    if (cached) return cached;
+    const raw = await this.driver.getContent(layout.revision(name, digest));
+    if (!raw) return undefined;
+    const meta = JSON.parse(raw.toString()) as RevisionMeta;
+    this.metaCache.set(key, meta);
+    return meta;
+  }
+
+  /** Deletes a tag, or a manifest with every tag that points at it. Returns false when there was none. */
+  async delete(name: string, reference: Reference): Promise<boolean> {
+    if (reference.kind === 'tag') {
+      return this.lock.run(`tag:${name}:${reference.tag}`, async () => {
+        this.tagCache.delete(this.tagKey(name, reference.tag));
+        return this.driver.delete(layout.tagDir(name, reference.tag));
+      });
+    }
+    const digest = reference.digest;
+    const meta = await this.meta(name, digest);
+    if (!meta) return false;
+    for (const tag of await this.tags(name)) {
+      const target = await this.resolveTag(name, tag);
+      if (target?.value === digest.value) {
+        await this.lock.run(`tag:${name}:${tag}`, async () => {
+          this.tagCache.delete(this.tagKey(name, tag));
+          await this.driver.delete(layout.tagDir(name, tag));
+        });
+      }
+    }
+    const subject = meta.subject ? tryParseDigest(meta.subject) : undefined;
+    if (subject) await this.driver.delete(layout.referrer(name, subject, digest));
+    this.metaCache.delete(this.metaKey(name, digest.value));
+    await this.driver.delete(layout.revisionDir(name, digest));
+    await this.removeFromCatalogIfEmpty(name);
+    return true;
+  }
+
+  async tags(name: string): Promise<string[]> {
+    return (await this.driver.list(layout.tagsDir(name))).map(baseName);
+  }
+
+  /** A repository exists once a manifest was pushed to it, until its last manifest is deleted. */
+  async exists(name: string): Promise<boolean> {
+    if (this.catalogKnown.has(name)) return true;
+    return (await this.driver.stat(layout.catalogEntry(name))) !== undefined;
+  }
+
+  async referrers(name: string, subject: Digest, artifactType?: string): Promise<ReferrerDescriptor[]> {
+    const entries = await this.driver.list(layout.referrersOf(name, subject));
+    const found = await Promise.all(
+      entries.map(async (path) => {
+        const raw = await this.driver.getContent(path);
+        return raw ? (JSON.parse(raw.toString()) as ReferrerDescriptor) : undefined;
+      }),
+    );
+    return found.filter(
+      (d): d is ReferrerDescriptor => d !== undefined && (artifactType === undefined || d.artifactType === artifactType),
+    );
+  }
+
+  async catalog(): Promise<string[]> {
+    const entries = await this.driver.list(layout.catalogDir);
+    return entries.map((p) => decodeName(baseName(p))).sort();
+  }
+
+  private async addToCatalog(name: string): Promise<void> {
+    if (this.catalogKnown.has(name)) return;
+    if (!(await this.driver.stat(layout.catalogEntry(name)))) {
+      await this.driver.putContent(layout.catalogEntry(name), '');
+    }
+    this.catalogKnown.add(name);
+  }
+
+  private async removeFromCatalogIfEmpty(name: string): Promise<void> {
+    for (const algorithm of ['sha256', 'sha512']) {
+      if ((await this.driver.list(layout.revisionsOf(name, algorithm))).length > 0) return;
+    }
+    this.catalogKnown.delete(name);
+    await this.driver.delete(layout.catalogEntry(name));
+  }
+
+  private tagKey(name: string, tag: string): string {
+    return `${name}:${tag}`;
+  }
+
+  private metaKey(name: string, digest: string): string {
+    return `${name}@${digest}`;
+  }
+}

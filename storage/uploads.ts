@@ -1,0 +1,196 @@
+// BlobUpload sessions: state lives in storage (the session folder and its data file), so a session
+// survives a restart and can be continued by another process. The running sha256 is kept in memory as a
+// cache; a process that does not have it rebuilds it by reading back what is stored.
+import { createHash, randomUUID, type Hash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { RegistryError } from '../server/errors.ts';
+import type { BlobStore } from './blobs.ts';
+import type { StorageDriver } from './driver.ts';
+import { layout } from './layout.ts';
+import { LocalLock, type Lock } from './lock.ts';
+import type { Algorithm, Digest } from './reference.ts';
+
+export interface BlobUpload {
+  readonly id: string;
+  readonly name: string;
+  /** Bytes received so far: the next chunk must start here. */
+  readonly offset: number;
+  readonly startedAt: Date;
+}
+
+const UPLOAD_ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+export function isValidUploadId(id: string): boolean {
+  return UPLOAD_ID_RE.test(id);
+}
+
+interface HashState {
+  offset: number;
+  hash: Hash;
+}
+
+export interface UploadObserver {
+  bytesReceived(n: number): void;
+}
+
+export class UploadStore {
+  private readonly hashes = new Map<string, HashState>();
+
+  constructor(
+    private readonly driver: StorageDriver,
+    private readonly blobs: BlobStore,
+    private readonly lock: Lock = new LocalLock(),
+    private readonly observer?: UploadObserver,
+  ) {}
+
+  async create(name: string): Promise<BlobUpload> {
+    const id = randomUUID(); // 122 random bits: unguessable
+    const startedAt = new Date();
+    const writer = await this.driver.writer(layout.uploadData(name, id), false);
+    await writer.close();
+    await this.driver.putContent(layout.uploadStartedAt(name, id), startedAt.toISOString());
+    return { id, name, offset: 0, startedAt };
+  }
+
+  async get(name: string, id: string): Promise<BlobUpload | undefined> {
+    if (!isValidUploadId(id)) return undefined;
+    const started = await this.driver.getContent(layout.uploadStartedAt(name, id));
+    if (!started) return undefined;
+    const data = await this.driver.stat(layout.uploadData(name, id));
+    if (!data) return undefined;
+    return { id, name, offset: data.size, startedAt: new Date(started.toString()) };
+  }
+
+  async require(name: string, id: string): Promise<BlobUpload> {
+    const upload = await this.get(name, id);
+    if (!upload) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', undefined, { id: id.slice(0, 100) });
+    return upload;
+  }
+
+  /**
+   * Appends one chunk. `start`, when the client said where the chunk begins, must equal the current
+   * offset; `length`, when known, must equal the bytes that arrive.
+   */
+  append(upload: BlobUpload, source: Readable, options: { start?: number; length?: number } = {}): Promise<BlobUpload> {
+    return this.lock.run(this.key(upload), () => this.appendLocked(upload, source, options));
+  }
+
+  private async appendLocked(
+    upload: BlobUpload,
+    source: Readable,
+    { start, length }: { start?: number; length?: number },
+  ): Promise<BlobUpload> {
+    const key = this.key(upload);
+    const dataPath = layout.uploadData(upload.name, upload.id);
+    const writer = await this.driver.writer(dataPath, true);
+    try {
+      const offset = writer.size;
+      if (start !== undefined && start !== offset) {
+        throw rangeError({ ...upload, offset }, `chunk starts at ${start} but the upload is at ${offset}`);
+      }
+      const state = await this.hashState(key, dataPath, offset);
+      this.hashes.delete(key); // re-inserted only if the chunk lands whole
+      const observer = this.observer;
+      let received = 0;
+      async function* hashed(): AsyncGenerator<Buffer> {
+        for await (const chunk of source as AsyncIterable<Buffer>) {
+          received += chunk.length;
+          if (length !== undefined && received > length) {
+            throw new RegistryError('SIZE_INVALID', `chunk is longer than the ${length} bytes announced`);
+          }
+          state.hash.update(chunk);
+          observer?.bytesReceived(chunk.length);
+          yield chunk;
+        }
+        if (length !== undefined && received !== length) {
+          throw new RegistryError('SIZE_INVALID', `chunk has ${received} bytes, ${length} were announced`);
+        }
+      }
+      await writer.write(Readable.from(hashed(), { objectMode: false }));
+      state.offset = writer.size;
+      this.hashes.set(key, state);
+      return { ...upload, offset: writer.size };
+    } finally {
+      await writer.close();
+    }
+  }
+
+  /**
+   * Finishes the upload: checks the digest of everything received, makes it durable and moves it into
+   * the blob store in one step, links it to the repository and removes the session.
+   */
+  complete(upload: BlobUpload, digest: Digest): Promise<{ size: number }> {
+    return this.lock.run(this.key(upload), async () => {
+      const key = this.key(upload);
+      const dataPath = layout.uploadData(upload.name, upload.id);
+      const writer = await this.driver.writer(dataPath, true);
+      let size: number;
+      try {
+        size = writer.size;
+        const actual = await this.digestOf(key, dataPath, size, digest.algorithm);
+        if (actual !== digest.hex) {
+          throw new RegistryError('DIGEST_INVALID', 'provided digest did not match uploaded content', {
+            expected: digest.value,
+            actual: `${digest.algorithm}:${actual}`,
+          });
+        }
+        await writer.commit();
+      } finally {
+        await writer.close();
+      }
+      await this.blobs.commit(dataPath, digest);
+      await this.blobs.link(upload.name, digest);
+      await this.driver.delete(layout.uploadDir(upload.name, upload.id));
+      this.hashes.delete(key);
+      return { size };
+    });
+  }
+
+  cancel(upload: BlobUpload): Promise<void> {
+    return this.lock.run(this.key(upload), async () => {
+      this.hashes.delete(this.key(upload));
+      await this.driver.delete(layout.uploadDir(upload.name, upload.id));
+    });
+  }
+
+  private key(upload: BlobUpload): string {
+    return `${upload.name}@${upload.id}`;
+  }
+
+  private async hashState(key: string, dataPath: string, offset: number): Promise<HashState> {
+    const cached = this.hashes.get(key);
+    if (cached && cached.offset === offset) return cached;
+    return { offset, hash: await this.hashStored(dataPath, offset, 'sha256') };
+  }
+
+  private async digestOf(key: string, dataPath: string, size: number, algorithm: Algorithm): Promise<string> {
+    const cached = this.hashes.get(key);
+    if (algorithm === 'sha256' && cached && cached.offset === size) return cached.hash.copy().digest('hex');
+    return (await this.hashStored(dataPath, size, algorithm)).digest('hex');
+  }
+
+  /** Rebuilds a hash from the bytes already stored (after a restart, or on another process). */
+  private async hashStored(dataPath: string, size: number, algorithm: Algorithm): Promise<Hash> {
+    const hash = createHash(algorithm);
+    if (size === 0) return hash;
+    const stream = await this.driver.reader(dataPath, { start: 0, end: size - 1 });
+    for await (const chunk of stream) hash.update(chunk as Buffer);
+    return hash;
+  }
+}
+
+export function uploadRange(offset: number): string {
+  // Inclusive range of what is stored, as Distribution writes it ("0-0" for an empty upload).
+  return `0-${offset > 0 ? offset - 1 : 0}`;
+}
+
+export function rangeError(upload: BlobUpload, detail: string): RegistryError {
+  return new RegistryError('BLOB_UPLOAD_INVALID', 'requested range not satisfiable', detail, {
+    status: 416,
+    headers: {
+      Range: uploadRange(upload.offset),
+      Location: `/v2/${upload.name}/blobs/uploads/${upload.id}`,
+      'Docker-Upload-UUID': upload.id,
+    },
+  });
+}

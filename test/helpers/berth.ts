@@ -1,0 +1,109 @@
+// Starts a real Berth server process for a test, on a free loopback port, with its own data folder.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+
+const ROOT = resolve(import.meta.dirname, '..', '..');
+
+export interface TestBerth {
+  /** http://127.0.0.1:PORT */
+  url: string;
+  /** 127.0.0.1:PORT, as clients write registry hosts */
+  host: string;
+  port: number;
+  dataDir: string;
+  /** Everything the server logged so far, one JSON object per line. */
+  logs: string[];
+  process: ChildProcess;
+  /** Sends SIGTERM and waits for the process to exit. */
+  stop(): Promise<void>;
+  /** Stops the server and starts it again on the same port and data folder. */
+  restart(): Promise<void>;
+  /** Stops the server and removes its data folder. */
+  destroy(): Promise<void>;
+}
+
+export interface StartOptions {
+  env?: Record<string, string>;
+  dataDir?: string;
+  port?: number;
+}
+
+export async function startBerth(options: StartOptions = {}): Promise<TestBerth> {
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'berth-test-'));
+  const logs: string[] = [];
+  let child: ChildProcess;
+  let port = options.port ?? 0;
+
+  async function launch(): Promise<void> {
+    child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bin', 'berth.ts'), 'serve'], {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        BERTH_LISTEN: `127.0.0.1:${port}`,
+        BERTH_DATA: dataDir,
+        BERTH_LOG_LEVEL: 'info',
+        BERTH_SHUTDOWN_TIMEOUT_MS: '5000',
+        ...options.env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const stderr: string[] = [];
+    child.stderr!.on('data', (chunk: Buffer) => stderr.push(chunk.toString()));
+    const lines = createInterface({ input: child.stdout! });
+    port = await new Promise<number>((resolvePort, reject) => {
+      const onExit = (code: number | null) =>
+        reject(new Error(`berth exited with ${code} before serving:\n${stderr.join('')}`));
+      child.once('exit', onExit);
+      lines.on('line', (line) => {
+        logs.push(line);
+        try {
+          const entry = JSON.parse(line) as { msg?: string; url?: string };
+          if (entry.msg === 'berth is serving' && entry.url) {
+            child.off('exit', onExit);
+            resolvePort(Number(new URL(entry.url).port));
+          }
+        } catch {
+          // not a log line
+        }
+      });
+    });
+  }
+
+  async function stop(): Promise<void> {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    child.kill('SIGTERM');
+    await exited;
+  }
+
+  await launch();
+  const handle: TestBerth = {
+    get url() {
+      return `http://127.0.0.1:${port}`;
+    },
+    get host() {
+      return `127.0.0.1:${port}`;
+    },
+    get port() {
+      return port;
+    },
+    get process() {
+      return child;
+    },
+    dataDir,
+    logs,
+    stop,
+    async restart() {
+      await stop();
+      await launch();
+    },
+    async destroy() {
+      await stop();
+      if (!options.dataDir) rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+  return handle;
+}
