@@ -1,7 +1,32 @@
 // Error mapping: every failure becomes a spec-shaped error body; nothing else reaches the client.
 import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
+import type { IncomingMessage } from 'node:http';
 import { RegistryError } from './errors.ts';
+
+// A refused request's unread body is read off the wire and dropped up to this size, so the client sees
+// the error instead of a connection reset; a larger one gets the error and the connection is closed.
+const DRAIN_LIMIT = 16 * 1024 * 1024;
+
+async function drainBody(req: IncomingMessage): Promise<boolean> {
+  if (req.complete || req.readableEnded) return true;
+  if (req.destroyed || req.readableFlowing) return false;
+  const declared = Number(req.headers['content-length'] ?? NaN);
+  if (declared > DRAIN_LIMIT) return false;
+  return new Promise<boolean>((resolve) => {
+    let seen = 0;
+    req.on('data', (chunk: Buffer) => {
+      seen += chunk.length;
+      if (seen > DRAIN_LIMIT) {
+        req.pause();
+        resolve(false);
+      }
+    });
+    req.once('end', () => resolve(true));
+    req.once('error', () => resolve(false));
+    req.once('close', () => resolve(req.complete));
+  });
+}
 
 function isClientGone(ctx: Context, err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException)?.code;
@@ -24,8 +49,10 @@ export function errorMapping(logger: Logger) {
         (ctx.state.log ?? logger).error({ err }, 'unexpected error');
         error = new RegistryError('UNKNOWN', 'internal error', { requestId: ctx.state.requestId });
       }
+      const drained = await drainBody(ctx.req);
       ctx.status = error.status;
       ctx.set(error.headers);
+      if (!drained) ctx.set('Connection', 'close');
       ctx.body = error.body();
       ctx.type = 'application/json';
     }

@@ -48,25 +48,30 @@ export function replyStream(ctx: Context, status: number, stream: Readable, leng
   ctx.set(headers);
 }
 
-/** Reads a small request body (a manifest) with a hard limit, never more than limit + 1 bytes. */
+/**
+ * Reads a small request body (a manifest) with a hard limit: past it nothing more is kept, and the rest
+ * is read off the wire and dropped so that the client can read the 413.
+ */
 export async function readLimited(ctx: Context, limit: number): Promise<Buffer> {
   const declared = ctx.get('Content-Length');
   if (declared && Number(declared) > limit) throw tooLarge(limit);
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
-    total += chunk.length;
-    if (total > limit) throw tooLarge(limit);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks, total);
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    ctx.req.on('data', (chunk: Buffer) => {
+      total += chunk.length;
+      if (total <= limit) chunks.push(chunk);
+      else chunks.length = 0;
+    });
+    ctx.req.once('end', () => (total > limit ? reject(tooLarge(limit)) : resolve(Buffer.concat(chunks, total))));
+    ctx.req.once('error', reject);
+  });
 }
 
 function tooLarge(limit: number): RegistryError {
-  return new RegistryError('SIZE_INVALID', `manifest exceeds the limit of ${limit} bytes`, { limit }, {
-    status: 413,
-    headers: { Connection: 'close' },
-  });
+  // Node discards the unread rest of the body after the reply, so the client reads the 413 instead of
+  // failing with a broken pipe.
+  return new RegistryError('SIZE_INVALID', `manifest exceeds the limit of ${limit} bytes`, { limit }, { status: 413 });
 }
 
 /** True when the request carries a body (a length above zero, or chunked transfer encoding). */

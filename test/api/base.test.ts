@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { startBerth, type TestBerth } from '../helpers/berth.ts';
 import { errorCode, Registry } from '../helpers/registry.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 describe('base endpoint, health and metrics', () => {
   let berth: TestBerth;
@@ -47,7 +48,10 @@ describe('base endpoint, health and metrics', () => {
     expect(own.headers['x-request-id']).to.equal('trace-abc.123');
     const generated = await registry.request('GET', '/v2/', { headers: { 'X-Request-Id': 'bad id with spaces' } });
     expect(generated.headers['x-request-id']).to.match(/^[0-9a-f-]{36}$/);
-    const logged = berth.logs.map((l) => JSON.parse(l)).find((e) => e.reqId === 'trace-abc.123');
+    const logged = await waitFor(
+      () => berth.logs.map((l) => JSON.parse(l)).find((e) => e.reqId === 'trace-abc.123'),
+      'the request log line',
+    );
     expect(logged).to.include({ method: 'GET', path: '/v2/', status: 200, msg: 'request' });
   });
 
