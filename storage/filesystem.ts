@@ -1,10 +1,9 @@
 // The filesystem StorageDriver: the embedded default. Atomic replacement is temp file + fsync + rename.
-import { createReadStream, createWriteStream, constants as fsConstants } from 'node:fs';
+import { createReadStream, constants as fsConstants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { dirname, join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   checkPath,
@@ -151,19 +150,18 @@ class FilesystemWriter implements FileWriter {
 
   async write(source: Readable): Promise<number> {
     const before = this.current;
-    // A raw fd, not the FileHandle: a stream holding the handle would keep handle.close() waiting forever.
-    const sink = createWriteStream('', { fd: this.handle.fd, autoClose: false, highWaterMark: 1024 * 1024 });
+    const sink = new HandleSink(this.handle);
     try {
       await pipeline(source, sink);
     } catch (err) {
-      // Wait for any write still in flight, then roll back to the last whole chunk so the offset a
-      // client is told matches what is really stored.
-      if (!sink.closed) await once(sink, 'close').catch(() => {});
+      // Wait for a write still in flight, then roll back to the last whole chunk so the offset a client
+      // is told matches what is really stored.
+      await sink.settled();
       await this.handle.truncate(before).catch(() => {});
       throw err;
     }
-    this.current = before + sink.bytesWritten;
-    return sink.bytesWritten;
+    this.current = before + sink.written;
+    return sink.written;
   }
 
   async commit(): Promise<void> {
@@ -172,5 +170,40 @@ class FilesystemWriter implements FileWriter {
 
   async close(): Promise<void> {
     await this.handle.close();
+  }
+}
+
+/**
+ * Writes straight to an open FileHandle. (fs.WriteStream closes its descriptor whenever it is destroyed,
+ * which would take the handle away from the rollback that must follow a failed write.)
+ */
+class HandleSink extends Writable {
+  written = 0;
+  private inFlight: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly handle: fsp.FileHandle) {
+    super({ highWaterMark: 1024 * 1024 });
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.track(this.handle.write(chunk).then(({ bytesWritten }) => bytesWritten), callback);
+  }
+
+  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
+    this.track(this.handle.writev(chunks.map((c) => c.chunk)).then(({ bytesWritten }) => bytesWritten), callback);
+  }
+
+  private track(write: Promise<number>, callback: (error?: Error | null) => void): void {
+    this.inFlight = write.then(
+      (n) => {
+        this.written += n;
+        callback();
+      },
+      (err: Error) => callback(err),
+    );
+  }
+
+  settled(): Promise<unknown> {
+    return this.inFlight;
   }
 }

@@ -1,17 +1,11 @@
 import { expect } from 'chai';
-import { startBerth, type TestBerth } from '../helpers/berth.ts';
-import { errorCode, Registry } from '../helpers/registry.ts';
+import { useBerth } from '../helpers/berth.ts';
+import { errorCode } from '../helpers/registry.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 describe('base endpoint, health and metrics', () => {
-  let berth: TestBerth;
-  let registry: Registry;
-
-  before(async () => {
-    berth = await startBerth();
-    registry = new Registry(berth.url);
-  });
-  after(() => berth.destroy());
+  const suite = useBerth();
+  const registry = suite.registry;
 
   it('GET /v2/ answers 200 with the API version header', async () => {
     const res = await registry.request('GET', '/v2/');
@@ -49,7 +43,7 @@ describe('base endpoint, health and metrics', () => {
     const generated = await registry.request('GET', '/v2/', { headers: { 'X-Request-Id': 'bad id with spaces' } });
     expect(generated.headers['x-request-id']).to.match(/^[0-9a-f-]{36}$/);
     const logged = await waitFor(
-      () => berth.logs.map((l) => JSON.parse(l)).find((e) => e.reqId === 'trace-abc.123'),
+      () => suite.berth.logs.map((l) => JSON.parse(l)).find((e) => e.reqId === 'trace-abc.123'),
       'the request log line',
     );
     expect(logged).to.include({ method: 'GET', path: '/v2/', status: 200, msg: 'request' });

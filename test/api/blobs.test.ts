@@ -1,17 +1,11 @@
 import { expect } from 'chai';
 import { connect } from 'node:net';
-import { startBerth, type TestBerth } from '../helpers/berth.ts';
-import { errorCode, Registry, sha256, sha512 } from '../helpers/registry.ts';
+import { useBerth } from '../helpers/berth.ts';
+import { errorCode, sha256, sha512 } from '../helpers/registry.ts';
 
 describe('blobs: pull, push, mount, delete', () => {
-  let berth: TestBerth;
-  let registry: Registry;
-
-  before(async () => {
-    berth = await startBerth();
-    registry = new Registry(berth.url);
-  });
-  after(() => berth.destroy());
+  const suite = useBerth();
+  const registry = suite.registry;
 
   describe('monolithic push and pull', () => {
     const data = Buffer.from('0123456789abcdefghij');
@@ -160,7 +154,7 @@ describe('blobs: pull, push, mount, delete', () => {
       const data = Buffer.alloc(1000, 7);
       const digest = sha256(data);
       await new Promise<void>((resolve, reject) => {
-        const socket = connect(berth.port, '127.0.0.1', () => {
+        const socket = connect(suite.berth.port, '127.0.0.1', () => {
           socket.write(
             `POST /v2/short/app/blobs/uploads/?digest=${digest} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n`,
           );

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { startBerth, type TestBerth } from '../helpers/berth.ts';
+import { useBerth } from '../helpers/berth.ts';
 import {
   DOCKER_LIST,
   DOCKER_MANIFEST,
@@ -8,19 +8,12 @@ import {
   OCI_INDEX,
   OCI_LAYER,
   OCI_MANIFEST,
-  Registry,
   sha256,
 } from '../helpers/registry.ts';
 
 describe('manifests: push, pull, validate, delete', () => {
-  let berth: TestBerth;
-  let registry: Registry;
-
-  before(async () => {
-    berth = await startBerth();
-    registry = new Registry(berth.url);
-  });
-  after(() => berth.destroy());
+  const suite = useBerth();
+  const registry = suite.registry;
 
   describe('the four manifest types round-trip byte-for-byte', () => {
     it('OCI image manifest by tag and by digest, with odd formatting kept as pushed', async () => {

@@ -1,17 +1,11 @@
 import { expect } from 'chai';
 import { connect } from 'node:net';
-import { startBerth, type TestBerth } from '../helpers/berth.ts';
+import { useBerth, startBerth } from '../helpers/berth.ts';
 import { errorCode, Registry, sha256 } from '../helpers/registry.ts';
 
 describe('chunked uploads', () => {
-  let berth: TestBerth;
-  let registry: Registry;
-
-  before(async () => {
-    berth = await startBerth();
-    registry = new Registry(berth.url);
-  });
-  after(() => berth.destroy());
+  const suite = useBerth();
+  const registry = suite.registry;
 
   it('POST opens a session: 202, an unguessable Location, Range 0-0, empty body', async () => {
     const res = await registry.request('POST', '/v2/chunk/app/blobs/uploads/');
@@ -121,7 +115,7 @@ describe('chunked uploads', () => {
     const location = await registry.startUpload('chunk/app');
     await registry.request('PATCH', location, { body: 'whole', headers: { 'Content-Range': '0-4' } });
     await new Promise<void>((resolve, reject) => {
-      const socket = connect(berth.port, '127.0.0.1', () => {
+      const socket = connect(suite.berth.port, '127.0.0.1', () => {
         socket.write(`PATCH ${location} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nContent-Range: 5-104\r\n\r\n`);
         socket.write('only-part-of-it');
         // Give the server the partial chunk, then drop the connection.

@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { Registry } from './registry.ts';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 
@@ -106,4 +107,25 @@ export async function startBerth(options: StartOptions = {}): Promise<TestBerth>
     },
   };
   return handle;
+}
+
+/**
+ * One server for a whole mocha suite: started in `before`, destroyed in `after`. The registry client is
+ * usable in the suite's tests; `berth` is there once `before` has run.
+ */
+export function useBerth(options: StartOptions = {}): { registry: Registry; readonly berth: TestBerth } {
+  let berth: TestBerth | undefined;
+  const registry = new Registry('http://127.0.0.1:0');
+  before(async () => {
+    berth = await startBerth(options);
+    registry.base = berth.url;
+  });
+  after(() => berth?.destroy());
+  return {
+    registry,
+    get berth() {
+      if (!berth) throw new Error('the server starts in before()');
+      return berth;
+    },
+  };
 }

@@ -26,7 +26,8 @@ export const OCI_CONFIG = 'application/vnd.oci.image.config.v1+json';
 export const OCI_LAYER = 'application/vnd.oci.image.layer.v1.tar+gzip';
 
 export class Registry {
-  constructor(readonly base: string) {}
+  /** Settable, so that a suite can create its client before its server has started. */
+  constructor(public base: string) {}
 
   /** One HTTP request with node:http, so that HEAD lengths and exact headers are seen as sent. */
   request(
