@@ -21,7 +21,7 @@ export interface ByteRange {
  */
 export interface FileWriter {
   readonly size: number;
-  write(source: Readable): Promise<number>;
+  write(source: AsyncIterable<Buffer>): Promise<number>;
   /** Makes everything written durable; after it, the file can be moved into place. */
   commit(): Promise<void>;
   /** Releases the writer without committing; what was written stays (an upload can continue later). */

@@ -3,8 +3,7 @@ import { createReadStream, constants as fsConstants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
-import { Writable, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import {
   checkPath,
   PathNotFoundError,
@@ -15,6 +14,7 @@ import {
 } from './driver.ts';
 
 const TEMP_DIR = '_tmp';
+const WRITE_BATCH_BYTES = 1024 * 1024;
 
 function isNotFound(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException)?.code;
@@ -148,20 +148,39 @@ class FilesystemWriter implements FileWriter {
     return this.current;
   }
 
-  async write(source: Readable): Promise<number> {
+  async write(source: AsyncIterable<Buffer>): Promise<number> {
     const before = this.current;
-    const sink = new HandleSink(this.handle);
+    let written = 0;
+    let batch: Buffer[] = [];
+    let batchBytes = 0;
+    // One write in flight while the next batch is read: the disk and the network overlap.
+    let inFlight: Promise<void> = Promise.resolve();
+    const flush = async () => {
+      const buffers = batch;
+      batch = [];
+      batchBytes = 0;
+      await inFlight;
+      inFlight = this.handle.writev(buffers).then(({ bytesWritten }) => {
+        written += bytesWritten;
+      });
+    };
     try {
-      await pipeline(source, sink);
+      for await (const chunk of source) {
+        batch.push(chunk);
+        batchBytes += chunk.length;
+        if (batchBytes >= WRITE_BATCH_BYTES) await flush();
+      }
+      if (batch.length > 0) await flush();
+      await inFlight;
     } catch (err) {
-      // Wait for a write still in flight, then roll back to the last whole chunk so the offset a client
-      // is told matches what is really stored.
-      await sink.settled();
+      // Let the last write settle, then roll back to the last whole chunk so the offset a client is
+      // told matches what is really stored.
+      await inFlight.catch(() => {});
       await this.handle.truncate(before).catch(() => {});
       throw err;
     }
-    this.current = before + sink.written;
-    return sink.written;
+    this.current = before + written;
+    return written;
   }
 
   async commit(): Promise<void> {
@@ -173,37 +192,3 @@ class FilesystemWriter implements FileWriter {
   }
 }
 
-/**
- * Writes straight to an open FileHandle. (fs.WriteStream closes its descriptor whenever it is destroyed,
- * which would take the handle away from the rollback that must follow a failed write.)
- */
-class HandleSink extends Writable {
-  written = 0;
-  private inFlight: Promise<unknown> = Promise.resolve();
-
-  constructor(private readonly handle: fsp.FileHandle) {
-    super({ highWaterMark: 1024 * 1024 });
-  }
-
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.track(this.handle.write(chunk).then(({ bytesWritten }) => bytesWritten), callback);
-  }
-
-  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
-    this.track(this.handle.writev(chunks.map((c) => c.chunk)).then(({ bytesWritten }) => bytesWritten), callback);
-  }
-
-  private track(write: Promise<number>, callback: (error?: Error | null) => void): void {
-    this.inFlight = write.then(
-      (n) => {
-        this.written += n;
-        callback();
-      },
-      (err: Error) => callback(err),
-    );
-  }
-
-  settled(): Promise<unknown> {
-    return this.inFlight;
-  }
-}

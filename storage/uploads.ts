@@ -2,7 +2,7 @@
 // survives a restart and can be continued by another process. The running sha256 is kept in memory as a
 // cache; a process that does not have it rebuilds it by reading back what is stored.
 import { createHash, randomUUID, type Hash } from 'node:crypto';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { RegistryError } from '../server/errors.ts';
 import type { BlobStore } from './blobs.ts';
 import type { StorageDriver } from './driver.ts';
@@ -106,7 +106,7 @@ export class UploadStore {
           throw new RegistryError('SIZE_INVALID', `chunk has ${received} bytes, ${length} were announced`);
         }
       }
-      await writer.write(Readable.from(hashed(), { objectMode: false }));
+      await writer.write(hashed());
       state.offset = writer.size;
       this.hashes.set(key, state);
       return { ...upload, offset: writer.size };
@@ -134,7 +134,8 @@ export class UploadStore {
             actual: `${digest.algorithm}:${actual}`,
           });
         }
-        await writer.commit();
+        // Durable before it becomes visible; a blob that is stored already needs nothing of these bytes.
+        if ((await this.blobs.size(digest)) === undefined) await writer.commit();
       } finally {
         await writer.close();
       }
