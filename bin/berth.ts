@@ -2,7 +2,7 @@
 // The berth command.
 import { Command } from 'commander';
 import { ConfigError, loadConfig } from '../server/config.ts';
-import { startServer } from '../server/app.ts';
+import { createApp, startServer } from '../server/app.ts';
 
 const program = new Command();
 program.name('berth').description('Berth: an OCI image registry');
@@ -21,7 +21,11 @@ program
       }
       throw err;
     }
-    const running = await startServer(config);
+    const berth = createApp(config);
+    // A bug in one request must not take the registry down for everyone: log it and keep serving.
+    process.on('unhandledRejection', (err) => berth.logger.error({ err }, 'unhandled rejection'));
+    process.on('uncaughtException', (err) => berth.logger.error({ err }, 'uncaught exception'));
+    const running = await startServer(config, berth);
     const stop = (signal: string) => {
       process.stderr.write(`berth: ${signal}: finishing in-flight requests\n`);
       void running.close().then(() => process.exit(0));

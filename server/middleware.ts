@@ -2,6 +2,7 @@
 import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
 import type { IncomingMessage } from 'node:http';
+import { InvalidPathError, PathNotFoundError } from '../storage/index.ts';
 import { RegistryError } from './errors.ts';
 
 // A refused request's unread body is read off the wire and dropped up to this size, so the client sees
@@ -41,6 +42,11 @@ export function errorMapping(logger: Logger) {
       let error: RegistryError;
       if (err instanceof RegistryError) {
         error = err;
+      } else if (err instanceof PathNotFoundError) {
+        // Removed between the check and the read (a concurrent delete): it is gone, say so.
+        error = new RegistryError('BLOB_UNKNOWN', undefined, null);
+      } else if (err instanceof InvalidPathError) {
+        error = new RegistryError('NAME_INVALID', 'invalid name or reference');
       } else if (isClientGone(ctx, err)) {
         // The client went away mid-body: nothing was committed, and nobody is left to answer.
         (ctx.state.log ?? logger).info({ err: (err as Error).message }, 'client went away');
