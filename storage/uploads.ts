@@ -88,7 +88,10 @@ export class UploadStore {
       if (start !== undefined && start !== offset) {
         throw rangeError({ ...upload, offset }, `chunk starts at ${start} but the upload is at ${offset}`);
       }
-      const state = await this.hashState(key, dataPath, offset);
+      // The running hash goes on only where this process saw every byte so far; elsewhere (after a
+      // restart, on another replica) the digest is computed from the stored bytes at completion.
+      const cached = this.hashes.get(key);
+      const state = cached?.offset === offset ? cached : offset === 0 ? { offset, hash: createHash('sha256') } : undefined;
       this.hashes.delete(key); // re-inserted only if the chunk lands whole
       const observer = this.observer;
       let received = 0;
@@ -98,7 +101,7 @@ export class UploadStore {
           if (length !== undefined && received > length) {
             throw new RegistryError('SIZE_INVALID', `chunk is longer than the ${length} bytes announced`);
           }
-          state.hash.update(chunk);
+          state?.hash.update(chunk);
           observer?.bytesReceived(chunk.length);
           yield chunk;
         }
@@ -107,8 +110,10 @@ export class UploadStore {
         }
       }
       await writer.write(hashed());
-      state.offset = writer.size;
-      this.hashes.set(key, state);
+      if (state) {
+        state.offset = writer.size;
+        this.hashes.set(key, state);
+      }
       return { ...upload, offset: writer.size };
     } finally {
       await writer.close();
@@ -127,15 +132,18 @@ export class UploadStore {
       let size: number;
       try {
         size = writer.size;
-        const actual = await this.digestOf(key, dataPath, size, digest.algorithm);
-        if (actual !== digest.hex) {
-          throw new RegistryError('DIGEST_INVALID', 'provided digest did not match uploaded content', {
-            expected: digest.value,
-            actual: `${digest.algorithm}:${actual}`,
-          });
+        const cached = this.hashes.get(key);
+        const alreadyStored = (await this.blobs.size(digest)) !== undefined;
+        if (digest.algorithm === 'sha256' && cached?.offset === size) {
+          verify(digest, cached.hash.copy().digest('hex'));
+          // Durable before it becomes visible; a blob that is stored already needs none of these bytes.
+          if (!alreadyStored) await writer.commit();
+        } else {
+          // No running hash here: make the data whole and readable first (on S3 that completes the
+          // multipart upload), then hash what is stored.
+          await writer.commit();
+          verify(digest, await this.hashStored(dataPath, size, digest.algorithm));
         }
-        // Durable before it becomes visible; a blob that is stored already needs nothing of these bytes.
-        if ((await this.blobs.size(digest)) === undefined) await writer.commit();
       } finally {
         await writer.close();
       }
@@ -158,25 +166,23 @@ export class UploadStore {
     return `${upload.name}@${upload.id}`;
   }
 
-  private async hashState(key: string, dataPath: string, offset: number): Promise<HashState> {
-    const cached = this.hashes.get(key);
-    if (cached && cached.offset === offset) return cached;
-    return { offset, hash: await this.hashStored(dataPath, offset, 'sha256') };
-  }
-
-  private async digestOf(key: string, dataPath: string, size: number, algorithm: Algorithm): Promise<string> {
-    const cached = this.hashes.get(key);
-    if (algorithm === 'sha256' && cached && cached.offset === size) return cached.hash.copy().digest('hex');
-    return (await this.hashStored(dataPath, size, algorithm)).digest('hex');
-  }
-
-  /** Rebuilds a hash from the bytes already stored (after a restart, or on another process). */
-  private async hashStored(dataPath: string, size: number, algorithm: Algorithm): Promise<Hash> {
+  /** The digest of the bytes already stored (after a restart, on another process, or for sha512). */
+  private async hashStored(dataPath: string, size: number, algorithm: Algorithm): Promise<string> {
     const hash = createHash(algorithm);
-    if (size === 0) return hash;
-    const stream = await this.driver.reader(dataPath, { start: 0, end: size - 1 });
-    for await (const chunk of stream) hash.update(chunk as Buffer);
-    return hash;
+    if (size > 0) {
+      const stream = await this.driver.reader(dataPath, { start: 0, end: size - 1 });
+      for await (const chunk of stream) hash.update(chunk as Buffer);
+    }
+    return hash.digest('hex');
+  }
+}
+
+function verify(expected: Digest, actualHex: string): void {
+  if (actualHex !== expected.hex) {
+    throw new RegistryError('DIGEST_INVALID', 'provided digest did not match uploaded content', {
+      expected: expected.value,
+      actual: `${expected.algorithm}:${actualHex}`,
+    });
   }
 }
 
