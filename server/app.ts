@@ -3,8 +3,8 @@ import Koa from 'koa';
 import Router from '@koa/router';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { filesystemStorage, type Storage } from '../storage/index.ts';
-import { listenAddress, type Config } from './config.ts';
+import { filesystemStorage, localCoordination, redisCoordination, type Coordination, type Storage } from '../storage/index.ts';
+import { listenAddress, usesRedis, type Config } from './config.ts';
 import { distributionRoutes } from './distribution/routes.ts';
 import { createLogger, requestLog, type Logger } from './logging.ts';
 import { Metrics } from './metrics.ts';
@@ -13,13 +13,23 @@ import { errorMapping } from './middleware.ts';
 export interface Berth {
   app: Koa;
   storage: Storage;
+  coordination: Coordination;
   metrics: Metrics;
   logger: Logger;
 }
 
 export function createApp(config: Config, logger: Logger = createLogger(config.logLevel)): Berth {
   const metrics = new Metrics();
-  const storage = filesystemStorage(config.dataDir, metrics);
+  const coordination = usesRedis(config)
+    ? redisCoordination({
+        url: config.redisUrl,
+        sentinels: config.redisSentinels,
+        sentinelName: config.redisSentinelName,
+        clusterNodes: config.redisCluster,
+        keyPrefix: config.redisKeyPrefix,
+      })
+    : localCoordination();
+  const storage = filesystemStorage(config.dataDir, metrics, coordination);
   const app = new Koa({ proxy: false });
   app.silent = true;
   app.on('error', (err: Error) => logger.debug({ err: err.message }, 'response stream ended early'));
@@ -44,7 +54,7 @@ export function createApp(config: Config, logger: Logger = createLogger(config.l
   app.use(metrics.middleware());
   app.use(errorMapping(logger));
   app.use(router.routes());
-  return { app, storage, metrics, logger };
+  return { app, storage, coordination, metrics, logger };
 }
 
 export interface RunningServer {
@@ -75,7 +85,7 @@ export async function startServer(config: Config, berth: Berth = createApp(confi
       timer.unref();
       server.close(() => {
         clearTimeout(timer);
-        resolve();
+        void berth.coordination.close().then(resolve, resolve);
       });
       server.closeIdleConnections();
     }));

@@ -26,6 +26,11 @@ export const configSchema = z.object({
   chunkMinLength: int(0),
   maxConcurrentUploads: int(0),
   shutdownTimeoutMs: int(0),
+  redisUrl: z.string().regex(/^rediss?:\/\//, 'expected redis://host:port or rediss://host:port').optional(),
+  redisSentinels: z.string().regex(/^[^,:]+:\d+(,[^,:]+:\d+)*$/, 'expected host:port,host:port').optional(),
+  redisSentinelName: z.string().min(1),
+  redisCluster: z.string().regex(/^[^,:]+:\d+(,[^,:]+:\d+)*$/, 'expected host:port,host:port').optional(),
+  redisKeyPrefix: z.string(),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -46,6 +51,11 @@ export const SETTINGS: Record<keyof Config, { env: string; default?: string; hel
     help: 'upload requests streamed at once before TOO_MANY_REQUESTS (0: no limit)',
   },
   shutdownTimeoutMs: { env: 'BERTH_SHUTDOWN_TIMEOUT_MS', default: '30000', help: 'how long in-flight requests may finish on SIGTERM' },
+  redisUrl: { env: 'BERTH_REDIS_URL', help: 'Redis for state shared by several processes or replicas (locks, cache generations)' },
+  redisSentinels: { env: 'BERTH_REDIS_SENTINELS', help: 'host:port list of Redis Sentinels (instead of BERTH_REDIS_URL)' },
+  redisSentinelName: { env: 'BERTH_REDIS_SENTINEL_NAME', default: 'mymaster', help: 'the master name the Sentinels watch' },
+  redisCluster: { env: 'BERTH_REDIS_CLUSTER', help: 'host:port list of Redis Cluster nodes (instead of BERTH_REDIS_URL)' },
+  redisKeyPrefix: { env: 'BERTH_REDIS_PREFIX', default: 'berth:', help: 'prefix of every key Berth writes in Redis' },
 };
 
 export class ConfigError extends Error {
@@ -80,6 +90,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
   }
   return { ...parsed.data, dataDir: resolve(parsed.data.dataDir) };
+}
+
+/** Whether several processes share state through Redis (else this process is the only writer). */
+export function usesRedis(config: Config): boolean {
+  return Boolean(config.redisUrl || config.redisSentinels || config.redisCluster);
 }
 
 export function listenAddress(config: Config): { host: string; port: number } {

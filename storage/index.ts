@@ -2,11 +2,14 @@
 import { BlobStore } from './blobs.ts';
 import type { StorageDriver } from './driver.ts';
 import { FilesystemDriver } from './filesystem.ts';
-import { LocalLock } from './lock.ts';
+import { localCoordination, type Coordination } from './coordination.ts';
 import { ManifestStore } from './manifests.ts';
 import { UploadStore, type UploadObserver } from './uploads.ts';
 
 export { BlobStore } from './blobs.ts';
+export { localCoordination, LocalGenerations, type Coordination, type Generations } from './coordination.ts';
+export { LocalLock, type Lock } from './lock.ts';
+export { redisCoordination, RedisLock, RedisGenerations, connectRedis, type RedisConfig } from './redis.ts';
 export { FilesystemDriver } from './filesystem.ts';
 export { ManifestStore, type StoredManifest, type ReferrerDescriptor } from './manifests.ts';
 export { UploadStore, uploadRange, rangeError, isValidUploadId, type BlobUpload } from './uploads.ts';
@@ -21,17 +24,20 @@ export interface Storage {
   manifests: ManifestStore;
 }
 
-export function createStorage(driver: StorageDriver, observer?: UploadObserver): Storage {
-  const lock = new LocalLock();
+export function createStorage(
+  driver: StorageDriver,
+  observer?: UploadObserver,
+  coordination: Coordination = localCoordination(),
+): Storage {
   const blobs = new BlobStore(driver);
   return {
     driver,
     blobs,
-    uploads: new UploadStore(driver, blobs, lock, observer),
-    manifests: new ManifestStore(driver, blobs, lock),
+    uploads: new UploadStore(driver, blobs, coordination.lock, observer),
+    manifests: new ManifestStore(driver, blobs, coordination.lock, coordination.generations),
   };
 }
 
-export function filesystemStorage(root: string, observer?: UploadObserver): Storage {
-  return createStorage(new FilesystemDriver(root), observer);
+export function filesystemStorage(root: string, observer?: UploadObserver, coordination?: Coordination): Storage {
+  return createStorage(new FilesystemDriver(root), observer, coordination);
 }

@@ -4,6 +4,7 @@ import { RegistryError } from '../server/errors.ts';
 import type { BlobStore } from './blobs.ts';
 import type { StorageDriver } from './driver.ts';
 import { baseName, decodeName, layout } from './layout.ts';
+import { LocalGenerations, type Generations } from './coordination.ts';
 import { LocalLock, type Lock } from './lock.ts';
 import { isForeignLayer, parseManifest, referrerArtifactType, type ParsedManifest } from './manifest-parser.ts';
 import { tryParseDigest, type Digest, type Reference } from './reference.ts';
@@ -61,18 +62,35 @@ class ContentCache {
   }
 }
 
+/** A Map that forgets its oldest entries past a size. */
+class BoundedMap<V> {
+  private readonly entries = new Map<string, V>();
+  constructor(private readonly max: number) {}
+
+  get(key: string): V | undefined {
+    return this.entries.get(key);
+  }
+
+  set(key: string, value: V): void {
+    this.entries.delete(key);
+    this.entries.set(key, value);
+    if (this.entries.size > this.max) this.entries.delete(this.entries.keys().next().value!);
+  }
+}
+
 export class ManifestStore {
   private readonly content = new ContentCache(64 * 1024 * 1024);
-  // Tags and revisions change only through this store, so this process's view is kept exact by
-  // invalidating on every write here. (Several processes will share invalidation through Redis.)
-  private readonly tagCache = new Map<string, string>();
-  private readonly metaCache = new Map<string, RevisionMeta>();
+  // Tag targets and revision facts are cached with the repository's generation when they were read;
+  // any write anywhere bumps the generation, so a stale entry is never served.
+  private readonly tagCache = new BoundedMap<{ generation: number; digest: string }>(100_000);
+  private readonly metaCache = new BoundedMap<{ generation: number; meta: RevisionMeta }>(100_000);
   private readonly catalogKnown = new Set<string>();
 
   constructor(
     private readonly driver: StorageDriver,
     private readonly blobs: BlobStore,
     private readonly lock: Lock = new LocalLock(),
+    private readonly generations: Generations = new LocalGenerations(),
   ) {}
 
   async put(name: string, reference: Reference, bytes: Buffer, contentType: string | undefined): Promise<PutResult> {
@@ -89,26 +107,27 @@ export class ManifestStore {
     await this.checkReferences(name, manifest);
 
     const meta: RevisionMeta = { mediaType: manifest.mediaType, size: bytes.length, subject: manifest.subject?.digest.value };
-    await this.blobs.putContent(digest, bytes);
-    this.content.set(digest.value, bytes);
-    await this.driver.putContent(layout.revision(name, digest), JSON.stringify(meta));
-    this.metaCache.set(this.metaKey(name, digest.value), meta);
-    if (manifest.subject) {
-      const descriptor: ReferrerDescriptor = {
-        mediaType: manifest.mediaType,
-        digest: digest.value,
-        size: bytes.length,
-        artifactType: referrerArtifactType(manifest),
-        annotations: manifest.annotations,
-      };
-      await this.driver.putContent(layout.referrer(name, manifest.subject.digest, digest), JSON.stringify(descriptor));
-    }
-    if (reference.kind === 'tag') {
-      await this.lock.run(`tag:${name}:${reference.tag}`, async () => {
-        await this.driver.putContent(layout.tag(name, reference.tag), digest.value);
-        this.tagCache.set(this.tagKey(name, reference.tag), digest.value);
-      });
-    }
+    // Locks come first: where they cannot be had (shared state away), nothing has been written. The
+    // order manifest → tag is the same everywhere, so two writers never wait on each other in a circle.
+    const tagged = <T>(fn: () => Promise<T>) =>
+      reference.kind === 'tag' ? this.lock.run(`tag:${name}:${reference.tag}`, fn) : fn();
+    await this.lock.run(`manifest:${name}:${digest.value}`, () => tagged(async () => {
+      await this.blobs.putContent(digest, bytes);
+      this.content.set(digest.value, bytes);
+      await this.driver.putContent(layout.revision(name, digest), JSON.stringify(meta));
+      if (manifest.subject) {
+        const descriptor: ReferrerDescriptor = {
+          mediaType: manifest.mediaType,
+          digest: digest.value,
+          size: bytes.length,
+          artifactType: referrerArtifactType(manifest),
+          annotations: manifest.annotations,
+        };
+        await this.driver.putContent(layout.referrer(name, manifest.subject.digest, digest), JSON.stringify(descriptor));
+      }
+      if (reference.kind === 'tag') await this.driver.putContent(layout.tag(name, reference.tag), digest.value);
+      await this.generations.bump(name);
+    }));
     await this.addToCatalog(name);
     return { digest: digest.value, subject: manifest.subject?.digest.value };
   }
@@ -156,23 +175,24 @@ export class ManifestStore {
 
   async resolveTag(name: string, tag: string): Promise<Digest | undefined> {
     const key = this.tagKey(name, tag);
-    let value = this.tagCache.get(key);
-    if (value === undefined) {
-      value = (await this.driver.getContent(layout.tag(name, tag)))?.toString();
-      if (value === undefined) return undefined;
-      this.tagCache.set(key, value);
-    }
+    const generation = await this.generations.current(name);
+    const cached = this.tagCache.get(key);
+    if (cached && generation !== undefined && cached.generation === generation) return tryParseDigest(cached.digest);
+    const value = (await this.driver.getContent(layout.tag(name, tag)))?.toString();
+    if (value === undefined) return undefined;
+    if (generation !== undefined) this.tagCache.set(key, { generation, digest: value });
     return tryParseDigest(value);
   }
 
   private async meta(name: string, digest: Digest): Promise<RevisionMeta | undefined> {
     const key = this.metaKey(name, digest.value);
+    const generation = await this.generations.current(name);
     const cached = this.metaCache.get(key);
-    if (cached) return cached;
+    if (cached && generation !== undefined && cached.generation === generation) return cached.meta;
     const raw = await this.driver.getContent(layout.revision(name, digest));
     if (!raw) return undefined;
     const meta = JSON.parse(raw.toString()) as RevisionMeta;
-    this.metaCache.set(key, meta);
+    if (generation !== undefined) this.metaCache.set(key, { generation, meta });
     return meta;
   }
 
@@ -180,28 +200,29 @@ export class ManifestStore {
   async delete(name: string, reference: Reference): Promise<boolean> {
     if (reference.kind === 'tag') {
       return this.lock.run(`tag:${name}:${reference.tag}`, async () => {
-        this.tagCache.delete(this.tagKey(name, reference.tag));
-        return this.driver.delete(layout.tagDir(name, reference.tag));
+        const existed = await this.driver.delete(layout.tagDir(name, reference.tag));
+        await this.generations.bump(name);
+        return existed;
       });
     }
     const digest = reference.digest;
-    const meta = await this.meta(name, digest);
-    if (!meta) return false;
-    for (const tag of await this.tags(name)) {
-      const target = await this.resolveTag(name, tag);
-      if (target?.value === digest.value) {
+    const deleted = await this.lock.run(`manifest:${name}:${digest.value}`, async () => {
+      const meta = await this.meta(name, digest);
+      if (!meta) return false;
+      for (const tag of await this.tags(name)) {
         await this.lock.run(`tag:${name}:${tag}`, async () => {
-          this.tagCache.delete(this.tagKey(name, tag));
-          await this.driver.delete(layout.tagDir(name, tag));
+          const target = await this.driver.getContent(layout.tag(name, tag));
+          if (target?.toString() === digest.value) await this.driver.delete(layout.tagDir(name, tag));
         });
       }
-    }
-    const subject = meta.subject ? tryParseDigest(meta.subject) : undefined;
-    if (subject) await this.driver.delete(layout.referrer(name, subject, digest));
-    this.metaCache.delete(this.metaKey(name, digest.value));
-    await this.driver.delete(layout.revisionDir(name, digest));
-    await this.removeFromCatalogIfEmpty(name);
-    return true;
+      const subject = meta.subject ? tryParseDigest(meta.subject) : undefined;
+      if (subject) await this.driver.delete(layout.referrer(name, subject, digest));
+      await this.driver.delete(layout.revisionDir(name, digest));
+      await this.generations.bump(name);
+      return true;
+    });
+    if (deleted) await this.removeFromCatalogIfEmpty(name);
+    return deleted;
   }
 
   async tags(name: string): Promise<string[]> {

@@ -1,0 +1,154 @@
+// Shared state for several Berth processes or replicas, in Redis (ioredis): locks per upload session and
+// per tag, and the generation counters that keep every process's caches honest. When Redis is away,
+// reads go to storage (nothing cached is trusted) and writes that need a lock answer 503 with Retry-After.
+import { randomBytes } from 'node:crypto';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { RegistryError } from '../server/errors.ts';
+import type { Coordination, Generations } from './coordination.ts';
+import type { Lock } from './lock.ts';
+
+export interface RedisConfig {
+  /** redis://[user:password@]host:port[/db], or rediss:// */
+  url?: string;
+  /** host:port,host:port of Sentinels; with sentinelName. */
+  sentinels?: string;
+  sentinelName?: string;
+  /** host:port,host:port of Cluster nodes. */
+  clusterNodes?: string;
+  keyPrefix: string;
+}
+
+type Client = Redis | Cluster;
+
+function hostPorts(list: string): Array<{ host: string; port: number }> {
+  return list
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter(Boolean)
+    .map((entry) => {
+      const colon = entry.lastIndexOf(':');
+      return { host: entry.slice(0, colon), port: Number(entry.slice(colon + 1)) };
+    });
+}
+
+export function connectRedis(config: RedisConfig): Client {
+  // Fail fast while disconnected (no offline queue): a request must not hang on a missing Redis.
+  const common: RedisOptions = {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: 2000,
+    retryStrategy: (times) => Math.min(times * 100, 2000),
+  };
+  if (config.clusterNodes) {
+    return new Cluster(hostPorts(config.clusterNodes), { enableOfflineQueue: false, redisOptions: common });
+  }
+  if (config.sentinels) {
+    return new Redis({ ...common, sentinels: hostPorts(config.sentinels), name: config.sentinelName ?? 'mymaster' });
+  }
+  return new Redis(config.url ?? 'redis://127.0.0.1:6379', common);
+}
+
+function unavailable(err: unknown): RegistryError {
+  return new RegistryError('UNAVAILABLE', 'shared state (Redis) is unavailable; try again shortly', {
+    reason: (err as Error)?.message ?? String(err),
+  }, { headers: { 'Retry-After': '5' } });
+}
+
+// A missing counter (a new Redis, or one restarted empty) starts at a random value, so that a process
+// that cached facts under the old counter cannot meet the same number again.
+const CURRENT = `local v = redis.call('get', KEYS[1]) if not v then v = ARGV[1] redis.call('set', KEYS[1], v) end return v`;
+const BUMP = `if redis.call('exists', KEYS[1]) == 0 then redis.call('set', KEYS[1], ARGV[1]) end return redis.call('incr', KEYS[1])`;
+
+function randomStart(): string {
+  return String(randomBytes(6).readUIntBE(0, 6));
+}
+
+interface GenerationCommands {
+  berthGenerationCurrent(key: string, start: string): Promise<string>;
+  berthGenerationBump(key: string, start: string): Promise<number>;
+}
+
+export class RedisGenerations implements Generations {
+  private readonly commands: GenerationCommands;
+
+  constructor(
+    redis: Client,
+    private readonly prefix: string,
+  ) {
+    // defineCommand sends the scripts once and then calls them by SHA: this is on the path of every pull.
+    redis.defineCommand('berthGenerationCurrent', { numberOfKeys: 1, lua: CURRENT });
+    redis.defineCommand('berthGenerationBump', { numberOfKeys: 1, lua: BUMP });
+    this.commands = redis as unknown as GenerationCommands;
+  }
+
+  async current(name: string): Promise<number | undefined> {
+    try {
+      return Number(await this.commands.berthGenerationCurrent(`${this.prefix}gen:${name}`, randomStart()));
+    } catch {
+      return undefined;
+    }
+  }
+
+  async bump(name: string): Promise<void> {
+    try {
+      await this.commands.berthGenerationBump(`${this.prefix}gen:${name}`, randomStart());
+    } catch (err) {
+      throw unavailable(err);
+    }
+  }
+}
+
+const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
+const EXTEND = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
+
+/** A lease per key (SET NX PX), renewed while its holder works, released only by its holder. */
+export class RedisLock implements Lock {
+  constructor(
+    private readonly redis: Client,
+    private readonly prefix: string,
+    private readonly leaseMs = 15_000,
+    private readonly waitMs = 60_000,
+  ) {}
+
+  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const lockKey = `${this.prefix}lock:${key}`;
+    const token = randomBytes(16).toString('hex');
+    const deadline = Date.now() + this.waitMs;
+    for (let delay = 5; ; delay = Math.min(delay * 2, 200)) {
+      let acquired: string | null;
+      try {
+        acquired = await this.redis.set(lockKey, token, 'PX', this.leaseMs, 'NX');
+      } catch (err) {
+        throw unavailable(err);
+      }
+      if (acquired === 'OK') break;
+      if (Date.now() > deadline) {
+        throw new RegistryError('UNAVAILABLE', 'the resource is busy; try again shortly', { key }, { headers: { 'Retry-After': '5' } });
+      }
+      await new Promise((r) => setTimeout(r, delay));
+    }
+    const renew = setInterval(() => {
+      this.redis.eval(EXTEND, 1, lockKey, token, String(this.leaseMs)).catch(() => {});
+    }, this.leaseMs / 3);
+    try {
+      return await fn();
+    } finally {
+      clearInterval(renew);
+      await this.redis.eval(RELEASE, 1, lockKey, token).catch(() => {});
+    }
+  }
+}
+
+export function redisCoordination(config: RedisConfig): Coordination & { redis: Client } {
+  const redis = connectRedis(config);
+  // Connection trouble is reported per request (503) and logged by the caller; never an unhandled event.
+  redis.on('error', () => {});
+  return {
+    redis,
+    lock: new RedisLock(redis, config.keyPrefix),
+    generations: new RedisGenerations(redis, config.keyPrefix),
+    close: async () => {
+      redis.disconnect();
+    },
+  };
+}

@@ -1,0 +1,110 @@
+import { expect } from 'chai';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startBerth, type TestBerth } from '../helpers/berth.ts';
+import { startRedis, type TestRedis } from '../helpers/redis.ts';
+import { errorCode, OCI_MANIFEST, Registry, sha256 } from '../helpers/registry.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+describe('two replicas sharing storage and a real redis-server', () => {
+  let redis: TestRedis;
+  let dataDir: string;
+  let a: TestBerth;
+  let b: TestBerth;
+  let ra: Registry;
+  let rb: Registry;
+
+  before(async () => {
+    redis = await startRedis();
+    dataDir = mkdtempSync(join(tmpdir(), 'berth-replicas-'));
+    const env = { BERTH_REDIS_URL: redis.url };
+    a = await startBerth({ dataDir, env });
+    b = await startBerth({ dataDir, env });
+    ra = new Registry(a.url);
+    rb = new Registry(b.url);
+  });
+  after(async () => {
+    await a?.destroy();
+    await b?.destroy();
+    await redis?.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('a tag moved on one replica is seen at once on the other, though it had cached the old target', async () => {
+    const first = await ra.pushImage('shared/app', 'v1', { layers: ['first'] });
+    const seen = await rb.request('GET', '/v2/shared/app/manifests/v1');
+    expect(seen.headers['docker-content-digest']).to.equal(first.digest);
+    // Read it again so the target is surely in B's cache.
+    expect((await rb.request('HEAD', '/v2/shared/app/manifests/v1')).headers['docker-content-digest']).to.equal(first.digest);
+
+    const second = await ra.pushImage('shared/app', 'v1', { layers: ['second'] });
+    const moved = await rb.request('GET', '/v2/shared/app/manifests/v1');
+    expect(moved.headers['docker-content-digest']).to.equal(second.digest);
+    expect(moved.body.equals(second.manifest)).to.equal(true);
+
+    const del = await rb.request('DELETE', '/v2/shared/app/manifests/v1');
+    expect(del.status).to.equal(202);
+    expect((await ra.request('GET', '/v2/shared/app/manifests/v1')).status).to.equal(404);
+    const byDigest = await rb.request('DELETE', `/v2/shared/app/manifests/${second.digest}`);
+    expect(byDigest.status).to.equal(202);
+    expect((await ra.request('GET', `/v2/shared/app/manifests/${second.digest}`)).status).to.equal(404);
+  });
+
+  it('an upload whose POST, PATCHes and PUT land on different replicas completes', async () => {
+    const blob = Buffer.from('part one|part two|part three');
+    const location = await ra.startUpload('shared/upload');
+    expect((await rb.request('PATCH', location, { body: blob.subarray(0, 9), headers: { 'Content-Range': '0-8' } })).status).to.equal(202);
+    expect((await ra.request('PATCH', location, { body: blob.subarray(9, 18), headers: { 'Content-Range': '9-17' } })).status).to.equal(202);
+    const status = await rb.request('GET', location);
+    expect(status.headers.range).to.equal('0-17');
+    const put = await rb.request('PUT', `${location}?digest=${sha256(blob)}`, { body: blob.subarray(18) });
+    expect(put.status, put.text).to.equal(201);
+    expect((await ra.request('GET', `/v2/shared/upload/blobs/${sha256(blob)}`)).body.equals(blob)).to.equal(true);
+  });
+
+  it('concurrent chunks for one session on two replicas: exactly one lands', async () => {
+    const location = await ra.startUpload('shared/race');
+    const results = await Promise.all([
+      ra.request('PATCH', location, { body: 'aaaa', headers: { 'Content-Range': '0-3' } }),
+      rb.request('PATCH', location, { body: 'bbbb', headers: { 'Content-Range': '0-3' } }),
+      ra.request('PATCH', location, { body: 'cccc', headers: { 'Content-Range': '0-3' } }),
+      rb.request('PATCH', location, { body: 'dddd', headers: { 'Content-Range': '0-3' } }),
+    ]);
+    expect(results.map((r) => r.status).sort()).to.deep.equal([202, 416, 416, 416]);
+    expect((await rb.request('GET', location)).headers.range).to.equal('0-3');
+  });
+
+  it('without Redis, pulls keep working and writes answer 503 with Retry-After; it recovers by itself', async () => {
+    const image = await ra.pushImage('shared/outage', 'v1');
+    await redis.stop();
+    try {
+      for (const registry of [ra, rb]) {
+        const get = await registry.request('GET', '/v2/shared/outage/manifests/v1');
+        expect(get.status).to.equal(200);
+        expect(get.body.equals(image.manifest)).to.equal(true);
+        expect((await registry.request('GET', `/v2/shared/outage/blobs/${image.layers[0]}`)).status).to.equal(200);
+      }
+      const other = Buffer.from(image.manifest.toString().replace('}', ',"annotations":{"during":"outage"}}'));
+      const put = await ra.putManifest('shared/outage', 'v2', other, OCI_MANIFEST);
+      expect(put.status).to.equal(503);
+      expect(errorCode(put)).to.equal('UNAVAILABLE');
+      expect(put.headers['retry-after']).to.equal('5');
+      expect((await rb.request('GET', `/v2/shared/outage/manifests/${sha256(other)}`)).status, 'nothing half-written').to.equal(404);
+      const location = await rb.startUpload('shared/outage');
+      const patch = await rb.request('PATCH', location, { body: 'x' });
+      expect(patch.status).to.equal(503);
+      expect((await rb.request('GET', location)).headers.range, 'nothing appended').to.equal('0-0');
+      expect((await ra.request('GET', '/v2/shared/outage/tags/list')).json.tags).to.deep.equal(['v1']);
+    } finally {
+      await redis.start();
+    }
+    const recovered = await waitFor(async () => {
+      const res = await ra.putManifest('shared/outage', 'v2', image.manifest, OCI_MANIFEST);
+      return res.status === 201 ? res : undefined;
+    }, 'writes to work again after Redis returns', 15_000);
+    expect(recovered.headers['docker-content-digest']).to.equal(image.digest);
+    const seen = await rb.request('GET', '/v2/shared/outage/manifests/v2');
+    expect(seen.status).to.equal(200);
+  });
+});
