@@ -1,19 +1,25 @@
 #!/usr/bin/env -S node --import tsx
 // The berth command.
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, loadConfig } from '../server/config.ts';
-import { createApp, startServer } from '../server/app.ts';
+import { serve } from '../server/cluster.ts';
 
 const program = new Command();
 program.name('berth').description('Berth: an OCI image registry');
 
+function positiveInt(value: string): string {
+  if (!/^[1-9]\d*$/.test(value)) throw new InvalidArgumentError('expected a whole number from 1');
+  return value;
+}
+
 program
   .command('serve')
   .description('serve the registry (configured by BERTH_* environment variables or BERTH_CONFIG)')
-  .action(async () => {
+  .option('-w, --workers <n>', 'worker processes serving one port (default: BERTH_WORKERS, else the number of cores)', positiveInt)
+  .action(async (options: { workers?: string }) => {
     let config;
     try {
-      config = loadConfig();
+      config = loadConfig(options.workers ? { ...process.env, BERTH_WORKERS: options.workers } : process.env);
     } catch (err) {
       if (err instanceof ConfigError) {
         process.stderr.write(`berth: ${err.message}\n`);
@@ -21,17 +27,7 @@ program
       }
       throw err;
     }
-    const berth = createApp(config);
-    // A bug in one request must not take the registry down for everyone: log it and keep serving.
-    process.on('unhandledRejection', (err) => berth.logger.error({ err }, 'unhandled rejection'));
-    process.on('uncaughtException', (err) => berth.logger.error({ err }, 'uncaught exception'));
-    const running = await startServer(config, berth);
-    const stop = (signal: string) => {
-      process.stderr.write(`berth: ${signal}: finishing in-flight requests\n`);
-      void running.close().then(() => process.exit(0));
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    await serve(config);
   });
 
 await program.parseAsync(process.argv);

@@ -3,7 +3,15 @@ import Koa from 'koa';
 import Router from '@koa/router';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { filesystemStorage, localCoordination, redisCoordination, type Coordination, type Storage } from '../storage/index.ts';
+import cluster from 'node:cluster';
+import {
+  clusterWorkerCoordination,
+  filesystemStorage,
+  localCoordination,
+  redisCoordination,
+  type Coordination,
+  type Storage,
+} from '../storage/index.ts';
 import { listenAddress, usesRedis, type Config } from './config.ts';
 import { distributionRoutes } from './distribution/routes.ts';
 import { createLogger, requestLog, type Logger } from './logging.ts';
@@ -20,15 +28,7 @@ export interface Berth {
 
 export function createApp(config: Config, logger: Logger = createLogger(config.logLevel)): Berth {
   const metrics = new Metrics();
-  const coordination = usesRedis(config)
-    ? redisCoordination({
-        url: config.redisUrl,
-        sentinels: config.redisSentinels,
-        sentinelName: config.redisSentinelName,
-        clusterNodes: config.redisCluster,
-        keyPrefix: config.redisKeyPrefix,
-      })
-    : localCoordination();
+  const coordination = chooseCoordination(config);
   const storage = filesystemStorage(config.dataDir, metrics, coordination);
   const app = new Koa({ proxy: false });
   app.silent = true;
@@ -55,6 +55,20 @@ export function createApp(config: Config, logger: Logger = createLogger(config.l
   app.use(errorMapping(logger));
   app.use(router.routes());
   return { app, storage, coordination, metrics, logger };
+}
+
+/** Redis when configured; else the primary's arbiter for cluster workers; else this process alone. */
+function chooseCoordination(config: Config): Coordination {
+  if (usesRedis(config)) {
+    return redisCoordination({
+      url: config.redisUrl,
+      sentinels: config.redisSentinels,
+      sentinelName: config.redisSentinelName,
+      clusterNodes: config.redisCluster,
+      keyPrefix: config.redisKeyPrefix,
+    });
+  }
+  return cluster.isWorker ? clusterWorkerCoordination() : localCoordination();
 }
 
 export interface RunningServer {

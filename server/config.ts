@@ -1,6 +1,7 @@
 // One typed, validated configuration, read once at start-up from the environment and an optional
 // JSON file (BERTH_CONFIG); the environment wins over the file.
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 
@@ -31,6 +32,7 @@ export const configSchema = z.object({
   redisSentinelName: z.string().min(1),
   redisCluster: z.string().regex(/^[^,:]+:\d+(,[^,:]+:\d+)*$/, 'expected host:port,host:port').optional(),
   redisKeyPrefix: z.string(),
+  workers: int(1).max(256),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -56,6 +58,7 @@ export const SETTINGS: Record<keyof Config, { env: string; default?: string; hel
   redisSentinelName: { env: 'BERTH_REDIS_SENTINEL_NAME', default: 'mymaster', help: 'the master name the Sentinels watch' },
   redisCluster: { env: 'BERTH_REDIS_CLUSTER', help: 'host:port list of Redis Cluster nodes (instead of BERTH_REDIS_URL)' },
   redisKeyPrefix: { env: 'BERTH_REDIS_PREFIX', default: 'berth:', help: 'prefix of every key Berth writes in Redis' },
+  workers: { env: 'BERTH_WORKERS', default: String(availableParallelism()), help: 'worker processes serving one port (default: the number of cores)' },
 };
 
 export class ConfigError extends Error {

@@ -6,7 +6,7 @@ import type { Context, Next } from 'koa';
 export type { Logger };
 
 export function createLogger(level: string): Logger {
-  return pino({ level, base: { service: 'berth' }, timestamp: pino.stdTimeFunctions.isoTime });
+  return pino({ level, base: { service: 'berth', pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
 }
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,128}$/;

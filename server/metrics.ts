@@ -1,4 +1,6 @@
 // Prometheus metrics: requests by route and status, latency, bytes in and out, uploads in progress.
+import cluster from 'node:cluster';
+import { randomUUID } from 'node:crypto';
 import client from 'prom-client';
 import type { Context, Next } from 'koa';
 
@@ -36,6 +38,12 @@ export class Metrics {
 
   constructor() {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'berth_' });
+    // In a cluster worker, the primary's AggregatorRegistry asks for this registry.
+    // (Constructing one installs prom-client's worker-side listener.)
+    if (cluster.isWorker) {
+      client.AggregatorRegistry.setRegistries([this.registry]);
+      new client.AggregatorRegistry();
+    }
   }
 
   /** Records every request once its response has been sent (or the client went away). */
@@ -73,7 +81,35 @@ export class Metrics {
     }
   }
 
+  /** This process's metrics, or, in a cluster worker, every worker's, gathered by the primary. */
   async render(): Promise<{ type: string; body: string }> {
-    return { type: this.registry.contentType, body: await this.registry.metrics() };
+    if (!cluster.isWorker) return { type: this.registry.contentType, body: await this.registry.metrics() };
+    const id = randomUUID();
+    return new Promise((resolve) => {
+      const onMessage = (message: unknown) => {
+        if (typeof message === 'object' && message !== null && (message as MetricsReply).berthMetrics === 'reply' && (message as MetricsReply).id === id) {
+          process.off('message', onMessage);
+          resolve({ type: (message as MetricsReply).type, body: (message as MetricsReply).text });
+        }
+      };
+      process.on('message', onMessage);
+      process.send!({ berthMetrics: 'request', id } satisfies MetricsRequest);
+    });
   }
+}
+
+export interface MetricsRequest {
+  berthMetrics: 'request';
+  id: string;
+}
+
+export interface MetricsReply {
+  berthMetrics: 'reply';
+  id: string;
+  text: string;
+  type: string;
+}
+
+export function isMetricsRequest(message: unknown): message is MetricsRequest {
+  return typeof message === 'object' && message !== null && (message as MetricsRequest).berthMetrics === 'request';
 }

@@ -47,6 +47,8 @@ export async function startBerth(options: StartOptions = {}): Promise<TestBerth>
         BERTH_DATA: dataDir,
         BERTH_LOG_LEVEL: 'info',
         BERTH_SHUTDOWN_TIMEOUT_MS: '5000',
+        // One process unless a test asks for workers: most suites test the API, not the process model.
+        BERTH_WORKERS: '1',
         ...options.env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
