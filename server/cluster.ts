@@ -1,8 +1,9 @@
 // `berth serve --workers N`: N worker processes (node:cluster) share one port. The primary forks them,
-// replaces one that dies, arbitrates locks when there is no Redis, and gathers metrics from all of them.
+// replaces one that dies, arbitrates locks and relays cache invalidations when there is no Redis, and
+// gathers metrics from all of them.
 import cluster, { type Worker } from 'node:cluster';
 import client from 'prom-client';
-import { ClusterLockArbiter } from '../storage/index.ts';
+import { ClusterGenerationRelay, ClusterLockArbiter } from '../storage/index.ts';
 import { createApp, startServer } from './app.ts';
 import type { Config } from './config.ts';
 import { createLogger } from './logging.ts';
@@ -31,12 +32,14 @@ export async function serve(config: Config): Promise<void> {
 function runPrimary(config: Config): void {
   const logger = createLogger(config.logLevel);
   const arbiter = new ClusterLockArbiter();
+  const relay = new ClusterGenerationRelay();
   const aggregator = new client.AggregatorRegistry();
   let stopping = false;
 
   const fork = (): Worker => {
     const worker = cluster.fork();
     arbiter.attach(worker);
+    relay.attach(worker);
     worker.on('message', (message: unknown) => {
       if (!isMetricsRequest(message)) return;
       void aggregator.clusterMetrics().then(

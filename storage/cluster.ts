@@ -1,9 +1,8 @@
 // Coordination for the worker processes of one `berth serve --workers N` without Redis: the primary
-// process arbitrates the locks over IPC, and workers cache nothing about repositories between requests
-// (each reads tags and revisions from storage), so no worker can serve what another one changed.
+// process arbitrates the locks over IPC and relays cache invalidations to every worker.
 import type { Worker } from 'node:cluster';
 import { randomUUID } from 'node:crypto';
-import type { Coordination, Generations } from './coordination.ts';
+import { LocalGenerations, type Coordination, type Generations } from './coordination.ts';
 import type { Lock } from './lock.ts';
 
 interface LockMessage {
@@ -16,12 +15,48 @@ function isLockMessage(message: unknown): message is LockMessage {
   return typeof message === 'object' && message !== null && 'berthLock' in message;
 }
 
-/** Nothing is ever known to be current: every read goes to storage. */
-class UncachedGenerations implements Generations {
-  async current(): Promise<undefined> {
-    return undefined;
+interface GenerationMessage {
+  berthGeneration: 'bump' | 'bumped' | 'invalidate' | 'ack';
+  name: string;
+  id: string;
+}
+
+function isGenerationMessage(message: unknown): message is GenerationMessage {
+  return typeof message === 'object' && message !== null && 'berthGeneration' in message;
+}
+
+/**
+ * Each worker keeps its own counters and reads them without asking anyone; a write announces itself
+ * through the primary, which tells every worker and answers only when all have heard. So once a write
+ * has been answered, no worker serves what it replaced.
+ */
+class ClusterGenerations implements Generations {
+  private readonly local = new LocalGenerations();
+  private readonly waiting = new Map<string, () => void>();
+
+  constructor() {
+    process.on('message', (message: unknown) => {
+      if (!isGenerationMessage(message)) return;
+      if (message.berthGeneration === 'invalidate') {
+        void this.local.bump(message.name).then(() => process.send!({ ...message, berthGeneration: 'ack' } satisfies GenerationMessage));
+      } else if (message.berthGeneration === 'bumped') {
+        this.waiting.get(message.id)?.();
+        this.waiting.delete(message.id);
+      }
+    });
   }
-  async bump(): Promise<void> {}
+
+  current(name: string): Promise<number> {
+    return this.local.current(name);
+  }
+
+  bump(name: string): Promise<void> {
+    const id = randomUUID();
+    return new Promise<void>((resolve) => {
+      this.waiting.set(id, resolve);
+      process.send!({ berthGeneration: 'bump', name, id } satisfies GenerationMessage);
+    });
+  }
 }
 
 class ClusterLock implements Lock {
@@ -51,7 +86,42 @@ class ClusterLock implements Lock {
 }
 
 export function clusterWorkerCoordination(): Coordination {
-  return { lock: new ClusterLock(), generations: new UncachedGenerations(), close: async () => {} };
+  return { lock: new ClusterLock(), generations: new ClusterGenerations(), close: async () => {} };
+}
+
+/** Runs in the primary: relays a worker's bump to every worker and answers once all have acknowledged. */
+export class ClusterGenerationRelay {
+  private readonly workers = new Set<Worker>();
+  private readonly pending = new Map<string, { from: Worker; name: string; waitingFor: Set<Worker> }>();
+
+  attach(worker: Worker): void {
+    this.workers.add(worker);
+    worker.on('message', (message: unknown) => {
+      if (!isGenerationMessage(message)) return;
+      if (message.berthGeneration === 'bump') this.relay(worker, message);
+      else if (message.berthGeneration === 'ack') this.acknowledged(message.id, worker);
+    });
+    worker.on('exit', () => {
+      this.workers.delete(worker);
+      for (const id of [...this.pending.keys()]) this.acknowledged(id, worker);
+    });
+  }
+
+  private relay(from: Worker, message: GenerationMessage): void {
+    const waitingFor = new Set([...this.workers].filter((w) => w.isConnected()));
+    this.pending.set(message.id, { from, name: message.name, waitingFor });
+    for (const worker of waitingFor) worker.send({ ...message, berthGeneration: 'invalidate' } satisfies GenerationMessage);
+    if (waitingFor.size === 0) this.acknowledged(message.id, from);
+  }
+
+  private acknowledged(id: string, worker: Worker): void {
+    const entry = this.pending.get(id);
+    if (!entry) return;
+    entry.waitingFor.delete(worker);
+    if (entry.waitingFor.size > 0) return;
+    this.pending.delete(id);
+    if (entry.from.isConnected()) entry.from.send({ berthGeneration: 'bumped', name: entry.name, id } satisfies GenerationMessage);
+  }
 }
 
 /** Runs in the primary: grants each key to one worker at a time, in arrival order. */

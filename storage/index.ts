@@ -9,7 +9,7 @@ import { UploadStore, type UploadObserver } from './uploads.ts';
 export { BlobStore } from './blobs.ts';
 export { localCoordination, LocalGenerations, type Coordination, type Generations } from './coordination.ts';
 export { LocalLock, type Lock } from './lock.ts';
-export { clusterWorkerCoordination, ClusterLockArbiter } from './cluster.ts';
+export { clusterWorkerCoordination, ClusterLockArbiter, ClusterGenerationRelay } from './cluster.ts';
 export { redisCoordination, RedisLock, RedisGenerations, connectRedis, type RedisConfig } from './redis.ts';
 export { FilesystemDriver } from './filesystem.ts';
 export { ManifestStore, type StoredManifest, type ReferrerDescriptor } from './manifests.ts';
