@@ -3,6 +3,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, loadConfig } from '../server/config.ts';
 import { serve } from '../server/cluster.ts';
+import { StorageUnavailableError } from '../storage/index.ts';
 
 const program = new Command();
 program.name('berth').description('Berth: an OCI image registry');
@@ -27,7 +28,15 @@ program
       }
       throw err;
     }
-    await serve(config);
+    try {
+      await serve(config);
+    } catch (err) {
+      if (err instanceof StorageUnavailableError) {
+        process.stderr.write(`berth: ${err.message}\n`);
+        process.exit(1);
+      }
+      throw err;
+    }
   });
 
 await program.parseAsync(process.argv);

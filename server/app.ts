@@ -6,13 +6,16 @@ import type { AddressInfo } from 'node:net';
 import cluster from 'node:cluster';
 import {
   clusterWorkerCoordination,
-  filesystemStorage,
+  createStorage,
+  FilesystemDriver,
   localCoordination,
   redisCoordination,
+  S3Driver,
   type Coordination,
   type Storage,
+  type StorageDriver,
 } from '../storage/index.ts';
-import { listenAddress, usesRedis, type Config } from './config.ts';
+import { listenAddress, usesRedis, usesS3, type Config } from './config.ts';
 import { distributionRoutes } from './distribution/routes.ts';
 import { createLogger, requestLog, type Logger } from './logging.ts';
 import { Metrics } from './metrics.ts';
@@ -29,7 +32,7 @@ export interface Berth {
 export function createApp(config: Config, logger: Logger = createLogger(config.logLevel)): Berth {
   const metrics = new Metrics();
   const coordination = chooseCoordination(config);
-  const storage = filesystemStorage(config.dataDir, metrics, coordination);
+  const storage = createStorage(createDriver(config, logger), metrics, coordination);
   const app = new Koa({ proxy: false });
   app.silent = true;
   app.on('error', (err: Error) => logger.debug({ err: err.message }, 'response stream ended early'));
@@ -55,6 +58,33 @@ export function createApp(config: Config, logger: Logger = createLogger(config.l
   app.use(errorMapping(logger));
   app.use(router.routes());
   return { app, storage, coordination, metrics, logger };
+}
+
+/** S3 when a bucket is configured, else the folder BERTH_DATA. */
+export function createDriver(config: Config, logger?: Logger): StorageDriver {
+  if (!usesS3(config)) return new FilesystemDriver(config.dataDir);
+  return new S3Driver({
+    bucket: config.s3Bucket!,
+    prefix: config.s3Prefix,
+    region: config.s3Region,
+    endpoint: config.s3Endpoint,
+    forcePathStyle: config.s3ForcePathStyle,
+    partSize: config.s3PartSize,
+    logger: logger && {
+      warn: (message) => logger.warn({ s3: message }, 'S3 client warning'),
+      error: (message) => logger.error({ s3: message }, 'S3 client error'),
+    },
+  });
+}
+
+/** Checks once, before serving, that storage answers (an S3 bucket must exist and be reachable). */
+export async function checkStorage(config: Config): Promise<void> {
+  const driver = createDriver(config);
+  try {
+    await driver.ready?.();
+  } finally {
+    if (driver instanceof S3Driver) driver.client.destroy();
+  }
 }
 
 /** Redis when configured; else the primary's arbiter for cluster workers; else this process alone. */
@@ -90,7 +120,8 @@ export async function startServer(config: Config, berth: Berth = createApp(confi
   });
   const address = server.address() as AddressInfo;
   const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
-  berth.logger.info({ url, data: config.dataDir }, 'berth is serving');
+  const where = usesS3(config) ? { bucket: config.s3Bucket, prefix: config.s3Prefix } : { data: config.dataDir };
+  berth.logger.info({ url, storage: berth.storage.driver.name, ...where }, 'berth is serving');
 
   let closing: Promise<void> | undefined;
   const close = () =>

@@ -4,7 +4,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import client from 'prom-client';
 import { ClusterGenerationRelay, ClusterLockArbiter } from '../storage/index.ts';
-import { createApp, startServer } from './app.ts';
+import { checkStorage, createApp, startServer } from './app.ts';
 import type { Config } from './config.ts';
 import { createLogger } from './logging.ts';
 import { isMetricsRequest, type MetricsReply } from './metrics.ts';
@@ -25,6 +25,8 @@ export async function serveOne(config: Config): Promise<void> {
 }
 
 export async function serve(config: Config): Promise<void> {
+  // Once, before any worker starts: a registry whose storage does not answer must not serve.
+  if (!cluster.isWorker) await checkStorage(config);
   if (config.workers <= 1 || cluster.isWorker) return serveOne(config);
   runPrimary(config);
 }

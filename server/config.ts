@@ -33,6 +33,18 @@ export const configSchema = z.object({
   redisCluster: z.string().regex(/^[^,:]+:\d+(,[^,:]+:\d+)*$/, 'expected host:port,host:port').optional(),
   redisKeyPrefix: z.string(),
   workers: int(1).max(256),
+  s3Bucket: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$/, 'expected a bucket name (3 to 255 letters, digits, ".", "-" or "_")')
+    .optional(),
+  s3Endpoint: z.url().optional(),
+  s3Region: z.string().regex(/^[A-Za-z0-9-]+$/, 'expected a region name, e.g. us-east-1'),
+  s3Prefix: z
+    .string()
+    .regex(/^\/?[A-Za-z0-9_~-][A-Za-z0-9._~-]*(\/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*\/?$/, 'expected key segments separated by "/", e.g. registry/')
+    .optional(),
+  s3ForcePathStyle: bool,
+  s3PartSize: int(5 * 1024 * 1024).max(5 * 1024 * 1024 * 1024),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -59,6 +71,19 @@ export const SETTINGS: Record<keyof Config, { env: string; default?: string; hel
   redisCluster: { env: 'BERTH_REDIS_CLUSTER', help: 'host:port list of Redis Cluster nodes (instead of BERTH_REDIS_URL)' },
   redisKeyPrefix: { env: 'BERTH_REDIS_PREFIX', default: 'berth:', help: 'prefix of every key Berth writes in Redis' },
   workers: { env: 'BERTH_WORKERS', default: String(availableParallelism()), help: 'worker processes serving one port (default: the number of cores)' },
+  s3Bucket: {
+    env: 'BERTH_S3_BUCKET',
+    help: 'store everything in this S3 bucket instead of BERTH_DATA (credentials: the AWS SDK default chain)',
+  },
+  s3Endpoint: { env: 'BERTH_S3_ENDPOINT', help: 'S3 endpoint URL for S3-compatible stores (AWS when unset)' },
+  s3Region: { env: 'BERTH_S3_REGION', default: 'us-east-1', help: 'S3 region' },
+  s3Prefix: { env: 'BERTH_S3_PREFIX', help: 'key prefix inside the bucket (several registries can share one bucket)' },
+  s3ForcePathStyle: { env: 'BERTH_S3_FORCE_PATH_STYLE', default: 'false', help: 'path-style S3 URLs (endpoint/bucket/key), as most S3-compatible stores need' },
+  s3PartSize: {
+    env: 'BERTH_S3_PART_SIZE',
+    default: String(16 * 1024 * 1024),
+    help: 'size of the first 1000 parts of an upload to S3 (then doubling every 1000 parts); at least 5 MiB',
+  },
 };
 
 export class ConfigError extends Error {
@@ -93,6 +118,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
   }
   return { ...parsed.data, dataDir: resolve(parsed.data.dataDir) };
+}
+
+/** Whether blobs and manifests live in S3 (else in BERTH_DATA). */
+export function usesS3(config: Config): boolean {
+  return config.s3Bucket !== undefined;
 }
 
 /** Whether several processes share state through Redis (else this process is the only writer). */

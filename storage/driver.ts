@@ -1,4 +1,4 @@
-// StorageDriver: the one door to where bytes live (a local folder now, S3 later). Everything above it speaks
+// StorageDriver: the one door to where bytes live (a local folder or an S3 bucket). Everything above it speaks
 // in storage paths ("/blobs/sha256/ab/…/data"), never in file names or object keys.
 import type { Readable } from 'node:stream';
 
@@ -17,12 +17,18 @@ export interface ByteRange {
 
 /**
  * An appendable file. A `write` either lands whole or not at all: a source that fails half-way is rolled
- * back to the size the file had before, so an interrupted chunk never leaves stray bytes.
+ * back to the size the file had before, so an interrupted chunk never leaves stray bytes. What a write
+ * stored is there for the next writer of the same path, in this process or another one; `stat` reports the
+ * new size at once, but the bytes are readable (`reader`, `getContent`) only after `commit` (on S3 they sit
+ * in a multipart upload until then).
  */
 export interface FileWriter {
   readonly size: number;
   write(source: AsyncIterable<Buffer>): Promise<number>;
-  /** Makes everything written durable; after it, the file can be moved into place. */
+  /**
+   * Makes everything written durable and readable; after it, the file can be moved into place, and a new
+   * writer can still append to it.
+   */
   commit(): Promise<void>;
   /** Releases the writer without committing; what was written stays (an upload can continue later). */
   close(): Promise<void>;
@@ -30,6 +36,8 @@ export interface FileWriter {
 
 export interface StorageDriver {
   readonly name: string;
+  /** Checks once, at start-up, that the storage answers; throws StorageUnavailableError otherwise. */
+  ready?(): Promise<void>;
   /** Small files only (links, metadata, manifests). */
   getContent(path: string): Promise<Buffer | undefined>;
   /** Replaces the file atomically: readers see the old content or the new one, never a mix. */
@@ -51,6 +59,13 @@ export class PathNotFoundError extends Error {
   constructor(readonly path: string) {
     super(`path not found: ${path}`);
     this.name = 'PathNotFoundError';
+  }
+}
+
+export class StorageUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StorageUnavailableError';
   }
 }
 

@@ -12,9 +12,14 @@ export { LocalLock, type Lock } from './lock.ts';
 export { clusterWorkerCoordination, ClusterLockArbiter, ClusterGenerationRelay } from './cluster.ts';
 export { redisCoordination, RedisLock, RedisGenerations, connectRedis, type RedisConfig } from './redis.ts';
 export { FilesystemDriver } from './filesystem.ts';
+export { S3Driver, partSizeFor, type S3DriverOptions } from './s3.ts';
 export { ManifestStore, type StoredManifest, type ReferrerDescriptor } from './manifests.ts';
 export { UploadStore, uploadRange, rangeError, isValidUploadId, type BlobUpload } from './uploads.ts';
-export { PathNotFoundError, InvalidPathError, type StorageDriver, type ByteRange, type FileInfo, type FileWriter } from './driver.ts';
+export {
+  PathNotFoundError,
+  InvalidPathError,
+  StorageUnavailableError,
+  type StorageDriver, type ByteRange, type FileInfo, type FileWriter } from './driver.ts';
 export { MediaType, MANIFEST_TYPES, INDEX_TYPES } from './media-types.ts';
 export * from './reference.ts';
 

@@ -155,8 +155,7 @@ describe('repository names, tags, catalog and referrers', () => {
     });
 
     it('is served from the catalog index, not by walking repositories', async () => {
-      const { readdirSync } = await import('node:fs');
-      expect(readdirSync(`${suite.berth.dataDir}/catalog`).length).to.be.greaterThan(0);
+      expect((await suite.berth.storage.list('/catalog')).length).to.be.greaterThan(0);
     });
   });
 

@@ -2,9 +2,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { FilesystemDriver, S3Driver, type StorageDriver } from '../../storage/index.ts';
 import { Registry } from './registry.ts';
+import type { TestS3 } from './s3.ts';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 
@@ -14,7 +16,10 @@ export interface TestBerth {
   /** 127.0.0.1:PORT, as clients write registry hosts */
   host: string;
   port: number;
+  /** The data folder; on S3, its name is the server's key prefix in the bucket. */
   dataDir: string;
+  /** The server's storage, seen from the test (the data folder, or the bucket under its prefix). */
+  storage: StorageDriver;
   /** Everything the server logged so far, one JSON object per line. */
   logs: string[];
   process: ChildProcess;
@@ -32,8 +37,22 @@ export interface StartOptions {
   port?: number;
 }
 
+let s3: TestS3 | undefined;
+
+/**
+ * From now on, servers that startBerth starts keep their data in S3 (each under a key prefix of its own,
+ * named after its data folder, so a restart or a second server on the same folder sees the same data), or
+ * again in their folder (undefined).
+ */
+export function storeBerthDataIn(endpoint: TestS3 | undefined): void {
+  s3 = endpoint;
+}
+
 export async function startBerth(options: StartOptions = {}): Promise<TestBerth> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'berth-test-'));
+  const bucket = s3;
+  const storageEnv = bucket ? bucket.berthEnv(`${basename(dataDir)}/`) : {};
+  const storage = bucket ? new S3Driver(bucket.driverOptions(`${basename(dataDir)}/`)) : new FilesystemDriver(dataDir);
   const logs: string[] = [];
   let child: ChildProcess;
   let port = options.port ?? 0;
@@ -49,6 +68,7 @@ export async function startBerth(options: StartOptions = {}): Promise<TestBerth>
         BERTH_SHUTDOWN_TIMEOUT_MS: '5000',
         // One process unless a test asks for workers: most suites test the API, not the process model.
         BERTH_WORKERS: '1',
+        ...storageEnv,
         ...options.env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -97,6 +117,7 @@ export async function startBerth(options: StartOptions = {}): Promise<TestBerth>
       return child;
     },
     dataDir,
+    storage,
     logs,
     stop,
     async restart() {

@@ -19,14 +19,75 @@ function failingSource(good: Buffer): Readable {
   );
 }
 
-export function describeStorageDriver(name: string, make: () => Promise<{ driver: StorageDriver; cleanup(): Promise<void> }>): void {
+/** Bytes that differ from one position to the next, so that a misplaced range cannot go unnoticed. */
+function pattern(size: number, seed: number): Buffer {
+  const bytes = Buffer.alloc(size);
+  for (let i = 0; i < size; i++) bytes[i] = (i * 7 + seed * 13 + (i >> 10)) % 251;
+  return bytes;
+}
+
+function sha256(...buffers: Buffer[]): string {
+  const hash = createHash('sha256');
+  for (const buffer of buffers) hash.update(buffer);
+  return hash.digest('hex');
+}
+
+async function digestOf(stream: Readable): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of stream) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** A source that yields a buffer in 64 KiB chunks, as a request body arrives. */
+function chunked(data: Buffer, chunk = 64 * 1024): Readable {
+  return Readable.from(
+    (function* () {
+      for (let i = 0; i < data.length; i += chunk) yield data.subarray(i, i + chunk);
+    })(),
+  );
+}
+
+/** Appends through a new writer, as one PATCH of an upload session does. */
+async function append(driver: StorageDriver, path: string, data: Buffer): Promise<number> {
+  const writer = await driver.writer(path, true);
+  try {
+    await writer.write(chunked(data));
+    return writer.size;
+  } finally {
+    await writer.close();
+  }
+}
+
+async function commit(driver: StorageDriver, path: string): Promise<void> {
+  const writer = await driver.writer(path, true);
+  try {
+    await writer.commit();
+  } finally {
+    await writer.close();
+  }
+}
+
+const MiB = 1024 * 1024;
+
+export interface DriverUnderTest {
+  driver: StorageDriver;
+  /** Another driver on the same storage, as another process (or the same one after a restart) has. */
+  reopen(): StorageDriver;
+  /** Storage paths with a multipart upload begun and neither completed nor aborted (S3 only). */
+  pendingUploads?(): Promise<string[]>;
+  cleanup(): Promise<void>;
+}
+
+export function describeStorageDriver(name: string, make: () => Promise<DriverUnderTest>): void {
   describe(`StorageDriver contract: ${name}`, () => {
     let driver: StorageDriver;
-    let cleanup: () => Promise<void>;
+    let subject: DriverUnderTest;
     before(async () => {
-      ({ driver, cleanup } = await make());
+      subject = await make();
+      driver = subject.driver;
     });
-    after(() => cleanup());
+    after(() => subject?.cleanup());
+    const pendingUnder = async (path: string) => ((await subject.pendingUploads?.()) ?? []).filter((p) => p.startsWith(`${path}/`) || p === path);
 
     it('putContent then getContent returns the same bytes; a missing path gives undefined', async () => {
       await driver.putContent('/c/a/file', 'hello');
@@ -94,8 +155,138 @@ export function describeStorageDriver(name: string, make: () => Promise<{ driver
       }
       expect(failed).to.equal(true);
       expect(writer.size).to.equal(4);
+      expect((await driver.stat('/w/rollback'))!.size).to.equal(4);
+      await writer.commit();
       await writer.close();
       expect((await driver.getContent('/w/rollback'))!.toString()).to.equal('kept');
+    });
+
+    it('a file being written has its size at once: stat and list see it before it is committed', async () => {
+      const created = await driver.writer('/w/session/data', false);
+      await created.close();
+      expect(await driver.stat('/w/session/data')).to.include({ size: 0, isDirectory: false });
+      expect(await append(driver, '/w/session/data', Buffer.from('abc'))).to.equal(3);
+      expect(await driver.stat('/w/session/data')).to.include({ size: 3, isDirectory: false });
+      expect(await driver.list('/w/session')).to.deep.equal(['/w/session/data']);
+      expect((await driver.stat('/w/session'))!.isDirectory).to.equal(true);
+    });
+
+    it('many small writes, each through a new writer, reassemble exactly (past several 5 MiB parts)', async () => {
+      const pieces: Buffer[] = [];
+      for (let i = 0; i < 44; i++) pieces.push(pattern(250_000 + i * 997, i));
+      let size = 0;
+      for (const piece of pieces) {
+        size += piece.length;
+        expect(await append(driver, '/w/small/data', piece)).to.equal(size);
+      }
+      expect((await driver.stat('/w/small/data'))!.size).to.equal(size);
+      await commit(driver, '/w/small/data');
+      expect(await digestOf(await driver.reader('/w/small/data'))).to.equal(sha256(...pieces));
+      expect((await driver.stat('/w/small/data'))!.size).to.equal(size);
+    });
+
+    it('a writer begun by one driver continues in another (another process, or after a restart)', async () => {
+      const first = pattern(7 * MiB + 12_345, 1);
+      const second = pattern(4 * MiB + 1, 2);
+      expect(await append(driver, '/w/shared/data', first)).to.equal(first.length);
+      const other = subject.reopen();
+      const writer = await other.writer('/w/shared/data', true);
+      expect(writer.size).to.equal(first.length);
+      await writer.write(chunked(second));
+      await writer.close();
+      await commit(subject.reopen(), '/w/shared/data');
+      expect(await digestOf(await driver.reader('/w/shared/data'))).to.equal(sha256(first, second));
+    });
+
+    it('appends to a committed file, small or spanning parts, and commits again', async () => {
+      const small = await driver.writer('/w/again/small', true);
+      await small.write(Readable.from([Buffer.from('abc')]));
+      await small.commit();
+      await small.close();
+      expect(await append(driver, '/w/again/small', Buffer.from('def'))).to.equal(6);
+      await commit(driver, '/w/again/small');
+      expect((await driver.getContent('/w/again/small'))!.toString()).to.equal('abcdef');
+
+      const parts = [pattern(12 * MiB + 3, 3), pattern(MiB + 7, 4), pattern(6 * MiB, 5)];
+      await append(driver, '/w/again/large', parts[0]!);
+      await commit(driver, '/w/again/large');
+      expect((await driver.stat('/w/again/large'))!.size).to.equal(parts[0]!.length);
+      expect(await append(driver, '/w/again/large', parts[1]!)).to.equal(parts[0]!.length + parts[1]!.length);
+      await commit(driver, '/w/again/large');
+      expect(await append(driver, '/w/again/large', parts[2]!)).to.equal(parts[0]!.length + parts[1]!.length + parts[2]!.length);
+      await commit(driver, '/w/again/large');
+      // Committing with nothing new changes nothing.
+      await commit(driver, '/w/again/large');
+      const all = Buffer.concat(parts);
+      expect(await digestOf(await driver.reader('/w/again/large'))).to.equal(sha256(all));
+      const range = { start: 5 * MiB - 100, end: 13 * MiB + 100 };
+      const read = await readAll(await driver.reader('/w/again/large', range));
+      expect(read.equals(all.subarray(range.start, range.end + 1))).to.equal(true);
+    });
+
+    it('a failed write is rolled back whole even past part boundaries; the next write stores those bytes again', async () => {
+      const first = pattern(6 * MiB + 5, 6);
+      const last = pattern(3 * MiB + 11, 7);
+      expect(await append(driver, '/w/failed/data', first)).to.equal(first.length);
+      const writer = await driver.writer('/w/failed/data', true);
+      let failed = false;
+      try {
+        await writer.write(failingSource(pattern(9 * MiB, 8)));
+      } catch {
+        failed = true;
+      }
+      expect(failed).to.equal(true);
+      expect(writer.size).to.equal(first.length);
+      await writer.close();
+      expect((await driver.stat('/w/failed/data'))!.size).to.equal(first.length);
+      expect(await append(driver, '/w/failed/data', last)).to.equal(first.length + last.length);
+      await commit(driver, '/w/failed/data');
+      expect(await digestOf(await driver.reader('/w/failed/data'))).to.equal(sha256(first, last));
+
+      // A failed first write leaves nothing begun behind.
+      const fresh = await driver.writer('/w/failed/fresh', false);
+      try {
+        await fresh.write(failingSource(pattern(11 * MiB, 9)));
+      } catch {
+        failed = true;
+      }
+      expect(fresh.size).to.equal(0);
+      await fresh.close();
+      expect(await pendingUnder('/w/failed/fresh')).to.deep.equal([]);
+    });
+
+    it('writer(path, false) starts anew, discarding what an unfinished writer stored', async () => {
+      await append(driver, '/w/anew/data', pattern(7 * MiB, 10));
+      const writer = await driver.writer('/w/anew/data', false);
+      expect(writer.size).to.equal(0);
+      await writer.close();
+      expect((await driver.stat('/w/anew/data'))!.size).to.equal(0);
+      expect(await pendingUnder('/w/anew/data')).to.deep.equal([]);
+      expect(await append(driver, '/w/anew/data', Buffer.from('new'))).to.equal(3);
+      await commit(driver, '/w/anew/data');
+      expect((await driver.getContent('/w/anew/data'))!.toString()).to.equal('new');
+    });
+
+    it('delete of an upload folder or file in progress removes everything, multipart upload included', async () => {
+      const created = await driver.writer('/u/session/data', false);
+      await created.close();
+      await driver.putContent('/u/session/startedat', 'now');
+      await append(driver, '/u/session/data', pattern(7 * MiB, 11));
+      expect(await driver.delete('/u/session')).to.equal(true);
+      expect(await driver.stat('/u/session/data')).to.equal(undefined);
+      expect(await driver.stat('/u/session')).to.equal(undefined);
+      expect(await driver.list('/u')).to.deep.equal([]);
+      expect(await pendingUnder('/u/session')).to.deep.equal([]);
+      const after = await driver.writer('/u/session/data', true);
+      expect(after.size).to.equal(0);
+      await after.close();
+
+      await append(driver, '/u/file/data', pattern(6 * MiB, 12));
+      expect(await driver.delete('/u/file/data')).to.equal(true);
+      expect(await driver.stat('/u/file/data')).to.equal(undefined);
+      expect(await driver.list('/u/file')).to.deep.equal([]);
+      expect(await pendingUnder('/u/file')).to.deep.equal([]);
+      expect(await driver.delete('/u/file/data')).to.equal(false);
     });
 
     it('streams a large file through without holding it whole, byte-exact', async () => {

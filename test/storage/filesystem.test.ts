@@ -6,5 +6,9 @@ import { describeStorageDriver } from './driver-contract.ts';
 
 describeStorageDriver('filesystem', async () => {
   const root = await mkdtemp(join(tmpdir(), 'berth-fs-driver-'));
-  return { driver: new FilesystemDriver(root), cleanup: () => rm(root, { recursive: true, force: true }) };
+  return {
+    driver: new FilesystemDriver(root),
+    reopen: () => new FilesystemDriver(root),
+    cleanup: () => rm(root, { recursive: true, force: true }),
+  };
 });

@@ -1,0 +1,52 @@
+// The whole HTTP API suite (every file in test/api/) a second time, with each Berth server keeping its data
+// in S3: one s3rver for the run, a key prefix per server. The suites are loaded again as new module
+// instances and placed under one suite whose hooks switch the servers' storage.
+import { expect } from 'chai';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { startBerth, storeBerthDataIn } from './helpers/berth.ts';
+import { Registry } from './helpers/registry.ts';
+import { sharedS3, type TestS3 } from './helpers/s3.ts';
+
+const onS3 = describe('the HTTP API with Berth on S3 (s3rver)', () => {
+  let s3: TestS3;
+  before(async () => {
+    s3 = await sharedS3();
+    storeBerthDataIn(s3);
+  });
+  after(() => storeBerthDataIn(undefined));
+
+  it('servers keep their data in the bucket, under their own prefix, and none in their folder', async () => {
+    const berth = await startBerth();
+    try {
+      expect(berth.logs.map((line) => JSON.parse(line) as { msg?: string; storage?: string }).find((e) => e.msg === 'berth is serving')?.storage).to.equal('s3');
+      const digest = await new Registry(berth.url).pushBlob('where/app', 'in the bucket');
+      expect(await berth.storage.stat(`/blobs/sha256/${digest.slice(7, 9)}/${digest.slice(7)}/data`)).to.include({ size: 13 });
+      expect(readdirSync(berth.dataDir)).to.deep.equal([]);
+    } finally {
+      await berth.destroy();
+    }
+  });
+
+  it('a bucket that does not exist stops start-up with a message that names it', async () => {
+    let error: unknown;
+    try {
+      const berth = await startBerth({ env: { BERTH_S3_BUCKET: 'no-such-bucket' } });
+      await berth.destroy();
+    } catch (err) {
+      error = err;
+    }
+    expect((error as Error)?.message).to.include('exited with 1').and.include('S3 bucket "no-such-bucket"').and.include('does not exist');
+  });
+});
+
+const root = onS3.parent!;
+const dir = join(import.meta.dirname, 'api');
+for (const file of readdirSync(dir).filter((name) => name.endsWith('.test.ts')).sort()) {
+  const before = root.suites.length;
+  await import(`./api/${file}?storage=s3`);
+  for (const suite of root.suites.splice(before)) {
+    suite.parent = onS3;
+    onS3.suites.push(suite);
+  }
+}

@@ -1,0 +1,262 @@
+// A real S3 endpoint for the tests: s3rver, in this process, on a free loopback port, keeping its objects
+// in a temporary folder; one for the whole mocha run (each user takes its own key prefix).
+//
+// s3rver lacks three multipart calls that the S3 driver uses and that S3 (and MinIO, Ceph, R2) have:
+// AbortMultipartUpload, UploadPartCopy and ListMultipartUploads; and it takes parts of any size, in any
+// order, for an upload that may not even exist. The extensions below add those calls on s3rver's own store,
+// and make UploadPart and CompleteMultipartUpload as strict as S3 is: NoSuchUpload for an upload that was
+// completed or aborted, parts in ascending order with matching ETags, and every part but the last at least
+// 5 MiB (EntityTooSmall). ListObjectsV2 is answered here too: s3rver makes its continuation tokens with
+// DES, which OpenSSL 3 refuses, so every listing longer than a page failed. S3RVER_LOGS=1 shows s3rver's
+// own log, for debugging.
+import { ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
+import { createReadStream, mkdtempSync, rmSync } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import S3rver, { type S3rverContext, type S3rverMiddleware, type S3rverStore } from 's3rver';
+import type { S3DriverOptions } from '../../storage/index.ts';
+
+const require = createRequire(import.meta.url);
+const S3Error = require('s3rver/lib/models/error') as new (code: string, message?: string, detail?: Record<string, unknown>) => Error;
+
+const MIN_PART_SIZE = 5 * 1024 * 1024;
+
+// The SDK warns once per process that its releases from 2027 need Node 22: true, and noise in test output.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
+export const S3_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
+
+export interface TestS3 {
+  endpoint: string;
+  bucket: string;
+  /** s3rver's folder. */
+  directory: string;
+  client: S3Client;
+  /** Options for an S3Driver on this endpoint under a prefix of its own, with 5 MiB parts (S3's minimum). */
+  driverOptions(prefix: string): S3DriverOptions;
+  /** The environment that points a Berth process at this endpoint, under a prefix of its own. */
+  berthEnv(prefix: string): Record<string, string>;
+  /** Keys of the multipart uploads begun under a prefix and neither completed nor aborted. */
+  pendingUploads(prefix: string): Promise<string[]>;
+  /** The next `count` UploadPart requests fail with 500 InternalError (after their body is read). */
+  failUploadParts(count: number): void;
+  close(): Promise<void>;
+}
+
+export async function startS3(bucket = 'berth-test'): Promise<TestS3> {
+  const directory = mkdtempSync(join(tmpdir(), 'berth-s3rver-'));
+  const server = new S3rver({ address: '127.0.0.1', port: 0, directory, silent: process.env.S3RVER_LOGS !== '1', configureBuckets: [{ name: bucket }] });
+  // s3rver's middleware ends with its router: the extensions go right before it.
+  if (server.middleware.length !== 5) throw new Error(`unexpected s3rver middleware (${server.middleware.length}): update test/helpers/s3.ts`);
+  const faults = { uploadParts: 0 };
+  server.middleware.splice(server.middleware.length - 1, 0, extensions(server.store, faults));
+  const address = await server.run();
+  const endpoint = `http://127.0.0.1:${address.port}`;
+  const client = new S3Client({
+    endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: S3_CREDENTIALS,
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+  return {
+    endpoint,
+    bucket,
+    directory,
+    client,
+    driverOptions: (prefix) => ({
+      bucket,
+      prefix,
+      endpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: S3_CREDENTIALS,
+      partSize: MIN_PART_SIZE,
+    }),
+    berthEnv: (prefix) => ({
+      BERTH_S3_BUCKET: bucket,
+      BERTH_S3_ENDPOINT: endpoint,
+      BERTH_S3_FORCE_PATH_STYLE: 'true',
+      BERTH_S3_PREFIX: prefix,
+      BERTH_S3_PART_SIZE: String(MIN_PART_SIZE),
+      AWS_ACCESS_KEY_ID: S3_CREDENTIALS.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: S3_CREDENTIALS.secretAccessKey,
+      // Credentials come from the environment: never ask an instance metadata service.
+      AWS_EC2_METADATA_DISABLED: 'true',
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    }),
+    failUploadParts(count) {
+      faults.uploadParts = count;
+    },
+    async pendingUploads(prefix) {
+      const res = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix }));
+      return (res.Uploads ?? []).map((upload) => upload.Key!);
+    },
+    async close() {
+      client.destroy();
+      await server.close();
+      rmSync(directory, { recursive: true, force: true });
+    },
+  };
+}
+
+let shared: Promise<TestS3> | undefined;
+
+/** The run's one S3 endpoint, started on first use and closed when mocha's run ends. */
+export function sharedS3(): Promise<TestS3> {
+  return (shared ??= startS3());
+}
+
+if (typeof after === 'function') {
+  after(async () => {
+    if (shared) await (await shared).close();
+  });
+}
+
+// ---- what s3rver lacks ----
+
+function s3Error(code: string, message: string): Error {
+  return new S3Error(code, message);
+}
+
+function extensions(store: S3rverStore, faults: { uploadParts: number }): S3rverMiddleware {
+  return async (ctx, next) => {
+    if (faults.uploadParts > 0 && ctx.method === 'PUT' && 'partNumber' in ctx.query && !ctx.get('x-amz-copy-source')) {
+      faults.uploadParts--;
+      await readBody(ctx.req);
+      throw s3Error('InternalError', 'We encountered an internal error (injected by the test). Please try again.');
+    }
+    const match = /^\/([^/]+)(?:\/(.*))?$/.exec(ctx.path);
+    if (!match) return next();
+    const bucket = match[1]!;
+    const query = ctx.query;
+    if (!match[2]) {
+      if (ctx.method === 'GET' && 'uploads' in query) return listUploads(ctx, store, bucket, String(query.prefix ?? ''));
+      if (ctx.method === 'GET' && query['list-type'] === '2') return listObjectsV2(ctx, store, bucket);
+      return next();
+    }
+    const key = decodeURIComponent(match[2]);
+    const uploadId = typeof query.uploadId === 'string' ? query.uploadId : undefined;
+    if (uploadId === undefined) return next();
+    const dir = join(store.getResourcePath(bucket, undefined, 'uploads'), uploadId);
+    const exists = await fsp.stat(dir).then(
+      () => true,
+      () => false,
+    );
+    if (!exists) throw s3Error('NoSuchUpload', 'The specified upload does not exist.');
+    if (ctx.method === 'DELETE') {
+      await fsp.rm(dir, { recursive: true, force: true });
+      ctx.status = 204;
+      ctx.body = null;
+      return;
+    }
+    if (ctx.method === 'PUT' && ctx.get('x-amz-copy-source')) return uploadPartCopy(ctx, store, bucket, uploadId);
+    if (ctx.method === 'POST') return completeUpload(ctx, store, bucket, key, uploadId, dir);
+    return next();
+  };
+}
+
+async function listUploads(ctx: S3rverContext, store: S3rverStore, bucket: string, prefix: string): Promise<void> {
+  const root = store.getResourcePath(bucket, undefined, 'uploads');
+  const ids = await fsp.readdir(root).catch(() => [] as string[]);
+  const uploads: { Key: string; UploadId: string }[] = [];
+  for (const id of ids.sort()) {
+    const key = await fsp.readFile(join(root, id, 'key'), 'utf8').catch(() => undefined);
+    if (key !== undefined && key.startsWith(prefix)) uploads.push({ Key: key, UploadId: id });
+  }
+  ctx.body = { ListMultipartUploadsResult: { Bucket: bucket, Prefix: prefix, IsTruncated: false, Upload: uploads } };
+}
+
+/** ListObjectsV2 with continuation tokens that work (s3rver makes them with DES, which OpenSSL 3 refuses). */
+async function listObjectsV2(ctx: S3rverContext, store: S3rverStore, bucket: string): Promise<void> {
+  if (!(await store.getBucket(bucket))) throw s3Error('NoSuchBucket', 'The specified bucket does not exist');
+  const text = (name: string) => (typeof ctx.query[name] === 'string' ? (ctx.query[name] as string) : '');
+  const token = text('continuation-token');
+  const prefix = text('prefix');
+  const delimiter = text('delimiter');
+  const maxKeys = Math.min(1000, text('max-keys') ? Number(text('max-keys')) : 1000);
+  const startAfter = token ? Buffer.from(token, 'base64url').toString('utf8') : text('start-after');
+  const result =
+    maxKeys === 0
+      ? { objects: [], commonPrefixes: [], isTruncated: false }
+      : await store.listObjects(bucket, { prefix, delimiter, startAfter, maxKeys });
+  const last = result.objects[result.objects.length - 1];
+  ctx.body = {
+    ListBucketResult: {
+      '@': { xmlns: 'http://s3.amazonaws.com/doc/2006-03-01/' },
+      Name: bucket,
+      Prefix: prefix,
+      ContinuationToken: token || undefined,
+      NextContinuationToken: result.isTruncated && last ? Buffer.from(last.key, 'utf8').toString('base64url') : undefined,
+      KeyCount: result.objects.length + result.commonPrefixes.length,
+      MaxKeys: maxKeys,
+      Delimiter: delimiter || undefined,
+      IsTruncated: result.isTruncated,
+      Contents: result.objects.map((object) => ({
+        Key: object.key,
+        LastModified: object.lastModifiedDate.toISOString(),
+        ETag: object.metadata.etag,
+        Size: object.size,
+        StorageClass: 'STANDARD',
+      })),
+      CommonPrefixes: result.commonPrefixes.map((Prefix) => ({ Prefix })),
+    },
+  };
+}
+
+async function uploadPartCopy(ctx: S3rverContext, store: S3rverStore, bucket: string, uploadId: string): Promise<void> {
+  const source = decodeURIComponent(ctx.get('x-amz-copy-source').split('?')[0]!).replace(/^\//, '');
+  const slash = source.indexOf('/');
+  const path = store.getResourcePath(source.slice(0, slash), source.slice(slash + 1), 'object');
+  const size = await fsp.stat(path).then(
+    (st) => st.size,
+    () => undefined,
+  );
+  if (size === undefined) throw s3Error('NoSuchKey', 'The specified key does not exist.');
+  const rangeHeader = ctx.get('x-amz-copy-source-range');
+  const range = /^bytes=(\d+)-(\d+)$/.exec(rangeHeader);
+  if (rangeHeader && !range) throw s3Error('InvalidArgument', 'The x-amz-copy-source-range value must be of the form bytes=first-last');
+  const start = range ? Number(range[1]) : 0;
+  const end = range ? Number(range[2]) : size - 1;
+  if (start > end || end >= size) throw s3Error('InvalidRange', 'The requested range is not satisfiable');
+  const { md5 } = await store.putPart(bucket, uploadId, Number(ctx.query.partNumber), createReadStream(path, { start, end }));
+  ctx.body = { CopyPartResult: { LastModified: new Date().toISOString(), ETag: JSON.stringify(md5) } };
+}
+
+async function readBody(stream: Readable): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function completeUpload(
+  ctx: S3rverContext,
+  store: S3rverStore,
+  bucket: string,
+  key: string,
+  uploadId: string,
+  dir: string,
+): Promise<void> {
+  const xml = await readBody(ctx.req);
+  const parts = [...xml.matchAll(/<Part>([\s\S]*?)<\/Part>/g)].map((m) => ({
+    number: Number(/<PartNumber>(\d+)<\/PartNumber>/.exec(m[1]!)?.[1]),
+    etag: (/<ETag>([\s\S]*?)<\/ETag>/.exec(m[1]!)?.[1] ?? '').replace(/&quot;|"/g, ''),
+  }));
+  if (parts.length === 0) throw s3Error('MalformedXML', 'The XML you provided was not well-formed');
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i]!;
+    if (i > 0 && part.number <= parts[i - 1]!.number) throw s3Error('InvalidPartOrder', 'The list of parts was not in ascending order.');
+    const md5 = await fsp.readFile(join(dir, `${part.number}.md5`), 'utf8').catch(() => undefined);
+    if (md5 !== part.etag) throw s3Error('InvalidPart', `Part ${part.number} was not found or its ETag did not match.`);
+    const { size } = await fsp.stat(join(dir, String(part.number)));
+    if (i < parts.length - 1 && size < MIN_PART_SIZE) {
+      throw s3Error('EntityTooSmall', `Part ${part.number} has ${size} bytes; all parts but the last must be at least 5 MiB.`);
+    }
+  }
+  const { md5 } = await store.putObjectMultipart(bucket, uploadId, parts);
+  ctx.body = { CompleteMultipartUploadResult: { Bucket: bucket, Key: key, ETag: JSON.stringify(`${md5}-${parts.length}`) } };
+}
