@@ -1,6 +1,6 @@
 // BlobStore: content-addressed blobs stored once per digest, and the links that say which repository
 // may serve which blob.
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { ByteRange, StorageDriver } from './driver.ts';
 import { baseName, decodeName, layout } from './layout.ts';
 import type { Digest } from './reference.ts';
@@ -23,6 +23,16 @@ export class BlobStore {
 
   open(digest: Digest, range?: ByteRange): Promise<Readable> {
     return this.driver.reader(layout.blobData(digest), range);
+  }
+
+  /** Whether `copyTo` is there: the driver can send a blob without allocating per read. */
+  get hasFastCopy(): boolean {
+    return this.driver.copyTo !== undefined;
+  }
+
+  copyTo(digest: Digest, sink: Writable, range?: ByteRange): Promise<void> {
+    if (!this.driver.copyTo) throw new Error(`the ${this.driver.name} driver has no copyTo`);
+    return this.driver.copyTo(layout.blobData(digest), sink, range);
   }
 
   async read(digest: Digest): Promise<Buffer | undefined> {

@@ -1,6 +1,6 @@
 // StorageDriver: the one door to where bytes live (a local folder or an S3 bucket). Everything above it speaks
 // in storage paths ("/blobs/sha256/ab/…/data"), never in file names or object keys.
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 
 export interface FileInfo {
   readonly path: string;
@@ -44,6 +44,11 @@ export interface StorageDriver {
   putContent(path: string, content: Buffer | string): Promise<void>;
   /** Streams a file or a byte range of it. Throws PathNotFoundError when it does not exist. */
   reader(path: string, range?: ByteRange): Promise<Readable>;
+  /**
+   * Optional fast path for serving a file: writes it (or a range) into the sink, reusing its buffers, and
+   * resolves when the sink has taken every byte. Drivers without it are read through `reader`.
+   */
+  copyTo?(path: string, sink: Writable, range?: ByteRange): Promise<void>;
   /** Opens a file for appending (append) or anew (truncating). */
   writer(path: string, append: boolean): Promise<FileWriter>;
   stat(path: string): Promise<FileInfo | undefined>;

@@ -93,7 +93,6 @@ export class UploadStore {
       const cached = this.hashes.get(key);
       const state = cached?.offset === offset ? cached : offset === 0 ? { offset, hash: createHash('sha256') } : undefined;
       this.hashes.delete(key); // re-inserted only if the chunk lands whole
-      const observer = this.observer;
       let received = 0;
       async function* hashed(): AsyncGenerator<Buffer> {
         for await (const chunk of source as AsyncIterable<Buffer>) {
@@ -102,14 +101,19 @@ export class UploadStore {
             throw new RegistryError('SIZE_INVALID', `chunk is longer than the ${length} bytes announced`);
           }
           state?.hash.update(chunk);
-          observer?.bytesReceived(chunk.length);
           yield chunk;
         }
         if (length !== undefined && received !== length) {
           throw new RegistryError('SIZE_INVALID', `chunk has ${received} bytes, ${length} were announced`);
         }
       }
-      await writer.write(hashed());
+      try {
+        await writer.write(hashed());
+      } finally {
+        // Counted once per chunk request: a metric update per network read kept buffers alive long enough
+        // to cost full garbage collections on large pushes.
+        this.observer?.bytesReceived(received);
+      }
       if (state) {
         state.offset = writer.size;
         this.hashes.set(key, state);

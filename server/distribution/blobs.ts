@@ -2,7 +2,7 @@
 import type { Context } from 'koa';
 import { RegistryError } from '../errors.ts';
 import { parseDigest, type ByteRange } from '../../storage/index.ts';
-import { replyEmpty, replyHead, replyStream, type DistributionDeps, type Handler } from './http.ts';
+import { replyDirect, replyEmpty, replyHead, replyStream, type DistributionDeps, type Handler } from './http.ts';
 
 type RangeResult = { kind: 'full' } | { kind: 'partial'; range: ByteRange } | { kind: 'unsatisfiable' };
 
@@ -72,17 +72,17 @@ export function blobHandlers(deps: DistributionDeps): Record<string, Handler> {
           headers: { 'Content-Range': `bytes */${size}` },
         });
       }
-      if (range.kind === 'partial') {
-        const { start, end } = range.range;
-        const stream = await deps.storage.blobs.open(digest, range.range);
-        replyStream(ctx, 206, stream, end - start + 1, {
-          ...headers(digest.value),
-          'Content-Range': `bytes ${start}-${end}/${size}`,
-        });
+      const partial = range.kind === 'partial' ? range.range : undefined;
+      const status = partial ? 206 : 200;
+      const length = partial ? partial.end - partial.start + 1 : size;
+      const replyHeaders = partial
+        ? { ...headers(digest.value), 'Content-Range': `bytes ${partial.start}-${partial.end}/${size}` }
+        : headers(digest.value);
+      if (blobs.hasFastCopy) {
+        await replyDirect(ctx, status, length, replyHeaders, (sink) => blobs.copyTo(digest, sink, partial));
         return;
       }
-      const stream = await deps.storage.blobs.open(digest);
-      replyStream(ctx, 200, stream, size, headers(digest.value));
+      replyStream(ctx, status, await blobs.open(digest, partial), length, replyHeaders);
     },
 
     async DELETE(ctx, { name, ref }) {

@@ -1,7 +1,7 @@
 // The StorageDriver contract: one suite that every driver must pass (filesystem now, S3 next).
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { InvalidPathError, PathNotFoundError, type StorageDriver } from '../../storage/index.ts';
 
 async function readAll(stream: Readable): Promise<Buffer> {
@@ -303,6 +303,55 @@ export function describeStorageDriver(name: string, make: () => Promise<DriverUn
       for await (const part of await driver.reader('/big/file')) actual.update(part as Buffer);
       expect(actual.digest('hex')).to.equal(expected.digest('hex'));
       expect((await driver.stat('/big/file'))!.size).to.equal(count * chunk.length);
+    });
+
+    it('copyTo, where a driver offers it, sends exactly the file or the range, and gives up when the sink closes', async () => {
+      if (!driver.copyTo) {
+        expect(driver.name).to.equal('s3'); // the S3 driver serves through reader (and may redirect)
+        return;
+      }
+      const data = Buffer.alloc(5 * 1024 * 1024 + 123);
+      for (let i = 0; i < data.length; i++) data[i] = (i * 7) % 256;
+      await driver.putContent('/copy/file', data);
+      const collect = () => {
+        const chunks: Buffer[] = [];
+        const sink = new Writable({
+          write(chunk: Buffer, _enc, callback) {
+            chunks.push(Buffer.from(chunk)); // copied: the driver reuses its buffers
+            setImmediate(callback);
+          },
+        });
+        return { sink, bytes: () => Buffer.concat(chunks) };
+      };
+      const whole = collect();
+      await driver.copyTo('/copy/file', whole.sink);
+      expect(whole.bytes().equals(data)).to.equal(true);
+      const part = collect();
+      await driver.copyTo('/copy/file', part.sink, { start: 1_000_000, end: 3_500_000 });
+      expect(part.bytes().equals(data.subarray(1_000_000, 3_500_001))).to.equal(true);
+      let written = 0;
+      const closing = new Writable({
+        write(chunk: Buffer, _enc, callback) {
+          written += chunk.length;
+          callback();
+          this.destroy();
+        },
+      });
+      let error: unknown;
+      try {
+        await driver.copyTo('/copy/file', closing);
+      } catch (err) {
+        error = err;
+      }
+      expect(error).to.be.instanceOf(Error);
+      expect(written).to.be.below(data.length);
+      let missing: unknown;
+      try {
+        await driver.copyTo('/copy/none', collect().sink);
+      } catch (err) {
+        missing = err;
+      }
+      expect(missing).to.be.instanceOf(PathNotFoundError);
     });
 
     it('list gives the sorted direct children as full paths; a missing folder gives none', async () => {
