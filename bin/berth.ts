@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --import tsx
+#!/usr/bin/env node
 // The berth command.
 import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, loadConfig } from '../server/config.ts';

@@ -9,8 +9,8 @@ import {
   createStorage,
   FilesystemDriver,
   localCoordination,
-  redisCoordination,
-  S3Driver,
+  createRedisCoordination,
+  createS3Driver,
   type Coordination,
   type Storage,
   type StorageDriver,
@@ -29,10 +29,10 @@ export interface Berth {
   logger: Logger;
 }
 
-export function createApp(config: Config, logger: Logger = createLogger(config.logLevel)): Berth {
+export async function createApp(config: Config, logger: Logger = createLogger(config.logLevel)): Promise<Berth> {
   const metrics = new Metrics();
-  const coordination = chooseCoordination(config);
-  const storage = createStorage(createDriver(config, logger), metrics, coordination);
+  const coordination = await chooseCoordination(config);
+  const storage = createStorage(await createDriver(config, logger), metrics, coordination);
   const app = new Koa({ proxy: false });
   app.silent = true;
   app.on('error', (err: Error) => logger.debug({ err: err.message }, 'response stream ended early'));
@@ -61,9 +61,9 @@ export function createApp(config: Config, logger: Logger = createLogger(config.l
 }
 
 /** S3 when a bucket is configured, else the folder BERTH_DATA. */
-export function createDriver(config: Config, logger?: Logger): StorageDriver {
+export async function createDriver(config: Config, logger?: Logger): Promise<StorageDriver> {
   if (!usesS3(config)) return new FilesystemDriver(config.dataDir);
-  return new S3Driver({
+  return createS3Driver({
     bucket: config.s3Bucket!,
     prefix: config.s3Prefix,
     region: config.s3Region,
@@ -79,18 +79,18 @@ export function createDriver(config: Config, logger?: Logger): StorageDriver {
 
 /** Checks once, before serving, that storage answers (an S3 bucket must exist and be reachable). */
 export async function checkStorage(config: Config): Promise<void> {
-  const driver = createDriver(config);
+  const driver = await createDriver(config);
   try {
     await driver.ready?.();
   } finally {
-    if (driver instanceof S3Driver) driver.client.destroy();
+    await driver.close?.();
   }
 }
 
 /** Redis when configured; else the primary's arbiter for cluster workers; else this process alone. */
-function chooseCoordination(config: Config): Coordination {
+async function chooseCoordination(config: Config): Promise<Coordination> {
   if (usesRedis(config)) {
-    return redisCoordination({
+    return createRedisCoordination({
       url: config.redisUrl,
       sentinels: config.redisSentinels,
       sentinelName: config.redisSentinelName,
@@ -108,7 +108,7 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export async function startServer(config: Config, berth: Berth = createApp(config)): Promise<RunningServer> {
+export async function startServer(config: Config, berth: Berth): Promise<RunningServer> {
   const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, berth.app.callback());
   const { host, port } = listenAddress(config);
   await new Promise<void>((resolve, reject) => {

@@ -3,15 +3,17 @@
 // gathers metrics from all of them.
 import cluster, { type Worker } from 'node:cluster';
 import client from 'prom-client';
-import { ClusterGenerationRelay, ClusterLockArbiter } from '../storage/index.ts';
-import { checkStorage, createApp, startServer } from './app.ts';
-import type { Config } from './config.ts';
+// Straight to the cluster module, not storage/index.ts: the primary only forks and relays, and should not
+// carry the whole registry (S3 SDK, Koa…) in memory. Workers load the app when they start.
+import { ClusterGenerationRelay, ClusterLockArbiter } from '../storage/cluster.ts';
+import { usesS3, type Config } from './config.ts';
 import { createLogger } from './logging.ts';
 import { isMetricsRequest, type MetricsReply } from './metrics.ts';
 
 /** Serves in this process until SIGTERM/SIGINT, then lets in-flight requests finish and exits. */
 export async function serveOne(config: Config): Promise<void> {
-  const berth = createApp(config);
+  const { createApp, startServer } = await import('./app.ts');
+  const berth = await createApp(config);
   // A bug in one request must not take the registry down for everyone: log it and keep serving.
   process.on('unhandledRejection', (err) => berth.logger.error({ err }, 'unhandled rejection'));
   process.on('uncaughtException', (err) => berth.logger.error({ err }, 'uncaught exception'));
@@ -25,8 +27,9 @@ export async function serveOne(config: Config): Promise<void> {
 }
 
 export async function serve(config: Config): Promise<void> {
-  // Once, before any worker starts: a registry whose storage does not answer must not serve.
-  if (!cluster.isWorker) await checkStorage(config);
+  // Once, before any worker starts: a registry whose bucket does not answer must not serve (and must not
+  // restart workers forever). A local folder needs no check.
+  if (!cluster.isWorker && usesS3(config)) await (await import('./app.ts')).checkStorage(config);
   if (config.workers <= 1 || cluster.isWorker) return serveOne(config);
   runPrimary(config);
 }

@@ -38,6 +38,8 @@ export interface StorageDriver {
   readonly name: string;
   /** Checks once, at start-up, that the storage answers; throws StorageUnavailableError otherwise. */
   ready?(): Promise<void>;
+  /** Releases connections (an S3 client's sockets); the driver is not used after it. */
+  close?(): Promise<void>;
   /** Small files only (links, metadata, manifests). */
   getContent(path: string): Promise<Buffer | undefined>;
   /** Replaces the file atomically: readers see the old content or the new one, never a mix. */

@@ -10,9 +10,7 @@ export { BlobStore } from './blobs.ts';
 export { localCoordination, LocalGenerations, type Coordination, type Generations } from './coordination.ts';
 export { LocalLock, type Lock } from './lock.ts';
 export { clusterWorkerCoordination, ClusterLockArbiter, ClusterGenerationRelay } from './cluster.ts';
-export { redisCoordination, RedisLock, RedisGenerations, connectRedis, type RedisConfig } from './redis.ts';
 export { FilesystemDriver } from './filesystem.ts';
-export { S3Driver, partSizeFor, type S3DriverOptions } from './s3.ts';
 export { ManifestStore, type StoredManifest, type ReferrerDescriptor } from './manifests.ts';
 export { UploadStore, uploadRange, rangeError, isValidUploadId, type BlobUpload } from './uploads.ts';
 export {
@@ -46,4 +44,19 @@ export function createStorage(
 
 export function filesystemStorage(root: string, observer?: UploadObserver, coordination?: Coordination): Storage {
   return createStorage(new FilesystemDriver(root), observer, coordination);
+}
+
+// The AWS SDK and ioredis are loaded only by a process that is configured to use them: each costs memory
+// in every process (workers included) that would otherwise never touch them.
+export type { S3DriverOptions } from './s3.ts';
+export type { RedisConfig } from './redis.ts';
+
+export async function createS3Driver(options: import('./s3.ts').S3DriverOptions): Promise<import('./s3.ts').S3Driver> {
+  const { S3Driver } = await import('./s3.ts');
+  return new S3Driver(options);
+}
+
+export async function createRedisCoordination(config: import('./redis.ts').RedisConfig): Promise<Coordination> {
+  const { redisCoordination } = await import('./redis.ts');
+  return redisCoordination(config);
 }

@@ -267,6 +267,10 @@ export class S3Driver implements StorageDriver {
   }
 
   /** Checks that the bucket answers with these credentials (at start-up). */
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+
   async ready(): Promise<void> {
     try {
       await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: AbortSignal.timeout(20_000) });

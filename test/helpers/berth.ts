@@ -4,7 +4,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { FilesystemDriver, S3Driver, type StorageDriver } from '../../storage/index.ts';
+import { FilesystemDriver, type StorageDriver } from '../../storage/index.ts';
+import { S3Driver } from '../../storage/s3.ts';
 import { Registry } from './registry.ts';
 import type { TestS3 } from './s3.ts';
 

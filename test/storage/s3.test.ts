@@ -11,7 +11,8 @@ import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
-import { partSizeFor, S3Driver, StorageUnavailableError } from '../../storage/index.ts';
+import { StorageUnavailableError } from '../../storage/index.ts';
+import { partSizeFor, S3Driver } from '../../storage/s3.ts';
 import { sharedS3, type TestS3 } from '../helpers/s3.ts';
 import { describeStorageDriver } from './driver-contract.ts';
 

@@ -1,13 +1,14 @@
 import { expect } from 'chai';
 import { createDriver } from '../../server/app.ts';
 import { ConfigError, loadConfig } from '../../server/config.ts';
-import { FilesystemDriver, S3Driver } from '../../storage/index.ts';
+import { FilesystemDriver } from '../../storage/index.ts';
+import { S3Driver } from '../../storage/s3.ts';
 
 // The SDK's one warning that its 2027 releases need Node 22: true, and noise here.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 describe('configuration: the S3 driver', () => {
-  it('BERTH_S3_BUCKET selects the S3 driver, with region, endpoint, prefix and path style', () => {
+  it('BERTH_S3_BUCKET selects the S3 driver, with region, endpoint, prefix and path style', async () => {
     const config = loadConfig({
       BERTH_S3_BUCKET: 'registry-blobs',
       BERTH_S3_ENDPOINT: 'http://127.0.0.1:9000',
@@ -22,12 +23,12 @@ describe('configuration: the S3 driver', () => {
       s3ForcePathStyle: true,
       s3PartSize: 16 * 1024 * 1024,
     });
-    const driver = createDriver(config);
-    expect(driver).to.be.instanceOf(S3Driver);
+    const driver = await createDriver(config);
+    expect(driver.name).to.equal('s3');
     expect((driver as S3Driver).bucket).to.equal('registry-blobs');
     expect((driver as S3Driver).objectKey('/blobs/x')).to.equal('team/registry/blobs/x');
     (driver as S3Driver).client.destroy();
-    expect(createDriver(loadConfig({}))).to.be.instanceOf(FilesystemDriver);
+    expect(await createDriver(loadConfig({}))).to.be.instanceOf(FilesystemDriver);
   });
 
   for (const [variable, value, says] of [
