@@ -1,20 +1,41 @@
 // The whole HTTP API suite (every file in test/api/) a second time, with each Berth server keeping its data
-// in S3: one s3rver for the run, a key prefix per server. The suites are loaded again as new module
+// in S3 and its shared state in a real redis-server: one s3rver and one Redis for the run, a key prefix per
+// server in each. The suites are loaded again as new module
 // instances and placed under one suite whose hooks switch the servers' storage.
 import { expect } from 'chai';
 import { readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { basename, join } from 'node:path';
 import { startBerth, storeBerthDataIn } from './helpers/berth.ts';
 import { Registry } from './helpers/registry.ts';
+import { startRedis, type TestRedis } from './helpers/redis.ts';
 import { sharedS3, type TestS3 } from './helpers/s3.ts';
 
-const onS3 = describe('the HTTP API with Berth on S3 (s3rver)', () => {
+const onS3 = describe('the HTTP API with Berth on S3 (s3rver) and Redis (redis-server)', () => {
   let s3: TestS3;
+  let redis: TestRedis;
   before(async () => {
     s3 = await sharedS3();
-    storeBerthDataIn(s3);
+    redis = await startRedis();
+    storeBerthDataIn(s3, redis.url);
   });
-  after(() => storeBerthDataIn(undefined));
+  after(async () => {
+    storeBerthDataIn(undefined);
+    await redis?.stop();
+  });
+
+  it('servers keep their shared state in Redis, under their own prefix', async () => {
+    const berth = await startBerth();
+    const client = new Redis(redis.url);
+    try {
+      await new Registry(berth.url).pushImage('state/app', 'v1');
+      const keys = await client.keys(`berth:${basename(berth.dataDir)}:gen:*`);
+      expect(keys).to.deep.equal([`berth:${basename(berth.dataDir)}:gen:state/app`]);
+    } finally {
+      client.disconnect();
+      await berth.destroy();
+    }
+  });
 
   it('servers keep their data in the bucket, under their own prefix, and none in their folder', async () => {
     const berth = await startBerth();

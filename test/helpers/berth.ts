@@ -39,20 +39,27 @@ export interface StartOptions {
 }
 
 let s3: TestS3 | undefined;
+let sharedRedisUrl: string | undefined;
 
 /**
  * From now on, servers that startBerth starts keep their data in S3 (each under a key prefix of its own,
  * named after its data folder, so a restart or a second server on the same folder sees the same data), or
- * again in their folder (undefined).
+ * again in their folder (undefined); with a Redis URL, they also keep their shared state there (under a
+ * key prefix named the same way).
  */
-export function storeBerthDataIn(endpoint: TestS3 | undefined): void {
+export function storeBerthDataIn(endpoint: TestS3 | undefined, redisUrl?: string): void {
   s3 = endpoint;
+  sharedRedisUrl = endpoint ? redisUrl : undefined;
 }
 
 export async function startBerth(options: StartOptions = {}): Promise<TestBerth> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'berth-test-'));
   const bucket = s3;
-  const storageEnv = bucket ? bucket.berthEnv(`${basename(dataDir)}/`) : {};
+  const storageEnv: Record<string, string> = bucket ? bucket.berthEnv(`${basename(dataDir)}/`) : {};
+  if (bucket && sharedRedisUrl) {
+    storageEnv.BERTH_REDIS_URL = sharedRedisUrl;
+    storageEnv.BERTH_REDIS_PREFIX = `berth:${basename(dataDir)}:`;
+  }
   const storage = bucket ? new S3Driver(bucket.driverOptions(`${basename(dataDir)}/`)) : new FilesystemDriver(dataDir);
   const logs: string[] = [];
   let child: ChildProcess;

@@ -1,0 +1,26 @@
+# Berth registry image: build the TypeScript in one stage, run the compiled JavaScript as a non-root user.
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY bin bin
+COPY server server
+COPY storage storage
+RUN npm run build && npm prune --omit=dev --no-audit --no-fund
+
+FROM node:20-bookworm-slim
+ENV NODE_ENV=production \
+    BERTH_LISTEN=0.0.0.0:5000 \
+    BERTH_DATA=/var/lib/berth
+WORKDIR /app
+COPY --from=build /app/package.json ./
+COPY --from=build /app/node_modules node_modules
+COPY --from=build /app/dist dist
+RUN mkdir -p /var/lib/berth && chown node:node /var/lib/berth
+USER node
+EXPOSE 5000
+VOLUME ["/var/lib/berth"]
+HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:5000/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+CMD ["node", "dist/bin/berth.js", "serve"]
