@@ -1,0 +1,985 @@
+// Berth vs CNCF Distribution 2.8: one run starts both registries on loopback ports and measures them the
+// same way, interleaved, several times, and prints the medians as a Markdown table (also written to
+// bench/results/latest.md).
+//
+//   npm run bench                       full run (5 repetitions)
+//   npm run bench -- --quick            small sizes, short GET runs, 1 repetition (a smoke test)
+//   npm run bench -- --reps=3 --duration=2 --only=mono,get
+//
+// Options (flag, or environment variable):
+//   --reps=N        BENCH_REPS       repetitions of every measurement (default 5, quick: 1)
+//   --quick         BENCH_QUICK=1    64 MiB blobs, 256 MiB memory run, 1 s GET runs
+//   --duration=S    BENCH_DURATION   seconds of each manifest GET run (default 3, quick: 1)
+//   --only=LIST     BENCH_ONLY       a subset of mono,chunked,pull,get,rss
+//   --out=PATH      BENCH_OUT        where the table is written (default bench/results/latest.md)
+//   --node          BENCH_NODE_LOAD=1  use the built-in Node load generator for GETs even if wrk is there
+//   --keep          BENCH_KEEP=1     keep the temporary folder (registry data, configs)
+//   --quiet-wait=S  BENCH_QUIET_WAIT before each measurement, wait up to S s (default 60, 0: off) while
+//                                    other processes keep more than a third of a core busy
+//                   BENCH_BERTH_NODE_ARGS  extra node flags for Berth, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+//
+// Manifest GETs are driven by wrk (Debian package `wrk`) when it is installed, with a Lua script for the
+// latency percentiles; a Node keep-alive generator is the fallback. Distribution is /usr/bin/docker-registry
+// (Debian package `docker-registry`).
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { createReadStream, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+const ROOT = resolve(import.meta.dirname, '..');
+const MiB = 1024 * 1024;
+const DISTRIBUTION_BIN = '/usr/bin/docker-registry';
+const SUFFIX = 16; // bytes that make every pushed blob unique (its digest is precomputed from a hash copy)
+
+// ---------------------------------------------------------------------------------------------- options
+
+type Phase = 'mono' | 'chunked' | 'pull' | 'get' | 'rss';
+const PHASES: Phase[] = ['mono', 'chunked', 'pull', 'get', 'rss'];
+
+interface Options {
+  reps: number;
+  quick: boolean;
+  durationS: number;
+  blobBytes: number;
+  chunkBytes: number;
+  bigBytes: number;
+  only: Set<Phase>;
+  out: string;
+  nodeLoad: boolean;
+  keep: boolean;
+  quietWaitS: number;
+  berthNodeArgs: string[];
+}
+
+class UsageError extends Error {}
+
+function parseOptions(argv: string[]): Options {
+  const flags = new Map<string, string>();
+  for (const arg of argv) {
+    if (arg === '--help' || arg === '-h') {
+      process.stdout.write(readFileSync(new URL(import.meta.url), 'utf8').split('\nimport ')[0]!.replace(/^\/\/ ?/gm, '') + '\n');
+      process.exit(0);
+    }
+    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
+    if (!m) throw new UsageError(`unknown argument ${arg} (try --help)`);
+    flags.set(m[1]!, m[2] ?? 'true');
+  }
+  const env = process.env;
+  const get = (flag: string, envName: string): string | undefined => flags.get(flag) ?? env[envName];
+  const truthy = (v: string | undefined) => v !== undefined && v !== '' && v !== '0' && v !== 'false';
+  const known = new Set(['reps', 'quick', 'duration', 'only', 'out', 'node', 'keep', 'quiet-wait']);
+  for (const k of flags.keys()) if (!known.has(k)) throw new UsageError(`unknown option --${k} (try --help)`);
+
+  const quick = truthy(get('quick', 'BENCH_QUICK'));
+  const num = (v: string | undefined, fallback: number, what: string): number => {
+    if (v === undefined || v === '') return fallback;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${what} must be a positive number (got ${v})`);
+    return n;
+  };
+  const onlyRaw = get('only', 'BENCH_ONLY');
+  const only = new Set<Phase>(onlyRaw ? (onlyRaw.split(',').map((s) => s.trim()) as Phase[]) : PHASES);
+  for (const p of only) if (!PHASES.includes(p)) throw new UsageError(`--only: unknown phase ${p} (phases: ${PHASES.join(',')})`);
+  return {
+    reps: Math.round(num(get('reps', 'BENCH_REPS'), quick ? 1 : 5, '--reps')),
+    quick,
+    durationS: num(get('duration', 'BENCH_DURATION'), quick ? 1 : 3, '--duration'),
+    blobBytes: (quick ? 64 : 256) * MiB,
+    chunkBytes: 16 * MiB,
+    bigBytes: (quick ? 256 : 2048) * MiB,
+    only,
+    out: resolve(get('out', 'BENCH_OUT') ?? join(ROOT, 'bench', 'results', 'latest.md')),
+    nodeLoad: truthy(get('node', 'BENCH_NODE_LOAD')),
+    keep: truthy(get('keep', 'BENCH_KEEP')),
+    quietWaitS: get('quiet-wait', 'BENCH_QUIET_WAIT') === '0' ? 0 : num(get('quiet-wait', 'BENCH_QUIET_WAIT'), 60, '--quiet-wait'),
+    berthNodeArgs: (env.BENCH_BERTH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean),
+  };
+}
+
+// ------------------------------------------------------------------------------------------- utilities
+
+function log(message: string): void {
+  process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${message}\n`);
+}
+
+function median(values: number[]): number {
+  if (values.length === 0) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+/** VmRSS and VmHWM of a process, in bytes (0 once it is gone). */
+function memoryOf(pid: number): { rss: number; hwm: number } {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return { rss: 0, hwm: 0 };
+  }
+  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
+  return { rss: field('VmRSS'), hwm: field('VmHWM') };
+}
+
+/** Resets VmHWM (Linux ≥ 4.0, needs permission on the process); false when that is not possible. */
+function resetPeak(pid: number): boolean {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+/** CPU seconds the whole machine has been busy (all cores, steal included). */
+function machineBusySeconds(): number {
+  const [, ...f] = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/);
+  const [user, nice, system, , , irq, softirq, steal] = f.map(Number);
+  return (user! + nice! + system! + irq! + softirq! + (steal ?? 0)) / CLK_TCK;
+}
+
+/** CPU seconds (user + system, all threads) a process has used so far; 0 once it is gone. */
+function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+  } catch {
+    return 0;
+  }
+}
+
+/** A process and all its descendants (Berth may run as a cluster primary with worker processes). */
+function processTree(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    const list = children.get(ppid) ?? [];
+    list.push(Number(name));
+    children.set(ppid, list);
+  }
+  const tree = [root];
+  for (let i = 0; i < tree.length; i++) tree.push(...(children.get(tree[i]!) ?? []));
+  return tree;
+}
+
+function treeCpuSeconds(pids: number[]): number {
+  return pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+}
+
+/** "node ×3, esbuild ×1": what a process tree is made of. */
+function describeTree(pids: number[]): string {
+  const counts = new Map<string, number>();
+  for (const pid of pids) {
+    let comm = '?';
+    try {
+      comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+    } catch {
+      // gone
+    }
+    counts.set(comm, (counts.get(comm) ?? 0) + 1);
+  }
+  return [...counts].map(([comm, n]) => `${comm} ×${n}`).join(', ');
+}
+
+// ----------------------------------------------------------------------------------------- blob sources
+
+/**
+ * A blob of `size` bytes: a fixed prefix (a file, or bytes generated on the fly) whose sha256 state is
+ * computed once, followed by SUFFIX random bytes per variant, so every push stores a new blob and its
+ * digest costs only a hash copy.
+ */
+class BlobSource {
+  private constructor(
+    readonly size: number,
+    private readonly prefix: (start: number, end: number) => AsyncIterable<Buffer>,
+    private readonly prefixHash: Hash,
+  ) {}
+
+  static async fromFile(path: string, size: number): Promise<BlobSource> {
+    const prefixSize = size - SUFFIX;
+    const out = createWriteStream(path);
+    for (let written = 0; written < prefixSize; ) {
+      const n = Math.min(4 * MiB, prefixSize - written);
+      if (!out.write(randomBytes(n))) await new Promise<void>((r) => out.once('drain', () => r()));
+      written += n;
+    }
+    await new Promise<void>((r, reject) => out.end((err?: Error | null) => (err ? reject(err) : r())));
+    const hash = createHash('sha256');
+    for await (const chunk of createReadStream(path, { highWaterMark: 4 * MiB })) hash.update(chunk as Buffer);
+    const read = (start: number, end: number): AsyncIterable<Buffer> =>
+      createReadStream(path, { start, end: end - 1, highWaterMark: 4 * MiB }) as AsyncIterable<Buffer>;
+    return new BlobSource(size, read, hash);
+  }
+
+  /** Bytes made on the fly from a 1 MiB random block stamped with its index: nothing is stored or buffered. */
+  static async generated(size: number): Promise<BlobSource> {
+    const block = randomBytes(MiB);
+    async function* generate(start: number, end: number): AsyncGenerator<Buffer> {
+      for (let i = Math.floor(start / MiB); i * MiB < end; i++) {
+        const buf = Buffer.allocUnsafe(MiB);
+        block.copy(buf);
+        buf.writeBigUInt64LE(BigInt(i), 0);
+        const from = Math.max(start, i * MiB) - i * MiB;
+        const to = Math.min(end, (i + 1) * MiB) - i * MiB;
+        yield from === 0 && to === MiB ? buf : buf.subarray(from, to);
+      }
+    }
+    const hash = createHash('sha256');
+    for await (const chunk of generate(0, size - SUFFIX)) hash.update(chunk);
+    return new BlobSource(size, generate, hash);
+  }
+
+  variant(): BlobVariant {
+    const suffix = randomBytes(SUFFIX);
+    const digest = `sha256:${this.prefixHash.copy().update(suffix).digest('hex')}`;
+    const prefixSize = this.size - SUFFIX;
+    const prefix = this.prefix;
+    const size = this.size;
+    return {
+      size: this.size,
+      digest,
+      body(start = 0, end = size): Readable {
+        async function* all(): AsyncGenerator<Buffer> {
+          if (start < prefixSize) yield* prefix(start, Math.min(end, prefixSize));
+          if (end > prefixSize) yield suffix.subarray(Math.max(0, start - prefixSize), end - prefixSize);
+        }
+        return Readable.from(all(), { objectMode: false, highWaterMark: 4 * MiB });
+      },
+    };
+  }
+}
+
+interface BlobVariant {
+  size: number;
+  digest: string;
+  /** The bytes [start, end) as a stream. */
+  body(start?: number, end?: number): Readable;
+}
+
+// -------------------------------------------------------------------------------------------- registries
+
+interface Registry {
+  key: 'berth' | 'distribution';
+  label: string;
+  base: string;
+  process: ChildProcess;
+  agent: http.Agent;
+  output: string[];
+}
+
+function keepTail(output: string[], stream: NodeJS.ReadableStream | null): void {
+  stream?.on('data', (chunk: Buffer) => {
+    output.push(chunk.toString());
+    if (output.length > 200) output.splice(0, output.length - 200);
+  });
+}
+
+async function waitUntilServing(reg: Registry, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (reg.process.exitCode !== null || reg.process.signalCode !== null) {
+      throw new Error(`${reg.label} exited (${reg.process.exitCode ?? reg.process.signalCode}) before serving:\n${reg.output.join('')}`);
+    }
+    try {
+      const reply = await send(reg, 'GET', '/v2/', { expect: [200, 401] });
+      if (reply.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await sleep(100);
+  }
+  throw new Error(`${reg.label} did not answer GET /v2/ within ${timeoutMs / 1000} s:\n${reg.output.join('')}`);
+}
+
+async function startBerth(dir: string, nodeArgs: string[]): Promise<Registry> {
+  const port = await freePort();
+  const dataDir = join(dir, 'berth-data');
+  mkdirSync(dataDir, { recursive: true });
+  // As `npm start` runs it: the compiled JavaScript (built once in main()).
+  const child = spawn(process.execPath, [...nodeArgs, join('dist', 'bin', 'berth.js'), 'serve'], {
+    cwd: ROOT,
+    env: { ...process.env, BERTH_LISTEN: `127.0.0.1:${port}`, BERTH_DATA: dataDir, BERTH_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return watchRegistry('berth', 'Berth', port, child);
+}
+
+/** Wraps a started registry process, keeps the tail of its output, and waits until it answers. */
+async function watchRegistry(key: Registry['key'], label: string, port: number, child: ChildProcess): Promise<Registry> {
+  const reg: Registry = {
+    key,
+    label,
+    base: `http://127.0.0.1:${port}`,
+    process: child,
+    agent: new http.Agent({ keepAlive: true, maxSockets: 8 }),
+    output: [],
+  };
+  keepTail(reg.output, child.stdout);
+  keepTail(reg.output, child.stderr);
+  await waitUntilServing(reg);
+  return reg;
+}
+
+async function startDistribution(dir: string): Promise<Registry> {
+  if (!existsSync(DISTRIBUTION_BIN)) {
+    throw new Error(`${DISTRIBUTION_BIN} not found: install Distribution 2.8 with  apt-get install -y docker-registry`);
+  }
+  const port = await freePort();
+  const dataDir = join(dir, 'distribution-data');
+  mkdirSync(dataDir, { recursive: true });
+  const config = join(dir, 'distribution.yml');
+  // The stock configuration (in-memory blob descriptor cache), with log level warn; the access log is off
+  // because it is written for every request whatever the level (Berth at warn logs no request lines).
+  writeFileSync(
+    config,
+    [
+      'version: 0.1',
+      'log:',
+      '  level: warn',
+      '  accesslog:',
+      '    disabled: true',
+      'storage:',
+      '  filesystem:',
+      `    rootdirectory: ${dataDir}`,
+      '  delete:',
+      '    enabled: true',
+      '  cache:',
+      '    blobdescriptor: inmemory',
+      '  maintenance:',
+      '    uploadpurging:',
+      '      enabled: false',
+      'http:',
+      `  addr: 127.0.0.1:${port}`,
+      '',
+    ].join('\n'),
+  );
+  const child = spawn(DISTRIBUTION_BIN, ['serve', config], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  return watchRegistry('distribution', 'Distribution', port, child);
+}
+
+async function stopRegistry(reg: Registry): Promise<void> {
+  reg.agent.destroy();
+  const child = reg.process;
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+// ------------------------------------------------------------------------------------------------- HTTP
+
+interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+  bytes: number;
+}
+
+interface SendOptions {
+  headers?: Record<string, string | number>;
+  body?: Buffer | Readable;
+  /** Count the response bytes without keeping them. */
+  discard?: boolean;
+  expect: number[];
+}
+
+function send(reg: Registry, method: string, target: string | URL, options: SendOptions): Promise<Reply> {
+  const url = typeof target === 'string' ? new URL(target, reg.base) : target;
+  return new Promise<Reply>((resolveReply, reject) => {
+    let settled = false;
+    const fail = (err: Error) => {
+      if (settled) return;
+      settled = true;
+      req.destroy();
+      reject(err);
+    };
+    const req = http.request(url, { method, agent: reg.agent, headers: options.headers });
+    req.on('error', fail);
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      let bytes = 0;
+      res.on('data', (chunk: Buffer) => {
+        bytes += chunk.length;
+        if (!options.discard) chunks.push(chunk);
+      });
+      res.on('error', fail);
+      res.on('end', () => {
+        if (settled) return;
+        const body = Buffer.concat(chunks);
+        const status = res.statusCode ?? 0;
+        if (!options.expect.includes(status)) {
+          return fail(new Error(`${reg.label}: ${method} ${url.pathname}: HTTP ${status} (expected ${options.expect.join('/')}): ${body.toString().slice(0, 500)}`));
+        }
+        settled = true;
+        resolveReply({ status, headers: res.headers, body, bytes });
+      });
+    });
+    if (options.body instanceof Readable) pipeline(options.body, req).catch((err: Error) => fail(err));
+    else req.end(options.body);
+  });
+}
+
+function locationOf(reg: Registry, reply: Reply): URL {
+  const location = reply.headers.location;
+  if (!location) throw new Error(`${reg.label}: reply ${reply.status} without a Location header`);
+  return new URL(location, reg.base);
+}
+
+function withDigest(url: URL, digest: string): URL {
+  const u = new URL(url);
+  u.searchParams.set('digest', digest);
+  return u;
+}
+
+const OCTET = 'application/octet-stream';
+
+/** POST, then one PUT ?digest= with the whole body. */
+async function pushMonolithic(reg: Registry, repo: string, blob: BlobVariant): Promise<void> {
+  const started = await send(reg, 'POST', `/v2/${repo}/blobs/uploads/`, { headers: { 'Content-Length': 0 }, expect: [202] });
+  const done = await send(reg, 'PUT', withDigest(locationOf(reg, started), blob.digest), {
+    headers: { 'Content-Type': OCTET, 'Content-Length': blob.size },
+    body: blob.body(),
+    expect: [201],
+  });
+  checkDigest(reg, done, blob.digest);
+}
+
+/** POST, PATCH chunks with Content-Range, then PUT ?digest= with no body. */
+async function pushChunked(reg: Registry, repo: string, blob: BlobVariant, chunkBytes: number): Promise<void> {
+  let reply = await send(reg, 'POST', `/v2/${repo}/blobs/uploads/`, { headers: { 'Content-Length': 0 }, expect: [202] });
+  let location = locationOf(reg, reply);
+  for (let start = 0; start < blob.size; start += chunkBytes) {
+    const end = Math.min(blob.size, start + chunkBytes);
+    reply = await send(reg, 'PATCH', location, {
+      headers: { 'Content-Type': OCTET, 'Content-Length': end - start, 'Content-Range': `${start}-${end - 1}` },
+      body: blob.body(start, end),
+      expect: [202],
+    });
+    location = locationOf(reg, reply);
+  }
+  const done = await send(reg, 'PUT', withDigest(location, blob.digest), { headers: { 'Content-Length': 0 }, expect: [201] });
+  checkDigest(reg, done, blob.digest);
+}
+
+async function pull(reg: Registry, repo: string, digest: string, size: number): Promise<void> {
+  const reply = await send(reg, 'GET', `/v2/${repo}/blobs/${digest}`, { discard: true, expect: [200] });
+  if (reply.bytes !== size) throw new Error(`${reg.label}: pulled ${reply.bytes} bytes of ${digest}, expected ${size}`);
+}
+
+function checkDigest(reg: Registry, reply: Reply, digest: string): void {
+  const got = reply.headers['docker-content-digest'];
+  if (got !== undefined && got !== digest) throw new Error(`${reg.label}: stored ${got}, expected ${digest}`);
+}
+
+// ------------------------------------------------------------------------------------ the small image
+
+const MANIFEST_ACCEPT = [
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+].join(', ');
+
+const IMAGE_REPO = 'bench/image';
+const BLOB_REPO = 'bench/blobs';
+const TAG = 'bench';
+
+function sha256(data: Buffer): string {
+  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
+}
+
+async function pushSmallBlob(reg: Registry, repo: string, data: Buffer): Promise<string> {
+  const digest = sha256(data);
+  const started = await send(reg, 'POST', `/v2/${repo}/blobs/uploads/`, { headers: { 'Content-Length': 0 }, expect: [202] });
+  await send(reg, 'PUT', withDigest(locationOf(reg, started), digest), {
+    headers: { 'Content-Type': OCTET, 'Content-Length': data.length },
+    body: data,
+    expect: [201],
+  });
+  return digest;
+}
+
+/** A config blob, one layer and an OCI image manifest tagged `bench`; returns the manifest digest. */
+async function pushImage(reg: Registry, layer: Buffer): Promise<string> {
+  const layerDigest = await pushSmallBlob(reg, IMAGE_REPO, layer);
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      config: { Cmd: ['/bin/true'] },
+      rootfs: { type: 'layers', diff_ids: [layerDigest] },
+    }),
+  );
+  const configDigest = await pushSmallBlob(reg, IMAGE_REPO, config);
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layerDigest, size: layer.length }],
+      annotations: { 'org.opencontainers.image.title': 'berth benchmark' },
+    }),
+  );
+  await send(reg, 'PUT', `/v2/${IMAGE_REPO}/manifests/${TAG}`, {
+    headers: { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json', 'Content-Length': manifest.length },
+    body: manifest,
+    expect: [201],
+  });
+  const got = await send(reg, 'GET', `/v2/${IMAGE_REPO}/manifests/${TAG}`, { headers: { Accept: MANIFEST_ACCEPT }, expect: [200] });
+  if (!got.body.equals(manifest)) throw new Error(`${reg.label}: the manifest read back differs from the one pushed`);
+  return sha256(manifest);
+}
+
+// --------------------------------------------------------------------------------- manifest GET load
+
+interface LoadResult {
+  rps: number;
+  p50: number;
+  p99: number;
+  requests: number;
+  errors: number;
+  /** CPU time of a separate load generator process (wrk); unset when the load came from this process. */
+  clientCpuSeconds?: number;
+}
+
+const WRK_LUA = `
+wrk.method = "GET"
+wrk.headers["Accept"] = "${MANIFEST_ACCEPT}"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('BENCH_JSON {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"errors":%d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect + e.read + e.write + e.status + e.timeout))
+end
+`;
+
+function findWrk(): string | undefined {
+  const which = spawnSync('sh', ['-c', 'command -v wrk'], { encoding: 'utf8' });
+  return which.status === 0 ? which.stdout.trim() : undefined;
+}
+
+function wrkVersion(wrk: string): string {
+  const out = spawnSync(wrk, ['-v'], { encoding: 'utf8' });
+  return (/wrk\s+(\S+)/.exec(`${out.stdout}${out.stderr}`)?.[1] ?? 'unknown').replace(/^debian\//, '');
+}
+
+async function runWrk(wrk: string, script: string, url: string, connections: number, seconds: number): Promise<LoadResult> {
+  // Through sh, which prints its own /proc stat once wrk is reaped: its cutime + cstime are wrk's CPU time.
+  const args = ['-t1', `-c${connections}`, `-d${seconds}s`, '--timeout', '10s', '-s', script, url];
+  const child = spawn('sh', ['-c', '"$0" "$@"; s=$?; cat /proc/$$/stat; exit $s', wrk, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+  const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  const line = /BENCH_JSON (\{.*\})/.exec(out);
+  if (code !== 0 || !line) throw new Error(`wrk failed (${code}):\n${out}`);
+  const r = JSON.parse(line[1]!) as { requests: number; duration_us: number; p50_us: number; p99_us: number; errors: number };
+  const stat = /^\d+ \(sh\) (.*)$/m.exec(out)?.[1]?.split(' ');
+  const clientCpuSeconds = stat ? (Number(stat[13]) + Number(stat[14])) / CLK_TCK : undefined;
+  return { rps: r.requests / (r.duration_us / 1e6), p50: r.p50_us / 1000, p99: r.p99_us / 1000, requests: r.requests, errors: r.errors, clientCpuSeconds };
+}
+
+/** The fallback: `connections` closed-loop keep-alive clients in this process. */
+async function runNodeLoad(url: string, connections: number, seconds: number): Promise<LoadResult> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
+  const latencies: number[] = [];
+  let errors = 0;
+  const started = process.hrtime.bigint();
+  const deadline = started + BigInt(Math.round(seconds * 1e9));
+  const once = () =>
+    new Promise<void>((resolveOne) => {
+      const t0 = process.hrtime.bigint();
+      const req = http.get(url, { agent, headers: { Accept: MANIFEST_ACCEPT } }, (res) => {
+        res.on('data', () => {});
+        res.on('end', () => {
+          if (res.statusCode === 200) latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
+          else errors++;
+          resolveOne();
+        });
+      });
+      req.on('error', () => {
+        errors++;
+        resolveOne();
+      });
+    });
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      while (process.hrtime.bigint() < deadline) await once();
+    }),
+  );
+  const elapsed = Number(process.hrtime.bigint() - started) / 1e9;
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  return { rps: latencies.length / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99), requests: latencies.length, errors };
+}
+
+// ------------------------------------------------------------------------------------------ the report
+
+interface Metric {
+  key: string;
+  label: string;
+  higherIsBetter: boolean;
+  decimals: number;
+}
+
+type Samples = Record<string, Record<Registry['key'], number[]>>;
+
+function machineInfo(): { cpus: number; model: string; memory: string; kernel: string } {
+  const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
+  const model = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim() ?? os.cpus()[0]?.model ?? 'unknown';
+  const memKb = Number(/^MemTotal:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1] ?? 0);
+  return {
+    cpus: os.availableParallelism(),
+    model,
+    memory: `${(memKb / 1024 / 1024).toFixed(1)} GiB`,
+    kernel: `${os.type()} ${os.release()}`,
+  };
+}
+
+function berthVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version?: string }).version ?? '';
+  } catch {
+    return '';
+  }
+}
+
+function distributionVersion(): string {
+  const out = spawnSync(DISTRIBUTION_BIN, ['--version'], { encoding: 'utf8' });
+  return `${out.stdout}${out.stderr}`.trim() || 'unknown';
+}
+
+function format(value: number, decimals: number): string {
+  if (!Number.isFinite(value)) return 'n/a';
+  return value.toLocaleString('en-US', { minimumFractionDigits: decimals, maximumFractionDigits: decimals });
+}
+
+function cell(values: number[] | undefined, decimals: number): string {
+  if (!values || values.length === 0) return 'n/a';
+  const m = format(median(values), decimals);
+  if (values.length === 1) return m;
+  return `${m} (${format(Math.min(...values), decimals)}–${format(Math.max(...values), decimals)})`;
+}
+
+// ------------------------------------------------------------------------------------------------- main
+
+async function main(): Promise<void> {
+  const build = spawnSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'inherit' });
+  if (build.status !== 0) throw new Error('npm run build failed');
+  const opts = parseOptions(process.argv.slice(2));
+  const t0 = Date.now();
+  const startedAt = new Date();
+  const load0 = os.loadavg();
+  const tmp = mkdtempSync(join(os.tmpdir(), 'berth-bench-'));
+  const registries: Registry[] = [];
+  let interrupted = false;
+  const cleanup = async () => {
+    await Promise.all(registries.map((r) => stopRegistry(r).catch(() => {})));
+    if (!opts.keep) rmSync(tmp, { recursive: true, force: true });
+    else log(`kept ${tmp}`);
+  };
+  process.once('SIGINT', () => {
+    interrupted = true;
+    log('interrupted: stopping the registries');
+    void cleanup().then(() => process.exit(130));
+  });
+
+  try {
+    const wrk = opts.nodeLoad ? undefined : findWrk();
+    if (!wrk && !opts.nodeLoad) log('wrk not found (apt-get install -y wrk): using the Node load generator for manifest GETs');
+    const generator = wrk ? `wrk ${wrkVersion(wrk)} (1 thread, Lua script for percentiles)` : 'Node http keep-alive clients (built in)';
+    const luaPath = join(tmp, 'manifest.lua');
+    writeFileSync(luaPath, WRK_LUA);
+
+    log(`preparing data in ${tmp}`);
+    const small = opts.only.has('mono') || opts.only.has('chunked') || opts.only.has('pull')
+      ? await BlobSource.fromFile(join(tmp, 'blob.bin'), opts.blobBytes)
+      : undefined;
+    const big = opts.only.has('rss') ? await BlobSource.generated(opts.bigBytes) : undefined;
+
+    log('starting Distribution and Berth');
+    const distribution = await startDistribution(tmp);
+    registries.push(distribution);
+    const berth = await startBerth(tmp, opts.berthNodeArgs);
+    registries.push(berth);
+    const layer = randomBytes(32 * 1024);
+    for (const reg of registries) await pushImage(reg, layer);
+
+    // Warm-up, not counted: JIT, connection pools, page cache, and time for every worker to start.
+    log('warming up');
+    for (const reg of registries) {
+      if (small) await pushMonolithic(reg, BLOB_REPO, small.variant());
+      const url = `${reg.base}/v2/${IMAGE_REPO}/manifests/${TAG}`;
+      if (opts.only.has('get')) await (wrk ? runWrk(wrk, luaPath, url, 32, 1) : runNodeLoad(url, 32, 1));
+    }
+    // CPU and memory are counted over each registry's whole process tree, looked up again per measurement.
+    const trees = () => ({ berth: processTree(berth.process.pid!), distribution: processTree(distribution.process.pid!) });
+    const berthTree = describeTree(trees().berth);
+    log(`Berth runs as ${berthTree}`);
+
+    const metrics: Metric[] = [];
+    const samples: Samples = {};
+    const cpu: Samples = {};
+    const clientCpu: Samples = {};
+    const otherCpu: Samples = {};
+    /** Waits (bounded) until processes other than ours leave the machine mostly idle. */
+    const waitForQuiet = async (tag: string) => {
+      if (opts.quietWaitS <= 0) return;
+      const t = trees();
+      const ours = () => treeCpuSeconds(t.berth) + treeCpuSeconds(t.distribution);
+      const deadline = Date.now() + opts.quietWaitS * 1000;
+      for (let first = true; ; first = false) {
+        const m0 = machineBusySeconds();
+        const o0 = ours();
+        const self0 = process.cpuUsage();
+        await sleep(1000);
+        const self = process.cpuUsage(self0);
+        const busy = machineBusySeconds() - m0 - (ours() - o0) - (self.user + self.system) / 1e6;
+        if (busy < 0.35) {
+          if (!first) log(`${tag} quiet again`);
+          return;
+        }
+        if (Date.now() >= deadline) {
+          log(`${tag} other processes still use ${Math.round(busy * 100)} % of a core: going on anyway`);
+          return;
+        }
+        if (first) log(`${tag} other processes use ${Math.round(busy * 100)} % of a core: waiting up to ${opts.quietWaitS} s for quiet`);
+        await sleep(2000);
+      }
+    };
+    const add = (metric: Metric, reg: Registry, value: number) => {
+      if (!metrics.some((m) => m.key === metric.key)) metrics.push(metric);
+      ((samples[metric.key] ??= { berth: [], distribution: [] })[reg.key]).push(value);
+    };
+    /** Runs fn and records the server's CPU use during it, as % of one core. */
+    const measured = async <T>(what: string, reg: Registry, fn: () => Promise<T>): Promise<{ value: T; seconds: number }> => {
+      const tree = trees()[reg.key];
+      const c0 = treeCpuSeconds(tree);
+      const m0 = machineBusySeconds();
+      const self0 = process.cpuUsage();
+      const s = process.hrtime.bigint();
+      const value = await fn();
+      const seconds = Number(process.hrtime.bigint() - s) / 1e9;
+      const server = treeCpuSeconds(tree) - c0;
+      const machineBusy = machineBusySeconds() - m0;
+      const self = process.cpuUsage(self0);
+      const external = (value as { clientCpuSeconds?: number } | undefined)?.clientCpuSeconds;
+      const client = external ?? (self.user + self.system) / 1e6;
+      ((cpu[what] ??= { berth: [], distribution: [] })[reg.key]).push((100 * server) / seconds);
+      ((clientCpu[what] ??= { berth: [], distribution: [] })[reg.key]).push((100 * client) / seconds);
+      // What neither the server nor its client used: other processes on the machine (noise).
+      const others = Math.max(0, machineBusy - server - client - (external !== undefined ? (self.user + self.system) / 1e6 : 0));
+      ((otherCpu[what] ??= { berth: [], distribution: [] })[reg.key]).push((100 * others) / seconds);
+      return { value, seconds };
+    };
+    const mb = (bytes: number, seconds: number) => bytes / 1e6 / seconds;
+    const sizeLabel = (bytes: number) => (bytes >= 1024 * MiB ? `${bytes / 1024 / MiB} GiB` : `${bytes / MiB} MiB`);
+
+    for (let rep = 0; rep < opts.reps; rep++) {
+      // Interleaved: the registries alternate which goes first, measurement by measurement.
+      const order = rep % 2 === 0 ? [berth, distribution] : [distribution, berth];
+      const tag = `[${rep + 1}/${opts.reps}]`;
+      let lastPushed: Partial<Record<Registry['key'], BlobVariant>> = {};
+
+      if (small && opts.only.has('mono')) {
+        await waitForQuiet(tag);
+        for (const reg of order) {
+          const blob = small.variant();
+          const { seconds } = await measured('mono', reg, () => pushMonolithic(reg, BLOB_REPO, blob));
+          lastPushed[reg.key] = blob;
+          add({ key: 'mono', label: `Monolithic push, ${sizeLabel(blob.size)} (MB/s)`, higherIsBetter: true, decimals: 0 }, reg, mb(blob.size, seconds));
+          log(`${tag} ${reg.label}: monolithic push ${format(mb(blob.size, seconds), 0)} MB/s`);
+        }
+      }
+      if (small && opts.only.has('chunked')) {
+        await waitForQuiet(tag);
+        for (const reg of order) {
+          const blob = small.variant();
+          const { seconds } = await measured('chunked', reg, () => pushChunked(reg, BLOB_REPO, blob, opts.chunkBytes));
+          lastPushed[reg.key] = blob;
+          add(
+            { key: 'chunked', label: `Chunked push, ${sizeLabel(blob.size)} in ${sizeLabel(opts.chunkBytes)} PATCHes (MB/s)`, higherIsBetter: true, decimals: 0 },
+            reg,
+            mb(blob.size, seconds),
+          );
+          log(`${tag} ${reg.label}: chunked push ${format(mb(blob.size, seconds), 0)} MB/s`);
+        }
+      }
+      if (small && opts.only.has('pull')) {
+        await waitForQuiet(tag);
+        for (const reg of order) {
+          let blob = lastPushed[reg.key];
+          if (!blob) {
+            blob = small.variant();
+            await pushMonolithic(reg, BLOB_REPO, blob);
+          }
+          const pulled = blob;
+          const { seconds } = await measured('pull', reg, () => pull(reg, BLOB_REPO, pulled.digest, pulled.size));
+          add({ key: 'pull', label: `Blob pull, ${sizeLabel(pulled.size)} (MB/s)`, higherIsBetter: true, decimals: 0 }, reg, mb(pulled.size, seconds));
+          log(`${tag} ${reg.label}: pull ${format(mb(pulled.size, seconds), 0)} MB/s`);
+        }
+      }
+      lastPushed = {};
+
+      if (opts.only.has('get')) {
+        for (const connections of [1, 32]) {
+          await waitForQuiet(tag);
+          for (const reg of order) {
+            const url = `${reg.base}/v2/${IMAGE_REPO}/manifests/${TAG}`;
+            const { value: r } = await measured(`get${connections}`, reg, () =>
+              wrk ? runWrk(wrk, luaPath, url, connections, opts.durationS) : runNodeLoad(url, connections, opts.durationS),
+            );
+            if (r.errors > 0) throw new Error(`${reg.label}: ${r.errors} failed manifest GETs at ${connections} clients`);
+            const c = `${connections} client${connections > 1 ? 's' : ''}`;
+            add({ key: `get${connections}-rps`, label: `Manifest GET by tag, ${c} (requests/s)`, higherIsBetter: true, decimals: 0 }, reg, r.rps);
+            add({ key: `get${connections}-p50`, label: `Manifest GET, ${c}: p50 latency (ms)`, higherIsBetter: false, decimals: 2 }, reg, r.p50);
+            add({ key: `get${connections}-p99`, label: `Manifest GET, ${c}: p99 latency (ms)`, higherIsBetter: false, decimals: 2 }, reg, r.p99);
+            log(`${tag} ${reg.label}: manifest GET x${connections}: ${format(r.rps, 0)} req/s, p50 ${format(r.p50, 2)} ms, p99 ${format(r.p99, 2)} ms`);
+          }
+        }
+      }
+
+      if (big && opts.only.has('rss')) {
+        await waitForQuiet(tag);
+        for (const reg of order) {
+          const tree = trees()[reg.key];
+          const total = () => tree.reduce((sum, pid) => sum + memoryOf(pid).rss, 0);
+          const idle = total();
+          const reset = tree.every((pid) => resetPeak(pid));
+          let sampled = idle;
+          const sampler = setInterval(() => {
+            sampled = Math.max(sampled, total());
+          }, 50);
+          const blob = big.variant();
+          try {
+            const push = await measured('bigpush', reg, () => pushMonolithic(reg, BLOB_REPO, blob));
+            const pulled = await measured('bigpull', reg, () => pull(reg, BLOB_REPO, blob.digest, blob.size));
+            add({ key: 'bigpush', label: `Monolithic push, ${sizeLabel(blob.size)} generated (MB/s)`, higherIsBetter: true, decimals: 0 }, reg, mb(blob.size, push.seconds));
+            add({ key: 'bigpull', label: `Blob pull, ${sizeLabel(blob.size)} (MB/s)`, higherIsBetter: true, decimals: 0 }, reg, mb(blob.size, pulled.seconds));
+          } finally {
+            clearInterval(sampler);
+          }
+          // With several processes: the sum of each one's peak (an upper bound of the peak of the sum),
+          // and the largest single process.
+          const mems = tree.map((pid) => memoryOf(pid));
+          const peak = Math.max(sampled, reset ? mems.reduce((sum, m) => sum + m.hwm, 0) : 0);
+          const largest = Math.max(...mems.map((m) => (reset ? m.hwm : m.rss)));
+          add({ key: 'rss-idle', label: `Resident memory, idle before the ${sizeLabel(blob.size)} push (MiB)`, higherIsBetter: false, decimals: 0 }, reg, idle / MiB);
+          add({ key: 'rss-peak', label: `Peak resident memory during the ${sizeLabel(blob.size)} push + pull, all processes (MiB)`, higherIsBetter: false, decimals: 0 }, reg, peak / MiB);
+          add({ key: 'rss-largest', label: `Peak resident memory of the largest single process (MiB)`, higherIsBetter: false, decimals: 0 }, reg, largest / MiB);
+          const pushed = samples.bigpush![reg.key].at(-1)!;
+          const pulledMb = samples.bigpull![reg.key].at(-1)!;
+          log(`${tag} ${reg.label}: ${sizeLabel(blob.size)} push ${format(pushed, 0)} MB/s, pull ${format(pulledMb, 0)} MB/s, RSS ${format(idle / MiB, 0)} MiB before, peak ${format(peak / MiB, 0)} MiB in ${tree.length} process${tree.length > 1 ? 'es' : ''} (${reset ? 'VmHWM' : 'sampled VmRSS'}), largest ${format(largest / MiB, 0)} MiB`);
+        }
+      }
+    }
+
+    const totalS = (Date.now() - t0) / 1000;
+    const machine = machineInfo();
+    const load1 = os.loadavg();
+    const lines: string[] = [];
+    lines.push(`# Berth vs CNCF Distribution${opts.quick ? ' (quick mode)' : ''}`, '');
+    lines.push(`- Date: ${startedAt.toISOString().replace('T', ' ').slice(0, 19)} UTC`);
+    lines.push(`- Machine: ${machine.cpus} CPUs (nproc), ${machine.model}, ${machine.memory} memory, ${machine.kernel}`);
+    lines.push(`- Load average (1 min) at start / end: ${load0[0]!.toFixed(2)} / ${load1[0]!.toFixed(2)}`);
+    lines.push(`- Node ${process.version}; Distribution: ${distributionVersion()}`);
+    lines.push(`- Berth ${berthVersion()}: \`node dist/bin/berth.js serve\` (as \`npm start\` runs it), BERTH_LOG_LEVEL=warn${process.env.BERTH_WORKERS ? `, BERTH_WORKERS=${process.env.BERTH_WORKERS}` : ''}, running as ${berthTree} (CPU and memory are summed over the process tree)${opts.berthNodeArgs.length ? ` (node ${opts.berthNodeArgs.join(' ')})` : ''}`);
+    lines.push('- Distribution: filesystem storage, delete enabled, in-memory blob descriptor cache, log level warn, access log off');
+    lines.push(
+      `- ${opts.reps} repetition${opts.reps > 1 ? 's' : ''}, the registries interleaved (alternating which goes first); ` +
+        `each cell is the median${opts.reps > 1 ? ' (min–max)' : ''}. MB = 10^6 bytes.`,
+    );
+    lines.push(
+      `- Blobs: random bytes, a new digest for every push (precomputed); uploads stream from a temp file` +
+        `${big ? `, the ${sizeLabel(big.size)} one generated on the fly` : ''}; one keep-alive connection.`,
+    );
+    if (opts.quietWaitS > 0) lines.push(`- Before each measurement the script waited (up to ${opts.quietWaitS} s) until other processes used less than a third of a core`);
+    if (opts.only.has('get')) lines.push(`- Manifest GETs: ${generator}, ${opts.durationS} s per run, keep-alive, after a 1 s warm-up`);
+    lines.push(`- Total run time: ${Math.floor(totalS / 60)} min ${Math.round(totalS % 60)} s`, '');
+    lines.push('| Measurement | Berth | Distribution | Berth / Distribution |');
+    lines.push('| --- | ---: | ---: | ---: |');
+    for (const m of metrics) {
+      const s = samples[m.key]!;
+      const ratio = median(s.berth) / median(s.distribution);
+      const better = Number.isFinite(ratio) ? ((m.higherIsBetter ? ratio >= 1 : ratio <= 1) ? '' : ' (worse)') : '';
+      lines.push(`| ${m.label} | ${cell(s.berth, m.decimals)} | ${cell(s.distribution, m.decimals)} | ${format(ratio, 2)}×${better} |`);
+    }
+    lines.push('', 'Throughput: higher is better; latency and memory: lower is better.', '');
+    const cpuLabels: Record<string, string> = {
+      mono: 'monolithic push',
+      chunked: 'chunked push',
+      pull: 'blob pull',
+      get1: 'manifest GET, 1 client',
+      get32: 'manifest GET, 32 clients',
+      bigpush: `${big ? sizeLabel(big.size) : ''} push`,
+      bigpull: `${big ? sizeLabel(big.size) : ''} pull`,
+    };
+    lines.push(
+      `CPU use during each measurement, in % of one core (medians; the machine has ${machine.cpus} cores). ` +
+        'The client is this script (pushes, pulls) or wrk (manifest GETs). "Other processes" is the rest of the machine: ' +
+        'noise from outside the benchmark, plus loopback network work the kernel charges to no process (large on pulls):',
+      '',
+    );
+    lines.push(
+      '| During | Berth server | its client | other processes | Distribution server | its client | other processes |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    );
+    for (const [key, v] of Object.entries(cpu)) {
+      const c = clientCpu[key]!;
+      const o = otherCpu[key]!;
+      const pct = (values: number[]) => `${format(median(values), 0)} %`;
+      lines.push(
+        `| ${cpuLabels[key] ?? key} | ${pct(v.berth)} | ${pct(c.berth)} | ${pct(o.berth)} | ${pct(v.distribution)} | ${pct(c.distribution)} | ${pct(o.distribution)} |`,
+      );
+    }
+    const table = lines.join('\n') + '\n';
+
+    process.stdout.write(`\n${table}`);
+    mkdirSync(dirname(opts.out), { recursive: true });
+    writeFileSync(opts.out, table);
+    log(`written to ${opts.out}`);
+  } finally {
+    if (!interrupted) await cleanup();
+  }
+}
+
+main().catch((err: Error) => {
+  process.stderr.write(`bench: ${err instanceof UsageError ? err.message : (err.stack ?? err.message)}\n`);
+  process.exit(err instanceof UsageError ? 2 : 1);
+});
