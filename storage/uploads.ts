@@ -1,11 +1,12 @@
 // BlobUpload sessions: state lives in storage (the session folder and its data file), so a session
 // survives a restart and can be continued by another process. The running sha256 is kept in memory as a
 // cache; a process that does not have it rebuilds it by reading back what is stored.
-import { createHash, randomUUID, type Hash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { RegistryError } from '../server/errors.ts';
 import type { BlobStore } from './blobs.ts';
 import type { StorageDriver } from './driver.ts';
+import { RunningDigest } from './hasher.ts';
 import { layout } from './layout.ts';
 import { LocalLock, type Lock } from './lock.ts';
 import type { Algorithm, Digest } from './reference.ts';
@@ -18,6 +19,8 @@ export interface BlobUpload {
   readonly startedAt: Date;
 }
 
+const MAX_RUNNING_DIGESTS = 10_000;
+
 const UPLOAD_ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 export function isValidUploadId(id: string): boolean {
@@ -26,7 +29,7 @@ export function isValidUploadId(id: string): boolean {
 
 interface HashState {
   offset: number;
-  hash: Hash;
+  digest: RunningDigest;
 }
 
 export interface UploadObserver {
@@ -91,7 +94,8 @@ export class UploadStore {
       // The running hash goes on only where this process saw every byte so far; elsewhere (after a
       // restart, on another replica) the digest is computed from the stored bytes at completion.
       const cached = this.hashes.get(key);
-      const state = cached?.offset === offset ? cached : offset === 0 ? { offset, hash: createHash('sha256') } : undefined;
+      const state = cached?.offset === offset ? cached : offset === 0 ? { offset, digest: new RunningDigest() } : undefined;
+      if (cached && cached !== state) this.forget(key);
       this.hashes.delete(key); // re-inserted only if the chunk lands whole
       let received = 0;
       async function* hashed(): AsyncGenerator<Buffer> {
@@ -100,7 +104,7 @@ export class UploadStore {
           if (length !== undefined && received > length) {
             throw new RegistryError('SIZE_INVALID', `chunk is longer than the ${length} bytes announced`);
           }
-          state?.hash.update(chunk);
+          if (state) await state.digest.update(chunk);
           yield chunk;
         }
         if (length !== undefined && received !== length) {
@@ -109,6 +113,9 @@ export class UploadStore {
       }
       try {
         await writer.write(hashed());
+      } catch (err) {
+        state?.digest.free();
+        throw err;
       } finally {
         // Counted once per chunk request: a metric update per network read kept buffers alive long enough
         // to cost full garbage collections on large pushes.
@@ -116,7 +123,7 @@ export class UploadStore {
       }
       if (state) {
         state.offset = writer.size;
-        this.hashes.set(key, state);
+        this.remember(key, state);
       }
       return { ...upload, offset: writer.size };
     } finally {
@@ -139,7 +146,7 @@ export class UploadStore {
         const cached = this.hashes.get(key);
         const alreadyStored = (await this.blobs.size(digest)) !== undefined;
         if (digest.algorithm === 'sha256' && cached?.offset === size) {
-          verify(digest, cached.hash.copy().digest('hex'));
+          verify(digest, await cached.digest.hex());
           // Durable before it becomes visible; a blob that is stored already needs none of these bytes.
           if (!alreadyStored) await writer.commit();
         } else {
@@ -154,16 +161,27 @@ export class UploadStore {
       await this.blobs.commit(dataPath, digest);
       await this.blobs.link(upload.name, digest);
       await this.driver.delete(layout.uploadDir(upload.name, upload.id));
-      this.hashes.delete(key);
+      this.forget(key);
       return { size };
     });
   }
 
   cancel(upload: BlobUpload): Promise<void> {
     return this.lock.run(this.key(upload), async () => {
-      this.hashes.delete(this.key(upload));
+      this.forget(this.key(upload));
       await this.driver.delete(layout.uploadDir(upload.name, upload.id));
     });
+  }
+
+  /** Keeps a running digest; the oldest are dropped past a bound (abandoned sessions hash again at completion). */
+  private remember(key: string, state: HashState): void {
+    this.hashes.set(key, state);
+    if (this.hashes.size > MAX_RUNNING_DIGESTS) this.forget(this.hashes.keys().next().value!);
+  }
+
+  private forget(key: string): void {
+    this.hashes.get(key)?.digest.free();
+    this.hashes.delete(key);
   }
 
   private key(upload: BlobUpload): string {
