@@ -700,8 +700,10 @@ function cell(values: number[] | undefined, decimals: number): string {
 // ------------------------------------------------------------------------------------------------- main
 
 async function main(): Promise<void> {
-  const build = spawnSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'inherit' });
-  if (build.status !== 0) throw new Error('npm run build failed');
+  if (!process.env.BENCH_NO_BUILD) {
+    const build = spawnSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'inherit' });
+    if (build.status !== 0) throw new Error('npm run build failed');
+  }
   const opts = parseOptions(process.argv.slice(2));
   const t0 = Date.now();
   const startedAt = new Date();

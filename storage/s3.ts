@@ -755,10 +755,17 @@ class Spool {
   async withStream<T>(send: (body: Readable | Buffer) => Promise<T>): Promise<T> {
     if (this.size === 0) return send(Buffer.alloc(0));
     const body = this.stream();
+    body.on('error', () => {}); // the request that reads it reports failures
     try {
       return await send(body);
     } finally {
-      body.destroy();
+      // Wait until a read still in flight has finished, so that disposing the spool never closes the
+      // descriptor under it.
+      if (!body.closed) {
+        const closed = new Promise((resolve) => body.once('close', resolve));
+        body.destroy();
+        await closed;
+      }
     }
   }
 
