@@ -762,6 +762,9 @@ async function main(): Promise<void> {
     const otherCpu: Samples = {};
     /** Waits (bounded) until processes other than ours leave the machine mostly idle. */
     const waitForQuiet = async (tag: string) => {
+      // Flush dirty pages first: a registry that leaves its writes to the page cache (Distribution does
+      // not fsync) must not slow the next measurement, whichever registry it is, with its writeback.
+      spawnSync('sync');
       if (opts.quietWaitS <= 0) return;
       const t = trees();
       const ours = () => treeCpuSeconds(t.berth) + treeCpuSeconds(t.distribution);
@@ -931,6 +934,7 @@ async function main(): Promise<void> {
       `- Blobs: random bytes, a new digest for every push (precomputed); uploads stream from a temp file` +
         `${big ? `, the ${sizeLabel(big.size)} one generated on the fly` : ''}; one keep-alive connection.`,
     );
+    lines.push('- Before each measurement the script flushes dirty pages (`sync`), so no registry pays for the previous one\'s unflushed writes; Berth fsyncs every blob before it becomes visible, Distribution 2.8 does not');
     if (opts.quietWaitS > 0) lines.push(`- Before each measurement the script waited (up to ${opts.quietWaitS} s) until other processes used less than a third of a core`);
     if (opts.only.has('get')) lines.push(`- Manifest GETs: ${generator}, ${opts.durationS} s per run, keep-alive, after a 1 s warm-up`);
     lines.push(`- Total run time: ${Math.floor(totalS / 60)} min ${Math.round(totalS % 60)} s`, '');
