@@ -1,9 +1,10 @@
 import { expect } from 'chai';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startBerth, type TestBerth } from '../helpers/berth.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
+import { sharedS3, type TestS3 } from '../helpers/s3.ts';
 import { errorCode, OCI_MANIFEST, Registry, sha256 } from '../helpers/registry.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -106,5 +107,64 @@ describe('two replicas sharing storage and a real redis-server', () => {
     expect(recovered.headers['docker-content-digest']).to.equal(image.digest);
     const seen = await rb.request('GET', '/v2/shared/outage/manifests/v2');
     expect(seen.status).to.equal(200);
+  });
+});
+
+describe('two replicas on one S3 bucket (s3rver) and one redis-server', () => {
+  let redis: TestRedis;
+  let s3: TestS3;
+  let a: TestBerth;
+  let b: TestBerth;
+  let ra: Registry;
+  let rb: Registry;
+
+  before(async () => {
+    s3 = await sharedS3();
+    redis = await startRedis();
+    const prefix = `replicas-${Date.now()}/`;
+    // Each replica has a folder of its own, which stays empty: everything it keeps is in the bucket.
+    const env = { ...s3.berthEnv(prefix), BERTH_REDIS_URL: redis.url, BERTH_S3_PART_SIZE: String(5 * 1024 * 1024) };
+    a = await startBerth({ env });
+    b = await startBerth({ env });
+    ra = new Registry(a.url);
+    rb = new Registry(b.url);
+  });
+  after(async () => {
+    await a?.destroy();
+    await b?.destroy();
+    await redis?.stop();
+  });
+
+  it('a chunked upload opened on one replica, continued and finished on the other, pulls back identical from both', async () => {
+    const blob = Buffer.alloc(12 * 1024 * 1024 + 321);
+    for (let i = 0; i < blob.length; i++) blob[i] = (i * 13) % 256;
+    const location = await ra.startUpload('s3shared/app');
+    const cut = [0, 3 * 1024 * 1024, 7 * 1024 * 1024, blob.length];
+    for (let i = 0; i + 1 < cut.length; i++) {
+      const registry = i % 2 === 0 ? ra : rb;
+      const res = await registry.request('PATCH', location, {
+        body: blob.subarray(cut[i]!, cut[i + 1]!),
+        headers: { 'Content-Range': `${cut[i]}-${cut[i + 1]! - 1}` },
+      });
+      expect(res.status, res.text).to.equal(202);
+    }
+    const put = await rb.request('PUT', `${location}?digest=${sha256(blob)}`);
+    expect(put.status, put.text).to.equal(201);
+    for (const registry of [ra, rb]) {
+      const back = await registry.request('GET', `/v2/s3shared/app/blobs/${sha256(blob)}`);
+      expect(back.status).to.equal(200);
+      expect(sha256(back.body)).to.equal(sha256(blob));
+    }
+    expect(readdirSync(a.dataDir)).to.deep.equal([]);
+    expect(readdirSync(b.dataDir)).to.deep.equal([]);
+  });
+
+  it('a tag pushed through one replica is served by the other at once, also after it moves', async () => {
+    const first = await ra.pushImage('s3shared/app', 'v1', { layers: ['one'] });
+    expect((await rb.request('GET', '/v2/s3shared/app/manifests/v1')).headers['docker-content-digest']).to.equal(first.digest);
+    const second = await rb.pushImage('s3shared/app', 'v1', { layers: ['two'] });
+    const seen = await ra.request('GET', '/v2/s3shared/app/manifests/v1');
+    expect(seen.headers['docker-content-digest']).to.equal(second.digest);
+    expect(seen.body.equals(second.manifest)).to.equal(true);
   });
 });
