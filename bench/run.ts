@@ -328,7 +328,7 @@ async function startBerth(dir: string, nodeArgs: string[]): Promise<Registry> {
   const dataDir = join(dir, 'berth-data');
   mkdirSync(dataDir, { recursive: true });
   // As `npm start` runs it: the compiled JavaScript (built once in main()).
-  const child = spawn(process.execPath, [...nodeArgs, join('dist', 'bin', 'berth.js'), 'serve'], {
+  const child = spawn(process.execPath, ['--max-semi-space-size=4', ...nodeArgs, join('dist', 'bin', 'berth.js'), 'serve'], {
     cwd: ROOT,
     env: { ...process.env, BERTH_LISTEN: `127.0.0.1:${port}`, BERTH_DATA: dataDir, BERTH_LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -924,7 +924,7 @@ async function main(): Promise<void> {
     lines.push(`- Machine: ${machine.cpus} CPUs (nproc), ${machine.model}, ${machine.memory} memory, ${machine.kernel}`);
     lines.push(`- Load average (1 min) at start / end: ${load0[0]!.toFixed(2)} / ${load1[0]!.toFixed(2)}`);
     lines.push(`- Node ${process.version}; Distribution: ${distributionVersion()}`);
-    lines.push(`- Berth ${berthVersion()}: \`node dist/bin/berth.js serve\` (as \`npm start\` runs it), BERTH_LOG_LEVEL=warn${process.env.BERTH_WORKERS ? `, BERTH_WORKERS=${process.env.BERTH_WORKERS}` : ''}, running as ${berthTree} (CPU and memory are summed over the process tree)${opts.berthNodeArgs.length ? ` (node ${opts.berthNodeArgs.join(' ')})` : ''}`);
+    lines.push(`- Berth ${berthVersion()}: \`node --max-semi-space-size=4 dist/bin/berth.js serve\` (as \`npm start\` runs it), BERTH_LOG_LEVEL=warn${process.env.BERTH_WORKERS ? `, BERTH_WORKERS=${process.env.BERTH_WORKERS}` : ''}, running as ${berthTree} (CPU and memory are summed over the process tree)${opts.berthNodeArgs.length ? ` (node ${opts.berthNodeArgs.join(' ')})` : ''}`);
     lines.push('- Distribution: filesystem storage, delete enabled, in-memory blob descriptor cache, log level warn, access log off');
     lines.push(
       `- ${opts.reps} repetition${opts.reps > 1 ? 's' : ''}, the registries interleaved (alternating which goes first); ` +

@@ -30,7 +30,8 @@ class HashThread {
   private readonly digests = new Map<number, (hex: string) => void>();
 
   constructor() {
-    this.worker = new Worker(WORKER_SOURCE, { eval: true });
+    // It only hashes: a small young generation keeps its isolate's memory small.
+    this.worker = new Worker(WORKER_SOURCE, { eval: true, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
     this.worker.unref();
     this.worker.on('message', (m: { op: string; bytes?: number; req?: number; hex?: string }) => {
       if (m.op === 'updated') {
