@@ -70,6 +70,7 @@ export async function createDriver(config: Config, logger?: Logger): Promise<Sto
     endpoint: config.s3Endpoint,
     forcePathStyle: config.s3ForcePathStyle,
     partSize: config.s3PartSize,
+    requestTimeoutMs: config.s3RequestTimeoutMs,
     logger: logger && {
       warn: (message) => logger.warn({ s3: message }, 'S3 client warning'),
       error: (message) => logger.error({ s3: message }, 'S3 client error'),

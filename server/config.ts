@@ -45,6 +45,7 @@ export const configSchema = z.object({
     .optional(),
   s3ForcePathStyle: bool,
   s3PartSize: int(5 * 1024 * 1024).max(5 * 1024 * 1024 * 1024),
+  s3RequestTimeoutMs: int(100),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -79,6 +80,11 @@ export const SETTINGS: Record<keyof Config, { env: string; default?: string; hel
   s3Region: { env: 'BERTH_S3_REGION', default: 'us-east-1', help: 'S3 region' },
   s3Prefix: { env: 'BERTH_S3_PREFIX', help: 'key prefix inside the bucket (several registries can share one bucket)' },
   s3ForcePathStyle: { env: 'BERTH_S3_FORCE_PATH_STYLE', default: 'false', help: 'path-style S3 URLs (endpoint/bucket/key), as most S3-compatible stores need' },
+  s3RequestTimeoutMs: {
+    env: 'BERTH_S3_REQUEST_TIMEOUT_MS',
+    default: '60000',
+    help: 'an S3 request whose connection stays silent this long fails (idempotent ones are retried)',
+  },
   s3PartSize: {
     env: 'BERTH_S3_PART_SIZE',
     default: String(16 * 1024 * 1024),

@@ -2,7 +2,7 @@
 import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
 import type { IncomingMessage } from 'node:http';
-import { InvalidPathError, PathNotFoundError } from '../storage/index.ts';
+import { InvalidPathError, isStorageFailure, PathNotFoundError } from '../storage/index.ts';
 import { RegistryError } from './errors.ts';
 
 // A refused request's unread body is read off the wire and dropped up to this size, so the client sees
@@ -47,6 +47,13 @@ export function errorMapping(logger: Logger) {
         error = new RegistryError('BLOB_UNKNOWN', undefined, null);
       } else if (err instanceof InvalidPathError) {
         error = new RegistryError('NAME_INVALID', 'invalid name or reference');
+      } else if (isStorageFailure(err)) {
+        // The storage behind Berth failed or stalled (after the retries that are safe): nothing was made
+        // visible, and the client may try again.
+        (ctx.state.log ?? logger).warn({ err: (err as Error).message }, 'storage failure');
+        error = new RegistryError('UNAVAILABLE', 'storage is unavailable; try again shortly', null, {
+          headers: { 'Retry-After': '5' },
+        });
       } else if (isClientGone(ctx, err)) {
         // The client went away mid-body: nothing was committed, and nobody is left to answer.
         (ctx.state.log ?? logger).info({ err: (err as Error).message }, 'client went away');

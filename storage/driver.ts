@@ -76,6 +76,17 @@ export class StorageUnavailableError extends Error {
   }
 }
 
+/**
+ * Whether an error means the storage itself failed or did not answer (as opposed to a missing path, a
+ * bad path, or a failure of the request's own body): an S3 service or network error, a timeout.
+ */
+export function isStorageFailure(err: unknown): boolean {
+  if (err instanceof StorageUnavailableError) return true;
+  if (typeof err !== 'object' || err === null) return false;
+  const name = (err as { name?: string }).name;
+  return '$metadata' in err || name === 'TimeoutError' || name === 'RequestTimeout';
+}
+
 export class InvalidPathError extends Error {
   constructor(readonly path: string) {
     super(`invalid storage path: ${JSON.stringify(path.slice(0, 200))}`);

@@ -17,6 +17,7 @@ export {
   PathNotFoundError,
   InvalidPathError,
   StorageUnavailableError,
+  isStorageFailure,
   type StorageDriver, type ByteRange, type FileInfo, type FileWriter } from './driver.ts';
 export { MediaType, MANIFEST_TYPES, INDEX_TYPES } from './media-types.ts';
 export * from './reference.ts';

@@ -103,6 +103,8 @@ export interface S3DriverOptions {
   spoolDir?: string;
   /** Connections to S3 at once (each blob being read holds one). */
   maxSockets?: number;
+  /** A request whose connection stays silent this long fails (and is retried where that is safe). */
+  requestTimeoutMs?: number;
   /** Receives the SDK's warnings and errors (never its per-request logs). */
   logger?: { warn(message: string): void; error(message: string): void };
 }
@@ -254,6 +256,9 @@ export class S3Driver implements StorageDriver {
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: {
         connectionTimeout: 10_000,
+        requestTimeout: options.requestTimeoutMs ?? 60_000,
+        // Without it this SDK only logs a warning and the request hangs on.
+        throwOnRequestTimeout: true,
         httpAgent: new HttpAgent({ keepAlive: true, maxSockets }),
         httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets }),
       },
@@ -266,11 +271,12 @@ export class S3Driver implements StorageDriver {
     });
   }
 
-  /** Checks that the bucket answers with these credentials (at start-up). */
+  /** Releases the client's sockets. */
   async close(): Promise<void> {
     this.client.destroy();
   }
 
+  /** Checks that the bucket answers with these credentials (at start-up). */
   async ready(): Promise<void> {
     try {
       await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: AbortSignal.timeout(20_000) });
