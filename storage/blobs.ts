@@ -3,10 +3,26 @@
 import type { Readable, Writable } from 'node:stream';
 import type { ByteRange, StorageDriver } from './driver.ts';
 import { baseName, decodeName, layout } from './layout.ts';
+import { LocalGenerations, type Generations } from './coordination.ts';
 import type { Digest } from './reference.ts';
 
+const MAX_DESCRIPTORS = 100_000;
+
+/** The generation key of a repository's blob links (names never start with '_', so it cannot clash). */
+function linksOf(name: string): string {
+  return `_links:${name}`;
+}
+
 export class BlobStore {
-  constructor(private readonly driver: StorageDriver) {}
+  // Which repository serves which blob, and its size: a hot path (clients HEAD every layer before a push)
+  // that costs two storage round trips, S3 ones included. Entries carry the generation of the
+  // repository's blob links, which every unlink bumps; a link only adds, so it needs no bump.
+  private readonly descriptors = new Map<string, { generation: number; size: number }>();
+
+  constructor(
+    private readonly driver: StorageDriver,
+    private readonly generations: Generations = new LocalGenerations(),
+  ) {}
 
   /** Size of the blob if it is stored at all (in any repository). */
   async size(digest: Digest): Promise<number | undefined> {
@@ -16,9 +32,18 @@ export class BlobStore {
 
   /** Size of the blob if this repository may serve it. */
   async sizeIn(name: string, digest: Digest): Promise<number | undefined> {
+    const key = `${name}@${digest.value}`;
+    const generation = await this.generations.current(linksOf(name));
+    const cached = this.descriptors.get(key);
+    if (cached && generation !== undefined && cached.generation === generation) return cached.size;
     const link = await this.driver.stat(layout.layerLink(name, digest));
     if (!link) return undefined;
-    return this.size(digest);
+    const size = await this.size(digest);
+    if (size !== undefined && generation !== undefined) {
+      this.descriptors.set(key, { generation, size });
+      if (this.descriptors.size > MAX_DESCRIPTORS) this.descriptors.delete(this.descriptors.keys().next().value!);
+    }
+    return size;
   }
 
   open(digest: Digest, range?: ByteRange): Promise<Readable> {
@@ -62,6 +87,7 @@ export class BlobStore {
   async unlink(name: string, digest: Digest): Promise<boolean> {
     const existed = await this.driver.delete(layout.layerLinkDir(name, digest));
     await this.driver.delete(layout.blobHolder(digest, name));
+    await this.generations.bump(linksOf(name));
     return existed;
   }
 

@@ -34,7 +34,7 @@ export function createStorage(
   observer?: UploadObserver,
   coordination: Coordination = localCoordination(),
 ): Storage {
-  const blobs = new BlobStore(driver);
+  const blobs = new BlobStore(driver, coordination.generations);
   return {
     driver,
     blobs,

@@ -62,6 +62,9 @@ class ContentCache {
   }
 }
 
+/** The generation key of the catalog index (repository names never start with '_'). */
+const CATALOG = '_catalog';
+
 /** A Map that forgets its oldest entries past a size. */
 class BoundedMap<V> {
   private readonly entries = new Map<string, V>();
@@ -84,7 +87,9 @@ export class ManifestStore {
   // any write anywhere bumps the generation, so a stale entry is never served.
   private readonly tagCache = new BoundedMap<{ generation: number; digest: string }>(100_000);
   private readonly metaCache = new BoundedMap<{ generation: number; meta: RevisionMeta }>(100_000);
-  private readonly catalogKnown = new Set<string>();
+  // Repositories known to be in the catalog index, at their generation (a delete elsewhere bumps it).
+  private readonly catalogKnown = new BoundedMap<{ generation: number }>(100_000);
+  private catalogCache: { generation: number; names: string[] } | undefined;
 
   constructor(
     private readonly driver: StorageDriver,
@@ -231,8 +236,13 @@ export class ManifestStore {
 
   /** A repository exists once a manifest was pushed to it, until its last manifest is deleted. */
   async exists(name: string): Promise<boolean> {
-    if (this.catalogKnown.has(name)) return true;
+    if (await this.knownInCatalog(name)) return true;
     return (await this.driver.stat(layout.catalogEntry(name))) !== undefined;
+  }
+
+  private async knownInCatalog(name: string): Promise<boolean> {
+    const generation = await this.generations.current(name);
+    return generation !== undefined && this.catalogKnown.get(name)?.generation === generation;
   }
 
   async referrers(name: string, subject: Digest, artifactType?: string): Promise<ReferrerDescriptor[]> {
@@ -249,24 +259,29 @@ export class ManifestStore {
   }
 
   async catalog(): Promise<string[]> {
-    const entries = await this.driver.list(layout.catalogDir);
-    return entries.map((p) => decodeName(baseName(p))).sort();
+    const generation = await this.generations.current(CATALOG);
+    if (this.catalogCache && generation !== undefined && this.catalogCache.generation === generation) return this.catalogCache.names;
+    const names = (await this.driver.list(layout.catalogDir)).map((p) => decodeName(baseName(p))).sort();
+    if (generation !== undefined) this.catalogCache = { generation, names };
+    return names;
   }
 
   private async addToCatalog(name: string): Promise<void> {
-    if (this.catalogKnown.has(name)) return;
+    if (await this.knownInCatalog(name)) return;
+    const generation = await this.generations.current(name);
     if (!(await this.driver.stat(layout.catalogEntry(name)))) {
       await this.driver.putContent(layout.catalogEntry(name), '');
+      await this.generations.bump(CATALOG);
     }
-    this.catalogKnown.add(name);
+    if (generation !== undefined) this.catalogKnown.set(name, { generation });
   }
 
   private async removeFromCatalogIfEmpty(name: string): Promise<void> {
     for (const algorithm of ['sha256', 'sha512']) {
       if ((await this.driver.list(layout.revisionsOf(name, algorithm))).length > 0) return;
     }
-    this.catalogKnown.delete(name);
-    await this.driver.delete(layout.catalogEntry(name));
+    if (await this.driver.delete(layout.catalogEntry(name))) await this.generations.bump(CATALOG);
+    await this.generations.bump(name);
   }
 
   private tagKey(name: string, tag: string): string {

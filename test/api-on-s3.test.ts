@@ -29,8 +29,10 @@ const onS3 = describe('the HTTP API with Berth on S3 (s3rver) and Redis (redis-s
     const client = new Redis(redis.url);
     try {
       await new Registry(berth.url).pushImage('state/app', 'v1');
-      const keys = await client.keys(`berth:${basename(berth.dataDir)}:gen:*`);
-      expect(keys).to.deep.equal([`berth:${basename(berth.dataDir)}:gen:state/app`]);
+      const prefix = `berth:${basename(berth.dataDir)}:`;
+      const keys = (await client.keys(`${prefix}*`)).sort();
+      // The generations of the repository's manifests and blob links, and of the catalog.
+      expect(keys).to.deep.equal([`${prefix}gen:_catalog`, `${prefix}gen:_links:state/app`, `${prefix}gen:state/app`]);
     } finally {
       client.disconnect();
       await berth.destroy();

@@ -52,6 +52,32 @@ describe('two replicas sharing storage and a real redis-server', () => {
     expect((await ra.request('GET', `/v2/shared/app/manifests/${second.digest}`)).status).to.equal(404);
   });
 
+  it('a blob unlinked on one replica is unknown on the other at once, though it had cached it', async () => {
+    const digest = await ra.pushBlob('shared/blobs', 'cached then deleted');
+    for (let i = 0; i < 2; i++) expect((await rb.request('HEAD', `/v2/shared/blobs/blobs/${digest}`)).status).to.equal(200);
+    expect((await ra.request('DELETE', `/v2/shared/blobs/blobs/${digest}`)).status).to.equal(202);
+    expect((await rb.request('HEAD', `/v2/shared/blobs/blobs/${digest}`)).status).to.equal(404);
+    expect((await rb.request('GET', `/v2/shared/blobs/blobs/${digest}`)).status).to.equal(404);
+  });
+
+  it('the catalog and repository existence follow pushes and deletes made on the other replica', async () => {
+    const before = (await rb.request('GET', '/v2/_catalog')).json.repositories as string[];
+    expect(before).to.not.include('shared/listed');
+    const image = await ra.pushImage('shared/listed', 'v1');
+    expect((await rb.request('GET', '/v2/_catalog')).json.repositories).to.include('shared/listed');
+    expect((await rb.request('GET', '/v2/shared/listed/tags/list')).status).to.equal(200);
+    expect((await rb.request('DELETE', `/v2/shared/listed/manifests/${image.digest}`)).status).to.equal(202);
+    for (const registry of [ra, rb]) {
+      expect((await registry.request('GET', '/v2/_catalog')).json.repositories).to.not.include('shared/listed');
+      expect((await registry.request('GET', '/v2/shared/listed/tags/list')).status).to.equal(404);
+    }
+    // Pushed again through the replica that had recorded it as listed: back in the catalog for both.
+    await ra.pushImage('shared/listed', 'v2');
+    for (const registry of [ra, rb]) {
+      expect((await registry.request('GET', '/v2/_catalog')).json.repositories).to.include('shared/listed');
+    }
+  });
+
   it('an upload whose POST, PATCHes and PUT land on different replicas completes', async () => {
     const blob = Buffer.from('part one|part two|part three');
     const location = await ra.startUpload('shared/upload');
