@@ -1,6 +1,8 @@
-// Berth vs CNCF Distribution 2.8: one run starts both registries on loopback ports and measures them the
+// Berth vs CNCF Distribution 2.8: one run starts the registries on loopback ports and measures them the
 // same way, interleaved, several times, and prints the medians as a Markdown table (also written to
-// bench/results/latest.md).
+// bench/results/latest.md). Three registries: Berth on disk, Berth on S3 + Redis (the same Berth with
+// BERTH_S3_* pointing at a local s3rver and BERTH_REDIS_URL at a redis-server, both started by this
+// script as separate processes, their CPU counted apart), and Distribution with its filesystem driver.
 //
 //   npm run bench                       full run (5 repetitions)
 //   npm run bench -- --quick            small sizes, short GET runs, 1 repetition (a smoke test)
@@ -16,11 +18,15 @@
 //   --keep          BENCH_KEEP=1     keep the temporary folder (registry data, configs)
 //   --quiet-wait=S  BENCH_QUIET_WAIT before each measurement, wait up to S s (default 60, 0: off) while
 //                                    other processes keep more than a third of a core busy
+//   --no-s3         BENCH_S3=0       leave out Berth on S3 + Redis (no s3rver, no redis-server)
+//   --s3-rss=0      BENCH_S3_RSS=0   skip the big push + pull and memory measurement on S3 + Redis
+//                                    (2 GiB through s3rver at ~100 MB/s adds about 2 min to a full run)
 //                   BENCH_BERTH_NODE_ARGS  extra node flags for Berth, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
 //
 // Manifest GETs are driven by wrk (Debian package `wrk`) when it is installed, with a Lua script for the
 // latency percentiles; a Node keep-alive generator is the fallback. Distribution is /usr/bin/docker-registry
-// (Debian package `docker-registry`).
+// (Debian package `docker-registry`). The S3 variant needs redis-server (Debian package `redis-server`) and
+// the s3rver devDependency, started through test/helpers/s3.ts (which adds the multipart calls s3rver lacks).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -55,6 +61,8 @@ interface Options {
   keep: boolean;
   quietWaitS: number;
   berthNodeArgs: string[];
+  s3: boolean;
+  s3Rss: boolean;
 }
 
 class UsageError extends Error {}
@@ -66,14 +74,14 @@ function parseOptions(argv: string[]): Options {
       process.stdout.write(readFileSync(new URL(import.meta.url), 'utf8').split('\nimport ')[0]!.replace(/^\/\/ ?/gm, '') + '\n');
       process.exit(0);
     }
-    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
+    const m = /^--([a-z0-9-]+)(?:=(.*))?$/.exec(arg);
     if (!m) throw new UsageError(`unknown argument ${arg} (try --help)`);
     flags.set(m[1]!, m[2] ?? 'true');
   }
   const env = process.env;
   const get = (flag: string, envName: string): string | undefined => flags.get(flag) ?? env[envName];
   const truthy = (v: string | undefined) => v !== undefined && v !== '' && v !== '0' && v !== 'false';
-  const known = new Set(['reps', 'quick', 'duration', 'only', 'out', 'node', 'keep', 'quiet-wait']);
+  const known = new Set(['reps', 'quick', 'duration', 'only', 'out', 'node', 'keep', 'quiet-wait', 'no-s3', 's3-rss']);
   for (const k of flags.keys()) if (!known.has(k)) throw new UsageError(`unknown option --${k} (try --help)`);
 
   const quick = truthy(get('quick', 'BENCH_QUICK'));
@@ -99,6 +107,8 @@ function parseOptions(argv: string[]): Options {
     keep: truthy(get('keep', 'BENCH_KEEP')),
     quietWaitS: get('quiet-wait', 'BENCH_QUIET_WAIT') === '0' ? 0 : num(get('quiet-wait', 'BENCH_QUIET_WAIT'), 60, '--quiet-wait'),
     berthNodeArgs: (env.BENCH_BERTH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean),
+    s3: flags.has('no-s3') ? !truthy(flags.get('no-s3')) : env.BENCH_S3 === undefined || env.BENCH_S3 === '' || truthy(env.BENCH_S3),
+    s3Rss: get('s3-rss', 'BENCH_S3_RSS') === undefined || truthy(get('s3-rss', 'BENCH_S3_RSS')),
   };
 }
 
@@ -290,12 +300,21 @@ interface BlobVariant {
 
 // -------------------------------------------------------------------------------------------- registries
 
+type RegistryKey = 'berth' | 'berthS3' | 'distribution';
+
 interface Registry {
-  key: 'berth' | 'distribution';
+  key: RegistryKey;
   label: string;
   base: string;
   process: ChildProcess;
   agent: http.Agent;
+  output: string[];
+}
+
+/** A process the S3 variant depends on (s3rver, redis-server): measured apart from the registry. */
+interface Helper {
+  name: string;
+  process: ChildProcess;
   output: string[];
 }
 
@@ -323,21 +342,100 @@ async function waitUntilServing(reg: Registry, timeoutMs = 60_000): Promise<void
   throw new Error(`${reg.label} did not answer GET /v2/ within ${timeoutMs / 1000} s:\n${reg.output.join('')}`);
 }
 
-async function startBerth(dir: string, nodeArgs: string[]): Promise<Registry> {
+async function startBerth(dir: string, nodeArgs: string[], s3Env?: Record<string, string>): Promise<Registry> {
   const port = await freePort();
-  const dataDir = join(dir, 'berth-data');
+  const dataDir = join(dir, s3Env ? 'berth-s3-data' : 'berth-data');
   mkdirSync(dataDir, { recursive: true });
   // As `npm start` runs it: the compiled JavaScript (built once in main()).
   const child = spawn(process.execPath, ['--max-semi-space-size=4', ...nodeArgs, join('dist', 'bin', 'berth.js'), 'serve'], {
     cwd: ROOT,
-    env: { ...process.env, BERTH_LISTEN: `127.0.0.1:${port}`, BERTH_DATA: dataDir, BERTH_LOG_LEVEL: 'warn' },
+    env: { ...process.env, BERTH_LISTEN: `127.0.0.1:${port}`, BERTH_DATA: dataDir, BERTH_LOG_LEVEL: 'warn', ...s3Env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  return watchRegistry('berth', 'Berth', port, child);
+  return s3Env ? watchRegistry('berthS3', 'Berth S3+Redis', port, child) : watchRegistry('berth', 'Berth', port, child);
+}
+
+/** Waits until a helper prints a line matching `ready`; returns the match. */
+async function waitForOutput(helper: Helper, ready: RegExp, timeoutMs = 30_000): Promise<RegExpExecArray> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const m = ready.exec(helper.output.join(''));
+    if (m) return m;
+    if (helper.process.exitCode !== null || helper.process.signalCode !== null || (helper.process.pid === undefined && helper.output.length > 0)) {
+      throw new Error(`${helper.name} exited (${helper.process.exitCode ?? helper.process.signalCode}) before it was ready:\n${helper.output.join('')}`);
+    }
+    await sleep(50);
+  }
+  throw new Error(`${helper.name} was not ready within ${timeoutMs / 1000} s:\n${helper.output.join('')}`);
+}
+
+function startHelper(name: string, command: string, args: string[]): Helper {
+  const child = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const helper: Helper = { name, process: child, output: [] };
+  keepTail(helper.output, child.stdout);
+  keepTail(helper.output, child.stderr);
+  return helper;
+}
+
+const REDIS_BIN = 'redis-server';
+
+/** redis-server on a free loopback port, no persistence. */
+async function startRedis(started: Helper[]): Promise<{ helper: Helper; url: string }> {
+  const port = await freePort();
+  const helper = startHelper('redis-server', REDIS_BIN, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
+  helper.process.once('error', (err) => helper.output.push(`spawn failed: ${err.message} (apt-get install -y redis-server)\n`));
+  started.push(helper); // stopped by the caller's cleanup, even if it never gets ready
+  await waitForOutput(helper, /Ready to accept connections/);
+  return { helper, url: `redis://127.0.0.1:${port}` };
+}
+
+const S3_BUCKET = 'berth-bench';
+
+/**
+ * s3rver in a child process of its own (its CPU apart from this script's and Berth's), through the tests'
+ * helper, which adds what s3rver lacks (AbortMultipartUpload, UploadPartCopy, ListMultipartUploads, working
+ * ListObjectsV2 paging on Node 20) and keeps its objects in a temporary folder removed on SIGTERM.
+ */
+async function startS3rver(started: Helper[]): Promise<{ helper: Helper; endpoint: string }> {
+  const script = [
+    `import { startS3 } from './test/helpers/s3.ts';`,
+    `const s3 = await startS3(${JSON.stringify(S3_BUCKET)});`,
+    `console.log('BENCH_S3 ' + s3.endpoint + ' ' + s3.directory);`,
+    `const stop = () => s3.close().finally(() => process.exit(0));`,
+    `process.once('SIGTERM', stop);`,
+    `process.once('SIGINT', stop);`,
+  ].join('\n');
+  const helper = startHelper('s3rver', process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script]);
+  started.push(helper);
+  const m = await waitForOutput(helper, /BENCH_S3 (\S+) (\S+)/);
+  return { helper, endpoint: m[1]! };
+}
+
+function helperVersion(command: string, args: string[], pattern: RegExp): string {
+  const out = spawnSync(command, args, { encoding: 'utf8' });
+  return pattern.exec(`${out.stdout}${out.stderr}`)?.[1] ?? 'unknown';
+}
+
+function s3rverVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(join(ROOT, 'node_modules', 's3rver', 'package.json'), 'utf8')) as { version?: string }).version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+async function stopHelper(helper: Helper): Promise<void> {
+  const child = helper.process;
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  await exited;
+  clearTimeout(timer);
 }
 
 /** Wraps a started registry process, keeps the tail of its output, and waits until it answers. */
-async function watchRegistry(key: Registry['key'], label: string, port: number, child: ChildProcess): Promise<Registry> {
+async function watchRegistry(key: RegistryKey, label: string, port: number, child: ChildProcess): Promise<Registry> {
   const reg: Registry = {
     key,
     label,
@@ -658,7 +756,7 @@ interface Metric {
   decimals: number;
 }
 
-type Samples = Record<string, Record<Registry['key'], number[]>>;
+type Samples = Record<string, Partial<Record<RegistryKey, number[]>>>;
 
 function machineInfo(): { cpus: number; model: string; memory: string; kernel: string } {
   const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
@@ -710,9 +808,11 @@ async function main(): Promise<void> {
   const load0 = os.loadavg();
   const tmp = mkdtempSync(join(os.tmpdir(), 'berth-bench-'));
   const registries: Registry[] = [];
+  const helpers: Helper[] = [];
   let interrupted = false;
   const cleanup = async () => {
     await Promise.all(registries.map((r) => stopRegistry(r).catch(() => {})));
+    await Promise.all(helpers.map((h) => stopHelper(h).catch(() => {})));
     if (!opts.keep) rmSync(tmp, { recursive: true, force: true });
     else log(`kept ${tmp}`);
   };
@@ -735,31 +835,66 @@ async function main(): Promise<void> {
       : undefined;
     const big = opts.only.has('rss') ? await BlobSource.generated(opts.bigBytes) : undefined;
 
-    log('starting Distribution and Berth');
+    log(`starting Distribution, Berth${opts.s3 ? ', redis-server, s3rver and Berth on S3 + Redis' : ''}`);
     const distribution = await startDistribution(tmp);
     registries.push(distribution);
     const berth = await startBerth(tmp, opts.berthNodeArgs);
     registries.push(berth);
+    let berthS3: Registry | undefined;
+    let redis: Helper | undefined;
+    let s3rver: Helper | undefined;
+    if (opts.s3) {
+      const r = await startRedis(helpers);
+      redis = r.helper;
+      const s = await startS3rver(helpers);
+      s3rver = s.helper;
+      berthS3 = await startBerth(tmp, opts.berthNodeArgs, {
+        BERTH_S3_BUCKET: S3_BUCKET,
+        BERTH_S3_ENDPOINT: s.endpoint,
+        BERTH_S3_FORCE_PATH_STYLE: 'true',
+        BERTH_S3_REGION: 'us-east-1',
+        AWS_ACCESS_KEY_ID: 'S3RVER',
+        AWS_SECRET_ACCESS_KEY: 'S3RVER',
+        // Credentials come from the environment: never ask an instance metadata service.
+        AWS_EC2_METADATA_DISABLED: 'true',
+        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+        BERTH_REDIS_URL: r.url,
+      });
+      registries.push(berthS3);
+    }
+    /** The measured registries, in column order. */
+    const regs: Registry[] = berthS3 ? [berth, berthS3, distribution] : [berth, distribution];
     const layer = randomBytes(32 * 1024);
-    for (const reg of registries) await pushImage(reg, layer);
+    for (const reg of regs) await pushImage(reg, layer);
 
     // Warm-up, not counted: JIT, connection pools, page cache, and time for every worker to start.
     log('warming up');
-    for (const reg of registries) {
+    for (const reg of regs) {
       if (small) await pushMonolithic(reg, BLOB_REPO, small.variant());
       const url = `${reg.base}/v2/${IMAGE_REPO}/manifests/${TAG}`;
       if (opts.only.has('get')) await (wrk ? runWrk(wrk, luaPath, url, 32, 1) : runNodeLoad(url, 32, 1));
     }
     // CPU and memory are counted over each registry's whole process tree, looked up again per measurement.
-    const trees = () => ({ berth: processTree(berth.process.pid!), distribution: processTree(distribution.process.pid!) });
+    const trees = (): Record<RegistryKey, number[]> => {
+      const t: Record<RegistryKey, number[]> = { berth: [], berthS3: [], distribution: [] };
+      for (const reg of regs) t[reg.key] = processTree(reg.process.pid!);
+      return t;
+    };
+    const helperCpuSeconds = (h: Helper | undefined) => (h?.process.pid !== undefined ? treeCpuSeconds(processTree(h.process.pid)) : 0);
     const berthTree = describeTree(trees().berth);
     log(`Berth runs as ${berthTree}`);
+    const berthS3Tree = berthS3 ? describeTree(trees().berthS3) : '';
+    if (berthS3) log(`Berth S3+Redis runs as ${berthS3Tree}`);
 
     const metrics: Metric[] = [];
     const samples: Samples = {};
     const cpu: Samples = {};
     const clientCpu: Samples = {};
     const otherCpu: Samples = {};
+    /** CPU of s3rver and redis-server during the S3 variant's measurements, % of one core. */
+    const s3rverCpu: Record<string, number[]> = {};
+    const redisCpu: Record<string, number[]> = {};
+    const push = (target: Samples, what: string, key: RegistryKey, value: number) => ((target[what] ??= {})[key] ??= []).push(value);
     /** Waits (bounded) until processes other than ours leave the machine mostly idle. */
     const waitForQuiet = async (tag: string) => {
       // Flush dirty pages first: a registry that leaves its writes to the page cache (Distribution does
@@ -767,7 +902,7 @@ async function main(): Promise<void> {
       spawnSync('sync');
       if (opts.quietWaitS <= 0) return;
       const t = trees();
-      const ours = () => treeCpuSeconds(t.berth) + treeCpuSeconds(t.distribution);
+      const ours = () => Object.values(t).reduce((sum, tree) => sum + treeCpuSeconds(tree), 0) + helperCpuSeconds(redis) + helperCpuSeconds(s3rver);
       const deadline = Date.now() + opts.quietWaitS * 1000;
       for (let first = true; ; first = false) {
         const m0 = machineBusySeconds();
@@ -790,37 +925,46 @@ async function main(): Promise<void> {
     };
     const add = (metric: Metric, reg: Registry, value: number) => {
       if (!metrics.some((m) => m.key === metric.key)) metrics.push(metric);
-      ((samples[metric.key] ??= { berth: [], distribution: [] })[reg.key]).push(value);
+      push(samples, metric.key, reg.key, value);
     };
     /** Runs fn and records the server's CPU use during it, as % of one core. */
     const measured = async <T>(what: string, reg: Registry, fn: () => Promise<T>): Promise<{ value: T; seconds: number }> => {
       const tree = trees()[reg.key];
+      const withHelpers = reg.key === 'berthS3';
       const c0 = treeCpuSeconds(tree);
+      const s3rver0 = withHelpers ? helperCpuSeconds(s3rver) : 0;
+      const redis0 = withHelpers ? helperCpuSeconds(redis) : 0;
       const m0 = machineBusySeconds();
       const self0 = process.cpuUsage();
       const s = process.hrtime.bigint();
       const value = await fn();
       const seconds = Number(process.hrtime.bigint() - s) / 1e9;
       const server = treeCpuSeconds(tree) - c0;
+      const s3rverUsed = withHelpers ? helperCpuSeconds(s3rver) - s3rver0 : 0;
+      const redisUsed = withHelpers ? helperCpuSeconds(redis) - redis0 : 0;
       const machineBusy = machineBusySeconds() - m0;
       const self = process.cpuUsage(self0);
       const external = (value as { clientCpuSeconds?: number } | undefined)?.clientCpuSeconds;
       const client = external ?? (self.user + self.system) / 1e6;
-      ((cpu[what] ??= { berth: [], distribution: [] })[reg.key]).push((100 * server) / seconds);
-      ((clientCpu[what] ??= { berth: [], distribution: [] })[reg.key]).push((100 * client) / seconds);
-      // What neither the server nor its client used: other processes on the machine (noise).
-      const others = Math.max(0, machineBusy - server - client - (external !== undefined ? (self.user + self.system) / 1e6 : 0));
-      ((otherCpu[what] ??= { berth: [], distribution: [] })[reg.key]).push((100 * others) / seconds);
+      push(cpu, what, reg.key, (100 * server) / seconds);
+      push(clientCpu, what, reg.key, (100 * client) / seconds);
+      if (withHelpers) {
+        (s3rverCpu[what] ??= []).push((100 * s3rverUsed) / seconds);
+        (redisCpu[what] ??= []).push((100 * redisUsed) / seconds);
+      }
+      // What neither the server (nor its s3rver and Redis) nor its client used: other processes on the machine (noise).
+      const others = Math.max(0, machineBusy - server - s3rverUsed - redisUsed - client - (external !== undefined ? (self.user + self.system) / 1e6 : 0));
+      push(otherCpu, what, reg.key, (100 * others) / seconds);
       return { value, seconds };
     };
     const mb = (bytes: number, seconds: number) => bytes / 1e6 / seconds;
     const sizeLabel = (bytes: number) => (bytes >= 1024 * MiB ? `${bytes / 1024 / MiB} GiB` : `${bytes / MiB} MiB`);
 
     for (let rep = 0; rep < opts.reps; rep++) {
-      // Interleaved: the registries alternate which goes first, measurement by measurement.
-      const order = rep % 2 === 0 ? [berth, distribution] : [distribution, berth];
+      // Interleaved: the registries take turns going first, measurement by measurement.
+      const order = regs.map((_, i) => regs[(i + rep) % regs.length]!);
       const tag = `[${rep + 1}/${opts.reps}]`;
-      let lastPushed: Partial<Record<Registry['key'], BlobVariant>> = {};
+      let lastPushed: Partial<Record<RegistryKey, BlobVariant>> = {};
 
       if (small && opts.only.has('mono')) {
         await waitForQuiet(tag);
@@ -883,6 +1027,7 @@ async function main(): Promise<void> {
       if (big && opts.only.has('rss')) {
         await waitForQuiet(tag);
         for (const reg of order) {
+          if (reg.key === 'berthS3' && !opts.s3Rss) continue;
           const tree = trees()[reg.key];
           const total = () => tree.reduce((sum, pid) => sum + memoryOf(pid).rss, 0);
           const idle = total();
@@ -892,11 +1037,15 @@ async function main(): Promise<void> {
             sampled = Math.max(sampled, total());
           }, 50);
           const blob = big.variant();
+          let pushedMb: number;
+          let pulledMb: number;
           try {
-            const push = await measured('bigpush', reg, () => pushMonolithic(reg, BLOB_REPO, blob));
+            const pushed = await measured('bigpush', reg, () => pushMonolithic(reg, BLOB_REPO, blob));
             const pulled = await measured('bigpull', reg, () => pull(reg, BLOB_REPO, blob.digest, blob.size));
-            add({ key: 'bigpush', label: `Monolithic push, ${sizeLabel(blob.size)} generated (MB/s)`, higherIsBetter: true, decimals: 0 }, reg, mb(blob.size, push.seconds));
-            add({ key: 'bigpull', label: `Blob pull, ${sizeLabel(blob.size)} (MB/s)`, higherIsBetter: true, decimals: 0 }, reg, mb(blob.size, pulled.seconds));
+            pushedMb = mb(blob.size, pushed.seconds);
+            pulledMb = mb(blob.size, pulled.seconds);
+            add({ key: 'bigpush', label: `Monolithic push, ${sizeLabel(blob.size)} generated (MB/s)`, higherIsBetter: true, decimals: 0 }, reg, pushedMb);
+            add({ key: 'bigpull', label: `Blob pull, ${sizeLabel(blob.size)} (MB/s)`, higherIsBetter: true, decimals: 0 }, reg, pulledMb);
           } finally {
             clearInterval(sampler);
           }
@@ -908,9 +1057,7 @@ async function main(): Promise<void> {
           add({ key: 'rss-idle', label: `Resident memory, idle before the ${sizeLabel(blob.size)} push (MiB)`, higherIsBetter: false, decimals: 0 }, reg, idle / MiB);
           add({ key: 'rss-peak', label: `Peak resident memory during the ${sizeLabel(blob.size)} push + pull, all processes (MiB)`, higherIsBetter: false, decimals: 0 }, reg, peak / MiB);
           add({ key: 'rss-largest', label: `Peak resident memory of the largest single process (MiB)`, higherIsBetter: false, decimals: 0 }, reg, largest / MiB);
-          const pushed = samples.bigpush![reg.key].at(-1)!;
-          const pulledMb = samples.bigpull![reg.key].at(-1)!;
-          log(`${tag} ${reg.label}: ${sizeLabel(blob.size)} push ${format(pushed, 0)} MB/s, pull ${format(pulledMb, 0)} MB/s, RSS ${format(idle / MiB, 0)} MiB before, peak ${format(peak / MiB, 0)} MiB in ${tree.length} process${tree.length > 1 ? 'es' : ''} (${reset ? 'VmHWM' : 'sampled VmRSS'}), largest ${format(largest / MiB, 0)} MiB`);
+          log(`${tag} ${reg.label}: ${sizeLabel(blob.size)} push ${format(pushedMb, 0)} MB/s, pull ${format(pulledMb, 0)} MB/s, RSS ${format(idle / MiB, 0)} MiB before, peak ${format(peak / MiB, 0)} MiB in ${tree.length} process${tree.length > 1 ? 'es' : ''} (${reset ? 'VmHWM' : 'sampled VmRSS'}), largest ${format(largest / MiB, 0)} MiB`);
         }
       }
     }
@@ -918,16 +1065,26 @@ async function main(): Promise<void> {
     const totalS = (Date.now() - t0) / 1000;
     const machine = machineInfo();
     const load1 = os.loadavg();
+    const s3Skipped = Boolean(berthS3 && big && opts.only.has('rss') && !opts.s3Rss);
     const lines: string[] = [];
-    lines.push(`# Berth vs CNCF Distribution${opts.quick ? ' (quick mode)' : ''}`, '');
+    lines.push(`# Berth${berthS3 ? ' (disk; S3 + Redis)' : ''} vs CNCF Distribution${opts.quick ? ' (quick mode)' : ''}`, '');
     lines.push(`- Date: ${startedAt.toISOString().replace('T', ' ').slice(0, 19)} UTC`);
     lines.push(`- Machine: ${machine.cpus} CPUs (nproc), ${machine.model}, ${machine.memory} memory, ${machine.kernel}`);
     lines.push(`- Load average (1 min) at start / end: ${load0[0]!.toFixed(2)} / ${load1[0]!.toFixed(2)}`);
     lines.push(`- Node ${process.version}; Distribution: ${distributionVersion()}`);
-    lines.push(`- Berth ${berthVersion()}: \`node --max-semi-space-size=4 dist/bin/berth.js serve\` (as \`npm start\` runs it), BERTH_LOG_LEVEL=warn${process.env.BERTH_WORKERS ? `, BERTH_WORKERS=${process.env.BERTH_WORKERS}` : ''}, running as ${berthTree} (CPU and memory are summed over the process tree)${opts.berthNodeArgs.length ? ` (node ${opts.berthNodeArgs.join(' ')})` : ''}`);
+    lines.push(`- Berth ${berthVersion()}: \`node --max-semi-space-size=4 dist/bin/berth.js serve\` (as \`npm start\` runs it), BERTH_LOG_LEVEL=warn${process.env.BERTH_WORKERS ? `, BERTH_WORKERS=${process.env.BERTH_WORKERS}` : ''}, data on disk (BERTH_DATA), running as ${berthTree} (CPU and memory are summed over the process tree)${opts.berthNodeArgs.length ? ` (node ${opts.berthNodeArgs.join(' ')})` : ''}`);
+    if (berthS3) {
+      lines.push(
+        `- Berth S3+Redis: the same Berth, running as ${berthS3Tree}, with BERTH_S3_BUCKET/ENDPOINT (path style, default part size) on s3rver ${s3rverVersion()} ` +
+          `(a separate Node process, objects in a temp folder, with the multipart calls it lacks added by test/helpers/s3.ts) and BERTH_REDIS_URL on ` +
+          `redis-server ${helperVersion(REDIS_BIN, ['--version'], /v=(\S+)/)} (no persistence); s3rver and Redis CPU are counted apart, their memory not at all`,
+      );
+    } else {
+      lines.push('- Berth on S3 + Redis left out (--no-s3 / BENCH_S3=0)');
+    }
     lines.push('- Distribution: filesystem storage, delete enabled, in-memory blob descriptor cache, log level warn, access log off');
     lines.push(
-      `- ${opts.reps} repetition${opts.reps > 1 ? 's' : ''}, the registries interleaved (alternating which goes first); ` +
+      `- ${opts.reps} repetition${opts.reps > 1 ? 's' : ''}, the registries interleaved (taking turns going first); ` +
         `each cell is the median${opts.reps > 1 ? ' (min–max)' : ''}. MB = 10^6 bytes.`,
     );
     lines.push(
@@ -937,16 +1094,33 @@ async function main(): Promise<void> {
     lines.push('- Before each measurement the script flushes dirty pages (`sync`), so no registry pays for the previous one\'s unflushed writes; Berth fsyncs every blob before it becomes visible, Distribution 2.8 does not');
     if (opts.quietWaitS > 0) lines.push(`- Before each measurement the script waited (up to ${opts.quietWaitS} s) until other processes used less than a third of a core`);
     if (opts.only.has('get')) lines.push(`- Manifest GETs: ${generator}, ${opts.durationS} s per run, keep-alive, after a 1 s warm-up`);
+    if (s3Skipped) lines.push(`- The ${sizeLabel(big!.size)} push + pull and memory run was skipped for Berth S3+Redis (\`--s3-rss=0\` / BENCH_S3_RSS=0: s3rver is slow): "skipped" in the table`);
     lines.push(`- Total run time: ${Math.floor(totalS / 60)} min ${Math.round(totalS % 60)} s`, '');
-    lines.push('| Measurement | Berth | Distribution | Berth / Distribution |');
-    lines.push('| --- | ---: | ---: | ---: |');
+    const others = regs.filter((r) => r !== distribution);
+    lines.push(`| Measurement | ${regs.map((r) => r.label).join(' | ')} | ${others.map((r) => `${r.label} / Distribution`).join(' | ')} |`);
+    lines.push(`| --- |${' ---: |'.repeat(regs.length + others.length)}`);
     for (const m of metrics) {
       const s = samples[m.key]!;
-      const ratio = median(s.berth) / median(s.distribution);
-      const better = Number.isFinite(ratio) ? ((m.higherIsBetter ? ratio >= 1 : ratio <= 1) ? '' : ' (worse)') : '';
-      lines.push(`| ${m.label} | ${cell(s.berth, m.decimals)} | ${cell(s.distribution, m.decimals)} | ${format(ratio, 2)}×${better} |`);
+      const cells = regs.map((r) => (s[r.key]?.length ? cell(s[r.key], m.decimals) : r === berthS3 && s3Skipped ? 'skipped' : 'n/a'));
+      const ratios = others.map((r) => {
+        if (!s[r.key]?.length) return r === berthS3 && s3Skipped ? 'skipped' : 'n/a';
+        const ratio = median(s[r.key]!) / median(s.distribution ?? []);
+        const better = Number.isFinite(ratio) ? ((m.higherIsBetter ? ratio >= 1 : ratio <= 1) ? '' : ' (worse)') : '';
+        return `${format(ratio, 2)}×${better}`;
+      });
+      lines.push(`| ${m.label} | ${cells.join(' | ')} | ${ratios.join(' | ')} |`);
     }
     lines.push('', 'Throughput: higher is better; latency and memory: lower is better.', '');
+    const get32 = samples['get32-rps'];
+    if (get32?.distribution?.length) {
+      const verdicts = others
+        .filter((r) => get32[r.key]?.length)
+        .map((r) => {
+          const ratio = median(get32[r.key]!) / median(get32.distribution!);
+          return `${r.label} ${format(ratio, 2)}× (${ratio >= 1.5 ? 'met' : 'NOT met'})`;
+        });
+      lines.push(`Target (issue 3): manifest GET requests/s at 32 clients at least 1.5× Distribution's: ${verdicts.join('; ')}.`, '');
+    }
     const cpuLabels: Record<string, string> = {
       mono: 'monolithic push',
       chunked: 'chunked push',
@@ -958,21 +1132,27 @@ async function main(): Promise<void> {
     };
     lines.push(
       `CPU use during each measurement, in % of one core (medians; the machine has ${machine.cpus} cores). ` +
-        'The client is this script (pushes, pulls) or wrk (manifest GETs). "Other processes" is the rest of the machine: ' +
-        'noise from outside the benchmark, plus loopback network work the kernel charges to no process (large on pulls):',
+        'The client is this script (pushes, pulls) or wrk (manifest GETs). "Others" is the rest of the machine: ' +
+        'noise from outside the benchmark, plus loopback network work the kernel charges to no process (large on pulls)' +
+        `${berthS3 ? '; for Berth S3+Redis, s3rver and redis-server are shown apart from Berth' : ''}:`,
       '',
     );
-    lines.push(
-      '| During | Berth server | its client | other processes | Distribution server | its client | other processes |',
-      '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
-    );
+    const head: string[] = [];
+    for (const r of regs) {
+      head.push(`${r.label} server`);
+      if (r === berthS3) head.push('s3rver', 'Redis');
+      head.push('its client', 'others');
+    }
+    lines.push(`| During | ${head.join(' | ')} |`, `| --- |${' ---: |'.repeat(head.length)}`);
+    const pct = (values: number[] | undefined) => (values?.length ? `${format(median(values), 0)} %` : '–');
     for (const [key, v] of Object.entries(cpu)) {
-      const c = clientCpu[key]!;
-      const o = otherCpu[key]!;
-      const pct = (values: number[]) => `${format(median(values), 0)} %`;
-      lines.push(
-        `| ${cpuLabels[key] ?? key} | ${pct(v.berth)} | ${pct(c.berth)} | ${pct(o.berth)} | ${pct(v.distribution)} | ${pct(c.distribution)} | ${pct(o.distribution)} |`,
-      );
+      const row: string[] = [];
+      for (const r of regs) {
+        row.push(pct(v[r.key]));
+        if (r === berthS3) row.push(pct(v[r.key]?.length ? s3rverCpu[key] : undefined), pct(v[r.key]?.length ? redisCpu[key] : undefined));
+        row.push(pct(clientCpu[key]?.[r.key]), pct(otherCpu[key]?.[r.key]));
+      }
+      lines.push(`| ${cpuLabels[key] ?? key} | ${row.join(' | ')} |`);
     }
     const table = lines.join('\n') + '\n';
 
