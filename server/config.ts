@@ -33,6 +33,8 @@ export const configSchema = z.object({
   redisCluster: z.string().regex(/^[^,:]+:\d+(,[^,:]+:\d+)*$/, 'expected host:port,host:port').optional(),
   redisKeyPrefix: z.string(),
   workers: int(1).max(256),
+  uploadExpirySeconds: int(1),
+  uploadPurgeIntervalSeconds: int(1),
   s3Bucket: z
     .string()
     .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$/, 'expected a bucket name (3 to 255 letters, digits, ".", "-" or "_")')
@@ -71,6 +73,16 @@ export const SETTINGS: Record<keyof Config, { env: string; default?: string; hel
   redisSentinelName: { env: 'BERTH_REDIS_SENTINEL_NAME', default: 'mymaster', help: 'the master name the Sentinels watch' },
   redisCluster: { env: 'BERTH_REDIS_CLUSTER', help: 'host:port list of Redis Cluster nodes (instead of BERTH_REDIS_URL)' },
   redisKeyPrefix: { env: 'BERTH_REDIS_PREFIX', default: 'berth:', help: 'prefix of every key Berth writes in Redis' },
+  uploadExpirySeconds: {
+    env: 'BERTH_UPLOAD_EXPIRY_SECONDS',
+    default: String(24 * 3600),
+    help: 'an upload session older than this is removed with its data (on S3, its multipart upload is aborted)',
+  },
+  uploadPurgeIntervalSeconds: {
+    env: 'BERTH_UPLOAD_PURGE_INTERVAL_SECONDS',
+    default: '3600',
+    help: 'how often expired upload sessions are looked for',
+  },
   workers: { env: 'BERTH_WORKERS', default: String(availableParallelism()), help: 'worker processes serving one port (default: the number of cores)' },
   s3Bucket: {
     env: 'BERTH_S3_BUCKET',

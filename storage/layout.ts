@@ -26,6 +26,9 @@ export const layout = {
     `${repo(name)}/_referrers/${subject.algorithm}/${subject.hex}/${d.algorithm}-${d.hex}`,
   catalogDir: '/catalog',
   catalogEntry: (name: string) => `/catalog/${encodeName(name)}`,
+  /** Every open upload session, by id, holding its repository name: what expiry walks. */
+  openUploadsDir: '/uploads',
+  openUpload: (id: string) => `/uploads/${id}`,
 };
 
 // Repository names never contain "~", so it can stand for "/" in a single path segment.

@@ -9,7 +9,7 @@ import type { StorageDriver } from './driver.ts';
 import { RunningDigest } from './hasher.ts';
 import { layout } from './layout.ts';
 import { LocalLock, type Lock } from './lock.ts';
-import type { Algorithm, Digest } from './reference.ts';
+import { isValidName, type Algorithm, type Digest } from './reference.ts';
 
 export interface BlobUpload {
   readonly id: string;
@@ -49,6 +49,7 @@ export class UploadStore {
   async create(name: string): Promise<BlobUpload> {
     const id = randomUUID(); // 122 random bits: unguessable
     const startedAt = new Date();
+    await this.driver.putContent(layout.openUpload(id), name);
     const writer = await this.driver.writer(layout.uploadData(name, id), false);
     await writer.close();
     await this.driver.putContent(layout.uploadStartedAt(name, id), startedAt.toISOString());
@@ -161,6 +162,7 @@ export class UploadStore {
       await this.blobs.commit(dataPath, digest);
       await this.blobs.link(upload.name, digest);
       await this.driver.delete(layout.uploadDir(upload.name, upload.id));
+      await this.driver.delete(layout.openUpload(upload.id));
       this.forget(key);
       return { size };
     });
@@ -170,7 +172,31 @@ export class UploadStore {
     return this.lock.run(this.key(upload), async () => {
       this.forget(this.key(upload));
       await this.driver.delete(layout.uploadDir(upload.name, upload.id));
+      await this.driver.delete(layout.openUpload(upload.id));
     });
+  }
+
+  /**
+   * Removes the sessions started before `startedBefore`, with their data (on S3 that aborts the
+   * multipart upload). Returns how many were removed.
+   */
+  async purgeExpired(startedBefore: Date): Promise<number> {
+    let removed = 0;
+    for (const entry of await this.driver.list(layout.openUploadsDir)) {
+      const id = entry.slice(entry.lastIndexOf('/') + 1);
+      const name = (await this.driver.getContent(entry))?.toString();
+      if (!name || !isValidName(name) || !isValidUploadId(id)) continue;
+      const upload = await this.get(name, id);
+      if (upload && upload.startedAt >= startedBefore) continue;
+      // A session that is gone already (finished between the listing and now) only loses its index entry.
+      await this.lock.run(`${name}@${id}`, async () => {
+        this.forget(`${name}@${id}`);
+        await this.driver.delete(layout.uploadDir(name, id));
+        await this.driver.delete(entry);
+      });
+      if (upload) removed++;
+    }
+    return removed;
   }
 
   /** Keeps a running digest; the oldest are dropped past a bound (abandoned sessions hash again at completion). */

@@ -76,6 +76,28 @@ describe('server lifecycle: restart, configuration, graceful shutdown', () => {
     }
   });
 
+  it('abandoned upload sessions expire with their data; younger ones and finished blobs stay', async () => {
+    const berth = await startBerth({ env: { BERTH_UPLOAD_EXPIRY_SECONDS: '3', BERTH_UPLOAD_PURGE_INTERVAL_SECONDS: '1' } });
+    try {
+      const registry = new Registry(berth.url);
+      const abandoned = await registry.startUpload('expiry/app');
+      expect((await registry.request('PATCH', abandoned, { body: Buffer.alloc(100_000, 1) })).status).to.equal(202);
+      const kept = await registry.pushBlob('expiry/app', 'a finished blob stays');
+      await waitFor(async () => (await registry.request('GET', abandoned)).status === 404, 'the abandoned session to expire', 15_000);
+      // A session opened now is younger than the expiry: it stays through the next purges.
+      const young = await registry.startUpload('expiry/app');
+      await waitFor(() => berth.logs.some((l) => l.includes('expired upload sessions removed')), 'the purge log line');
+      expect((await registry.request('GET', young)).status).to.equal(204);
+      expect((await registry.request('PATCH', young, { body: 'still open' })).status).to.equal(202);
+      expect((await registry.request('GET', `/v2/expiry/app/blobs/${kept}`)).text).to.equal('a finished blob stays');
+      expect((await registry.request('PATCH', abandoned, { body: 'x' })).status).to.equal(404);
+      const storage = berth.storage;
+      expect(await storage.list(`/repositories/expiry/app/_uploads`)).to.have.length(1);
+    } finally {
+      await berth.destroy();
+    }
+  });
+
   it('a wrong configuration value stops start-up with a message that names the variable', () => {
     const run = (env: Record<string, string>) =>
       spawnSync(process.execPath, ['--import', 'tsx', 'bin/berth.ts', 'serve'], {
