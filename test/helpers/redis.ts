@@ -48,3 +48,36 @@ export async function startRedis(): Promise<TestRedis> {
   await start();
   return { url: `redis://127.0.0.1:${port}`, port, stop, start };
 }
+
+/** A Redis Sentinel (redis-server in sentinel mode) watching `master` under the name `name`. */
+export async function startSentinel(master: TestRedis, name = 'mymaster'): Promise<{ port: number; stop(): Promise<void> }> {
+  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'berth-sentinel-'));
+  const config = join(dir, 'sentinel.conf');
+  writeFileSync(
+    config,
+    [`port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, `sentinel monitor ${name} 127.0.0.1 ${master.port} 1`, ''].join('\n'),
+  );
+  const proc = spawn('redis-server', [config, '--sentinel'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  await new Promise<void>((resolve, reject) => {
+    proc.once('error', reject);
+    proc.once('exit', (code) => reject(new Error(`redis sentinel exited with ${code}`)));
+    createInterface({ input: proc.stdout! }).on('line', (line) => {
+      if (line.includes('+monitor master')) resolve();
+    });
+  });
+  return {
+    port,
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+        proc.kill('SIGKILL');
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
