@@ -165,9 +165,11 @@ export class ManifestStore {
 
   /** Resolves a tag or digest to the manifest this repository serves under it. */
   async get(name: string, reference: Reference): Promise<StoredManifest | undefined> {
-    const digest = reference.kind === 'digest' ? reference.digest : await this.resolveTag(name, reference.tag);
+    // One generation read serves both lookups: with Redis it is the only round trip of a cached GET.
+    const generation = await this.generations.current(name);
+    const digest = reference.kind === 'digest' ? reference.digest : await this.resolveTag(name, reference.tag, generation);
     if (!digest) return undefined;
-    const meta = await this.meta(name, digest);
+    const meta = await this.meta(name, digest, generation);
     if (!meta) return undefined;
     let content = this.content.get(digest.value);
     if (!content) {
@@ -178,9 +180,8 @@ export class ManifestStore {
     return { digest: digest.value, mediaType: meta.mediaType, content };
   }
 
-  async resolveTag(name: string, tag: string): Promise<Digest | undefined> {
+  private async resolveTag(name: string, tag: string, generation: number | undefined): Promise<Digest | undefined> {
     const key = this.tagKey(name, tag);
-    const generation = await this.generations.current(name);
     const cached = this.tagCache.get(key);
     if (cached && generation !== undefined && cached.generation === generation) return tryParseDigest(cached.digest);
     const value = (await this.driver.getContent(layout.tag(name, tag)))?.toString();
@@ -189,9 +190,9 @@ export class ManifestStore {
     return tryParseDigest(value);
   }
 
-  private async meta(name: string, digest: Digest): Promise<RevisionMeta | undefined> {
+  /** A revision's facts; from the cache only at a known, current generation, else read from storage. */
+  private async meta(name: string, digest: Digest, generation?: number): Promise<RevisionMeta | undefined> {
     const key = this.metaKey(name, digest.value);
-    const generation = await this.generations.current(name);
     const cached = this.metaCache.get(key);
     if (cached && generation !== undefined && cached.generation === generation) return cached.meta;
     const raw = await this.driver.getContent(layout.revision(name, digest));
