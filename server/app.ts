@@ -19,7 +19,7 @@ import { listenAddress, usesRedis, usesS3, type Config } from './config.ts';
 import { distributionRoutes } from './distribution/routes.ts';
 import { createLogger, requestLog, type Logger } from './logging.ts';
 import { Metrics } from './metrics.ts';
-import { errorMapping } from './middleware.ts';
+import { errorMapping, rateLimit } from './middleware.ts';
 
 export interface Berth {
   app: Koa;
@@ -56,6 +56,7 @@ export async function createApp(config: Config, logger: Logger = createLogger(co
   app.use(requestLog(logger));
   app.use(metrics.middleware());
   app.use(errorMapping(logger));
+  app.use(rateLimit(config.rateLimitPerMinute, coordination.counter));
   app.use(router.routes());
   return { app, storage, coordination, metrics, logger };
 }

@@ -5,7 +5,7 @@ import cluster, { type Worker } from 'node:cluster';
 import client from 'prom-client';
 // Straight to the cluster module, not storage/index.ts: the primary only forks and relays, and should not
 // carry the whole registry (S3 SDK, Koa…) in memory. Workers load the app when they start.
-import { ClusterGenerationRelay, ClusterLockArbiter } from '../storage/cluster.ts';
+import { ClusterGenerationRelay, ClusterLockArbiter, ClusterRateRelay } from '../storage/cluster.ts';
 import { usesS3, type Config } from './config.ts';
 import { createLogger } from './logging.ts';
 import { isMetricsRequest, type MetricsReply } from './metrics.ts';
@@ -38,6 +38,7 @@ function runPrimary(config: Config): void {
   const logger = createLogger(config.logLevel);
   const arbiter = new ClusterLockArbiter();
   const relay = new ClusterGenerationRelay();
+  const rates = new ClusterRateRelay();
   const aggregator = new client.AggregatorRegistry();
   let stopping = false;
 
@@ -45,6 +46,7 @@ function runPrimary(config: Config): void {
     const worker = cluster.fork();
     arbiter.attach(worker);
     relay.attach(worker);
+    rates.attach(worker);
     worker.on('message', (message: unknown) => {
       if (!isMetricsRequest(message)) return;
       void aggregator.clusterMetrics().then(

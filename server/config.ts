@@ -34,6 +34,7 @@ export const configSchema = z.object({
   redisKeyPrefix: z.string(),
   workers: int(1).max(256),
   uploadExpirySeconds: int(1),
+  rateLimitPerMinute: int(0),
   uploadPurgeIntervalSeconds: int(1),
   s3Bucket: z
     .string()
@@ -73,6 +74,11 @@ export const SETTINGS: Record<keyof Config, { env: string; default?: string; hel
   redisSentinelName: { env: 'BERTH_REDIS_SENTINEL_NAME', default: 'mymaster', help: 'the master name the Sentinels watch' },
   redisCluster: { env: 'BERTH_REDIS_CLUSTER', help: 'host:port list of Redis Cluster nodes (instead of BERTH_REDIS_URL)' },
   redisKeyPrefix: { env: 'BERTH_REDIS_PREFIX', default: 'berth:', help: 'prefix of every key Berth writes in Redis' },
+  rateLimitPerMinute: {
+    env: 'BERTH_RATE_LIMIT_PER_MINUTE',
+    default: '0',
+    help: 'requests to /v2 per client address and minute before 429 TOO_MANY_REQUESTS, counted across every process (0: no limit)',
+  },
   uploadExpirySeconds: {
     env: 'BERTH_UPLOAD_EXPIRY_SECONDS',
     default: String(24 * 3600),

@@ -2,7 +2,7 @@
 import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
 import type { IncomingMessage } from 'node:http';
-import { InvalidPathError, isStorageFailure, PathNotFoundError } from '../storage/index.ts';
+import { InvalidPathError, isStorageFailure, PathNotFoundError, type RateCounter } from '../storage/index.ts';
 import { RegistryError } from './errors.ts';
 
 // A refused request's unread body is read off the wire and dropped up to this size, so the client sees
@@ -69,5 +69,28 @@ export function errorMapping(logger: Logger) {
       ctx.body = error.body();
       ctx.type = 'application/json';
     }
+  };
+}
+
+/**
+ * A limit on /v2 requests per client address and minute. The counters are shared (Redis, or the
+ * cluster's primary), so the limit holds across every process; when they cannot be reached, requests go
+ * through rather than being refused for a fault of ours.
+ */
+export function rateLimit(perMinute: number, counter: RateCounter) {
+  return async (ctx: Context, next: Next): Promise<void> => {
+    if (perMinute > 0 && (ctx.path === '/v2' || ctx.path.startsWith('/v2/'))) {
+      const hit = await counter.hit(`ip:${ctx.ip}`, 60_000);
+      if (hit) {
+        ctx.set('RateLimit-Limit', String(perMinute));
+        ctx.set('RateLimit-Remaining', String(Math.max(0, perMinute - hit.count)));
+        if (hit.count > perMinute) {
+          throw new RegistryError('TOO_MANY_REQUESTS', `at most ${perMinute} requests a minute from one address`, null, {
+            headers: { 'Retry-After': String(Math.max(1, Math.ceil(hit.resetMs / 1000))) },
+          });
+        }
+      }
+    }
+    await next();
   };
 }

@@ -2,7 +2,7 @@
 // process arbitrates the locks over IPC and relays cache invalidations to every worker.
 import type { Worker } from 'node:cluster';
 import { randomUUID } from 'node:crypto';
-import { LocalGenerations, type Coordination, type Generations } from './coordination.ts';
+import { LocalGenerations, LocalRateCounter, type Coordination, type Generations, type RateCount, type RateCounter } from './coordination.ts';
 import type { Lock } from './lock.ts';
 
 interface LockMessage {
@@ -85,8 +85,56 @@ class ClusterLock implements Lock {
   }
 }
 
+interface RateMessage {
+  berthRate: 'hit' | 'count';
+  id: string;
+  key?: string;
+  windowMs?: number;
+  count?: RateCount;
+}
+
+function isRateMessage(message: unknown): message is RateMessage {
+  return typeof message === 'object' && message !== null && 'berthRate' in message;
+}
+
+/** Every worker counts in the primary, so a limit holds for the whole machine, not per worker. */
+class ClusterRateCounter implements RateCounter {
+  private readonly waiting = new Map<string, (count: RateCount) => void>();
+
+  constructor() {
+    process.on('message', (message: unknown) => {
+      if (isRateMessage(message) && message.berthRate === 'count') {
+        this.waiting.get(message.id)?.(message.count!);
+        this.waiting.delete(message.id);
+      }
+    });
+  }
+
+  hit(key: string, windowMs: number): Promise<RateCount> {
+    const id = randomUUID();
+    return new Promise((resolve) => {
+      this.waiting.set(id, resolve);
+      process.send!({ berthRate: 'hit', id, key, windowMs } satisfies RateMessage);
+    });
+  }
+}
+
+/** Runs in the primary: the counters behind every worker's ClusterRateCounter. */
+export class ClusterRateRelay {
+  private readonly counter = new LocalRateCounter();
+
+  attach(worker: Worker): void {
+    worker.on('message', (message: unknown) => {
+      if (!isRateMessage(message) || message.berthRate !== 'hit') return;
+      void this.counter.hit(message.key!, message.windowMs!).then((count) => {
+        if (worker.isConnected()) worker.send({ berthRate: 'count', id: message.id, count } satisfies RateMessage);
+      });
+    });
+  }
+}
+
 export function clusterWorkerCoordination(): Coordination {
-  return { lock: new ClusterLock(), generations: new ClusterGenerations(), close: async () => {} };
+  return { lock: new ClusterLock(), generations: new ClusterGenerations(), counter: new ClusterRateCounter(), close: async () => {} };
 }
 
 /** Runs in the primary: relays a worker's bump to every worker and answers once all have acknowledged. */

@@ -1,5 +1,6 @@
 // What several Berth processes must agree on: who writes an upload session or a tag right now (Lock),
-// and whether a fact a process cached about a repository is still current (Generations).
+// whether a fact a process cached about a repository is still current (Generations), and how often a
+// client has come lately (RateCounter).
 import { LocalLock, type Lock } from './lock.ts';
 
 export interface Generations {
@@ -12,10 +13,41 @@ export interface Generations {
   bump(name: string): Promise<void>;
 }
 
+export interface RateCount {
+  /** Hits in the current window, this one included. */
+  count: number;
+  /** Milliseconds until the window ends. */
+  resetMs: number;
+}
+
+/** Counts hits per key in fixed windows: what rate limits are made of. */
+export interface RateCounter {
+  /** Counts one hit. Undefined when it cannot be counted right now (shared state away). */
+  hit(key: string, windowMs: number): Promise<RateCount | undefined>;
+}
+
 export interface Coordination {
   lock: Lock;
   generations: Generations;
+  counter: RateCounter;
   close(): Promise<void>;
+}
+
+/** Counters in this process's memory; windows that ended are dropped as they are met. */
+export class LocalRateCounter implements RateCounter {
+  private readonly windows = new Map<string, { count: number; endsAt: number }>();
+
+  async hit(key: string, windowMs: number): Promise<RateCount> {
+    const now = Date.now();
+    let window = this.windows.get(key);
+    if (!window || window.endsAt <= now) {
+      if (this.windows.size > 100_000) for (const [k, w] of this.windows) if (w.endsAt <= now) this.windows.delete(k);
+      window = { count: 0, endsAt: now + windowMs };
+      this.windows.set(key, window);
+    }
+    window.count++;
+    return { count: window.count, resetMs: window.endsAt - now };
+  }
 }
 
 /** One process owns the data: its own memory is the whole truth. */
@@ -32,5 +64,5 @@ export class LocalGenerations implements Generations {
 }
 
 export function localCoordination(): Coordination {
-  return { lock: new LocalLock(), generations: new LocalGenerations(), close: async () => {} };
+  return { lock: new LocalLock(), generations: new LocalGenerations(), counter: new LocalRateCounter(), close: async () => {} };
 }

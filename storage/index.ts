@@ -7,7 +7,7 @@ import { ManifestStore } from './manifests.ts';
 import { UploadStore, type UploadObserver } from './uploads.ts';
 
 export { BlobStore } from './blobs.ts';
-export { localCoordination, LocalGenerations, type Coordination, type Generations } from './coordination.ts';
+export { localCoordination, LocalGenerations, LocalRateCounter, type Coordination, type Generations, type RateCounter, type RateCount } from './coordination.ts';
 export { LocalLock, type Lock } from './lock.ts';
 export { clusterWorkerCoordination, ClusterLockArbiter, ClusterGenerationRelay } from './cluster.ts';
 export { FilesystemDriver } from './filesystem.ts';
@@ -58,6 +58,8 @@ export async function createS3Driver(options: import('./s3.ts').S3DriverOptions)
 }
 
 export async function createRedisCoordination(config: import('./redis.ts').RedisConfig): Promise<Coordination> {
-  const { redisCoordination } = await import('./redis.ts');
-  return redisCoordination(config);
+  const { redisCoordination, whenReady } = await import('./redis.ts');
+  const coordination = redisCoordination(config);
+  await whenReady(coordination.redis, 5000);
+  return coordination;
 }

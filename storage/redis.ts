@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { RegistryError } from '../server/errors.ts';
-import type { Coordination, Generations } from './coordination.ts';
+import type { Coordination, Generations, RateCount, RateCounter } from './coordination.ts';
 import type { Lock } from './lock.ts';
 
 export interface RedisConfig {
@@ -139,6 +139,50 @@ export class RedisLock implements Lock {
   }
 }
 
+const HIT = `local c = redis.call('incr', KEYS[1]) if c == 1 then redis.call('pexpire', KEYS[1], ARGV[1]) end return {c, redis.call('pttl', KEYS[1])}`;
+
+/** One counter per key and window in Redis, shared by every replica; it expires with its window. */
+export class RedisRateCounter implements RateCounter {
+  private readonly commands: { berthRateHit(key: string, windowMs: string): Promise<[number, number]> };
+
+  constructor(
+    redis: Client,
+    private readonly prefix: string,
+  ) {
+    redis.defineCommand('berthRateHit', { numberOfKeys: 1, lua: HIT });
+    this.commands = redis as unknown as RedisRateCounter['commands'];
+  }
+
+  async hit(key: string, windowMs: number): Promise<RateCount | undefined> {
+    try {
+      const [count, ttl] = await this.commands.berthRateHit(`${this.prefix}rate:${key}`, String(windowMs));
+      return { count, resetMs: ttl > 0 ? ttl : windowMs };
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+/**
+ * Waits (bounded) until the connection is ready, so that a server does not start answering while its
+ * first writes would still find Redis unconnected. A Redis that is down at start does not stop Berth:
+ * pulls work without it, and writes answer 503 until it comes.
+ */
+export async function whenReady(redis: Client, timeoutMs: number): Promise<boolean> {
+  if (redis.status === 'ready') return true;
+  return new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => {
+      redis.off('ready', onReady);
+      resolve(false);
+    }, timeoutMs);
+    const onReady = () => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    redis.once('ready', onReady);
+  });
+}
+
 export function redisCoordination(config: RedisConfig): Coordination & { redis: Client } {
   const redis = connectRedis(config);
   // Connection trouble is reported per request (503) and logged by the caller; never an unhandled event.
@@ -147,6 +191,7 @@ export function redisCoordination(config: RedisConfig): Coordination & { redis: 
     redis,
     lock: new RedisLock(redis, config.keyPrefix),
     generations: new RedisGenerations(redis, config.keyPrefix),
+    counter: new RedisRateCounter(redis, config.keyPrefix),
     close: async () => {
       redis.disconnect();
     },

@@ -98,6 +98,26 @@ describe('server lifecycle: restart, configuration, graceful shutdown', () => {
     }
   });
 
+  it('a rate limit per client address answers TOO_MANY_REQUESTS with Retry-After past the limit', async () => {
+    const berth = await startBerth({ env: { BERTH_RATE_LIMIT_PER_MINUTE: '5' } });
+    try {
+      const registry = new Registry(berth.url);
+      for (let i = 0; i < 5; i++) {
+        const res = await registry.request('GET', '/v2/');
+        expect(res.status, `request ${i + 1}`).to.equal(200);
+        expect(res.headers['ratelimit-remaining']).to.equal(String(4 - i));
+      }
+      const refused = await registry.request('GET', '/v2/limited/app/tags/list');
+      expect(refused.status).to.equal(429);
+      expect(refused.json.errors[0].code).to.equal('TOO_MANY_REQUESTS');
+      expect(Number(refused.headers['retry-after'])).to.be.within(1, 60);
+      // Health and metrics are not the registry API: never limited.
+      expect((await registry.request('GET', '/healthz')).status).to.equal(200);
+    } finally {
+      await berth.destroy();
+    }
+  });
+
   it('a wrong configuration value stops start-up with a message that names the variable', () => {
     const run = (env: Record<string, string>) =>
       spawnSync(process.execPath, ['--import', 'tsx', 'bin/berth.ts', 'serve'], {

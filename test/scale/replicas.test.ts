@@ -194,3 +194,35 @@ describe('two replicas on one S3 bucket (s3rver) and one redis-server', () => {
     expect(seen.body.equals(second.manifest)).to.equal(true);
   });
 });
+
+describe('a rate limit shared by two replicas through Redis', () => {
+  let redis: TestRedis;
+  let a: TestBerth;
+  let b: TestBerth;
+
+  before(async () => {
+    redis = await startRedis();
+    const env = { BERTH_REDIS_URL: redis.url, BERTH_RATE_LIMIT_PER_MINUTE: '6' };
+    a = await startBerth({ env });
+    b = await startBerth({ env });
+  });
+  after(async () => {
+    await a?.destroy();
+    await b?.destroy();
+    await redis?.stop();
+  });
+
+  it('counts the requests of one address on both replicas together', async () => {
+    const ra = new Registry(a.url);
+    const rb = new Registry(b.url);
+    for (let i = 0; i < 3; i++) {
+      expect((await ra.request('GET', '/v2/')).status).to.equal(200);
+      expect((await rb.request('GET', '/v2/')).status).to.equal(200);
+    }
+    for (const registry of [ra, rb]) {
+      const res = await registry.request('GET', '/v2/');
+      expect(res.status).to.equal(429);
+      expect(errorCode(res)).to.equal('TOO_MANY_REQUESTS');
+    }
+  });
+});

@@ -65,3 +65,13 @@ describe('berth serve with two worker processes on one port (no Redis)', () => {
     expect(await exited).to.equal(0);
   });
 });
+
+describe('a rate limit with two workers and no Redis', () => {
+  const suite = useBerth({ env: { BERTH_WORKERS: '2', BERTH_RATE_LIMIT_PER_MINUTE: '6' } });
+
+  it('counts in the primary, so the limit holds for the machine, not per worker', async () => {
+    // New connections go to the workers in turn: six requests reach both.
+    for (let i = 0; i < 6; i++) expect((await suite.registry.request('GET', '/v2/')).status, `request ${i + 1}`).to.equal(200);
+    for (let i = 0; i < 2; i++) expect((await suite.registry.request('GET', '/v2/')).status).to.equal(429);
+  });
+});
