@@ -81,3 +81,56 @@ export async function startSentinel(master: TestRedis, name = 'mymaster'): Promi
     },
   };
 }
+
+/** A Redis Cluster of three masters (no replicas) on free loopback ports, ready when the slots are covered. */
+export async function startRedisCluster(): Promise<{ nodes: string; stop(): Promise<void> }> {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { spawnSync } = await import('node:child_process');
+  const dir = mkdtempSync(join(tmpdir(), 'berth-redis-cluster-'));
+  const ports = [await freePort(), await freePort(), await freePort()];
+  const procs: ChildProcess[] = [];
+  const stop = async () => {
+    for (const proc of procs) {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+        proc.kill('SIGKILL');
+        await exited;
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    for (const port of ports) {
+      const proc = spawn(
+        'redis-server',
+        ['--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`,
+          '--dir', dir, '--save', '', '--appendonly', 'no'],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      procs.push(proc);
+      await new Promise<void>((resolve, reject) => {
+        proc.once('exit', (code) => reject(new Error(`redis-server exited with ${code}`)));
+        createInterface({ input: proc.stdout! }).on('line', (line) => {
+          if (line.includes('Ready to accept connections')) resolve();
+        });
+      });
+    }
+    const create = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`);
+    for (let i = 0; ; i++) {
+      const info = spawnSync('redis-cli', ['-p', String(ports[0]), 'cluster', 'info'], { encoding: 'utf8' }).stdout;
+      if (info.includes('cluster_state:ok')) break;
+      if (i > 200) throw new Error(`the cluster did not become ready:\n${info}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { nodes: ports.map((p) => `127.0.0.1:${p}`).join(','), stop };
+}
