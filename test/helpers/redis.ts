@@ -3,6 +3,14 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 
+/** Kills a redis process (no data of its to keep) and waits until it has exited. */
+async function kill(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  proc.kill('SIGKILL');
+  await exited;
+}
+
 export async function freePort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
@@ -38,11 +46,7 @@ export async function startRedis(): Promise<TestRedis> {
   }
 
   async function stop(): Promise<void> {
-    const proc = child;
-    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
-    const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-    proc.kill('SIGKILL');
-    await exited;
+    if (child) await kill(child);
   }
 
   await start();
@@ -72,11 +76,7 @@ export async function startSentinel(master: TestRedis, name = 'mymaster'): Promi
   return {
     port,
     async stop() {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-        proc.kill('SIGKILL');
-        await exited;
-      }
+      await kill(proc);
       rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -92,13 +92,7 @@ export async function startRedisCluster(): Promise<{ nodes: string; stop(): Prom
   const ports = [await freePort(), await freePort(), await freePort()];
   const procs: ChildProcess[] = [];
   const stop = async () => {
-    for (const proc of procs) {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-        proc.kill('SIGKILL');
-        await exited;
-      }
-    }
+    for (const proc of procs) await kill(proc);
     rmSync(dir, { recursive: true, force: true });
   };
   try {
