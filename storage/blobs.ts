@@ -5,8 +5,7 @@ import type { ByteRange, StorageDriver } from './driver.ts';
 import { baseName, decodeName, layout } from './layout.ts';
 import { LocalGenerations, type Generations } from './coordination.ts';
 import type { Digest } from './reference.ts';
-
-const MAX_DESCRIPTORS = 100_000;
+import { StampedCache } from './stamped-cache.ts';
 
 /** The generation key of a repository's blob links (names never start with '_', so it cannot clash). */
 function linksOf(name: string): string {
@@ -17,7 +16,7 @@ export class BlobStore {
   // Which repository serves which blob, and its size: a hot path (clients HEAD every layer before a push)
   // that costs two storage round trips, S3 ones included. Entries carry the generation of the
   // repository's blob links, which every unlink bumps; a link only adds, so it needs no bump.
-  private readonly descriptors = new Map<string, { generation: number; size: number }>();
+  private readonly descriptors = new StampedCache<number>(100_000);
 
   constructor(
     private readonly driver: StorageDriver,
@@ -34,15 +33,12 @@ export class BlobStore {
   async sizeIn(name: string, digest: Digest): Promise<number | undefined> {
     const key = `${name}@${digest.value}`;
     const generation = await this.generations.current(linksOf(name));
-    const cached = this.descriptors.get(key);
-    if (cached && generation !== undefined && cached.generation === generation) return cached.size;
+    const cached = this.descriptors.get(key, generation);
+    if (cached !== undefined) return cached;
     const link = await this.driver.stat(layout.layerLink(name, digest));
     if (!link) return undefined;
     const size = await this.size(digest);
-    if (size !== undefined && generation !== undefined) {
-      this.descriptors.set(key, { generation, size });
-      if (this.descriptors.size > MAX_DESCRIPTORS) this.descriptors.delete(this.descriptors.keys().next().value!);
-    }
+    if (size !== undefined) this.descriptors.set(key, generation, size);
     return size;
   }
 

@@ -6,6 +6,7 @@ import type { StorageDriver } from './driver.ts';
 import { baseName, decodeName, layout } from './layout.ts';
 import { LocalGenerations, type Generations } from './coordination.ts';
 import { LocalLock, type Lock } from './lock.ts';
+import { StampedCache } from './stamped-cache.ts';
 import { isForeignLayer, parseManifest, referrerArtifactType, type ParsedManifest } from './manifest-parser.ts';
 import { tryParseDigest, type Digest, type Reference } from './reference.ts';
 
@@ -65,31 +66,15 @@ class ContentCache {
 /** The generation key of the catalog index (repository names never start with '_'). */
 const CATALOG = '_catalog';
 
-/** A Map that forgets its oldest entries past a size. */
-class BoundedMap<V> {
-  private readonly entries = new Map<string, V>();
-  constructor(private readonly max: number) {}
-
-  get(key: string): V | undefined {
-    return this.entries.get(key);
-  }
-
-  set(key: string, value: V): void {
-    this.entries.delete(key);
-    this.entries.set(key, value);
-    if (this.entries.size > this.max) this.entries.delete(this.entries.keys().next().value!);
-  }
-}
-
 export class ManifestStore {
   private readonly content = new ContentCache(64 * 1024 * 1024);
   // Tag targets and revision facts are cached with the repository's generation when they were read;
   // any write anywhere bumps the generation, so a stale entry is never served.
-  private readonly tagCache = new BoundedMap<{ generation: number; digest: string }>(100_000);
-  private readonly metaCache = new BoundedMap<{ generation: number; meta: RevisionMeta }>(100_000);
+  private readonly tagCache = new StampedCache<string>(100_000);
+  private readonly metaCache = new StampedCache<RevisionMeta>(100_000);
   // Repositories known to be in the catalog index, at their generation (a delete elsewhere bumps it).
-  private readonly catalogKnown = new BoundedMap<{ generation: number }>(100_000);
-  private catalogCache: { generation: number; names: string[] } | undefined;
+  private readonly catalogKnown = new StampedCache<true>(100_000);
+  private readonly catalogCache = new StampedCache<string[]>(1);
 
   constructor(
     private readonly driver: StorageDriver,
@@ -182,23 +167,23 @@ export class ManifestStore {
 
   private async resolveTag(name: string, tag: string, generation: number | undefined): Promise<Digest | undefined> {
     const key = this.tagKey(name, tag);
-    const cached = this.tagCache.get(key);
-    if (cached && generation !== undefined && cached.generation === generation) return tryParseDigest(cached.digest);
+    const cached = this.tagCache.get(key, generation);
+    if (cached !== undefined) return tryParseDigest(cached);
     const value = (await this.driver.getContent(layout.tag(name, tag)))?.toString();
     if (value === undefined) return undefined;
-    if (generation !== undefined) this.tagCache.set(key, { generation, digest: value });
+    this.tagCache.set(key, generation, value);
     return tryParseDigest(value);
   }
 
   /** A revision's facts; from the cache only at a known, current generation, else read from storage. */
   private async meta(name: string, digest: Digest, generation?: number): Promise<RevisionMeta | undefined> {
     const key = this.metaKey(name, digest.value);
-    const cached = this.metaCache.get(key);
-    if (cached && generation !== undefined && cached.generation === generation) return cached.meta;
+    const cached = this.metaCache.get(key, generation);
+    if (cached) return cached;
     const raw = await this.driver.getContent(layout.revision(name, digest));
     if (!raw) return undefined;
     const meta = JSON.parse(raw.toString()) as RevisionMeta;
-    if (generation !== undefined) this.metaCache.set(key, { generation, meta });
+    this.metaCache.set(key, generation, meta);
     return meta;
   }
 
@@ -242,8 +227,7 @@ export class ManifestStore {
   }
 
   private async knownInCatalog(name: string): Promise<boolean> {
-    const generation = await this.generations.current(name);
-    return generation !== undefined && this.catalogKnown.get(name)?.generation === generation;
+    return this.catalogKnown.get(name, await this.generations.current(name)) === true;
   }
 
   async referrers(name: string, subject: Digest, artifactType?: string): Promise<ReferrerDescriptor[]> {
@@ -261,9 +245,10 @@ export class ManifestStore {
 
   async catalog(): Promise<string[]> {
     const generation = await this.generations.current(CATALOG);
-    if (this.catalogCache && generation !== undefined && this.catalogCache.generation === generation) return this.catalogCache.names;
+    const cached = this.catalogCache.get(CATALOG, generation);
+    if (cached) return cached;
     const names = (await this.driver.list(layout.catalogDir)).map((p) => decodeName(baseName(p))).sort();
-    if (generation !== undefined) this.catalogCache = { generation, names };
+    this.catalogCache.set(CATALOG, generation, names);
     return names;
   }
 
@@ -274,7 +259,7 @@ export class ManifestStore {
       await this.driver.putContent(layout.catalogEntry(name), '');
       await this.generations.bump(CATALOG);
     }
-    if (generation !== undefined) this.catalogKnown.set(name, { generation });
+    this.catalogKnown.set(name, generation, true);
   }
 
   private async removeFromCatalogIfEmpty(name: string): Promise<void> {
