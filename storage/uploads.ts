@@ -145,11 +145,10 @@ export class UploadStore {
       try {
         size = writer.size;
         const cached = this.hashes.get(key);
-        const alreadyStored = (await this.blobs.size(digest)) !== undefined;
         if (digest.algorithm === 'sha256' && cached?.offset === size) {
           verify(digest, await cached.digest.hex());
           // Durable before it becomes visible; a blob that is stored already needs none of these bytes.
-          if (!alreadyStored) await writer.commit();
+          if ((await this.blobs.size(digest)) === undefined) await writer.commit();
         } else {
           // No running hash here: make the data whole and readable first (on S3 that completes the
           // multipart upload), then hash what is stored.
