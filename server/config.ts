@@ -1,7 +1,6 @@
 // One typed, validated configuration, read once at start-up from the environment and an optional
 // JSON file (BERTH_CONFIG); the environment wins over the file.
 import { readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 
@@ -89,7 +88,7 @@ export const SETTINGS: Record<keyof Config, { env: string; default?: string; hel
     default: '3600',
     help: 'how often expired upload sessions are looked for',
   },
-  workers: { env: 'BERTH_WORKERS', default: String(availableParallelism()), help: 'worker processes serving one port (default: the number of cores)' },
+  workers: { env: 'BERTH_WORKERS', default: '1', help: 'processes serving one port; 1 serves from a single process, more fork workers (node:cluster)' },
   s3Bucket: {
     env: 'BERTH_S3_BUCKET',
     help: 'store everything in this S3 bucket instead of BERTH_DATA (credentials: the AWS SDK default chain)',
