@@ -130,6 +130,18 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }
 
+let droppedCaches = false;
+
+/** Drops the clean page cache (root only); false when this machine does not allow it. */
+function dropPageCache(): boolean {
+  try {
+    writeFileSync('/proc/sys/vm/drop_caches', '1');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 async function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
     const server = net.createServer();
@@ -235,7 +247,14 @@ class BlobSource {
     readonly size: number,
     private readonly prefix: (start: number, end: number) => AsyncIterable<Buffer>,
     private readonly prefixHash: Hash,
+    private readonly onDisk = false,
   ) {}
+
+  /** Reads a file-backed prefix once, so that after the page cache was dropped the client does not push from the disk. */
+  async warm(): Promise<void> {
+    if (!this.onDisk) return;
+    for await (const chunk of this.prefix(0, this.size - SUFFIX)) void chunk;
+  }
 
   static async fromFile(path: string, size: number): Promise<BlobSource> {
     const prefixSize = size - SUFFIX;
@@ -250,7 +269,7 @@ class BlobSource {
     for await (const chunk of createReadStream(path, { highWaterMark: 4 * MiB })) hash.update(chunk as Buffer);
     const read = (start: number, end: number): AsyncIterable<Buffer> =>
       createReadStream(path, { start, end: end - 1, highWaterMark: 4 * MiB }) as AsyncIterable<Buffer>;
-    return new BlobSource(size, read, hash);
+    return new BlobSource(size, read, hash, true);
   }
 
   /** Bytes made on the fly from a 1 MiB random block stamped with its index: nothing is stored or buffered. */
@@ -349,7 +368,7 @@ async function startBerth(dir: string, nodeArgs: string[], s3Env?: Record<string
   // As `npm start` runs it: the compiled JavaScript (built once in main()).
   const child = spawn(process.execPath, ['--max-semi-space-size=4', ...nodeArgs, join('dist', 'bin', 'berth.js'), 'serve'], {
     cwd: ROOT,
-    env: { ...process.env, BERTH_LISTEN: `127.0.0.1:${port}`, BERTH_DATA: dataDir, BERTH_LOG_LEVEL: 'warn', ...s3Env },
+    env: { ...process.env, BERTH_LISTEN: `127.0.0.1:${port}`, BERTH_DATA: dataDir, BERTH_LOG_LEVEL: 'warn', BERTH_MODE: 'open', ...s3Env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   return s3Env ? watchRegistry('berthS3', 'Berth S3+Redis', port, child) : watchRegistry('berth', 'Berth', port, child);
@@ -834,6 +853,9 @@ async function main(): Promise<void> {
       ? await BlobSource.fromFile(join(tmp, 'blob.bin'), opts.blobBytes)
       : undefined;
     const big = opts.only.has('rss') ? await BlobSource.generated(opts.bigBytes) : undefined;
+    // Pushed (unmeasured) to every registry after the page cache is dropped, so that each reads its own
+    // program back from the disk before a measurement, not during it.
+    const warmUp = await BlobSource.generated(4 * MiB);
 
     log(`starting Distribution, Berth${opts.s3 ? ', redis-server, s3rver and Berth on S3 + Redis' : ''}`);
     const distribution = await startDistribution(tmp);
@@ -896,10 +918,18 @@ async function main(): Promise<void> {
     const redisCpu: Record<string, number[]> = {};
     const push = (target: Samples, what: string, key: RegistryKey, value: number) => ((target[what] ??= {})[key] ??= []).push(value);
     /** Waits (bounded) until processes other than ours leave the machine mostly idle. */
-    const waitForQuiet = async (tag: string) => {
+    const waitForQuiet = async (tag: string, options: { freeMemory?: boolean } = {}) => {
       // Flush dirty pages first: a registry that leaves its writes to the page cache (Distribution does
       // not fsync) must not slow the next measurement, whichever registry it is, with its writeback.
       spawnSync('sync');
+      // Before pushes, drop the clean page cache too: the gigabytes earlier repetitions wrote fill memory,
+      // and a push that must make the kernel reclaim pages first ran at half speed (both registries,
+      // later repetitions only), which made the medians depend on how long the run had gone on.
+      if (options.freeMemory && dropPageCache()) {
+        droppedCaches = true;
+        for (const reg of regs) await pushMonolithic(reg, BLOB_REPO, warmUp.variant());
+        await small?.warm();
+      }
       if (opts.quietWaitS <= 0) return;
       const t = trees();
       const ours = () => Object.values(t).reduce((sum, tree) => sum + treeCpuSeconds(tree), 0) + helperCpuSeconds(redis) + helperCpuSeconds(s3rver);
@@ -967,7 +997,7 @@ async function main(): Promise<void> {
       let lastPushed: Partial<Record<RegistryKey, BlobVariant>> = {};
 
       if (small && opts.only.has('mono')) {
-        await waitForQuiet(tag);
+        await waitForQuiet(tag, { freeMemory: true });
         for (const reg of order) {
           const blob = small.variant();
           const { seconds } = await measured('mono', reg, () => pushMonolithic(reg, BLOB_REPO, blob));
@@ -977,7 +1007,7 @@ async function main(): Promise<void> {
         }
       }
       if (small && opts.only.has('chunked')) {
-        await waitForQuiet(tag);
+        await waitForQuiet(tag, { freeMemory: true });
         for (const reg of order) {
           const blob = small.variant();
           const { seconds } = await measured('chunked', reg, () => pushChunked(reg, BLOB_REPO, blob, opts.chunkBytes));
@@ -1025,7 +1055,7 @@ async function main(): Promise<void> {
       }
 
       if (big && opts.only.has('rss')) {
-        await waitForQuiet(tag);
+        await waitForQuiet(tag, { freeMemory: true });
         for (const reg of order) {
           if (reg.key === 'berthS3' && !opts.s3Rss) continue;
           const tree = trees()[reg.key];
@@ -1072,7 +1102,7 @@ async function main(): Promise<void> {
     lines.push(`- Machine: ${machine.cpus} CPUs (nproc), ${machine.model}, ${machine.memory} memory, ${machine.kernel}`);
     lines.push(`- Load average (1 min) at start / end: ${load0[0]!.toFixed(2)} / ${load1[0]!.toFixed(2)}`);
     lines.push(`- Node ${process.version}; Distribution: ${distributionVersion()}`);
-    lines.push(`- Berth ${berthVersion()}: \`node --max-semi-space-size=4 dist/bin/berth.js serve\` (as \`npm start\` runs it), BERTH_LOG_LEVEL=warn${process.env.BERTH_WORKERS ? `, BERTH_WORKERS=${process.env.BERTH_WORKERS}` : ''}, data on disk (BERTH_DATA), running as ${berthTree} (CPU and memory are summed over the process tree)${opts.berthNodeArgs.length ? ` (node ${opts.berthNodeArgs.join(' ')})` : ''}`);
+    lines.push(`- Berth ${berthVersion()}: \`node --max-semi-space-size=4 dist/bin/berth.js serve\` (as \`npm start\` runs it), BERTH_LOG_LEVEL=warn, BERTH_MODE=open (no authentication, like the Distribution it is compared with)${process.env.BERTH_WORKERS ? `, BERTH_WORKERS=${process.env.BERTH_WORKERS}` : ''}, data on disk (BERTH_DATA), running as ${berthTree} (CPU and memory are summed over the process tree)${opts.berthNodeArgs.length ? ` (node ${opts.berthNodeArgs.join(' ')})` : ''}`);
     if (berthS3) {
       lines.push(
         `- Berth S3+Redis: the same Berth, running as ${berthS3Tree}, with BERTH_S3_BUCKET/ENDPOINT (path style, default part size) on s3rver ${s3rverVersion()} ` +
@@ -1092,6 +1122,7 @@ async function main(): Promise<void> {
         `${big ? `, the ${sizeLabel(big.size)} one generated on the fly` : ''}; one keep-alive connection.`,
     );
     lines.push('- Before each measurement the script flushes dirty pages (`sync`), so no registry pays for the previous one\'s unflushed writes; Berth fsyncs every blob before it becomes visible, Distribution 2.8 does not');
+    if (droppedCaches) lines.push('- Before each push measurement the script also drops the clean page cache (`/proc/sys/vm/drop_caches`), then pushes a 4 MiB blob to every registry (unmeasured) and reads the source blob once: the gigabytes earlier repetitions wrote would otherwise fill memory and make later pushes wait for page reclaim');
     if (opts.quietWaitS > 0) lines.push(`- Before each measurement the script waited (up to ${opts.quietWaitS} s) until other processes used less than a third of a core`);
     if (opts.only.has('get')) lines.push(`- Manifest GETs: ${generator}, ${opts.durationS} s per run, keep-alive, after a 1 s warm-up`);
     if (s3Skipped) lines.push(`- The ${sizeLabel(big!.size)} push + pull and memory run was skipped for Berth S3+Redis (\`--s3-rss=0\` / BENCH_S3_RSS=0: s3rver is slow): "skipped" in the table`);
