@@ -4,6 +4,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, loadConfig } from '../server/config.ts';
 import { serve } from '../server/cluster.ts';
 import { StorageUnavailableError } from '../storage/index.ts';
+import { registerAdminCommands } from './commands/admin.ts';
 
 const program = new Command();
 program.name('berth').description('Berth: an OCI image registry');
@@ -16,7 +17,7 @@ function positiveInt(value: string): string {
 program
   .command('serve')
   .description('serve the registry (configured by BERTH_* environment variables or BERTH_CONFIG)')
-  .option('-w, --workers <n>', 'worker processes serving one port (default: BERTH_WORKERS, else the number of cores)', positiveInt)
+  .option('-w, --workers <n>', 'processes serving one port (default: BERTH_WORKERS, else 1)', positiveInt)
   .action(async (options: { workers?: string }) => {
     let config;
     try {
@@ -38,5 +39,7 @@ program
       throw err;
     }
   });
+
+registerAdminCommands(program);
 
 await program.parseAsync(process.argv);

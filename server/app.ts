@@ -15,14 +15,20 @@ import {
   type Storage,
   type StorageDriver,
 } from '../storage/index.ts';
+import { AuditLog, AuthService, type AuditSink } from '../auth/index.ts';
+import { AuthGate } from './auth-gate.ts';
 import { listenAddress, usesRedis, usesS3, type Config } from './config.ts';
 import { distributionRoutes } from './distribution/routes.ts';
 import { createLogger, requestLog, type Logger } from './logging.ts';
 import { Metrics } from './metrics.ts';
 import { errorMapping, rateLimit } from './middleware.ts';
+import { tokenHandlers } from './token.ts';
+import { pino } from 'pino';
 
 export interface Berth {
   app: Koa;
+  /** Undefined in `open` mode. */
+  auth?: AuthService;
   storage: Storage;
   coordination: Coordination;
   metrics: Metrics;
@@ -49,7 +55,16 @@ export async function createApp(config: Config, logger: Logger = createLogger(co
     ctx.type = type;
     ctx.body = body;
   });
-  const v2 = distributionRoutes({ config, storage, metrics });
+  const auth = config.mode === 'open' ? undefined : await createAuth(config, storage, coordination, logger);
+  if (auth) {
+    const token = tokenHandlers({ auth, config, counter: coordination.counter });
+    router.get('/token', token.GET);
+    router.post('/token', token.POST);
+    router.get('/.well-known/jwks.json', token.jwks);
+  } else {
+    logger.warn('BERTH_MODE=open: no authentication; anyone who reaches this registry may push and delete');
+  }
+  const v2 = distributionRoutes({ config, storage, metrics, gate: new AuthGate(auth, config) });
   router.all('/v2', v2);
   router.all('/v2/{*rest}', v2);
 
@@ -58,7 +73,22 @@ export async function createApp(config: Config, logger: Logger = createLogger(co
   app.use(errorMapping(logger));
   app.use(rateLimit(config.rateLimitPerMinute, coordination.counter));
   app.use(router.routes());
-  return { app, storage, coordination, metrics, logger };
+  return { app, auth, storage, coordination, metrics, logger };
+}
+
+/** Accounts, tokens and policy over the same storage; the audit log on the server log unless BERTH_AUDIT_LOG names a file. */
+export async function createAuth(config: Config, storage: Storage, coordination: Coordination, logger: Logger): Promise<AuthService> {
+  const sink: AuditSink = config.auditLog
+    ? pino({ base: { service: 'berth-audit', pid: process.pid } }, pino.destination({ dest: config.auditLog, mkdir: true, sync: false }))
+    : logger;
+  const options = {
+    mode: config.mode,
+    issuer: config.authIssuer,
+    service: config.authService,
+    tokenTtlSeconds: config.tokenTtlSeconds,
+    refreshTokenTtlSeconds: config.refreshTokenTtlSeconds,
+  };
+  return AuthService.create(options, storage, coordination.lock, new AuditLog(sink));
 }
 
 /** S3 when a bucket is configured, else the folder BERTH_DATA. */
@@ -87,6 +117,23 @@ export async function checkStorage(config: Config): Promise<void> {
   } finally {
     await driver.close?.();
   }
+}
+
+/**
+ * The configured storage and coordination, without a server: what the admin commands (`berth user`, …)
+ * work on while a server may be running on the same data.
+ */
+export async function openStorage(config: Config, logger?: Logger): Promise<{ storage: Storage; coordination: Coordination; close(): Promise<void> }> {
+  const coordination = await chooseCoordination(config);
+  const storage = createStorage(await createDriver(config, logger), undefined, coordination);
+  return {
+    storage,
+    coordination,
+    close: async () => {
+      await coordination.close();
+      await storage.driver.close?.();
+    },
+  };
 }
 
 /** Redis when configured; else the primary's arbiter for cluster workers; else this process alone. */

@@ -48,6 +48,16 @@ export const configSchema = z.object({
   s3ForcePathStyle: bool,
   s3PartSize: int(5 * 1024 * 1024).max(5 * 1024 * 1024 * 1024),
   s3RequestTimeoutMs: int(100),
+  mode: z.enum(['public-index', 'private', 'open']),
+  authService: z.string().min(1),
+  authIssuer: z.string().min(1),
+  authRealm: z.url().optional(),
+  tokenTtlSeconds: int(60).max(24 * 3600),
+  refreshTokenTtlSeconds: int(60),
+  loginFailuresPerAccount: int(1),
+  loginFailuresPerAddress: int(1),
+  loginFailureWindowSeconds: int(1),
+  auditLog: z.string().min(1).optional(),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -102,6 +112,20 @@ export const SETTINGS: Record<keyof Config, { env: string; default?: string; hel
     default: '60000',
     help: 'an S3 request whose connection stays silent this long fails (idempotent ones are retried)',
   },
+  mode: {
+    env: 'BERTH_MODE',
+    default: 'public-index',
+    help: 'public-index: anonymous pull and catalog of public repositories, open sign-up, new repositories public; private: every request authenticated, no sign-up, new repositories private; open: no authentication at all (a local development registry)',
+  },
+  authService: { env: 'BERTH_AUTH_SERVICE', default: 'berth', help: 'the service name in the Bearer challenge and the tokens\' audience' },
+  authIssuer: { env: 'BERTH_AUTH_ISSUER', default: 'berth', help: 'the tokens\' issuer (iss)' },
+  authRealm: { env: 'BERTH_AUTH_REALM', help: 'absolute URL of the token endpoint in the Bearer challenge (default: BERTH_PUBLIC_URL or the request\'s host, + /token)' },
+  tokenTtlSeconds: { env: 'BERTH_TOKEN_TTL_SECONDS', default: '300', help: 'lifetime of a bearer token (60 to 86400)' },
+  refreshTokenTtlSeconds: { env: 'BERTH_REFRESH_TOKEN_TTL_SECONDS', default: String(30 * 24 * 3600), help: 'lifetime of a refresh token (offline_token=true)' },
+  loginFailuresPerAccount: { env: 'BERTH_LOGIN_FAILURES_PER_ACCOUNT', default: '10', help: 'failed logins for one account within the window before 429 TOO_MANY_REQUESTS' },
+  loginFailuresPerAddress: { env: 'BERTH_LOGIN_FAILURES_PER_ADDRESS', default: '50', help: 'failed logins from one address within the window before 429 TOO_MANY_REQUESTS' },
+  loginFailureWindowSeconds: { env: 'BERTH_LOGIN_FAILURE_WINDOW_SECONDS', default: '900', help: 'the window failed logins are counted in' },
+  auditLog: { env: 'BERTH_AUDIT_LOG', help: 'file the audit log (every auth decision, one JSON line each) is appended to (default: the server log)' },
   s3PartSize: {
     env: 'BERTH_S3_PART_SIZE',
     default: String(16 * 1024 * 1024),

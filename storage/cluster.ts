@@ -90,6 +90,7 @@ interface RateMessage {
   id: string;
   key?: string;
   windowMs?: number;
+  amount?: number;
   count?: RateCount;
 }
 
@@ -110,11 +111,11 @@ class ClusterRateCounter implements RateCounter {
     });
   }
 
-  hit(key: string, windowMs: number): Promise<RateCount> {
+  hit(key: string, windowMs: number, amount = 1): Promise<RateCount> {
     const id = randomUUID();
     return new Promise((resolve) => {
       this.waiting.set(id, resolve);
-      process.send!({ berthRate: 'hit', id, key, windowMs } satisfies RateMessage);
+      process.send!({ berthRate: 'hit', id, key, windowMs, amount } satisfies RateMessage);
     });
   }
 }
@@ -126,7 +127,7 @@ export class ClusterRateRelay {
   attach(worker: Worker): void {
     worker.on('message', (message: unknown) => {
       if (!isRateMessage(message) || message.berthRate !== 'hit') return;
-      void this.counter.hit(message.key!, message.windowMs!).then((count) => {
+      void this.counter.hit(message.key!, message.windowMs!, message.amount ?? 1).then((count) => {
         if (worker.isConnected()) worker.send({ berthRate: 'count', id: message.id, count } satisfies RateMessage);
       });
     });

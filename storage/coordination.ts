@@ -22,8 +22,11 @@ export interface RateCount {
 
 /** Counts hits per key in fixed windows: what rate limits are made of. */
 export interface RateCounter {
-  /** Counts one hit. Undefined when it cannot be counted right now (shared state away). */
-  hit(key: string, windowMs: number): Promise<RateCount | undefined>;
+  /**
+   * Counts `amount` hits (one by default; zero only reads the count). Undefined when it cannot be counted
+   * right now (shared state away).
+   */
+  hit(key: string, windowMs: number, amount?: number): Promise<RateCount | undefined>;
 }
 
 export interface Coordination {
@@ -37,7 +40,7 @@ export interface Coordination {
 export class LocalRateCounter implements RateCounter {
   private readonly windows = new Map<string, { count: number; endsAt: number }>();
 
-  async hit(key: string, windowMs: number): Promise<RateCount> {
+  async hit(key: string, windowMs: number, amount = 1): Promise<RateCount> {
     const now = Date.now();
     let window = this.windows.get(key);
     if (!window || window.endsAt <= now) {
@@ -45,7 +48,7 @@ export class LocalRateCounter implements RateCounter {
       window = { count: 0, endsAt: now + windowMs };
       this.windows.set(key, window);
     }
-    window.count++;
+    window.count += amount;
     return { count: window.count, resetMs: window.endsAt - now };
   }
 }

@@ -4,6 +4,7 @@ import type { StorageDriver } from './driver.ts';
 import { FilesystemDriver } from './filesystem.ts';
 import { localCoordination, type Coordination } from './coordination.ts';
 import { ManifestStore } from './manifests.ts';
+import { RepositoryStore } from './repositories.ts';
 import { UploadStore, type UploadObserver } from './uploads.ts';
 
 export { BlobStore } from './blobs.ts';
@@ -12,6 +13,7 @@ export { LocalLock, type Lock } from './lock.ts';
 export { clusterWorkerCoordination, ClusterLockArbiter, ClusterGenerationRelay } from './cluster.ts';
 export { FilesystemDriver } from './filesystem.ts';
 export { ManifestStore, type StoredManifest, type ReferrerDescriptor } from './manifests.ts';
+export { RepositoryStore, type RepositorySettings } from './repositories.ts';
 export { UploadStore, uploadRange, rangeError, isValidUploadId, type BlobUpload } from './uploads.ts';
 export {
   PathNotFoundError,
@@ -27,6 +29,7 @@ export interface Storage {
   blobs: BlobStore;
   uploads: UploadStore;
   manifests: ManifestStore;
+  repositories: RepositoryStore;
 }
 
 export function createStorage(
@@ -40,6 +43,7 @@ export function createStorage(
     blobs,
     uploads: new UploadStore(driver, blobs, coordination.lock, observer),
     manifests: new ManifestStore(driver, blobs, coordination.lock, coordination.generations),
+    repositories: new RepositoryStore(driver, coordination.lock),
   };
 }
 

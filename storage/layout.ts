@@ -24,6 +24,8 @@ export const layout = {
   referrersOf: (name: string, subject: Digest) => `${repo(name)}/_referrers/${subject.algorithm}/${subject.hex}`,
   referrer: (name: string, subject: Digest, d: Digest) =>
     `${repo(name)}/_referrers/${subject.algorithm}/${subject.hex}/${d.algorithm}-${d.hex}`,
+  /** Visibility and other settings; `_` cannot start a name component, so no repository collides with it. */
+  repositorySettings: (name: string) => `${repo(name)}/_settings.json`,
   catalogDir: '/catalog',
   catalogEntry: (name: string) => `/catalog/${encodeName(name)}`,
   /** Every open upload session, by id, holding its repository name: what expiry walks. */

@@ -139,11 +139,11 @@ export class RedisLock implements Lock {
   }
 }
 
-const HIT = `local c = redis.call('incr', KEYS[1]) if c == 1 then redis.call('pexpire', KEYS[1], ARGV[1]) end return {c, redis.call('pttl', KEYS[1])}`;
+const HIT = `local c = redis.call('incrby', KEYS[1], ARGV[2]) if redis.call('pttl', KEYS[1]) < 0 then redis.call('pexpire', KEYS[1], ARGV[1]) end return {c, redis.call('pttl', KEYS[1])}`;
 
 /** One counter per key and window in Redis, shared by every replica; it expires with its window. */
 export class RedisRateCounter implements RateCounter {
-  private readonly commands: { berthRateHit(key: string, windowMs: string): Promise<[number, number]> };
+  private readonly commands: { berthRateHit(key: string, windowMs: string, amount: string): Promise<[number, number]> };
 
   constructor(
     redis: Client,
@@ -153,9 +153,9 @@ export class RedisRateCounter implements RateCounter {
     this.commands = redis as unknown as RedisRateCounter['commands'];
   }
 
-  async hit(key: string, windowMs: number): Promise<RateCount | undefined> {
+  async hit(key: string, windowMs: number, amount = 1): Promise<RateCount | undefined> {
     try {
-      const [count, ttl] = await this.commands.berthRateHit(`${this.prefix}rate:${key}`, String(windowMs));
+      const [count, ttl] = await this.commands.berthRateHit(`${this.prefix}rate:${key}`, String(windowMs), String(amount));
       return { count, resetMs: ttl > 0 ? ttl : windowMs };
     } catch {
       return undefined;

@@ -5,11 +5,13 @@ import { RegistryError } from '../errors.ts';
 import type { Config } from '../config.ts';
 import type { Storage } from '../../storage/index.ts';
 import type { Metrics } from '../metrics.ts';
+import type { AuthGate } from '../auth-gate.ts';
 
 export interface DistributionDeps {
   config: Config;
   storage: Storage;
   metrics: Metrics;
+  gate: AuthGate;
 }
 
 export interface RouteParams {
@@ -81,9 +83,9 @@ export async function replyDirect(
  * Reads a small request body (a manifest) with a hard limit: past it nothing more is kept, and the rest
  * is read off the wire and dropped so that the client can read the 413.
  */
-export async function readLimited(ctx: Context, limit: number): Promise<Buffer> {
+export async function readLimited(ctx: Context, limit: number, what = 'manifest'): Promise<Buffer> {
   const declared = ctx.get('Content-Length');
-  if (declared && Number(declared) > limit) throw tooLarge(limit);
+  if (declared && Number(declared) > limit) throw tooLarge(limit, what);
   return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let total = 0;
@@ -92,15 +94,15 @@ export async function readLimited(ctx: Context, limit: number): Promise<Buffer> 
       if (total <= limit) chunks.push(chunk);
       else chunks.length = 0;
     });
-    ctx.req.once('end', () => (total > limit ? reject(tooLarge(limit)) : resolve(Buffer.concat(chunks, total))));
+    ctx.req.once('end', () => (total > limit ? reject(tooLarge(limit, what)) : resolve(Buffer.concat(chunks, total))));
     ctx.req.once('error', reject);
   });
 }
 
-function tooLarge(limit: number): RegistryError {
+function tooLarge(limit: number, what: string): RegistryError {
   // Node discards the unread rest of the body after the reply, so the client reads the 413 instead of
   // failing with a broken pipe.
-  return new RegistryError('SIZE_INVALID', `manifest exceeds the limit of ${limit} bytes`, { limit }, { status: 413 });
+  return new RegistryError('SIZE_INVALID', `${what} exceeds the limit of ${limit} bytes`, { limit }, { status: 413 });
 }
 
 /** True when the request carries a body (a length above zero, or chunked transfer encoding). */

@@ -54,7 +54,14 @@ export function listingHandlers(deps: DistributionDeps): {
     },
     catalog: {
       async GET(ctx) {
-        const page = paginate(ctx, await manifests.catalog(), DEFAULT_CATALOG_PAGE);
+        // The catalog shows only what the caller may pull.
+        let names = await manifests.catalog();
+        if (deps.gate.enabled) {
+          const visible: string[] = [];
+          for (const name of names) if (await deps.gate.mayPull(ctx, name)) visible.push(name);
+          names = visible;
+        }
+        const page = paginate(ctx, names, DEFAULT_CATALOG_PAGE);
         replyJson(ctx, 200, { repositories: page.items }, 'application/json', linkHeader('/v2/_catalog', page.next));
       },
     },

@@ -2,6 +2,7 @@
 // then one handler per resource and method.
 import type { Context, Next } from 'koa';
 import { RegistryError } from '../errors.ts';
+import type { AccessNeed } from '../auth-gate.ts';
 import { parseName } from '../../storage/index.ts';
 import { blobHandlers } from './blobs.ts';
 import { replyJson, type DistributionDeps, type Handler } from './http.ts';
@@ -17,6 +18,14 @@ interface Route {
 }
 
 const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+/** What a request needs its token to grant: reads pull, writes push, deletes delete (cancelling an upload is part of a push). */
+function accessNeed(routeId: string, method: string, name: string): AccessNeed {
+  if (routeId === 'base') return { kind: 'base' };
+  if (routeId === 'catalog') return { kind: 'catalog' };
+  if (!WRITE_METHODS.has(method)) return { kind: 'repository', name, action: 'pull' };
+  return { kind: 'repository', name, action: method === 'DELETE' && routeId !== 'upload' ? 'delete' : 'push' };
+}
 
 export function distributionRoutes(deps: DistributionDeps): (ctx: Context, next: Next) => Promise<void> {
   const uploads = uploadHandlers(deps);
@@ -61,6 +70,7 @@ export function distributionRoutes(deps: DistributionDeps): (ctx: Context, next:
         }
       }
       const name = match[1] === undefined ? '' : parseName(match[1]);
+      deps.gate.check(ctx, accessNeed(route.id, ctx.method, name));
       await handler(ctx, { name, ref: match[2] ?? '' });
       return;
     }

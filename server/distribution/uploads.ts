@@ -60,13 +60,20 @@ export function uploadHandlers(deps: DistributionDeps): { collection: Record<str
     return { start, length: end - start + 1 };
   }
 
+  async function anyPullable(ctx: Context, names: string[]): Promise<boolean> {
+    for (const holder of names) if (await deps.gate.mayPull(ctx, holder)) return true;
+    return false;
+  }
+
   async function tryMount(name: string, ctx: Context): Promise<Digest | undefined> {
     const digest = tryParseDigest(queryString(ctx, 'mount') ?? '');
     if (!digest) return undefined;
     const from = queryString(ctx, 'from');
+    // A source the caller may not pull is treated as one without the blob: a session opens instead, and
+    // nothing tells a private repository from a missing one.
     if (from !== undefined) {
-      if (!isValidName(from) || (await blobs.sizeIn(from, digest)) === undefined) return undefined;
-    } else if ((await blobs.holders(digest)).length === 0 || (await blobs.size(digest)) === undefined) {
+      if (!isValidName(from) || !(await deps.gate.mayPull(ctx, from)) || (await blobs.sizeIn(from, digest)) === undefined) return undefined;
+    } else if (!(await anyPullable(ctx, await blobs.holders(digest))) || (await blobs.size(digest)) === undefined) {
       return undefined;
     }
     await blobs.link(name, digest);

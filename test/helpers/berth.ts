@@ -26,10 +26,18 @@ export interface TestBerth {
   process: ChildProcess;
   /** Sends SIGTERM and waits for the process to exit. */
   stop(): Promise<void>;
+  /** Runs another `berth` command (user add, token create, …) on the same storage and configuration. */
+  cli(args: string[], stdin?: string): Promise<CliResult>;
   /** Stops the server and starts it again on the same port and data folder. */
   restart(): Promise<void>;
   /** Stops the server and removes its data folder. */
   destroy(): Promise<void>;
+}
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
 }
 
 export interface StartOptions {
@@ -65,20 +73,25 @@ export async function startBerth(options: StartOptions = {}): Promise<TestBerth>
   let child: ChildProcess;
   let port = options.port ?? 0;
 
+  const environment = (): NodeJS.ProcessEnv => ({
+    ...process.env,
+    BERTH_LISTEN: `127.0.0.1:${port}`,
+    BERTH_DATA: dataDir,
+    BERTH_LOG_LEVEL: 'info',
+    BERTH_SHUTDOWN_TIMEOUT_MS: '5000',
+    // One process unless a test asks for workers: most suites test the API, not the process model.
+    BERTH_WORKERS: '1',
+    // No authentication unless a test asks for a mode: the API suites test the distribution API; the
+    // auth suites (test/auth/) start servers in public-index and private mode.
+    BERTH_MODE: 'open',
+    ...storageEnv,
+    ...options.env,
+  });
+
   async function launch(): Promise<void> {
     child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bin', 'berth.ts'), 'serve'], {
       cwd: ROOT,
-      env: {
-        ...process.env,
-        BERTH_LISTEN: `127.0.0.1:${port}`,
-        BERTH_DATA: dataDir,
-        BERTH_LOG_LEVEL: 'info',
-        BERTH_SHUTDOWN_TIMEOUT_MS: '5000',
-        // One process unless a test asks for workers: most suites test the API, not the process model.
-        BERTH_WORKERS: '1',
-        ...storageEnv,
-        ...options.env,
-      },
+      env: environment(),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const stderr: string[] = [];
@@ -128,6 +141,22 @@ export async function startBerth(options: StartOptions = {}): Promise<TestBerth>
     storage,
     logs,
     stop,
+    cli(args: string[], stdin?: string): Promise<CliResult> {
+      const cli = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bin', 'berth.ts'), ...args], {
+        cwd: ROOT,
+        env: environment(),
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      cli.stdout!.on('data', (c: Buffer) => out.push(c));
+      cli.stderr!.on('data', (c: Buffer) => err.push(c));
+      cli.stdin!.end(stdin ?? '');
+      return new Promise((resolveResult, reject) => {
+        cli.once('error', reject);
+        cli.once('close', (code) => resolveResult({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }));
+      });
+    },
     async restart() {
       await stop();
       await launch();

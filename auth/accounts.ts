@@ -1,0 +1,355 @@
+// Accounts, kept durably in storage (the same disk or bucket as the images, so one backup holds both):
+// users, organisations with members and roles, personal access tokens, robot accounts and refresh tokens.
+// Secrets are stored only as hashes; a generated secret is shown once, when it is made.
+import type { Lock, StorageDriver } from '../storage/index.ts';
+import { ACTIONS, type Action, type Principal, type Role, type ScopeGrant } from './policy.ts';
+import { hashPassword, hashSecret, newId, newSecret, secretMatches, verifyPassword } from './secrets.ts';
+
+/** User, organisation and robot names: one path component of a repository name, so a namespace. */
+const ACCOUNT_NAME_RE = /^[a-z0-9]+(?:[._-][a-z0-9]+)*$/;
+const ROBOT_NAME_RE = /^([a-z0-9]+(?:[._-][a-z0-9]+)*)\+([a-z0-9]+(?:[._-][a-z0-9]+)*)$/;
+const ID_RE = /^[A-Za-z0-9_-]{8,64}$/;
+/** Namespaces no one can sign up for: `library` belongs to the admins. */
+const RESERVED = new Set(['library', 'v2', 'api', 'token', 'admin', 'root', 'berth']);
+export const PAT_PREFIX = 'berth_pat.';
+export const REFRESH_PREFIX = 'berth_rt.';
+
+export interface User {
+  name: string;
+  passwordHash: string;
+  admin: boolean;
+  createdAt: string;
+  /**
+   * Renewed when the password changes (random, so a user removed and made again does not revive old
+   * tokens): refresh tokens obtained with an older password stop working.
+   */
+  epoch: string;
+}
+
+export interface Organisation {
+  name: string;
+  members: Record<string, Role>;
+  createdAt: string;
+}
+
+interface Expiring {
+  scopes: ScopeGrant[];
+  secretHash: string;
+  createdAt: string;
+  expiresAt?: string;
+  revokedAt?: string;
+}
+
+export interface PersonalAccessToken extends Expiring {
+  id: string;
+  owner: string;
+  description: string;
+}
+
+export interface Robot extends Expiring {
+  /** `org+name`: the user name the robot logs in with. */
+  name: string;
+  namespace: string;
+}
+
+type Credential = { kind: 'none' } | { kind: 'password'; epoch: string } | { kind: 'pat'; id: string } | { kind: 'robot' };
+
+interface RefreshRecord {
+  id: string;
+  secretHash: string;
+  subject: string;
+  credential: Credential;
+  createdAt: string;
+  expiresAt: string;
+}
+
+/** Who a set of credentials proves the caller to be, and what limits the credential itself carries. */
+export interface Authenticated {
+  principal: Principal;
+  limit?: ScopeGrant[];
+  credential: Credential;
+}
+
+export class AccountError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'AccountError';
+  }
+}
+
+export function isAccountName(name: string): boolean {
+  return name.length >= 2 && name.length <= 64 && ACCOUNT_NAME_RE.test(name);
+}
+
+/** Parses `repository:<pattern>:<actions>` as given on the command line for tokens and robots. */
+export function parseScopeGrant(text: string): ScopeGrant {
+  const match = /^repository:([^:]+):([a-z*,]+)$/.exec(text);
+  const pattern = match?.[1];
+  const actions = match?.[2]?.split(',');
+  const validPattern = pattern === '*' || (pattern !== undefined && /^[a-z0-9]+(?:[._/-][a-z0-9]+)*(?:\/\*)?$/.test(pattern));
+  if (!match || !validPattern || !actions?.every((a) => a === '*' || (ACTIONS as string[]).includes(a))) {
+    throw new AccountError(`scope ${JSON.stringify(text)}: expected repository:<name, prefix/* or *>:<pull,push,delete or *>`);
+  }
+  return { pattern: pattern!, actions: actions.includes('*') ? [...ACTIONS] : (actions as Action[]) };
+}
+
+/** `org+name` is stored as /auth/robots/org/name.json: storage paths take no `+`. */
+const robotPath = (name: string) => `/auth/robots/${name.replace('+', '/')}.json`;
+
+const expired = (record: { expiresAt?: string; revokedAt?: string }, now = Date.now()) =>
+  record.revokedAt !== undefined || (record.expiresAt !== undefined && Date.parse(record.expiresAt) <= now);
+
+export class AccountStore {
+  constructor(
+    private readonly driver: StorageDriver,
+    private readonly lock: Lock,
+  ) {}
+
+  private async read<T>(path: string): Promise<T | undefined> {
+    const content = await this.driver.getContent(path);
+    return content ? (JSON.parse(content.toString()) as T) : undefined;
+  }
+
+  private write(path: string, value: unknown): Promise<void> {
+    return this.driver.putContent(path, JSON.stringify(value, null, 2));
+  }
+
+  private async names(dir: string): Promise<string[]> {
+    const entries = await this.driver.list(dir);
+    return entries.map((e) => e.slice(e.lastIndexOf('/') + 1).replace(/\.json$/, '')).sort();
+  }
+
+  // ---- users -------------------------------------------------------------------------------------
+
+  async user(name: string): Promise<User | undefined> {
+    return isAccountName(name) ? this.read<User>(`/auth/users/${name}.json`) : undefined;
+  }
+
+  users(): Promise<string[]> {
+    return this.names('/auth/users');
+  }
+
+  /** A namespace is taken by a user or an organisation of that name (or is reserved). */
+  private async claimable(name: string): Promise<void> {
+    if (!isAccountName(name)) throw new AccountError(`${JSON.stringify(name)} is not a valid name: 2 to 64 of a-z, 0-9, and . _ - between them`);
+    if (RESERVED.has(name)) throw new AccountError(`${name} is reserved`);
+    if ((await this.user(name)) || (await this.organisation(name))) throw new AccountError(`${name} is taken`);
+  }
+
+  async addUser(name: string, password: string, admin = false): Promise<User> {
+    if (password.length < 8) throw new AccountError('a password needs at least 8 characters');
+    const passwordHash = await hashPassword(password);
+    return this.lock.run(`auth:name:${name}`, async () => {
+      await this.claimable(name);
+      const user: User = { name, passwordHash, admin, createdAt: new Date().toISOString(), epoch: newId() };
+      await this.write(`/auth/users/${name}.json`, user);
+      return user;
+    });
+  }
+
+  async setPassword(name: string, password: string): Promise<void> {
+    if (password.length < 8) throw new AccountError('a password needs at least 8 characters');
+    const passwordHash = await hashPassword(password);
+    await this.lock.run(`auth:name:${name}`, async () => {
+      const user = await this.user(name);
+      if (!user) throw new AccountError(`no user ${name}`);
+      await this.write(`/auth/users/${name}.json`, { ...user, passwordHash, epoch: newId() });
+    });
+  }
+
+  async setAdmin(name: string, admin: boolean): Promise<void> {
+    await this.lock.run(`auth:name:${name}`, async () => {
+      const user = await this.user(name);
+      if (!user) throw new AccountError(`no user ${name}`);
+      await this.write(`/auth/users/${name}.json`, { ...user, admin });
+    });
+  }
+
+  /** Removes the user and every token of theirs (refresh tokens die with the account, see `refresh`). */
+  async removeUser(name: string): Promise<void> {
+    await this.lock.run(`auth:name:${name}`, async () => {
+      if (!(await this.user(name))) throw new AccountError(`no user ${name}`);
+      for (const token of await this.tokensOf(name)) await this.driver.delete(`/auth/tokens/${token.id}.json`);
+      await this.driver.delete(`/auth/users/${name}.json`);
+    });
+  }
+
+  // ---- organisations -----------------------------------------------------------------------------
+
+  async organisation(name: string): Promise<Organisation | undefined> {
+    return isAccountName(name) ? this.read<Organisation>(`/auth/orgs/${name}.json`) : undefined;
+  }
+
+  organisations(): Promise<string[]> {
+    return this.names('/auth/orgs');
+  }
+
+  async addOrganisation(name: string, owner?: string): Promise<Organisation> {
+    if (owner !== undefined && !(await this.user(owner))) throw new AccountError(`no user ${owner}`);
+    return this.lock.run(`auth:name:${name}`, async () => {
+      await this.claimable(name);
+      const org: Organisation = { name, members: owner ? { [owner]: 'admin' } : {}, createdAt: new Date().toISOString() };
+      await this.write(`/auth/orgs/${name}.json`, org);
+      return org;
+    });
+  }
+
+  /** Sets a member's role, or removes the member when role is undefined. */
+  async setMember(orgName: string, userName: string, role: Role | undefined): Promise<Organisation> {
+    if (role !== undefined && !(await this.user(userName))) throw new AccountError(`no user ${userName}`);
+    return this.lock.run(`auth:name:${orgName}`, async () => {
+      const org = await this.organisation(orgName);
+      if (!org) throw new AccountError(`no organisation ${orgName}`);
+      const members = { ...org.members };
+      if (role) members[userName] = role;
+      else delete members[userName];
+      const updated = { ...org, members };
+      await this.write(`/auth/orgs/${orgName}.json`, updated);
+      return updated;
+    });
+  }
+
+  // ---- personal access tokens and robots ---------------------------------------------------------
+
+  /** Creates a personal access token; the returned secret is the only time it is seen. */
+  async createToken(owner: string, description: string, scopes: ScopeGrant[], expiresAt?: Date): Promise<{ token: PersonalAccessToken; secret: string }> {
+    if (!(await this.user(owner))) throw new AccountError(`no user ${owner}`);
+    const id = newId();
+    const secret = newSecret();
+    const token: PersonalAccessToken = {
+      id,
+      owner,
+      description,
+      scopes,
+      secretHash: hashSecret(secret),
+      createdAt: new Date().toISOString(),
+      expiresAt: expiresAt?.toISOString(),
+    };
+    await this.write(`/auth/tokens/${id}.json`, token);
+    return { token, secret: `${PAT_PREFIX}${id}.${secret}` };
+  }
+
+  async token(id: string): Promise<PersonalAccessToken | undefined> {
+    return ID_RE.test(id) ? this.read<PersonalAccessToken>(`/auth/tokens/${id}.json`) : undefined;
+  }
+
+  async tokensOf(owner: string): Promise<PersonalAccessToken[]> {
+    const all: PersonalAccessToken[] = [];
+    for (const id of await this.names('/auth/tokens')) {
+      const token = await this.token(id);
+      if (token?.owner === owner) all.push(token);
+    }
+    return all;
+  }
+
+  async createRobot(namespace: string, name: string, scopes: ScopeGrant[], expiresAt?: Date): Promise<{ robot: Robot; secret: string }> {
+    const full = `${namespace}+${name}`;
+    if (!ROBOT_NAME_RE.test(full)) throw new AccountError(`${JSON.stringify(full)} is not a valid robot name`);
+    if (!(await this.organisation(namespace)) && !(await this.user(namespace))) throw new AccountError(`no organisation or user ${namespace}`);
+    return this.lock.run(`auth:robot:${full}`, async () => {
+      if (await this.robot(full)) throw new AccountError(`robot ${full} exists`);
+      const secret = newSecret();
+      const robot: Robot = {
+        name: full,
+        namespace,
+        scopes,
+        secretHash: hashSecret(secret),
+        createdAt: new Date().toISOString(),
+        expiresAt: expiresAt?.toISOString(),
+      };
+      await this.write(robotPath(full), robot);
+      return { robot, secret };
+    });
+  }
+
+  async robot(name: string): Promise<Robot | undefined> {
+    return ROBOT_NAME_RE.test(name) ? this.read<Robot>(robotPath(name)) : undefined;
+  }
+
+  /** Revokes a personal access token (by id) or a robot (by `org+name`). */
+  async revoke(idOrRobot: string): Promise<'token' | 'robot'> {
+    const revokedAt = new Date().toISOString();
+    const robot = await this.robot(idOrRobot);
+    if (robot) {
+      await this.write(robotPath(robot.name), { ...robot, revokedAt });
+      return 'robot';
+    }
+    const token = await this.token(idOrRobot);
+    if (!token) throw new AccountError(`no token or robot ${idOrRobot}`);
+    await this.write(`/auth/tokens/${token.id}.json`, { ...token, revokedAt });
+    return 'token';
+  }
+
+  // ---- authentication ----------------------------------------------------------------------------
+
+  /**
+   * Checks a user name and a password, personal access token or robot secret. Undefined when they do
+   * not prove anything; each path spends a comparable, constant-time check whether the account exists or not.
+   */
+  async authenticate(username: string, password: string): Promise<Authenticated | undefined> {
+    if (username.includes('+')) {
+      const robot = await this.robot(username);
+      const ok = secretMatches(robot?.secretHash ?? '0'.repeat(64), password);
+      if (!robot || !ok || expired(robot)) return undefined;
+      return { principal: { kind: 'robot', name: robot.name, namespace: robot.namespace }, limit: robot.scopes, credential: { kind: 'robot' } };
+    }
+    if (password.startsWith(PAT_PREFIX)) {
+      const [id, secret] = password.slice(PAT_PREFIX.length).split('.');
+      const token = id ? await this.token(id) : undefined;
+      const ok = secretMatches(token?.secretHash ?? '0'.repeat(64), secret ?? '');
+      if (!token || !ok || token.owner !== username || expired(token)) return undefined;
+      const user = await this.user(username);
+      if (!user) return undefined;
+      return { principal: { kind: 'user', name: user.name, admin: user.admin }, limit: token.scopes, credential: { kind: 'pat', id: token.id } };
+    }
+    const user = await this.user(username);
+    if (!(await verifyPassword(user?.passwordHash, password)) || !user) return undefined;
+    return { principal: { kind: 'user', name: user.name, admin: user.admin }, credential: { kind: 'password', epoch: user.epoch } };
+  }
+
+  /** A refresh token for what `who` authenticated with: it dies with that credential (revoked, expired, password changed). */
+  async createRefreshToken(who: Authenticated, subject: string, ttlSeconds: number): Promise<string> {
+    const id = newId(12);
+    const secret = newSecret();
+    const now = Date.now();
+    const record: RefreshRecord = {
+      id,
+      secretHash: hashSecret(secret),
+      subject,
+      credential: who.credential,
+      createdAt: new Date(now).toISOString(),
+      expiresAt: new Date(now + ttlSeconds * 1000).toISOString(),
+    };
+    await this.write(`/auth/refresh/${id}.json`, record);
+    return `${REFRESH_PREFIX}${id}.${secret}`;
+  }
+
+  /** Who a refresh token stands for, if it and the credential it came from are still good. */
+  async refresh(presented: string): Promise<Authenticated | undefined> {
+    if (!presented.startsWith(REFRESH_PREFIX)) return undefined;
+    const [id, secret] = presented.slice(REFRESH_PREFIX.length).split('.');
+    const record = id && ID_RE.test(id) ? await this.read<RefreshRecord>(`/auth/refresh/${id}.json`) : undefined;
+    const ok = secretMatches(record?.secretHash ?? '0'.repeat(64), secret ?? '');
+    if (!record || !ok || expired(record)) return undefined;
+    const credential = record.credential;
+    if (credential.kind === 'none') return undefined;
+    if (credential.kind === 'robot') {
+      const robot = await this.robot(record.subject);
+      if (!robot || expired(robot)) return undefined;
+      return { principal: { kind: 'robot', name: robot.name, namespace: robot.namespace }, limit: robot.scopes, credential };
+    }
+    const user = await this.user(record.subject);
+    if (!user) return undefined;
+    const principal: Principal = { kind: 'user', name: user.name, admin: user.admin };
+    if (credential.kind === 'password') return credential.epoch === user.epoch ? { principal, credential } : undefined;
+    const token = await this.token(credential.id);
+    if (!token || token.owner !== user.name || expired(token)) return undefined;
+    return { principal, limit: token.scopes, credential };
+  }
+
+  /** The principal's role in the organisation `namespace`, if it is one and they are a member. */
+  async roleIn(namespace: string, principal: Principal): Promise<Role | undefined> {
+    if (principal.kind !== 'user') return undefined;
+    return (await this.organisation(namespace))?.members[principal.name];
+  }
+}

@@ -1,0 +1,21 @@
+// The auth room's front door: accounts, tokens, the policy and the audit log.
+export { AuthService, ANONYMOUS, principalName, type AuthOptions } from './service.ts';
+export { AccountStore, AccountError, isAccountName, parseScopeGrant, PAT_PREFIX, REFRESH_PREFIX, type Authenticated, type User, type Organisation, type PersonalAccessToken, type Robot } from './accounts.ts';
+export { AuditLog, type AuditEvent, type AuditSink } from './audit.ts';
+export { jwkThumbprint, SIGNING_KEY_PATH, type SigningKey } from './keys.ts';
+export {
+  allowedActions,
+  defaultVisibility,
+  grantedBy,
+  mayListCatalog,
+  namespaceOf,
+  ACTIONS,
+  type Action,
+  type Mode,
+  type Principal,
+  type Role,
+  type ScopeGrant,
+  type Visibility,
+  type RepositoryFacts,
+} from './policy.ts';
+export { TokenService, parseScopes, mergeScopes, principalOf, limitOf, grants, type AccessEntry, type RequestedScope, type TokenClaims, type Verified, type IssuedToken } from './tokens.ts';

@@ -1,0 +1,209 @@
+// Admin commands that work on the configured storage directly (a server may be running on it):
+// berth user | org | token | repo.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { pino } from 'pino';
+import { AccountError, parseScopeGrant, type AuthService, type Role, type ScopeGrant } from '../../auth/index.ts';
+import { createAuth, openStorage } from '../../server/app.ts';
+import { ConfigError, loadConfig } from '../../server/config.ts';
+import { isValidName } from '../../storage/index.ts';
+
+/** Runs `fn` with the auth service over the configured storage; prints errors the way a CLI should. */
+async function withAuth(fn: (auth: AuthService) => Promise<void>): Promise<void> {
+  let opened: Awaited<ReturnType<typeof openStorage>> | undefined;
+  try {
+    const config = loadConfig(process.env);
+    // The audit log of admin commands goes to stderr (or BERTH_AUDIT_LOG), never mixed into stdout.
+    const logger = pino({ base: { service: 'berth-admin', pid: process.pid } }, pino.destination(2));
+    opened = await openStorage(config, logger);
+    const auth = await createAuth({ ...config, mode: config.mode === 'open' ? 'public-index' : config.mode }, opened.storage, opened.coordination, logger);
+    await fn(auth);
+  } catch (err) {
+    if (err instanceof AccountError || err instanceof ConfigError || err instanceof InvalidArgumentError) {
+      process.stderr.write(`berth: ${err.message}\n`);
+      process.exitCode = err instanceof ConfigError ? 2 : 1;
+      return;
+    }
+    throw err;
+  } finally {
+    await opened?.close();
+  }
+}
+
+async function readPasswordFromStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+}
+
+async function password(options: { passwordStdin?: boolean }): Promise<string> {
+  if (!options.passwordStdin) throw new AccountError('give the password on standard input with --password-stdin');
+  return readPasswordFromStdin();
+}
+
+/** `30d`, `12h`, `90m`, `3600s` or `never`. */
+function expiry(value: string): Date | undefined {
+  if (value === 'never') return undefined;
+  const match = /^(\d+)([smhd])$/.exec(value);
+  if (!match) throw new InvalidArgumentError('expected a duration like 30d, 12h, 90m, 3600s, or never');
+  const seconds = Number(match[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[match[2] as 's' | 'm' | 'h' | 'd'];
+  return new Date(Date.now() + seconds * 1000);
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+function scopes(texts: string[] | undefined, fallback: string): ScopeGrant[] {
+  return (texts?.length ? texts : [fallback]).map(parseScopeGrant);
+}
+
+const audit = (auth: AuthService, action: string, fields: Record<string, unknown> = {}) =>
+  auth.audit.record({ who: process.env.USER ?? 'admin', action, allowed: true, reason: 'admin command', ...fields });
+
+export function registerAdminCommands(program: Command): void {
+  const user = program.command('user').description('user accounts');
+  user
+    .command('add <name>')
+    .description('create a user')
+    .option('--password-stdin', 'read the password from standard input')
+    .option('--admin', 'make the user an administrator (owns library/, may do everything)')
+    .action((name: string, options: { passwordStdin?: boolean; admin?: boolean }) =>
+      withAuth(async (auth) => {
+        await auth.accounts.addUser(name, await password(options), options.admin === true);
+        audit(auth, 'user add', { repository: undefined, granted: options.admin ? ['admin'] : [] });
+        process.stdout.write(`user ${name} created${options.admin ? ' (admin)' : ''}\n`);
+      }),
+    );
+  user
+    .command('passwd <name>')
+    .description('change a password (refresh tokens from the old one stop working)')
+    .option('--password-stdin', 'read the password from standard input')
+    .action((name: string, options: { passwordStdin?: boolean }) =>
+      withAuth(async (auth) => {
+        await auth.accounts.setPassword(name, await password(options));
+        audit(auth, `user passwd ${name}`);
+        process.stdout.write(`password of ${name} changed\n`);
+      }),
+    );
+  user
+    .command('rm <name>')
+    .description('remove a user and their access tokens')
+    .action((name: string) =>
+      withAuth(async (auth) => {
+        await auth.accounts.removeUser(name);
+        audit(auth, `user rm ${name}`);
+        process.stdout.write(`user ${name} removed\n`);
+      }),
+    );
+  user
+    .command('list')
+    .description('list users')
+    .action(() =>
+      withAuth(async (auth) => {
+        for (const name of await auth.accounts.users()) {
+          const u = await auth.accounts.user(name);
+          process.stdout.write(`${name}${u?.admin ? ' (admin)' : ''}\n`);
+        }
+      }),
+    );
+
+  const org = program.command('org').description('organisations');
+  org
+    .command('add <name>')
+    .description('create an organisation (its name is a namespace: <name>/…)')
+    .option('--owner <user>', 'first member, with the admin role')
+    .action((name: string, options: { owner?: string }) =>
+      withAuth(async (auth) => {
+        await auth.accounts.addOrganisation(name, options.owner);
+        audit(auth, `org add ${name}`);
+        process.stdout.write(`organisation ${name} created\n`);
+      }),
+    );
+  org
+    .command('member <org> <user>')
+    .description('set a member\'s role, or remove the member')
+    .addOption(new Option('--role <role>', 'read: pull; write: pull and push; admin: also delete').choices(['read', 'write', 'admin']))
+    .option('--remove', 'remove the member')
+    .action((orgName: string, userName: string, options: { role?: Role; remove?: boolean }) =>
+      withAuth(async (auth) => {
+        if (!options.role && !options.remove) throw new AccountError('give --role read|write|admin or --remove');
+        await auth.accounts.setMember(orgName, userName, options.remove ? undefined : options.role);
+        audit(auth, `org member ${orgName} ${userName}`, { granted: options.remove ? [] : [options.role!] });
+        process.stdout.write(options.remove ? `${userName} removed from ${orgName}\n` : `${userName} is ${options.role} in ${orgName}\n`);
+      }),
+    );
+  org
+    .command('show <org>')
+    .description('list an organisation\'s members')
+    .action((orgName: string) =>
+      withAuth(async (auth) => {
+        const found = await auth.accounts.organisation(orgName);
+        if (!found) throw new AccountError(`no organisation ${orgName}`);
+        for (const [member, role] of Object.entries(found.members)) process.stdout.write(`${member} ${role}\n`);
+      }),
+    );
+
+  const token = program.command('token').description('personal access tokens and robot accounts');
+  token
+    .command('create')
+    .description('create a personal access token (--user) or a robot account (--robot org+name); the secret is shown once')
+    .option('--user <name>', 'the user the token acts for (log in with this user name and the token as password)')
+    .option('--robot <org+name>', 'a robot account of an organisation (log in with org+name and the secret)')
+    .option('--description <text>', 'what the token is for', '')
+    .option('--scope <scope>', 'repository:<name, prefix/* or *>:<pull,push,delete> (repeatable)', collect)
+    .option('--expires-in <duration>', 'lifetime: 30d, 12h, … or never', '90d')
+    .action((options: { user?: string; robot?: string; description: string; scope?: string[]; expiresIn: string }) =>
+      withAuth(async (auth) => {
+        const expiresAt = expiry(options.expiresIn);
+        if (options.user && !options.robot) {
+          const { token: created, secret } = await auth.accounts.createToken(options.user, options.description, scopes(options.scope, 'repository:*:pull,push,delete'), expiresAt);
+          audit(auth, `token create ${created.id} for ${options.user}`);
+          process.stdout.write(`id: ${created.id}\nuser: ${options.user}\ntoken: ${secret}\n`);
+        } else if (options.robot && !options.user) {
+          const plus = options.robot.indexOf('+');
+          if (plus < 0) throw new AccountError('--robot takes <org>+<name>');
+          const namespace = options.robot.slice(0, plus);
+          const { robot, secret } = await auth.accounts.createRobot(namespace, options.robot.slice(plus + 1), scopes(options.scope, `repository:${namespace}/*:pull`), expiresAt);
+          audit(auth, `robot create ${robot.name}`);
+          process.stdout.write(`user: ${robot.name}\ntoken: ${secret}\n`);
+        } else {
+          throw new AccountError('give either --user or --robot');
+        }
+      }),
+    );
+  token
+    .command('revoke <id>')
+    .description('revoke a personal access token (by id) or a robot (by org+name), and the refresh tokens it gave')
+    .action((id: string) =>
+      withAuth(async (auth) => {
+        const what = await auth.accounts.revoke(id);
+        audit(auth, `${what} revoke ${id}`);
+        process.stdout.write(`${what} ${id} revoked\n`);
+      }),
+    );
+  token
+    .command('list <user>')
+    .description('list a user\'s personal access tokens')
+    .action((name: string) =>
+      withAuth(async (auth) => {
+        for (const t of await auth.accounts.tokensOf(name)) {
+          const state = t.revokedAt ? 'revoked' : t.expiresAt ? `expires ${t.expiresAt}` : 'never expires';
+          process.stdout.write(`${t.id} ${state} ${t.scopes.map((s) => `repository:${s.pattern}:${s.actions.join(',')}`).join(' ')} ${t.description}\n`);
+        }
+      }),
+    );
+
+  const repo = program.command('repo').description('repositories');
+  repo
+    .command('visibility <name> <visibility>')
+    .description('make a repository public or private')
+    .action((name: string, visibility: string) =>
+      withAuth(async (auth) => {
+        if (!isValidName(name)) throw new AccountError(`${JSON.stringify(name)} is not a valid repository name`);
+        if (visibility !== 'public' && visibility !== 'private') throw new AccountError('visibility is public or private');
+        await auth.setVisibility(name, visibility);
+        audit(auth, `repo visibility ${visibility}`, { repository: name });
+        process.stdout.write(`${name} is ${visibility}\n`);
+      }),
+    );
+}

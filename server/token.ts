@@ -1,0 +1,132 @@
+// The token endpoint of the Docker registry token spec: GET /token (Basic credentials or none, `scope`
+// repeated, `offline_token=true` for a refresh token) and POST /token (the OAuth2 form containerd and
+// podman send: grant_type=password or refresh_token). Also the JWKS document with the signing key.
+import type { Context } from 'koa';
+import { ANONYMOUS, parseScopes, principalName, type Authenticated, type AuthService } from '../auth/index.ts';
+import type { RateCounter } from '../storage/index.ts';
+import type { Config } from './config.ts';
+import { readLimited, replyJson } from './distribution/http.ts';
+import { RegistryError } from './errors.ts';
+
+const MAX_FORM_BYTES = 64 * 1024;
+
+export interface TokenDeps {
+  auth: AuthService;
+  config: Config;
+  counter: RateCounter;
+}
+
+function basicCredentials(ctx: Context): { username: string; password: string } | undefined {
+  const header = ctx.get('Authorization');
+  if (!/^Basic /i.test(header)) return undefined;
+  const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 0) return undefined;
+  return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+}
+
+function queryValues(ctx: Context, key: string): string[] {
+  const value = ctx.query[key];
+  return value === undefined ? [] : Array.isArray(value) ? value : [value];
+}
+
+export function tokenHandlers({ auth, config, counter }: TokenDeps) {
+  const windowMs = config.loginFailureWindowSeconds * 1000;
+  type Counted = { key: string; limit: number };
+  const perAccount = (username: string): Counted => ({ key: `login-failed:account:${username.toLowerCase().slice(0, 200)}`, limit: config.loginFailuresPerAccount });
+  const perAddress = (ctx: Context): Counted => ({ key: `login-failed:address:${ctx.ip}`, limit: config.loginFailuresPerAddress });
+
+  /** Refuses with 429 while any of the counters is at its limit; reading a counter does not count. */
+  async function refuseIfLimited(ctx: Context, counted: Counted[], who: string): Promise<void> {
+    for (const { key, limit } of counted) {
+      const seen = await counter.hit(key, windowMs, 0);
+      if (seen && seen.count >= limit) {
+        auth.audit.record({ who, action: 'login', allowed: false, reason: 'rate limited', address: ctx.ip });
+        throw new RegistryError('TOO_MANY_REQUESTS', 'too many failed logins; try again later', null, {
+          headers: { 'Retry-After': String(Math.max(1, Math.ceil(seen.resetMs / 1000))) },
+        });
+      }
+    }
+  }
+
+  const countFailure = async (counted: Counted[]) => {
+    for (const { key } of counted) await counter.hit(key, windowMs);
+  };
+
+  /**
+   * Checks credentials, with failed attempts counted per account and per address across every process;
+   * once either passes its limit, even the right password waits for the window to end.
+   */
+  async function login(ctx: Context, username: string, password: string): Promise<Authenticated> {
+    const counted = [perAccount(username), perAddress(ctx)];
+    const who = username.slice(0, 200);
+    await refuseIfLimited(ctx, counted, who);
+    const authenticated = await auth.accounts.authenticate(username, password);
+    auth.audit.record({ who, action: 'login', allowed: authenticated !== undefined, address: ctx.ip });
+    if (authenticated) return authenticated;
+    await countFailure(counted);
+    throw new RegistryError('UNAUTHORIZED', 'incorrect username or password');
+  }
+
+  async function respond(ctx: Context, who: Authenticated, scopes: string[], refreshToken?: string): Promise<void> {
+    const access = await auth.grant(who, parseScopes(scopes), ctx.ip);
+    const issued = auth.tokens.issue(who.principal, who.limit, access);
+    const body: Record<string, unknown> = {
+      token: issued.token,
+      access_token: issued.token,
+      expires_in: issued.expiresIn,
+      issued_at: issued.issuedAt,
+    };
+    if (refreshToken) body.refresh_token = refreshToken;
+    ctx.set('Cache-Control', 'no-store');
+    replyJson(ctx, 200, body);
+  }
+
+  const newRefreshToken = (who: Authenticated) =>
+    who.principal.kind === 'anonymous' ? undefined : auth.accounts.createRefreshToken(who, principalName(who.principal), config.refreshTokenTtlSeconds);
+
+  return {
+    async GET(ctx: Context): Promise<void> {
+      ctx.state.route = 'token';
+      const credentials = basicCredentials(ctx);
+      let who = ANONYMOUS;
+      if (credentials) who = await login(ctx, credentials.username, credentials.password);
+      else if (auth.mode === 'private') throw new RegistryError('UNAUTHORIZED', 'authentication required');
+      const offline = ctx.query.offline_token === 'true';
+      await respond(ctx, who, queryValues(ctx, 'scope'), offline ? await newRefreshToken(who) : undefined);
+    },
+
+    async POST(ctx: Context): Promise<void> {
+      ctx.state.route = 'token';
+      if (!ctx.is('application/x-www-form-urlencoded')) {
+        throw new RegistryError('UNSUPPORTED', 'expected an application/x-www-form-urlencoded body', null, { status: 400 });
+      }
+      const form = new URLSearchParams((await readLimited(ctx, MAX_FORM_BYTES, 'token request')).toString('utf8'));
+      const scopes = form.getAll('scope');
+      const grantType = form.get('grant_type');
+      if (grantType === 'password') {
+        const who = await login(ctx, form.get('username') ?? '', form.get('password') ?? '');
+        const offline = form.get('access_type') === 'offline';
+        return respond(ctx, who, scopes, offline ? await newRefreshToken(who) : undefined);
+      }
+      if (grantType === 'refresh_token') {
+        const presented = form.get('refresh_token') ?? '';
+        const counted = [perAddress(ctx)];
+        await refuseIfLimited(ctx, counted, 'unknown');
+        const who = await auth.accounts.refresh(presented);
+        auth.audit.record({ who: who ? principalName(who.principal) : 'unknown', action: 'refresh', allowed: who !== undefined, address: ctx.ip });
+        if (!who) {
+          await countFailure(counted);
+          throw new RegistryError('UNAUTHORIZED', 'the refresh token is invalid, expired or revoked');
+        }
+        return respond(ctx, who, scopes, presented);
+      }
+      throw new RegistryError('UNSUPPORTED', 'grant_type must be password or refresh_token', { grant_type: grantType?.slice(0, 50) ?? null }, { status: 400 });
+    },
+
+    async jwks(ctx: Context): Promise<void> {
+      ctx.state.route = 'jwks';
+      replyJson(ctx, 200, { keys: [auth.key.jwk] });
+    },
+  };
+}
