@@ -61,6 +61,7 @@ export async function createApp(config: Config, logger: Logger = createLogger(co
     router.get('/token', token.GET);
     router.post('/token', token.POST);
     router.get('/.well-known/jwks.json', token.jwks);
+    router.post('/api/v1/users', token.signUp);
   } else {
     logger.warn('BERTH_MODE=open: no authentication; anyone who reaches this registry may push and delete');
   }

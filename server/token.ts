@@ -2,13 +2,14 @@
 // repeated, `offline_token=true` for a refresh token) and POST /token (the OAuth2 form containerd and
 // podman send: grant_type=password or refresh_token). Also the JWKS document with the signing key.
 import type { Context } from 'koa';
-import { ANONYMOUS, parseScopes, principalName, type Authenticated, type AuthService } from '../auth/index.ts';
+import { AccountError, ANONYMOUS, parseScopes, principalName, type Authenticated, type AuthService } from '../auth/index.ts';
 import type { RateCounter } from '../storage/index.ts';
 import type { Config } from './config.ts';
 import { readLimited, replyJson } from './distribution/http.ts';
 import { RegistryError } from './errors.ts';
 
 const MAX_FORM_BYTES = 64 * 1024;
+const SIGNUPS_PER_HOUR = 10;
 
 export interface TokenDeps {
   auth: AuthService;
@@ -122,6 +123,40 @@ export function tokenHandlers({ auth, config, counter }: TokenDeps) {
         return respond(ctx, who, scopes, presented);
       }
       throw new RegistryError('UNSUPPORTED', 'grant_type must be password or refresh_token', { grant_type: grantType?.slice(0, 50) ?? null }, { status: 400 });
+    },
+
+    /**
+     * POST /api/v1/users {username, password}: sign-up, open in public-index mode only. Attempts are
+     * limited per address, so that nobody mass-registers namespaces.
+     */
+    async signUp(ctx: Context): Promise<void> {
+      ctx.state.route = 'signup';
+      if (auth.mode !== 'public-index') throw new RegistryError('DENIED', 'sign-up is closed on this registry; ask an administrator for an account');
+      const hit = await counter.hit(`signup:${ctx.ip}`, 3600_000);
+      if (hit && hit.count > SIGNUPS_PER_HOUR) {
+        throw new RegistryError('TOO_MANY_REQUESTS', 'too many sign-ups from this address; try again later', null, {
+          headers: { 'Retry-After': String(Math.max(1, Math.ceil(hit.resetMs / 1000))) },
+        });
+      }
+      let body: { username?: unknown; password?: unknown };
+      try {
+        body = JSON.parse((await readLimited(ctx, MAX_FORM_BYTES, 'sign-up request')).toString('utf8')) as typeof body;
+      } catch (err) {
+        if (err instanceof RegistryError) throw err;
+        throw new RegistryError('UNSUPPORTED', 'expected a JSON body {"username": …, "password": …}', null, { status: 400 });
+      }
+      if (typeof body?.username !== 'string' || typeof body.password !== 'string') {
+        throw new RegistryError('UNSUPPORTED', 'expected a JSON body {"username": …, "password": …}', null, { status: 400 });
+      }
+      try {
+        await auth.accounts.addUser(body.username, body.password);
+      } catch (err) {
+        if (!(err instanceof AccountError)) throw err;
+        auth.audit.record({ who: body.username.slice(0, 200), action: 'sign-up', allowed: false, reason: err.message, address: ctx.ip });
+        throw new RegistryError('DENIED', err.message, null, { status: /taken/.test(err.message) ? 409 : 400 });
+      }
+      auth.audit.record({ who: body.username, action: 'sign-up', allowed: true, address: ctx.ip });
+      replyJson(ctx, 201, { username: body.username });
     },
 
     async jwks(ctx: Context): Promise<void> {

@@ -119,6 +119,12 @@ describe('auth: a private repository is indistinguishable from a missing one', f
 
     after(() => priv?.destroy());
 
+    it('has sign-up closed', async function () {
+      const res = await reg.request('POST', '/api/v1/users', { headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ username: 'eve', password: 'eve-password-1' }) });
+      expect(res.status).to.equal(403);
+      expect((await tokenRequest(reg, [], ['eve', 'eve-password-1'])).status).to.equal(401);
+    });
+
     it('gives no token without credentials', async function () {
       const res = await tokenRequest(reg, ['repository:alice/app:pull']);
       expect(res.status).to.equal(401);

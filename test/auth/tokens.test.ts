@@ -133,6 +133,32 @@ describe('auth: Docker token authentication (public-index mode)', function () {
     });
   });
 
+  describe('sign-up (open in public-index mode)', function () {
+    const signUp = (username: string, password: string) =>
+      registry.request('POST', '/api/v1/users', { headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ username, password }) });
+
+    it('creates an account that can log in and push to its own namespace', async function () {
+      const res = await signUp('dora', 'dora-password-1');
+      expect(res.status, res.text).to.equal(201);
+      const client = await clientFor(['repository:dora/app:pull,push'], ['dora', 'dora-password-1']);
+      await client.pushImage('dora/app', 'v1');
+    });
+
+    it('refuses a taken name, a reserved one, an invalid one and a short password, with the reason', async function () {
+      expect((await signUp('alice', 'another-password-1')).status).to.equal(409);
+      expect((await signUp('acme', 'another-password-1')).status, 'an organisation name').to.equal(409);
+      const reserved = await signUp('library', 'another-password-1');
+      expect(reserved.status).to.equal(400);
+      expect(reserved.json.errors[0].message).to.include('reserved');
+      expect((await signUp('Not/A/Name', 'another-password-1')).status).to.equal(400);
+      const short = await signUp('shorty', 'short');
+      expect(short.status).to.equal(400);
+      expect(short.json.errors[0].message).to.include('8 characters');
+      // Alice's account is unchanged.
+      expect((await tokenRequest(registry, [], alice)).status).to.equal(200);
+    });
+  });
+
   describe('what a token grants: only what was asked and what the account may do', function () {
     it('lets anyone pull a public repository, and its owner push to it', async function () {
       const anonymous = await clientFor(['repository:alice/app:pull']);

@@ -7,6 +7,7 @@ import { startRedis, type TestRedis } from '../helpers/redis.ts';
 import { sharedS3, type TestS3 } from '../helpers/s3.ts';
 import { errorCode, OCI_MANIFEST, Registry, sha256 } from '../helpers/registry.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { addUser, AuthorizedRegistry, bearer, cli, tokenFor, tokenRequest } from '../helpers/auth.ts';
 
 describe('two replicas sharing storage and a real redis-server', () => {
   let redis: TestRedis;
@@ -224,5 +225,53 @@ describe('a rate limit shared by two replicas through Redis', () => {
       expect(res.status).to.equal(429);
       expect(errorCode(res)).to.equal('TOO_MANY_REQUESTS');
     }
+  });
+});
+
+describe('two replicas with auth on one S3 bucket and one redis-server', () => {
+  let redis: TestRedis;
+  let s3: TestS3;
+  let a: TestBerth;
+  let b: TestBerth;
+  let ra: Registry;
+  let rb: Registry;
+
+  before(async () => {
+    s3 = await sharedS3();
+    redis = await startRedis();
+    const env = {
+      ...s3.berthEnv(`auth-replicas-${Date.now()}/`),
+      BERTH_REDIS_URL: redis.url,
+      BERTH_MODE: 'public-index',
+      BERTH_LOGIN_FAILURES_PER_ACCOUNT: '3',
+    };
+    // Started together: both look for the signing key at once, and the lock must leave them one key.
+    [a, b] = await Promise.all([startBerth({ env }), startBerth({ env })]);
+    ra = new Registry(a.url);
+    rb = new Registry(b.url);
+    await addUser(a, 'alice', 'alice-password-1');
+  });
+  after(async () => {
+    await a?.destroy();
+    await b?.destroy();
+    await redis?.stop();
+  });
+
+  it('sign with one key, so a token from one replica opens the other', async () => {
+    const kids = await Promise.all([ra, rb].map(async (r) => (await r.request('GET', '/.well-known/jwks.json')).json.keys[0].kid));
+    expect(kids[0]).to.equal(kids[1]);
+    const token = await tokenFor(ra, ['repository:alice/app:pull,push'], ['alice', 'alice-password-1']);
+    const onB = new AuthorizedRegistry(b.url, bearer(token));
+    const pushed = await onB.pushImage('alice/app', 'v1');
+    expect((await ra.request('GET', '/v2/alice/app/manifests/v1', { headers: bearer(token) })).headers['docker-content-digest']).to.equal(pushed.digest);
+  });
+
+  it('see the same accounts and visibility, and count failed logins together', async () => {
+    await cli(b, ['repo', 'visibility', 'alice/app', 'private']);
+    const anonymous = await tokenFor(ra, ['repository:alice/app:pull']);
+    expect((await rb.request('GET', '/v2/alice/app/manifests/v1', { headers: bearer(anonymous) })).status).to.equal(401);
+    const statuses = [];
+    for (const r of [ra, rb, ra, rb]) statuses.push((await tokenRequest(r, [], ['alice', 'wrong-password'])).status);
+    expect(statuses).to.deep.equal([401, 401, 401, 429]);
   });
 });
