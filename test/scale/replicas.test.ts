@@ -137,60 +137,61 @@ describe('two replicas sharing storage and a real redis-server', () => {
   });
 });
 
-describe('two replicas on one S3 bucket (s3rver) and one redis-server', () => {
-  let redis: TestRedis;
-  let s3: TestS3;
-  let a: TestBerth;
-  let b: TestBerth;
-  let ra: Registry;
-  let rb: Registry;
-
+/**
+ * Two replicas on one prefix of the shared s3rver bucket and one new redis-server, started together, for
+ * a suite (before/after); each has a folder of its own, which stays empty.
+ */
+function useReplicasOnS3(prefix: string, extraEnv: Record<string, string> = {}): { a: TestBerth; b: TestBerth; ra: Registry; rb: Registry } {
+  const replicas = {} as { a: TestBerth; b: TestBerth; ra: Registry; rb: Registry };
+  let redis: TestRedis | undefined;
   before(async () => {
-    s3 = await sharedS3();
+    const s3: TestS3 = await sharedS3();
     redis = await startRedis();
-    const prefix = `replicas-${Date.now()}/`;
-    // Each replica has a folder of its own, which stays empty: everything it keeps is in the bucket.
-    const env = { ...s3.berthEnv(prefix), BERTH_REDIS_URL: redis.url, BERTH_S3_PART_SIZE: String(5 * 1024 * 1024) };
-    a = await startBerth({ env });
-    b = await startBerth({ env });
-    ra = new Registry(a.url);
-    rb = new Registry(b.url);
+    const env = { ...s3.berthEnv(`${prefix}-${Date.now()}/`), BERTH_REDIS_URL: redis.url, ...extraEnv };
+    [replicas.a, replicas.b] = await Promise.all([startBerth({ env }), startBerth({ env })]);
+    replicas.ra = new Registry(replicas.a.url);
+    replicas.rb = new Registry(replicas.b.url);
   });
   after(async () => {
-    await a?.destroy();
-    await b?.destroy();
+    await replicas.a?.destroy();
+    await replicas.b?.destroy();
     await redis?.stop();
   });
+  return replicas;
+}
+
+describe('two replicas on one S3 bucket (s3rver) and one redis-server', () => {
+  const replicas = useReplicasOnS3('replicas', { BERTH_S3_PART_SIZE: String(5 * 1024 * 1024) });
 
   it('a chunked upload opened on one replica, continued and finished on the other, pulls back identical from both', async () => {
     const blob = Buffer.alloc(12 * 1024 * 1024 + 321);
     for (let i = 0; i < blob.length; i++) blob[i] = (i * 13) % 256;
-    const location = await ra.startUpload('s3shared/app');
+    const location = await replicas.ra.startUpload('s3shared/app');
     const cut = [0, 3 * 1024 * 1024, 7 * 1024 * 1024, blob.length];
     for (let i = 0; i + 1 < cut.length; i++) {
-      const registry = i % 2 === 0 ? ra : rb;
+      const registry = i % 2 === 0 ? replicas.ra : replicas.rb;
       const res = await registry.request('PATCH', location, {
         body: blob.subarray(cut[i]!, cut[i + 1]!),
         headers: { 'Content-Range': `${cut[i]}-${cut[i + 1]! - 1}` },
       });
       expect(res.status, res.text).to.equal(202);
     }
-    const put = await rb.request('PUT', `${location}?digest=${sha256(blob)}`);
+    const put = await replicas.rb.request('PUT', `${location}?digest=${sha256(blob)}`);
     expect(put.status, put.text).to.equal(201);
-    for (const registry of [ra, rb]) {
+    for (const registry of [replicas.ra, replicas.rb]) {
       const back = await registry.request('GET', `/v2/s3shared/app/blobs/${sha256(blob)}`);
       expect(back.status).to.equal(200);
       expect(sha256(back.body)).to.equal(sha256(blob));
     }
-    expect(readdirSync(a.dataDir)).to.deep.equal([]);
-    expect(readdirSync(b.dataDir)).to.deep.equal([]);
+    expect(readdirSync(replicas.a.dataDir)).to.deep.equal([]);
+    expect(readdirSync(replicas.b.dataDir)).to.deep.equal([]);
   });
 
   it('a tag pushed through one replica is served by the other at once, also after it moves', async () => {
-    const first = await ra.pushImage('s3shared/app', 'v1', { layers: ['one'] });
-    expect((await rb.request('GET', '/v2/s3shared/app/manifests/v1')).headers['docker-content-digest']).to.equal(first.digest);
-    const second = await rb.pushImage('s3shared/app', 'v1', { layers: ['two'] });
-    const seen = await ra.request('GET', '/v2/s3shared/app/manifests/v1');
+    const first = await replicas.ra.pushImage('s3shared/app', 'v1', { layers: ['one'] });
+    expect((await replicas.rb.request('GET', '/v2/s3shared/app/manifests/v1')).headers['docker-content-digest']).to.equal(first.digest);
+    const second = await replicas.rb.pushImage('s3shared/app', 'v1', { layers: ['two'] });
+    const seen = await replicas.ra.request('GET', '/v2/s3shared/app/manifests/v1');
     expect(seen.headers['docker-content-digest']).to.equal(second.digest);
     expect(seen.body.equals(second.manifest)).to.equal(true);
   });
@@ -229,49 +230,25 @@ describe('a rate limit shared by two replicas through Redis', () => {
 });
 
 describe('two replicas with auth on one S3 bucket and one redis-server', () => {
-  let redis: TestRedis;
-  let s3: TestS3;
-  let a: TestBerth;
-  let b: TestBerth;
-  let ra: Registry;
-  let rb: Registry;
-
-  before(async () => {
-    s3 = await sharedS3();
-    redis = await startRedis();
-    const env = {
-      ...s3.berthEnv(`auth-replicas-${Date.now()}/`),
-      BERTH_REDIS_URL: redis.url,
-      BERTH_MODE: 'public-index',
-      BERTH_LOGIN_FAILURES_PER_ACCOUNT: '3',
-    };
-    // Started together: both look for the signing key at once, and the lock must leave them one key.
-    [a, b] = await Promise.all([startBerth({ env }), startBerth({ env })]);
-    ra = new Registry(a.url);
-    rb = new Registry(b.url);
-    await addUser(a, 'alice', 'alice-password-1');
-  });
-  after(async () => {
-    await a?.destroy();
-    await b?.destroy();
-    await redis?.stop();
-  });
+  // Started together: both look for the signing key at once, and the lock must leave them one key.
+  const replicas = useReplicasOnS3('auth-replicas', { BERTH_MODE: 'public-index', BERTH_LOGIN_FAILURES_PER_ACCOUNT: '3' });
+  before(() => addUser(replicas.a, 'alice', 'alice-password-1'));
 
   it('sign with one key, so a token from one replica opens the other', async () => {
-    const kids = await Promise.all([ra, rb].map(async (r) => (await r.request('GET', '/.well-known/jwks.json')).json.keys[0].kid));
+    const kids = await Promise.all([replicas.ra, replicas.rb].map(async (r) => (await r.request('GET', '/.well-known/jwks.json')).json.keys[0].kid));
     expect(kids[0]).to.equal(kids[1]);
-    const token = await tokenFor(ra, ['repository:alice/app:pull,push'], ['alice', 'alice-password-1']);
-    const onB = new AuthorizedRegistry(b.url, bearer(token));
+    const token = await tokenFor(replicas.ra, ['repository:alice/app:pull,push'], ['alice', 'alice-password-1']);
+    const onB = new AuthorizedRegistry(replicas.b.url, bearer(token));
     const pushed = await onB.pushImage('alice/app', 'v1');
-    expect((await ra.request('GET', '/v2/alice/app/manifests/v1', { headers: bearer(token) })).headers['docker-content-digest']).to.equal(pushed.digest);
+    expect((await replicas.ra.request('GET', '/v2/alice/app/manifests/v1', { headers: bearer(token) })).headers['docker-content-digest']).to.equal(pushed.digest);
   });
 
   it('see the same accounts and visibility, and count failed logins together', async () => {
-    await cli(b, ['repo', 'visibility', 'alice/app', 'private']);
-    const anonymous = await tokenFor(ra, ['repository:alice/app:pull']);
-    expect((await rb.request('GET', '/v2/alice/app/manifests/v1', { headers: bearer(anonymous) })).status).to.equal(401);
+    await cli(replicas.b, ['repo', 'visibility', 'alice/app', 'private']);
+    const anonymous = await tokenFor(replicas.ra, ['repository:alice/app:pull']);
+    expect((await replicas.rb.request('GET', '/v2/alice/app/manifests/v1', { headers: bearer(anonymous) })).status).to.equal(401);
     const statuses = [];
-    for (const r of [ra, rb, ra, rb]) statuses.push((await tokenRequest(r, [], ['alice', 'wrong-password'])).status);
+    for (const r of [replicas.ra, replicas.rb, replicas.ra, replicas.rb]) statuses.push((await tokenRequest(r, [], ['alice', 'wrong-password'])).status);
     expect(statuses).to.deep.equal([401, 401, 401, 429]);
   });
 });
