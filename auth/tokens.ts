@@ -106,6 +106,14 @@ export class TokenService {
   }
 
   issue(who: Principal, limit: ScopeGrant[] | undefined, access: AccessEntry[]): IssuedToken {
+    const claims = this.claims(who, limit, access);
+    // jsonwebtoken keeps the iat given in the payload (noTimestamp would drop it).
+    const token = jwt.sign(claims, this.key.privateKey, { algorithm: 'ES256', keyid: this.key.kid });
+    return { token, expiresIn: this.options.ttlSeconds, issuedAt: new Date(claims.iat * 1000).toISOString() };
+  }
+
+  /** The claims a token for `who` carries (also what a request with Basic credentials is treated as having). */
+  claims(who: Principal, limit: ScopeGrant[] | undefined, access: AccessEntry[]): TokenClaims {
     const now = Math.floor(Date.now() / 1000);
     const berth: BerthClaim = { k: who.kind };
     if (who.kind === 'user' && who.admin) berth.a = true;
@@ -123,9 +131,7 @@ export class TokenService {
       access,
       berth,
     };
-    // jsonwebtoken keeps the iat given in the payload (noTimestamp would drop it).
-    const token = jwt.sign(claims, this.key.privateKey, { algorithm: 'ES256', keyid: this.key.kid });
-    return { token, expiresIn: this.options.ttlSeconds, issuedAt: new Date(now * 1000).toISOString() };
+    return claims;
   }
 
   verify(token: string): Verified {

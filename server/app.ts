@@ -23,6 +23,7 @@ import { createLogger, requestLog, type Logger } from './logging.ts';
 import { Metrics } from './metrics.ts';
 import { errorMapping, rateLimit } from './middleware.ts';
 import { tokenHandlers } from './token.ts';
+import { LoginGuard } from './login-guard.ts';
 import { pino } from 'pino';
 
 export interface Berth {
@@ -56,8 +57,9 @@ export async function createApp(config: Config, logger: Logger = createLogger(co
     ctx.body = body;
   });
   const auth = config.mode === 'open' ? undefined : await createAuth(config, storage, coordination, logger);
-  if (auth) {
-    const token = tokenHandlers({ auth, config, counter: coordination.counter });
+  const guard = auth && new LoginGuard(auth, config, coordination.counter);
+  if (auth && guard) {
+    const token = tokenHandlers({ auth, config, counter: coordination.counter, guard });
     router.get('/token', token.GET);
     router.post('/token', token.POST);
     router.get('/.well-known/jwks.json', token.jwks);
@@ -65,7 +67,7 @@ export async function createApp(config: Config, logger: Logger = createLogger(co
   } else {
     logger.warn('BERTH_MODE=open: no authentication; anyone who reaches this registry may push and delete');
   }
-  const v2 = distributionRoutes({ config, storage, metrics, gate: new AuthGate(auth, config) });
+  const v2 = distributionRoutes({ config, storage, metrics, gate: new AuthGate(auth, config, guard) });
   router.all('/v2', v2);
   router.all('/v2/{*rest}', v2);
 

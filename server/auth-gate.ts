@@ -2,9 +2,11 @@
 // the challenge that tells the client where to get one. A private repository and a missing one get the
 // same answer, because the answer depends only on the token and the request, never on what is stored.
 import type { Context } from 'koa';
-import { grants, limitOf, principalName, principalOf, type Action, type AuthService, type TokenClaims } from '../auth/index.ts';
+import { createHash } from 'node:crypto';
+import { grants, limitOf, principalName, principalOf, type AccessEntry, type Action, type Authenticated, type AuthService, type TokenClaims } from '../auth/index.ts';
 import type { Config } from './config.ts';
 import { RegistryError } from './errors.ts';
+import { basicCredentials, type LoginGuard } from './login-guard.ts';
 
 export type AccessNeed = { kind: 'base' } | { kind: 'catalog' } | { kind: 'repository'; name: string; action: Action };
 
@@ -19,11 +21,19 @@ function scopeOf(need: AccessNeed): { scope?: string; detail: unknown } {
   };
 }
 
+const BASIC_CACHE_MS = 60_000;
+const MAX_BASIC_CACHED = 1000;
+
 export class AuthGate {
+  // Basic credentials that proved who the caller is, by a hash of the header: a client sending them with
+  // every request (curl -u) must not pay a password hash on each.
+  private readonly basicLogins = new Map<string, { who: Authenticated; until: number }>();
+
   constructor(
     /** Undefined in `open` mode: no authentication at all. */
     private readonly auth: AuthService | undefined,
     private readonly config: Config,
+    private readonly guard?: LoginGuard,
   ) {}
 
   get enabled(): boolean {
@@ -43,9 +53,10 @@ export class AuthGate {
   }
 
   /** Lets the request through, with its verified claims in ctx.state.claims, or throws the 401. */
-  check(ctx: Context, need: AccessNeed): void {
+  async check(ctx: Context, need: AccessNeed): Promise<void> {
     if (!this.auth) return;
     const header = ctx.get('Authorization');
+    if (/^Basic /i.test(header) && this.guard) return this.checkBasic(ctx, need, header, this.auth, this.guard);
     if (!/^Bearer /i.test(header)) throw this.refuse(ctx, need);
     const verified = this.auth.tokens.verify(header.slice(7).trim());
     if (!verified.ok) {
@@ -60,6 +71,39 @@ export class AuthGate {
       this.auth.audit.record({ who: claims.sub || 'anonymous', action: need.kind === 'catalog' ? 'catalog' : need.action, repository: need.kind === 'repository' ? need.name : undefined, allowed: false, reason: 'token lacks the scope', address: ctx.ip });
       throw this.refuse(ctx, need, 'insufficient_scope');
     }
+  }
+
+  /**
+   * Basic credentials sent straight to /v2 (curl -u, as Harbor allows): checked like a login at the token
+   * endpoint (same limits), then the route's need is granted or refused as a token request for it would be.
+   */
+  private async checkBasic(ctx: Context, need: AccessNeed, header: string, auth: AuthService, guard: LoginGuard): Promise<void> {
+    const credentials = basicCredentials(ctx);
+    if (!credentials) throw this.refuse(ctx, need);
+    const key = createHash('sha256').update(header).digest('base64url');
+    const now = Date.now();
+    let who = this.basicLogins.get(key);
+    if (!who || who.until <= now) {
+      let authenticated: Authenticated;
+      try {
+        authenticated = await guard.login(ctx, credentials.username, credentials.password);
+      } catch (err) {
+        if (err instanceof RegistryError && err.code === 'UNAUTHORIZED') throw this.refuse(ctx, need, 'invalid_token');
+        throw err;
+      }
+      if (this.basicLogins.size >= MAX_BASIC_CACHED) this.basicLogins.clear();
+      who = { who: authenticated, until: now + BASIC_CACHE_MS };
+      this.basicLogins.set(key, who);
+    }
+    const { principal, limit } = who.who;
+    let access: AccessEntry[] = [];
+    if (need.kind === 'catalog') access = await auth.grant(who.who, [{ type: 'registry', name: 'catalog', actions: ['*'] }], ctx.ip);
+    else if (need.kind === 'repository') access = await auth.grant(who.who, [{ type: 'repository', name: need.name, actions: [need.action] }], ctx.ip);
+    const claims = auth.tokens.claims(principal, limit, access);
+    ctx.state.claims = claims;
+    if (need.kind === 'base') return;
+    const ok = need.kind === 'catalog' ? grants(claims, 'registry', 'catalog', '*') : grants(claims, 'repository', need.name, need.action);
+    if (!ok) throw this.refuse(ctx, need, 'insufficient_scope');
   }
 
   /**

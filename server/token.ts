@@ -7,6 +7,7 @@ import type { RateCounter } from '../storage/index.ts';
 import type { Config } from './config.ts';
 import { readLimited, replyJson } from './distribution/http.ts';
 import { RegistryError } from './errors.ts';
+import { basicCredentials, type LoginGuard } from './login-guard.ts';
 
 const MAX_FORM_BYTES = 64 * 1024;
 const SIGNUPS_PER_HOUR = 10;
@@ -15,15 +16,7 @@ export interface TokenDeps {
   auth: AuthService;
   config: Config;
   counter: RateCounter;
-}
-
-function basicCredentials(ctx: Context): { username: string; password: string } | undefined {
-  const header = ctx.get('Authorization');
-  if (!/^Basic /i.test(header)) return undefined;
-  const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');
-  const colon = decoded.indexOf(':');
-  if (colon < 0) return undefined;
-  return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+  guard: LoginGuard;
 }
 
 function queryValues(ctx: Context, key: string): string[] {
@@ -31,43 +24,8 @@ function queryValues(ctx: Context, key: string): string[] {
   return value === undefined ? [] : Array.isArray(value) ? value : [value];
 }
 
-export function tokenHandlers({ auth, config, counter }: TokenDeps) {
-  const windowMs = config.loginFailureWindowSeconds * 1000;
-  type Counted = { key: string; limit: number };
-  const perAccount = (username: string): Counted => ({ key: `login-failed:account:${username.toLowerCase().slice(0, 200)}`, limit: config.loginFailuresPerAccount });
-  const perAddress = (ctx: Context): Counted => ({ key: `login-failed:address:${ctx.ip}`, limit: config.loginFailuresPerAddress });
-
-  /** Refuses with 429 while any of the counters is at its limit; reading a counter does not count. */
-  async function refuseIfLimited(ctx: Context, counted: Counted[], who: string): Promise<void> {
-    for (const { key, limit } of counted) {
-      const seen = await counter.hit(key, windowMs, 0);
-      if (seen && seen.count >= limit) {
-        auth.audit.record({ who, action: 'login', allowed: false, reason: 'rate limited', address: ctx.ip });
-        throw new RegistryError('TOO_MANY_REQUESTS', 'too many failed logins; try again later', null, {
-          headers: { 'Retry-After': String(Math.max(1, Math.ceil(seen.resetMs / 1000))) },
-        });
-      }
-    }
-  }
-
-  const countFailure = async (counted: Counted[]) => {
-    for (const { key } of counted) await counter.hit(key, windowMs);
-  };
-
-  /**
-   * Checks credentials, with failed attempts counted per account and per address across every process;
-   * once either passes its limit, even the right password waits for the window to end.
-   */
-  async function login(ctx: Context, username: string, password: string): Promise<Authenticated> {
-    const counted = [perAccount(username), perAddress(ctx)];
-    const who = username.slice(0, 200);
-    await refuseIfLimited(ctx, counted, who);
-    const authenticated = await auth.accounts.authenticate(username, password);
-    auth.audit.record({ who, action: 'login', allowed: authenticated !== undefined, address: ctx.ip });
-    if (authenticated) return authenticated;
-    await countFailure(counted);
-    throw new RegistryError('UNAUTHORIZED', 'incorrect username or password');
-  }
+export function tokenHandlers({ auth, config, counter, guard }: TokenDeps) {
+  const login = (ctx: Context, username: string, password: string) => guard.login(ctx, username, password);
 
   async function respond(ctx: Context, who: Authenticated, scopes: string[], refreshToken?: string): Promise<void> {
     const access = await auth.grant(who, parseScopes(scopes), ctx.ip);
@@ -112,12 +70,12 @@ export function tokenHandlers({ auth, config, counter }: TokenDeps) {
       }
       if (grantType === 'refresh_token') {
         const presented = form.get('refresh_token') ?? '';
-        const counted = [perAddress(ctx)];
-        await refuseIfLimited(ctx, counted, 'unknown');
+        const counted = [guard.perAddress(ctx)];
+        await guard.refuseIfLimited(ctx, counted, 'unknown');
         const who = await auth.accounts.refresh(presented);
         auth.audit.record({ who: who ? principalName(who.principal) : 'unknown', action: 'refresh', allowed: who !== undefined, address: ctx.ip });
         if (!who) {
-          await countFailure(counted);
+          await guard.countFailure(counted);
           throw new RegistryError('UNAUTHORIZED', 'the refresh token is invalid, expired or revoked');
         }
         return respond(ctx, who, scopes, presented);

@@ -70,7 +70,7 @@ export function distributionRoutes(deps: DistributionDeps): (ctx: Context, next:
         }
       }
       const name = match[1] === undefined ? '' : parseName(match[1]);
-      deps.gate.check(ctx, accessNeed(route.id, ctx.method, name));
+      await deps.gate.check(ctx, accessNeed(route.id, ctx.method, name));
       await handler(ctx, { name, ref: match[2] ?? '' });
       return;
     }

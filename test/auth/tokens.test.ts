@@ -320,8 +320,16 @@ describe('auth: Docker token authentication (public-index mode)', function () {
     });
   });
 
-  it('sends Basic credentials on /v2 requests to the token endpoint instead (a 401 challenge, not a 200)', async function () {
+  it('accepts Basic credentials sent straight to /v2 (curl -u), granting what a token would', async function () {
     const res = await registry.request('GET', '/v2/alice/secret/manifests/v1', { headers: { Authorization: basic(...alice) } });
-    expect(res.status).to.equal(401);
+    expect(res.status).to.equal(200);
+    const other = await registry.request('GET', '/v2/alice/secret/manifests/v1', { headers: { Authorization: basic(...bob) } });
+    expect(other.status).to.equal(401);
+    expect(parseChallenge(other.headers['www-authenticate']).error).to.equal('insufficient_scope');
+    const wrong = await registry.request('GET', '/v2/alice/secret/manifests/v1', { headers: { Authorization: basic('alice', 'wrong-password') } });
+    expect(wrong.status).to.equal(401);
+    expect(parseChallenge(wrong.headers['www-authenticate']).error).to.equal('invalid_token');
+    const pushed = await new AuthorizedRegistry(berth.url, { Authorization: basic(...alice) }).pushImage('alice/basic', 'v1');
+    expect((await registry.request('GET', `/v2/alice/basic/manifests/${pushed.digest}`, { headers: { Authorization: basic(...bob) } })).status).to.equal(200);
   });
 });
