@@ -40,7 +40,8 @@ export async function createApp(config: Config, logger: Logger = createLogger(co
   const metrics = new Metrics();
   const coordination = await chooseCoordination(config);
   const storage = createStorage(await createDriver(config, logger), metrics, coordination);
-  const app = new Koa({ proxy: false });
+  // Only behind a proxy the operator names may X-Forwarded-For choose the address limits are counted by.
+  const app = new Koa({ proxy: config.trustProxy });
   app.silent = true;
   app.on('error', (err: Error) => logger.debug({ err: err.message }, 'response stream ended early'));
 

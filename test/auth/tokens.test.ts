@@ -333,3 +333,29 @@ describe('auth: Docker token authentication (public-index mode)', function () {
     expect((await registry.request('GET', `/v2/alice/basic/manifests/${pushed.digest}`, { headers: { Authorization: basic(...bob) } })).status).to.equal(200);
   });
 });
+
+describe('auth: failed logins counted per client address behind a trusted proxy', function () {
+  for (const trustProxy of [true, false]) {
+    describe(`BERTH_TRUST_PROXY=${trustProxy}`, function () {
+      let berth: TestBerth;
+      let registry: Registry;
+
+      before(async function () {
+        berth = await startBerth({ env: { BERTH_MODE: 'public-index', BERTH_TRUST_PROXY: String(trustProxy), BERTH_LOGIN_FAILURES_PER_ADDRESS: '2' } });
+        registry = new Registry(berth.url);
+      });
+
+      after(() => berth?.destroy());
+
+      it(trustProxy ? 'counts each X-Forwarded-For address apart' : 'ignores X-Forwarded-For, which any client can send', async function () {
+        const attempt = (address: string, user: string) =>
+          registry.request('GET', '/token?service=berth', { headers: { Authorization: basic(user, 'wrong-password'), 'X-Forwarded-For': address } });
+        expect((await attempt('192.0.2.1', 'u1')).status).to.equal(401);
+        expect((await attempt('192.0.2.1', 'u2')).status).to.equal(401);
+        expect((await attempt('192.0.2.1', 'u3')).status).to.equal(429);
+        // Another address: its own count behind a trusted proxy; the same (the socket's) otherwise.
+        expect((await attempt('192.0.2.2', 'u4')).status).to.equal(trustProxy ? 401 : 429);
+      });
+    });
+  }
+});
