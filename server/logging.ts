@@ -28,6 +28,8 @@ export function requestLog(logger: Logger) {
         ms: Date.now() - started,
         length: ctx.res.getHeader('Content-Length'),
         aborted: !ctx.res.writableFinished,
+        // The account the request's token or credentials stand for ('' for an anonymous token).
+        user: (ctx.state.claims as { sub?: string } | undefined)?.sub,
       };
       if (ctx.status >= 500) ctx.state.log.error(entry, 'request');
       else ctx.state.log.info(entry, 'request');
