@@ -101,6 +101,7 @@ td,th{border:1px solid #d0d7de;padding:.3rem .5rem;text-align:left;font-size:.9r
 code{font-family:ui-monospace,monospace}
 .pull{display:flex;gap:.5rem;align-items:center;margin:.3rem 0}
 .error{color:#a40e26;font-weight:600}
+.repo-head picture img{float:right;width:128px;height:128px}
 .readme{background:#fff;border:1px solid #d0d7de;padding:1rem;border-radius:6px}
 :focus{outline:3px solid #0969da;outline-offset:1px}
 `;

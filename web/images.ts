@@ -70,7 +70,7 @@ export async function socialCard(driver: StorageDriver, entry: RepositoryEntry, 
 
   let x = 80;
   const badges = labels.slice(0, 8).map((label) => {
-    const width = 28 + label.length * 17;
+    const width = 32 + label.length * 19;
     const fill = label === 'windows' ? '#fff8c5' : label === 'linux' ? '#dafbe1' : '#ddf4ff';
     const svg = `<rect x="${x}" y="430" width="${width}" height="56" rx="8" fill="${fill}" stroke="#0b3d5c"/><text x="${x + 14}" y="468" font-size="30" fill="#1b1f24">${esc(label)}</text>`;
     x += width + 16;

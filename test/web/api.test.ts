@@ -111,6 +111,12 @@ describe('web: the catalog API and forms', function () {
     expect(card.status).to.equal(200);
     expect(card.headers['content-type']).to.equal('image/png');
     expect(card.body.subarray(1, 4).toString()).to.equal('PNG');
+    // The name is drawn in dark text where the card's light background would otherwise be: a font was found.
+    const { default: sharp } = await import('sharp');
+    const meta = await sharp(card.body).metadata();
+    expect(meta).to.include({ width: 1200, height: 630 });
+    const nameArea = await sharp(card.body).extract({ left: 80, top: 160, width: 500, height: 70 }).stats();
+    expect(nameArea.channels[0]!.min).to.be.below(80);
     expect((await registry.request('GET', '/card/alice/secret')).status).to.equal(404);
   });
 });
