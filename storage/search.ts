@@ -169,7 +169,11 @@ export class SearchIndex {
 
   private async fresh(): Promise<void> {
     const generation = await this.generations.current(SEARCH);
-    if (generation !== undefined && generation === this.loadedAt && Date.now() - this.loadedTime < RELOAD_AFTER_MS) return;
+    if (generation !== undefined && generation === this.loadedAt) {
+      // Only the age says to look again (a change no generation announced): answer from memory meanwhile.
+      if (Date.now() - this.loadedTime >= RELOAD_AFTER_MS) this.loading ??= this.load(generation).catch(() => {}).finally(() => (this.loading = undefined));
+      return;
+    }
     this.loading ??= this.load(generation).finally(() => (this.loading = undefined));
     await this.loading;
   }
