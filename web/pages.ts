@@ -2,7 +2,7 @@
 // the images they show. Server-rendered; a form works without JavaScript; every post carries the CSRF token.
 import type Router from '@koa/router';
 import type { Context } from 'koa';
-import { AccountError } from '../auth/index.ts';
+import { AccountError, namespaceOf } from '../auth/index.ts';
 import { isOfficial, layout, type RepositoryEntry } from '../storage/index.ts';
 import { PAGE_SIZE, repository, search, searchParams, windowsNameOf, windowsVerdicts, type SearchParams, type SearchResult } from './catalog.ts';
 import { readForm } from './forms.ts';
@@ -55,8 +55,16 @@ export function pageRoutes(router: Router, deps: WebDeps): void {
     return html`<option value="${value}"${selected === value ? html` selected` : ''}>${label}</option>`;
   }
 
+  /** In private mode a visitor sees nothing but the way to sign in. */
+  async function signInFirst(ctx: Context): Promise<boolean> {
+    if (auth?.mode !== 'private' || (await sessions.viewer(ctx)).user) return false;
+    ctx.redirect('/signin');
+    return true;
+  }
+
   router.get('/', async (ctx) => {
     ctx.state.route = 'web-search';
+    if (await signInFirst(ctx)) return;
     const params = searchParams(ctx.query);
     const viewer = await sessions.viewer(ctx);
     const result = await search(storage, new Visibility(auth, viewer), params);
@@ -87,6 +95,7 @@ export function pageRoutes(router: Router, deps: WebDeps): void {
 
   router.get('/r/{*name}', async (ctx) => {
     ctx.state.route = 'web-repository';
+    if (await signInFirst(ctx)) return;
     const name = ctx.params.name ?? '';
     const visibility = new Visibility(auth, await sessions.viewer(ctx));
     const entry = await repository(storage, visibility, name);
@@ -106,7 +115,7 @@ ${t.referrers.length > 0 ? html`<tr><td colspan="8">Referrers: ${t.referrers.map
     const og = { image: `${ctx.protocol}://${host}/card/${name}`, description: entry.description || `${name} on Berth` };
     await reply(ctx, 200, name, html`<div class="repo-head">${logo(entry, 256)}<h1>${name}</h1>${isOfficial(name) ? html`<span class="badge">official</span>` : ''}${entry.visibility === 'private' ? html`<span class="badge">private</span>` : ''}
 <p>${entry.description}</p><p>${badges(entry)}</p><p>${entry.pulls} pulls · last pushed ${when(entry.lastPushed)}</p>
-${owner && signIn ? html`<p><a href="/settings/${name}">Settings</a></p>` : ''}</div>
+${owner ? html`<p><a href="/settings/${name}">Settings</a></p>` : ''}</div>
 <h2>Pull</h2>${pullCommand('docker-pull', 'docker', `docker pull ${host}/${name}:${first}`)}${pullCommand('podman-pull', 'podman', `podman pull ${host}/${name}:${first}`)}
 <h2>Tags</h2><table><thead><tr><th scope="col">tag</th><th scope="col">digest</th><th scope="col">compressed size</th><th scope="col">last pushed</th><th scope="col">platform</th><th scope="col">os.version</th><th scope="col">size</th><th scope="col">manifest</th></tr></thead><tbody>${tags}</tbody></table>
 ${settings.readme ? html`<h2>README</h2><div class="readme">${new Html(renderMarkdown(settings.readme))}</div>` : ''}`, og);
@@ -183,10 +192,17 @@ ${settings.readme ? html`<h2>README</h2><div class="readme">${new Html(renderMar
     ctx.state.route = 'web-mine';
     const viewer = await sessions.viewer(ctx);
     if (!viewer.user) return ctx.redirect('/signin');
+    // Yours: your own namespace's and those of organisations you may push to (not all an admin could touch).
+    const roles = new Map<string, string | undefined>();
+    const candidates: RepositoryEntry[] = [];
+    for (const entry of await storage.search.search({})) {
+      const namespace = namespaceOf(entry.name);
+      if (auth && !roles.has(namespace)) roles.set(namespace, await auth.accounts.roleIn(namespace, viewer.principal));
+      if (namespace === viewer.user || roles.get(namespace) === 'write' || roles.get(namespace) === 'admin') candidates.push(entry);
+    }
     const visibility = new Visibility(auth, viewer);
-    const all = await storage.search.search({});
     const mine: RepositoryEntry[] = [];
-    for (const entry of all) if (await visibility.may(entry.name, 'push')) mine.push(entry);
+    for (const entry of candidates) if (await visibility.may(entry.name, 'push')) mine.push(entry);
     const params: SearchParams = { q: '', official: false, sort: 'name', page: 1, n: Math.max(PAGE_SIZE, mine.length) };
     await reply(ctx, 200, 'My repositories', html`<h1>My repositories</h1>${results({ total: mine.length, page: 1, n: params.n, pages: 1, results: mine }, params)}`);
   });

@@ -120,3 +120,50 @@ describe('web: the catalog API and forms', function () {
     expect((await registry.request('GET', '/card/alice/secret')).status).to.equal(404);
   });
 });
+
+describe('web: the catalog of a private registry', function () {
+  this.timeout(60_000);
+  let berth: TestBerth;
+  let registry: Registry;
+
+  before(async () => {
+    berth = await startBerth({ env: { BERTH_MODE: 'private' } });
+    registry = new Registry(berth.url);
+    await addUser(berth, ...alice);
+    const owner = new AuthorizedRegistry(berth.url, bearer(await tokenFor(registry, ['repository:alice/internal:pull,push'], alice)));
+    await owner.pushImage('alice/internal', 'v1');
+  });
+  after(() => berth?.destroy());
+
+  it('shows a visitor only the way to sign in, offers no sign-up, and lists repositories to their owner', async () => {
+    const home = await registry.request('GET', '/');
+    expect(home.status).to.equal(302);
+    expect(home.headers.location).to.equal('/signin');
+    expect((await registry.request('GET', '/r/alice/internal')).headers.location).to.equal('/signin');
+    expect((await registry.request('GET', '/signup')).status).to.equal(404);
+    expect((await registry.request('GET', '/api/v1/search')).json.total).to.equal(0);
+    expect((await registry.request('GET', '/v1/search?q=internal')).json.num_results).to.equal(0);
+    const owned = await registry.request('GET', '/api/v1/search', { headers: bearer(await tokenFor(registry, [], alice)) });
+    expect(owned.json.results.map((r: any) => r.name)).to.deep.equal(['alice/internal']);
+  });
+});
+
+describe('web: the catalog in open mode', function () {
+  this.timeout(60_000);
+  let berth: TestBerth;
+
+  before(async () => {
+    berth = await startBerth();
+    await new Registry(berth.url).pushImage('dev/thing', 'v1');
+  });
+  after(() => berth?.destroy());
+
+  it('shows everything to everyone, with no sign-in', async () => {
+    const registry = new Registry(berth.url);
+    expect((await registry.request('GET', '/api/v1/search')).json.results.map((r: any) => r.name)).to.deep.equal(['dev/thing']);
+    const page = await registry.request('GET', '/r/dev/thing');
+    expect(page.status).to.equal(200);
+    expect(page.text).to.not.include('Sign in');
+    expect((await registry.request('GET', '/signin')).status).to.equal(404);
+  });
+});
