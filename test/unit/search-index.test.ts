@@ -96,6 +96,27 @@ describe('unit: the search index', () => {
     expect(await storage.search.search({})).to.deep.equal([]);
   });
 
+  it('lists the referrers of a tag by artifact type, and leaves an artifact without a platform out of OS and architecture', async () => {
+    const image = await pushImage(storage, 'acme/signed', 'v1', { os: 'linux', architecture: 'amd64' });
+    const empty = await putBlob(storage, 'acme/signed', '{}');
+    const signature = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        artifactType: 'application/vnd.dev.sigstore.bundle.v0.3+json',
+        config: { mediaType: 'application/vnd.oci.empty.v1+json', ...empty },
+        layers: [],
+        subject: { mediaType: OCI_MANIFEST, ...image },
+      }),
+    );
+    await storage.manifests.put('acme/signed', { kind: 'tag', tag: 'sig' }, signature, OCI_MANIFEST);
+    const entry = (await storage.search.entry('acme/signed'))!;
+    const v1 = entry.tags.find((t) => t.tag === 'v1')!;
+    expect(v1.referrers).to.deep.equal([{ artifactType: 'application/vnd.dev.sigstore.bundle.v0.3+json', digest: digestOf(signature) }]);
+    expect(entry.tags.find((t) => t.tag === 'sig')!.platforms).to.deep.equal([]);
+    expect(entry.os).to.deep.equal(['linux']);
+  });
+
   it('searches names and descriptions, filters by OS, architecture and official, and sorts', async () => {
     await pushImage(storage, 'library/busybox', 'latest', { os: 'linux', architecture: 'arm64' });
     await pushImage(storage, 'acme/win', 'ltsc2022', { os: 'windows', architecture: 'amd64', 'os.version': '10.0.20348.1' });
