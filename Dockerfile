@@ -17,7 +17,9 @@ WORKDIR /app
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules node_modules
 COPY --from=build /app/dist dist
-RUN mkdir -p /var/lib/berth && chown node:node /var/lib/berth
+# A font for the text of the social cards sharp renders (the slim image has none).
+RUN apt-get update && apt-get install -y --no-install-recommends fonts-dejavu-core && rm -rf /var/lib/apt/lists/* \
+ && mkdir -p /var/lib/berth && chown node:node /var/lib/berth
 USER node
 EXPOSE 5000
 VOLUME ["/var/lib/berth"]

@@ -24,6 +24,8 @@ import { Metrics } from './metrics.ts';
 import { errorMapping, rateLimit } from './middleware.ts';
 import { tokenHandlers } from './token.ts';
 import { LoginGuard } from './login-guard.ts';
+import { readLimited } from './distribution/http.ts';
+import { webRoutes } from '../web/index.ts';
 import { pino } from 'pino';
 
 export interface Berth {
@@ -68,6 +70,7 @@ export async function createApp(config: Config, logger: Logger = createLogger(co
   } else {
     logger.warn('BERTH_MODE=open: no authentication; anyone who reaches this registry may push and delete');
   }
+  webRoutes(router, { config, storage, auth, counter: coordination.counter, readBody: readLimited });
   const v2 = distributionRoutes({ config, storage, metrics, gate: new AuthGate(auth, config, guard) });
   router.all('/v2', v2);
   router.all('/v2/{*rest}', v2);
@@ -187,6 +190,11 @@ export async function startServer(config: Config, berth: Berth): Promise<Running
       );
   }, config.uploadPurgeIntervalSeconds * 1000);
   purge.unref();
+  // Pulls are counted in memory and added to the search index now and then: one write per repository.
+  const pulls = setInterval(() => {
+    berth.storage.search.flushPulls().catch((err: Error) => berth.logger.warn({ err: err.message }, 'pull counts not saved; will try again'));
+  }, config.pullCountFlushSeconds * 1000);
+  pulls.unref();
 
   let closing: Promise<void> | undefined;
   const close = () =>
@@ -194,6 +202,7 @@ export async function startServer(config: Config, berth: Berth): Promise<Running
       const timer = setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs);
       timer.unref();
       clearInterval(purge);
+      clearInterval(pulls);
       server.close(() => {
         clearTimeout(timer);
         void berth.coordination.close().then(resolve, resolve);

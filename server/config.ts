@@ -59,6 +59,7 @@ export const configSchema = z.object({
   loginFailuresPerAddress: int(1),
   loginFailureWindowSeconds: int(1),
   auditLog: z.string().min(1).optional(),
+  pullCountFlushSeconds: int(1),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -132,6 +133,7 @@ export const SETTINGS: Record<keyof Config, { env: string; default?: string; hel
   loginFailuresPerAddress: { env: 'BERTH_LOGIN_FAILURES_PER_ADDRESS', default: '50', help: 'failed logins from one address within the window before 429 TOO_MANY_REQUESTS' },
   loginFailureWindowSeconds: { env: 'BERTH_LOGIN_FAILURE_WINDOW_SECONDS', default: '900', help: 'the window failed logins are counted in' },
   auditLog: { env: 'BERTH_AUDIT_LOG', help: 'file the audit log (every auth decision, one JSON line each) is appended to (default: the server log)' },
+  pullCountFlushSeconds: { env: 'BERTH_PULL_COUNT_FLUSH_SECONDS', default: '10', help: 'how often pull counts (kept in memory per process) are added to the catalog\'s search index' },
   s3PartSize: {
     env: 'BERTH_S3_PART_SIZE',
     default: String(16 * 1024 * 1024),

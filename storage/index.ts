@@ -5,6 +5,7 @@ import { FilesystemDriver } from './filesystem.ts';
 import { localCoordination, type Coordination } from './coordination.ts';
 import { ManifestStore } from './manifests.ts';
 import { RepositoryStore } from './repositories.ts';
+import { SearchIndex } from './search.ts';
 import { UploadStore, type UploadObserver } from './uploads.ts';
 
 export { BlobStore } from './blobs.ts';
@@ -14,6 +15,8 @@ export { clusterWorkerCoordination, ClusterLockArbiter, ClusterGenerationRelay }
 export { FilesystemDriver } from './filesystem.ts';
 export { ManifestStore, type StoredManifest, type ReferrerDescriptor } from './manifests.ts';
 export { RepositoryStore, type RepositorySettings } from './repositories.ts';
+export { SearchIndex, architectureLabel, isOfficial, type RepositoryEntry, type TagFacts, type PlatformFacts, type SearchQuery, type SearchSort } from './search.ts';
+export { layout } from './layout.ts';
 export { UploadStore, uploadRange, rangeError, isValidUploadId, type BlobUpload } from './uploads.ts';
 export {
   PathNotFoundError,
@@ -30,6 +33,7 @@ export interface Storage {
   uploads: UploadStore;
   manifests: ManifestStore;
   repositories: RepositoryStore;
+  search: SearchIndex;
 }
 
 export function createStorage(
@@ -38,12 +42,17 @@ export function createStorage(
   coordination: Coordination = localCoordination(),
 ): Storage {
   const blobs = new BlobStore(driver, coordination.generations);
+  const manifests = new ManifestStore(driver, blobs, coordination.lock, coordination.generations);
+  const repositories = new RepositoryStore(driver, coordination.lock);
+  const search = new SearchIndex(driver, manifests, blobs, repositories, coordination.lock, coordination.generations);
+  manifests.changed = repositories.changed = (name) => search.refresh(name);
   return {
     driver,
     blobs,
     uploads: new UploadStore(driver, blobs, coordination.lock, observer),
-    manifests: new ManifestStore(driver, blobs, coordination.lock, coordination.generations),
-    repositories: new RepositoryStore(driver, coordination.lock),
+    manifests,
+    repositories,
+    search,
   };
 }
 

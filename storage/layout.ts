@@ -27,6 +27,13 @@ export const layout = {
   /** Visibility and other settings; `_` cannot start a name component, so no repository collides with it. */
   repositorySettings: (name: string) => `${repo(name)}/_settings.json`,
   catalogDir: '/catalog',
+  /** The search index: one document per repository (storage/search.ts). */
+  searchDir: '/search',
+  searchEntry: (name: string) => `/search/${encodeName(name)}.json`,
+  /** Logos and social cards, content-addressed: `<sha256 hex>.<png|webp>`. */
+  image: (file: string) => `/web/images/${file}`,
+  /** Browser sessions, by the sha256 of their cookie. */
+  session: (id: string) => `/web/sessions/${id}.json`,
   catalogEntry: (name: string) => `/catalog/${encodeName(name)}`,
   /** Every open upload session, by id, holding its repository name: what expiry walks. */
   openUploadsDir: '/uploads',

@@ -76,6 +76,9 @@ export class ManifestStore {
   private readonly catalogKnown = new StampedCache<true>(100_000);
   private readonly catalogCache = new StampedCache<string[]>(1);
 
+  /** Called after every push or delete (the search index recomputes the repository's entry). */
+  changed?: (name: string) => Promise<void>;
+
   constructor(
     private readonly driver: StorageDriver,
     private readonly blobs: BlobStore,
@@ -119,6 +122,7 @@ export class ManifestStore {
       await this.generations.bump(name);
     }));
     await this.addToCatalog(name);
+    await this.changed?.(name);
     return { digest: digest.value, subject: manifest.subject?.digest.value };
   }
 
@@ -190,11 +194,13 @@ export class ManifestStore {
   /** Deletes a tag, or a manifest with every tag that points at it. Returns false when there was none. */
   async delete(name: string, reference: Reference): Promise<boolean> {
     if (reference.kind === 'tag') {
-      return this.lock.run(`tag:${name}:${reference.tag}`, async () => {
+      const existed = await this.lock.run(`tag:${name}:${reference.tag}`, async () => {
         const existed = await this.driver.delete(layout.tagDir(name, reference.tag));
         await this.generations.bump(name);
         return existed;
       });
+      if (existed) await this.changed?.(name);
+      return existed;
     }
     const digest = reference.digest;
     const deleted = await this.lock.run(`manifest:${name}:${digest.value}`, async () => {
@@ -213,6 +219,7 @@ export class ManifestStore {
       return true;
     });
     if (deleted) await this.removeFromCatalogIfEmpty(name);
+    if (deleted) await this.changed?.(name);
     return deleted;
   }
 

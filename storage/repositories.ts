@@ -6,6 +6,12 @@ import type { Lock } from './lock.ts';
 
 export interface RepositorySettings {
   visibility?: 'public' | 'private';
+  /** One line shown in search results. */
+  description?: string;
+  /** Markdown, rendered (sanitised) on the repository page. */
+  readme?: string;
+  /** The sha256 hex of the logo: its images are `<hex>-256.webp`, `<hex>-64.png`, … in storage. */
+  logo?: string;
 }
 
 export class RepositoryStore {
@@ -14,19 +20,26 @@ export class RepositoryStore {
     private readonly lock: Lock,
   ) {}
 
+  /** Called after every change of settings (the search index copies some of them). */
+  changed?: (name: string) => Promise<void>;
+
   async settings(name: string): Promise<RepositorySettings | undefined> {
     const content = await this.driver.getContent(layout.repositorySettings(name));
     return content ? (JSON.parse(content.toString()) as RepositorySettings) : undefined;
   }
 
   /** Merges `patch` into the settings; `onlyIfAbsent` leaves settings that exist untouched (first push). */
-  update(name: string, patch: RepositorySettings, onlyIfAbsent = false): Promise<RepositorySettings> {
-    return this.lock.run(`settings:${name}`, async () => {
+  async update(name: string, patch: RepositorySettings, onlyIfAbsent = false): Promise<RepositorySettings> {
+    let written = false;
+    const next = await this.lock.run(`settings:${name}`, async () => {
       const current = await this.settings(name);
       if (current && onlyIfAbsent) return current;
       const next = { ...current, ...patch };
       await this.driver.putContent(layout.repositorySettings(name), JSON.stringify(next));
+      written = true;
       return next;
     });
+    if (written) await this.changed?.(name);
+    return next;
   }
 }

@@ -31,8 +31,8 @@ const onS3 = describe('the HTTP API with Berth on S3 (s3rver) and Redis (redis-s
       await new Registry(berth.url).pushImage('state/app', 'v1');
       const prefix = `berth:${basename(berth.dataDir)}:`;
       const keys = (await client.keys(`${prefix}*`)).sort();
-      // The generations of the repository's manifests and blob links, and of the catalog.
-      expect(keys).to.deep.equal([`${prefix}gen:_catalog`, `${prefix}gen:_links:state/app`, `${prefix}gen:state/app`]);
+      // The generations of the repository's manifests and blob links, of the catalog and of the search index.
+      expect(keys).to.deep.equal([`${prefix}gen:_catalog`, `${prefix}gen:_links:state/app`, `${prefix}gen:_search`, `${prefix}gen:state/app`]);
     } finally {
       client.disconnect();
       await berth.destroy();

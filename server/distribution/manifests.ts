@@ -58,6 +58,8 @@ export function manifestHandlers(deps: DistributionDeps): Record<string, Handler
 
     async GET(ctx, { name, ref }) {
       const manifest = await find(ctx, name, ref);
+      // A pull asks for the manifest by tag first (then maybe a platform's by digest): count that one.
+      if (!looksLikeDigest(ref)) deps.storage.search.countPull(name);
       ctx.status = 200;
       ctx.body = manifest.content;
       ctx.set(headers(manifest));

@@ -1,0 +1,76 @@
+// Search over 10,000 repositories: writes 10,000 search-index documents (as pushes would have made them)
+// into a fresh data folder, starts Berth on it (public-index mode, anonymous visitor), and times
+// /api/v1/search for a few typical queries. A benchmark, not a test: `npx tsx bench/search.ts [count]`.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { FilesystemDriver, layout, type RepositoryEntry } from '../storage/index.ts';
+
+const COUNT = Number(process.argv[2] ?? 10_000);
+const ROOT = resolve(import.meta.dirname, '..');
+const WORDS = ['web', 'db', 'cache', 'proxy', 'tool', 'agent', 'runner', 'build', 'api', 'worker'];
+
+async function seed(dir: string): Promise<void> {
+  const driver = new FilesystemDriver(dir);
+  const now = Date.now();
+  for (let i = 0; i < COUNT; i += 200) {
+    await Promise.all(
+      Array.from({ length: Math.min(200, COUNT - i) }, async (_, j) => {
+        const n = i + j;
+        const windows = n % 5 === 0;
+        const name = `${n % 50 === 0 ? 'library' : `team${n % 97}`}/${WORDS[n % WORDS.length]}-${n}`;
+        const pushedAt = new Date(now - n * 60_000).toISOString();
+        const entry: RepositoryEntry = {
+          name,
+          description: `A ${WORDS[(n * 7) % WORDS.length]} image number ${n}`,
+          visibility: n % 10 === 3 ? 'private' : 'public',
+          tags: [{ tag: 'latest', digest: `sha256:${n.toString(16).padStart(64, '0')}`, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 1000 + n, pushedAt, platforms: [{ os: windows ? 'windows' : 'linux', architecture: n % 3 === 0 ? 'arm64' : 'amd64', osVersion: windows ? '10.0.17763.5329' : undefined, digest: `sha256:${n.toString(16).padStart(64, '0')}`, size: 1000 + n }], referrers: [] }],
+          os: [windows ? 'windows' : 'linux'],
+          architectures: [n % 3 === 0 ? 'arm64' : 'amd64'],
+          lastPushed: pushedAt,
+          pulls: (n * 7919) % 100_000,
+        };
+        await driver.putContent(layout.searchEntry(name), JSON.stringify(entry));
+        await driver.putContent(layout.catalogEntry(name), '');
+      }),
+    );
+  }
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'berth-search-bench-'));
+  await seed(dir);
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bin', 'berth.ts'), 'serve'], {
+    cwd: ROOT,
+    env: { ...process.env, BERTH_LISTEN: '127.0.0.1:0', BERTH_DATA: dir, BERTH_MODE: 'public-index', BERTH_WORKERS: '1', BERTH_LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const url = await new Promise<string>((ok) => {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (line.includes('berth is serving')) ok((JSON.parse(line) as { url: string }).url);
+    });
+  });
+  const queries = ['', 'q=web', 'os=windows', 'arch=arm64&sort=pulls', 'q=cache+image&sort=pushed&page=3', 'official=1'];
+  const first = performance.now();
+  await fetch(`${url}/api/v1/search`);
+  console.log(`first search (loads ${COUNT} documents): ${(performance.now() - first).toFixed(0)} ms`);
+  for (const query of queries) {
+    const times: number[] = [];
+    let total = 0;
+    for (let i = 0; i < 30; i++) {
+      const start = performance.now();
+      const body = (await (await fetch(`${url}/api/v1/search?${query}`)).json()) as { total: number };
+      times.push(performance.now() - start);
+      total = body.total;
+    }
+    times.sort((a, b) => a - b);
+    console.log(`/api/v1/search?${query.padEnd(36)} ${String(total).padStart(5)} found  median ${times[15]!.toFixed(1)} ms  max ${times.at(-1)!.toFixed(1)} ms`);
+  }
+  child.kill('SIGTERM');
+  await new Promise((r) => child.once('exit', r));
+  rmSync(dir, { recursive: true, force: true });
+}
+
+await main();

@@ -1,0 +1,169 @@
+// The catalog's JSON API and forms over HTTP against a real Berth in public-index mode: search with
+// filters, the same visibility as /v2 (a private repository is found only by who may pull it), the
+// Windows verdict, pull counts, docker-search shape, sign-in sessions and the CSRF refusal.
+import { expect } from 'chai';
+import { startBerth, type TestBerth } from '../helpers/berth.ts';
+import { AuthorizedRegistry, addUser, bearer, cli, tokenFor } from '../helpers/auth.ts';
+import { Registry, type RawResponse } from '../helpers/registry.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+const alice: [string, string] = ['alice', 'alice-password-1'];
+const WINDOWS_CONFIG = { architecture: 'amd64', os: 'windows', 'os.version': '10.0.17763.5329', rootfs: { type: 'layers', diff_ids: [] } };
+
+function cookiesOf(res: RawResponse): string {
+  return (res.headers['set-cookie'] ?? '').split(/,(?=\s*berth_)/).map((c) => c.split(';')[0]!.trim()).join('; ');
+}
+
+function csrfIn(text: string): string {
+  return /name="_csrf" value="([^"]+)"/.exec(text)![1]!;
+}
+
+describe('web: the catalog API and forms', function () {
+  this.timeout(60_000);
+  let berth: TestBerth;
+  let registry: Registry;
+
+  before(async () => {
+    berth = await startBerth({ env: { BERTH_MODE: 'public-index', BERTH_PULL_COUNT_FLUSH_SECONDS: '1' } });
+    registry = new Registry(berth.url);
+    await addUser(berth, ...alice);
+    const owner = new AuthorizedRegistry(
+      berth.url,
+      bearer(await tokenFor(registry, ['repository:alice/web:pull,push', 'repository:alice/win:pull,push', 'repository:alice/secret:pull,push'], alice)),
+    );
+    await owner.pushImage('alice/web', 'v1', { config: { architecture: 'arm64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } } });
+    await owner.pushImage('alice/win', 'ltsc2019', { config: WINDOWS_CONFIG });
+    await owner.pushImage('alice/secret', 'v1');
+    await cli(berth, ['repo', 'visibility', 'alice/secret', 'private']);
+  });
+  after(() => berth?.destroy());
+
+  it('searches with the OS filter: a Linux image never appears under windows, nor the reverse', async () => {
+    const windows = await registry.request('GET', '/api/v1/search?os=windows');
+    expect(windows.json.results.map((r: any) => r.name)).to.deep.equal(['alice/win']);
+    const linux = await registry.request('GET', '/api/v1/search?os=linux&arch=arm64');
+    expect(linux.json.results.map((r: any) => r.name)).to.deep.equal(['alice/web']);
+  });
+
+  it('shows a private repository only to who may pull it, even after a visibility change the index did not hear of', async () => {
+    const anonymous = await registry.request('GET', '/api/v1/search');
+    expect(anonymous.json.results.map((r: any) => r.name)).to.deep.equal(['alice/web', 'alice/win']);
+    expect((await registry.request('GET', '/api/v1/repositories/alice/secret')).status).to.equal(404);
+    const token = await tokenFor(registry, [], alice);
+    const mine = await registry.request('GET', '/api/v1/search', { headers: bearer(token) });
+    expect(mine.json.results.map((r: any) => r.name)).to.deep.equal(['alice/secret', 'alice/web', 'alice/win']);
+    const docker = await registry.request('GET', '/v1/search?q=alice&n=25');
+    expect(docker.json).to.include({ num_results: 2, page: 1, page_size: 25, query: 'alice' });
+    expect(docker.json.results[0]).to.include({ name: 'alice/web', is_official: false, star_count: 0 });
+  });
+
+  it('states the Windows isolation verdict of a Windows Server 2019 image', async () => {
+    const res = await registry.request('GET', '/api/v1/repositories/alice/win');
+    const tag = res.json.tags[0];
+    expect(tag.platforms[0]).to.include({ os: 'windows', osVersion: '10.0.17763.5329', windowsName: 'Windows Server 2019' });
+    expect(tag.windows[0].process).to.deep.equal(['Windows Server 2019']);
+    expect(tag.windows[0].hyperv).to.include.members(['Windows Server 2022', 'Windows Server 2025']);
+    expect(tag.windows[0].hyperv).to.not.include('Windows Server 2016');
+  });
+
+  it('counts pulls by tag', async () => {
+    for (let i = 0; i < 3; i++) expect((await registry.request('GET', '/v2/alice/web/manifests/v1', { headers: bearer(await tokenFor(registry, ['repository:alice/web:pull'])) })).status).to.equal(200);
+    await waitFor(async () => (await registry.request('GET', '/api/v1/repositories/alice/web')).json.pulls === 3, 'pull count 3');
+    const sorted = await registry.request('GET', '/api/v1/search?sort=pulls');
+    expect(sorted.json.results[0].name).to.equal('alice/web');
+  });
+
+  it('signs in with a session cookie (HttpOnly, SameSite=Lax) and refuses a form post without its CSRF token', async () => {
+    const form = await registry.request('GET', '/signin');
+    expect(form.headers['set-cookie']).to.match(/berth_csrf=[^;]+;.*samesite=lax.*httponly/i);
+    const cookie = cookiesOf(form);
+    const body = new URLSearchParams({ username: alice[0], password: alice[1] });
+    const refused = await registry.request('POST', '/signin', { body: body.toString(), headers: { Cookie: cookie, 'Content-Type': 'application/x-www-form-urlencoded' } });
+    expect(refused.status).to.equal(403);
+    expect(refused.headers['set-cookie'] ?? '').to.not.match(/berth_session/);
+
+    body.set('_csrf', csrfIn(form.text));
+    const signedIn = await registry.request('POST', '/signin', { body: body.toString(), headers: { Cookie: cookie, 'Content-Type': 'application/x-www-form-urlencoded' } });
+    expect(signedIn.status).to.equal(302);
+    expect(signedIn.headers['set-cookie']).to.match(/berth_session=[^;]+;.*samesite=lax.*httponly/i);
+    const session = cookiesOf(signedIn);
+    const mine = await registry.request('GET', '/mine', { headers: { Cookie: session } });
+    expect(mine.text).to.include('alice/secret');
+
+    const settings = await registry.request('GET', '/settings/alice/web', { headers: { Cookie: session } });
+    expect(settings.status).to.equal(200);
+    const post = (fields: Record<string, string>) =>
+      registry.request('POST', '/settings/alice/web', { body: new URLSearchParams(fields).toString(), headers: { Cookie: session, 'Content-Type': 'application/x-www-form-urlencoded' } });
+    expect((await post({ description: 'stolen', readme: '' })).status).to.equal(403);
+    expect((await post({ _csrf: csrfIn(form.text), description: 'stolen', readme: '' })).status, 'the visitor token is not the session token').to.equal(403);
+    const saved = await post({ _csrf: csrfIn(settings.text), description: 'A tiny web server', readme: '# Hello\n<script>alert(1)</script>', visibility: 'public' });
+    expect(saved.status).to.equal(200);
+    const found = await registry.request('GET', '/api/v1/search?q=tiny');
+    expect(found.json.results.map((r: any) => r.name)).to.deep.equal(['alice/web']);
+    const page = await registry.request('GET', '/r/alice/web');
+    expect(page.text).to.include('<h1>Hello</h1>').and.not.include('<script>alert');
+  });
+
+  it('renders a social card PNG for link previews', async () => {
+    const page = await registry.request('GET', '/r/alice/win');
+    const image = /<meta property="og:image" content="([^"]+)"/.exec(page.text)![1]!;
+    const card = await registry.request('GET', new URL(image).pathname);
+    expect(card.status).to.equal(200);
+    expect(card.headers['content-type']).to.equal('image/png');
+    expect(card.body.subarray(1, 4).toString()).to.equal('PNG');
+    // The name is drawn in dark text where the card's light background would otherwise be: a font was found.
+    const { default: sharp } = await import('sharp');
+    const meta = await sharp(card.body).metadata();
+    expect(meta).to.include({ width: 1200, height: 630 });
+    const nameArea = await sharp(card.body).extract({ left: 80, top: 160, width: 500, height: 70 }).stats();
+    expect(nameArea.channels[0]!.min).to.be.below(80);
+    expect((await registry.request('GET', '/card/alice/secret')).status).to.equal(404);
+  });
+});
+
+describe('web: the catalog of a private registry', function () {
+  this.timeout(60_000);
+  let berth: TestBerth;
+  let registry: Registry;
+
+  before(async () => {
+    berth = await startBerth({ env: { BERTH_MODE: 'private' } });
+    registry = new Registry(berth.url);
+    await addUser(berth, ...alice);
+    const owner = new AuthorizedRegistry(berth.url, bearer(await tokenFor(registry, ['repository:alice/internal:pull,push'], alice)));
+    await owner.pushImage('alice/internal', 'v1');
+  });
+  after(() => berth?.destroy());
+
+  it('shows a visitor only the way to sign in, offers no sign-up, and lists repositories to their owner', async () => {
+    const home = await registry.request('GET', '/');
+    expect(home.status).to.equal(302);
+    expect(home.headers.location).to.equal('/signin');
+    expect((await registry.request('GET', '/r/alice/internal')).headers.location).to.equal('/signin');
+    expect((await registry.request('GET', '/signup')).status).to.equal(404);
+    expect((await registry.request('GET', '/api/v1/search')).json.total).to.equal(0);
+    expect((await registry.request('GET', '/v1/search?q=internal')).json.num_results).to.equal(0);
+    const owned = await registry.request('GET', '/api/v1/search', { headers: bearer(await tokenFor(registry, [], alice)) });
+    expect(owned.json.results.map((r: any) => r.name)).to.deep.equal(['alice/internal']);
+  });
+});
+
+describe('web: the catalog in open mode', function () {
+  this.timeout(60_000);
+  let berth: TestBerth;
+
+  before(async () => {
+    berth = await startBerth();
+    await new Registry(berth.url).pushImage('dev/thing', 'v1');
+  });
+  after(() => berth?.destroy());
+
+  it('shows everything to everyone, with no sign-in', async () => {
+    const registry = new Registry(berth.url);
+    expect((await registry.request('GET', '/api/v1/search')).json.results.map((r: any) => r.name)).to.deep.equal(['dev/thing']);
+    const page = await registry.request('GET', '/r/dev/thing');
+    expect(page.status).to.equal(200);
+    expect(page.text).to.not.include('Sign in');
+    expect((await registry.request('GET', '/signin')).status).to.equal(404);
+  });
+});

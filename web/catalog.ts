@@ -1,0 +1,123 @@
+// The catalog's questions, answered once for the pages and the JSON API alike: a search with filters,
+// sort and pages; one repository's facts with the Windows verdicts — always through the viewer's visibility.
+import { windowsHostsFor, windowsName } from '../platform/index.ts';
+import { isOfficial, isValidName, type RepositoryEntry, type SearchSort, type Storage, type TagFacts } from '../storage/index.ts';
+import type { Visibility } from './session.ts';
+
+export const PAGE_SIZE = 20;
+export const MAX_PAGE_SIZE = 100;
+
+export interface SearchParams {
+  q: string;
+  os?: 'linux' | 'windows';
+  architecture?: string;
+  official: boolean;
+  sort: SearchSort;
+  page: number;
+  n: number;
+}
+
+export interface SearchResult {
+  total: number;
+  page: number;
+  n: number;
+  pages: number;
+  results: RepositoryEntry[];
+}
+
+function one(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** Query parameters → search parameters; anything unknown falls back to the default rather than failing. */
+export function searchParams(query: Record<string, string | string[] | undefined>): SearchParams {
+  const os = one(query.os);
+  const sort = one(query.sort);
+  const architecture = one(query.arch) ?? one(query.architecture);
+  const page = Number(one(query.page));
+  const n = Number(one(query.n));
+  return {
+    q: (one(query.q) ?? '').slice(0, 200),
+    os: os === 'linux' || os === 'windows' ? os : undefined,
+    architecture: architecture && /^[a-z0-9]+(?:\/[a-z0-9]+)?$/.test(architecture) ? architecture : undefined,
+    official: ['1', 'true', 'on'].includes(one(query.official) ?? ''),
+    sort: sort === 'pushed' || sort === 'pulls' ? sort : 'name',
+    page: Number.isSafeInteger(page) && page >= 1 ? page : 1,
+    n: Number.isSafeInteger(n) && n >= 1 ? Math.min(n, MAX_PAGE_SIZE) : PAGE_SIZE,
+  };
+}
+
+export async function search(storage: Storage, visibility: Visibility, params: SearchParams): Promise<SearchResult> {
+  const found = await storage.search.search({ q: params.q, os: params.os, architecture: params.architecture, official: params.official, sort: params.sort });
+  const visible = await visibility.filter(found);
+  const start = (params.page - 1) * params.n;
+  const results = await visibility.confirm(visible.slice(start, start + params.n));
+  return { total: visible.length, page: params.page, n: params.n, pages: Math.max(1, Math.ceil(visible.length / params.n)), results };
+}
+
+/** A repository the viewer may pull, or undefined (missing and private look the same). */
+export async function repository(storage: Storage, visibility: Visibility, name: string): Promise<RepositoryEntry | undefined> {
+  if (!isValidName(name) || !(await visibility.may(name, 'pull'))) return undefined;
+  return storage.search.entry(name);
+}
+
+export interface WindowsVerdicts {
+  osVersion: string;
+  name?: string;
+  /** Host names that run the image with process isolation, and those that need Hyper-V isolation. */
+  process: string[];
+  hyperv: string[];
+}
+
+/** For each distinct Windows os.version of a tag: which well-known hosts run it, and how. */
+export function windowsVerdicts(tag: TagFacts): WindowsVerdicts[] {
+  const versions = [...new Set(tag.platforms.filter((p) => p.os === 'windows' && p.osVersion).map((p) => p.osVersion!))];
+  return versions.flatMap((osVersion) => {
+    try {
+      const hosts = windowsHostsFor(osVersion);
+      return [{
+        osVersion,
+        name: windowsName(osVersion),
+        process: hosts.filter((h) => h.verdict.isolation === 'process').map((h) => h.name),
+        hyperv: hosts.filter((h) => h.verdict.isolation === 'hyperv').map((h) => h.name),
+      }];
+    } catch {
+      return [];
+    }
+  });
+}
+
+export function summary(entry: RepositoryEntry) {
+  return {
+    name: entry.name,
+    description: entry.description,
+    official: isOfficial(entry.name),
+    visibility: entry.visibility ?? 'public',
+    os: entry.os,
+    architectures: entry.architectures,
+    lastPushed: entry.lastPushed ?? null,
+    pulls: entry.pulls,
+    tags: entry.tags.length,
+    logo: entry.logo ? { png: `/images/${entry.logo}-256.png`, webp: `/images/${entry.logo}-256.webp` } : null,
+  };
+}
+
+export function details(entry: RepositoryEntry) {
+  return {
+    ...summary(entry),
+    tags: entry.tags.map((t) => ({
+      ...t,
+      platforms: t.platforms.map((p) => ({ ...p, windowsName: p.os === 'windows' && p.osVersion ? (safeName(p.osVersion) ?? null) : undefined })),
+      windows: windowsVerdicts(t),
+    })),
+  };
+}
+
+function safeName(osVersion: string): string | undefined {
+  try {
+    return windowsName(osVersion);
+  } catch {
+    return undefined;
+  }
+}
+export { safeName as windowsNameOf };

@@ -1,0 +1,99 @@
+// Logos and social cards, made with sharp. An upload is decoded under a pixel limit (a small file can
+// declare a huge image: a decompression bomb), must be PNG, JPEG or WebP, loses its metadata (sharp writes
+// none unless asked), and is stored content-addressed as 256 px and 64 px WebP and PNG. Cards are rendered
+// from SVG once per content and kept in storage.
+import { createHash } from 'node:crypto';
+import sharp from 'sharp';
+import { architectureLabel, layout, type RepositoryEntry, type StorageDriver } from '../storage/index.ts';
+import { esc } from './html.ts';
+
+export const MAX_LOGO_BYTES = 4 * 1024 * 1024;
+/** 25 megapixels: any real logo is far below; a bomb is refused before a pixel is decoded. */
+export const MAX_LOGO_PIXELS = 5000 * 5000;
+export const LOGO_SIZES = [256, 64] as const;
+const FORMATS = ['png', 'jpeg', 'webp'];
+export const IMAGE_FILE_RE = /^(?:[a-f0-9]{64}-(?:256|64)\.(?:png|webp)|card-[a-f0-9]{64}\.png)$/;
+
+export class LogoError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'LogoError';
+  }
+}
+
+/** Checks and converts an upload; returns the sha256 hex its images are stored under. */
+export async function storeLogo(driver: StorageDriver, upload: Buffer): Promise<string> {
+  if (upload.length === 0) throw new LogoError('no file was uploaded');
+  if (upload.length > MAX_LOGO_BYTES) throw new LogoError(`the logo is larger than ${MAX_LOGO_BYTES / 1024 / 1024} MiB`);
+  let format: string | undefined;
+  try {
+    const meta = await sharp(upload, { limitInputPixels: MAX_LOGO_PIXELS }).metadata();
+    format = meta.format;
+    if ((meta.width ?? 0) * (meta.height ?? 0) > MAX_LOGO_PIXELS) throw new LogoError('too many pixels');
+  } catch (err) {
+    if (err instanceof LogoError || /pixel limit/i.test((err as Error).message)) {
+      throw new LogoError(`the image has more than ${MAX_LOGO_PIXELS / 1_000_000} million pixels; upload a smaller logo`);
+    }
+    throw new LogoError('the file is not an image: upload a PNG, JPEG or WebP logo');
+  }
+  if (!format || !FORMATS.includes(format)) throw new LogoError(`a ${format} image is not accepted: upload a PNG, JPEG or WebP logo`);
+  const hex = createHash('sha256').update(upload).digest('hex');
+  try {
+    for (const size of LOGO_SIZES) {
+      const resized = sharp(upload, { limitInputPixels: MAX_LOGO_PIXELS, failOn: 'error' }).rotate().resize(size, size, {
+        fit: 'contain',
+        background: { r: 0, g: 0, b: 0, alpha: 0 },
+      });
+      const [png, webp] = await Promise.all([resized.clone().png().toBuffer(), resized.clone().webp().toBuffer()]);
+      await driver.putContent(layout.image(`${hex}-${size}.png`), png);
+      await driver.putContent(layout.image(`${hex}-${size}.webp`), webp);
+    }
+  } catch (err) {
+    throw new LogoError(`the image could not be decoded: ${(err as Error).message.split('\n')[0]}`);
+  }
+  return hex;
+}
+
+function truncate(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+/** The social card of a repository (1200×630 PNG), from storage when this content was rendered before. */
+export async function socialCard(driver: StorageDriver, entry: RepositoryEntry, host: string): Promise<Buffer> {
+  const labels = [...entry.os, ...entry.architectures];
+  const key = createHash('sha256')
+    .update(JSON.stringify([1, host, entry.name, entry.description, labels, entry.logo ?? '']))
+    .digest('hex');
+  const path = layout.image(`card-${key}.png`);
+  const cached = await driver.getContent(path);
+  if (cached) return cached;
+
+  let x = 80;
+  const badges = labels.slice(0, 8).map((label) => {
+    const width = 32 + label.length * 19;
+    const fill = label === 'windows' ? '#fff8c5' : label === 'linux' ? '#dafbe1' : '#ddf4ff';
+    const svg = `<rect x="${x}" y="430" width="${width}" height="56" rx="8" fill="${fill}" stroke="#0b3d5c"/><text x="${x + 14}" y="468" font-size="30" fill="#1b1f24">${esc(label)}</text>`;
+    x += width + 16;
+    return svg;
+  });
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="1200" height="630">
+<rect width="1200" height="630" fill="#f6f8fa"/><rect width="1200" height="90" fill="#0b3d5c"/>
+<g font-family="DejaVu Sans, sans-serif">
+<text x="80" y="60" font-size="36" fill="#ffffff" font-weight="bold">Berth · ${esc(truncate(host, 50))}</text>
+<text x="80" y="220" font-size="64" font-weight="bold" fill="#1b1f24">${esc(truncate(entry.name, 30))}</text>
+<text x="80" y="320" font-size="34" fill="#57606a">${esc(truncate(entry.description || 'A container image', 60))}</text>
+${badges.join('')}
+</g></svg>`;
+  let card = sharp(Buffer.from(svg));
+  if (entry.logo) {
+    const logo = await driver.getContent(layout.image(`${entry.logo}-256.png`));
+    if (logo) card = sharp(await card.png().toBuffer()).composite([{ input: logo, top: 140, left: 880 }]);
+  }
+  const png = await card.png().toBuffer();
+  await driver.putContent(path, png);
+  return png;
+}
+
+export function platformLabel(p: { os: string; architecture: string; variant?: string }): string {
+  return `${p.os}/${architectureLabel(p)}`;
+}

@@ -1,0 +1,149 @@
+// Who is looking: a browser session (a random id in an HttpOnly, SameSite=Lax cookie; its state in
+// storage, so every replica accepts it), or a bearer token (the JSON API), or nobody. Also the CSRF check
+// every form post passes: the form's token must equal the session's, or for a visitor not signed in, the
+// one in their CSRF cookie (double submit).
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Context } from 'koa';
+import {
+  allowedActions,
+  defaultVisibility,
+  limitOf,
+  namespaceOf,
+  principalOf,
+  type AuthService,
+  type Principal,
+  type Role,
+  type ScopeGrant,
+} from '../auth/index.ts';
+import { layout, type RepositoryEntry, type StorageDriver } from '../storage/index.ts';
+
+const SESSION_COOKIE = 'berth_session';
+const CSRF_COOKIE = 'berth_csrf';
+const SESSION_TTL_MS = 7 * 24 * 3600 * 1000;
+
+interface SessionRecord {
+  user: string;
+  csrf: string;
+  createdAt: string;
+  expiresAt: string;
+}
+
+export interface Viewer {
+  principal: Principal;
+  limit?: ScopeGrant[];
+  /** The signed-in user's name (sessions only). */
+  user?: string;
+  /** The token a form must carry. */
+  csrf: string;
+}
+
+function sessionPath(id: string): string {
+  return layout.session(createHash('sha256').update(id).digest('hex'));
+}
+
+function cookieOptions(ctx: Context, maxAgeMs?: number) {
+  return { httpOnly: true, sameSite: 'lax' as const, path: '/', secure: ctx.secure, overwrite: true, ...(maxAgeMs ? { maxAge: maxAgeMs } : {}) };
+}
+
+export class Sessions {
+  constructor(
+    private readonly driver: StorageDriver,
+    private readonly auth: AuthService | undefined,
+  ) {}
+
+  async start(ctx: Context, user: string): Promise<void> {
+    const id = randomBytes(32).toString('base64url');
+    const now = Date.now();
+    const record: SessionRecord = { user, csrf: randomBytes(24).toString('base64url'), createdAt: new Date(now).toISOString(), expiresAt: new Date(now + SESSION_TTL_MS).toISOString() };
+    await this.driver.putContent(sessionPath(id), JSON.stringify(record));
+    ctx.cookies.set(SESSION_COOKIE, id, cookieOptions(ctx, SESSION_TTL_MS));
+  }
+
+  async end(ctx: Context): Promise<void> {
+    const id = ctx.cookies.get(SESSION_COOKIE);
+    if (id && /^[A-Za-z0-9_-]{43}$/.test(id)) await this.driver.delete(sessionPath(id));
+    ctx.cookies.set(SESSION_COOKIE, '', { ...cookieOptions(ctx), maxAge: 0 });
+  }
+
+  /** The viewer of this request; sets the CSRF cookie for a visitor who has none. */
+  async viewer(ctx: Context): Promise<Viewer> {
+    if (ctx.state.viewer) return ctx.state.viewer as Viewer;
+    const viewer = (await this.fromSession(ctx)) ?? this.fromToken(ctx) ?? this.anonymous(ctx);
+    ctx.state.viewer = viewer;
+    return viewer;
+  }
+
+  private async fromSession(ctx: Context): Promise<Viewer | undefined> {
+    const id = ctx.cookies.get(SESSION_COOKIE);
+    if (!this.auth || !id || !/^[A-Za-z0-9_-]{43}$/.test(id)) return undefined;
+    const raw = await this.driver.getContent(sessionPath(id));
+    if (!raw) return undefined;
+    const record = JSON.parse(raw.toString()) as SessionRecord;
+    if (Date.parse(record.expiresAt) <= Date.now()) return undefined;
+    // The account is read each time: a removed user or a changed admin flag takes effect at once.
+    const user = await this.auth.accounts.user(record.user);
+    if (!user) return undefined;
+    return { principal: { kind: 'user', name: user.name, admin: user.admin }, user: user.name, csrf: record.csrf };
+  }
+
+  private fromToken(ctx: Context): Viewer | undefined {
+    const header = ctx.get('Authorization');
+    if (!this.auth || !/^Bearer /i.test(header)) return undefined;
+    const verified = this.auth.tokens.verify(header.slice(7).trim());
+    if (!verified.ok) return undefined;
+    return { principal: principalOf(verified.claims), limit: limitOf(verified.claims), csrf: '' };
+  }
+
+  private anonymous(ctx: Context): Viewer {
+    let csrf = ctx.cookies.get(CSRF_COOKIE);
+    if (!csrf || !/^[A-Za-z0-9_-]{32}$/.test(csrf)) {
+      csrf = randomBytes(24).toString('base64url');
+      ctx.cookies.set(CSRF_COOKIE, csrf, cookieOptions(ctx));
+    }
+    return { principal: { kind: 'anonymous' }, csrf };
+  }
+}
+
+export function csrfMatches(viewer: Viewer, presented: string | undefined): boolean {
+  if (!presented || !viewer.csrf) return false;
+  const a = Buffer.from(presented);
+  const b = Buffer.from(viewer.csrf);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/**
+ * Which of these repositories the viewer may pull, by the same policy the /v2 API applies. The visibility
+ * comes from the index entry; `confirm` asks AuthService.allowed (settings read from storage) for the few
+ * that are shown, so a change the index has not heard of yet can never show a private repository.
+ */
+export class Visibility {
+  private readonly roles = new Map<string, Role | undefined>();
+
+  constructor(
+    private readonly auth: AuthService | undefined,
+    private readonly viewer: Viewer,
+  ) {}
+
+  async filter(entries: RepositoryEntry[]): Promise<RepositoryEntry[]> {
+    if (!this.auth) return entries;
+    const out: RepositoryEntry[] = [];
+    for (const entry of entries) {
+      const namespace = namespaceOf(entry.name);
+      if (!this.roles.has(namespace)) this.roles.set(namespace, await this.auth.accounts.roleIn(namespace, this.viewer.principal));
+      const facts = { mode: this.auth.mode, visibility: entry.visibility ?? defaultVisibility(this.auth.mode), orgRole: this.roles.get(namespace) };
+      if (allowedActions(this.viewer.principal, entry.name, facts, this.viewer.limit).has('pull')) out.push(entry);
+    }
+    return out;
+  }
+
+  async confirm(entries: RepositoryEntry[]): Promise<RepositoryEntry[]> {
+    if (!this.auth) return entries;
+    const allowed = await Promise.all(entries.map((e) => this.may(e.name, 'pull')));
+    return entries.filter((_, i) => allowed[i]);
+  }
+
+  async may(name: string, action: 'pull' | 'push' | 'delete'): Promise<boolean> {
+    if (!this.auth) return true;
+    return (await this.auth.allowed(this.viewer.principal, name, this.viewer.limit)).has(action);
+  }
+}
