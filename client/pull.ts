@@ -85,7 +85,10 @@ export async function resolveImage(ref: ImageReference, options: PullOptions) {
   }
   const manifest = parseJson<ImageManifest>(manifestDoc.bytes, `manifest of ${name}`);
   if (!manifest.config?.digest || !Array.isArray(manifest.layers)) throw new ClientError(`${name}: the manifest has no config or layers`);
-  const configBytes = await client.getBlobBytes(ref.repository, manifest.config.digest);
+  // A config already in the store was verified when it was stored: a second pull downloads nothing.
+  const configBytes = options.store.has(manifest.config.digest)
+    ? options.store.readBlob(manifest.config.digest)
+    : await client.getBlobBytes(ref.repository, manifest.config.digest);
   const config = parseJson<ImageConfig>(configBytes, `config of ${name}`);
   const imagePlatform: Platform = {
     os: config.os ?? 'unknown',
