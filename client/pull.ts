@@ -3,7 +3,7 @@
 // file under downloads/ and enters the store only when verified (a wrong digest leaves nothing behind);
 // an interrupted layer resumes with Range from the bytes already on disk.
 import { createHash, type Hash } from 'node:crypto';
-import { createReadStream, createWriteStream, existsSync, statSync, truncateSync, unlinkSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, statSync, truncateSync, unlinkSync, type WriteStream } from 'node:fs';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ClientError, DigestMismatchError, PlatformError, RegistryRequestError } from './errors.ts';
@@ -170,6 +170,7 @@ async function downloadLayer(repository: string, layer: LayerDescriptor, options
   const attempts = options.attempts ?? 3;
   let hash: Hash | undefined;
   for (let attempt = 1; ; attempt++) {
+    let file: WriteStream | undefined;
     let offset = existsSync(partial) ? statSync(partial).size : 0;
     if (offset >= layer.size) {
       // Complete already (or longer than announced): the digest check below or a fresh start decides.
@@ -185,16 +186,20 @@ async function downloadLayer(repository: string, layer: LayerDescriptor, options
       if (offset > 0) bar.resumed(offset);
       hash = offset > 0 ? await hashFile(partial, algorithm) : createHash(algorithm);
       const h = hash;
+      file = createWriteStream(partial, { flags: offset > 0 ? 'a' : 'w' });
       await pipeline(
         response.body,
         limitTo(layer.size, layer.digest, (chunk) => {
           h.update(chunk);
           bar.advance(chunk.length);
         }, offset),
-        createWriteStream(partial, { flags: offset > 0 ? 'a' : 'w' }),
+        file,
       );
       break;
     } catch (err) {
+      // A write still in flight would land after the next attempt measured the file: wait for it.
+      const open = file;
+      if (open && !open.closed) await new Promise<void>((resolve) => open.once('close', () => resolve()));
       const fatal = err instanceof DigestMismatchError || (err instanceof RegistryRequestError && err.status >= 400 && err.status < 500);
       if (fatal) {
         if (existsSync(partial)) unlinkSync(partial);
