@@ -6,7 +6,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startBerth, type TestBerth } from '../helpers/berth.ts';
 import { requestsSince } from '../helpers/berth-requests.ts';
-import { addImage, berthCli, clientHome, filesIn } from '../helpers/berth-client.ts';
+import { addImage, berthCli, clientHome, filesIn, WHITEOUT_LAYERS } from '../helpers/berth-client.ts';
 import { busyboxImage, type BusyboxImage } from '../helpers/busybox.ts';
 import { removeDir, Skopeo, tempDir } from '../helpers/clients.ts';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.ts';
@@ -57,25 +57,13 @@ describe('client: berth pull', function () {
 
   it('applies whiteouts: a file and an opaque directory of a lower layer are gone', async function () {
     const layout = new OciLayout(join(work, 'whiteout'));
-    const lower = await makeLayer([
-      { path: 'opt/', type: 'directory' },
-      { path: 'opt/keep', content: 'kept\n' },
-      { path: 'opt/gone', content: 'whited out\n' },
-      { path: 'data/', type: 'directory' },
-      { path: 'data/old-1', content: '1\n' },
-      { path: 'data/old-2', content: '2\n' },
-    ]);
-    const upper = await makeLayer([
-      { path: 'opt/.wh.gone', content: '' },
-      { path: 'data/', type: 'directory' },
-      { path: 'data/new', content: 'new\n' },
-      { path: 'data/.wh..wh..opq', content: '' },
-    ]);
+    const lower = await makeLayer(WHITEOUT_LAYERS.lower);
+    const upper = await makeLayer(WHITEOUT_LAYERS.upper);
     const manifest = addImage(layout, [busybox.layer, lower, upper], { architecture: hostArchitecture(), os: 'linux', config: { Env: ['PATH=/bin'] } });
     const image = await push(layout, 'v1', manifest, 'client/whiteout');
     const result = await berthCli(home(), ['run', '--rm', image, 'sh', '-c', 'ls /opt /data']);
     expect(result.stderr).to.not.match(/berth:/);
-    expect(result.stdout).to.equal('/data:\nnew\n\n/opt:\nkeep\n');
+    expect(result.stdout).to.equal(WHITEOUT_LAYERS.expected);
     expect(result.code).to.equal(0);
   });
 

@@ -6,6 +6,7 @@ import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSy
 import { join } from 'node:path';
 import { PathEscapeError, unpackLayers } from '../../client/index.ts';
 import { DigestMismatchError } from '../../client/errors.ts';
+import { WHITEOUT_LAYERS } from '../helpers/berth-client.ts';
 import { removeDir, tempDir } from '../helpers/clients.ts';
 import { makeLayer, makeTar, sha256, type TarEntry } from '../helpers/oci-layout.ts';
 
@@ -87,48 +88,34 @@ describe('client: unpacking layers', function () {
     });
   }
 
-  it('resolves absolute symlinks inside the root, as the container sees them', async function () {
+  /** Unpacks layers (tar entry lists) into a fresh root; returns the root. */
+  async function unpacked(...entries: TarEntry[][]): Promise<string> {
     const root = rootIn();
-    await unpackLayers(
-      await layers(
-        [
-          { path: 'etc/', type: 'directory' },
-          { path: 'var/', type: 'directory' },
-          { path: 'var/run', type: 'symlink', target: '/run' },
-          { path: 'var/run/app.pid', content: '1\n' },
-          { path: 'hosts', type: 'symlink', target: '/etc/hosts-in-image' },
-        ],
-      ),
-      root,
-    );
+    await unpackLayers(await layers(...entries), root);
+    return root;
+  }
+
+  it('resolves absolute symlinks inside the root, as the container sees them', async function () {
+    const root = await unpacked([
+      { path: 'etc/', type: 'directory' },
+      { path: 'var/', type: 'directory' },
+      { path: 'var/run', type: 'symlink', target: '/run' },
+      { path: 'var/run/app.pid', content: '1\n' },
+      { path: 'hosts', type: 'symlink', target: '/etc/hosts-in-image' },
+    ]);
     expect(readFileSync(join(root, 'run', 'app.pid'), 'utf8')).to.equal('1\n');
     expect(readlinkSync(join(root, 'hosts'))).to.equal('/etc/hosts-in-image');
   });
 
-  it('applies whiteouts and opaque directories, and keeps hard links inside', async function () {
-    const root = rootIn();
-    await unpackLayers(
-      await layers(
-        [
-          { path: 'keep', content: 'k' },
-          { path: 'gone', content: 'g' },
-          { path: 'dir/', type: 'directory' },
-          { path: 'dir/old', content: 'o' },
-          { path: 'dir/sub/', type: 'directory' },
-          { path: 'dir/sub/older', content: 'o' },
-        ],
-        [
-          { path: '.wh.gone', content: '' },
-          { path: 'dir/.wh..wh..opq', content: '' },
-          { path: 'dir/sub/new', content: 'n' },
-          { path: 'hard', type: 'link', target: 'keep' },
-        ],
-      ),
-      root,
-    );
-    expect(readdirSync(root).sort()).to.deep.equal(['dir', 'hard', 'keep']);
-    expect(readdirSync(join(root, 'dir'))).to.deep.equal(['sub']);
-    expect(readdirSync(join(root, 'dir', 'sub'))).to.deep.equal(['new']);
+  it('applies whiteouts and opaque directories (also below a directory the upper layer recreates)', async function () {
+    const root = await unpacked(WHITEOUT_LAYERS.lower, WHITEOUT_LAYERS.upper);
+    expect(readdirSync(join(root, 'opt'))).to.deep.equal(['keep']);
+    expect(readdirSync(join(root, 'data')).sort()).to.deep.equal(['new', 'sub']);
+    expect(readdirSync(join(root, 'data', 'sub'))).to.deep.equal(['new-2']);
+  });
+
+  it('keeps hard links inside the root', async function () {
+    const root = await unpacked([{ path: 'keep', content: 'k' }], [{ path: 'hard', type: 'link', target: 'keep' }]);
     expect(lstatSync(join(root, 'hard')).ino).to.equal(lstatSync(join(root, 'keep')).ino);
   });
 

@@ -4,7 +4,7 @@ import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { run, type RunResult } from './clients.ts';
-import { jsonBytes, MediaTypes, type Descriptor, type Layer, type OciLayout } from './oci-layout.ts';
+import { jsonBytes, type Descriptor, type Layer, type OciLayout, type TarEntry } from './oci-layout.ts';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 
@@ -32,14 +32,33 @@ export function filesIn(home: string, dir: string): string[] {
   }
 }
 
-/** Adds an OCI image (config with rootfs.diff_ids filled in, gzip layers) to a layout; returns the manifest descriptor. */
+/** Adds an OCI image (any config, its rootfs.diff_ids filled in) to a layout; returns the manifest descriptor. */
 export function addImage(layout: OciLayout, layers: Layer[], config: Record<string, unknown>): Descriptor {
-  const configBytes = jsonBytes({ ...config, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) } });
-  const manifest = jsonBytes({
-    schemaVersion: 2,
-    mediaType: MediaTypes.ociManifest,
-    config: layout.addBlob(MediaTypes.ociConfig, configBytes),
-    layers: layers.map((l) => layout.addBlob(MediaTypes.ociLayerGzip, l.gz)),
-  });
-  return layout.addBlob(MediaTypes.ociManifest, manifest);
+  return layout.addManifest(jsonBytes({ ...config, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) } }), layers);
 }
+
+/**
+ * Two layers for whiteouts: the upper one deletes opt/gone (`.wh.gone`) and makes data/ opaque, keeping
+ * only what it adds there itself (data/sub/ it makes again, without the lower layer's file). `ls /opt /data`
+ * afterwards prints `expected`.
+ */
+export const WHITEOUT_LAYERS: { lower: TarEntry[]; upper: TarEntry[]; expected: string } = {
+  lower: [
+    { path: 'opt/', type: 'directory' },
+    { path: 'opt/keep', content: 'kept\n' },
+    { path: 'opt/gone', content: 'whited out\n' },
+    { path: 'data/', type: 'directory' },
+    { path: 'data/old-1', content: '1\n' },
+    { path: 'data/sub/', type: 'directory' },
+    { path: 'data/sub/old-2', content: '2\n' },
+  ],
+  upper: [
+    { path: 'opt/.wh.gone', content: '' },
+    { path: 'data/', type: 'directory' },
+    { path: 'data/new', content: 'new\n' },
+    { path: 'data/sub/', type: 'directory' },
+    { path: 'data/sub/new-2', content: '2\n' },
+    { path: 'data/.wh..wh..opq', content: '' },
+  ],
+  expected: '/data:\nnew\nsub\n\n/opt:\nkeep\n',
+};

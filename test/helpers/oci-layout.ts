@@ -161,6 +161,11 @@ export class OciLayout {
       diffIds: layers.map((l) => l.diffId),
       labels: options.labels,
     });
+    return this.addManifest(config, layers);
+  }
+
+  /** Writes a config, gzip layers and the OCI image manifest over them; returns the manifest's descriptor. */
+  addManifest(config: Buffer, layers: Layer[]): Descriptor {
     const manifest = jsonBytes({
       schemaVersion: 2,
       mediaType: MediaTypes.ociManifest,
