@@ -43,22 +43,12 @@ export function addImage(layout: OciLayout, layers: Layer[], config: Record<stri
  * afterwards prints `expected`.
  */
 export const WHITEOUT_LAYERS: { lower: TarEntry[]; upper: TarEntry[]; expected: string } = {
-  lower: [
-    { path: 'opt/', type: 'directory' },
-    { path: 'opt/keep', content: 'kept\n' },
-    { path: 'opt/gone', content: 'whited out\n' },
-    { path: 'data/', type: 'directory' },
-    { path: 'data/old-1', content: '1\n' },
-    { path: 'data/sub/', type: 'directory' },
-    { path: 'data/sub/old-2', content: '2\n' },
-  ],
-  upper: [
-    { path: 'opt/.wh.gone', content: '' },
-    { path: 'data/', type: 'directory' },
-    { path: 'data/new', content: 'new\n' },
-    { path: 'data/sub/', type: 'directory' },
-    { path: 'data/sub/new-2', content: '2\n' },
-    { path: 'data/.wh..wh..opq', content: '' },
-  ],
+  lower: entries({ 'opt/': '', 'opt/keep': 'kept', 'opt/gone': 'whited out', 'data/': '', 'data/old-1': '1', 'data/sub/': '', 'data/sub/old-2': '2' }),
+  upper: entries({ 'opt/.wh.gone': '', 'data/': '', 'data/new': 'new', 'data/sub/': '', 'data/sub/new-2': '2', 'data/.wh..wh..opq': '' }),
   expected: '/data:\nnew\nsub\n\n/opt:\nkeep\n',
 };
+
+/** Tar entries from path → content; a path ending in "/" is a directory. */
+export function entries(spec: Record<string, string>): TarEntry[] {
+  return Object.entries(spec).map(([path, content]) => (path.endsWith('/') ? { path, type: 'directory' } : { path, content }));
+}
