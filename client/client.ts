@@ -94,14 +94,21 @@ export class Client {
     const config = JSON.parse(this.store.readBlob(record.config).toString()) as ImageConfig;
     const diffIds = config.rootfs?.diff_ids ?? [];
     const { id, dir } = this.store.newContainerDir();
+    let proc;
     try {
       const skipped = await unpackLayers(
         record.layers.map((l, i) => ({ path: this.store.blobPath(l.digest), digest: l.digest, ...(diffIds[i] ? { diffId: diffIds[i] } : {}) })),
         join(dir, 'rootfs'),
       );
       if (skipped.length > 0) process.stderr.write(`berth: skipped device entries: ${skipped.join(', ')}\n`);
-      const proc = containerProcess(config, { ...options, hostname: options.hostname ?? id }, join(dir, 'rootfs'));
+      proc = containerProcess(config, { ...options, hostname: options.hostname ?? id }, join(dir, 'rootfs'));
       writeBundle(dir, proc, options.hostname ?? id);
+    } catch (err) {
+      // No container came to be: nothing of it stays, --rm or not.
+      this.store.removeContainerDir(dir);
+      throw err;
+    }
+    try {
       const runtime = chooseRuntime(this.options.runtime);
       return await runContainer(runtime, { dir, id, stateDir: join(this.options.home, 'runtime', runtime.name), process: proc });
     } finally {

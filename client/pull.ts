@@ -114,7 +114,8 @@ export async function pullImage(ref: ImageReference, options: PullOptions): Prom
       throw new PlatformError(`${formatReference(ref)}: layer ${layer.digest} is a foreign (non-distributable) layer`);
     }
   }
-  const queue = [...manifest.layers];
+  // A digest listed twice (empty layers often are) is fetched once: two writers must never share a file.
+  const queue = [...new Map(manifest.layers.map((l) => [l.digest, l])).values()];
   const worker = async () => {
     for (let layer = queue.shift(); layer; layer = queue.shift()) await downloadLayer(ref.repository, layer, options);
   };

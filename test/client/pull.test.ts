@@ -2,11 +2,11 @@
 // layer download cut mid-body that resumes with Range, a blob corrupted on the registry's disk, and
 // Windows images refused on Linux before any layer is fetched.
 import { expect } from 'chai';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startBerth, type TestBerth } from '../helpers/berth.ts';
 import { requestsSince } from '../helpers/berth-requests.ts';
-import { addImage, berthCli, clientHome, filesIn, WHITEOUT_LAYERS } from '../helpers/berth-client.ts';
+import { addImage, berthCli, clientHome, containerOutput, filesIn, WHITEOUT_LAYERS } from '../helpers/berth-client.ts';
 import { busyboxImage, type BusyboxImage } from '../helpers/busybox.ts';
 import { removeDir, Skopeo, tempDir } from '../helpers/clients.ts';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.ts';
@@ -61,10 +61,21 @@ describe('client: berth pull', function () {
     const upper = await makeLayer(WHITEOUT_LAYERS.upper);
     const manifest = addImage(layout, [busybox.layer, lower, upper], { architecture: hostArchitecture(), os: 'linux', config: { Env: ['PATH=/bin'] } });
     const image = await push(layout, 'v1', manifest, 'client/whiteout');
-    const result = await berthCli(home(), ['run', '--rm', image, 'sh', '-c', 'ls /opt /data']);
-    expect(result.stderr).to.not.match(/berth:/);
-    expect(result.stdout).to.equal(WHITEOUT_LAYERS.expected);
-    expect(result.code).to.equal(0);
+    const listing = await containerOutput(home(), image, ['sh', '-c', 'ls /opt /data'], (rootfs) =>
+      ['data', 'opt'].map((dir) => `/${dir}:\n${readdirSync(join(rootfs, dir)).sort().join('\n')}\n`).join('\n'),
+    );
+    expect(listing).to.equal(WHITEOUT_LAYERS.expected);
+  });
+
+  it('fetches a layer listed twice once, and applies it twice', async function () {
+    const layout = new OciLayout(join(work, 'twice'));
+    const twice = await makeLayer([{ path: 'log', content: 'same layer\n' }]);
+    const manifest = addImage(layout, [busybox.layer, twice, twice], { architecture: hostArchitecture(), os: 'linux', config: { Env: ['PATH=/bin'] } });
+    const image = await push(layout, 'v1', manifest, 'client/twice');
+    const mark = berth.logs.length;
+    const log = await containerOutput(home(), image, ['cat', '/log'], (rootfs) => readFileSync(join(rootfs, 'log'), 'utf8'));
+    expect(log).to.equal('same layer\n');
+    expect(blobGets(mark).filter((p) => p.endsWith(twice.digest))).to.have.length(1);
   });
 
   describe('an index with linux/amd64 and linux/arm64', function () {
@@ -95,8 +106,8 @@ describe('client: berth pull', function () {
       expect(fetched).to.not.include(`/v2/client/multi/manifests/${platformManifests[OTHER_ARCH]!.digest}`);
       const images = await berthCli(store, ['images']);
       expect(images.stdout).to.include(`linux/${hostArchitecture()}`);
-      const run = await berthCli(store, ['run', '--rm', image, 'cat', '/platform']);
-      expect(run.stdout).to.equal(`${hostArchitecture()}\n`);
+      const platform = await containerOutput(store, image, ['cat', '/platform'], (rootfs) => readFileSync(join(rootfs, 'platform'), 'utf8'));
+      expect(platform).to.equal(`${hostArchitecture()}\n`);
     });
 
     it('yields another platform with --platform, and refuses one the index lacks', async function () {
