@@ -1,11 +1,10 @@
 // The runtime client as the berth command uses it: pull, run, images, rmi and login over one local
 // store, with registry clients (and their cached tokens) made once per registry.
 import { join } from 'node:path';
-import { windowsCompatibility } from '../platform/index.ts';
-import { containerProcess, writeBundle, type RunSettings } from './bundle.ts';
+import { containerProcess, writeBundle, type ContainerProcess, type RunSettings } from './bundle.ts';
 import { CredentialStore, type Credentials } from './credentials.ts';
-import { ClientError, PlatformError } from './errors.ts';
-import { formatPlatform, hostPlatform, parsePlatform, windowsOnLinuxError, type Platform } from './platform.ts';
+import { ClientError } from './errors.ts';
+import { formatPlatform, hostPlatform, parsePlatform, refuseForeignOs, type Platform } from './platform.ts';
 import { createProgress } from './progress.ts';
 import { pullImage, type ImageConfig } from './pull.ts';
 import { formatReference, parseReference, type ImageReference } from './reference.ts';
@@ -89,12 +88,12 @@ export class Client {
     const host = hostPlatform();
     const wanted = options.platform ? parsePlatform(options.platform) : host;
     const record = this.find(ref, options.platform ? wanted : undefined) ?? (await this.pull(text, options.platform));
-    this.refuseForeignOs(formatReference(ref), record.platform, host);
+    refuseForeignOs(formatReference(ref), record.platform, host);
 
     const config = JSON.parse(this.store.readBlob(record.config).toString()) as ImageConfig;
     const diffIds = config.rootfs?.diff_ids ?? [];
     const { id, dir } = this.store.newContainerDir();
-    let proc;
+    let proc: ContainerProcess;
     try {
       const skipped = await unpackLayers(
         record.layers.map((l, i) => ({ path: this.store.blobPath(l.digest), digest: l.digest, ...(diffIds[i] ? { diffId: diffIds[i] } : {}) })),
@@ -114,17 +113,6 @@ export class Client {
     } finally {
       if (options.remove) this.store.removeContainerDir(dir);
     }
-  }
-
-  /** A host runs containers of its own OS only; a Windows host learns which isolation the image would need. */
-  private refuseForeignOs(name: string, image: Platform, host: Platform): void {
-    if (image.os === host.os && image.os !== 'windows') return;
-    if (image.os === 'windows' && host.os !== 'windows') throw windowsOnLinuxError(name, [image]);
-    if (image.os === 'windows' && image['os.version'] && host['os.version']) {
-      const verdict = windowsCompatibility(image['os.version'], host['os.version']);
-      throw new PlatformError(`${verdict.reason}. berth runs Linux containers only; use docker or containerd on this host`);
-    }
-    throw new PlatformError(`${name} is a ${image.os} image; this host runs ${host.os} containers`);
   }
 
   images(): Array<ImageRecord & { size: number }> {

@@ -1,7 +1,7 @@
 // The platform an image is for (os/architecture/variant) and the choice of one manifest from an image
 // index: the host's platform unless `--platform os/arch[/variant]` names another.
 import { release } from 'node:os';
-import { windowsName } from '../platform/index.ts';
+import { windowsCompatibility, windowsName } from '../platform/index.ts';
 import { PlatformError } from './errors.ts';
 
 export interface Platform {
@@ -83,4 +83,19 @@ export function windowsOnLinuxError(image: string, platforms: Platform[]): Platf
     `${image} is a Windows image (os windows${versions.length ? `, os.version ${versions.join(', ')}` : ''}): ` +
       'Linux hosts cannot run Windows containers',
   );
+}
+
+/**
+ * A host runs containers of its own OS only: on Linux a Windows image is refused with the message above;
+ * on a Windows host the refusal says which isolation the image would need there (berth runs Linux
+ * containers only).
+ */
+export function refuseForeignOs(name: string, image: Platform, host: Platform): void {
+  if (image.os === host.os && image.os !== 'windows') return;
+  if (image.os === 'windows' && host.os !== 'windows') throw windowsOnLinuxError(name, [image]);
+  if (image.os === 'windows' && image['os.version'] && host['os.version']) {
+    const verdict = windowsCompatibility(image['os.version'], host['os.version']);
+    throw new PlatformError(`${name}: ${verdict.reason}; berth runs Linux containers only (use docker or containerd on this host)`);
+  }
+  throw new PlatformError(`${name} is a ${image.os} image; this host runs ${host.os} containers`);
 }

@@ -2,6 +2,7 @@
 import { expect } from 'chai';
 import { InvalidReferenceError, parsePlatform, parseReference, selectPlatform } from '../../client/index.ts';
 import { PlatformError } from '../../client/errors.ts';
+import { refuseForeignOs } from '../../client/platform.ts';
 
 const DIGEST = `sha256:${'a'.repeat(64)}`;
 
@@ -53,5 +54,19 @@ describe('client: references and platforms', function () {
     expect(selectPlatform(entries, { os: 'linux', architecture: 'arm64', variant: 'v8' }, 'x').name).to.equal('arm64');
     expect(selectPlatform(entries, { os: 'windows', architecture: 'amd64' }, 'x').name).to.equal('win');
     expect(() => selectPlatform(entries, { os: 'linux', architecture: 'arm', variant: 'v5' }, 'x')).to.throw(PlatformError, /no manifest for linux\/arm\/v5/);
+  });
+
+  it('lets a host run only its own OS, and tells a Windows host which isolation an image needs', function () {
+    const linux = { os: 'linux', architecture: 'amd64' };
+    const windows = (v: string) => ({ os: 'windows', architecture: 'amd64', 'os.version': v });
+    expect(() => refuseForeignOs('img', linux, linux)).to.not.throw();
+    expect(() => refuseForeignOs('img', windows('10.0.17763.1'), linux)).to.throw(
+      PlatformError,
+      'img is a Windows image (os windows, os.version 10.0.17763.1 (Windows Server 2019)): Linux hosts cannot run Windows containers',
+    );
+    expect(() => refuseForeignOs('img', windows('10.0.20348.1'), windows('10.0.26100'))).to.throw(PlatformError, /runs with process isolation on host 10\.0\.26100/);
+    expect(() => refuseForeignOs('img', windows('10.0.17763.1'), windows('10.0.20348'))).to.throw(PlatformError, /needs Hyper-V isolation/);
+    expect(() => refuseForeignOs('img', windows('10.0.26100.1'), windows('10.0.17763'))).to.throw(PlatformError, /newer than host/);
+    expect(() => refuseForeignOs('img', linux, windows('10.0.20348'))).to.throw(PlatformError, /a linux image; this host runs windows containers/);
   });
 });
