@@ -151,6 +151,11 @@ export class RegistryClient {
   async getBlob(repository: string, digest: string, offset = 0): Promise<{ body: Readable; partial: boolean; length?: number }> {
     const headers: Record<string, string> = offset > 0 ? { Range: `bytes=${offset}-` } : {};
     const res = await this.request('GET', `/v2/${repository}/blobs/${digest}`, repository, headers);
+    if (res.status === 206 && Number(/^bytes (\d+)-/.exec(res.headers.get('content-range') ?? '')?.[1]) !== offset) {
+      // Not the range asked for: start over rather than splice bytes from elsewhere.
+      await res.body?.cancel();
+      return this.getBlob(repository, digest, 0);
+    }
     const length = res.headers.get('content-length');
     const body = res.body ? Readable.fromWeb(res.body as WebReadableStream<Uint8Array>) : Readable.from([]);
     return { body, partial: res.status === 206, ...(length ? { length: Number(length) } : {}) };
