@@ -5,6 +5,7 @@ import { ConfigError, loadConfig } from '../server/config.ts';
 import { serve } from '../server/cluster.ts';
 import { StorageUnavailableError } from '../storage/index.ts';
 import { registerAdminCommands } from './commands/admin.ts';
+import { registerClientCommands } from './commands/client.ts';
 
 const program = new Command();
 program.name('berth').description('Berth: an OCI image registry');
@@ -41,5 +42,6 @@ program
   });
 
 registerAdminCommands(program);
+registerClientCommands(program);
 
 await program.parseAsync(process.argv);

@@ -60,6 +60,13 @@ export const configSchema = z.object({
   loginFailureWindowSeconds: int(1),
   auditLog: z.string().min(1).optional(),
   pullCountFlushSeconds: int(1),
+  clientHome: z.string().min(1),
+  defaultRegistry: z.string().regex(/^[A-Za-z0-9.-]+(:\d{1,5})?$/, 'expected host[:port], e.g. docker.io'),
+  insecureRegistries: z
+    .string()
+    .regex(/^[A-Za-z0-9.-]+(:\d{1,5})?(,[A-Za-z0-9.-]+(:\d{1,5})?)*$/, 'expected host[:port],host[:port]')
+    .optional(),
+  runtime: z.enum(['auto', 'runc', 'crun', 'unshare']),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -139,6 +146,10 @@ export const SETTINGS: Record<keyof Config, { env: string; default?: string; hel
     default: String(16 * 1024 * 1024),
     help: 'size of the first 1000 parts of an upload to S3 (then doubling every 1000 parts); at least 5 MiB',
   },
+  clientHome: { env: 'BERTH_HOME', default: '~/.local/share/berth', help: 'the client\'s local store: blobs, images, containers, credentials' },
+  defaultRegistry: { env: 'BERTH_DEFAULT_REGISTRY', default: 'docker.io', help: 'registry of names without a host (berth pull busybox)' },
+  insecureRegistries: { env: 'BERTH_INSECURE_REGISTRIES', help: 'host[:port] list the client reaches over plain HTTP (loopback always is)' },
+  runtime: { env: 'BERTH_RUNTIME', default: 'auto', help: 'what berth run starts containers with: runc, crun, unshare, or auto (the first installed)' },
 };
 
 export class ConfigError extends Error {

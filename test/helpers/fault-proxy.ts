@@ -1,12 +1,13 @@
-// A small HTTP proxy in front of a real S3 endpoint (s3rver) that injects the faults a real store can
-// show but s3rver never does on its own: error answers and requests that stall without an answer.
+// A small HTTP proxy in front of a real server (s3rver, a Berth) that injects the faults a real network
+// or store can show but those servers never do on their own: error answers, requests that stall
+// without an answer, and connections cut in the middle of a response body.
 import { createServer, request, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
 export interface FaultRule {
   /** Which requests the rule hits, e.g. (m, url) => m === 'GET'. */
   match(method: string, url: string): boolean;
-  fault: { status: number; code: string } | 'stall';
+  fault: { status: number; code: string } | 'stall' | { cutAfterBytes: number };
   /** How many matching requests it still hits. */
   remaining: number;
 }
@@ -16,22 +17,30 @@ export interface FaultProxy {
   rules: FaultRule[];
   /** Requests the rules hit so far. */
   injected: number;
+  /** Every request seen, with its Range header. */
+  requests: Array<{ method: string; url: string; range?: string }>;
   close(): Promise<void>;
 }
 
 export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
   const target = new URL(upstream);
   const sockets = new Set<Socket>();
-  const proxy: FaultProxy = { url: '', rules: [], injected: 0, close: async () => {} };
+  const proxy: FaultProxy = { url: '', rules: [], injected: 0, requests: [], close: async () => {} };
 
   const server: Server = createServer((req: IncomingMessage, res) => {
+    proxy.requests.push({ method: req.method ?? '', url: req.url ?? '', ...(req.headers.range ? { range: req.headers.range } : {}) });
     const rule = proxy.rules.find((r) => r.remaining > 0 && r.match(req.method ?? '', req.url ?? ''));
-    if (rule) {
+    let cutAfter: number | undefined;
+    if (rule && typeof rule.fault === 'object' && 'cutAfterBytes' in rule.fault) {
+      rule.remaining--;
+      proxy.injected++;
+      cutAfter = rule.fault.cutAfterBytes;
+    } else if (rule) {
       rule.remaining--;
       proxy.injected++;
       req.resume(); // read the body off the wire, as a real store would
       if (rule.fault === 'stall') return; // never answer
-      const { status, code } = rule.fault;
+      const { status, code } = rule.fault as { status: number; code: string };
       req.on('end', () => {
         res.writeHead(status, { 'Content-Type': 'application/xml' });
         res.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>injected by the test</Message></Error>`);
@@ -42,7 +51,19 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
       { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
       (upstreamRes) => {
         res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
-        upstreamRes.pipe(res);
+        if (cutAfter === undefined) return void upstreamRes.pipe(res);
+        // Pass the first bytes of the body, then drop the connection as a broken network would.
+        let left = cutAfter;
+        upstreamRes.on('data', (chunk: Buffer) => {
+          if (left <= 0) return;
+          res.write(chunk.subarray(0, left));
+          left -= chunk.length;
+          if (left <= 0) {
+            upstreamRes.destroy();
+            res.socket?.destroy();
+          }
+        });
+        upstreamRes.on('end', () => res.end());
       },
     );
     forward.on('error', () => res.destroy());

@@ -45,10 +45,10 @@ export function jsonBytes(value: unknown): Buffer {
 
 export interface TarEntry {
   path: string;
-  type?: 'file' | 'directory' | 'symlink';
+  type?: 'file' | 'directory' | 'symlink' | 'link';
   content?: Buffer | string;
   mode?: number;
-  /** Target of a symlink. */
+  /** Target of a symlink or hard link. */
   target?: string;
 }
 
@@ -74,7 +74,7 @@ export async function makeTar(entries: TarEntry[]): Promise<Buffer> {
     };
     await new Promise<void>((resolve, reject) => {
       const callback = (err?: Error | null) => (err ? reject(err) : resolve());
-      if (type === 'symlink') pack.entry({ ...header, linkname: entry.target }, callback);
+      if (type === 'symlink' || type === 'link') pack.entry({ ...header, linkname: entry.target }, callback);
       else if (type === 'directory') pack.entry(header, callback);
       else pack.entry(header, Buffer.from(entry.content ?? ''), callback);
     });
@@ -161,6 +161,11 @@ export class OciLayout {
       diffIds: layers.map((l) => l.diffId),
       labels: options.labels,
     });
+    return this.addManifest(config, layers);
+  }
+
+  /** Writes a config, gzip layers and the OCI image manifest over them; returns the manifest's descriptor. */
+  addManifest(config: Buffer, layers: Layer[]): Descriptor {
     const manifest = jsonBytes({
       schemaVersion: 2,
       mediaType: MediaTypes.ociManifest,

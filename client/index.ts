@@ -1,0 +1,13 @@
+// The runtime client: pull images from any OCI registry into a local content-addressed store, and run
+// them as containers on Linux (runc, crun, or unshare + chroot).
+export { Client, type ClientOptions, type RunOptions } from './client.ts';
+export { CredentialStore, type Credentials } from './credentials.ts';
+export * from './errors.ts';
+export { formatBytes } from './progress.ts';
+export { formatReference, parseReference, type ImageReference } from './reference.ts';
+export { parseAuthChallenges, RegistryClient, registryBaseUrl } from './registry.ts';
+export { hostPlatform, parsePlatform, selectPlatform, type Platform } from './platform.ts';
+export { containerProcess, runtimeSpec, writeBundle, type RunSettings } from './bundle.ts';
+export { unpackLayers } from './unpack.ts';
+export type { ImageRecord } from './store.ts';
+export type { RuntimeChoice } from './runtime.ts';

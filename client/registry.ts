@@ -1,0 +1,277 @@
+// A client of one registry's distribution API, with authentication as docker does it: a request that
+// answers 401 with `WWW-Authenticate: Bearer realm=…,service=…,scope=…` is retried with a token from the
+// realm (asked with Basic credentials when we have them, anonymously otherwise), cached per scope until
+// it expires; a `Basic` challenge is answered with the credentials themselves.
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import type { Credentials } from './credentials.ts';
+import { DigestMismatchError, RegistryRequestError } from './errors.ts';
+import { DOCKER_HUB } from './reference.ts';
+
+export const ManifestMediaTypes = {
+  ociIndex: 'application/vnd.oci.image.index.v1+json',
+  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
+  dockerList: 'application/vnd.docker.distribution.manifest.list.v2+json',
+  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
+} as const;
+
+const ACCEPT_MANIFESTS = Object.values(ManifestMediaTypes).join(', ');
+
+/** Manifests and configs are read into memory, so they are bounded (Berth's own manifest limit). */
+export const MAX_DOCUMENT_BYTES = 4 * 1024 * 1024;
+
+export interface AuthChallenge {
+  scheme: string;
+  params: Record<string, string>;
+}
+
+/** Parses a WWW-Authenticate header: `Bearer realm="…",service="…",scope="…"` (several challenges allowed). */
+export function parseAuthChallenges(header: string): AuthChallenge[] {
+  const challenges: AuthChallenge[] = [];
+  let current: AuthChallenge | undefined;
+  let i = 0;
+  const skip = (chars: RegExp) => {
+    while (i < header.length && chars.test(header[i]!)) i++;
+  };
+  for (;;) {
+    skip(/[\s,]/);
+    const token = /^[\w!#$%&'*+.^`|~-]+/.exec(header.slice(i))?.[0];
+    if (!token) break;
+    i += token.length;
+    skip(/ /);
+    if (header[i] !== '=' || !current) {
+      current = { scheme: token.toLowerCase(), params: {} };
+      challenges.push(current);
+      continue;
+    }
+    i++;
+    skip(/ /);
+    let value = '';
+    if (header[i] === '"') {
+      for (i++; i < header.length && header[i] !== '"'; i++) value += header[i] === '\\' ? header[++i] ?? '' : header[i];
+      i++;
+    } else {
+      const bare = /^[^\s,]*/.exec(header.slice(i))![0];
+      value = bare;
+      i += bare.length;
+    }
+    current.params[token.toLowerCase()] = value;
+  }
+  return challenges;
+}
+
+export function digestOf(bytes: Buffer, algorithm = 'sha256'): string {
+  return `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`;
+}
+
+/** Throws unless `bytes` hash to `digest` (sha256 or sha512). */
+export function verifyDigest(bytes: Buffer, digest: string, what: string): void {
+  const algorithm = digest.slice(0, digest.indexOf(':'));
+  if (algorithm !== 'sha256' && algorithm !== 'sha512') throw new DigestMismatchError(`${what}: unsupported digest algorithm in ${digest}`);
+  const actual = digestOf(bytes, algorithm);
+  if (actual !== digest) throw new DigestMismatchError(`${what}: content has digest ${actual}, expected ${digest}`);
+}
+
+export interface FetchedDocument {
+  bytes: Buffer;
+  mediaType: string;
+  digest: string;
+}
+
+/** Which base URL a registry host is reached at: plain HTTP for loopback and the listed insecure hosts. */
+export function registryBaseUrl(registry: string, insecureRegistries: readonly string[] = []): string {
+  if (registry === DOCKER_HUB) return 'https://registry-1.docker.io';
+  const host = registry.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  const loopback = host === 'localhost' || /^127\.\d+\.\d+\.\d+$/.test(host) || host === '::1';
+  return `${loopback || insecureRegistries.includes(registry) ? 'http' : 'https'}://${registry}`;
+}
+
+export interface RegistryClientOptions {
+  registry: string;
+  baseUrl: string;
+  credentials?: Credentials;
+  userAgent?: string;
+}
+
+interface CachedToken {
+  token: string;
+  expiresAt: number;
+}
+
+export class RegistryClient {
+  readonly registry: string;
+  readonly baseUrl: string;
+  private readonly credentials?: Credentials;
+  private readonly userAgent: string;
+  /** Bearer tokens by realm, service and scope. */
+  private readonly tokens = new Map<string, CachedToken>();
+  /** The challenge this registry last answered with, so later requests authenticate up front. */
+  private challenge?: AuthChallenge;
+  /** How many tokens were fetched from a realm (tests read it: a cached token is not asked for again). */
+  tokenRequests = 0;
+
+  constructor(options: RegistryClientOptions) {
+    this.registry = options.registry;
+    this.baseUrl = options.baseUrl.replace(/\/$/, '');
+    this.credentials = options.credentials;
+    this.userAgent = options.userAgent ?? 'berth';
+  }
+
+  /** GET /v2/: checks that the registry answers and, with credentials, that it accepts them. */
+  async ping(): Promise<void> {
+    const res = await this.request('GET', '/v2/', undefined);
+    await res.body?.cancel();
+  }
+
+  async getManifest(repository: string, reference: string): Promise<FetchedDocument> {
+    const res = await this.request('GET', `/v2/${repository}/manifests/${reference}`, repository, { Accept: ACCEPT_MANIFESTS });
+    const bytes = await readBounded(res, `manifest ${repository}:${reference}`);
+    const mediaType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim() || sniffMediaType(bytes);
+    const headerDigest = res.headers.get('docker-content-digest') ?? undefined;
+    const pinned = reference.includes(':') ? reference : headerDigest;
+    // By digest the bytes must hash to it; by tag, to what the registry says it served (when it says).
+    const digest = pinned ?? digestOf(bytes);
+    verifyDigest(bytes, digest, `manifest ${repository}@${digest}`);
+    return { bytes, mediaType, digest };
+  }
+
+  /** A small blob (an image config) read whole and verified. */
+  async getBlobBytes(repository: string, digest: string): Promise<Buffer> {
+    const res = await this.request('GET', `/v2/${repository}/blobs/${digest}`, repository);
+    const bytes = await readBounded(res, `blob ${digest}`);
+    verifyDigest(bytes, digest, `blob ${repository}@${digest}`);
+    return bytes;
+  }
+
+  /**
+   * A blob as a stream, from `offset` on. `partial` tells whether the registry honoured the Range
+   * (206); when it did not, the stream starts at byte 0.
+   */
+  async getBlob(repository: string, digest: string, offset = 0): Promise<{ body: Readable; partial: boolean; length?: number }> {
+    const headers: Record<string, string> = offset > 0 ? { Range: `bytes=${offset}-` } : {};
+    const res = await this.request('GET', `/v2/${repository}/blobs/${digest}`, repository, headers);
+    if (res.status === 206 && Number(/^bytes (\d+)-/.exec(res.headers.get('content-range') ?? '')?.[1]) !== offset) {
+      // Not the range asked for: start over rather than splice bytes from elsewhere.
+      await res.body?.cancel();
+      return this.getBlob(repository, digest, 0);
+    }
+    const length = res.headers.get('content-length');
+    const body = res.body ? Readable.fromWeb(res.body as WebReadableStream<Uint8Array>) : Readable.from([]);
+    return { body, partial: res.status === 206, ...(length ? { length: Number(length) } : {}) };
+  }
+
+  /** One request, authenticated as the registry asks; any answer but 2xx becomes a RegistryRequestError. */
+  private async request(method: string, path: string, repository: string | undefined, headers: Record<string, string> = {}): Promise<Response> {
+    const scope = repository ? `repository:${repository}:pull` : undefined;
+    const url = `${this.baseUrl}${path}`;
+    const send = async (): Promise<Response> => {
+      const authorization = this.challenge ? await this.authorization(this.challenge, scope) : undefined;
+      return fetch(url, {
+        method,
+        headers: { 'User-Agent': this.userAgent, ...headers, ...(authorization ? { Authorization: authorization } : {}) },
+      }).catch((err: Error) => {
+        throw new RegistryRequestError(`${method} ${url}: ${err.cause instanceof Error ? err.cause.message : err.message}`, 0);
+      });
+    };
+    let res = await send();
+    if (res.status === 401) {
+      const challenge = parseAuthChallenges(res.headers.get('www-authenticate') ?? '').find(
+        (c) => c.scheme === 'bearer' || c.scheme === 'basic',
+      );
+      await res.body?.cancel();
+      if (challenge && (challenge.scheme === 'bearer' || this.credentials)) {
+        // A new challenge (or the first): forget tokens that the registry no longer takes.
+        if (this.challenge) this.tokens.clear();
+        this.challenge = challenge;
+        res = await send();
+      }
+    }
+    if (res.ok) return res;
+    throw await requestError(method, url, res, this.credentials !== undefined);
+  }
+
+  private async authorization(challenge: AuthChallenge, scope: string | undefined): Promise<string | undefined> {
+    if (challenge.scheme === 'basic') return this.basic();
+    const realm = challenge.params.realm;
+    if (!realm) throw new RegistryRequestError(`${this.registry}: a Bearer challenge without a realm`, 401);
+    const service = challenge.params.service;
+    const wanted = scope ?? challenge.params.scope;
+    const key = `${realm} ${service ?? ''} ${wanted ?? ''}`;
+    const cached = this.tokens.get(key);
+    if (cached && cached.expiresAt > Date.now()) return `Bearer ${cached.token}`;
+
+    const tokenUrl = new URL(realm);
+    if (service) tokenUrl.searchParams.set('service', service);
+    if (wanted) tokenUrl.searchParams.set('scope', wanted);
+    const basic = this.basic();
+    this.tokenRequests++;
+    const res = await fetch(tokenUrl, { headers: { 'User-Agent': this.userAgent, ...(basic ? { Authorization: basic } : {}) } }).catch(
+      (err: Error) => {
+        throw new RegistryRequestError(`token request to ${tokenUrl.origin}${tokenUrl.pathname}: ${err.message}`, 0);
+      },
+    );
+    if (!res.ok) throw await requestError('GET', `${tokenUrl.origin}${tokenUrl.pathname}`, res, basic !== undefined);
+    const body = JSON.parse((await readBounded(res, 'token response')).toString()) as {
+      token?: string;
+      access_token?: string;
+      expires_in?: number;
+    };
+    const token = body.token ?? body.access_token;
+    if (!token) throw new RegistryRequestError(`${tokenUrl.origin}${tokenUrl.pathname} answered without a token`, res.status);
+    // The token spec's default lifetime is 60 s; renew a little early.
+    const lifetime = Math.max(1, (body.expires_in ?? 60) - 5) * 1000;
+    this.tokens.set(key, { token, expiresAt: Date.now() + lifetime });
+    return `Bearer ${token}`;
+  }
+
+  private basic(): string | undefined {
+    if (!this.credentials) return undefined;
+    return `Basic ${Buffer.from(`${this.credentials.username}:${this.credentials.password}`).toString('base64')}`;
+  }
+}
+
+async function requestError(method: string, url: string, res: Response, hadCredentials: boolean): Promise<RegistryRequestError> {
+  let detail = '';
+  let code: string | undefined;
+  try {
+    const text = (await readBounded(res, 'error body', 64 * 1024)).toString();
+    const errors = (JSON.parse(text) as { errors?: Array<{ code?: string; message?: string }> }).errors;
+    if (errors?.length) {
+      code = errors[0]!.code;
+      detail = errors.map((e) => `${e.code ?? 'ERROR'}: ${e.message ?? ''}`).join('; ');
+    }
+  } catch {
+    // not the spec's JSON: the status says enough
+  }
+  const hint = res.status === 401 ? (hadCredentials ? ' (the credentials were refused)' : ' (try berth login)') : '';
+  return new RegistryRequestError(`${method} ${url}: ${res.status} ${detail || res.statusText}${hint}`, res.status, code);
+}
+
+/** Reads a response body, refusing more than `limit` bytes. */
+async function readBounded(res: Response, what: string, limit = MAX_DOCUMENT_BYTES): Promise<Buffer> {
+  const declared = Number(res.headers.get('content-length') ?? '0');
+  if (declared > limit) {
+    await res.body?.cancel();
+    throw new RegistryRequestError(`${what}: ${declared} bytes, more than the ${limit} accepted`, res.status);
+  }
+  const chunks: Buffer[] = [];
+  let total = 0;
+  if (res.body) {
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      total += chunk.length;
+      if (total > limit) throw new RegistryRequestError(`${what}: more than the ${limit} bytes accepted`, res.status);
+      chunks.push(Buffer.from(chunk));
+    }
+  }
+  return Buffer.concat(chunks);
+}
+
+function sniffMediaType(bytes: Buffer): string {
+  try {
+    const doc = JSON.parse(bytes.toString()) as { mediaType?: string; manifests?: unknown };
+    return doc.mediaType ?? (doc.manifests ? ManifestMediaTypes.ociIndex : ManifestMediaTypes.ociManifest);
+  } catch {
+    return '';
+  }
+}

@@ -1,0 +1,149 @@
+// The local image store: blobs by digest (blobs/<alg>/<hex>), shared by every image, so a layer pulled
+// once is never fetched again; interrupted downloads kept aside (downloads/) to resume; and the images
+// index (images.json) that says which reference points at which manifest, config and layers.
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ClientError, ImageNotFoundError } from './errors.ts';
+import type { Platform } from './platform.ts';
+import { verifyDigest } from './registry.ts';
+
+export interface LayerDescriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+}
+
+export interface ImageRecord {
+  /** registry/repository */
+  name: string;
+  tag?: string;
+  /** The digest the reference resolved to (the index's, for a multi-platform image), as docker shows it. */
+  digest: string;
+  /** The platform's own image manifest. */
+  manifest: string;
+  config: string;
+  layers: LayerDescriptor[];
+  platform: Platform;
+  pulledAt: string;
+}
+
+const DIGEST = /^(sha256|sha512):([a-f0-9]{64}|[a-f0-9]{128})$/;
+
+function splitDigest(digest: string): [string, string] {
+  const match = DIGEST.exec(digest);
+  if (!match) throw new ClientError(`not a digest this store keeps: ${digest}`);
+  return [match[1]!, match[2]!];
+}
+
+export class LocalStore {
+  constructor(readonly home: string) {
+    for (const dir of ['blobs/sha256', 'blobs/sha512', 'downloads', 'containers']) mkdirSync(join(home, dir), { recursive: true });
+  }
+
+  blobPath(digest: string): string {
+    const [alg, hex] = splitDigest(digest);
+    return join(this.home, 'blobs', alg, hex);
+  }
+
+  /** Where the bytes of an unfinished download of `digest` wait to be resumed. */
+  partialPath(digest: string): string {
+    const [alg, hex] = splitDigest(digest);
+    return join(this.home, 'downloads', `${alg}-${hex}`);
+  }
+
+  has(digest: string): boolean {
+    return existsSync(this.blobPath(digest));
+  }
+
+  readBlob(digest: string): Buffer {
+    return readFileSync(this.blobPath(digest));
+  }
+
+  /** Moves a downloaded, verified file into the store, durably (fsync, then rename). */
+  async commitFile(path: string, digest: string): Promise<void> {
+    const handle = await open(path, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    renameSync(path, this.blobPath(digest));
+  }
+
+  /** Stores a small blob (a manifest or config) after checking its digest. */
+  putBytes(digest: string, bytes: Buffer): void {
+    verifyDigest(bytes, digest, digest);
+    if (this.has(digest)) return;
+    this.writeAtomically(this.blobPath(digest), bytes);
+  }
+
+  images(): ImageRecord[] {
+    const path = join(this.home, 'images.json');
+    if (!existsSync(path)) return [];
+    return (JSON.parse(readFileSync(path, 'utf8')) as { images: ImageRecord[] }).images;
+  }
+
+  /** Records an image, replacing the record of the same name and tag (or digest, when pulled by digest). */
+  saveImage(record: ImageRecord): void {
+    const same = (r: ImageRecord) => r.name === record.name && (record.tag ? r.tag === record.tag : !r.tag && r.digest === record.digest);
+    this.writeImages([...this.images().filter((r) => !same(r)), record]);
+  }
+
+  /**
+   * Removes the images a reference names (name + tag, name + digest, or an image ID prefix: the config
+   * digest as `berth images` shows it), then every blob no remaining image uses. Returns what went.
+   */
+  removeImage(matches: (r: ImageRecord) => boolean, what: string): { removed: ImageRecord[]; blobs: string[] } {
+    const all = this.images();
+    const removed = all.filter(matches);
+    if (removed.length === 0) throw new ImageNotFoundError(`no such image: ${what}`);
+    const kept = all.filter((r) => !matches(r));
+    this.writeImages(kept);
+    return { removed, blobs: this.collectGarbage(kept) };
+  }
+
+  /** Deletes blobs that no image record references. */
+  private collectGarbage(kept: ImageRecord[]): string[] {
+    const used = new Set(kept.flatMap((r) => [r.digest, r.manifest, r.config, ...r.layers.map((l) => l.digest)]));
+    const deleted: string[] = [];
+    for (const alg of ['sha256', 'sha512']) {
+      for (const hex of readdirSync(join(this.home, 'blobs', alg))) {
+        const digest = `${alg}:${hex}`;
+        if (!used.has(digest)) {
+          unlinkSync(join(this.home, 'blobs', alg, hex));
+          deleted.push(digest);
+        }
+      }
+    }
+    return deleted;
+  }
+
+  /** Total bytes of an image's layers as stored (compressed). */
+  imageSize(record: ImageRecord): number {
+    return record.layers.reduce((sum, l) => sum + (this.has(l.digest) ? statSync(this.blobPath(l.digest)).size : l.size), 0);
+  }
+
+  /** A new, empty folder for one container (bundle + root filesystem). */
+  newContainerDir(): { id: string; dir: string } {
+    const id = randomBytes(6).toString('hex');
+    const dir = join(this.home, 'containers', id);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    return { id, dir };
+  }
+
+  removeContainerDir(dir: string): void {
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  private writeImages(images: ImageRecord[]): void {
+    this.writeAtomically(join(this.home, 'images.json'), Buffer.from(`${JSON.stringify({ images }, null, 2)}\n`));
+  }
+
+  private writeAtomically(path: string, bytes: Buffer): void {
+    const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+    writeFileSync(temp, bytes);
+    renameSync(temp, path);
+  }
+}

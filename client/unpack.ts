@@ -1,0 +1,268 @@
+// Unpacks an image's layers, in order, into a root filesystem: gzip, zstd or plain tar; OCI whiteouts
+// (`.wh.<name>` deletes, `.wh..wh..opq` hides what lower layers put in a directory). No entry may write
+// outside the root: absolute names, `..`, paths through symlinks that lead out and hard links to
+// outside are refused (PathEscapeError) and the caller removes the half-built root. Each layer's
+// uncompressed bytes are checked against the config's diff_id.
+import { createHash } from 'node:crypto';
+import {
+  chmodSync,
+  closeSync,
+  createReadStream,
+  createWriteStream,
+  lchownSync,
+  linkSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readlinkSync,
+  readSync,
+  rmSync,
+  symlinkSync,
+  type Stats,
+} from 'node:fs';
+import { join } from 'node:path';
+import { PassThrough, Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import { Decompress as ZstdDecompress } from 'fzstd';
+import tar from 'tar-stream';
+import { ClientError, DigestMismatchError, PathEscapeError } from './errors.ts';
+
+const WHITEOUT = '.wh.';
+const OPAQUE = '.wh..wh..opq';
+/** Symlinks followed while resolving one path, as Linux's own limit. */
+const MAX_SYMLINKS = 40;
+
+function zstdStream(): Transform {
+  const out: Transform = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      try {
+        decoder.push(chunk);
+        callback();
+      } catch (err) {
+        callback(new ClientError(`zstd: ${(err as Error).message}`));
+      }
+    },
+    flush(callback) {
+      try {
+        decoder.push(new Uint8Array(0), true);
+        callback();
+      } catch (err) {
+        callback(new ClientError(`zstd: ${(err as Error).message}`));
+      }
+    },
+  });
+  const decoder = new ZstdDecompress((data) => out.push(Buffer.from(data)));
+  return out;
+}
+
+/** Picks the decompressor from the blob's first bytes: the media type of a layer is often wrong. */
+function decompressorFor(path: string): Transform {
+  const head = Buffer.alloc(4);
+  const fd = openSync(path, 'r');
+  try {
+    readSync(fd, head, 0, 4, 0);
+  } finally {
+    closeSync(fd);
+  }
+  if (head[0] === 0x1f && head[1] === 0x8b) return createGunzip();
+  if (head.readUInt32LE(0) === 0xfd2fb528) return zstdStream();
+  return new PassThrough();
+}
+
+/** The components of a tar entry name, refusing names that leave the root on their own. */
+function entryComponents(name: string, what: string): string[] {
+  if (name.startsWith('/')) throw new PathEscapeError(`${what}: absolute path ${JSON.stringify(name)}`);
+  const components = name.split('/').filter((c) => c !== '' && c !== '.');
+  if (components.includes('..')) throw new PathEscapeError(`${what}: ${JSON.stringify(name)} climbs out with ".."`);
+  return components;
+}
+
+function lstatOrUndefined(path: string): Stats | undefined {
+  try {
+    return lstatSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/**
+ * The host path of a directory inside the root, following symlinks as the container would see them
+ * (an absolute target starts again at the root), and creating directories that are missing. A symlink
+ * whose target climbs above the root is a way out: refused.
+ */
+export function resolveDirectory(root: string, components: string[], what: string): string {
+  const resolved: string[] = [];
+  const pending = [...components];
+  let hops = 0;
+  while (pending.length > 0) {
+    const component = pending.shift()!;
+    if (component === '' || component === '.') continue;
+    if (component === '..') {
+      if (resolved.length === 0) throw new PathEscapeError(`${what}: the path leads outside the root filesystem through a symlink`);
+      resolved.pop();
+      continue;
+    }
+    const host = join(root, ...resolved, component);
+    const stat = lstatOrUndefined(host);
+    if (!stat) {
+      mkdirSync(host, { mode: 0o755 });
+      resolved.push(component);
+    } else if (stat.isSymbolicLink()) {
+      if (++hops > MAX_SYMLINKS) throw new PathEscapeError(`${what}: too many levels of symlinks`);
+      const target = readlinkSync(host);
+      if (target.startsWith('/')) resolved.length = 0;
+      pending.unshift(...target.split('/'));
+    } else if (stat.isDirectory()) {
+      resolved.push(component);
+    } else {
+      throw new ClientError(`${what}: ${[...resolved, component].join('/')} is not a directory`);
+    }
+  }
+  return join(root, ...resolved);
+}
+
+/** Removes whatever is at `path` (a symlink itself, never what it points to). */
+function removeEntry(path: string): void {
+  if (lstatOrUndefined(path)) rmSync(path, { recursive: true, force: true });
+}
+
+/** An opaque directory: what lower layers put there goes, what this layer wrote stays. */
+function clearOpaque(dir: string, written: Set<string>): void {
+  for (const child of readdirSync(dir)) {
+    const path = join(dir, child);
+    if (!written.has(path)) rmSync(path, { recursive: true, force: true });
+    else if (lstatSync(path).isDirectory()) clearOpaque(path, written);
+  }
+}
+
+interface LayerState {
+  root: string;
+  what: string;
+  written: Set<string>;
+  /** Device and FIFO entries skipped (they cannot be made from here, and a container gets /dev anyway). */
+  skipped: string[];
+}
+
+const isRoot = process.getuid?.() === 0;
+
+function applyMetadata(path: string, header: tar.Header, symlink: boolean): void {
+  if (isRoot) {
+    try {
+      lchownSync(path, header.uid ?? 0, header.gid ?? 0);
+    } catch {
+      // ids the file system cannot hold: keep root's
+    }
+  }
+  if (!symlink) chmodSync(path, (header.mode ?? 0o644) & 0o7777);
+  const mtime = header.mtime ?? new Date(0);
+  lutimesSync(path, mtime, mtime);
+}
+
+async function applyEntry(entry: Readable & { header: tar.Header }, state: LayerState): Promise<void> {
+  const { header } = entry;
+  const what = `${state.what}: ${header.name}`;
+  const components = entryComponents(header.name, what);
+  if (components.length === 0) return; // the root itself
+  const base = components[components.length - 1]!;
+  const dir = resolveDirectory(state.root, components.slice(0, -1), what);
+  const dest = join(dir, base);
+
+  if (base === OPAQUE) {
+    clearOpaque(dir, state.written);
+    return;
+  }
+  if (base.startsWith(WHITEOUT)) {
+    removeEntry(join(dir, base.slice(WHITEOUT.length)));
+    return;
+  }
+  state.written.add(dest);
+  switch (header.type) {
+    case 'directory': {
+      const existing = lstatOrUndefined(dest);
+      if (existing && !existing.isDirectory()) removeEntry(dest);
+      if (!existing?.isDirectory()) mkdirSync(dest, { mode: 0o755 });
+      applyMetadata(dest, header, false);
+      return;
+    }
+    case 'file':
+    case 'contiguous-file': {
+      removeEntry(dest);
+      // 'wx': a fresh file, never through a symlink that might have appeared in its place.
+      await pipeline(entry, createWriteStream(dest, { flags: 'wx', mode: 0o600 }));
+      applyMetadata(dest, header, false);
+      return;
+    }
+    case 'symlink': {
+      removeEntry(dest);
+      symlinkSync(header.linkname ?? '', dest);
+      applyMetadata(dest, header, true);
+      return;
+    }
+    case 'link': {
+      const targetComponents = entryComponents(header.linkname ?? '', `${what}: hard link target`);
+      if (targetComponents.length === 0) throw new PathEscapeError(`${what}: hard link to the root`);
+      const targetDir = resolveDirectory(state.root, targetComponents.slice(0, -1), `${what}: hard link target`);
+      const target = join(targetDir, targetComponents[targetComponents.length - 1]!);
+      const stat = lstatOrUndefined(target);
+      if (!stat) throw new ClientError(`${what}: hard link to ${header.linkname}, which the layers do not hold`);
+      if (stat.isDirectory()) throw new PathEscapeError(`${what}: hard link to a directory`);
+      removeEntry(dest);
+      linkSync(target, dest);
+      return;
+    }
+    default:
+      state.skipped.push(`${header.name} (${header.type})`);
+  }
+}
+
+/** Applies one layer blob to `root`; checks its uncompressed digest against `diffId` when given. */
+export async function applyLayer(blobPath: string, root: string, diffId: string | undefined, what: string): Promise<string[]> {
+  const algorithm = diffId ? diffId.slice(0, diffId.indexOf(':')) : 'sha256';
+  const hash = createHash(algorithm);
+  const extract = tar.extract();
+  const feeding = pipeline(
+    createReadStream(blobPath),
+    decompressorFor(blobPath),
+    new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        hash.update(chunk);
+        callback(null, chunk);
+      },
+    }),
+    extract,
+  );
+  feeding.catch(() => {}); // reported through the loop below, or awaited after it
+  const state: LayerState = { root, what, written: new Set(), skipped: [] };
+  for await (const entry of extract as AsyncIterable<Readable & { header: tar.Header }>) {
+    await applyEntry(entry, state);
+    entry.resume();
+  }
+  await feeding;
+  if (diffId) {
+    const actual = `${algorithm}:${hash.digest('hex')}`;
+    if (actual !== diffId) throw new DigestMismatchError(`${what}: uncompressed content has digest ${actual}, the config says ${diffId}`);
+  }
+  return state.skipped;
+}
+
+/**
+ * Builds a root filesystem from layers (blob paths, lowest first). On any failure the root is removed
+ * and the error rethrown: a container never starts from a half-built root.
+ */
+export async function unpackLayers(layers: Array<{ path: string; diffId?: string; digest: string }>, root: string): Promise<string[]> {
+  mkdirSync(root, { recursive: true, mode: 0o755 });
+  const skipped: string[] = [];
+  try {
+    for (const [i, layer] of layers.entries()) {
+      skipped.push(...(await applyLayer(layer.path, root, layer.diffId, `layer ${i + 1} (${layer.digest})`)));
+    }
+  } catch (err) {
+    rmSync(root, { recursive: true, force: true });
+    throw err;
+  }
+  return skipped;
+}

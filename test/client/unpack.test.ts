@@ -1,0 +1,141 @@
+// Unpacking layers into a root filesystem on disk: every way out of the root is refused and the half-
+// built root removed; whiteouts, absolute symlinks, hard links, zstd and the diff_id check.
+import { expect } from 'chai';
+import { spawnSync } from 'node:child_process';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PathEscapeError, unpackLayers } from '../../client/index.ts';
+import { DigestMismatchError } from '../../client/errors.ts';
+import { WHITEOUT_LAYERS } from '../helpers/berth-client.ts';
+import { removeDir, tempDir } from '../helpers/clients.ts';
+import { makeLayer, makeTar, sha256, type TarEntry } from '../helpers/oci-layout.ts';
+
+describe('client: unpacking layers', function () {
+  let work: string;
+  let count = 0;
+
+  beforeEach(function () {
+    work = tempDir('unpack');
+  });
+  afterEach(function () {
+    removeDir(work);
+  });
+
+  /** Writes each layer (gzip) as a blob file; returns what unpackLayers takes. */
+  async function layers(...entries: TarEntry[][]) {
+    const out = [];
+    for (const list of entries) {
+      const layer = await makeLayer(list);
+      const path = join(work, `layer-${count++}.tar.gz`);
+      writeFileSync(path, layer.gz);
+      out.push({ path, digest: layer.digest, diffId: layer.diffId });
+    }
+    return out;
+  }
+
+  // The root sits four folders deep in `work`, so a climb of up to four ".." would land in `work`.
+  function rootIn(): string {
+    return join(work, 'a', 'b', 'c', 'rootfs');
+  }
+
+  const ESCAPES: Record<string, TarEntry[][]> = {
+    'a name with ..': [[{ path: '../../../../escaped', content: 'x' }]],
+    'a name that climbs back out midway': [[{ path: 'etc/../../../../../escaped', content: 'x' }]],
+    'an absolute name': [[{ path: `/${'tmp'}/berth-unpack-absolute-${process.pid}`, content: 'x' }]],
+    'a file through a symlink that points out': [
+      [{ path: 'out', type: 'symlink', target: '../../../..' }, { path: 'out/escaped', content: 'x' }],
+    ],
+    'a file through a chain of symlinks that ends outside': [
+      [
+        { path: 'one', type: 'symlink', target: 'two/..' },
+        { path: 'two', type: 'symlink', target: 'three/../..' },
+        { path: 'three/', type: 'directory' },
+        { path: 'one/escaped', content: 'x' },
+      ],
+    ],
+    'a symlink from a lower layer used by a higher one': [
+      [{ path: 'usr/', type: 'directory' }, { path: 'usr/up', type: 'symlink', target: '../../../../..' }],
+      [{ path: 'usr/up/escaped', content: 'x' }],
+    ],
+    'a directory through a symlink that points out': [
+      [{ path: 'out', type: 'symlink', target: '../../../..' }, { path: 'out/escaped/', type: 'directory' }],
+    ],
+    'a hard link to a file outside': [[{ path: 'passwd', type: 'link', target: '../../../../outside.txt' }]],
+    'a hard link with an absolute target': [[{ path: 'passwd', type: 'link', target: '/etc/passwd' }]],
+    'a hard link through a symlink that points out': [
+      [{ path: 'out', type: 'symlink', target: '../../../..' }, { path: 'passwd', type: 'link', target: 'out/outside.txt' }],
+    ],
+    'a whiteout through a symlink that points out': [
+      [{ path: 'out', type: 'symlink', target: '../../../..' }, { path: 'out/.wh.outside.txt', content: '' }],
+    ],
+  };
+
+  for (const [name, layerEntries] of Object.entries(ESCAPES)) {
+    it(`refuses ${name}, and removes the half-built root`, async function () {
+      writeFileSync(join(work, 'outside.txt'), 'the host\'s file\n');
+      const root = rootIn();
+      const error = await unpackLayers(await layers(...layerEntries), root).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(error, 'the error').to.be.instanceOf(PathEscapeError);
+      expect((error as Error).message).to.match(/layer \d \(sha256:[a-f0-9]{64}\): /);
+      expect(existsSync(root), 'the root').to.equal(false);
+      expect(readdirSync(work).sort()).to.include.members(['a', 'outside.txt']);
+      expect(existsSync(join(work, 'escaped')), 'a file outside').to.equal(false);
+      expect(existsSync(`/tmp/berth-unpack-absolute-${process.pid}`)).to.equal(false);
+      expect(readFileSync(join(work, 'outside.txt'), 'utf8')).to.equal('the host\'s file\n');
+    });
+  }
+
+  /** Unpacks layers (tar entry lists) into a fresh root; returns the root. */
+  async function unpacked(...entries: TarEntry[][]): Promise<string> {
+    const root = rootIn();
+    await unpackLayers(await layers(...entries), root);
+    return root;
+  }
+
+  it('resolves absolute symlinks inside the root, as the container sees them', async function () {
+    const root = await unpacked([
+      { path: 'etc/', type: 'directory' },
+      { path: 'var/', type: 'directory' },
+      { path: 'var/run', type: 'symlink', target: '/run' },
+      { path: 'var/run/app.pid', content: '1\n' },
+      { path: 'hosts', type: 'symlink', target: '/etc/hosts-in-image' },
+    ]);
+    expect(readFileSync(join(root, 'run', 'app.pid'), 'utf8')).to.equal('1\n');
+    expect(readlinkSync(join(root, 'hosts'))).to.equal('/etc/hosts-in-image');
+  });
+
+  it('applies whiteouts and opaque directories (also below a directory the upper layer recreates)', async function () {
+    const root = await unpacked(WHITEOUT_LAYERS.lower, WHITEOUT_LAYERS.upper);
+    expect(readdirSync(join(root, 'opt'))).to.deep.equal(['keep']);
+    expect(readdirSync(join(root, 'data')).sort()).to.deep.equal(['new', 'sub']);
+    expect(readdirSync(join(root, 'data', 'sub'))).to.deep.equal(['new-2']);
+  });
+
+  it('keeps hard links inside the root', async function () {
+    const root = await unpacked([{ path: 'keep', content: 'k' }], [{ path: 'hard', type: 'link', target: 'keep' }]);
+    expect(lstatSync(join(root, 'hard')).ino).to.equal(lstatSync(join(root, 'keep')).ino);
+  });
+
+  it('unpacks a zstd layer', async function () {
+    const tarBytes = await makeTar([{ path: 'hello.txt', content: 'from zstd\n' }]);
+    const zstd = spawnSync('zstd', ['-q', '-c'], { input: tarBytes });
+    expect(zstd.status, String(zstd.stderr)).to.equal(0);
+    const path = join(work, 'layer.tar.zst');
+    writeFileSync(path, zstd.stdout);
+    const root = rootIn();
+    await unpackLayers([{ path, digest: sha256(zstd.stdout), diffId: sha256(tarBytes) }], root);
+    expect(readFileSync(join(root, 'hello.txt'), 'utf8')).to.equal('from zstd\n');
+  });
+
+  it('refuses a layer whose content is not the config\'s diff_id', async function () {
+    const [layer] = await layers([{ path: 'file', content: 'x' }]);
+    const root = rootIn();
+    mkdirSync(root, { recursive: true });
+    const error = await unpackLayers([{ ...layer!, diffId: sha256('something else') }], root).catch((err: unknown) => err);
+    expect(error).to.be.instanceOf(DigestMismatchError);
+    expect(existsSync(root)).to.equal(false);
+  });
+});
