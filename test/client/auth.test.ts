@@ -1,24 +1,37 @@
-// Registry authentication as docker does it, against a real Berth behind an authenticating front
-// (test/helpers/token-gate.ts): the Bearer token flow, anonymous and with `berth login` credentials,
-// tokens cached per scope, Basic challenges, and docker's own config.json credentials.
+// Registry authentication as docker does it: the Bearer token flow against a real Berth in public-index
+// mode (anonymous and with `berth login` credentials, one token per scope, docker's own config.json), and
+// Basic challenges against a real CNCF Distribution with an htpasswd file.
 import { expect } from 'chai';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAuthChallenges } from '../../client/index.ts';
 import { startBerth, type TestBerth } from '../helpers/berth.ts';
+import { addUser, cli } from '../helpers/auth.ts';
 import { addImage, berthCli, clientHome } from '../helpers/berth-client.ts';
 import { busyboxImage } from '../helpers/busybox.ts';
 import { removeDir, Skopeo, tempDir } from '../helpers/clients.ts';
+import { startDistribution, type TestDistribution } from '../helpers/distribution.ts';
 import { hostArchitecture, makeLayer, OciLayout } from '../helpers/oci-layout.ts';
-import { startTokenGate, type TokenGate } from '../helpers/token-gate.ts';
 
 describe('client: registry authentication', function () {
   this.timeout(120_000);
 
   let berth: TestBerth;
   let work: string;
+  let layoutDir: string;
   const homes: string[] = [];
-  const USERS = { alice: 'correct horse' };
+  const PASSWORD = 'correct horse';
+
+  /** The token requests Berth granted since `from` (its audit log): who asked, for which repository. */
+  function tokenGrants(from: number): Array<{ who: string; repository: string; action: string }> {
+    return readFileSync(join(work, 'audit.log'), 'utf8')
+      .trim()
+      .split('\n')
+      .slice(from)
+      .map((line) => JSON.parse(line).audit)
+      .filter((a) => a.repository !== undefined && a.granted !== undefined);
+  }
+  const auditLines = () => readFileSync(join(work, 'audit.log'), 'utf8').trim().split('\n').length;
 
   function home(): string {
     const dir = clientHome();
@@ -27,8 +40,10 @@ describe('client: registry authentication', function () {
   }
 
   before(async function () {
-    berth = await startBerth();
     work = tempDir('client-auth');
+    berth = await startBerth({ env: { BERTH_MODE: 'public-index', BERTH_AUDIT_LOG: join(work, 'audit.log') } });
+    await addUser(berth, 'alice', PASSWORD);
+    await cli(berth, ['repo', 'visibility', 'alice/private', 'private']);
     const skopeo = new Skopeo();
     try {
       const layout = new OciLayout(join(work, 'layout'));
@@ -36,8 +51,9 @@ describe('client: registry authentication', function () {
       const extra = await makeLayer([{ path: 'second-layer', content: 'two layers, one token\n' }]);
       const manifest = addImage(layout, [busybox.layer, extra], { architecture: hostArchitecture(), os: 'linux', config: { Env: ['PATH=/bin'] } });
       layout.writeIndexJson({ '1': manifest });
-      for (const repo of ['team/private', 'team/public']) {
-        await skopeo.run(['copy', '--dest-tls-verify=false', `oci:${layout.dir}:1`, `docker://${berth.host}/${repo}:1`]);
+      layoutDir = layout.dir;
+      for (const repo of ['alice/private', 'alice/public']) {
+        await skopeo.run(['copy', '--dest-tls-verify=false', '--dest-creds', `alice:${PASSWORD}`, `oci:${layout.dir}:1`, `docker://${berth.host}/${repo}:1`]);
       }
     } finally {
       skopeo.cleanup();
@@ -62,47 +78,42 @@ describe('client: registry authentication', function () {
     expect(parseAuthChallenges('')).to.deep.equal([]);
   });
 
-  describe('Bearer tokens', function () {
-    let gate: TokenGate;
-
-    before(async function () {
-      gate = await startTokenGate({ upstream: berth.url, mode: 'bearer', users: USERS, publicRepositories: ['team/public'] });
-    });
-    after(() => gate?.close());
-
+  describe('Bearer tokens (Berth\'s own token service)', function () {
     it('pulls a public repository with an anonymous token, asked once for the pull scope', async function () {
-      gate.tokenRequests.length = 0;
-      const result = await berthCli(home(), ['pull', `${gate.host}/team/public:1`]);
+      const mark = auditLines();
+      const result = await berthCli(home(), ['pull', `${berth.host}/alice/public:1`]);
       expect(result.code, result.stderr).to.equal(0);
       // One token for manifest, config and both layers: cached per scope.
-      expect(gate.tokenRequests).to.deep.equal([{ scope: 'repository:team/public:pull', service: 'berth-test' }]);
+      expect(tokenGrants(mark)).to.deep.equal([{ who: 'anonymous', action: 'pull', repository: 'alice/public', allowed: true, granted: ['pull'], address: '127.0.0.1' }]);
     });
 
     it('refuses a private repository without credentials, and says how to log in', async function () {
-      const result = await berthCli(home(), ['pull', `${gate.host}/team/private:1`]);
+      const result = await berthCli(home(), ['pull', `${berth.host}/alice/private:1`]);
       expect(result.code).to.equal(1);
       expect(result.stderr).to.match(/401 UNAUTHORIZED: authentication required \(try berth login\)/);
     });
 
     it('logs in (credentials kept in a 0600 file), then pulls with a token asked with them', async function () {
       const store = home();
-      const login = await berthCli(store, ['login', gate.host, '-u', 'alice', '--password-stdin'], { input: Buffer.from('correct horse\n') });
+      const login = await berthCli(store, ['login', berth.host, '-u', 'alice', '--password-stdin'], { input: Buffer.from(`${PASSWORD}\n`) });
       expect(login.code, login.stderr).to.equal(0);
       expect(login.stdout).to.equal('Login Succeeded\n');
       const file = join(store, 'credentials.json');
       expect(statSync(file).mode & 0o777).to.equal(0o600);
       const saved = JSON.parse(readFileSync(file, 'utf8')) as { auths: Record<string, { auth: string }> };
-      expect(Buffer.from(saved.auths[gate.host]!.auth, 'base64').toString()).to.equal('alice:correct horse');
+      expect(Buffer.from(saved.auths[berth.host]!.auth, 'base64').toString()).to.equal(`alice:${PASSWORD}`);
 
-      gate.tokenRequests.length = 0;
-      const pulled = await berthCli(store, ['pull', `${gate.host}/team/private:1`]);
+      const mark = auditLines();
+      const pulled = await berthCli(store, ['pull', `${berth.host}/alice/private:1`]);
       expect(pulled.code, pulled.stderr).to.equal(0);
-      expect(gate.tokenRequests).to.deep.equal([{ scope: 'repository:team/private:pull', service: 'berth-test', user: 'alice' }]);
+      expect(tokenGrants(mark).map(({ who, repository, action }) => ({ who, repository, action }))).to.deep.equal([
+        { who: 'alice', repository: 'alice/private', action: 'pull' },
+      ]);
     });
 
     it('refuses a login with a wrong password and keeps nothing', async function () {
       const store = home();
-      const login = await berthCli(store, ['login', gate.host, '-u', 'alice', '-p', 'wrong']);
+      const login = await berthCli(store, ['login', berth.host, '-u', 'alice', '-p', 'wrong-password']);
       expect(login.code).to.equal(1);
       expect(login.stderr).to.match(/401 .*\(the credentials were refused\)/);
       expect(() => statSync(join(store, 'credentials.json'))).to.throw(/ENOENT/);
@@ -113,33 +124,38 @@ describe('client: registry authentication', function () {
       mkdirSync(dockerConfig, { recursive: true });
       writeFileSync(
         join(dockerConfig, 'config.json'),
-        JSON.stringify({ auths: { [`http://${gate.host}`]: { auth: Buffer.from('alice:correct horse').toString('base64') } } }),
+        JSON.stringify({ auths: { [`http://${berth.host}`]: { auth: Buffer.from(`alice:${PASSWORD}`).toString('base64') } } }),
       );
-      gate.tokenRequests.length = 0;
-      const pulled = await berthCli(home(), ['pull', `${gate.host}/team/private:1`], { env: { DOCKER_CONFIG: dockerConfig } });
+      const mark = auditLines();
+      const pulled = await berthCli(home(), ['pull', `${berth.host}/alice/private:1`], { env: { DOCKER_CONFIG: dockerConfig } });
       expect(pulled.code, pulled.stderr).to.equal(0);
-      expect(gate.tokenRequests.map((r) => r.user)).to.deep.equal(['alice']);
+      expect(tokenGrants(mark).map((g) => g.who)).to.deep.equal(['alice']);
     });
   });
 
-  describe('Basic challenges', function () {
-    let gate: TokenGate;
+  describe('Basic challenges (CNCF Distribution with htpasswd)', function () {
+    let distribution: TestDistribution;
 
     before(async function () {
-      gate = await startTokenGate({ upstream: berth.url, mode: 'basic', users: USERS });
+      distribution = await startDistribution({ users: { alice: PASSWORD } });
+      const skopeo = new Skopeo();
+      try {
+        await skopeo.run(['copy', '--dest-tls-verify=false', '--dest-creds', `alice:${PASSWORD}`, `oci:${layoutDir}:1`, `docker://${distribution.host}/team/private:1`]);
+      } finally {
+        skopeo.cleanup();
+      }
     });
-    after(() => gate?.close());
+    after(() => distribution?.stop());
 
     it('answers them with the stored credentials', async function () {
       const store = home();
-      const anonymous = await berthCli(store, ['pull', `${gate.host}/team/private:1`]);
+      const anonymous = await berthCli(store, ['pull', `${distribution.host}/team/private:1`]);
       expect(anonymous.code).to.equal(1);
       expect(anonymous.stderr).to.match(/401/);
-      const login = await berthCli(store, ['login', gate.host, '-u', 'alice', '-p', 'correct horse']);
+      const login = await berthCli(store, ['login', distribution.host, '-u', 'alice', '-p', PASSWORD]);
       expect(login.code, login.stderr).to.equal(0);
-      const pulled = await berthCli(store, ['pull', `${gate.host}/team/private:1`]);
+      const pulled = await berthCli(store, ['pull', `${distribution.host}/team/private:1`]);
       expect(pulled.code, pulled.stderr).to.equal(0);
-      expect(gate.tokenRequests).to.deep.equal([]);
     });
   });
 });
