@@ -23,6 +23,8 @@ const SESSION_TTL_MS = 7 * 24 * 3600 * 1000;
 
 interface SessionRecord {
   user: string;
+  /** The account's password epoch when the session began: a password change ends the session. */
+  epoch?: string;
   csrf: string;
   createdAt: string;
   expiresAt: string;
@@ -54,7 +56,8 @@ export class Sessions {
   async start(ctx: Context, user: string): Promise<void> {
     const id = randomBytes(32).toString('base64url');
     const now = Date.now();
-    const record: SessionRecord = { user, csrf: randomBytes(24).toString('base64url'), createdAt: new Date(now).toISOString(), expiresAt: new Date(now + SESSION_TTL_MS).toISOString() };
+    const epoch = (await this.auth?.accounts.user(user))?.epoch;
+    const record: SessionRecord = { user, epoch, csrf: randomBytes(24).toString('base64url'), createdAt: new Date(now).toISOString(), expiresAt: new Date(now + SESSION_TTL_MS).toISOString() };
     await this.driver.putContent(sessionPath(id), JSON.stringify(record));
     ctx.cookies.set(SESSION_COOKIE, id, cookieOptions(ctx, SESSION_TTL_MS));
   }
@@ -82,7 +85,7 @@ export class Sessions {
     if (Date.parse(record.expiresAt) <= Date.now()) return undefined;
     // The account is read each time: a removed user or a changed admin flag takes effect at once.
     const user = await this.auth.accounts.user(record.user);
-    if (!user) return undefined;
+    if (!user || user.epoch !== record.epoch) return undefined;
     return { principal: { kind: 'user', name: user.name, admin: user.admin }, user: user.name, csrf: record.csrf };
   }
 

@@ -104,6 +104,20 @@ describe('web: the catalog API and forms', function () {
     expect(page.text).to.include('<h1>Hello</h1>').and.not.include('<script>alert');
   });
 
+  it('ends a browser session when the password changes', async () => {
+    await addUser(berth, 'dan', 'dan-password-1');
+    const form = await registry.request('GET', '/signin');
+    const body = new URLSearchParams({ username: 'dan', password: 'dan-password-1', _csrf: csrfIn(form.text) });
+    const signedIn = await registry.request('POST', '/signin', { body: body.toString(), headers: { Cookie: cookiesOf(form), 'Content-Type': 'application/x-www-form-urlencoded' } });
+    const session = cookiesOf(signedIn);
+    const before = await registry.request('GET', '/mine', { headers: { Cookie: session } });
+    expect(before.status).to.equal(200);
+    await cli(berth, ['user', 'passwd', 'dan', '--password-stdin'], 'dan-password-2\n');
+    const after = await registry.request('GET', '/mine', { headers: { Cookie: session } });
+    expect(after.status).to.equal(302);
+    expect(after.headers.location).to.match(/\/signin/);
+  });
+
   it('renders a social card PNG for link previews', async () => {
     const page = await registry.request('GET', '/r/alice/win');
     const image = /<meta property="og:image" content="([^"]+)"/.exec(page.text)![1]!;
