@@ -70,7 +70,7 @@ export async function createApp(config: Config, logger: Logger = createLogger(co
   } else {
     logger.warn('BERTH_MODE=open: no authentication; anyone who reaches this registry may push and delete');
   }
-  webRoutes(router, { config, storage, auth, counter: coordination.counter, readBody: readLimited });
+  webRoutes(router, { storage, auth, login: guard, counter: coordination.counter, readBody: readLimited });
   const v2 = distributionRoutes({ config, storage, metrics, gate: new AuthGate(auth, config, guard) });
   router.all('/v2', v2);
   router.all('/v2/{*rest}', v2);

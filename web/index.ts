@@ -1,23 +1,29 @@
 // The web room's front door: the catalog pages, the JSON API and docker search, on the server's router.
 import type Router from '@koa/router';
-import type { AuthService } from '../auth/index.ts';
+import type { Context } from 'koa';
+import type { Authenticated, AuthService } from '../auth/index.ts';
 import type { RateCounter, Storage } from '../storage/index.ts';
 import { apiRoutes } from './api.ts';
 import type { ReadBody } from './forms.ts';
 import { pageRoutes } from './pages.ts';
 import { Sessions } from './session.ts';
 
-export interface WebConfig {
-  loginFailuresPerAccount: number;
-  loginFailureWindowSeconds: number;
+/**
+ * Checks credentials with the server's failed-login limits (per account and per address, shared by every
+ * process): resolves to who they prove, or rejects with an error whose `code` is UNAUTHORIZED or
+ * TOO_MANY_REQUESTS.
+ */
+export interface Login {
+  login(ctx: Context, username: string, password: string): Promise<Authenticated>;
 }
 
 export interface WebDeps {
-  config: WebConfig;
   storage: Storage;
   /** Undefined in open mode: everyone sees everything, and nobody signs in. */
   auth?: AuthService;
   counter: RateCounter;
+  /** Present whenever auth is. */
+  login?: Login;
   /** Reads a request body up to a limit (413 above it). */
   readBody: ReadBody;
   sessions: Sessions;

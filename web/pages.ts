@@ -142,15 +142,16 @@ ${settings.readme ? html`<h2>README</h2><div class="readme">${new Html(renderMar
     const posted = await postedForm(ctx);
     if (!posted) return;
     const username = (posted.form.fields.get('username') ?? '').trim().toLowerCase();
-    const key = `login-failed:account:${username.slice(0, 200)}`;
-    const windowMs = deps.config.loginFailureWindowSeconds * 1000;
-    const seen = await deps.counter.hit(key, windowMs, 0);
-    if (seen && seen.count >= deps.config.loginFailuresPerAccount) {
-      return reply(ctx, 429, 'Sign in', signInForm(posted.viewer, '/signin', 'Too many failed sign-ins for this account; try again later.', username));
+    // The same limits as /token and Basic on /v2: per account and per address, across every process.
+    let who;
+    try {
+      who = await deps.login!.login(ctx, username, posted.form.fields.get('password') ?? '');
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === 'TOO_MANY_REQUESTS') return reply(ctx, 429, 'Sign in', signInForm(posted.viewer, '/signin', 'Too many failed sign-ins; try again later.', username));
+      if (code !== 'UNAUTHORIZED') throw err;
     }
-    const who = await auth.accounts.authenticate(username, posted.form.fields.get('password') ?? '');
     if (!who || who.principal.kind !== 'user' || who.limit) {
-      await deps.counter.hit(key, windowMs);
       auth.audit.record({ who: username.slice(0, 200), action: 'web-signin', allowed: false, address: ctx.ip });
       return reply(ctx, 401, 'Sign in', signInForm(posted.viewer, '/signin', 'Wrong user name or password.', username));
     }

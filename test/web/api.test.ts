@@ -118,6 +118,23 @@ describe('web: the catalog API and forms', function () {
     expect(after.headers.location).to.match(/\/signin/);
   });
 
+  it('counts failed sign-ins with the server\'s login limits: the account is locked for /token too', async () => {
+    await addUser(berth, 'erin', 'erin-password-1');
+    const form = await registry.request('GET', '/signin');
+    const attempt = (password: string) =>
+      registry.request('POST', '/signin', {
+        body: new URLSearchParams({ username: 'erin', password, _csrf: csrfIn(form.text) }).toString(),
+        headers: { Cookie: cookiesOf(form), 'Content-Type': 'application/x-www-form-urlencoded' },
+      });
+    const statuses: number[] = [];
+    for (let i = 0; i < 11; i++) statuses.push((await attempt(`guess-${i}`)).status);
+    expect(statuses.slice(0, 10)).to.deep.equal(Array(10).fill(401));
+    expect(statuses[10]).to.equal(429);
+    expect((await attempt('erin-password-1')).status).to.equal(429);
+    const token = await registry.request('GET', '/token?service=berth', { headers: { Authorization: `Basic ${Buffer.from('erin:erin-password-1').toString('base64')}` } });
+    expect(token.status).to.equal(429);
+  });
+
   it('renders a social card PNG for link previews', async () => {
     const page = await registry.request('GET', '/r/alice/win');
     const image = /<meta property="og:image" content="([^"]+)"/.exec(page.text)![1]!;
