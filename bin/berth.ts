@@ -4,6 +4,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, loadConfig } from '../server/config.ts';
 import { serve } from '../server/cluster.ts';
 import { StorageUnavailableError } from '../storage/index.ts';
+import { registerLifecycleCommands } from './commands/lifecycle.ts';
 
 const program = new Command();
 program.name('berth').description('Berth: an OCI image registry');
@@ -38,5 +39,7 @@ program
       throw err;
     }
   });
+
+registerLifecycleCommands(program);
 
 await program.parseAsync(process.argv);

@@ -20,6 +20,7 @@ import { distributionRoutes } from './distribution/routes.ts';
 import { createLogger, requestLog, type Logger } from './logging.ts';
 import { Metrics } from './metrics.ts';
 import { errorMapping, rateLimit } from './middleware.ts';
+import { scheduleLifecycle } from './lifecycle.ts';
 
 export interface Berth {
   app: Koa;
@@ -79,6 +80,19 @@ export async function createDriver(config: Config, logger?: Logger): Promise<Sto
   });
 }
 
+/** The configured storage and coordination, for the berth command's maintenance jobs (no server). */
+export async function openStorage(config: Config): Promise<{ storage: Storage; close(): Promise<void> }> {
+  const coordination = await chooseCoordination(config);
+  const driver = await createDriver(config);
+  return {
+    storage: createStorage(driver, undefined, coordination),
+    close: async () => {
+      await coordination.close();
+      await driver.close?.();
+    },
+  };
+}
+
 /** Checks once, before serving, that storage answers (an S3 bucket must exist and be reachable). */
 export async function checkStorage(config: Config): Promise<void> {
   const driver = await createDriver(config);
@@ -136,6 +150,7 @@ export async function startServer(config: Config, berth: Berth): Promise<Running
       );
   }, config.uploadPurgeIntervalSeconds * 1000);
   purge.unref();
+  const stopLifecycle = scheduleLifecycle(config, berth);
 
   let closing: Promise<void> | undefined;
   const close = () =>
@@ -143,6 +158,7 @@ export async function startServer(config: Config, berth: Berth): Promise<Running
       const timer = setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs);
       timer.unref();
       clearInterval(purge);
+      stopLifecycle();
       server.close(() => {
         clearTimeout(timer);
         void berth.coordination.close().then(resolve, resolve);

@@ -5,6 +5,9 @@ import { FilesystemDriver } from './filesystem.ts';
 import { localCoordination, type Coordination } from './coordination.ts';
 import { ManifestStore } from './manifests.ts';
 import { UploadStore, type UploadObserver } from './uploads.ts';
+import { GarbageCollector } from './gc.ts';
+import { PolicyStore } from './policies.ts';
+import { Quotas } from './quotas.ts';
 
 export { BlobStore } from './blobs.ts';
 export { localCoordination, LocalGenerations, LocalRateCounter, type Coordination, type Generations, type RateCounter, type RateCount } from './coordination.ts';
@@ -21,12 +24,19 @@ export {
   type StorageDriver, type ByteRange, type FileInfo, type FileWriter } from './driver.ts';
 export { MediaType, MANIFEST_TYPES, INDEX_TYPES } from './media-types.ts';
 export * from './reference.ts';
+export { GarbageCollector, type GcOptions, type GcReport } from './gc.ts';
+export { PolicyStore, PolicyError, namespaceOf, matchesTagPattern, type Policy, type EffectivePolicy } from './policies.ts';
+export { Quotas } from './quotas.ts';
+export { applyRetention, type RetentionResult, type RetentionOptions } from './retention.ts';
 
 export interface Storage {
   driver: StorageDriver;
   blobs: BlobStore;
   uploads: UploadStore;
   manifests: ManifestStore;
+  policies: PolicyStore;
+  quotas: Quotas;
+  gc: GarbageCollector;
 }
 
 export function createStorage(
@@ -34,12 +44,17 @@ export function createStorage(
   observer?: UploadObserver,
   coordination: Coordination = localCoordination(),
 ): Storage {
-  const blobs = new BlobStore(driver, coordination.generations);
+  const blobs = new BlobStore(driver, coordination.generations, coordination.lock);
+  const manifests = new ManifestStore(driver, blobs, coordination.lock, coordination.generations);
+  const policies = new PolicyStore(driver);
   return {
     driver,
     blobs,
     uploads: new UploadStore(driver, blobs, coordination.lock, observer),
-    manifests: new ManifestStore(driver, blobs, coordination.lock, coordination.generations),
+    manifests,
+    policies,
+    quotas: new Quotas(driver, blobs, policies),
+    gc: new GarbageCollector(driver, blobs, manifests, coordination.lock),
   };
 }
 

@@ -172,6 +172,37 @@ async function listUploads(ctx: S3rverContext, store: S3rverStore, bucket: strin
 }
 
 /** ListObjectsV2 with continuation tokens that work (s3rver makes them with DES, which OpenSSL 3 refuses). */
+/**
+ * s3rver's own grouping by delimiter misses common prefixes whose objects all lie two or more levels
+ * down (it prunes those folders before it sees their keys): the keys are listed whole and grouped here,
+ * as S3 does, keys and common prefixes counting together towards max-keys.
+ */
+async function listGrouped(
+  store: S3rverStore,
+  bucket: string,
+  { prefix, delimiter, startAfter, maxKeys }: { prefix: string; delimiter: string; startAfter: string; maxKeys: number },
+): Promise<{ objects: Awaited<ReturnType<S3rverStore['listObjects']>>['objects']; commonPrefixes: string[]; isTruncated: boolean; resumeAfter: string }> {
+  const all = await store.listObjects(bucket, { prefix, delimiter: '', startAfter, maxKeys: Infinity });
+  const objects: typeof all.objects = [];
+  const commonPrefixes: string[] = [];
+  let resumeAfter = startAfter;
+  for (const object of all.objects.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))) {
+    const idx = delimiter ? object.key.slice(prefix.length).indexOf(delimiter) : -1;
+    const common = idx === -1 ? undefined : object.key.slice(0, prefix.length + idx + delimiter.length);
+    if (common !== undefined && common === commonPrefixes[commonPrefixes.length - 1]) continue;
+    if (objects.length + commonPrefixes.length >= maxKeys) return { objects, commonPrefixes, isTruncated: true, resumeAfter };
+    if (common === undefined) {
+      objects.push(object);
+      resumeAfter = object.key;
+    } else {
+      commonPrefixes.push(common);
+      // Every key under the prefix sorts before this.
+      resumeAfter = `${common}\u{10ffff}`;
+    }
+  }
+  return { objects, commonPrefixes, isTruncated: false, resumeAfter };
+}
+
 async function listObjectsV2(ctx: S3rverContext, store: S3rverStore, bucket: string): Promise<void> {
   if (!(await store.getBucket(bucket))) throw s3Error('NoSuchBucket', 'The specified bucket does not exist');
   const text = (name: string) => (typeof ctx.query[name] === 'string' ? (ctx.query[name] as string) : '');
@@ -180,18 +211,14 @@ async function listObjectsV2(ctx: S3rverContext, store: S3rverStore, bucket: str
   const delimiter = text('delimiter');
   const maxKeys = Math.min(1000, text('max-keys') ? Number(text('max-keys')) : 1000);
   const startAfter = token ? Buffer.from(token, 'base64url').toString('utf8') : text('start-after');
-  const result =
-    maxKeys === 0
-      ? { objects: [], commonPrefixes: [], isTruncated: false }
-      : await store.listObjects(bucket, { prefix, delimiter, startAfter, maxKeys });
-  const last = result.objects[result.objects.length - 1];
+  const result = maxKeys === 0 ? { objects: [], commonPrefixes: [], isTruncated: false, resumeAfter: '' } : await listGrouped(store, bucket, { prefix, delimiter, startAfter, maxKeys });
   ctx.body = {
     ListBucketResult: {
       '@': { xmlns: 'http://s3.amazonaws.com/doc/2006-03-01/' },
       Name: bucket,
       Prefix: prefix,
       ContinuationToken: token || undefined,
-      NextContinuationToken: result.isTruncated && last ? Buffer.from(last.key, 'utf8').toString('base64url') : undefined,
+      NextContinuationToken: result.isTruncated ? Buffer.from(result.resumeAfter, 'utf8').toString('base64url') : undefined,
       KeyCount: result.objects.length + result.commonPrefixes.length,
       MaxKeys: maxKeys,
       Delimiter: delimiter || undefined,
