@@ -7,6 +7,8 @@ import type { Config } from './config.ts';
 export function gcSummary(report: GcReport): Record<string, unknown> {
   return {
     dryRun: report.dryRun,
+    startedAt: report.startedAt,
+    finishedAt: report.finishedAt,
     blobsRemoved: report.blobsRemoved.length,
     manifestsRemoved: report.manifestsRemoved.length,
     bytesFreed: report.bytesFreed,

@@ -37,6 +37,9 @@ export interface GcOptions {
 
 export interface GcReport {
   dryRun: boolean;
+  /** When this run got the lock, and when it ended (ISO 8601). */
+  startedAt: string;
+  finishedAt?: string;
   blobsRemoved: Array<{ digest: string; size: number }>;
   manifestsRemoved: Array<{ repository: string; digest: string }>;
   bytesFreed: number;
@@ -68,7 +71,11 @@ export class GarbageCollector {
 
   /** One collection at a time across every process sharing the lock (Redis, or the cluster primary). */
   run(options: GcOptions): Promise<GcReport> {
-    return this.lock.run('gc', () => this.collect(options));
+    return this.lock.run('gc', async () => {
+      const report = await this.collect(options);
+      report.finishedAt = new Date().toISOString();
+      return report;
+    });
   }
 
   private async collect(options: GcOptions): Promise<GcReport> {
@@ -76,7 +83,7 @@ export class GarbageCollector {
     const now = options.now?.getTime() ?? startedAt;
     const oldBefore = now - options.graceSeconds * 1000;
     const inUseSince = startedAt - (options.clockSlackMs ?? 1000);
-    const report: GcReport = { dryRun: Boolean(options.dryRun), blobsRemoved: [], manifestsRemoved: [], bytesFreed: 0, blobsKeptInUse: [] };
+    const report: GcReport = { dryRun: Boolean(options.dryRun), startedAt: new Date(startedAt).toISOString(), blobsRemoved: [], manifestsRemoved: [], bytesFreed: 0, blobsKeptInUse: [] };
     this.references.clear();
 
     // Mark.
