@@ -17,7 +17,7 @@ import { baseName, layout } from './layout.ts';
 import type { Lock } from './lock.ts';
 import type { ManifestStore } from './manifests.ts';
 import { tryParseDigest, type Digest } from './reference.ts';
-import { digestFolders, repositoryNames, storedBlobs } from './walk.ts';
+import { digestFolders, mapLimit, repositoryNames, storedBlobs, WALK_CONCURRENCY } from './walk.ts';
 
 export interface GcOptions {
   /** Report what would be removed; change nothing. */
@@ -46,6 +46,9 @@ export interface GcReport {
   /** Candidates that something started to use during the run, so they stayed. */
   blobsKeptInUse: string[];
 }
+
+/** Revisions of one repository read at once (repositories are walked WALK_CONCURRENCY at a time). */
+const PER_REPOSITORY_CONCURRENCY = 4;
 
 /** Manifests are at most a few MiB: a candidate this small is read first, in case its bytes must return. */
 const MANIFEST_MAX_BYTES = 4 * 1024 * 1024;
@@ -91,22 +94,20 @@ export class GarbageCollector {
     const linkedIn = new Map<string, string[]>();
     const marked = new Set<string>();
     const unkept: Array<{ repository: string; digest: Digest }> = [];
-    for (const repository of await repositoryNames(this.driver)) {
-      const revisions = await digestFolders(this.driver, layout.revisionsDir(repository));
+    await mapLimit(await repositoryNames(this.driver), WALK_CONCURRENCY, async (repository) => {
+      const [revisions, links] = await Promise.all([
+        digestFolders(this.driver, layout.revisionsDir(repository)),
+        digestFolders(this.driver, layout.layersOf(repository)),
+      ]);
       seenRevisions.set(repository, new Set(revisions.map((d) => d.value)));
-      for (const digest of await digestFolders(this.driver, layout.layersOf(repository))) {
-        linkedIn.set(digest.value, [...(linkedIn.get(digest.value) ?? []), repository]);
-      }
+      for (const digest of links) linkedIn.set(digest.value, [...(linkedIn.get(digest.value) ?? []), repository]);
       const kept = options.deleteUntagged ? await this.reachableFromTags(repository, revisions, oldBefore) : new Set(revisions.map((d) => d.value));
-      for (const digest of revisions) {
-        if (kept.has(digest.value)) {
-          marked.add(digest.value);
-          for (const reference of await this.referencesOf(repository, digest)) marked.add(reference);
-        } else {
-          unkept.push({ repository, digest });
-        }
-      }
-    }
+      await mapLimit(revisions, PER_REPOSITORY_CONCURRENCY, async (digest) => {
+        if (!kept.has(digest.value)) return unkept.push({ repository, digest });
+        marked.add(digest.value);
+        for (const reference of await this.referencesOf(repository, digest)) marked.add(reference);
+      });
+    });
 
     // Untagged manifests (only when asked), each checked again under its lock.
     for (const { repository, digest } of unkept) {
@@ -120,10 +121,11 @@ export class GarbageCollector {
     }
 
     // Candidates: stored, unmarked, older than the grace period.
+    const unmarked = (await storedBlobs(this.driver)).filter((digest) => !marked.has(digest.value));
+    const infos = await mapLimit(unmarked, WALK_CONCURRENCY, (digest) => this.driver.stat(layout.blobData(digest)));
     const candidates: Candidate[] = [];
-    for (const digest of await storedBlobs(this.driver)) {
-      if (marked.has(digest.value)) continue;
-      const info = await this.driver.stat(layout.blobData(digest));
+    for (const [i, digest] of unmarked.entries()) {
+      const info = infos[i];
       if (info && info.modifiedAt.getTime() > oldBefore) continue;
       candidates.push({ digest, size: info?.size ?? 0, holders: linkedIn.get(digest.value) ?? [] });
     }
@@ -233,14 +235,14 @@ export class GarbageCollector {
   /** Every digest that revisions written since the mark are, or name. */
   private async referencedByNewRevisions(seen: Map<string, Set<string>>): Promise<Set<string>> {
     const found = new Set<string>();
-    for (const repository of await repositoryNames(this.driver)) {
+    await mapLimit(await repositoryNames(this.driver), WALK_CONCURRENCY, async (repository) => {
       const before = seen.get(repository);
       for (const digest of await digestFolders(this.driver, layout.revisionsDir(repository))) {
         if (before?.has(digest.value)) continue;
         found.add(digest.value);
         for (const reference of await this.referencesOf(repository, digest)) found.add(reference);
       }
-    }
+    });
     return found;
   }
 }

@@ -4,6 +4,23 @@ import type { StorageDriver } from './driver.ts';
 import { baseName } from './layout.ts';
 import { tryParseDigest, type Digest } from './reference.ts';
 
+/** Storage round trips a walk keeps in flight at once (each costs a network round trip on S3). */
+export const WALK_CONCURRENCY = 16;
+
+/** Maps items with at most `limit` calls in flight; results in the items' order. */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
 /** The names of the repositories under a storage folder (default: all), found by their `_` folders. */
 export async function repositoryNames(driver: StorageDriver, under = '/repositories'): Promise<string[]> {
   const names: string[] = [];
@@ -11,10 +28,8 @@ export async function repositoryNames(driver: StorageDriver, under = '/repositor
     const children = await driver.list(dir);
     // Name components never start with "_": a child that does is one of this repository's own folders.
     if (name && children.some((child) => baseName(child).startsWith('_'))) names.push(name);
-    for (const child of children) {
-      const segment = baseName(child);
-      if (!segment.startsWith('_')) await visit(child, name ? `${name}/${segment}` : segment);
-    }
+    const nested = children.filter((child) => !baseName(child).startsWith('_'));
+    await mapLimit(nested, WALK_CONCURRENCY, (child) => visit(child, name ? `${name}/${baseName(child)}` : baseName(child)));
   };
   const prefix = under === '/repositories' ? '' : under.slice('/repositories/'.length);
   await visit(under, prefix);
@@ -25,11 +40,10 @@ export async function repositoryNames(driver: StorageDriver, under = '/repositor
 export async function storedBlobs(driver: StorageDriver): Promise<Digest[]> {
   const digests: Digest[] = [];
   for (const algorithm of await driver.list('/blobs')) {
-    for (const shard of await driver.list(algorithm)) {
-      for (const dir of await driver.list(shard)) {
-        const digest = tryParseDigest(`${baseName(algorithm)}:${baseName(dir)}`);
-        if (digest) digests.push(digest);
-      }
+    const shards = await mapLimit(await driver.list(algorithm), WALK_CONCURRENCY, (shard) => driver.list(shard));
+    for (const dir of shards.flat()) {
+      const digest = tryParseDigest(`${baseName(algorithm)}:${baseName(dir)}`);
+      if (digest) digests.push(digest);
     }
   }
   return digests;

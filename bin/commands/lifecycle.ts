@@ -2,7 +2,7 @@
 // storage (BERTH_DATA or the S3 bucket; BERTH_REDIS_URL for the lock and cache generations it shares with
 // running servers). Each prints JSON on stdout.
 import { InvalidArgumentError, type Command } from 'commander';
-import { ConfigError, loadConfig } from '../../server/config.ts';
+import { ConfigError, loadConfig, usesRedis } from '../../server/config.ts';
 import { openStorage } from '../../server/app.ts';
 import { applyRetention, namespaceOf, PolicyError, type Storage } from '../../storage/index.ts';
 
@@ -11,8 +11,11 @@ function seconds(value: string): number {
   return Number(value);
 }
 
-/** Opens the configured storage, runs the job, prints its result; errors go to stderr with an exit code. */
-async function withStorage(job: (storage: Storage, grace: number) => Promise<unknown>): Promise<void> {
+/**
+ * Opens the configured storage, runs the job, prints its result; errors go to stderr with an exit code.
+ * A job that changes what servers cache (`changesServed`) warns when no Redis tells them about it.
+ */
+async function withStorage(job: (storage: Storage, grace: number) => Promise<unknown>, changesServed = false): Promise<void> {
   let config;
   try {
     config = loadConfig();
@@ -22,6 +25,9 @@ async function withStorage(job: (storage: Storage, grace: number) => Promise<unk
       process.exit(2);
     }
     throw err;
+  }
+  if (changesServed && !usesRedis(config)) {
+    process.stderr.write('berth: no Redis is configured: run this only while no server uses this storage (their caches would not hear of it)\n');
   }
   const { storage, close } = await openStorage(config);
   try {
@@ -45,7 +51,7 @@ export function registerLifecycleCommands(program: Command): void {
     .action((options: { dryRun?: boolean; deleteUntagged?: boolean; graceSeconds?: number }) =>
       withStorage((storage, grace) =>
         storage.gc.run({ dryRun: options.dryRun, deleteUntagged: options.deleteUntagged, graceSeconds: options.graceSeconds ?? grace }),
-      ),
+      !options.dryRun),
     );
 
   program
@@ -55,7 +61,7 @@ export function registerLifecycleCommands(program: Command): void {
     .description('delete the tags that the retention policies do not keep')
     .option('--dry-run', 'report what would be deleted, delete nothing')
     .action((options: { dryRun?: boolean }) =>
-      withStorage((storage) => applyRetention(storage.driver, storage.manifests, storage.policies, { dryRun: options.dryRun })),
+      withStorage((storage) => applyRetention(storage.driver, storage.manifests, storage.policies, { dryRun: options.dryRun }), !options.dryRun),
     );
 
   const policy = program.command('policy').description('lifecycle policies of a repository or namespace');

@@ -126,7 +126,9 @@ describe('garbage collection through the server and the berth command', () => {
       // Links made in the last second count as in use: the run comes after that.
       const link = await berth.storage.stat(`/repositories/gc/app/_layers/sha256/${dropped.layers[1]!.slice(7)}/link`);
       await waitFor(() => Date.now() - link!.modifiedAt.getTime() > 2100, 'the links to be older than the slack', 5000);
-      const report = await berthJson(berth, ['gc', '--grace-seconds', '0']);
+      const run = await berthCommand(berth, ['gc', '--grace-seconds', '0']);
+      expect(run.stderr.includes('no Redis is configured'), 'the warning without Redis').to.equal(!berth.storageEnv.BERTH_REDIS_URL);
+      const report = JSON.parse(run.stdout);
       expect(report.blobsRemoved.map((b: { digest: string }) => b.digest).sort()).to.deep.equal(unreachable);
       expect(report.bytesFreed).to.equal(dry.bytesFreed);
       expect(await storedBlobCount(berth, unreachable)).to.equal(0);
