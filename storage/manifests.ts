@@ -253,6 +253,16 @@ export class ManifestStore {
     return deleted;
   }
 
+  /** Deletes a tag only if it still names `digest` (retention decided on what it read earlier). */
+  async deleteTagIfUnmoved(name: string, tag: string, digest: string): Promise<boolean> {
+    return this.lock.run(`tag:${name}:${tag}`, async () => {
+      if ((await this.driver.getContent(layout.tag(name, tag)))?.toString() !== digest) return false;
+      await this.driver.delete(layout.tagDir(name, tag));
+      await this.generations.bump(name);
+      return true;
+    });
+  }
+
   /**
    * For garbage collection: removes a revision stored before `storedBefore` that no tag names, checked
    * under the manifest's lock (a push of the same manifest with a tag takes it too).

@@ -42,16 +42,18 @@ export async function applyRetention(
   for (const repository of await repositoryNames(driver)) {
     const policy = await policies.forRepository(repository);
     if (!policy.retention) continue;
-    const tags: Array<{ tag: string; pushedAt: number }> = [];
+    const tags: Array<{ tag: string; pushedAt: number; digest: string }> = [];
     for (const tag of await manifests.tags(repository)) {
-      const info = await driver.stat(layout.tag(repository, tag));
-      if (info) tags.push({ tag, pushedAt: info.modifiedAt.getTime() });
+      const [info, digest] = await Promise.all([driver.stat(layout.tag(repository, tag)), driver.getContent(layout.tag(repository, tag))]);
+      if (info && digest) tags.push({ tag, pushedAt: info.modifiedAt.getTime(), digest: digest.toString() });
     }
     const keep = tagsToKeep(tags, policy.retention, now, policy.immutableTags);
     const result: RetentionResult = { repository, kept: [], deleted: [] };
-    for (const { tag } of tags.sort((a, b) => a.tag.localeCompare(b.tag))) {
+    // A tag pushed again since it was read is newer than this decision: it stays.
+    for (const { tag, digest } of tags.sort((a, b) => a.tag.localeCompare(b.tag))) {
       if (keep.has(tag)) result.kept.push(tag);
-      else if (options.dryRun || (await manifests.delete(repository, { kind: 'tag', tag }))) result.deleted.push(tag);
+      else if (options.dryRun || (await manifests.deleteTagIfUnmoved(repository, tag, digest))) result.deleted.push(tag);
+      else result.kept.push(tag);
     }
     results.push(result);
   }
