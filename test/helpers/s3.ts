@@ -53,6 +53,7 @@ export async function startS3(bucket = 'berth-test'): Promise<TestS3> {
   if (server.middleware.length !== 5) throw new Error(`unexpected s3rver middleware (${server.middleware.length}): update test/helpers/s3.ts`);
   const faults = { uploadParts: 0 };
   server.middleware.splice(server.middleware.length - 1, 0, extensions(server.store, faults));
+  server.store.deleteObject = deleteObjectKeepingFolders(server.store);
   const address = await server.run();
   const endpoint = `http://127.0.0.1:${address.port}`;
   const client = new S3Client({
@@ -118,6 +119,23 @@ if (typeof after === 'function') {
 }
 
 // ---- what s3rver lacks ----
+
+/**
+ * s3rver removes a deleted key's folders once they are empty, racing a concurrent PUT of another key in
+ * the same folder (whose write then fails with ENOENT, uncaught). S3 has no folders: here they stay, and
+ * listings, which only see objects, are unchanged.
+ */
+function deleteObjectKeepingFolders(store: S3rverStore): S3rverStore['deleteObject'] {
+  return async (bucket, key) => {
+    await Promise.all(
+      ['object', 'object.md5', 'metadata.json'].map((resource) =>
+        fsp.unlink(store.getResourcePath(bucket, key, resource)).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err;
+        }),
+      ),
+    );
+  };
+}
 
 function s3Error(code: string, message: string): Error {
   return new S3Error(code, message);
