@@ -59,7 +59,7 @@ describe('pushes racing the scheduled garbage collection', function () {
       Array.from({ length: 20 }, async (_, client) => {
         // Each client pushes for four seconds and until three collections have run since the pushes began.
         const more = () => collectionsSince() < 3 || Date.now() - startedAt < 4000;
-        for (let round = 0; round < 3 || (more() && round < 40); round++) {
+        for (let round = 0; round < 3 || (more() && Date.now() - startedAt < 60_000); round++) {
           const name = client % 4 === 0 ? 'race/seed' : `race/app${client % 4}`;
           const layers = [old[(client + round) % 6]!, old[(client + round + 2) % 6]!, `new layer ${client}.${round}`];
           pushed.push(await push(registry, name, `c${client}-r${round}`, layers));
