@@ -6,6 +6,7 @@ import { serve } from '../server/cluster.ts';
 import { StorageUnavailableError } from '../storage/index.ts';
 import { registerAdminCommands } from './commands/admin.ts';
 import { registerClientCommands } from './commands/client.ts';
+import { registerLifecycleCommands } from './commands/lifecycle.ts';
 
 const program = new Command();
 program.name('berth').description('Berth: an OCI image registry');
@@ -43,5 +44,6 @@ program
 
 registerAdminCommands(program);
 registerClientCommands(program);
+registerLifecycleCommands(program);
 
 await program.parseAsync(process.argv);

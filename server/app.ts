@@ -27,6 +27,7 @@ import { LoginGuard } from './login-guard.ts';
 import { readLimited } from './distribution/http.ts';
 import { webRoutes } from '../web/index.ts';
 import { pino } from 'pino';
+import { scheduleLifecycle } from './lifecycle.ts';
 
 export interface Berth {
   app: Koa;
@@ -127,8 +128,8 @@ export async function checkStorage(config: Config): Promise<void> {
 }
 
 /**
- * The configured storage and coordination, without a server: what the admin commands (`berth user`, …)
- * work on while a server may be running on the same data.
+ * The configured storage and coordination, without a server: what the admin and maintenance commands
+ * (`berth user`, `berth gc`, …) work on while a server may be running on the same data.
  */
 export async function openStorage(config: Config, logger?: Logger): Promise<{ storage: Storage; coordination: Coordination; close(): Promise<void> }> {
   const coordination = await chooseCoordination(config);
@@ -195,6 +196,7 @@ export async function startServer(config: Config, berth: Berth): Promise<Running
     berth.storage.search.flushPulls().catch((err: Error) => berth.logger.warn({ err: err.message }, 'pull counts not saved; will try again'));
   }, config.pullCountFlushSeconds * 1000);
   pulls.unref();
+  const stopLifecycle = scheduleLifecycle(config, berth);
 
   let closing: Promise<void> | undefined;
   const close = () =>
@@ -203,6 +205,7 @@ export async function startServer(config: Config, berth: Berth): Promise<Running
       timer.unref();
       clearInterval(purge);
       clearInterval(pulls);
+      stopLifecycle();
       server.close(() => {
         clearTimeout(timer);
         void berth.coordination.close().then(resolve, resolve);

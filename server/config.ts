@@ -35,6 +35,10 @@ export const configSchema = z.object({
   uploadExpirySeconds: int(1),
   rateLimitPerMinute: int(0),
   uploadPurgeIntervalSeconds: int(1),
+  gcIntervalSeconds: int(0),
+  gcGraceSeconds: int(0),
+  gcDeleteUntagged: bool,
+  retentionIntervalSeconds: int(0),
   s3Bucket: z
     .string()
     .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$/, 'expected a bucket name (3 to 255 letters, digits, ".", "-" or "_")')
@@ -106,6 +110,22 @@ export const SETTINGS: Record<keyof Config, { env: string; default?: string; hel
     env: 'BERTH_UPLOAD_PURGE_INTERVAL_SECONDS',
     default: '3600',
     help: 'how often expired upload sessions are looked for',
+  },
+  gcIntervalSeconds: {
+    env: 'BERTH_GC_INTERVAL_SECONDS',
+    default: '0',
+    help: 'how often the server collects garbage (one process at a time, under the shared lock); 0: never',
+  },
+  gcGraceSeconds: {
+    env: 'BERTH_GC_GRACE_SECONDS',
+    default: '3600',
+    help: 'blobs and untagged manifests stored less than this long ago are never collected',
+  },
+  gcDeleteUntagged: { env: 'BERTH_GC_DELETE_UNTAGGED', default: 'false', help: 'scheduled collections also remove manifests no tag reaches' },
+  retentionIntervalSeconds: {
+    env: 'BERTH_RETENTION_INTERVAL_SECONDS',
+    default: '0',
+    help: 'how often the server applies the retention policies (deleting the tags they do not keep); 0: never',
   },
   workers: { env: 'BERTH_WORKERS', default: '1', help: 'processes serving one port; 1 serves from a single process, more fork workers (node:cluster)' },
   s3Bucket: {

@@ -4,6 +4,7 @@ import type { Readable, Writable } from 'node:stream';
 import type { ByteRange, StorageDriver } from './driver.ts';
 import { baseName, decodeName, layout } from './layout.ts';
 import { LocalGenerations, type Generations } from './coordination.ts';
+import { LocalLock, type Lock } from './lock.ts';
 import type { Digest } from './reference.ts';
 import { StampedCache } from './stamped-cache.ts';
 
@@ -21,7 +22,16 @@ export class BlobStore {
   constructor(
     private readonly driver: StorageDriver,
     private readonly generations: Generations = new LocalGenerations(),
+    private readonly lock: Lock = new LocalLock(),
   ) {}
+
+  /**
+   * Runs fn holding the blob's lock: what links a blob (an upload's completion, a mount) and what
+   * deletes it (GC) take it, so GC never deletes a blob between its last check and a new link.
+   */
+  guarded<T>(digest: Digest, fn: () => Promise<T>): Promise<T> {
+    return this.lock.run(`blob:${digest.value}`, fn);
+  }
 
   /** Size of the blob if it is stored at all (in any repository). */
   async size(digest: Digest): Promise<number | undefined> {

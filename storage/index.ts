@@ -7,6 +7,9 @@ import { ManifestStore } from './manifests.ts';
 import { RepositoryStore } from './repositories.ts';
 import { SearchIndex } from './search.ts';
 import { UploadStore, type UploadObserver } from './uploads.ts';
+import { GarbageCollector } from './gc.ts';
+import { PolicyStore } from './policies.ts';
+import { Quotas } from './quotas.ts';
 
 export { BlobStore } from './blobs.ts';
 export { localCoordination, LocalGenerations, LocalRateCounter, type Coordination, type Generations, type RateCounter, type RateCount } from './coordination.ts';
@@ -26,6 +29,10 @@ export {
   type StorageDriver, type ByteRange, type FileInfo, type FileWriter } from './driver.ts';
 export { MediaType, MANIFEST_TYPES, INDEX_TYPES } from './media-types.ts';
 export * from './reference.ts';
+export { GarbageCollector, type GcOptions, type GcReport } from './gc.ts';
+export { PolicyStore, PolicyError, namespaceOf, matchesTagPattern, type Policy, type EffectivePolicy } from './policies.ts';
+export { Quotas } from './quotas.ts';
+export { applyRetention, type RetentionResult, type RetentionOptions } from './retention.ts';
 
 export interface Storage {
   driver: StorageDriver;
@@ -34,6 +41,9 @@ export interface Storage {
   manifests: ManifestStore;
   repositories: RepositoryStore;
   search: SearchIndex;
+  policies: PolicyStore;
+  quotas: Quotas;
+  gc: GarbageCollector;
 }
 
 export function createStorage(
@@ -41,11 +51,12 @@ export function createStorage(
   observer?: UploadObserver,
   coordination: Coordination = localCoordination(),
 ): Storage {
-  const blobs = new BlobStore(driver, coordination.generations);
+  const blobs = new BlobStore(driver, coordination.generations, coordination.lock);
   const manifests = new ManifestStore(driver, blobs, coordination.lock, coordination.generations);
   const repositories = new RepositoryStore(driver, coordination.lock);
   const search = new SearchIndex(driver, manifests, blobs, repositories, coordination.lock, coordination.generations);
   manifests.changed = repositories.changed = (name) => search.refresh(name);
+  const policies = new PolicyStore(driver);
   return {
     driver,
     blobs,
@@ -53,6 +64,9 @@ export function createStorage(
     manifests,
     repositories,
     search,
+    policies,
+    quotas: new Quotas(driver, blobs, policies),
+    gc: new GarbageCollector(driver, blobs, manifests, coordination.lock),
   };
 }
 

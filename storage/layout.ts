@@ -12,9 +12,12 @@ export const layout = {
     `/blobs/${d.algorithm}/${d.hex.slice(0, 2)}/${d.hex}/holders/${encodeName(name)}`,
   layerLink: (name: string, d: Digest) => `${repo(name)}/_layers/${d.algorithm}/${d.hex}/link`,
   layerLinkDir: (name: string, d: Digest) => `${repo(name)}/_layers/${d.algorithm}/${d.hex}`,
+  layersOf: (name: string) => `${repo(name)}/_layers`,
+  repositoryDir: (name: string) => repo(name),
   revision: (name: string, d: Digest) => `${repo(name)}/_manifests/revisions/${d.algorithm}/${d.hex}/meta`,
   revisionDir: (name: string, d: Digest) => `${repo(name)}/_manifests/revisions/${d.algorithm}/${d.hex}`,
   revisionsOf: (name: string, algorithm: string) => `${repo(name)}/_manifests/revisions/${algorithm}`,
+  revisionsDir: (name: string) => `${repo(name)}/_manifests/revisions`,
   tagsDir: (name: string) => `${repo(name)}/_manifests/tags`,
   tag: (name: string, tag: string) => `${repo(name)}/_manifests/tags/${tag}/link`,
   tagDir: (name: string, tag: string) => `${repo(name)}/_manifests/tags/${tag}`,
@@ -38,6 +41,9 @@ export const layout = {
   /** Every open upload session, by id, holding its repository name: what expiry walks. */
   openUploadsDir: '/uploads',
   openUpload: (id: string) => `/uploads/${id}`,
+  /** Lifecycle policies (retention, immutable tags, quota) of a repository or namespace, as JSON. */
+  policiesDir: '/policies',
+  policy: (scope: string) => `/policies/${encodeName(scope)}`,
 };
 
 // Repository names never contain "~", so it can stand for "/" in a single path segment.

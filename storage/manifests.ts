@@ -86,7 +86,17 @@ export class ManifestStore {
     private readonly generations: Generations = new LocalGenerations(),
   ) {}
 
-  async put(name: string, reference: Reference, bytes: Buffer, contentType: string | undefined): Promise<PutResult> {
+  /**
+   * Stores a manifest (and moves its tag). With `immutableTag`, a tag that already names another
+   * manifest is refused with DENIED instead of moved.
+   */
+  async put(
+    name: string,
+    reference: Reference,
+    bytes: Buffer,
+    contentType: string | undefined,
+    options: { immutableTag?: boolean } = {},
+  ): Promise<PutResult> {
     const algorithm = reference.kind === 'digest' ? reference.digest.algorithm : 'sha256';
     const hex = createHash(algorithm).update(bytes).digest('hex');
     const digest: Digest = { algorithm, hex, value: `${algorithm}:${hex}` };
@@ -105,9 +115,12 @@ export class ManifestStore {
     const tagged = <T>(fn: () => Promise<T>) =>
       reference.kind === 'tag' ? this.lock.run(`tag:${name}:${reference.tag}`, fn) : fn();
     await this.lock.run(`manifest:${name}:${digest.value}`, () => tagged(async () => {
+      if (reference.kind === 'tag' && options.immutableTag) await this.refuseTagMove(name, reference.tag, digest);
       await this.blobs.putContent(digest, bytes);
       this.content.set(digest.value, bytes);
+      const existed = (await this.driver.stat(layout.revision(name, digest))) !== undefined;
       await this.driver.putContent(layout.revision(name, digest), JSON.stringify(meta));
+      await this.checkAfterWrite(name, digest, bytes, manifest, existed);
       if (manifest.subject) {
         const descriptor: ReferrerDescriptor = {
           mediaType: manifest.mediaType,
@@ -124,6 +137,33 @@ export class ManifestStore {
     await this.addToCatalog(name);
     await this.changed?.(name);
     return { digest: digest.value, subject: manifest.subject?.digest.value };
+  }
+
+  private async refuseTagMove(name: string, tag: string, digest: Digest): Promise<void> {
+    const current = (await this.driver.getContent(layout.tag(name, tag)))?.toString();
+    if (current !== undefined && current !== digest.value) {
+      throw new RegistryError('DENIED', `tag ${tag} of ${name} is immutable: it cannot be moved to another manifest`, {
+        name,
+        tag,
+        current,
+      });
+    }
+  }
+
+  /**
+   * A garbage collection may have unlinked a referenced blob (or deleted this manifest's own bytes)
+   * between the first check and the revision write. Checked again now that the revision is visible to
+   * it (see gc.ts): a blob that went is refused, and the revision written here taken back.
+   */
+  private async checkAfterWrite(name: string, digest: Digest, bytes: Buffer, manifest: ParsedManifest, existed: boolean): Promise<void> {
+    try {
+      await this.checkReferences(name, manifest);
+    } catch (err) {
+      if (!existed) await this.driver.delete(layout.revisionDir(name, digest));
+      await this.generations.bump(name);
+      throw err;
+    }
+    if ((await this.blobs.size(digest)) === undefined) await this.blobs.putContent(digest, bytes);
   }
 
   private async checkReferences(name: string, manifest: ParsedManifest): Promise<void> {
@@ -212,15 +252,65 @@ export class ManifestStore {
           if (target?.toString() === digest.value) await this.driver.delete(layout.tagDir(name, tag));
         });
       }
-      const subject = meta.subject ? tryParseDigest(meta.subject) : undefined;
-      if (subject) await this.driver.delete(layout.referrer(name, subject, digest));
-      await this.driver.delete(layout.revisionDir(name, digest));
-      await this.generations.bump(name);
+      await this.dropRevision(name, digest, meta);
       return true;
     });
     if (deleted) await this.removeFromCatalogIfEmpty(name);
     if (deleted) await this.changed?.(name);
     return deleted;
+  }
+
+  /** Deletes a tag only if it still names `digest` (retention decided on what it read earlier). */
+  async deleteTagIfUnmoved(name: string, tag: string, digest: string): Promise<boolean> {
+    return this.lock.run(`tag:${name}:${tag}`, async () => {
+      if ((await this.driver.getContent(layout.tag(name, tag)))?.toString() !== digest) return false;
+      await this.driver.delete(layout.tagDir(name, tag));
+      await this.generations.bump(name);
+      return true;
+    });
+  }
+
+  /**
+   * For garbage collection: removes a revision stored before `storedBefore` that no tag names, checked
+   * under the manifest's lock (a push of the same manifest with a tag takes it too).
+   */
+  async removeUntagged(name: string, digest: Digest, storedBefore: number): Promise<boolean> {
+    const removed = await this.lock.run(`manifest:${name}:${digest.value}`, async () => {
+      const info = await this.driver.stat(layout.revision(name, digest));
+      if (!info || info.modifiedAt.getTime() > storedBefore) return false;
+      if ((await this.tagsOf(name, digest)).length > 0) return false;
+      const meta = await this.meta(name, digest);
+      if (!meta) return false;
+      await this.dropRevision(name, digest, meta);
+      return true;
+    });
+    if (removed) await this.removeFromCatalogIfEmpty(name);
+    return removed;
+  }
+
+  private async dropRevision(name: string, digest: Digest, meta: RevisionMeta): Promise<void> {
+    const subject = meta.subject ? tryParseDigest(meta.subject) : undefined;
+    if (subject) await this.driver.delete(layout.referrer(name, subject, digest));
+    await this.driver.delete(layout.revisionDir(name, digest));
+    await this.generations.bump(name);
+  }
+
+  /** The digests a stored revision names: config, layers (foreign ones included) and child manifests. */
+  async referencesOf(name: string, digest: Digest): Promise<string[]> {
+    const meta = await this.meta(name, digest);
+    const bytes = meta && (await this.blobs.read(digest));
+    if (!meta || !bytes) return [];
+    const manifest = parseManifest(bytes, meta.mediaType);
+    return [...(manifest.config ? [manifest.config] : []), ...manifest.layers, ...manifest.manifests].map((d) => d.digest.value);
+  }
+
+  /** The tags of a repository that name this manifest. */
+  async tagsOf(name: string, digest: Digest): Promise<string[]> {
+    const tags: string[] = [];
+    for (const tag of await this.tags(name)) {
+      if ((await this.driver.getContent(layout.tag(name, tag)))?.toString() === digest.value) tags.push(tag);
+    }
+    return tags;
   }
 
   async tags(name: string): Promise<string[]> {

@@ -142,13 +142,15 @@ export class UploadStore {
       const dataPath = layout.uploadData(upload.name, upload.id);
       const writer = await this.driver.writer(dataPath, true);
       let size: number;
+      let committed = true;
       try {
         size = writer.size;
         const cached = this.hashes.get(key);
         if (digest.algorithm === 'sha256' && cached?.offset === size) {
           verify(digest, await cached.digest.hex());
           // Durable before it becomes visible; a blob that is stored already needs none of these bytes.
-          if ((await this.blobs.size(digest)) === undefined) await writer.commit();
+          committed = (await this.blobs.size(digest)) === undefined;
+          if (committed) await writer.commit();
         } else {
           // No running hash here: make the data whole and readable first (on S3 that completes the
           // multipart upload), then hash what is stored.
@@ -158,8 +160,12 @@ export class UploadStore {
       } finally {
         await writer.close();
       }
-      await this.blobs.commit(dataPath, digest);
-      await this.blobs.link(upload.name, digest);
+      await this.blobs.guarded(digest, async () => {
+        // The stored blob these bytes were not needed for may have been collected since.
+        if (!committed && (await this.blobs.size(digest)) === undefined) await this.commitData(dataPath);
+        await this.blobs.commit(dataPath, digest);
+        await this.blobs.link(upload.name, digest);
+      });
       await this.driver.delete(layout.uploadDir(upload.name, upload.id));
       await this.driver.delete(layout.openUpload(upload.id));
       this.forget(key);
@@ -196,6 +202,15 @@ export class UploadStore {
       if (upload) removed++;
     }
     return removed;
+  }
+
+  private async commitData(dataPath: string): Promise<void> {
+    const writer = await this.driver.writer(dataPath, true);
+    try {
+      await writer.commit();
+    } finally {
+      await writer.close();
+    }
   }
 
   /** Keeps a running digest; the oldest are dropped past a bound (abandoned sessions hash again at completion). */

@@ -17,7 +17,17 @@ function acceptable(ctx: Context, mediaType: string): boolean {
 }
 
 export function manifestHandlers(deps: DistributionDeps): Record<string, Handler> {
-  const { manifests } = deps.storage;
+  const { manifests, policies } = deps.storage;
+
+  /** Deleting a tag that a policy makes immutable (or a manifest such a tag names) is refused. */
+  async function refuseImmutableDelete(name: string, reference: Reference): Promise<void> {
+    const tags = reference.kind === 'tag' ? [reference.tag] : await manifests.tagsOf(name, reference.digest);
+    for (const tag of tags) {
+      if (await policies.isImmutable(name, tag)) {
+        throw new RegistryError('DENIED', `tag ${tag} of ${name} is immutable: it cannot be deleted`, { name, tag });
+      }
+    }
+  }
 
   /** A malformed digest is a bad request; a malformed tag simply names nothing. */
   function referenceFor(ref: string, forWrite: boolean): Reference {
@@ -68,7 +78,8 @@ export function manifestHandlers(deps: DistributionDeps): Record<string, Handler
     async PUT(ctx, { name, ref }) {
       const reference = referenceFor(ref, true);
       const bytes = await readLimited(ctx, deps.config.maxManifestBytes);
-      const result = await manifests.put(name, reference, bytes, ctx.get('Content-Type') || undefined);
+      const immutableTag = reference.kind === 'tag' && (await policies.isImmutable(name, reference.tag));
+      const result = await manifests.put(name, reference, bytes, ctx.get('Content-Type') || undefined, { immutableTag });
       const headers: Record<string, string> = {
         Location: location(deps, `/v2/${name}/manifests/${result.digest}`),
         'Docker-Content-Digest': result.digest,
@@ -79,6 +90,7 @@ export function manifestHandlers(deps: DistributionDeps): Record<string, Handler
 
     async DELETE(ctx, { name, ref }) {
       const reference = referenceFor(ref, false);
+      await refuseImmutableDelete(name, reference);
       if (!(await manifests.delete(name, reference))) {
         throw new RegistryError('MANIFEST_UNKNOWN', undefined, { name, reference: ref });
       }

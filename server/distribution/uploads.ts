@@ -15,7 +15,7 @@ import { declaredLength, hasBody, location, queryString, replyEmpty, type Distri
 const CONTENT_RANGE_RE = /^(?:bytes[ =])?(\d+)-(\d+)(?:\/(?:\d+|\*))?$/;
 
 export function uploadHandlers(deps: DistributionDeps): { collection: Record<string, Handler>; session: Record<string, Handler> } {
-  const { uploads, blobs } = deps.storage;
+  const { uploads, blobs, quotas } = deps.storage;
 
   function sessionHeaders(upload: BlobUpload): Record<string, string> {
     return {
@@ -69,15 +69,38 @@ export function uploadHandlers(deps: DistributionDeps): { collection: Record<str
     const digest = tryParseDigest(queryString(ctx, 'mount') ?? '');
     if (!digest) return undefined;
     const from = queryString(ctx, 'from');
-    // A source the caller may not pull is treated as one without the blob: a session opens instead, and
+    // Checked and linked under the blob's lock, so a garbage collection cannot delete it in between. A
+    // source the caller may not pull is treated as one without the blob: a session opens instead, and
     // nothing tells a private repository from a missing one.
-    if (from !== undefined) {
-      if (!isValidName(from) || !(await deps.gate.mayPull(ctx, from)) || (await blobs.sizeIn(from, digest)) === undefined) return undefined;
-    } else if (!(await anyPullable(ctx, await blobs.holders(digest))) || (await blobs.size(digest)) === undefined) {
-      return undefined;
+    return blobs.guarded(digest, async () => {
+      let size: number | undefined;
+      if (from !== undefined) {
+        if (!isValidName(from) || !(await deps.gate.mayPull(ctx, from)) || (size = await blobs.sizeIn(from, digest)) === undefined) return undefined;
+      } else if (!(await anyPullable(ctx, await blobs.holders(digest))) || (size = await blobs.size(digest)) === undefined) {
+        return undefined;
+      }
+      await quotas.check(name, size, digest);
+      await blobs.link(name, digest);
+      return digest;
+    });
+  }
+
+  /** The exact size is known now: checked once more against the quota before the blob is stored. */
+  async function completeWithinQuota(upload: BlobUpload, digest: Digest): Promise<void> {
+    try {
+      await quotas.check(upload.name, upload.offset, digest);
+    } catch (err) {
+      await uploads.cancel(upload);
+      throw err;
     }
-    await blobs.link(name, digest);
-    return digest;
+    await uploads.complete(upload, digest);
+  }
+
+  /** A chunk whose Content-Length would pass the quota is refused before its bytes are read. */
+  async function appendWithinQuota(ctx: Context, upload: BlobUpload): Promise<BlobUpload> {
+    const { start, length } = chunkRange(ctx, upload);
+    if (length !== undefined) await quotas.check(upload.name, upload.offset + length);
+    return streaming(() => uploads.append(upload, ctx.req, { start, length }));
   }
 
   const collection: Record<string, Handler> = {
@@ -90,10 +113,11 @@ export function uploadHandlers(deps: DistributionDeps): { collection: Record<str
         // Monolithic upload: the whole blob in the POST body.
         const digest = parseDigest(digestParam);
         const length = declaredLength(ctx);
+        await quotas.check(name, length ?? 0, digest);
         const upload = await uploads.create(name);
         try {
-          await streaming(() => uploads.append(upload, ctx.req, { length }));
-          await uploads.complete(upload, digest);
+          const received = await streaming(() => uploads.append(upload, ctx.req, { length }));
+          await completeWithinQuota(received, digest);
         } catch (err) {
           await uploads.cancel(upload).catch(() => {});
           throw err;
@@ -115,9 +139,7 @@ export function uploadHandlers(deps: DistributionDeps): { collection: Record<str
     },
 
     async PATCH(ctx, { name, ref }) {
-      let upload = await uploads.require(name, ref);
-      const { start, length } = chunkRange(ctx, upload);
-      upload = await streaming(() => uploads.append(upload, ctx.req, { start, length }));
+      const upload = await appendWithinQuota(ctx, await uploads.require(name, ref));
       replyEmpty(ctx, 202, sessionHeaders(upload));
     },
 
@@ -126,11 +148,8 @@ export function uploadHandlers(deps: DistributionDeps): { collection: Record<str
       if (digestParam === undefined) throw new RegistryError('DIGEST_INVALID', 'the digest query parameter is required');
       const digest = parseDigest(digestParam);
       let upload = await uploads.require(name, ref);
-      if (hasBody(ctx)) {
-        const { start, length } = chunkRange(ctx, upload);
-        upload = await streaming(() => uploads.append(upload, ctx.req, { start, length }));
-      }
-      await uploads.complete(upload, digest);
+      if (hasBody(ctx)) upload = await appendWithinQuota(ctx, upload);
+      await completeWithinQuota(upload, digest);
       created(ctx, name, digest);
     },
 

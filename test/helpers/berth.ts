@@ -21,6 +21,8 @@ export interface TestBerth {
   dataDir: string;
   /** The server's storage, seen from the test (the data folder, or the bucket under its prefix). */
   storage: StorageDriver;
+  /** The variables that point another berth command at the server's storage (and Redis). */
+  storageEnv: Record<string, string>;
   /** Everything the server logged so far, one JSON object per line. */
   logs: string[];
   process: ChildProcess;
@@ -139,6 +141,7 @@ export async function startBerth(options: StartOptions = {}): Promise<TestBerth>
     },
     dataDir,
     storage,
+    storageEnv: { BERTH_DATA: dataDir, ...storageEnv },
     logs,
     stop,
     cli(args: string[], stdin?: string): Promise<CliResult> {

@@ -53,6 +53,7 @@ export async function startS3(bucket = 'berth-test'): Promise<TestS3> {
   if (server.middleware.length !== 5) throw new Error(`unexpected s3rver middleware (${server.middleware.length}): update test/helpers/s3.ts`);
   const faults = { uploadParts: 0 };
   server.middleware.splice(server.middleware.length - 1, 0, extensions(server.store, faults));
+  server.store.deleteObject = deleteObjectKeepingFolders(server.store);
   const address = await server.run();
   const endpoint = `http://127.0.0.1:${address.port}`;
   const client = new S3Client({
@@ -119,6 +120,23 @@ if (typeof after === 'function') {
 
 // ---- what s3rver lacks ----
 
+/**
+ * s3rver removes a deleted key's folders once they are empty, racing a concurrent PUT of another key in
+ * the same folder (whose write then fails with ENOENT, uncaught). S3 has no folders: here they stay, and
+ * listings, which only see objects, are unchanged.
+ */
+function deleteObjectKeepingFolders(store: S3rverStore): S3rverStore['deleteObject'] {
+  return async (bucket, key) => {
+    await Promise.all(
+      ['object', 'object.md5', 'metadata.json'].map((resource) =>
+        fsp.unlink(store.getResourcePath(bucket, key, resource)).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err;
+        }),
+      ),
+    );
+  };
+}
+
 function s3Error(code: string, message: string): Error {
   return new S3Error(code, message);
 }
@@ -172,6 +190,37 @@ async function listUploads(ctx: S3rverContext, store: S3rverStore, bucket: strin
 }
 
 /** ListObjectsV2 with continuation tokens that work (s3rver makes them with DES, which OpenSSL 3 refuses). */
+/**
+ * s3rver's own grouping by delimiter misses common prefixes whose objects all lie two or more levels
+ * down (it prunes those folders before it sees their keys): the keys are listed whole and grouped here,
+ * as S3 does, keys and common prefixes counting together towards max-keys.
+ */
+async function listGrouped(
+  store: S3rverStore,
+  bucket: string,
+  { prefix, delimiter, startAfter, maxKeys }: { prefix: string; delimiter: string; startAfter: string; maxKeys: number },
+): Promise<{ objects: Awaited<ReturnType<S3rverStore['listObjects']>>['objects']; commonPrefixes: string[]; isTruncated: boolean; resumeAfter: string }> {
+  const all = await store.listObjects(bucket, { prefix, delimiter: '', startAfter, maxKeys: Infinity });
+  const objects: typeof all.objects = [];
+  const commonPrefixes: string[] = [];
+  let resumeAfter = startAfter;
+  for (const object of all.objects.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))) {
+    const idx = delimiter ? object.key.slice(prefix.length).indexOf(delimiter) : -1;
+    const common = idx === -1 ? undefined : object.key.slice(0, prefix.length + idx + delimiter.length);
+    if (common !== undefined && common === commonPrefixes[commonPrefixes.length - 1]) continue;
+    if (objects.length + commonPrefixes.length >= maxKeys) return { objects, commonPrefixes, isTruncated: true, resumeAfter };
+    if (common === undefined) {
+      objects.push(object);
+      resumeAfter = object.key;
+    } else {
+      commonPrefixes.push(common);
+      // Every key under the prefix sorts before this.
+      resumeAfter = `${common}\u{10ffff}`;
+    }
+  }
+  return { objects, commonPrefixes, isTruncated: false, resumeAfter };
+}
+
 async function listObjectsV2(ctx: S3rverContext, store: S3rverStore, bucket: string): Promise<void> {
   if (!(await store.getBucket(bucket))) throw s3Error('NoSuchBucket', 'The specified bucket does not exist');
   const text = (name: string) => (typeof ctx.query[name] === 'string' ? (ctx.query[name] as string) : '');
@@ -180,18 +229,14 @@ async function listObjectsV2(ctx: S3rverContext, store: S3rverStore, bucket: str
   const delimiter = text('delimiter');
   const maxKeys = Math.min(1000, text('max-keys') ? Number(text('max-keys')) : 1000);
   const startAfter = token ? Buffer.from(token, 'base64url').toString('utf8') : text('start-after');
-  const result =
-    maxKeys === 0
-      ? { objects: [], commonPrefixes: [], isTruncated: false }
-      : await store.listObjects(bucket, { prefix, delimiter, startAfter, maxKeys });
-  const last = result.objects[result.objects.length - 1];
+  const result = maxKeys === 0 ? { objects: [], commonPrefixes: [], isTruncated: false, resumeAfter: '' } : await listGrouped(store, bucket, { prefix, delimiter, startAfter, maxKeys });
   ctx.body = {
     ListBucketResult: {
       '@': { xmlns: 'http://s3.amazonaws.com/doc/2006-03-01/' },
       Name: bucket,
       Prefix: prefix,
       ContinuationToken: token || undefined,
-      NextContinuationToken: result.isTruncated && last ? Buffer.from(last.key, 'utf8').toString('base64url') : undefined,
+      NextContinuationToken: result.isTruncated ? Buffer.from(result.resumeAfter, 'utf8').toString('base64url') : undefined,
       KeyCount: result.objects.length + result.commonPrefixes.length,
       MaxKeys: maxKeys,
       Delimiter: delimiter || undefined,

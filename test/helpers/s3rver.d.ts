@@ -38,6 +38,7 @@ declare module 's3rver' {
       isTruncated: boolean;
     }>;
     getResourcePath(bucket: string, key: string | undefined, resource: string): string;
+    deleteObject(bucket: string, key: string): Promise<void>;
     getObject(bucket: string, key: string, options?: { start?: number; end?: number }): Promise<{ content: Readable | null; size: number } | null>;
     putPart(bucket: string, uploadId: string, partNumber: number, content: Readable): Promise<{ size: number; md5: string }>;
     putObjectMultipart(bucket: string, uploadId: string, parts: { number: number; etag: string }[]): Promise<{ md5: string; size: number }>;

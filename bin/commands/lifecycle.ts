@@ -1,0 +1,103 @@
+// berth gc, berth retention run, berth policy set|show|rm: storage lifecycle jobs on the configured
+// storage (BERTH_DATA or the S3 bucket; BERTH_REDIS_URL for the lock and cache generations it shares with
+// running servers). Each prints JSON on stdout.
+import { InvalidArgumentError, type Command } from 'commander';
+import { ConfigError, loadConfig, usesRedis } from '../../server/config.ts';
+import { openStorage } from '../../server/app.ts';
+import { applyRetention, namespaceOf, PolicyError, type Storage } from '../../storage/index.ts';
+
+function seconds(value: string): number {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('expected a whole number of seconds');
+  return Number(value);
+}
+
+/**
+ * Opens the configured storage, runs the job, prints its result; errors go to stderr with an exit code.
+ * A job that changes what servers cache (`changesServed`) warns when no Redis tells them about it.
+ */
+async function withStorage(job: (storage: Storage, grace: number) => Promise<unknown>, changesServed = false): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`berth: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  if (changesServed && !usesRedis(config)) {
+    process.stderr.write('berth: no Redis is configured: run this only while no server uses this storage (their caches would not hear of it)\n');
+  }
+  const { storage, close } = await openStorage(config);
+  try {
+    process.stdout.write(`${JSON.stringify(await job(storage, config.gcGraceSeconds), null, 2)}\n`);
+  } catch (err) {
+    if (!(err instanceof PolicyError)) throw err;
+    process.stderr.write(`berth: ${err.message}\n`);
+    process.exitCode = 2;
+  } finally {
+    await close();
+  }
+}
+
+export function registerLifecycleCommands(program: Command): void {
+  program
+    .command('gc')
+    .description('remove the blobs (and with --delete-untagged, the manifests) nothing reaches; safe while clients push')
+    .option('--dry-run', 'report what would be removed, remove nothing')
+    .option('--delete-untagged', 'also remove manifests that no tag reaches')
+    .option('--grace-seconds <n>', 'keep what was stored less than this long ago (default: BERTH_GC_GRACE_SECONDS)', seconds)
+    .action((options: { dryRun?: boolean; deleteUntagged?: boolean; graceSeconds?: number }) =>
+      withStorage((storage, grace) =>
+        storage.gc.run({ dryRun: options.dryRun, deleteUntagged: options.deleteUntagged, graceSeconds: options.graceSeconds ?? grace }),
+      !options.dryRun),
+    );
+
+  program
+    .command('retention')
+    .description('retention policies')
+    .command('run')
+    .description('delete the tags that the retention policies do not keep')
+    .option('--dry-run', 'report what would be deleted, delete nothing')
+    .action((options: { dryRun?: boolean }) =>
+      withStorage((storage) => applyRetention(storage.driver, storage.manifests, storage.policies, { dryRun: options.dryRun }), !options.dryRun),
+    );
+
+  const policy = program.command('policy').description('lifecycle policies of a repository or namespace');
+  policy
+    .command('set <scope> <json>')
+    .description('replace the policy of a repository or namespace, e.g. \'{"immutableTags":["v*"],"quotaBytes":1000000,"retention":{"keepLast":5}}\'')
+    .action((scope: string, json: string) =>
+      withStorage(async (storage) => {
+        let value: unknown;
+        try {
+          value = JSON.parse(json);
+        } catch {
+          throw new PolicyError('the policy is not valid JSON');
+        }
+        return { scope, policy: await storage.policies.set(scope, value) };
+      }),
+    );
+  policy
+    .command('show [scope]')
+    .description('show one policy (with the namespace usage when it has a quota), or all of them')
+    .action((scope: string | undefined) =>
+      withStorage(async (storage) => {
+        if (scope === undefined) return storage.policies.list();
+        const own = await storage.policies.get(scope);
+        if (!own) throw new PolicyError(`${scope} has no policy`);
+        const usage = own.quotaBytes === undefined ? undefined : (await storage.quotas.usage(namespaceOf(scope))).bytes;
+        return { scope, policy: own, ...(usage === undefined ? {} : { usageBytes: usage }) };
+      }),
+    );
+  policy
+    .command('rm <scope>')
+    .description('remove the policy of a repository or namespace')
+    .action((scope: string) =>
+      withStorage(async (storage) => {
+        if (!(await storage.policies.remove(scope))) throw new PolicyError(`${scope} has no policy`);
+        return { scope, removed: true };
+      }),
+    );
+}

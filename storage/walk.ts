@@ -1,0 +1,62 @@
+// Walks over what storage holds: every repository, every stored blob. For lifecycle jobs (GC, retention,
+// quotas), which must see repositories that have blobs but no manifest, so the catalog index is not enough.
+import type { StorageDriver } from './driver.ts';
+import { baseName } from './layout.ts';
+import { tryParseDigest, type Digest } from './reference.ts';
+
+/** Storage round trips a walk keeps in flight at once (each costs a network round trip on S3). */
+export const WALK_CONCURRENCY = 16;
+
+/** Maps items with at most `limit` calls in flight; results in the items' order. */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+/** The names of the repositories under a storage folder (default: all), found by their `_` folders. */
+export async function repositoryNames(driver: StorageDriver, under = '/repositories'): Promise<string[]> {
+  const names: string[] = [];
+  const visit = async (dir: string, name: string): Promise<void> => {
+    const children = await driver.list(dir);
+    // Name components never start with "_": a child that does is one of this repository's own folders.
+    if (name && children.some((child) => baseName(child).startsWith('_'))) names.push(name);
+    const nested = children.filter((child) => !baseName(child).startsWith('_'));
+    await mapLimit(nested, WALK_CONCURRENCY, (child) => visit(child, name ? `${name}/${baseName(child)}` : baseName(child)));
+  };
+  const prefix = under === '/repositories' ? '' : under.slice('/repositories/'.length);
+  await visit(under, prefix);
+  return names.sort();
+}
+
+/** Every blob stored under /blobs/<alg>/<xx>/<hex>. */
+export async function storedBlobs(driver: StorageDriver): Promise<Digest[]> {
+  const digests: Digest[] = [];
+  for (const algorithm of await driver.list('/blobs')) {
+    const shards = await mapLimit(await driver.list(algorithm), WALK_CONCURRENCY, (shard) => driver.list(shard));
+    for (const dir of shards.flat()) {
+      const digest = tryParseDigest(`${baseName(algorithm)}:${baseName(dir)}`);
+      if (digest) digests.push(digest);
+    }
+  }
+  return digests;
+}
+
+/** The digests named by the folders under a path (layer links, revisions: `<alg>/<hex>`). */
+export async function digestFolders(driver: StorageDriver, dir: string): Promise<Digest[]> {
+  const digests: Digest[] = [];
+  for (const algorithm of await driver.list(dir)) {
+    for (const entry of await driver.list(algorithm)) {
+      const digest = tryParseDigest(`${baseName(algorithm)}:${baseName(entry)}`);
+      if (digest) digests.push(digest);
+    }
+  }
+  return digests;
+}

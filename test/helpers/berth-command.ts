@@ -1,0 +1,20 @@
+// Runs the berth command (gc, retention, policy, …) on a test server's storage, as an operator would.
+import { resolve } from 'node:path';
+import type { TestBerth } from './berth.ts';
+import { run, type RunResult } from './clients.ts';
+
+const ROOT = resolve(import.meta.dirname, '..', '..');
+
+export function berthCommand(berth: TestBerth, args: string[], options: { allowFailure?: boolean } = {}): Promise<RunResult> {
+  return run(process.execPath, ['--import', 'tsx', 'bin/berth.ts', ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...berth.storageEnv, BERTH_LOG_LEVEL: 'silent' },
+    timeoutMs: 60_000,
+    ...options,
+  });
+}
+
+/** The JSON the command printed. */
+export async function berthJson<T = any>(berth: TestBerth, args: string[]): Promise<T> {
+  return JSON.parse((await berthCommand(berth, args)).stdout) as T;
+}
