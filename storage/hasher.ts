@@ -10,8 +10,9 @@ parentPort.on('message', (m) => {
   if (m.op === 'create') hashes.set(m.id, createHash('sha256'));
   else if (m.op === 'update') {
     const hash = hashes.get(m.id);
-    hash.update(m.bytes);
-    parentPort.postMessage({ op: 'updated', bytes: m.bytes.byteLength });
+    hash.update(new Uint8Array(m.buffer, 0, m.length));
+    // The buffer goes back to be filled again: no allocation per batch on either side.
+    parentPort.postMessage({ op: 'updated', bytes: m.length, buffer: m.buffer }, [m.buffer]);
   } else if (m.op === 'digest') parentPort.postMessage({ op: 'digest', req: m.req, hex: hashes.get(m.id).copy().digest('hex') });
   else if (m.op === 'free') hashes.delete(m.id);
 });
@@ -20,6 +21,10 @@ parentPort.on('message', (m) => {
 /** How many bytes may wait for the hashing thread before the sender waits: memory stays bounded. */
 const MAX_OUTSTANDING = 8 * 1024 * 1024;
 const BATCH_BYTES = 1024 * 1024;
+/** A batch ends with the chunk that passes BATCH_BYTES; socket reads are at most 64 KiB, so this holds nearly every batch. */
+const POOLED_BYTES = BATCH_BYTES + 256 * 1024;
+/** Enough for every batch in flight (MAX_OUTSTANDING / BATCH_BYTES) and a few more. */
+const MAX_POOLED = 12;
 
 class HashThread {
   private readonly worker: Worker;
@@ -27,14 +32,16 @@ class HashThread {
   private outstanding = 0;
   private drained: Array<() => void> = [];
   private readonly digests = new Map<number, (hex: string) => void>();
+  private readonly pool: ArrayBuffer[] = [];
 
   constructor() {
     // It only hashes: a small young generation keeps its isolate's memory small.
     this.worker = new Worker(WORKER_SOURCE, { eval: true, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
     this.worker.unref();
-    this.worker.on('message', (m: { op: string; bytes?: number; req?: number; hex?: string }) => {
+    this.worker.on('message', (m: { op: string; bytes?: number; buffer?: ArrayBuffer; req?: number; hex?: string }) => {
       if (m.op === 'updated') {
         this.outstanding -= m.bytes!;
+        if (m.buffer?.byteLength === POOLED_BYTES && this.pool.length < MAX_POOLED) this.pool.push(m.buffer);
         if (this.outstanding <= MAX_OUTSTANDING / 2) {
           const waiting = this.drained;
           this.drained = [];
@@ -55,11 +62,14 @@ class HashThread {
 
   async update(id: number, chunks: Buffer[], bytes: number): Promise<void> {
     this.outstanding += bytes;
-    // One copy into a buffer of its own, which is then moved (transferred) to the thread: cloning the
-    // chunks instead cost a second copy, an allocation per chunk on the other side, and garbage collections.
-    const joined = Buffer.concat(chunks, bytes);
-    const owned = joined.byteOffset === 0 && joined.buffer.byteLength === bytes;
-    this.worker.postMessage({ op: 'update', id, bytes: joined }, owned ? [joined.buffer] : []);
+    // One copy into a buffer that is moved (transferred) to the thread and comes back when hashed: cloning
+    // the chunks instead cost a second copy, an allocation per chunk on the other side, and garbage
+    // collections; allocating a buffer per batch left freed ones waiting for the thread's collector.
+    const buffer = bytes <= POOLED_BYTES ? (this.pool.pop() ?? new ArrayBuffer(POOLED_BYTES)) : new ArrayBuffer(bytes);
+    const target = Buffer.from(buffer);
+    let offset = 0;
+    for (const chunk of chunks) offset += chunk.copy(target, offset);
+    this.worker.postMessage({ op: 'update', id, buffer, length: bytes }, [buffer]);
     if (this.outstanding > MAX_OUTSTANDING) await new Promise<void>((resolve) => this.drained.push(resolve));
   }
 

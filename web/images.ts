@@ -3,7 +3,11 @@
 // none unless asked), and is stored content-addressed as 256 px and 64 px WebP and PNG. Cards are rendered
 // from SVG once per content and kept in storage.
 import { createHash } from 'node:crypto';
-import sharp from 'sharp';
+import type Sharp from 'sharp';
+
+// sharp (libvips) costs tens of MiB of resident memory once loaded: only a process that makes an image loads it.
+let loaded: Promise<typeof Sharp> | undefined;
+const loadSharp = () => (loaded ??= import('sharp').then((m) => m.default));
 import { architectureLabel, layout, type RepositoryEntry, type StorageDriver } from '../storage/index.ts';
 import { esc } from './html.ts';
 
@@ -23,6 +27,7 @@ export class LogoError extends Error {
 
 /** Checks and converts an upload; returns the sha256 hex its images are stored under. */
 export async function storeLogo(driver: StorageDriver, upload: Buffer): Promise<string> {
+  const sharp = await loadSharp();
   if (upload.length === 0) throw new LogoError('no file was uploaded');
   if (upload.length > MAX_LOGO_BYTES) throw new LogoError(`the logo is larger than ${MAX_LOGO_BYTES / 1024 / 1024} MiB`);
   let format: string | undefined;
@@ -60,6 +65,7 @@ function truncate(text: string, max: number): string {
 
 /** The social card of a repository (1200×630 PNG), from storage when this content was rendered before. */
 export async function socialCard(driver: StorageDriver, entry: RepositoryEntry, host: string): Promise<Buffer> {
+  const sharp = await loadSharp();
   const labels = [...entry.os, ...entry.architectures];
   const key = createHash('sha256')
     .update(JSON.stringify([1, host, entry.name, entry.description, labels, entry.logo ?? '']))

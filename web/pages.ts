@@ -118,7 +118,7 @@ ${t.referrers.length > 0 ? html`<tr><td colspan="8">Referrers: ${t.referrers.map
 ${owner ? html`<p><a href="/settings/${name}">Settings</a></p>` : ''}</div>
 <h2>Pull</h2>${pullCommand('docker-pull', 'docker', `docker pull ${host}/${name}:${first}`)}${pullCommand('podman-pull', 'podman', `podman pull ${host}/${name}:${first}`)}
 <h2>Tags</h2><table><thead><tr><th scope="col">tag</th><th scope="col">digest</th><th scope="col">compressed size</th><th scope="col">last pushed</th><th scope="col">platform</th><th scope="col">os.version</th><th scope="col">size</th><th scope="col">manifest</th></tr></thead><tbody>${tags}</tbody></table>
-${settings.readme ? html`<h2>README</h2><div class="readme">${new Html(renderMarkdown(settings.readme))}</div>` : ''}`, og);
+${settings.readme ? html`<h2>README</h2><div class="readme">${new Html(await renderMarkdown(settings.readme))}</div>` : ''}`, og);
   });
 
   // ---- sign in / up / out ------------------------------------------------------------------------

@@ -27,16 +27,16 @@ function pngDeclaring(width: number, height: number): Buffer {
 }
 
 describe('unit: README sanitising', () => {
-  it('renders Markdown and keeps ordinary links and images', () => {
-    const out = renderMarkdown('# Title\n\n[docs](https://example.com/docs) ![logo](https://example.com/l.png)\n\n```sh\ndocker run x\n```');
+  it('renders Markdown and keeps ordinary links and images', async () => {
+    const out = await renderMarkdown('# Title\n\n[docs](https://example.com/docs) ![logo](https://example.com/l.png)\n\n```sh\ndocker run x\n```');
     expect(out).to.include('<h1>Title</h1>');
     expect(out).to.include('<a href="https://example.com/docs" rel="nofollow noopener noreferrer">docs</a>');
     expect(out).to.include('<img src="https://example.com/l.png" alt="logo" />');
     expect(out).to.include('<code class="language-sh">');
   });
 
-  it('removes script tags, event handlers, javascript: and data: links, styles and frames', () => {
-    const out = renderMarkdown(
+  it('removes script tags, event handlers, javascript: and data: links, styles and frames', async () => {
+    const out = await renderMarkdown(
       [
         '<script>alert(1)</script>',
         '<img src="x" onerror="alert(2)">',
