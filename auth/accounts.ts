@@ -11,6 +11,9 @@ const ROBOT_NAME_RE = /^([a-z0-9]+(?:[._-][a-z0-9]+)*)\+([a-z0-9]+(?:[._-][a-z0-
 const ID_RE = /^[A-Za-z0-9_-]{8,64}$/;
 /** Namespaces no one can sign up for: `library` belongs to the admins. */
 const RESERVED = new Set(['library', 'v2', 'api', 'token', 'admin', 'root', 'berth']);
+/** Sign-ups one address may make in an hour (the API and the web form share the count): no mass-registering of namespaces. */
+export const SIGN_UPS_PER_ADDRESS_PER_HOUR = 10;
+export const signUpCounterKey = (address: string) => `signup:${address}`;
 export const PAT_PREFIX = 'berth_pat.';
 export const REFRESH_PREFIX = 'berth_rt.';
 

@@ -2,7 +2,7 @@
 // repeated, `offline_token=true` for a refresh token) and POST /token (the OAuth2 form containerd and
 // podman send: grant_type=password or refresh_token). Also the JWKS document with the signing key.
 import type { Context } from 'koa';
-import { AccountError, ANONYMOUS, parseScopes, principalName, type Authenticated, type AuthService } from '../auth/index.ts';
+import { AccountError, ANONYMOUS, SIGN_UPS_PER_ADDRESS_PER_HOUR, signUpCounterKey, parseScopes, principalName, type Authenticated, type AuthService } from '../auth/index.ts';
 import type { RateCounter } from '../storage/index.ts';
 import type { Config } from './config.ts';
 import { readLimited, replyJson } from './distribution/http.ts';
@@ -10,7 +10,6 @@ import { RegistryError } from './errors.ts';
 import { basicCredentials, type LoginGuard } from './login-guard.ts';
 
 const MAX_FORM_BYTES = 64 * 1024;
-const SIGNUPS_PER_HOUR = 10;
 
 export interface TokenDeps {
   auth: AuthService;
@@ -90,8 +89,8 @@ export function tokenHandlers({ auth, config, counter, guard }: TokenDeps) {
     async signUp(ctx: Context): Promise<void> {
       ctx.state.route = 'signup';
       if (auth.mode !== 'public-index') throw new RegistryError('DENIED', 'sign-up is closed on this registry; ask an administrator for an account');
-      const hit = await counter.hit(`signup:${ctx.ip}`, 3600_000);
-      if (hit && hit.count > SIGNUPS_PER_HOUR) {
+      const hit = await counter.hit(signUpCounterKey(ctx.ip), 3600_000);
+      if (hit && hit.count > SIGN_UPS_PER_ADDRESS_PER_HOUR) {
         throw new RegistryError('TOO_MANY_REQUESTS', 'too many sign-ups from this address; try again later', null, {
           headers: { 'Retry-After': String(Math.max(1, Math.ceil(hit.resetMs / 1000))) },
         });

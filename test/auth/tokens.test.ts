@@ -159,6 +159,27 @@ describe('auth: Docker token authentication (public-index mode)', function () {
     });
   });
 
+  describe('sign-up limits', function () {
+    it('allows at most 10 sign-up attempts an hour from one address, through the API and the web form together', async function () {
+      const statuses: number[] = [];
+      for (let i = 0; i < 12 && !statuses.includes(429); i++) {
+        const res = await registry.request('POST', '/api/v1/users', { headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ username: `many${i}`, password: 'many-password-1' }) });
+        statuses.push(res.status);
+      }
+      expect(statuses).to.include(429);
+      expect(statuses.filter((s) => s === 201).length).to.be.at.most(10);
+      const form = await registry.request('GET', '/signup');
+      const cookie = (form.headers['set-cookie'] ?? '').split(/,(?=\s*\w+=)/).map((c) => c.split(';')[0]!.trim()).join('; ');
+      const csrf = /name="_csrf" value="([^"]+)"/.exec(form.text)![1]!;
+      const web = await registry.request('POST', '/signup', {
+        headers: { Cookie: cookie, 'Content-Type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ username: 'webmany', password: 'many-password-1', _csrf: csrf }).toString(),
+      });
+      expect(web.status).to.equal(429);
+      expect((await tokenRequest(registry, [], ['webmany', 'many-password-1'])).status).to.equal(401);
+    });
+  });
+
   describe('what a token grants: only what was asked and what the account may do', function () {
     it('lets anyone pull a public repository, and its owner push to it', async function () {
       const anonymous = await clientFor(['repository:alice/app:pull']);
