@@ -3,7 +3,7 @@
 // same answer, because the answer depends only on the token and the request, never on what is stored.
 import type { Context } from 'koa';
 import { createHash } from 'node:crypto';
-import { grants, limitOf, principalName, principalOf, type AccessEntry, type Action, type Authenticated, type AuthService, type TokenClaims } from '../auth/index.ts';
+import { grants, limitOf, principalOf, type AccessEntry, type Action, type Authenticated, type AuthService, type TokenClaims } from '../auth/index.ts';
 import type { Config } from './config.ts';
 import { RegistryError } from './errors.ts';
 import { basicCredentials, type LoginGuard } from './login-guard.ts';
@@ -56,28 +56,37 @@ export class AuthGate {
   async check(ctx: Context, need: AccessNeed): Promise<void> {
     if (!this.auth) return;
     const header = ctx.get('Authorization');
-    if (/^Basic /i.test(header) && this.guard) return this.checkBasic(ctx, need, header, this.auth, this.guard);
-    if (!/^Bearer /i.test(header)) throw this.refuse(ctx, need);
-    const verified = this.auth.tokens.verify(header.slice(7).trim());
-    if (!verified.ok) {
-      this.auth.audit.record({ who: 'unknown', action: need.kind === 'repository' ? need.action : need.kind, repository: need.kind === 'repository' ? need.name : undefined, allowed: false, reason: verified.reason, address: ctx.ip });
-      throw this.refuse(ctx, need, 'invalid_token');
-    }
-    const claims = verified.claims;
+    const basic = /^Basic /i.test(header) && this.guard !== undefined;
+    const claims = basic ? await this.claimsFromBasic(ctx, need, header, this.auth, this.guard!) : this.claimsFromBearer(ctx, need, header, this.auth);
     ctx.state.claims = claims;
     if (need.kind === 'base') return;
     const ok = need.kind === 'catalog' ? grants(claims, 'registry', 'catalog', '*') : grants(claims, 'repository', need.name, need.action);
     if (!ok) {
-      this.auth.audit.record({ who: claims.sub || 'anonymous', action: need.kind === 'catalog' ? 'catalog' : need.action, repository: need.kind === 'repository' ? need.name : undefined, allowed: false, reason: 'token lacks the scope', address: ctx.ip });
+      // A Basic login's refusal was audited when its access was granted; a token's is audited here.
+      if (!basic) this.audit(ctx, need, claims.sub || 'anonymous', 'token lacks the scope');
       throw this.refuse(ctx, need, 'insufficient_scope');
     }
+  }
+
+  private audit(ctx: Context, need: AccessNeed, who: string, reason: string): void {
+    const repository = need.kind === 'repository' ? need.name : undefined;
+    const action = need.kind === 'repository' ? need.action : need.kind;
+    this.auth!.audit.record({ who, action, repository, allowed: false, reason, address: ctx.ip });
+  }
+
+  private claimsFromBearer(ctx: Context, need: AccessNeed, header: string, auth: AuthService): TokenClaims {
+    if (!/^Bearer /i.test(header)) throw this.refuse(ctx, need);
+    const verified = auth.tokens.verify(header.slice(7).trim());
+    if (verified.ok) return verified.claims;
+    this.audit(ctx, need, 'unknown', verified.reason);
+    throw this.refuse(ctx, need, 'invalid_token');
   }
 
   /**
    * Basic credentials sent straight to /v2 (curl -u, as Harbor allows): checked like a login at the token
    * endpoint (same limits), then the route's need is granted or refused as a token request for it would be.
    */
-  private async checkBasic(ctx: Context, need: AccessNeed, header: string, auth: AuthService, guard: LoginGuard): Promise<void> {
+  private async claimsFromBasic(ctx: Context, need: AccessNeed, header: string, auth: AuthService, guard: LoginGuard): Promise<TokenClaims> {
     const credentials = basicCredentials(ctx);
     if (!credentials) throw this.refuse(ctx, need);
     const key = createHash('sha256').update(header).digest('base64url');
@@ -95,15 +104,10 @@ export class AuthGate {
       who = { who: authenticated, until: now + BASIC_CACHE_MS };
       this.basicLogins.set(key, who);
     }
-    const { principal, limit } = who.who;
     let access: AccessEntry[] = [];
     if (need.kind === 'catalog') access = await auth.grant(who.who, [{ type: 'registry', name: 'catalog', actions: ['*'] }], ctx.ip);
     else if (need.kind === 'repository') access = await auth.grant(who.who, [{ type: 'repository', name: need.name, actions: [need.action] }], ctx.ip);
-    const claims = auth.tokens.claims(principal, limit, access);
-    ctx.state.claims = claims;
-    if (need.kind === 'base') return;
-    const ok = need.kind === 'catalog' ? grants(claims, 'registry', 'catalog', '*') : grants(claims, 'repository', need.name, need.action);
-    if (!ok) throw this.refuse(ctx, need, 'insufficient_scope');
+    return auth.tokens.claims(who.who.principal, who.who.limit, access);
   }
 
   /**
@@ -116,11 +120,5 @@ export class AuthGate {
     if (!claims) return false;
     if (grants(claims, 'repository', name, 'pull')) return true;
     return (await this.auth.allowed(principalOf(claims), name, limitOf(claims))).has('pull');
-  }
-
-  /** The caller's account name for logs: `anonymous` without one. */
-  who(ctx: Context): string {
-    const claims = ctx.state.claims as TokenClaims | undefined;
-    return claims ? principalName(principalOf(claims)) : 'anonymous';
   }
 }
