@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 // The berth command.
 import { Command, InvalidArgumentError } from 'commander';
-import { ConfigError, loadConfig } from '../server/config.ts';
 import { serve } from '../server/cluster.ts';
 import { StorageUnavailableError } from '../storage/index.ts';
 import { registerAdminCommands } from './commands/admin.ts';
+import { configOrExit } from './commands/common.ts';
 import { registerClientCommands } from './commands/client.ts';
 import { registerLifecycleCommands } from './commands/lifecycle.ts';
 
@@ -21,16 +21,7 @@ program
   .description('serve the registry (configured by BERTH_* environment variables or BERTH_CONFIG)')
   .option('-w, --workers <n>', 'processes serving one port (default: BERTH_WORKERS, else 1)', positiveInt)
   .action(async (options: { workers?: string }) => {
-    let config;
-    try {
-      config = loadConfig(options.workers ? { ...process.env, BERTH_WORKERS: options.workers } : process.env);
-    } catch (err) {
-      if (err instanceof ConfigError) {
-        process.stderr.write(`berth: ${err.message}\n`);
-        process.exit(2);
-      }
-      throw err;
-    }
+    const config = configOrExit(options.workers ? { ...process.env, BERTH_WORKERS: options.workers } : process.env);
     try {
       await serve(config);
     } catch (err) {

@@ -14,6 +14,7 @@ import {
   type Coordination,
   type Storage,
   type StorageDriver,
+  type UploadObserver,
 } from '../storage/index.ts';
 import { AuditLog, AuthService, type AuditSink } from '../auth/index.ts';
 import { AuthGate } from './auth-gate.ts';
@@ -41,8 +42,7 @@ export interface Berth {
 
 export async function createApp(config: Config, logger: Logger = createLogger(config.logLevel)): Promise<Berth> {
   const metrics = new Metrics();
-  const coordination = await chooseCoordination(config);
-  const storage = createStorage(await createDriver(config, logger), metrics, coordination);
+  const { storage, coordination } = await openStorage(config, logger, metrics);
   // Only behind a proxy the operator names may X-Forwarded-For choose the address limits are counted by.
   const app = new Koa({ proxy: config.trustProxy });
   app.silent = true;
@@ -128,12 +128,16 @@ export async function checkStorage(config: Config): Promise<void> {
 }
 
 /**
- * The configured storage and coordination, without a server: what the admin and maintenance commands
- * (`berth user`, `berth gc`, …) work on while a server may be running on the same data.
+ * The configured storage and coordination: the server's (with its metrics observing uploads), and what the
+ * admin and maintenance commands (`berth user`, `berth gc`, …) work on while a server runs on the same data.
  */
-export async function openStorage(config: Config, logger?: Logger): Promise<{ storage: Storage; coordination: Coordination; close(): Promise<void> }> {
+export async function openStorage(
+  config: Config,
+  logger?: Logger,
+  observer?: UploadObserver,
+): Promise<{ storage: Storage; coordination: Coordination; close(): Promise<void> }> {
   const coordination = await chooseCoordination(config);
-  const storage = createStorage(await createDriver(config, logger), undefined, coordination);
+  const storage = createStorage(await createDriver(config, logger), observer, coordination);
   return {
     storage,
     coordination,

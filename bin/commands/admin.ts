@@ -4,23 +4,23 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { pino } from 'pino';
 import { AccountError, parseScopeGrant, type AuthService, type Role, type ScopeGrant } from '../../auth/index.ts';
 import { createAuth, openStorage } from '../../server/app.ts';
-import { ConfigError, loadConfig } from '../../server/config.ts';
+import { collect, configOrExit, readStdin } from './common.ts';
 import { isValidName } from '../../storage/index.ts';
 
 /** Runs `fn` with the auth service over the configured storage; prints errors the way a CLI should. */
 async function withAuth(fn: (auth: AuthService) => Promise<void>): Promise<void> {
   let opened: Awaited<ReturnType<typeof openStorage>> | undefined;
   try {
-    const config = loadConfig(process.env);
+    const config = configOrExit();
     // The audit log of admin commands goes to stderr (or BERTH_AUDIT_LOG), never mixed into stdout.
     const logger = pino({ base: { service: 'berth-admin', pid: process.pid } }, pino.destination(2));
     opened = await openStorage(config, logger);
     const auth = await createAuth({ ...config, mode: config.mode === 'open' ? 'public-index' : config.mode }, opened.storage, opened.coordination, logger);
     await fn(auth);
   } catch (err) {
-    if (err instanceof AccountError || err instanceof ConfigError || err instanceof InvalidArgumentError) {
+    if (err instanceof AccountError || err instanceof InvalidArgumentError) {
       process.stderr.write(`berth: ${err.message}\n`);
-      process.exitCode = err instanceof ConfigError ? 2 : 1;
+      process.exitCode = 1;
       return;
     }
     throw err;
@@ -29,15 +29,9 @@ async function withAuth(fn: (auth: AuthService) => Promise<void>): Promise<void>
   }
 }
 
-async function readPasswordFromStdin(): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
-}
-
 async function password(options: { passwordStdin?: boolean }): Promise<string> {
   if (!options.passwordStdin) throw new AccountError('give the password on standard input with --password-stdin');
-  return readPasswordFromStdin();
+  return readStdin();
 }
 
 /** `30d`, `12h`, `90m`, `3600s` or `never`. */
@@ -47,10 +41,6 @@ function expiry(value: string): Date | undefined {
   if (!match) throw new InvalidArgumentError('expected a duration like 30d, 12h, 90m, 3600s, or never');
   const seconds = Number(match[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[match[2] as 's' | 'm' | 'h' | 'd'];
   return new Date(Date.now() + seconds * 1000);
-}
-
-function collect(value: string, previous: string[] = []): string[] {
-  return [...previous, value];
 }
 
 function scopes(texts: string[] | undefined, fallback: string): ScopeGrant[] {

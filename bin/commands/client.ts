@@ -2,14 +2,10 @@
 import { homedir } from 'node:os';
 import { Command } from 'commander';
 import { Client, ClientError, formatBytes } from '../../client/index.ts';
-import { ConfigError, loadConfig } from '../../server/config.ts';
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
+import { collect, configOrExit, readStdin } from './common.ts';
 
 function makeClient(): Client {
-  const config = loadConfig(process.env);
+  const config = configOrExit();
   return new Client({
     home: config.clientHome.replace(/^~(?=$|\/)/, homedir()),
     defaultRegistry: config.defaultRegistry,
@@ -24,22 +20,12 @@ async function guarded(failureCode: number, body: (client: Client) => Promise<nu
     const code = await body(makeClient());
     if (typeof code === 'number') process.exitCode = code;
   } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`berth: ${err.message}\n`);
-      process.exit(2);
-    }
     if (err instanceof ClientError) {
       process.stderr.write(`berth: ${err.message}\n`);
       process.exit(failureCode);
     }
     throw err;
   }
-}
-
-async function readStdin(): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
 }
 
 export function registerClientCommands(program: Command): void {

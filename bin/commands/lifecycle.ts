@@ -2,7 +2,8 @@
 // storage (BERTH_DATA or the S3 bucket; BERTH_REDIS_URL for the lock and cache generations it shares with
 // running servers). Each prints JSON on stdout.
 import { InvalidArgumentError, type Command } from 'commander';
-import { ConfigError, loadConfig, usesRedis } from '../../server/config.ts';
+import { usesRedis } from '../../server/config.ts';
+import { configOrExit } from './common.ts';
 import { openStorage } from '../../server/app.ts';
 import { applyRetention, namespaceOf, PolicyError, type Storage } from '../../storage/index.ts';
 
@@ -16,16 +17,7 @@ function seconds(value: string): number {
  * A job that changes what servers cache (`changesServed`) warns when no Redis tells them about it.
  */
 async function withStorage(job: (storage: Storage, grace: number) => Promise<unknown>, changesServed = false): Promise<void> {
-  let config;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`berth: ${err.message}\n`);
-      process.exit(2);
-    }
-    throw err;
-  }
+  const config = configOrExit();
   if (changesServed && !usesRedis(config)) {
     process.stderr.write('berth: no Redis is configured: run this only while no server uses this storage (their caches would not hear of it)\n');
   }

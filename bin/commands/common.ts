@@ -1,0 +1,27 @@
+// What every berth command shares: the configuration (a wrong value stops the command with its message
+// and exit code 2, as it stops the server), standard input, repeatable options.
+import { ConfigError, loadConfig, type Config } from '../../server/config.ts';
+
+export function configOrExit(env: NodeJS.ProcessEnv = process.env): Config {
+  try {
+    return loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`berth: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
+
+/** Standard input as text, without its final newline (a password piped with echo). */
+export async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+}
+
+/** For options given more than once: commander's collector. */
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
