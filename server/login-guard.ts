@@ -3,7 +3,7 @@
 // the window to end. Used by the token endpoint and by Basic credentials sent straight to /v2.
 import type { Context } from 'koa';
 import type { Authenticated, AuthService } from '../auth/index.ts';
-import type { RateCounter } from '../storage/index.ts';
+import { retryAfterSeconds, type RateCounter } from '../storage/index.ts';
 import type { Config } from './config.ts';
 import { RegistryError } from './errors.ts';
 
@@ -47,7 +47,7 @@ export class LoginGuard {
       if (seen && seen.count >= limit) {
         this.auth.audit.record({ who, action: 'login', allowed: false, reason: 'rate limited', address: ctx.ip });
         throw new RegistryError('TOO_MANY_REQUESTS', 'too many failed logins; try again later', null, {
-          headers: { 'Retry-After': String(Math.max(1, Math.ceil(seen.resetMs / 1000))) },
+          headers: { 'Retry-After': retryAfterSeconds(seen) },
         });
       }
     }

@@ -2,7 +2,7 @@
 import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
 import type { IncomingMessage } from 'node:http';
-import { InvalidPathError, isStorageFailure, PathNotFoundError, type RateCounter } from '../storage/index.ts';
+import { InvalidPathError, isStorageFailure, PathNotFoundError, retryAfterSeconds, type RateCounter } from '../storage/index.ts';
 import { RegistryError } from './errors.ts';
 
 // A refused request's unread body is read off the wire and dropped up to this size, so the client sees
@@ -86,7 +86,7 @@ export function rateLimit(perMinute: number, counter: RateCounter) {
         ctx.set('RateLimit-Remaining', String(Math.max(0, perMinute - hit.count)));
         if (hit.count > perMinute) {
           throw new RegistryError('TOO_MANY_REQUESTS', `at most ${perMinute} requests a minute from one address`, null, {
-            headers: { 'Retry-After': String(Math.max(1, Math.ceil(hit.resetMs / 1000))) },
+            headers: { 'Retry-After': retryAfterSeconds(hit) },
           });
         }
       }

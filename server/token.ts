@@ -3,7 +3,7 @@
 // podman send: grant_type=password or refresh_token). Also the JWKS document with the signing key.
 import type { Context } from 'koa';
 import { AccountError, ANONYMOUS, SIGN_UPS_PER_ADDRESS_PER_HOUR, signUpCounterKey, parseScopes, principalName, type Authenticated, type AuthService } from '../auth/index.ts';
-import type { RateCounter } from '../storage/index.ts';
+import { retryAfterSeconds, type RateCounter } from '../storage/index.ts';
 import type { Config } from './config.ts';
 import { readLimited, replyJson } from './distribution/http.ts';
 import { RegistryError } from './errors.ts';
@@ -92,7 +92,7 @@ export function tokenHandlers({ auth, config, counter, guard }: TokenDeps) {
       const hit = await counter.hit(signUpCounterKey(ctx.ip), 3600_000);
       if (hit && hit.count > SIGN_UPS_PER_ADDRESS_PER_HOUR) {
         throw new RegistryError('TOO_MANY_REQUESTS', 'too many sign-ups from this address; try again later', null, {
-          headers: { 'Retry-After': String(Math.max(1, Math.ceil(hit.resetMs / 1000))) },
+          headers: { 'Retry-After': retryAfterSeconds(hit) },
         });
       }
       let body: { username?: unknown; password?: unknown };

@@ -20,6 +20,11 @@ export interface RateCount {
   resetMs: number;
 }
 
+/** The Retry-After value (whole seconds, at least 1) for a client refused in this window. */
+export function retryAfterSeconds(count: RateCount): string {
+  return String(Math.max(1, Math.ceil(count.resetMs / 1000)));
+}
+
 /** Counts hits per key in fixed windows: what rate limits are made of. */
 export interface RateCounter {
   /**

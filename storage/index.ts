@@ -12,7 +12,7 @@ import { PolicyStore } from './policies.ts';
 import { Quotas } from './quotas.ts';
 
 export { BlobStore } from './blobs.ts';
-export { localCoordination, LocalGenerations, LocalRateCounter, type Coordination, type Generations, type RateCounter, type RateCount } from './coordination.ts';
+export { localCoordination, retryAfterSeconds, LocalGenerations, LocalRateCounter, type Coordination, type Generations, type RateCounter, type RateCount } from './coordination.ts';
 export { LocalLock, type Lock } from './lock.ts';
 export { clusterWorkerCoordination, ClusterLockArbiter, ClusterGenerationRelay } from './cluster.ts';
 export { FilesystemDriver } from './filesystem.ts';

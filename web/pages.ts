@@ -3,7 +3,7 @@
 import type Router from '@koa/router';
 import type { Context } from 'koa';
 import { AccountError, namespaceOf, SIGN_UPS_PER_ADDRESS_PER_HOUR, signUpCounterKey } from '../auth/index.ts';
-import { isOfficial, layout, type RepositoryEntry } from '../storage/index.ts';
+import { isOfficial, layout, retryAfterSeconds, type RepositoryEntry } from '../storage/index.ts';
 import { PAGE_SIZE, repository, search, searchParams, windowsNameOf, windowsVerdicts, type SearchParams, type SearchResult } from './catalog.ts';
 import { readForm } from './forms.ts';
 import { badges, bytes, html, Html, page, SCRIPT, STYLE, when } from './html.ts';
@@ -173,7 +173,7 @@ ${settings.readme ? html`<h2>README</h2><div class="readme">${new Html(await ren
     const username = (posted.form.fields.get('username') ?? '').trim();
     const hit = await deps.counter.hit(signUpCounterKey(ctx.ip), 3600_000);
     if (hit && hit.count > SIGN_UPS_PER_ADDRESS_PER_HOUR) {
-      ctx.set('Retry-After', String(Math.max(1, Math.ceil(hit.resetMs / 1000))));
+      ctx.set('Retry-After', retryAfterSeconds(hit));
       return reply(ctx, 429, 'Sign up', signInForm(posted.viewer, '/signup', 'Too many sign-ups from this address; try again later.', username));
     }
     try {
