@@ -20,6 +20,7 @@ export { ManifestStore, type StoredManifest, type ReferrerDescriptor } from './m
 export { RepositoryStore, type RepositorySettings } from './repositories.ts';
 export { SearchIndex, architectureLabel, isOfficial, type RepositoryEntry, type TagFacts, type PlatformFacts, type SearchQuery, type SearchSort } from './search.ts';
 export { layout } from './layout.ts';
+export { tuneHeapForUploads } from './young-buffers.ts';
 export { UploadStore, type UploadObserver, uploadRange, rangeError, isValidUploadId, type BlobUpload } from './uploads.ts';
 export {
   PathNotFoundError,

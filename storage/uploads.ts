@@ -9,6 +9,7 @@ import type { StorageDriver } from './driver.ts';
 import { RunningDigest } from './hasher.ts';
 import { layout } from './layout.ts';
 import { LocalLock, type Lock } from './lock.ts';
+import { bodyBytesArrived } from './young-buffers.ts';
 import { isValidName, type Algorithm, type Digest } from './reference.ts';
 
 export interface BlobUpload {
@@ -102,6 +103,7 @@ export class UploadStore {
       async function* hashed(): AsyncGenerator<Buffer> {
         for await (const chunk of source as AsyncIterable<Buffer>) {
           received += chunk.length;
+          bodyBytesArrived(chunk.length);
           if (length !== undefined && received > length) {
             throw new RegistryError('SIZE_INVALID', `chunk is longer than the ${length} bytes announced`);
           }
