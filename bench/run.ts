@@ -1,8 +1,9 @@
 // Berth vs CNCF Distribution 2.8: one run starts the registries on loopback ports and measures them the
 // same way, interleaved, several times, and prints the medians as a Markdown table (also written to
-// bench/results/latest.md). Three registries: Berth on disk, Berth on S3 + Redis (the same Berth with
-// BERTH_S3_* pointing at a local s3rver and BERTH_REDIS_URL at a redis-server, both started by this
-// script as separate processes, their CPU counted apart), and Distribution with its filesystem driver.
+// bench/results/latest.md). Four registries: Berth on disk (as `npm start` runs it: one process), the same
+// with `--workers 2`, Berth on S3 + Redis (the same Berth with BERTH_S3_* pointing at a local s3rver and
+// BERTH_REDIS_URL at a redis-server, both started by this script as separate processes, their CPU counted
+// apart), and Distribution with its filesystem driver.
 //
 //   npm run bench                       full run (5 repetitions)
 //   npm run bench -- --quick            small sizes, short GET runs, 1 repetition (a smoke test)
@@ -19,6 +20,7 @@
 //   --quiet-wait=S  BENCH_QUIET_WAIT before each measurement, wait up to S s (default 60, 0: off) while
 //                                    other processes keep more than a third of a core busy
 //   --no-s3         BENCH_S3=0       leave out Berth on S3 + Redis (no s3rver, no redis-server)
+//   --no-workers    BENCH_WORKERS=0  leave out Berth with --workers 2
 //   --s3-rss=0      BENCH_S3_RSS=0   skip the big push + pull and memory measurement on S3 + Redis
 //                                    (2 GiB through s3rver at ~100 MB/s adds about 2 min to a full run)
 //                   BENCH_BERTH_NODE_ARGS  extra node flags for Berth, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
@@ -63,6 +65,7 @@ interface Options {
   berthNodeArgs: string[];
   s3: boolean;
   s3Rss: boolean;
+  workers: boolean;
 }
 
 class UsageError extends Error {}
@@ -81,7 +84,7 @@ function parseOptions(argv: string[]): Options {
   const env = process.env;
   const get = (flag: string, envName: string): string | undefined => flags.get(flag) ?? env[envName];
   const truthy = (v: string | undefined) => v !== undefined && v !== '' && v !== '0' && v !== 'false';
-  const known = new Set(['reps', 'quick', 'duration', 'only', 'out', 'node', 'keep', 'quiet-wait', 'no-s3', 's3-rss']);
+  const known = new Set(['reps', 'quick', 'duration', 'only', 'out', 'node', 'keep', 'quiet-wait', 'no-s3', 's3-rss', 'no-workers']);
   for (const k of flags.keys()) if (!known.has(k)) throw new UsageError(`unknown option --${k} (try --help)`);
 
   const quick = truthy(get('quick', 'BENCH_QUICK'));
@@ -109,6 +112,7 @@ function parseOptions(argv: string[]): Options {
     berthNodeArgs: (env.BENCH_BERTH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean),
     s3: flags.has('no-s3') ? !truthy(flags.get('no-s3')) : env.BENCH_S3 === undefined || env.BENCH_S3 === '' || truthy(env.BENCH_S3),
     s3Rss: get('s3-rss', 'BENCH_S3_RSS') === undefined || truthy(get('s3-rss', 'BENCH_S3_RSS')),
+    workers: flags.has('no-workers') ? !truthy(flags.get('no-workers')) : env.BENCH_WORKERS === undefined || env.BENCH_WORKERS === '' || truthy(env.BENCH_WORKERS),
   };
 }
 
@@ -153,16 +157,30 @@ async function freePort(): Promise<number> {
   });
 }
 
-/** VmRSS and VmHWM of a process, in bytes (0 once it is gone). */
-function memoryOf(pid: number): { rss: number; hwm: number } {
+/**
+ * VmRSS and VmHWM of a process, and its resident memory split into anonymous (+ shared memory) and
+ * file-backed pages, in bytes (0 once it is gone).
+ */
+function memoryOf(pid: number): { rss: number; hwm: number; anon: number; file: number } {
   let status: string;
   try {
     status = readFileSync(`/proc/${pid}/status`, 'utf8');
   } catch {
-    return { rss: 0, hwm: 0 };
+    return { rss: 0, hwm: 0, anon: 0, file: 0 };
   }
   const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
-  return { rss: field('VmRSS'), hwm: field('VmHWM') };
+  return { rss: field('VmRSS'), hwm: field('VmHWM'), anon: field('RssAnon') + field('RssShmem'), file: field('RssFile') };
+}
+
+/**
+ * The resident memory of a group of processes: each one's own pages, plus the file-backed pages once.
+ * Worker processes run the same node binary and libraries, whose pages the kernel keeps once; adding up
+ * their VmRSS would count those ~45 MiB once per process.
+ */
+function groupMemory(pids: number[]): number {
+  const mems = pids.map((pid) => memoryOf(pid));
+  if (mems.length === 1) return mems[0]!.rss;
+  return mems.reduce((sum, m) => sum + m.anon, 0) + Math.max(0, ...mems.map((m) => m.file));
 }
 
 /** Resets VmHWM (Linux ≥ 4.0, needs permission on the process); false when that is not possible. */
@@ -319,7 +337,7 @@ interface BlobVariant {
 
 // -------------------------------------------------------------------------------------------- registries
 
-type RegistryKey = 'berth' | 'berthS3' | 'distribution';
+type RegistryKey = 'berth' | 'berthWorkers' | 'berthS3' | 'distribution';
 
 interface Registry {
   key: RegistryKey;
@@ -361,17 +379,23 @@ async function waitUntilServing(reg: Registry, timeoutMs = 60_000): Promise<void
   throw new Error(`${reg.label} did not answer GET /v2/ within ${timeoutMs / 1000} s:\n${reg.output.join('')}`);
 }
 
-async function startBerth(dir: string, nodeArgs: string[], s3Env?: Record<string, string>): Promise<Registry> {
+const BERTH_VARIANTS = {
+  berth: { label: 'Berth', data: 'berth-data' },
+  berthWorkers: { label: 'Berth --workers 2', data: 'berth-workers-data' },
+  berthS3: { label: 'Berth S3+Redis', data: 'berth-s3-data' },
+} as const;
+
+async function startBerth(dir: string, nodeArgs: string[], variant: keyof typeof BERTH_VARIANTS, env: Record<string, string> = {}): Promise<Registry> {
   const port = await freePort();
-  const dataDir = join(dir, s3Env ? 'berth-s3-data' : 'berth-data');
+  const dataDir = join(dir, BERTH_VARIANTS[variant].data);
   mkdirSync(dataDir, { recursive: true });
   // As `npm start` runs it: the compiled JavaScript (built once in main()).
   const child = spawn(process.execPath, ['--max-semi-space-size=4', ...nodeArgs, join('dist', 'bin', 'berth.js'), 'serve'], {
     cwd: ROOT,
-    env: { ...process.env, BERTH_LISTEN: `127.0.0.1:${port}`, BERTH_DATA: dataDir, BERTH_LOG_LEVEL: 'warn', BERTH_MODE: 'open', ...s3Env },
+    env: { ...process.env, BERTH_LISTEN: `127.0.0.1:${port}`, BERTH_DATA: dataDir, BERTH_LOG_LEVEL: 'warn', BERTH_MODE: 'open', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  return s3Env ? watchRegistry('berthS3', 'Berth S3+Redis', port, child) : watchRegistry('berth', 'Berth', port, child);
+  return watchRegistry(variant, BERTH_VARIANTS[variant].label, port, child);
 }
 
 /** Waits until a helper prints a line matching `ready`; returns the match. */
@@ -859,11 +883,16 @@ async function main(): Promise<void> {
     // program back from the disk before a measurement, not during it.
     const warmUp = await BlobSource.generated(4 * MiB);
 
-    log(`starting Distribution, Berth${opts.s3 ? ', redis-server, s3rver and Berth on S3 + Redis' : ''}`);
+    log(`starting Distribution, Berth${opts.workers ? ', Berth --workers 2' : ''}${opts.s3 ? ', redis-server, s3rver and Berth on S3 + Redis' : ''}`);
     const distribution = await startDistribution(tmp);
     registries.push(distribution);
-    const berth = await startBerth(tmp, opts.berthNodeArgs);
+    const berth = await startBerth(tmp, opts.berthNodeArgs, 'berth');
     registries.push(berth);
+    let berthWorkers: Registry | undefined;
+    if (opts.workers) {
+      berthWorkers = await startBerth(tmp, opts.berthNodeArgs, 'berthWorkers', { BERTH_WORKERS: '2' });
+      registries.push(berthWorkers);
+    }
     let berthS3: Registry | undefined;
     let redis: Helper | undefined;
     let s3rver: Helper | undefined;
@@ -872,7 +901,7 @@ async function main(): Promise<void> {
       redis = r.helper;
       const s = await startS3rver(helpers);
       s3rver = s.helper;
-      berthS3 = await startBerth(tmp, opts.berthNodeArgs, {
+      berthS3 = await startBerth(tmp, opts.berthNodeArgs, 'berthS3', {
         BERTH_S3_BUCKET: S3_BUCKET,
         BERTH_S3_ENDPOINT: s.endpoint,
         BERTH_S3_FORCE_PATH_STYLE: 'true',
@@ -887,7 +916,7 @@ async function main(): Promise<void> {
       registries.push(berthS3);
     }
     /** The measured registries, in column order. */
-    const regs: Registry[] = berthS3 ? [berth, berthS3, distribution] : [berth, distribution];
+    const regs: Registry[] = [berth, berthWorkers, berthS3, distribution].filter((r): r is Registry => r !== undefined);
     const layer = randomBytes(32 * 1024);
     for (const reg of regs) await pushImage(reg, layer);
 
@@ -900,13 +929,15 @@ async function main(): Promise<void> {
     }
     // CPU and memory are counted over each registry's whole process tree, looked up again per measurement.
     const trees = (): Record<RegistryKey, number[]> => {
-      const t: Record<RegistryKey, number[]> = { berth: [], berthS3: [], distribution: [] };
+      const t: Record<RegistryKey, number[]> = { berth: [], berthWorkers: [], berthS3: [], distribution: [] };
       for (const reg of regs) t[reg.key] = processTree(reg.process.pid!);
       return t;
     };
     const helperCpuSeconds = (h: Helper | undefined) => (h?.process.pid !== undefined ? treeCpuSeconds(processTree(h.process.pid)) : 0);
     const berthTree = describeTree(trees().berth);
     log(`Berth runs as ${berthTree}`);
+    const berthWorkersTree = berthWorkers ? describeTree(trees().berthWorkers) : '';
+    if (berthWorkers) log(`Berth --workers 2 runs as ${berthWorkersTree}`);
     const berthS3Tree = berthS3 ? describeTree(trees().berthS3) : '';
     if (berthS3) log(`Berth S3+Redis runs as ${berthS3Tree}`);
 
@@ -1062,7 +1093,7 @@ async function main(): Promise<void> {
         for (const reg of order) {
           if (reg.key === 'berthS3' && !opts.s3Rss) continue;
           const tree = trees()[reg.key];
-          const total = () => tree.reduce((sum, pid) => sum + memoryOf(pid).rss, 0);
+          const total = () => groupMemory(tree);
           const idle = total();
           const reset = tree.every((pid) => resetPeak(pid));
           let sampled = idle;
@@ -1082,15 +1113,14 @@ async function main(): Promise<void> {
           } finally {
             clearInterval(sampler);
           }
-          // With several processes: the sum of each one's peak (an upper bound of the peak of the sum),
-          // and the largest single process.
           const mems = tree.map((pid) => memoryOf(pid));
-          const peak = Math.max(sampled, reset ? mems.reduce((sum, m) => sum + m.hwm, 0) : 0);
+          // One process: its own high-water mark. Several: the sampled group total (file pages once).
+          const peak = tree.length === 1 && reset ? Math.max(sampled, mems[0]!.hwm) : sampled;
           const largest = Math.max(...mems.map((m) => (reset ? m.hwm : m.rss)));
           add({ key: 'rss-idle', label: `Resident memory, idle before the ${sizeLabel(blob.size)} push (MiB)`, higherIsBetter: false, decimals: 0 }, reg, idle / MiB);
           add({ key: 'rss-peak', label: `Peak resident memory during the ${sizeLabel(blob.size)} push + pull, all processes (MiB)`, higherIsBetter: false, decimals: 0 }, reg, peak / MiB);
           add({ key: 'rss-largest', label: `Peak resident memory of the largest single process (MiB)`, higherIsBetter: false, decimals: 0 }, reg, largest / MiB);
-          log(`${tag} ${reg.label}: ${sizeLabel(blob.size)} push ${format(pushedMb, 0)} MB/s, pull ${format(pulledMb, 0)} MB/s, RSS ${format(idle / MiB, 0)} MiB before, peak ${format(peak / MiB, 0)} MiB in ${tree.length} process${tree.length > 1 ? 'es' : ''} (${reset ? 'VmHWM' : 'sampled VmRSS'}), largest ${format(largest / MiB, 0)} MiB`);
+          log(`${tag} ${reg.label}: ${sizeLabel(blob.size)} push ${format(pushedMb, 0)} MB/s, pull ${format(pulledMb, 0)} MB/s, RSS ${format(idle / MiB, 0)} MiB before, peak ${format(peak / MiB, 0)} MiB in ${tree.length} process${tree.length > 1 ? 'es' : ''} (${tree.length === 1 && reset ? 'VmHWM' : tree.length === 1 ? 'sampled VmRSS' : 'sampled, file pages once'}), largest ${format(largest / MiB, 0)} MiB`);
         }
       }
     }
@@ -1105,7 +1135,10 @@ async function main(): Promise<void> {
     lines.push(`- Machine: ${machine.cpus} CPUs (nproc), ${machine.model}, ${machine.memory} memory, ${machine.kernel}`);
     lines.push(`- Load average (1 min) at start / end: ${load0[0]!.toFixed(2)} / ${load1[0]!.toFixed(2)}`);
     lines.push(`- Node ${process.version}; Distribution: ${distributionVersion()}`);
-    lines.push(`- Berth ${berthVersion()}: \`node --max-semi-space-size=4 dist/bin/berth.js serve\` (as \`npm start\` runs it), BERTH_LOG_LEVEL=warn, BERTH_MODE=open (no authentication, like the Distribution it is compared with)${process.env.BERTH_WORKERS ? `, BERTH_WORKERS=${process.env.BERTH_WORKERS}` : ''}, data on disk (BERTH_DATA), running as ${berthTree} (CPU and memory are summed over the process tree)${opts.berthNodeArgs.length ? ` (node ${opts.berthNodeArgs.join(' ')})` : ''}`);
+    lines.push(`- Berth ${berthVersion()}: \`node --max-semi-space-size=4 dist/bin/berth.js serve\` (as \`npm start\` runs it), BERTH_LOG_LEVEL=warn, BERTH_MODE=open (no authentication, like the Distribution it is compared with)${process.env.BERTH_WORKERS ? `, BERTH_WORKERS=${process.env.BERTH_WORKERS}` : ''}, data on disk (BERTH_DATA), running as ${berthTree} (CPU is summed over the process tree; memory too, with the file-backed pages that all its processes share, the node binary and its libraries, counted once)${opts.berthNodeArgs.length ? ` (node ${opts.berthNodeArgs.join(' ')})` : ''}`);
+    if (berthWorkers) {
+      lines.push(`- Berth --workers 2: the same Berth with BERTH_WORKERS=2 (a primary process and two workers on one port), data on disk, running as ${berthWorkersTree}`);
+    }
     if (berthS3) {
       lines.push(
         `- Berth S3+Redis: the same Berth, running as ${berthS3Tree}, with BERTH_S3_BUCKET/ENDPOINT (path style, default part size) on s3rver ${s3rverVersion()} ` +

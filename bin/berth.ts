@@ -2,11 +2,7 @@
 // The berth command.
 import { Command, InvalidArgumentError } from 'commander';
 import { serve } from '../server/cluster.ts';
-import { StorageUnavailableError } from '../storage/index.ts';
-import { registerAdminCommands } from './commands/admin.ts';
 import { configOrExit } from './commands/common.ts';
-import { registerClientCommands } from './commands/client.ts';
-import { registerLifecycleCommands } from './commands/lifecycle.ts';
 
 const program = new Command();
 program.name('berth').description('Berth: an OCI image registry');
@@ -25,6 +21,7 @@ program
     try {
       await serve(config);
     } catch (err) {
+      const { StorageUnavailableError } = await import('../storage/index.ts');
       if (err instanceof StorageUnavailableError) {
         process.stderr.write(`berth: ${err.message}\n`);
         process.exit(1);
@@ -33,8 +30,17 @@ program
     }
   });
 
-registerAdminCommands(program);
-registerClientCommands(program);
-registerLifecycleCommands(program);
+// `berth serve` loads only what serving needs: with --workers the primary process only forks and relays,
+// and the other commands would bring the whole registry and client into it (about 20 MiB).
+if (process.argv[2] !== 'serve') {
+  const [admin, client, lifecycle] = await Promise.all([
+    import('./commands/admin.ts'),
+    import('./commands/client.ts'),
+    import('./commands/lifecycle.ts'),
+  ]);
+  admin.registerAdminCommands(program);
+  client.registerClientCommands(program);
+  lifecycle.registerLifecycleCommands(program);
+}
 
 await program.parseAsync(process.argv);
