@@ -66,7 +66,7 @@ export function createStorage(
     repositories,
     search,
     policies,
-    quotas: new Quotas(driver, blobs, policies),
+    quotas: new Quotas(driver, blobs, policies, coordination.lock),
     gc: new GarbageCollector(driver, blobs, manifests, coordination.lock),
   };
 }

@@ -1,11 +1,14 @@
 // Quotas per namespace: the bytes of the distinct blobs linked anywhere in the namespace, each counted
 // once however many repositories hold it. Checked before bytes are stored (from Content-Length, or a
-// mount's size) and again when an upload completes, whose size is then exact.
+// mount's size) and again when a blob is admitted (an upload completes, a mount links): that last check
+// and the link happen under the namespace's quota lock, so concurrent pushes cannot all pass one check
+// and together exceed the quota.
 import { RegistryError } from '../server/errors.ts';
 import type { BlobStore } from './blobs.ts';
 import type { StorageDriver } from './driver.ts';
 import { layout } from './layout.ts';
 import { namespaceOf, type PolicyStore } from './policies.ts';
+import type { Lock } from './lock.ts';
 import type { Digest } from './reference.ts';
 import { digestFolders, repositoryNames } from './walk.ts';
 
@@ -14,6 +17,7 @@ export class Quotas {
     private readonly driver: StorageDriver,
     private readonly blobs: BlobStore,
     private readonly policies: PolicyStore,
+    private readonly lock: Lock,
   ) {}
 
   /** Bytes held by the namespace, and the distinct blobs counted. */
@@ -48,5 +52,19 @@ export class Quotas {
         requestedBytes: incoming,
       });
     }
+  }
+
+  /**
+   * Checks `incoming` bytes against the quota and, if they fit, runs `admit` (which links the blob into
+   * the repository) before any other admission into the namespace is checked. Without a quota, only runs
+   * `admit`. Callers take no blob lock before this one (admissions take the quota lock, then the blob's).
+   */
+  async admit<T>(name: string, incoming: number, digest: Digest, admit: () => Promise<T>): Promise<T> {
+    const namespace = namespaceOf(name);
+    if ((await this.policies.get(namespace))?.quotaBytes === undefined) return admit();
+    return this.lock.run(`quota:${namespace}`, async () => {
+      await this.check(name, incoming, digest);
+      return admit();
+    });
   }
 }

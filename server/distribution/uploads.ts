@@ -65,35 +65,45 @@ export function uploadHandlers(deps: DistributionDeps): { collection: Record<str
     return false;
   }
 
+  /** The size of the blob a mount asks for, when it is there and the caller may pull it from there. */
+  async function mountable(ctx: Context, digest: Digest, from: string | undefined): Promise<number | undefined> {
+    if (from !== undefined) {
+      if (!isValidName(from) || !(await deps.gate.mayPull(ctx, from))) return undefined;
+      return blobs.sizeIn(from, digest);
+    }
+    return (await anyPullable(ctx, await blobs.holders(digest))) ? blobs.size(digest) : undefined;
+  }
+
   async function tryMount(name: string, ctx: Context): Promise<Digest | undefined> {
     const digest = tryParseDigest(queryString(ctx, 'mount') ?? '');
     if (!digest) return undefined;
     const from = queryString(ctx, 'from');
-    // Checked and linked under the blob's lock, so a garbage collection cannot delete it in between. A
-    // source the caller may not pull is treated as one without the blob: a session opens instead, and
+    // A source the caller may not pull is treated as one without the blob: a session opens instead, and
     // nothing tells a private repository from a missing one.
-    return blobs.guarded(digest, async () => {
-      let size: number | undefined;
-      if (from !== undefined) {
-        if (!isValidName(from) || !(await deps.gate.mayPull(ctx, from)) || (size = await blobs.sizeIn(from, digest)) === undefined) return undefined;
-      } else if (!(await anyPullable(ctx, await blobs.holders(digest))) || (size = await blobs.size(digest)) === undefined) {
-        return undefined;
-      }
-      await quotas.check(name, size, digest);
-      await blobs.link(name, digest);
-      return digest;
-    });
+    const size = await mountable(ctx, digest, from);
+    if (size === undefined) return undefined;
+    return quotas.admit(name, size, digest, () =>
+      // Checked again and linked under the blob's lock, so a garbage collection cannot delete it in between.
+      blobs.guarded(digest, async () => {
+        if ((await (from !== undefined ? blobs.sizeIn(from, digest) : blobs.size(digest))) === undefined) return undefined;
+        await blobs.link(name, digest);
+        return digest;
+      }),
+    );
   }
 
-  /** The exact size is known now: checked once more against the quota before the blob is stored. */
+  /** The exact size is known now: checked once more against the quota, and linked before another admission is checked. */
   async function completeWithinQuota(upload: BlobUpload, digest: Digest): Promise<void> {
+    let admitted = false;
     try {
-      await quotas.check(upload.name, upload.offset, digest);
+      await quotas.admit(upload.name, upload.offset, digest, () => {
+        admitted = true;
+        return uploads.complete(upload, digest);
+      });
     } catch (err) {
-      await uploads.cancel(upload);
+      if (!admitted) await uploads.cancel(upload);
       throw err;
     }
-    await uploads.complete(upload, digest);
   }
 
   /** A chunk whose Content-Length would pass the quota is refused before its bytes are read. */

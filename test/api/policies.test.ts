@@ -104,6 +104,32 @@ describe('lifecycle policies: immutable tags and quotas', () => {
     const full = await registry.request('POST', `/v2/quota/b/blobs/uploads/?digest=${sha256('x')}`, { body: 'x' });
     expect(full.status).to.equal(403);
   });
+
+  it('concurrent pushes that each fit but together pass the quota: the first admitted stays, the others are refused', async () => {
+    await berthCommand(server.berth, ['policy', 'set', 'racing', JSON.stringify({ quotaBytes: 1000 })]);
+    const blobs = Array.from({ length: 6 }, (_, i) => Buffer.alloc(600, i + 1));
+    // Five uploads whose bytes are all in (each within the quota alone), then their completions and a mount
+    // all at once: every one of them would pass a check made before the others are linked.
+    const sessions: string[] = [];
+    for (const [i, blob] of blobs.slice(0, 5).entries()) {
+      const chunk = await registry.request('PATCH', await registry.startUpload(`racing/c${i}`), { body: blob, headers: { 'Content-Range': `0-${blob.length - 1}` } });
+      expect(chunk.status).to.equal(202);
+      sessions.push(`${chunk.headers.location}?digest=${sha256(blob)}`);
+    }
+    const mounted = await registry.pushBlob('elsewhere/app', blobs[5]!);
+    const replies = await Promise.all([
+      ...sessions.map((session) => registry.request('PUT', session)),
+      registry.request('POST', `/v2/racing/m/blobs/uploads/?mount=${mounted}&from=elsewhere/app`),
+    ]);
+    const statuses = replies.map((r) => r.status);
+    expect(statuses.filter((s) => s === 201), statuses.join(' ')).to.have.length(1);
+    for (const refused of replies.filter((r) => r.status !== 201)) {
+      expect(refused.status).to.equal(403);
+      expect(errorCode(refused)).to.equal('DENIED');
+    }
+    const shown = await berthJson(server.berth, ['policy', 'show', 'racing']);
+    expect(shown.usageBytes).to.equal(600);
+  });
 });
 
 describe('garbage collection through the server and the berth command', () => {
