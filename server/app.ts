@@ -11,6 +11,7 @@ import {
   localCoordination,
   createRedisCoordination,
   createS3Driver,
+  PresenceMarker,
   type Coordination,
   type Storage,
   type StorageDriver,
@@ -172,13 +173,22 @@ export interface RunningServer {
 export async function startServer(config: Config, berth: Berth): Promise<RunningServer> {
   const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, berth.app.callback());
   const { host, port } = listenAddress(config);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
+  // Without Redis this process's locks and caches are its own: lifecycle jobs run from elsewhere look for
+  // this marker (written before the first request can arrive).
+  const presence = usesRedis(config) ? undefined : new PresenceMarker(berth.storage.driver);
+  await presence?.start();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
+  } catch (err) {
+    await presence?.stop();
+    throw err;
+  }
   const address = server.address() as AddressInfo;
   const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
   const where = usesS3(config) ? { bucket: config.s3Bucket, prefix: config.s3Prefix } : { data: config.dataDir };
@@ -212,7 +222,9 @@ export async function startServer(config: Config, berth: Berth): Promise<Running
       stopLifecycle();
       server.close(() => {
         clearTimeout(timer);
-        void berth.coordination.close().then(resolve, resolve);
+        void Promise.resolve(presence?.stop())
+          .then(() => berth.coordination.close())
+          .then(resolve, resolve);
       });
       server.closeIdleConnections();
     }));

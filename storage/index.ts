@@ -21,6 +21,7 @@ export { RepositoryStore, type RepositorySettings } from './repositories.ts';
 export { SearchIndex, architectureLabel, isOfficial, type RepositoryEntry, type TagFacts, type PlatformFacts, type SearchQuery, type SearchSort } from './search.ts';
 export { layout } from './layout.ts';
 export { tuneHeapForUploads } from './young-buffers.ts';
+export { PresenceMarker, serversWithoutSharedState, type ServerPresence } from './presence.ts';
 export { UploadStore, type UploadObserver, uploadRange, rangeError, isValidUploadId, type BlobUpload } from './uploads.ts';
 export {
   PathNotFoundError,

@@ -44,6 +44,9 @@ export const layout = {
   /** Lifecycle policies (retention, immutable tags, quota) of a repository or namespace, as JSON. */
   policiesDir: '/policies',
   policy: (scope: string) => `/policies/${encodeName(scope)}`,
+  /** Servers that keep their locks and caches in memory (no Redis), one marker each (storage/presence.ts). */
+  serversDir: '/servers',
+  serverMarker: (id: string) => `/servers/${id}.json`,
 };
 
 // Repository names never contain "~", so it can stand for "/" in a single path segment.

@@ -1,11 +1,12 @@
 // berth gc, berth retention run, berth policy set|show|rm: storage lifecycle jobs on the configured
 // storage (BERTH_DATA or the S3 bucket; BERTH_REDIS_URL for the lock and cache generations it shares with
-// running servers). Each prints JSON on stdout.
+// running servers; without it, gc and retention run only while no server uses the storage). Each prints
+// JSON on stdout.
 import { InvalidArgumentError, type Command } from 'commander';
 import { usesRedis } from '../../server/config.ts';
 import { configOrExit } from './common.ts';
 import { openStorage } from '../../server/app.ts';
-import { applyRetention, namespaceOf, PolicyError, type Storage } from '../../storage/index.ts';
+import { applyRetention, namespaceOf, PolicyError, serversWithoutSharedState, type Storage } from '../../storage/index.ts';
 
 function seconds(value: string): number {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError('expected a whole number of seconds');
@@ -14,15 +15,27 @@ function seconds(value: string): number {
 
 /**
  * Opens the configured storage, runs the job, prints its result; errors go to stderr with an exit code.
- * A job that changes what servers cache (`changesServed`) warns when no Redis tells them about it.
+ * A job that changes what servers serve (`changesServed`) is refused while a server without Redis uses
+ * the storage: that server's locks and caches are in its memory, so the job would race its pushes (a
+ * collection could sweep a blob a push just linked) and it would go on serving what the job removed.
  */
 async function withStorage(job: (storage: Storage, grace: number) => Promise<unknown>, changesServed = false): Promise<void> {
   const config = configOrExit();
-  if (changesServed && !usesRedis(config)) {
-    process.stderr.write('berth: no Redis is configured: run this only while no server uses this storage (their caches would not hear of it)\n');
-  }
   const { storage, close } = await openStorage(config);
   try {
+    if (changesServed && !usesRedis(config)) {
+      const servers = await serversWithoutSharedState(storage.driver);
+      if (servers.length > 0) {
+        const which = servers.map((s) => `pid ${s.pid} on ${s.host}`).join(', ');
+        process.stderr.write(
+          `berth: a server without Redis uses this storage (${which}): its locks and caches are its own, so this job would race it. ` +
+            'Stop it first, let it run the job on its schedule (BERTH_GC_INTERVAL_SECONDS, BERTH_RETENTION_INTERVAL_SECONDS), ' +
+            'or give both BERTH_REDIS_URL.\n',
+        );
+        process.exitCode = 2;
+        return;
+      }
+    }
     process.stdout.write(`${JSON.stringify(await job(storage, config.gcGraceSeconds), null, 2)}\n`);
   } catch (err) {
     if (!(err instanceof PolicyError)) throw err;
@@ -36,7 +49,7 @@ async function withStorage(job: (storage: Storage, grace: number) => Promise<unk
 export function registerLifecycleCommands(program: Command): void {
   program
     .command('gc')
-    .description('remove the blobs (and with --delete-untagged, the manifests) nothing reaches; safe while clients push')
+    .description('remove the blobs (and with --delete-untagged, the manifests) nothing reaches; safe while clients push (without Redis: refused while a server uses the storage)')
     .option('--dry-run', 'report what would be removed, remove nothing')
     .option('--delete-untagged', 'also remove manifests that no tag reaches')
     .option('--grace-seconds <n>', 'keep what was stored less than this long ago (default: BERTH_GC_GRACE_SECONDS)', seconds)
