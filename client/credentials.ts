@@ -1,5 +1,8 @@
 // Registry credentials: `berth login` keeps them in one file only the user can read (mode 0600, in
-// docker's config.json shape), and docker's own ~/.docker/config.json `auths` are read when present.
+// docker's config.json shape), and docker's own ~/.docker/config.json is read when present, as docker
+// reads it: a registry's credential helper (`credHelpers`), else the default one (`credsStore`), else
+// `auths`.
+import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -13,8 +16,13 @@ export interface Credentials {
 
 interface AuthFile {
   auths?: Record<string, { auth?: string; username?: string; password?: string }>;
+  credsStore?: string;
+  credHelpers?: Record<string, string>;
   [other: string]: unknown;
 }
+
+/** How long a credential helper (which may ask a keychain) may take. */
+const HELPER_TIMEOUT_MS = 30_000;
 
 /** Docker files Hub credentials under its old index URL. */
 const DOCKER_HUB_KEY = 'https://index.docker.io/v1/';
@@ -48,6 +56,46 @@ function decode(entry: { auth?: string; username?: string; password?: string }):
   return colon > 0 ? { username: text.slice(0, colon), password: text.slice(colon + 1) } : undefined;
 }
 
+function fromAuths(file: AuthFile, host: string): Credentials | undefined {
+  for (const [key, entry] of Object.entries(file.auths ?? {})) {
+    if (keyHost(key) === host) {
+      const credentials = decode(entry);
+      if (credentials) return credentials;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Asks a docker credential helper (`docker-credential-<name> get`, the server on stdin, JSON on stdout).
+ * A helper that knows no credentials for the server says so and exits 1 (some print empty ones instead).
+ */
+function fromHelper(name: string, server: string): Credentials | undefined {
+  const program = `docker-credential-${name}`;
+  const run = spawnSync(program, ['get'], { input: server, encoding: 'utf8', timeout: HELPER_TIMEOUT_MS });
+  if (run.error) {
+    const missing = (run.error as NodeJS.ErrnoException).code === 'ENOENT';
+    throw new ClientError(
+      missing
+        ? `docker's config.json names the credential helper ${program}, which is not installed (or not on PATH)`
+        : `the credential helper ${program} failed: ${run.error.message}`,
+    );
+  }
+  if (run.status !== 0) {
+    if (/credentials not found/i.test(`${run.stdout}${run.stderr}`)) return undefined;
+    throw new ClientError(`the credential helper ${program} failed (exit ${run.status}): ${(run.stderr || run.stdout).trim().slice(0, 300)}`);
+  }
+  let answer: { Username?: string; Secret?: string };
+  try {
+    answer = JSON.parse(run.stdout) as { Username?: string; Secret?: string };
+  } catch {
+    throw new ClientError(`the credential helper ${program} answered something that is not JSON`);
+  }
+  // An identity token (Username "<token>") is an OAuth refresh token, which this client does not use.
+  if (!answer.Username || !answer.Secret || answer.Username === '<token>') return undefined;
+  return { username: answer.Username, password: answer.Secret };
+}
+
 export class CredentialStore {
   /**
    * @param file berth's own credentials file
@@ -61,15 +109,11 @@ export class CredentialStore {
   /** Credentials for a registry host: berth's own first, then docker's. */
   get(registry: string): Credentials | undefined {
     const host = normalizeRegistry(registry);
-    for (const path of [this.file, this.dockerConfig]) {
-      for (const [key, entry] of Object.entries(readAuthFile(path).auths ?? {})) {
-        if (keyHost(key) === host) {
-          const credentials = decode(entry);
-          if (credentials) return credentials;
-        }
-      }
-    }
-    return undefined;
+    const own = fromAuths(readAuthFile(this.file), host);
+    if (own) return own;
+    const docker = readAuthFile(this.dockerConfig);
+    const helper = Object.entries(docker.credHelpers ?? {}).find(([key]) => keyHost(key) === host)?.[1] ?? docker.credsStore;
+    return (helper ? fromHelper(helper, host === DOCKER_HUB ? DOCKER_HUB_KEY : host) : undefined) ?? fromAuths(docker, host);
   }
 
   /** Stores credentials, replacing the file atomically; the file is created with mode 0600. */

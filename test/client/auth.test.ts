@@ -2,7 +2,8 @@
 // mode (anonymous and with `berth login` credentials, one token per scope, docker's own config.json), and
 // Basic challenges against a real CNCF Distribution with an htpasswd file.
 import { expect } from 'chai';
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAuthChallenges } from '../../client/index.ts';
 import { startBerth, type TestBerth } from '../helpers/berth.ts';
@@ -130,6 +131,52 @@ describe('client: registry authentication', function () {
       const pulled = await berthCli(home(), ['pull', `${berth.host}/alice/private:1`], { env: { DOCKER_CONFIG: dockerConfig } });
       expect(pulled.code, pulled.stderr).to.equal(0);
       expect(tokenGrants(mark).map((g) => g.who)).to.deep.equal(['alice']);
+    });
+
+    it('asks docker\'s credential helpers (credsStore, credHelpers): docker-credential-pass over a real pass store', async function () {
+      // pass keeps the secret encrypted to a GnuPG key made for this test, in folders of its own.
+      const gnupg = tempDir('gnupg');
+      chmodSync(gnupg, 0o700);
+      const env = { ...process.env, GNUPGHOME: gnupg, PASSWORD_STORE_DIR: tempDir('pass-store') };
+      const run = (command: string, args: string[], input?: string) => {
+        const result = spawnSync(command, args, { env, input, encoding: 'utf8' });
+        expect(result.status, `${command} ${args.join(' ')}: ${result.stderr}`).to.equal(0);
+        return result.stdout;
+      };
+      try {
+        run('gpg', ['--batch', '--passphrase', '', '--quick-gen-key', 'berth-test@example.invalid', 'ed25519', 'cert,sign']);
+        const fingerprint = /^fpr:+([0-9A-F]+):/m.exec(run('gpg', ['--list-keys', '--with-colons']))![1]!;
+        run('gpg', ['--batch', '--passphrase', '', '--quick-add-key', fingerprint, 'cv25519', 'encr']);
+        run('pass', ['init', fingerprint]);
+        run('docker-credential-pass', ['store'], JSON.stringify({ ServerURL: berth.host, Username: 'alice', Secret: PASSWORD }));
+
+        const pullWith = async (config: object) => {
+          const dockerConfig = tempDir('docker-helper-config');
+          writeFileSync(join(dockerConfig, 'config.json'), JSON.stringify(config));
+          const mark = auditLines();
+          const pulled = await berthCli(home(), ['pull', `${berth.host}/alice/private:1`], { env: { ...env, DOCKER_CONFIG: dockerConfig } });
+          removeDir(dockerConfig);
+          return { pulled, who: tokenGrants(mark).map((g) => g.who) };
+        };
+        for (const config of [{ credsStore: 'pass' }, { credsStore: 'none-such', credHelpers: { [berth.host]: 'pass' } }]) {
+          const { pulled, who } = await pullWith(config);
+          expect(pulled.code, `${JSON.stringify(config)}: ${pulled.stderr}`).to.equal(0);
+          expect(who).to.deep.equal(['alice']);
+        }
+        // A helper that knows nothing of this registry: anonymous, and the private repository stays closed.
+        run('docker-credential-pass', ['erase'], berth.host);
+        const unknown = await pullWith({ credsStore: 'pass' });
+        expect(unknown.pulled.code).to.not.equal(0);
+        expect(unknown.who).to.deep.equal(['anonymous']);
+        // A helper that is not installed is named, as docker names it.
+        const missing = await pullWith({ credsStore: 'none-such' });
+        expect(missing.pulled.code).to.not.equal(0);
+        expect(missing.pulled.stderr).to.include('docker-credential-none-such, which is not installed');
+      } finally {
+        spawnSync('gpgconf', ['--kill', 'gpg-agent'], { env });
+        removeDir(env.PASSWORD_STORE_DIR);
+        removeDir(gnupg);
+      }
     });
   });
 

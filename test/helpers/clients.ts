@@ -175,6 +175,10 @@ export async function startDockerd(options: { insecureRegistries: string[] }): P
   // dockerd before 23 writes a trust key to /etc/docker/key.json unless its config names another place.
   writeFileSync(configFile, JSON.stringify(dockerdMajorVersion() < 23 ? { 'deprecated-key-path': join(dir, 'key.json') } : {}));
   mkdirSync(join(dir, 'client'));
+  // A client config that names any credential source keeps docker from picking a default credential store:
+  // with pass installed (the client's tests use docker-credential-pass) it would choose pass, whose store
+  // is not initialised here, and `docker login` would fail. Logins go to this config.json instead.
+  writeFileSync(join(dir, 'client', 'config.json'), JSON.stringify({ credHelpers: { 'unused.invalid': 'none' } }));
   const env: NodeJS.ProcessEnv = { ...process.env, DOCKER_HOST: `unix://${socket}`, DOCKER_CONFIG: join(dir, 'client') };
   delete env.DOCKER_CONTEXT;
   delete env.DOCKER_TLS_VERIFY;
