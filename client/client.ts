@@ -10,8 +10,9 @@ import { pullImage, type ImageConfig } from './pull.ts';
 import { formatReference, parseReference, type ImageReference } from './reference.ts';
 import { RegistryClient, registryBaseUrl } from './registry.ts';
 import { chooseRuntime, runContainer, type RuntimeChoice } from './runtime.ts';
-import { LocalStore, type ImageRecord } from './store.ts';
+import { LocalStore, type ContainerRecord, type ImageRecord } from './store.ts';
 import { unpackLayers } from './unpack.ts';
+import { processLives } from '../platform/index.ts';
 
 export interface ClientOptions {
   /** The local store's folder (blobs, images, containers, credentials). */
@@ -87,16 +88,16 @@ export class Client {
     const ref = this.parse(text);
     const host = hostPlatform();
     const wanted = options.platform ? parsePlatform(options.platform) : host;
-    const record = this.find(ref, options.platform ? wanted : undefined) ?? (await this.pull(text, options.platform));
-    refuseForeignOs(formatReference(ref), record.platform, host);
+    const image = this.find(ref, options.platform ? wanted : undefined) ?? (await this.pull(text, options.platform));
+    refuseForeignOs(formatReference(ref), image.platform, host);
 
-    const config = JSON.parse(this.store.readBlob(record.config).toString()) as ImageConfig;
+    const config = JSON.parse(this.store.readBlob(image.config).toString()) as ImageConfig;
     const diffIds = config.rootfs?.diff_ids ?? [];
     const { id, dir } = this.store.newContainerDir();
     let proc: ContainerProcess;
     try {
       const skipped = await unpackLayers(
-        record.layers.map((l, i) => ({ path: this.store.blobPath(l.digest), digest: l.digest, ...(diffIds[i] ? { diffId: diffIds[i] } : {}) })),
+        image.layers.map((l, i) => ({ path: this.store.blobPath(l.digest), digest: l.digest, ...(diffIds[i] ? { diffId: diffIds[i] } : {}) })),
         join(dir, 'rootfs'),
       );
       if (skipped.length > 0) process.stderr.write(`berth: skipped device entries: ${skipped.join(', ')}\n`);
@@ -107,12 +108,40 @@ export class Client {
       this.store.removeContainerDir(dir);
       throw err;
     }
+    const record: ContainerRecord = {
+      id,
+      image: formatReference(ref),
+      imageId: image.config,
+      command: proc.args,
+      created: new Date().toISOString(),
+      runnerPid: process.pid,
+    };
+    if (!options.remove) this.store.writeContainer(dir, record);
+    let exitCode: number | undefined;
     try {
       const runtime = chooseRuntime(this.options.runtime);
-      return await runContainer(runtime, { dir, id, stateDir: join(this.options.home, 'runtime', runtime.name), process: proc });
+      exitCode = await runContainer(runtime, { dir, id, stateDir: join(this.options.home, 'runtime', runtime.name), process: proc });
+      return exitCode;
     } finally {
       if (options.remove) this.store.removeContainerDir(dir);
+      else this.store.writeContainer(dir, { ...record, ...(exitCode !== undefined ? { exitCode } : {}), finishedAt: new Date().toISOString() });
     }
+  }
+
+  /** The kept containers (run without --rm), newest first, with what they are doing. */
+  containers(): Array<ContainerRecord & { running: boolean }> {
+    return this.store.containers().map((c) => ({ ...c, running: c.finishedAt === undefined && processLives(c.runnerPid) }));
+  }
+
+  /** Removes kept containers by ID or unique ID prefix; a running one is refused. Returns the full IDs. */
+  rm(prefix: string): string {
+    const matches = this.containers().filter((c) => c.id.startsWith(prefix));
+    if (matches.length === 0 || prefix.length === 0) throw new ClientError(`no such container: ${prefix}`);
+    if (matches.length > 1) throw new ClientError(`${prefix} names ${matches.length} containers: give more of the ID`);
+    const container = matches[0]!;
+    if (container.running) throw new ClientError(`container ${container.id} is running (berth process ${container.runnerPid}): stop it first`);
+    this.store.removeContainerDir(this.store.containerDir(container.id));
+    return container.id;
   }
 
   images(): Array<ImageRecord & { size: number }> {

@@ -29,6 +29,22 @@ export interface ImageRecord {
   pulledAt: string;
 }
 
+/** What `berth ps` shows of a kept container (containers/<id>/container.json, beside its bundle). */
+export interface ContainerRecord {
+  id: string;
+  /** The reference it was run from, and the image's config digest (its image ID). */
+  image: string;
+  imageId: string;
+  command: string[];
+  created: string;
+  /** The berth process that runs it: while that lives and `finishedAt` is unset, the container runs. */
+  runnerPid: number;
+  exitCode?: number;
+  finishedAt?: string;
+}
+
+const CONTAINER_ID = /^[a-f0-9]{12}$/;
+
 const DIGEST = /^(sha256|sha512):([a-f0-9]{64}|[a-f0-9]{128})$/;
 
 function splitDigest(digest: string): [string, string] {
@@ -135,6 +151,29 @@ export class LocalStore {
 
   removeContainerDir(dir: string): void {
     rmSync(dir, { recursive: true, force: true });
+  }
+
+  writeContainer(dir: string, record: ContainerRecord): void {
+    this.writeAtomically(join(dir, 'container.json'), Buffer.from(`${JSON.stringify(record, null, 2)}\n`));
+  }
+
+  /** The kept containers, newest first; a folder without its record (being made or removed) is left out. */
+  containers(): ContainerRecord[] {
+    const records: ContainerRecord[] = [];
+    for (const id of readdirSync(join(this.home, 'containers'))) {
+      if (!CONTAINER_ID.test(id)) continue;
+      try {
+        records.push(JSON.parse(readFileSync(join(this.home, 'containers', id, 'container.json'), 'utf8')) as ContainerRecord);
+      } catch {
+        // not (or no longer) a whole container
+      }
+    }
+    return records.sort((a, b) => b.created.localeCompare(a.created));
+  }
+
+  containerDir(id: string): string {
+    if (!CONTAINER_ID.test(id)) throw new ClientError(`not a container ID: ${id}`);
+    return join(this.home, 'containers', id);
   }
 
   private writeImages(images: ImageRecord[]): void {

@@ -1,4 +1,5 @@
-// Facts about operating systems and architectures, shared by the web catalog and the runtime client.
+// Facts about operating systems, architectures and processes, shared by the web catalog, the runtime
+// client and storage.
 export {
   parseWindowsVersion,
   STABLE_ABI_BUILD,
@@ -11,3 +12,4 @@ export {
   type WindowsVerdict,
   type WindowsVersion,
 } from './windows.ts';
+export { processLives } from './process.ts';

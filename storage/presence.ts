@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { StorageDriver } from './driver.ts';
 import { layout } from './layout.ts';
+import { processLives } from '../platform/index.ts';
 
 const RENEW_MS = 30_000;
 /** A marker not renewed for this long belongs to a server that is gone (killed, or its machine). */
@@ -56,13 +57,4 @@ export async function serversWithoutSharedState(driver: StorageDriver, now = Dat
     found.push(presence);
   }
   return found;
-}
-
-function processLives(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

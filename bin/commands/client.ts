@@ -28,6 +28,22 @@ async function guarded(failureCode: number, body: (client: Client) => Promise<nu
   }
 }
 
+/** Columns padded to their widest cell, as docker prints its lists. */
+function printTable(table: string[][]): void {
+  const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
+  for (const row of table) process.stdout.write(`${row.map((cell, i) => cell.padEnd(widths[i]!)).join('   ').trimEnd()}\n`);
+}
+
+/** "5 seconds", "3 minutes", "2 hours", "4 days": how long ago `iso` was. */
+function since(now: number, iso: string): string {
+  const seconds = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  for (const [unit, size] of [['day', 86_400], ['hour', 3_600], ['minute', 60]] as const) {
+    const n = Math.floor(seconds / size);
+    if (n >= 1) return `${n} ${unit}${n > 1 ? 's' : ''}`;
+  }
+  return `${seconds} second${seconds === 1 ? '' : 's'}`;
+}
+
 export function registerClientCommands(program: Command): void {
   // `berth run IMAGE CMD --flag`: options after the image belong to the container's command.
   program.enablePositionalOptions();
@@ -87,9 +103,35 @@ export function registerClientCommands(program: Command): void {
           `${r.platform.os}/${r.platform.architecture}${r.platform.variant ? `/${r.platform.variant}` : ''}`,
           formatBytes(r.size),
         ]);
-        const table = [['REPOSITORY', 'TAG', 'IMAGE ID', 'PLATFORM', 'SIZE'], ...rows];
-        const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
-        for (const row of table) process.stdout.write(`${row.map((cell, i) => cell.padEnd(widths[i]!)).join('   ').trimEnd()}\n`);
+        printTable([['REPOSITORY', 'TAG', 'IMAGE ID', 'PLATFORM', 'SIZE'], ...rows]);
+      }),
+    );
+
+  program
+    .command('ps')
+    .description('list the containers kept by berth run (without --rm), newest first')
+    .option('-a, --all', 'accepted for docker\'s sake: every kept container is listed')
+    .action(() =>
+      guarded(1, async (client) => {
+        const now = Date.now();
+        const rows = client.containers().map((c) => [
+          c.id,
+          c.image,
+          JSON.stringify(c.command.join(' ').slice(0, 40)),
+          `${since(now, c.created)} ago`,
+          c.running ? 'Running' : c.exitCode !== undefined ? `Exited (${c.exitCode}) ${since(now, c.finishedAt!)} ago` : 'Dead',
+        ]);
+        printTable([['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS'], ...rows]);
+      }),
+    );
+
+  program
+    .command('rm')
+    .description('remove kept containers (their bundle and root filesystem)')
+    .argument('<container...>', 'container IDs, or unique prefixes of them')
+    .action((containers: string[]) =>
+      guarded(1, async (client) => {
+        for (const id of containers) process.stdout.write(`${client.rm(id)}\n`);
       }),
     );
 

@@ -138,7 +138,27 @@ describe('client: berth pull and berth run', function () {
         expect(spec.process.env).to.include('GREETING=from the image');
         expect(spec.root.path).to.equal('rootfs');
         expect(statSync(join(bundle, 'rootfs', 'bin', 'busybox')).isFile()).to.equal(true);
-        removeDir(bundle);
+
+        // berth ps lists it with its exit code; berth rm (by a prefix of its ID) removes it.
+        const failed = await berthCli(home, ['run', image, 'sh', '-c', 'exit 3']);
+        expect(failed.code).to.equal(3);
+        await berthCli(home, ['run', '--rm', image, 'true']);
+        const ps = (await berthCli(home, ['ps', '-a'])).stdout.trim().split('\n');
+        expect(ps[0]).to.match(/^CONTAINER ID\s+IMAGE\s+COMMAND\s+CREATED\s+STATUS$/);
+        expect(ps).to.have.length(3); // the --rm run left nothing
+        const [newest, oldest] = [ps[1]!.split(/\s{3,}/), ps[2]!.split(/\s{3,}/)];
+        expect(oldest[0]).to.equal(containers[0]);
+        expect(newest[1]).to.equal(image);
+        expect(newest[2]).to.equal('"sh -c exit 3"');
+        expect(newest[4]).to.match(/^Exited \(3\) \d+ seconds? ago$/);
+        expect(oldest[4]).to.match(/^Exited \(0\) /);
+        const removed = await berthCli(home, ['rm', oldest[0]!.slice(0, 5), newest[0]!]);
+        expect(removed.code, removed.stderr).to.equal(0);
+        expect(removed.stdout.trim().split('\n')).to.deep.equal([oldest[0], newest[0]]);
+        expect(filesIn(home, 'containers')).to.deep.equal([]);
+        const unknown = await berthCli(home, ['rm', 'abcdef']);
+        expect(unknown.code).to.equal(1);
+        expect(unknown.stderr).to.include('no such container: abcdef');
       });
 
       it('runs with the unshare + chroot fallback too', async function () {
@@ -171,6 +191,7 @@ describe('client: berth pull and berth run', function () {
         expect(spec.process.env).to.include.members(['NAME=berth', 'GREETING=from the image']);
         expect(spec.process.cwd).to.equal('/tmp');
         expect(statSync(join(bundle, 'rootfs', 'bin', 'busybox')).isFile()).to.equal(true);
+
         removeDir(bundle);
       });
     }
