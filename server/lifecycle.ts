@@ -1,6 +1,8 @@
-// The storage lifecycle jobs the server runs on a schedule: retention, then garbage collection. Each
-// runs in one process at a time (the shared lock), whichever replica or worker gets there first.
-import { applyRetention, type GcReport } from '../storage/index.ts';
+// The storage lifecycle jobs the server runs on a schedule: retention, then garbage collection. Every
+// worker and replica keeps the timers, and each job runs once per interval across all of them: whoever's
+// timer fires first runs it under the shared lock and stamps it in storage; the others see the stamp.
+import { hostname } from 'node:os';
+import { applyRetention, layout, type GcReport, type Lock, type StorageDriver } from '../storage/index.ts';
 import type { Berth } from './app.ts';
 import type { Config } from './config.ts';
 
@@ -16,17 +18,51 @@ export function gcSummary(report: GcReport): Record<string, unknown> {
   };
 }
 
+interface JobStamp {
+  finishedAt: string;
+  by: string;
+}
+
+/** One scheduled job across processes: at most one run per interval, whichever process comes first. */
+export class ScheduledJob {
+  constructor(
+    private readonly driver: StorageDriver,
+    private readonly lock: Lock,
+    readonly name: string,
+    private readonly intervalMs: number,
+    private readonly job: () => Promise<void>,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Runs the job unless another process finished it within the last interval; true when it ran here. */
+  tick(): Promise<boolean> {
+    return this.lock.run(`schedule:${this.name}`, async () => {
+      const path = layout.jobStamp(this.name);
+      const last = await this.driver.getContent(path).catch(() => undefined);
+      const finishedAt = last ? Date.parse((JSON.parse(last.toString()) as Partial<JobStamp>).finishedAt ?? '') : NaN;
+      // Timers of different processes drift apart: a run a little less than an interval ago counts.
+      if (this.now() - finishedAt < this.intervalMs * 0.9) return false;
+      await this.job();
+      const stamp: JobStamp = { finishedAt: new Date(this.now()).toISOString(), by: `${hostname()}/${process.pid}` };
+      await this.driver.putContent(path, JSON.stringify(stamp));
+      return true;
+    });
+  }
+}
+
 /** Starts the timers the configuration asks for; returns what stops them. */
 export function scheduleLifecycle(config: Config, berth: Berth): () => void {
   const { storage, coordination, logger } = berth;
   const timers: NodeJS.Timeout[] = [];
   const every = (seconds: number, job: () => Promise<void>, what: string) => {
     if (seconds <= 0) return;
+    const scheduled = new ScheduledJob(storage.driver, coordination.lock, what.replace(/ /g, '-'), seconds * 1000, job);
     let running = false;
     const timer = setInterval(() => {
       if (running) return;
       running = true;
-      job()
+      scheduled
+        .tick()
         .catch((err: Error) => logger.warn({ err: err.message }, `${what} failed; will try again`))
         .finally(() => (running = false));
     }, seconds * 1000);

@@ -60,7 +60,7 @@ describe('garbage collection across replicas (Redis lock)', function () {
     }
   });
 
-  it('two replicas collecting on their schedules never overlap, and the kept image serves from both', async () => {
+  it('two replicas collecting on their schedules: one run per interval between them, never overlapping, and the kept image serves from both', async () => {
     const env = { BERTH_REDIS_URL: redis.url, BERTH_GC_INTERVAL_SECONDS: '1', BERTH_GC_GRACE_SECONDS: '0' };
     const servers: TestBerth[] = [];
     try {
@@ -72,10 +72,12 @@ describe('garbage collection across replicas (Redis lock)', function () {
 
       await waitFor(async () => (await b.request('HEAD', `/v2/replicas/app/blobs/${dropped.layers[0]}`)).status === 404 && !(await servers[0]!.storage.stat(`/blobs/sha256/${dropped.layers[0]!.slice(7, 9)}/${dropped.layers[0]!.slice(7)}/data`)), 'the dropped layer to be collected', 20_000);
       const runs = () => servers.flatMap((s) => s.logs.map((l) => JSON.parse(l) as GcLogEntry).filter((e) => e.msg === 'garbage collection done'));
-      await waitFor(() => servers.every((s) => s.logs.some((l) => l.includes('garbage collection done'))), 'both replicas to have collected', 20_000);
+      await waitFor(() => runs().length >= 3, 'three scheduled collections', 20_000);
 
+      // Both replicas' timers fire every second; the stamp in storage lets one run per interval through
+      // (90% of it: timers drift), whichever replica comes first, and never two at once.
       const intervals = runs().map((e) => [Date.parse(e.startedAt!), Date.parse(e.finishedAt!)] as const).sort((x, y) => x[0] - y[0]);
-      for (let i = 1; i < intervals.length; i++) expect(intervals[i]![0]).to.be.at.least(intervals[i - 1]![1]);
+      for (let i = 1; i < intervals.length; i++) expect(intervals[i]![0] - intervals[i - 1]![1]).to.be.at.least(900);
       for (const registry of [a, b]) {
         expect((await registry.request('GET', '/v2/replicas/app/manifests/kept')).headers['docker-content-digest']).to.equal(kept.digest);
         expect((await registry.request('GET', `/v2/replicas/app/blobs/${kept.layers[0]}`)).text).to.equal('kept layer');
