@@ -1,6 +1,6 @@
 // A thin HTTP client for the distribution API, used by the API tests to talk to a real Berth.
 import { createHash } from 'node:crypto';
-import { request as httpRequest } from 'node:http';
+import { request as httpRequest, type Agent } from 'node:http';
 
 export function sha256(data: Buffer | string): string {
   return `sha256:${createHash('sha256').update(data).digest('hex')}`;
@@ -33,14 +33,18 @@ export class Registry {
   request(
     method: string,
     path: string,
-    options: { headers?: Record<string, string>; body?: Buffer | string } = {},
+    options: { headers?: Record<string, string>; body?: Buffer | string; agent?: Agent } = {},
   ): Promise<RawResponse> {
     const url = new URL(path, this.base);
     return new Promise((resolve, reject) => {
       const body = options.body === undefined ? undefined : Buffer.from(options.body);
       const headers: Record<string, string> = { ...options.headers };
-      if (body !== undefined && headers['Content-Length'] === undefined) headers['Content-Length'] = String(body.length);
-      const req = httpRequest(url, { method, headers, agent: false }, (res) => {
+      // A body goes out with its length unless the caller frames it itself (Transfer-Encoding: chunked).
+      if (body !== undefined && headers['Content-Length'] === undefined && headers['Transfer-Encoding'] === undefined) {
+        headers['Content-Length'] = String(body.length);
+      }
+      // A fresh connection per request, unless the caller brings an agent (to reuse connections as a client would).
+      const req = httpRequest(url, { method, headers, agent: options.agent ?? false }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
