@@ -97,6 +97,17 @@ export class BlobStore {
     return existed;
   }
 
+  /**
+   * Whether the repository links any blob: one whose last manifest was deleted still holds its layers,
+   * and is still there for the API (an empty tag list, not NAME_UNKNOWN).
+   */
+  async holdsAny(name: string): Promise<boolean> {
+    for (const algorithm of await this.driver.list(layout.layersOf(name))) {
+      if ((await this.driver.list(algorithm)).length > 0) return true;
+    }
+    return false;
+  }
+
   /** The repositories that hold this blob, as recorded when it was linked. */
   async holders(digest: Digest): Promise<string[]> {
     const entries = await this.driver.list(layout.blobHolders(digest));

@@ -45,7 +45,9 @@ export function listingHandlers(deps: DistributionDeps): {
     tags: {
       async GET(ctx, { name }) {
         const tags = await manifests.tags(name);
-        if (tags.length === 0 && !(await manifests.exists(name))) {
+        // The spec wants 200 for any repository that is found, with a list that MAY be empty: only one
+        // that holds nothing at all (no manifest, no blob) is unknown.
+        if (tags.length === 0 && !(await manifests.exists(name)) && !(await deps.storage.blobs.holdsAny(name))) {
           throw new RegistryError('NAME_UNKNOWN', undefined, { name });
         }
         const page = paginate(ctx, tags);

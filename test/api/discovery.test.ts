@@ -120,6 +120,21 @@ describe('repository names, tags, catalog and referrers', () => {
       expect(errorCode(res)).to.equal('NAME_UNKNOWN');
     });
 
+    it('a repository whose last manifest is deleted lists no tags while it holds blobs, and is unknown once empty', async () => {
+      const image = await registry.pushImage('emptied/app', 'v1');
+      const del = await registry.request('DELETE', `/v2/emptied/app/manifests/${image.digest}`);
+      expect(del.status).to.equal(202);
+      const listed = await registry.request('GET', '/v2/emptied/app/tags/list');
+      expect(listed.status).to.equal(200);
+      expect(listed.json).to.deep.equal({ name: 'emptied/app', tags: [] });
+      for (const digest of [image.config, ...image.layers]) {
+        expect((await registry.request('DELETE', `/v2/emptied/app/blobs/${digest}`)).status).to.equal(202);
+      }
+      const gone = await registry.request('GET', '/v2/emptied/app/tags/list');
+      expect(gone.status).to.equal(404);
+      expect(errorCode(gone)).to.equal('NAME_UNKNOWN');
+    });
+
     it('a deleted tag leaves the list', async () => {
       await registry.request('DELETE', '/v2/paged/app/manifests/beta');
       const res = await registry.request('GET', '/v2/paged/app/tags/list');

@@ -70,6 +70,15 @@ describe('two replicas sharing storage and a real redis-server', () => {
     expect((await rb.request('DELETE', `/v2/shared/listed/manifests/${image.digest}`)).status).to.equal(202);
     for (const registry of [ra, rb]) {
       expect((await registry.request('GET', '/v2/_catalog')).json.repositories).to.not.include('shared/listed');
+      // Still there while it holds blobs, with no tags; unknown to both once those are deleted too.
+      const listed = await registry.request('GET', '/v2/shared/listed/tags/list');
+      expect(listed.status).to.equal(200);
+      expect(listed.json.tags).to.deep.equal([]);
+    }
+    for (const digest of [image.config, ...image.layers]) {
+      expect((await rb.request('DELETE', `/v2/shared/listed/blobs/${digest}`)).status).to.equal(202);
+    }
+    for (const registry of [ra, rb]) {
       expect((await registry.request('GET', '/v2/shared/listed/tags/list')).status).to.equal(404);
     }
     // Pushed again through the replica that had recorded it as listed: back in the catalog for both.
