@@ -8,6 +8,9 @@ import { loadSigningKey, type SigningKey } from './keys.ts';
 import { ACTIONS, allowedActions, defaultVisibility, mayListCatalog, namespaceOf, type Action, type Mode, type Principal, type ScopeGrant, type Visibility } from './policy.ts';
 import { mergeScopes, TokenService, type AccessEntry, type RequestedScope } from './tokens.ts';
 
+/** Repositories whose settings the catalog filter reads at once. */
+const PULLABLE_BATCH = 16;
+
 /** What the auth room needs to know of the repositories that exist. */
 export interface RepositoryCatalog {
   exists(name: string): Promise<boolean>;
@@ -79,6 +82,27 @@ export class AuthService {
     if (who.kind === 'user' && who.admin && !limit) return new Set(ACTIONS);
     const [visibility, orgRole] = await Promise.all([this.visibility(name), this.accounts.roleIn(namespaceOf(name), who)]);
     return allowedActions(who, name, { mode: this.mode, visibility, orgRole }, limit);
+  }
+
+  /**
+   * Which of `names` `who` may pull, in their order: the catalog's filter. Each namespace's role is looked
+   * up once, and the repositories' settings are read a few at a time.
+   */
+  async pullable(who: Principal, names: readonly string[], limit?: readonly ScopeGrant[]): Promise<string[]> {
+    const roles = new Map<string, ReturnType<AccountStore['roleIn']>>();
+    const may = async (name: string): Promise<boolean> => {
+      if (!isValidName(name)) return false;
+      if (who.kind === 'user' && who.admin && !limit) return true;
+      const namespace = namespaceOf(name);
+      if (!roles.has(namespace)) roles.set(namespace, this.accounts.roleIn(namespace, who));
+      const [visibility, orgRole] = await Promise.all([this.visibility(name), roles.get(namespace)!]);
+      return allowedActions(who, name, { mode: this.mode, visibility, orgRole }, limit).has('pull');
+    };
+    const allowed: boolean[] = [];
+    for (let i = 0; i < names.length; i += PULLABLE_BATCH) {
+      allowed.push(...(await Promise.all(names.slice(i, i + PULLABLE_BATCH).map(may))));
+    }
+    return names.filter((_, i) => allowed[i]);
   }
 
   /**

@@ -121,4 +121,14 @@ export class AuthGate {
     if (grants(claims, 'repository', name, 'pull')) return true;
     return (await this.auth.allowed(principalOf(claims), name, limitOf(claims))).has('pull');
   }
+
+  /** Which of `names` the caller may pull, in their order (the catalog's entries). */
+  async pullable(ctx: Context, names: readonly string[]): Promise<string[]> {
+    if (!this.auth) return [...names];
+    const claims = ctx.state.claims as TokenClaims | undefined;
+    if (!claims) return [];
+    const granted = new Set(names.filter((name) => grants(claims, 'repository', name, 'pull')));
+    const others = new Set(await this.auth.pullable(principalOf(claims), names.filter((name) => !granted.has(name)), limitOf(claims)));
+    return names.filter((name) => granted.has(name) || others.has(name));
+  }
 }

@@ -58,11 +58,7 @@ export function listingHandlers(deps: DistributionDeps): {
       async GET(ctx) {
         // The catalog shows only what the caller may pull.
         let names = await manifests.catalog();
-        if (deps.gate.enabled) {
-          const visible: string[] = [];
-          for (const name of names) if (await deps.gate.mayPull(ctx, name)) visible.push(name);
-          names = visible;
-        }
+        if (deps.gate.enabled) names = await deps.gate.pullable(ctx, names);
         const page = paginate(ctx, names, DEFAULT_CATALOG_PAGE);
         replyJson(ctx, 200, { repositories: page.items }, 'application/json', linkHeader('/v2/_catalog', page.next));
       },

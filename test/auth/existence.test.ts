@@ -141,5 +141,19 @@ describe('auth: a private repository is indistinguishable from a missing one', f
       const aliceCatalog = await reg.request('GET', '/v2/_catalog', { headers: bearer(await tokenFor(reg, ['registry:catalog:*'], alice)) });
       expect(aliceCatalog.json.repositories).to.deep.equal(['alice/app']);
     });
+
+    it('lists an organisation\'s private repositories to its members only, whatever their role', async function () {
+      await cli(priv, ['org', 'add', 'crew', '--owner', 'alice']);
+      const owner = new AuthorizedRegistry(priv.url, bearer(await tokenFor(reg, ['repository:crew/one:pull,push', 'repository:crew/two:pull,push'], alice)));
+      await owner.pushImage('crew/one', 'v1');
+      await owner.pushImage('crew/two', 'v1');
+      const listed = async () =>
+        (await reg.request('GET', '/v2/_catalog', { headers: bearer(await tokenFor(reg, ['registry:catalog:*'], bob)) })).json.repositories as string[];
+      expect(await listed()).to.not.include.members(['crew/one']);
+      await cli(priv, ['org', 'member', 'crew', 'bob', '--role', 'read']);
+      expect(await listed()).to.include.members(['crew/one', 'crew/two']);
+      await cli(priv, ['org', 'member', 'crew', 'bob', '--remove']);
+      expect((await listed()).filter((name) => name.startsWith('crew/'))).to.deep.equal([]);
+    });
   });
 });
