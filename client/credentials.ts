@@ -12,10 +12,23 @@ import { DOCKER_HUB, normalizeRegistry } from './reference.ts';
 export interface Credentials {
   username: string;
   password: string;
+  /**
+   * An OAuth2 refresh token in place of the password: what `docker login` keeps (`identitytoken`) when the
+   * registry's token service gave one, as Berth's does. Tokens are then asked for with it (POST, grant_type
+   * refresh_token).
+   */
+  identityToken?: string;
+}
+
+interface AuthEntry {
+  auth?: string;
+  username?: string;
+  password?: string;
+  identitytoken?: string;
 }
 
 interface AuthFile {
-  auths?: Record<string, { auth?: string; username?: string; password?: string }>;
+  auths?: Record<string, AuthEntry>;
   credsStore?: string;
   credHelpers?: Record<string, string>;
   [other: string]: unknown;
@@ -48,12 +61,14 @@ function readAuthFile(path: string): AuthFile {
   }
 }
 
-function decode(entry: { auth?: string; username?: string; password?: string }): Credentials | undefined {
-  if (entry.username && entry.password) return { username: entry.username, password: entry.password };
-  if (!entry.auth) return undefined;
-  const text = Buffer.from(entry.auth, 'base64').toString('utf8');
+function decode(entry: AuthEntry): Credentials | undefined {
+  const text = entry.auth ? Buffer.from(entry.auth, 'base64').toString('utf8') : '';
   const colon = text.indexOf(':');
-  return colon > 0 ? { username: text.slice(0, colon), password: text.slice(colon + 1) } : undefined;
+  const username = entry.username ?? (colon > 0 ? text.slice(0, colon) : '');
+  // docker keeps the user name beside an identity token, with an empty password.
+  if (entry.identitytoken) return { username, password: '', identityToken: entry.identitytoken };
+  const password = entry.password ?? (colon > 0 ? text.slice(colon + 1) : '');
+  return username && password ? { username, password } : undefined;
 }
 
 function fromAuths(file: AuthFile, host: string): Credentials | undefined {
@@ -91,8 +106,9 @@ function fromHelper(name: string, server: string): Credentials | undefined {
   } catch {
     throw new ClientError(`the credential helper ${program} answered something that is not JSON`);
   }
-  // An identity token (Username "<token>") is an OAuth refresh token, which this client does not use.
-  if (!answer.Username || !answer.Secret || answer.Username === '<token>') return undefined;
+  if (!answer.Username || !answer.Secret) return undefined;
+  // Username "<token>" is how helpers mark an identity token (an OAuth refresh token).
+  if (answer.Username === '<token>') return { username: '', password: '', identityToken: answer.Secret };
   return { username: answer.Username, password: answer.Secret };
 }
 

@@ -202,16 +202,25 @@ export class RegistryClient {
     if (cached && cached.expiresAt > Date.now()) return `Bearer ${cached.token}`;
 
     const tokenUrl = new URL(realm);
-    if (service) tokenUrl.searchParams.set('service', service);
-    if (wanted) tokenUrl.searchParams.set('scope', wanted);
-    const basic = this.basic();
+    const identityToken = this.credentials?.identityToken;
+    const basic = identityToken ? undefined : this.basic();
+    const request: RequestInit = { headers: { 'User-Agent': this.userAgent, ...(basic ? { Authorization: basic } : {}) } };
+    if (identityToken) {
+      // The OAuth2 form of the token spec: the refresh token docker login kept stands for the password.
+      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: identityToken, client_id: 'berth' });
+      if (service) form.set('service', service);
+      if (wanted) form.set('scope', wanted);
+      request.method = 'POST';
+      request.body = form;
+    } else {
+      if (service) tokenUrl.searchParams.set('service', service);
+      if (wanted) tokenUrl.searchParams.set('scope', wanted);
+    }
     this.tokenRequests++;
-    const res = await fetch(tokenUrl, { headers: { 'User-Agent': this.userAgent, ...(basic ? { Authorization: basic } : {}) } }).catch(
-      (err: Error) => {
-        throw new RegistryRequestError(`token request to ${tokenUrl.origin}${tokenUrl.pathname}: ${err.message}`, 0);
-      },
-    );
-    if (!res.ok) throw await requestError('GET', `${tokenUrl.origin}${tokenUrl.pathname}`, res, basic !== undefined);
+    const res = await fetch(tokenUrl, request).catch((err: Error) => {
+      throw new RegistryRequestError(`token request to ${tokenUrl.origin}${tokenUrl.pathname}: ${err.message}`, 0);
+    });
+    if (!res.ok) throw await requestError(request.method ?? 'GET', `${tokenUrl.origin}${tokenUrl.pathname}`, res, this.credentials !== undefined);
     const body = JSON.parse((await readBounded(res, 'token response')).toString()) as {
       token?: string;
       access_token?: string;

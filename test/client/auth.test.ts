@@ -163,6 +163,16 @@ describe('client: registry authentication', function () {
           expect(pulled.code, `${JSON.stringify(config)}: ${pulled.stderr}`).to.equal(0);
           expect(who).to.deep.equal(['alice']);
         }
+        // An identity token (Username "<token>"): Berth's refresh token, asked with offline_token=true.
+        const offline = await fetch(`${berth.url}/token?service=${encodeURIComponent(berth.host)}&offline_token=true`, {
+          headers: { Authorization: `Basic ${Buffer.from(`alice:${PASSWORD}`).toString('base64')}` },
+        });
+        const refreshToken = ((await offline.json()) as { refresh_token: string }).refresh_token;
+        run('docker-credential-pass', ['store'], JSON.stringify({ ServerURL: berth.host, Username: '<token>', Secret: refreshToken }));
+        const withToken = await pullWith({ credsStore: 'pass' });
+        expect(withToken.pulled.code, withToken.pulled.stderr).to.equal(0);
+        expect(withToken.who).to.deep.equal(['alice']);
+
         // A helper that knows nothing of this registry: anonymous, and the private repository stays closed.
         run('docker-credential-pass', ['erase'], berth.host);
         const unknown = await pullWith({ credsStore: 'pass' });

@@ -1,9 +1,11 @@
 // The token flow with the real clients: skopeo with --dest-creds/--src-creds, docker login/push/pull/
 // logout, podman login/push/pull, against a Berth in public-index mode with a private repository.
 import { expect } from 'chai';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startBerth, type TestBerth } from '../helpers/berth.ts';
 import { addUser, cli } from '../helpers/auth.ts';
+import { berthCli, clientHome } from '../helpers/berth-client.ts';
 import { busyboxImage, type BusyboxImage } from '../helpers/busybox.ts';
 import { podmanSetup, removeDir, Skopeo, startDockerd, tempDir, type DockerEngine, type Podman } from '../helpers/clients.ts';
 import { OciLayout } from '../helpers/oci-layout.ts';
@@ -79,7 +81,18 @@ describe('e2e: skopeo, docker and podman through Docker token auth', function ()
     it('logs in, pushes to a private repository, pulls it back, and after logout is refused', async function () {
       const login = await engine.docker(['login', '--username', 'alice', '--password-stdin', berth.host], { input: Buffer.from(password) });
       expect(login.stdout).to.include('Login Succeeded');
+      // docker keeps the refresh token Berth gave (offline_token=true), not the password; berth pull,
+      // reading docker's config, asks its tokens with it.
+      const kept = JSON.parse(readFileSync(join(engine.configDir, 'config.json'), 'utf8')).auths[berth.host];
+      expect(kept.identitytoken, JSON.stringify(kept)).to.be.a('string');
       await engine.docker(['push', ref]);
+      const home = clientHome();
+      try {
+        const pulled = await berthCli(home, ['pull', ref], { env: { DOCKER_CONFIG: engine.configDir } });
+        expect(pulled.code, pulled.stderr).to.equal(0);
+      } finally {
+        removeDir(home);
+      }
       await engine.docker(['rmi', ref]);
       await engine.docker(['pull', ref]);
       const ran = await engine.docker(['run', '--rm', '--network', 'none', ref, 'echo', 'hello']);

@@ -152,6 +152,8 @@ export class Skopeo {
 export interface DockerEngine {
   /** Runs the docker client against this engine. */
   docker(args: string[], options?: Omit<RunOptions, 'env'>): Promise<RunResult>;
+  /** The docker client's config folder (DOCKER_CONFIG): where `docker login` keeps credentials. */
+  configDir: string;
   /** What dockerd logged so far. */
   log(): string;
   stop(): Promise<void>;
@@ -243,7 +245,7 @@ export async function startDockerd(options: { insecureRegistries: string[] }): P
     await stop();
     throw err;
   }
-  return { docker, log, stop };
+  return { docker, configDir: join(dir, 'client'), log, stop };
 }
 
 // ---------------------------------------------------------------------------------------------- podman
