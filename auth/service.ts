@@ -1,15 +1,15 @@
 // The auth room's face: who the caller is (credentials, refresh tokens, bearer tokens) and what they
 // may do (the policy, fed with facts from storage), with every decision written to the audit log.
 import type { RepositoryStore, StorageDriver, Lock } from '../storage/index.ts';
-import { isValidName } from '../storage/index.ts';
+import { isValidName, mapLimit } from '../storage/index.ts';
 import { AccountStore, type Authenticated } from './accounts.ts';
 import type { AuditLog } from './audit.ts';
 import { loadSigningKey, type SigningKey } from './keys.ts';
-import { ACTIONS, allowedActions, defaultVisibility, mayListCatalog, namespaceOf, type Action, type Mode, type Principal, type ScopeGrant, type Visibility } from './policy.ts';
+import { ACTIONS, allowedActions, defaultVisibility, mayListCatalog, namespaceOf, type Action, type Mode, type Principal, type Role, type ScopeGrant, type Visibility } from './policy.ts';
 import { mergeScopes, TokenService, type AccessEntry, type RequestedScope } from './tokens.ts';
 
 /** Repositories whose settings the catalog filter reads at once. */
-const PULLABLE_BATCH = 16;
+const PULLABLE_CONCURRENCY = 16;
 
 /** What the auth room needs to know of the repositories that exist. */
 export interface RepositoryCatalog {
@@ -77,11 +77,8 @@ export class AuthService {
   }
 
   /** What `who` may do to repository `name`, from its visibility and the caller's place in its namespace. */
-  async allowed(who: Principal, name: string, limit?: readonly ScopeGrant[]): Promise<Set<Action>> {
-    if (!isValidName(name)) return new Set();
-    if (who.kind === 'user' && who.admin && !limit) return new Set(ACTIONS);
-    const [visibility, orgRole] = await Promise.all([this.visibility(name), this.accounts.roleIn(namespaceOf(name), who)]);
-    return allowedActions(who, name, { mode: this.mode, visibility, orgRole }, limit);
+  allowed(who: Principal, name: string, limit?: readonly ScopeGrant[]): Promise<Set<Action>> {
+    return this.actions(who, name, limit, (namespace) => this.accounts.roleIn(namespace, who));
   }
 
   /**
@@ -89,20 +86,25 @@ export class AuthService {
    * up once, and the repositories' settings are read a few at a time.
    */
   async pullable(who: Principal, names: readonly string[], limit?: readonly ScopeGrant[]): Promise<string[]> {
-    const roles = new Map<string, ReturnType<AccountStore['roleIn']>>();
-    const may = async (name: string): Promise<boolean> => {
-      if (!isValidName(name)) return false;
-      if (who.kind === 'user' && who.admin && !limit) return true;
-      const namespace = namespaceOf(name);
+    const roles = new Map<string, Promise<Role | undefined>>();
+    const roleIn = (namespace: string) => {
       if (!roles.has(namespace)) roles.set(namespace, this.accounts.roleIn(namespace, who));
-      const [visibility, orgRole] = await Promise.all([this.visibility(name), roles.get(namespace)!]);
-      return allowedActions(who, name, { mode: this.mode, visibility, orgRole }, limit).has('pull');
+      return roles.get(namespace)!;
     };
-    const allowed: boolean[] = [];
-    for (let i = 0; i < names.length; i += PULLABLE_BATCH) {
-      allowed.push(...(await Promise.all(names.slice(i, i + PULLABLE_BATCH).map(may))));
-    }
+    const allowed = await mapLimit(names, PULLABLE_CONCURRENCY, async (name) => (await this.actions(who, name, limit, roleIn)).has('pull'));
     return names.filter((_, i) => allowed[i]);
+  }
+
+  private async actions(
+    who: Principal,
+    name: string,
+    limit: readonly ScopeGrant[] | undefined,
+    roleIn: (namespace: string) => Promise<Role | undefined>,
+  ): Promise<Set<Action>> {
+    if (!isValidName(name)) return new Set();
+    if (who.kind === 'user' && who.admin && !limit) return new Set(ACTIONS);
+    const [visibility, orgRole] = await Promise.all([this.visibility(name), roleIn(namespaceOf(name))]);
+    return allowedActions(who, name, { mode: this.mode, visibility, orgRole }, limit);
   }
 
   /**

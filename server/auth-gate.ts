@@ -110,19 +110,12 @@ export class AuthGate {
     return auth.tokens.claims(who.who.principal, who.who.limit, access);
   }
 
-  /**
-   * Whether the caller may pull `name`, for the places that touch a repository the route does not name:
-   * a mount's source, the catalog's entries.
-   */
+  /** Whether the caller may pull `name`, for the places that touch a repository the route does not name: a mount's source. */
   async mayPull(ctx: Context, name: string): Promise<boolean> {
-    if (!this.auth) return true;
-    const claims = ctx.state.claims as TokenClaims | undefined;
-    if (!claims) return false;
-    if (grants(claims, 'repository', name, 'pull')) return true;
-    return (await this.auth.allowed(principalOf(claims), name, limitOf(claims))).has('pull');
+    return (await this.pullable(ctx, [name])).length > 0;
   }
 
-  /** Which of `names` the caller may pull, in their order (the catalog's entries). */
+  /** Which of `names` the caller may pull, in their order (the catalog's entries): what the token grants, or what the caller may do. */
   async pullable(ctx: Context, names: readonly string[]): Promise<string[]> {
     if (!this.auth) return [...names];
     const claims = ctx.state.claims as TokenClaims | undefined;

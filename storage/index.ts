@@ -34,6 +34,7 @@ export * from './reference.ts';
 export { GarbageCollector, type GcOptions, type GcReport } from './gc.ts';
 export { PolicyStore, PolicyError, namespaceOf, matchesTagPattern, type Policy, type EffectivePolicy } from './policies.ts';
 export { Quotas } from './quotas.ts';
+export { mapLimit } from './walk.ts';
 export { applyRetention, type RetentionResult, type RetentionOptions } from './retention.ts';
 
 export interface Storage {
