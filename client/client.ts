@@ -116,7 +116,7 @@ export class Client {
       created: new Date().toISOString(),
       runnerPid: process.pid,
     };
-    if (!options.remove) this.store.writeContainer(dir, record);
+    if (!options.remove) this.store.writeContainer(record);
     let exitCode: number | undefined;
     try {
       const runtime = chooseRuntime(this.options.runtime);
@@ -124,7 +124,7 @@ export class Client {
       return exitCode;
     } finally {
       if (options.remove) this.store.removeContainerDir(dir);
-      else this.store.writeContainer(dir, { ...record, ...(exitCode !== undefined ? { exitCode } : {}), finishedAt: new Date().toISOString() });
+      else this.store.writeContainer({ ...record, ...(exitCode !== undefined ? { exitCode } : {}), finishedAt: new Date().toISOString() });
     }
   }
 

@@ -144,7 +144,7 @@ export class LocalStore {
   /** A new, empty folder for one container (bundle + root filesystem). */
   newContainerDir(): { id: string; dir: string } {
     const id = randomBytes(6).toString('hex');
-    const dir = join(this.home, 'containers', id);
+    const dir = this.containerDir(id);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     return { id, dir };
   }
@@ -153,8 +153,8 @@ export class LocalStore {
     rmSync(dir, { recursive: true, force: true });
   }
 
-  writeContainer(dir: string, record: ContainerRecord): void {
-    this.writeAtomically(join(dir, 'container.json'), Buffer.from(`${JSON.stringify(record, null, 2)}\n`));
+  writeContainer(record: ContainerRecord): void {
+    this.writeAtomically(join(this.containerDir(record.id), 'container.json'), Buffer.from(`${JSON.stringify(record, null, 2)}\n`));
   }
 
   /** The kept containers, newest first; a folder without its record (being made or removed) is left out. */
@@ -163,7 +163,8 @@ export class LocalStore {
     for (const id of readdirSync(join(this.home, 'containers'))) {
       if (!CONTAINER_ID.test(id)) continue;
       try {
-        records.push(JSON.parse(readFileSync(join(this.home, 'containers', id, 'container.json'), 'utf8')) as ContainerRecord);
+        // The folder names the container: what rm removes is what was listed.
+        records.push({ ...(JSON.parse(readFileSync(join(this.containerDir(id), 'container.json'), 'utf8')) as ContainerRecord), id });
       } catch {
         // not (or no longer) a whole container
       }
