@@ -937,7 +937,7 @@ async function main(): Promise<void> {
     const berthTree = describeTree(trees().berth);
     log(`Berth runs as ${berthTree}`);
     const berthWorkersTree = berthWorkers ? describeTree(trees().berthWorkers) : '';
-    if (berthWorkers) log(`Berth --workers 2 runs as ${berthWorkersTree}`);
+    if (berthWorkers) log(`${berthWorkers.label} runs as ${berthWorkersTree}`);
     const berthS3Tree = berthS3 ? describeTree(trees().berthS3) : '';
     if (berthS3) log(`Berth S3+Redis runs as ${berthS3Tree}`);
 
@@ -1115,12 +1115,13 @@ async function main(): Promise<void> {
           }
           const mems = tree.map((pid) => memoryOf(pid));
           // One process: its own high-water mark. Several: the sampled group total (file pages once).
-          const peak = tree.length === 1 && reset ? Math.max(sampled, mems[0]!.hwm) : sampled;
+          const byHwm = tree.length === 1 && reset;
+          const peak = byHwm ? Math.max(sampled, mems[0]!.hwm) : sampled;
           const largest = Math.max(...mems.map((m) => (reset ? m.hwm : m.rss)));
           add({ key: 'rss-idle', label: `Resident memory, idle before the ${sizeLabel(blob.size)} push (MiB)`, higherIsBetter: false, decimals: 0 }, reg, idle / MiB);
           add({ key: 'rss-peak', label: `Peak resident memory during the ${sizeLabel(blob.size)} push + pull, all processes (MiB)`, higherIsBetter: false, decimals: 0 }, reg, peak / MiB);
           add({ key: 'rss-largest', label: `Peak resident memory of the largest single process (MiB)`, higherIsBetter: false, decimals: 0 }, reg, largest / MiB);
-          log(`${tag} ${reg.label}: ${sizeLabel(blob.size)} push ${format(pushedMb, 0)} MB/s, pull ${format(pulledMb, 0)} MB/s, RSS ${format(idle / MiB, 0)} MiB before, peak ${format(peak / MiB, 0)} MiB in ${tree.length} process${tree.length > 1 ? 'es' : ''} (${tree.length === 1 && reset ? 'VmHWM' : tree.length === 1 ? 'sampled VmRSS' : 'sampled, file pages once'}), largest ${format(largest / MiB, 0)} MiB`);
+          log(`${tag} ${reg.label}: ${sizeLabel(blob.size)} push ${format(pushedMb, 0)} MB/s, pull ${format(pulledMb, 0)} MB/s, RSS ${format(idle / MiB, 0)} MiB before, peak ${format(peak / MiB, 0)} MiB in ${tree.length} process${tree.length > 1 ? 'es' : ''} (${byHwm ? 'VmHWM' : tree.length === 1 ? 'sampled VmRSS' : 'sampled, file pages once'}), largest ${format(largest / MiB, 0)} MiB`);
         }
       }
     }

@@ -114,7 +114,7 @@ export const SETTINGS: Record<keyof Config, { env: string; default?: string; hel
   gcIntervalSeconds: {
     env: 'BERTH_GC_INTERVAL_SECONDS',
     default: '0',
-    help: 'how often the server collects garbage (one process at a time, under the shared lock); 0: never',
+    help: 'how often the server collects garbage: once per interval across all workers and replicas; 0: never',
   },
   gcGraceSeconds: {
     env: 'BERTH_GC_GRACE_SECONDS',
