@@ -194,17 +194,6 @@ export async function startServer(config: Config, berth: Berth): Promise<Running
   const where = usesS3(config) ? { bucket: config.s3Bucket, prefix: config.s3Prefix } : { data: config.dataDir };
   berth.logger.info({ url, storage: berth.storage.driver.name, ...where }, 'berth is serving');
 
-  // Abandoned upload sessions expire; one process at a time looks for them (the shared lock).
-  const purge = setInterval(() => {
-    const startedBefore = new Date(Date.now() - config.uploadExpirySeconds * 1000);
-    berth.coordination.lock
-      .run('purge:uploads', () => berth.storage.uploads.purgeExpired(startedBefore))
-      .then(
-        (removed) => removed > 0 && berth.logger.info({ removed }, 'expired upload sessions removed'),
-        (err: Error) => berth.logger.warn({ err: err.message }, 'upload expiry failed; will try again'),
-      );
-  }, config.uploadPurgeIntervalSeconds * 1000);
-  purge.unref();
   // Pulls are counted in memory and added to the search index now and then: one write per repository.
   const pulls = setInterval(() => {
     berth.storage.search.flushPulls().catch((err: Error) => berth.logger.warn({ err: err.message }, 'pull counts not saved; will try again'));
@@ -217,7 +206,6 @@ export async function startServer(config: Config, berth: Berth): Promise<Running
     (closing ??= new Promise<void>((resolve) => {
       const timer = setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs);
       timer.unref();
-      clearInterval(purge);
       clearInterval(pulls);
       stopLifecycle();
       server.close(() => {

@@ -1,6 +1,7 @@
-// The storage lifecycle jobs the server runs on a schedule: retention, then garbage collection. Every
-// worker and replica keeps the timers, and each job runs once per interval across all of them: whoever's
-// timer fires first runs it under the shared lock and stamps it in storage; the others see the stamp.
+// The storage lifecycle jobs the server runs on a schedule: expiring abandoned uploads, retention, then
+// garbage collection. Every worker and replica keeps the timers, and each job runs once per interval
+// across all of them: whoever's timer fires first runs it under the shared lock and stamps it in storage;
+// the others see the stamp.
 import { hostname } from 'node:os';
 import { applyRetention, layout, type GcReport, type Lock, type StorageDriver } from '../storage/index.ts';
 import type { Berth } from './app.ts';
@@ -69,6 +70,11 @@ export function scheduleLifecycle(config: Config, berth: Berth): () => void {
     timer.unref();
     timers.push(timer);
   };
+
+  every(config.uploadPurgeIntervalSeconds, async () => {
+    const removed = await storage.uploads.purgeExpired(new Date(Date.now() - config.uploadExpirySeconds * 1000));
+    if (removed > 0) logger.info({ removed }, 'expired upload sessions removed');
+  }, 'upload expiry');
 
   every(config.retentionIntervalSeconds, async () => {
     const results = await coordination.lock.run('retention', () => applyRetention(storage.driver, storage.manifests, storage.policies));
