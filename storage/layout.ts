@@ -47,7 +47,7 @@ export const layout = {
   /** Servers that keep their locks and caches in memory (no Redis), one marker each (storage/presence.ts). */
   serversDir: '/servers',
   serverMarker: (id: string) => `/servers/${id}.json`,
-  /** When a scheduled job (retention, garbage collection) last finished, and where (server/lifecycle.ts). */
+  /** When a scheduled job (upload expiry, retention, garbage collection) last finished, and where (server/lifecycle.ts). */
   jobStamp: (job: string) => `/lifecycle/${job}.json`,
 };
 
