@@ -22,15 +22,20 @@ async function seed(dir: string): Promise<void> {
         const windows = n % 5 === 0;
         const name = `${n % 50 === 0 ? 'library' : `team${n % 97}`}/${WORDS[n % WORDS.length]}-${n}`;
         const pushedAt = new Date(now - n * 60_000).toISOString();
+        const os = windows ? 'windows' : 'linux';
+        const architecture = n % 3 === 0 ? 'arm64' : 'amd64';
         const entry: RepositoryEntry = {
           name,
           description: `A ${WORDS[(n * 7) % WORDS.length]} image number ${n}`,
           visibility: n % 10 === 3 ? 'private' : 'public',
-          tags: [{ tag: 'latest', digest: `sha256:${n.toString(16).padStart(64, '0')}`, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 1000 + n, pushedAt, platforms: [{ os: windows ? 'windows' : 'linux', architecture: n % 3 === 0 ? 'arm64' : 'amd64', osVersion: windows ? '10.0.17763.5329' : undefined, digest: `sha256:${n.toString(16).padStart(64, '0')}`, size: 1000 + n }], referrers: [] }],
-          os: [windows ? 'windows' : 'linux'],
-          architectures: [n % 3 === 0 ? 'arm64' : 'amd64'],
+          tagCount: 1,
+          newestTags: [{ tag: 'latest', digest: `sha256:${n.toString(16).padStart(64, '0')}`, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 1000 + n, pushedAt, platforms: [{ os, architecture, osVersion: windows ? '10.0.17763.5329' : undefined, digest: `sha256:${n.toString(16).padStart(64, '0')}`, size: 1000 + n }], referrers: [] }],
+          os: [os],
+          architectures: [architecture],
+          labels: { os: { [os]: 1 }, architectures: { [architecture]: 1 } },
           lastPushed: pushedAt,
           pulls: (n * 7919) % 100_000,
+          version: 2,
         };
         await driver.putContent(layout.searchEntry(name), JSON.stringify(entry));
         await driver.putContent(layout.catalogEntry(name), '');

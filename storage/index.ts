@@ -16,9 +16,9 @@ export { localCoordination, retryAfterSeconds, LocalGenerations, LocalRateCounte
 export { LocalLock, type Lock } from './lock.ts';
 export { clusterWorkerCoordination, ClusterLockArbiter, ClusterGenerationRelay } from './cluster.ts';
 export { FilesystemDriver } from './filesystem.ts';
-export { ManifestStore, type StoredManifest, type ReferrerDescriptor } from './manifests.ts';
+export { ManifestStore, type StoredManifest, type ReferrerDescriptor, type ManifestChange } from './manifests.ts';
 export { RepositoryStore, type RepositorySettings } from './repositories.ts';
-export { SearchIndex, architectureLabel, isOfficial, type RepositoryEntry, type TagFacts, type PlatformFacts, type SearchQuery, type SearchSort } from './search.ts';
+export { SearchIndex, architectureLabel, isOfficial, NEWEST_TAGS, MAX_PLATFORMS, type RepositoryEntry, type TagFacts, type TagPage, type PlatformFacts, type SearchQuery, type SearchSort } from './search.ts';
 export { layout } from './layout.ts';
 export { tuneHeapForUploads } from './young-buffers.ts';
 export { PresenceMarker, serversWithoutSharedState, type ServerPresence } from './presence.ts';
@@ -58,7 +58,8 @@ export function createStorage(
   const manifests = new ManifestStore(driver, blobs, coordination.lock, coordination.generations);
   const repositories = new RepositoryStore(driver, coordination.lock);
   const search = new SearchIndex(driver, manifests, blobs, repositories, coordination.lock, coordination.generations);
-  manifests.changed = repositories.changed = (name) => search.refresh(name);
+  manifests.changed = (change) => search.apply(change);
+  repositories.changed = (name) => search.apply({ name, tags: [] });
   const policies = new PolicyStore(driver);
   return {
     driver,

@@ -18,6 +18,9 @@ export const layout = {
   revisionDir: (name: string, d: Digest) => `${repo(name)}/_manifests/revisions/${d.algorithm}/${d.hex}`,
   revisionsOf: (name: string, algorithm: string) => `${repo(name)}/_manifests/revisions/${algorithm}`,
   revisionsDir: (name: string) => `${repo(name)}/_manifests/revisions`,
+  /** Markers of the tags that named a revision (a superset: each is checked against its tag's link). */
+  tagMarkers: (name: string, d: Digest) => `${repo(name)}/_manifests/revisions/${d.algorithm}/${d.hex}/tags`,
+  tagMarker: (name: string, d: Digest, tag: string) => `${repo(name)}/_manifests/revisions/${d.algorithm}/${d.hex}/tags/${tag}`,
   tagsDir: (name: string) => `${repo(name)}/_manifests/tags`,
   tag: (name: string, tag: string) => `${repo(name)}/_manifests/tags/${tag}/link`,
   tagDir: (name: string, tag: string) => `${repo(name)}/_manifests/tags/${tag}`,
@@ -33,6 +36,12 @@ export const layout = {
   /** The search index: one document per repository (storage/search.ts). */
   searchDir: '/search',
   searchEntry: (name: string) => `/search/${encodeName(name)}.json`,
+  /** One document per tag: its facts (storage/search.ts). */
+  searchTags: (name: string) => `/search-tags/${encodeName(name)}`,
+  searchTag: (name: string, tag: string) => `/search-tags/${encodeName(name)}/${tag}`,
+  /** The tags newest first: one empty file per tag, named by its inverted push time and the tag. */
+  searchOrder: (name: string) => `/search-order/${encodeName(name)}`,
+  searchOrderKey: (name: string, key: string) => `/search-order/${encodeName(name)}/${key}`,
   /** Logos and social cards, content-addressed: `<sha256 hex>.<png|webp>`. */
   image: (file: string) => `/web/images/${file}`,
   /** Browser sessions, by the sha256 of their cookie. */

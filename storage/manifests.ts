@@ -21,6 +21,21 @@ interface RevisionMeta {
   mediaType: string;
   size: number;
   subject?: string;
+  /**
+   * Every tag that named this revision since it was stored left a marker under its `tags` folder (see
+   * `tagMarker`). Revisions stored before the markers existed lack it: their tags are found by a scan.
+   */
+  tagIndex?: boolean;
+}
+
+/**
+ * What a write changed, for the search index: the tags whose target was set or removed, and the subject
+ * whose referrers changed. It recomputes only those, never every tag of the repository.
+ */
+export interface ManifestChange {
+  name: string;
+  tags: string[];
+  subject?: string;
 }
 
 export interface ReferrerDescriptor {
@@ -76,8 +91,8 @@ export class ManifestStore {
   private readonly catalogKnown = new StampedCache<true>(100_000);
   private readonly catalogCache = new StampedCache<string[]>(1);
 
-  /** Called after every push or delete (the search index recomputes the repository's entry). */
-  changed?: (name: string) => Promise<void>;
+  /** Called after every push or delete with what changed (the search index updates just that). */
+  changed?: (change: ManifestChange) => Promise<void>;
 
   constructor(
     private readonly driver: StorageDriver,
@@ -109,16 +124,26 @@ export class ManifestStore {
     const manifest = parseManifest(bytes, contentType);
     await this.checkReferences(name, manifest);
 
-    const meta: RevisionMeta = { mediaType: manifest.mediaType, size: bytes.length, subject: manifest.subject?.digest.value };
     // Locks come first: where they cannot be had (shared state away), nothing has been written. The
     // order manifest → tag is the same everywhere, so two writers never wait on each other in a circle.
     const tagged = <T>(fn: () => Promise<T>) =>
       reference.kind === 'tag' ? this.lock.run(`tag:${name}:${reference.tag}`, fn) : fn();
     await this.lock.run(`manifest:${name}:${digest.value}`, () => tagged(async () => {
-      if (reference.kind === 'tag' && options.immutableTag) await this.refuseTagMove(name, reference.tag, digest);
+      const previous = reference.kind === 'tag' ? await this.tagTarget(name, reference.tag) : undefined;
+      if (reference.kind === 'tag' && options.immutableTag && previous !== undefined && previous !== digest.value) {
+        throw new RegistryError('DENIED', `tag ${reference.tag} of ${name} is immutable: it cannot be moved to another manifest`, {
+          name,
+          tag: reference.tag,
+          current: previous,
+        });
+      }
       await this.blobs.putContent(digest, bytes);
       this.content.set(digest.value, bytes);
-      const existed = (await this.driver.stat(layout.revision(name, digest))) !== undefined;
+      const stored = await this.driver.getContent(layout.revision(name, digest));
+      const existed = stored !== undefined;
+      // A revision written before tag markers existed keeps scanning for its tags: old tags have no marker.
+      const tagIndex = existed ? (JSON.parse(stored.toString()) as RevisionMeta).tagIndex === true : true;
+      const meta: RevisionMeta = { mediaType: manifest.mediaType, size: bytes.length, subject: manifest.subject?.digest.value, tagIndex };
       await this.driver.putContent(layout.revision(name, digest), JSON.stringify(meta));
       await this.checkAfterWrite(name, digest, bytes, manifest, existed);
       if (manifest.subject) {
@@ -131,23 +156,35 @@ export class ManifestStore {
         };
         await this.driver.putContent(layout.referrer(name, manifest.subject.digest, digest), JSON.stringify(descriptor));
       }
-      if (reference.kind === 'tag') await this.driver.putContent(layout.tag(name, reference.tag), digest.value);
+      if (reference.kind === 'tag') {
+        // The marker goes first, so the markers are always a superset of the tags that name the revision.
+        await this.driver.putContent(layout.tagMarker(name, digest, reference.tag), '');
+        await this.driver.putContent(layout.tag(name, reference.tag), digest.value);
+        if (previous !== undefined && previous !== digest.value) await this.dropTagMarker(name, reference.tag, previous);
+      }
       await this.generations.bump(name);
     }));
     await this.addToCatalog(name);
-    await this.changed?.(name);
+    await this.changed?.({ name, tags: reference.kind === 'tag' ? [reference.tag] : [], subject: manifest.subject?.digest.value });
     return { digest: digest.value, subject: manifest.subject?.digest.value };
   }
 
-  private async refuseTagMove(name: string, tag: string, digest: Digest): Promise<void> {
-    const current = (await this.driver.getContent(layout.tag(name, tag)))?.toString();
-    if (current !== undefined && current !== digest.value) {
-      throw new RegistryError('DENIED', `tag ${tag} of ${name} is immutable: it cannot be moved to another manifest`, {
-        name,
-        tag,
-        current,
-      });
-    }
+  /** The digest a tag names now, read from storage (callers hold the tag's lock). */
+  private async tagTarget(name: string, tag: string): Promise<string | undefined> {
+    return (await this.driver.getContent(layout.tag(name, tag)))?.toString();
+  }
+
+  private async dropTagMarker(name: string, tag: string, target: string): Promise<void> {
+    const digest = tryParseDigest(target);
+    if (digest) await this.driver.delete(layout.tagMarker(name, digest, tag));
+  }
+
+  /** Removes a tag (its link and its revision's marker); callers hold the tag's lock. */
+  private async removeTag(name: string, tag: string, target: string | undefined): Promise<boolean> {
+    const existed = await this.driver.delete(layout.tagDir(name, tag));
+    if (target !== undefined) await this.dropTagMarker(name, tag, target);
+    await this.generations.bump(name);
+    return existed;
   }
 
   /**
@@ -181,8 +218,10 @@ export class ManifestStore {
         }
       }),
     );
+    // An index may name one child many times: each distinct child is looked up once.
+    const children = [...new Map(manifest.manifests.map((d) => [d.digest.value, d])).values()];
     await Promise.all(
-      manifest.manifests.map(async (d) => {
+      children.map(async (d) => {
         const known = (await this.meta(name, d.digest)) ?? (await this.blobs.sizeIn(name, d.digest));
         if (known === undefined) missing.push(d.digest.value);
       }),
@@ -234,40 +273,50 @@ export class ManifestStore {
   /** Deletes a tag, or a manifest with every tag that points at it. Returns false when there was none. */
   async delete(name: string, reference: Reference): Promise<boolean> {
     if (reference.kind === 'tag') {
-      const existed = await this.lock.run(`tag:${name}:${reference.tag}`, async () => {
-        const existed = await this.driver.delete(layout.tagDir(name, reference.tag));
-        await this.generations.bump(name);
-        return existed;
-      });
-      if (existed) await this.changed?.(name);
+      const tag = reference.tag;
+      const existed = await this.lock.run(`tag:${name}:${tag}`, async () => this.removeTag(name, tag, await this.tagTarget(name, tag)));
+      if (existed) await this.changed?.({ name, tags: [tag] });
       return existed;
     }
     const digest = reference.digest;
+    const removed: string[] = [];
+    let subject: string | undefined;
     const deleted = await this.lock.run(`manifest:${name}:${digest.value}`, async () => {
       const meta = await this.meta(name, digest);
       if (!meta) return false;
-      for (const tag of await this.tags(name)) {
+      subject = meta.subject;
+      for (const tag of await this.candidateTags(name, digest, meta)) {
         await this.lock.run(`tag:${name}:${tag}`, async () => {
-          const target = await this.driver.getContent(layout.tag(name, tag));
-          if (target?.toString() === digest.value) await this.driver.delete(layout.tagDir(name, tag));
+          const target = await this.tagTarget(name, tag);
+          if (target === digest.value && (await this.removeTag(name, tag, target))) removed.push(tag);
         });
       }
       await this.dropRevision(name, digest, meta);
       return true;
     });
     if (deleted) await this.removeFromCatalogIfEmpty(name);
-    if (deleted) await this.changed?.(name);
+    if (deleted) await this.changed?.({ name, tags: removed, subject });
     return deleted;
   }
 
   /** Deletes a tag only if it still names `digest` (retention decided on what it read earlier). */
   async deleteTagIfUnmoved(name: string, tag: string, digest: string): Promise<boolean> {
-    return this.lock.run(`tag:${name}:${tag}`, async () => {
-      if ((await this.driver.getContent(layout.tag(name, tag)))?.toString() !== digest) return false;
-      await this.driver.delete(layout.tagDir(name, tag));
-      await this.generations.bump(name);
+    const deleted = await this.lock.run(`tag:${name}:${tag}`, async () => {
+      if ((await this.tagTarget(name, tag)) !== digest) return false;
+      await this.removeTag(name, tag, digest);
       return true;
     });
+    if (deleted) await this.changed?.({ name, tags: [tag] });
+    return deleted;
+  }
+
+  /**
+   * Tags that may name the revision: its markers (a superset of the truth: callers check each link), or
+   * every tag for a revision stored before markers were written.
+   */
+  private async candidateTags(name: string, digest: Digest, meta: RevisionMeta): Promise<string[]> {
+    if (!meta.tagIndex) return this.tags(name);
+    return (await this.driver.list(layout.tagMarkers(name, digest))).map(baseName);
   }
 
   /**
@@ -275,16 +324,19 @@ export class ManifestStore {
    * under the manifest's lock (a push of the same manifest with a tag takes it too).
    */
   async removeUntagged(name: string, digest: Digest, storedBefore: number): Promise<boolean> {
+    let subject: string | undefined;
     const removed = await this.lock.run(`manifest:${name}:${digest.value}`, async () => {
       const info = await this.driver.stat(layout.revision(name, digest));
       if (!info || info.modifiedAt.getTime() > storedBefore) return false;
       if ((await this.tagsOf(name, digest)).length > 0) return false;
       const meta = await this.meta(name, digest);
       if (!meta) return false;
+      subject = meta.subject;
       await this.dropRevision(name, digest, meta);
       return true;
     });
     if (removed) await this.removeFromCatalogIfEmpty(name);
+    if (removed) await this.changed?.({ name, tags: [], subject });
     return removed;
   }
 
@@ -306,11 +358,11 @@ export class ManifestStore {
 
   /** The tags of a repository that name this manifest. */
   async tagsOf(name: string, digest: Digest): Promise<string[]> {
-    const tags: string[] = [];
-    for (const tag of await this.tags(name)) {
-      if ((await this.driver.getContent(layout.tag(name, tag)))?.toString() === digest.value) tags.push(tag);
-    }
-    return tags;
+    const meta = await this.meta(name, digest);
+    if (!meta) return [];
+    const candidates = await this.candidateTags(name, digest, meta);
+    const targets = await Promise.all(candidates.map((tag) => this.tagTarget(name, tag)));
+    return candidates.filter((_, i) => targets[i] === digest.value);
   }
 
   async tags(name: string): Promise<string[]> {

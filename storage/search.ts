@@ -1,18 +1,27 @@
 // The catalog's search index: for each repository, the facts people browse by — tags, and for each tag
-// the platforms (os, architecture, variant, os.version) read from the image config or from each child of
-// an index, compressed size, last push, referrers — plus its description, visibility and pull count.
-// Recomputed for one repository whenever its manifests or settings change (push, retag, delete), kept as
-// one JSON document per repository under /search, and held in memory by every process, so a search never
-// walks storage. Other processes learn of a change through the `_search` generation.
+// the platforms (os, architecture, variant, os.version) read from the image config or from the distinct
+// children of an index, compressed size, last push, referrers — plus its description, visibility and pulls.
+//
+// Three kinds of documents, so that nothing grows with the number of tags:
+//   /search/<name~>.json             the summary: tag count, os / architectures (with a count of tags per
+//                                    label), the newest tags' facts, description, visibility, pulls
+//   /search-tags/<name~>/<tag>       one tag's facts
+//   /search-order/<name~>/<key>      an empty file per tag; the keys sort newest first (inverted push time)
+// A write names the tags and the subject it changed (ManifestChange); only those tags are recomputed, and
+// changes that arrive while a repository's update runs are applied together by the next one. The write
+// that caused a change returns after the update, so the index agrees with a full recomputation whenever a
+// write has been acknowledged. Summaries are held in memory by every process, so a search never walks
+// storage; other processes learn of a change through the `_search` generation.
 import type { BlobStore } from './blobs.ts';
 import type { Generations } from './coordination.ts';
 import type { StorageDriver } from './driver.ts';
 import { baseName, decodeName, layout } from './layout.ts';
 import type { Lock } from './lock.ts';
-import type { ManifestStore } from './manifests.ts';
+import type { ManifestChange, ManifestStore } from './manifests.ts';
 import { parseManifest } from './manifest-parser.ts';
 import { tryParseDigest } from './reference.ts';
 import type { RepositoryStore } from './repositories.ts';
+import { mapLimit } from './walk.ts';
 
 export interface PlatformFacts {
   os: string;
@@ -32,7 +41,7 @@ export interface TagFacts {
   size: number;
   pushedAt: string;
   platforms: PlatformFacts[];
-  /** Signatures, SBOMs and other artifacts whose subject is this tag's manifest, by artifact type. */
+  /** Signatures, SBOMs and other artifacts whose subject is this tag's manifest (at most MAX_REFERRERS). */
   referrers: { artifactType: string; digest: string }[];
 }
 
@@ -40,13 +49,25 @@ export interface RepositoryEntry {
   name: string;
   description: string;
   visibility?: 'public' | 'private';
-  tags: TagFacts[];
+  tagCount: number;
+  /** The newest tags (at most NEWEST_TAGS), newest first: what results and the page's head show. */
+  newestTags: TagFacts[];
   /** Every OS of every tag, and every architecture (with its variant, `arm/v7`). */
   os: string[];
   architectures: string[];
+  /** How many tags carry each OS and architecture label: what lets a removed tag take its label away. */
+  labels: { os: Record<string, number>; architectures: Record<string, number> };
   lastPushed?: string;
   pulls: number;
   logo?: string;
+  /** The document's shape; an older one is rebuilt from storage when its repository is next touched. */
+  version: number;
+}
+
+export interface TagPage {
+  /** Tags that match the filter, all pages together. */
+  total: number;
+  tags: TagFacts[];
 }
 
 export type SearchSort = 'name' | 'pushed' | 'pulls';
@@ -61,11 +82,31 @@ export interface SearchQuery {
   visible?: (entry: RepositoryEntry) => boolean;
 }
 
+const VERSION = 2;
+export const NEWEST_TAGS = 10;
+/** Platforms kept per manifest: an index names a handful; a hostile one cannot make the facts grow. */
+export const MAX_PLATFORMS = 64;
+/** Distinct children of an index (or of its child indexes) read for platforms. */
+export const MAX_CHILDREN = 1024;
+/** Index nesting followed for platforms (an index of indexes of images is depth 2). */
+const MAX_DEPTH = 4;
+export const MAX_REFERRERS = 64;
 /** A config larger than this is not an image config worth reading for its platform. */
 const MAX_CONFIG_BYTES = 1024 * 1024;
+/** Platforms held by the digest cache, all entries together. */
+const PLATFORM_CACHE_LIMIT = 200_000;
 const SEARCH = '_search';
 /** Another process without shared generations (an admin command) may have changed a document. */
 const RELOAD_AFTER_MS = 30_000;
+const READ_CONCURRENCY = 16;
+
+// Labels that count toward a repository's os / architectures: Go's GOOS and GOARCH values (what the
+// image spec names), with a short `vN` variant. Any other value stays in the tag's facts but adds no
+// label, so the label maps cannot grow with what a pusher writes into its configs.
+const KNOWN_OS = new Set('aix android darwin dragonfly freebsd hurd illumos ios js linux nacl netbsd openbsd plan9 solaris wasip1 windows zos'.split(' '));
+const KNOWN_ARCH = new Set('386 amd64 amd64p32 arm arm64 arm64be armbe loong64 mips mips64 mips64le mips64p32 mips64p32le mipsle ppc ppc64 ppc64le riscv riscv64 s390 s390x sparc sparc64 wasm'.split(' '));
+const VARIANT_RE = /^v[0-9]{1,2}(?:\.[0-9])?$/;
+const INVERTED_TIME = 9_999_999_999_999;
 
 export function architectureLabel(p: { architecture: string; variant?: string }): string {
   return p.variant ? `${p.architecture}/${p.variant}` : p.architecture;
@@ -77,7 +118,58 @@ export function isOfficial(name: string): boolean {
 }
 
 function str(value: unknown): string | undefined {
-  return typeof value === 'string' && value !== '' ? value : undefined;
+  return typeof value === 'string' && value !== '' ? value.slice(0, 128) : undefined;
+}
+
+/** The labels one tag adds: each distinct known OS and architecture once. */
+function labelsOf(tag: TagFacts): { os: string[]; architectures: string[] } {
+  const os = new Set<string>();
+  const architectures = new Set<string>();
+  for (const p of tag.platforms) {
+    if (KNOWN_OS.has(p.os)) os.add(p.os);
+    if (KNOWN_ARCH.has(p.architecture)) architectures.add(p.variant && VARIANT_RE.test(p.variant) ? architectureLabel(p) : p.architecture);
+  }
+  return { os: [...os], architectures: [...architectures] };
+}
+
+function count(entry: RepositoryEntry, tag: TagFacts, by: 1 | -1): void {
+  const labels = labelsOf(tag);
+  for (const [kind, values] of [['os', labels.os], ['architectures', labels.architectures]] as const) {
+    const counts = entry.labels[kind];
+    for (const value of values) {
+      const next = (counts[value] ?? 0) + by;
+      if (next > 0) counts[value] = next;
+      else delete counts[value];
+    }
+  }
+  entry.os = Object.keys(entry.labels.os).sort();
+  entry.architectures = Object.keys(entry.labels.architectures).sort();
+}
+
+/** Newest first; tags pushed in the same millisecond by name. */
+function newestFirst(a: TagFacts, b: TagFacts): number {
+  return b.pushedAt.localeCompare(a.pushedAt) || (a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : 0);
+}
+
+/** The order file of a tag: sorts newest first, then by tag, as `newestFirst` does. */
+function orderKey(tag: TagFacts): string {
+  return `${String(INVERTED_TIME - Date.parse(tag.pushedAt)).padStart(13, '0')}.${tag.tag}`;
+}
+
+function tagOfKey(key: string): string {
+  return key.slice(key.indexOf('.') + 1);
+}
+
+interface Pending {
+  tags: Set<string>;
+  subjects: Set<string>;
+}
+
+interface Queue {
+  pending: Pending;
+  /** The update that will apply `pending`: every caller whose change is in it waits for it. */
+  next?: Promise<void>;
+  running?: Promise<void>;
 }
 
 export class SearchIndex {
@@ -87,7 +179,9 @@ export class SearchIndex {
   private loading?: Promise<void>;
   /** Platform facts by manifest digest: immutable, so never stale. */
   private readonly platformCache = new Map<string, PlatformFacts[]>();
+  private platformCacheSize = 0;
   private readonly pendingPulls = new Map<string, number>();
+  private readonly queues = new Map<string, Queue>();
 
   constructor(
     private readonly driver: StorageDriver,
@@ -98,16 +192,145 @@ export class SearchIndex {
     private readonly generations: Generations,
   ) {}
 
-  /** Recomputes one repository's entry from storage (after a push, retag, delete or settings change). */
-  async refresh(name: string): Promise<void> {
+  /**
+   * Applies a change (a push, retag or delete names its tags and subject; a settings change names
+   * nothing). Resolves once an update that includes it has been written.
+   */
+  apply(change: ManifestChange): Promise<void> {
+    let queue = this.queues.get(change.name);
+    if (!queue) {
+      queue = { pending: { tags: new Set(), subjects: new Set() } };
+      this.queues.set(change.name, queue);
+    }
+    for (const tag of change.tags) queue.pending.tags.add(tag);
+    if (change.subject) queue.pending.subjects.add(change.subject);
+    const q = queue;
+    q.next ??= (q.running ?? Promise.resolve()).catch(() => {}).then(() => {
+      const pending = q.pending;
+      q.pending = { tags: new Set(), subjects: new Set() };
+      q.next = undefined;
+      const running = this.update(change.name, pending).finally(() => {
+        if (q.running === running) q.running = undefined;
+        if (!q.running && !q.next) this.queues.delete(change.name);
+      });
+      q.running = running;
+      return running;
+    });
+    return q.next;
+  }
+
+  /** Recomputes one repository's documents from storage, every tag (an old document's upgrade, a repair). */
+  async rebuild(name: string): Promise<void> {
     await this.lock.run(`search:${name}`, async () => {
-      const previous = await this.readEntry(name);
-      const entry = (await this.manifests.exists(name)) ? await this.compute(name, previous?.pulls ?? 0) : undefined;
-      if (!entry && !previous) return;
-      if (entry) await this.driver.putContent(layout.searchEntry(name), JSON.stringify(entry));
-      else await this.driver.delete(layout.searchEntry(name));
+      const entry = await this.recompute(name);
+      const keep = new Set((entry ? await this.allTagFacts(name) : []).map((t) => t.tag));
+      // Documents of tags that are gone, and every order file (rewritten from the facts).
+      const [docs, orders] = await Promise.all([this.driver.list(layout.searchTags(name)), this.driver.list(layout.searchOrder(name))]);
+      await mapLimit(docs.filter((p) => !keep.has(baseName(p))), READ_CONCURRENCY, (p) => this.driver.delete(p));
+      await mapLimit(orders, READ_CONCURRENCY, (p) => this.driver.delete(p));
+      if (!entry) {
+        await this.driver.delete(layout.searchEntry(name));
+        return this.announce(name, undefined);
+      }
+      const facts = await this.allTagFacts(name);
+      await mapLimit(facts, READ_CONCURRENCY, (t) => this.writeTag(name, t));
+      await this.driver.putContent(layout.searchEntry(name), JSON.stringify(entry));
       await this.announce(name, entry);
     });
+  }
+
+  /**
+   * What a full recomputation from storage gives: every tag's facts read afresh, the same rules applied.
+   * The incrementally kept summary must always equal it (the property test checks that).
+   */
+  async recompute(name: string): Promise<RepositoryEntry | undefined> {
+    if (!(await this.manifests.exists(name))) return undefined;
+    const previous = await this.readEntry(name);
+    const entry = this.emptyEntry(name, previous?.pulls ?? 0);
+    const tags = await this.allTagFacts(name);
+    for (const tag of tags) count(entry, tag, 1);
+    entry.tagCount = tags.length;
+    entry.newestTags = tags.sort(newestFirst).slice(0, NEWEST_TAGS);
+    entry.lastPushed = entry.newestTags[0]?.pushedAt;
+    await this.copySettings(entry);
+    return entry;
+  }
+
+  /** Every tag's facts recomputed from storage: a rebuild's work, never a request's. */
+  private async allTagFacts(name: string): Promise<TagFacts[]> {
+    const facts = await mapLimit(await this.manifests.tags(name), READ_CONCURRENCY, (tag) => this.tagFacts(name, tag));
+    return facts.filter((t): t is TagFacts => t !== undefined);
+  }
+
+  private emptyEntry(name: string, pulls: number): RepositoryEntry {
+    return { name, description: '', tagCount: 0, newestTags: [], os: [], architectures: [], labels: { os: {}, architectures: {} }, pulls, version: VERSION };
+  }
+
+  private async copySettings(entry: RepositoryEntry): Promise<void> {
+    const settings = (await this.repositories.settings(entry.name)) ?? {};
+    entry.description = settings.description ?? '';
+    entry.visibility = settings.visibility;
+    entry.logo = settings.logo;
+    if (!entry.visibility) delete entry.visibility;
+    if (!entry.logo) delete entry.logo;
+  }
+
+  /** Applies the pending changes of one repository: the named tags, and the tags that name a changed subject. */
+  private async update(name: string, pending: Pending): Promise<void> {
+    const applied = await this.lock.run(`search:${name}`, async () => {
+      const entry = await this.readEntry(name);
+      // What cannot be updated piece by piece (no summary yet, an older shape, a repository that went) is rebuilt.
+      if (!entry || entry.version !== VERSION || !(await this.manifests.exists(name))) return false;
+      const tags = new Set(pending.tags);
+      for (const subject of pending.subjects) {
+        const digest = tryParseDigest(subject);
+        if (digest) for (const tag of await this.manifests.tagsOf(name, digest)) tags.add(tag);
+      }
+      let newestLost = false;
+      await mapLimit([...tags], READ_CONCURRENCY, async (tag) => {
+        const [before, after] = await Promise.all([this.readTag(name, tag), this.tagFacts(name, tag)]);
+        if (before) {
+          count(entry, before, -1);
+          await this.driver.delete(layout.searchOrderKey(name, orderKey(before)));
+          if (!after) {
+            await this.driver.delete(layout.searchTag(name, tag));
+            entry.tagCount--;
+          }
+        }
+        const i = entry.newestTags.findIndex((t) => t.tag === tag);
+        if (i >= 0) {
+          entry.newestTags.splice(i, 1);
+          newestLost = true;
+        }
+        if (after) {
+          await this.writeTag(name, after);
+          count(entry, after, 1);
+          if (!before) entry.tagCount++;
+          entry.newestTags.push(after);
+        }
+      });
+      entry.newestTags.sort(newestFirst);
+      // A tag that left the newest few is replaced from the order files (names only; a few documents read).
+      if (newestLost && entry.newestTags.length < Math.min(NEWEST_TAGS, entry.tagCount)) entry.newestTags = await this.tagPageOf(name, 0, NEWEST_TAGS);
+      entry.newestTags = entry.newestTags.slice(0, NEWEST_TAGS);
+      entry.lastPushed = entry.newestTags[0]?.pushedAt;
+      if (!entry.lastPushed) delete entry.lastPushed;
+      await this.copySettings(entry);
+      await this.driver.putContent(layout.searchEntry(name), JSON.stringify(entry));
+      await this.announce(name, entry);
+      return true;
+    });
+    if (!applied) await this.rebuild(name);
+  }
+
+  private async writeTag(name: string, tag: TagFacts): Promise<void> {
+    await this.driver.putContent(layout.searchTag(name, tag.tag), JSON.stringify(tag));
+    await this.driver.putContent(layout.searchOrderKey(name, orderKey(tag)), '');
+  }
+
+  private async readTag(name: string, tag: string): Promise<TagFacts | undefined> {
+    const raw = await this.driver.getContent(layout.searchTag(name, tag));
+    return raw ? (JSON.parse(raw.toString()) as TagFacts) : undefined;
   }
 
   /** Counts a pull in memory; `flushPulls` adds the counts to storage (a write per repository, not per pull). */
@@ -129,10 +352,27 @@ export class SearchIndex {
     }
   }
 
-  /** One repository's entry, current. */
+  /** One repository's summary, current. */
   async entry(name: string): Promise<RepositoryEntry | undefined> {
     await this.fresh();
     return this.entries.get(name);
+  }
+
+  /**
+   * A page of a repository's tags, newest first, optionally only those whose name starts with `prefix`.
+   * Reads the order files' names and the page's documents, never every tag's facts.
+   */
+  async tagPage(name: string, options: { offset: number; n: number; prefix?: string }): Promise<TagPage> {
+    const entry = await this.readEntry(name);
+    if (entry && entry.version !== VERSION) await this.rebuild(name);
+    let keys = (await this.driver.list(layout.searchOrder(name))).map(baseName);
+    if (options.prefix) keys = keys.filter((k) => tagOfKey(k).startsWith(options.prefix!));
+    const tags = await mapLimit(keys.slice(options.offset, options.offset + options.n), READ_CONCURRENCY, (k) => this.readTag(name, tagOfKey(k)));
+    return { total: keys.length, tags: tags.filter((t): t is TagFacts => t !== undefined) };
+  }
+
+  private async tagPageOf(name: string, offset: number, n: number): Promise<TagFacts[]> {
+    return (await this.tagPage(name, { offset, n })).tags;
   }
 
   async search(query: SearchQuery): Promise<RepositoryEntry[]> {
@@ -179,62 +419,42 @@ export class SearchIndex {
   }
 
   private async load(generation: number | undefined): Promise<void> {
-    const paths = await this.driver.list(layout.searchDir);
+    const paths = (await this.driver.list(layout.searchDir)).filter((p) => p.endsWith('.json'));
     const entries = new Map<string, RepositoryEntry>();
-    const batch = 64;
-    for (let i = 0; i < paths.length; i += batch) {
-      await Promise.all(
-        paths.slice(i, i + batch).map(async (path) => {
-          const name = decodeName(baseName(path).replace(/\.json$/, ''));
-          const entry = await this.readEntry(name);
-          if (entry) entries.set(name, entry);
-        }),
-      );
-    }
+    await mapLimit(paths, 64, async (path) => {
+      const name = decodeName(baseName(path).replace(/\.json$/, ''));
+      const entry = await this.readEntry(name);
+      if (entry) entries.set(name, entry);
+    });
     this.entries = entries;
     this.loadedAt = generation;
     this.loadedTime = Date.now();
   }
 
+  /** A summary as stored; one of an older shape is read into this one (its tags are rebuilt when next touched). */
   private async readEntry(name: string): Promise<RepositoryEntry | undefined> {
     const raw = await this.driver.getContent(layout.searchEntry(name));
-    return raw ? (JSON.parse(raw.toString()) as RepositoryEntry) : undefined;
-  }
-
-  private async compute(name: string, pulls: number): Promise<RepositoryEntry> {
-    const settings = (await this.repositories.settings(name)) ?? {};
-    const tags: TagFacts[] = [];
-    for (const tag of await this.manifests.tags(name)) {
-      const facts = await this.tagFacts(name, tag);
-      if (facts) tags.push(facts);
-    }
-    const os = new Set<string>();
-    const architectures = new Set<string>();
-    for (const t of tags) for (const p of t.platforms) {
-      os.add(p.os);
-      architectures.add(architectureLabel(p));
-    }
-    const lastPushed = tags.map((t) => t.pushedAt).sort().at(-1);
-    return {
-      name,
-      description: settings.description ?? '',
-      visibility: settings.visibility,
-      tags: tags.sort((a, b) => b.pushedAt.localeCompare(a.pushedAt) || a.tag.localeCompare(b.tag)),
-      os: [...os].sort(),
-      architectures: [...architectures].sort(),
-      lastPushed,
-      pulls,
-      logo: settings.logo,
-    };
+    if (!raw) return undefined;
+    const stored = JSON.parse(raw.toString()) as RepositoryEntry & { tags?: TagFacts[] };
+    if (stored.version === VERSION) return stored;
+    const entry = this.emptyEntry(name, stored.pulls ?? 0);
+    const tags = stored.tags ?? [];
+    for (const tag of tags) count(entry, tag, 1);
+    Object.assign(entry, { description: stored.description ?? '', visibility: stored.visibility, logo: stored.logo, tagCount: tags.length, version: 1 });
+    entry.newestTags = [...tags].sort(newestFirst).slice(0, NEWEST_TAGS);
+    entry.lastPushed = entry.newestTags[0]?.pushedAt;
+    return entry;
   }
 
   private async tagFacts(name: string, tag: string): Promise<TagFacts | undefined> {
     const manifest = await this.manifests.get(name, { kind: 'tag', tag });
     const link = await this.driver.stat(layout.tag(name, tag));
     if (!manifest || !link) return undefined;
-    const platforms = await this.platformsOf(name, manifest.digest, manifest.content, manifest.mediaType);
+    const platforms = await this.platformsOf(name, manifest.digest, manifest.content, manifest.mediaType, 0);
     const digest = tryParseDigest(manifest.digest)!;
-    const referrers = (await this.manifests.referrers(name, digest)).map((r) => ({ artifactType: r.artifactType ?? r.mediaType, digest: r.digest }));
+    const referrers = (await this.manifests.referrers(name, digest))
+      .slice(0, MAX_REFERRERS)
+      .map((r) => ({ artifactType: r.artifactType ?? r.mediaType, digest: r.digest }));
     return {
       tag,
       digest: manifest.digest,
@@ -246,24 +466,41 @@ export class SearchIndex {
     };
   }
 
-  /** The platforms of a manifest: its config's, or each platform child's of an index (attestations left out). */
-  private async platformsOf(name: string, digest: string, content: Buffer, mediaType: string): Promise<PlatformFacts[]> {
+  /**
+   * The platforms of a manifest: its config's, or those of each distinct child of an index (attestations
+   * left out), de-duplicated and capped at MAX_PLATFORMS. Platforms are cached by digest, so an index that
+   * names one child a thousand times, or an index of a thousand such indexes, reads each distinct manifest
+   * once: the work is bounded by the distinct manifests pushed, which the pusher sent byte by byte.
+   */
+  private async platformsOf(name: string, digest: string, content: Buffer, mediaType: string, depth: number): Promise<PlatformFacts[]> {
     const cached = this.platformCache.get(digest);
     if (cached) return cached;
     const parsed = parseManifest(content, mediaType);
     const platforms: PlatformFacts[] = [];
     if (parsed.isIndex) {
+      // Deeper nesting than any real image uses: left out, and not cached (it depends on where it was met).
+      if (depth >= MAX_DEPTH) return [];
       // The parser keeps descriptors only; an index child's declared platform is read from the JSON itself.
-      const declaredPlatforms = (JSON.parse(content.toString()) as { manifests: { platform?: Record<string, unknown> }[] }).manifests;
-      for (const [i, child] of parsed.manifests.entries()) {
-        const childManifest = await this.manifests.get(name, { kind: 'digest', digest: child.digest });
+      const declared = new Map<string, Record<string, unknown> | undefined>();
+      for (const child of (JSON.parse(content.toString()) as { manifests: { digest?: unknown; platform?: Record<string, unknown> }[] }).manifests) {
+        if (declared.size >= MAX_CHILDREN) break;
+        if (typeof child.digest === 'string' && !declared.has(child.digest)) declared.set(child.digest, child.platform);
+      }
+      const seen = new Set<string>();
+      for (const [childDigest, platform] of declared) {
+        if (platforms.length >= MAX_PLATFORMS) break;
+        const childManifest = await this.manifests.get(name, { kind: 'digest', digest: tryParseDigest(childDigest)! });
         const childPlatforms = childManifest
-          ? await this.platformsOf(name, childManifest.digest, childManifest.content, childManifest.mediaType)
+          ? await this.platformsOf(name, childManifest.digest, childManifest.content, childManifest.mediaType, depth + 1)
           : [];
-        const declared = declaredPlatforms[i]?.platform;
         for (const p of childPlatforms) {
           if (p.os === 'unknown') continue;
-          platforms.push({ ...p, osVersion: p.osVersion ?? str(declared?.['os.version']) });
+          const facts = { ...p, osVersion: p.osVersion ?? str(platform?.['os.version']) };
+          const key = `${facts.digest} ${facts.os} ${facts.architecture} ${facts.variant} ${facts.osVersion}`;
+          if (seen.has(key)) continue;
+          seen.add(key);
+          platforms.push(facts);
+          if (platforms.length >= MAX_PLATFORMS) break;
         }
       }
     } else if (parsed.config) {
@@ -281,8 +518,12 @@ export class SearchIndex {
         platforms.push({ os, architecture, variant: str(facts.variant), osVersion: str(facts['os.version']), digest, size });
       }
     }
-    if (this.platformCache.size > 50_000) this.platformCache.clear();
+    if (this.platformCacheSize + platforms.length > PLATFORM_CACHE_LIMIT) {
+      this.platformCache.clear();
+      this.platformCacheSize = 0;
+    }
     this.platformCache.set(digest, platforms);
+    this.platformCacheSize += platforms.length + 1;
     return platforms;
   }
 }

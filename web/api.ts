@@ -3,7 +3,7 @@
 import type Router from '@koa/router';
 import type { Context } from 'koa';
 import { isOfficial } from '../storage/index.ts';
-import { details, repository, search, searchParams, summary } from './catalog.ts';
+import { details, repository, search, searchParams, summary, tagPage, tagParams } from './catalog.ts';
 import type { WebDeps } from './index.ts';
 import { Visibility } from './session.ts';
 
@@ -24,7 +24,8 @@ export function apiRoutes(router: Router, deps: WebDeps): void {
       ctx.body = { error: 'repository not found' };
       return;
     }
-    ctx.body = details(entry);
+    const params = tagParams(ctx.query);
+    ctx.body = details(entry, await tagPage(deps.storage, entry.name, params), params);
   });
 
   router.get('/v1/search', async (ctx) => {

@@ -1,7 +1,7 @@
 // The catalog's questions, answered once for the pages and the JSON API alike: a search with filters,
 // sort and pages; one repository's facts with the Windows verdicts — always through the viewer's visibility.
 import { windowsHostsFor, windowsName } from '../platform/index.ts';
-import { isOfficial, isValidName, type RepositoryEntry, type SearchSort, type Storage, type TagFacts } from '../storage/index.ts';
+import { isOfficial, isValidName, type RepositoryEntry, type SearchSort, type Storage, type TagFacts, type TagPage } from '../storage/index.ts';
 import type { Visibility } from './session.ts';
 
 export const PAGE_SIZE = 20;
@@ -45,6 +45,31 @@ export function searchParams(query: Record<string, string | string[] | undefined
     page: Number.isSafeInteger(page) && page >= 1 ? page : 1,
     n: Number.isSafeInteger(n) && n >= 1 ? Math.min(n, MAX_PAGE_SIZE) : PAGE_SIZE,
   };
+}
+
+export interface TagParams {
+  page: number;
+  n: number;
+  /** Only tags whose name starts with this. */
+  prefix?: string;
+}
+
+export const TAG_PAGE_SIZE = 25;
+
+/** A repository's tags are paged, newest first, as Docker Hub pages them (`?page=`, `?n=`, `?tag=` a name prefix). */
+export function tagParams(query: Record<string, string | string[] | undefined>): TagParams {
+  const page = Number(one(query.page));
+  const n = Number(one(query.n));
+  const prefix = one(query.tag);
+  return {
+    page: Number.isSafeInteger(page) && page >= 1 ? page : 1,
+    n: Number.isSafeInteger(n) && n >= 1 ? Math.min(n, MAX_PAGE_SIZE) : TAG_PAGE_SIZE,
+    prefix: prefix && /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/.test(prefix) ? prefix : undefined,
+  };
+}
+
+export async function tagPage(storage: Storage, name: string, params: TagParams): Promise<TagPage> {
+  return storage.search.tagPage(name, { offset: (params.page - 1) * params.n, n: params.n, prefix: params.prefix });
 }
 
 export async function search(storage: Storage, visibility: Visibility, params: SearchParams): Promise<SearchResult> {
@@ -97,15 +122,18 @@ export function summary(entry: RepositoryEntry) {
     architectures: entry.architectures,
     lastPushed: entry.lastPushed ?? null,
     pulls: entry.pulls,
-    tags: entry.tags.length,
+    tags: entry.tagCount,
+    newestTags: entry.newestTags.map((t) => t.tag),
     logo: entry.logo ? { png: `/images/${entry.logo}-256.png`, webp: `/images/${entry.logo}-256.webp` } : null,
   };
 }
 
-export function details(entry: RepositoryEntry) {
+/** A repository with one page of its tags (`tagPage`: which page, how many match the filter). */
+export function details(entry: RepositoryEntry, page: TagPage, params: TagParams) {
   return {
     ...summary(entry),
-    tags: entry.tags.map((t) => ({
+    tagPage: { page: params.page, n: params.n, tag: params.prefix ?? null, total: page.total, pages: Math.max(1, Math.ceil(page.total / params.n)) },
+    tags: page.tags.map((t) => ({
       ...t,
       platforms: t.platforms.map((p) => ({ ...p, windowsName: p.os === 'windows' && p.osVersion ? (safeName(p.osVersion) ?? null) : undefined })),
       windows: windowsVerdicts(t),

@@ -4,7 +4,7 @@ import type Router from '@koa/router';
 import type { Context } from 'koa';
 import { AccountError, namespaceOf, SIGN_UPS_PER_ADDRESS_PER_HOUR, signUpCounterKey } from '../auth/index.ts';
 import { isOfficial, layout, retryAfterSeconds, type RepositoryEntry } from '../storage/index.ts';
-import { PAGE_SIZE, repository, search, searchParams, windowsNameOf, windowsVerdicts, type SearchParams, type SearchResult } from './catalog.ts';
+import { PAGE_SIZE, repository, search, searchParams, tagPage, tagParams, windowsNameOf, windowsVerdicts, type SearchParams, type SearchResult } from './catalog.ts';
 import { readForm } from './forms.ts';
 import { badges, bytes, html, Html, page, SCRIPT, STYLE, when } from './html.ts';
 import { IMAGE_FILE_RE, LogoError, MAX_LOGO_BYTES, platformLabel, socialCard, storeLogo } from './images.ts';
@@ -102,9 +102,13 @@ export function pageRoutes(router: Router, deps: WebDeps): void {
     if (!entry) return notFound(ctx);
     const settings = (await storage.repositories.settings(name)) ?? {};
     const host = ctx.host;
-    const first = entry.tags[0]?.tag ?? 'latest';
+    const first = entry.newestTags[0]?.tag ?? 'latest';
     const owner = await visibility.may(name, 'delete');
-    const tags = entry.tags.map((t) => {
+    const params = tagParams(ctx.query);
+    const found = await tagPage(storage, name, params);
+    const pages = Math.max(1, Math.ceil(found.total / params.n));
+    const pageLink = (p: number) => `/r/${name}?${new URLSearchParams({ ...(params.prefix ? { tag: params.prefix } : {}), page: String(p) })}`;
+    const tags = found.tags.map((t) => {
       const windows = windowsVerdicts(t);
       return html`<tr><th scope="row" rowspan="${Math.max(1, t.platforms.length)}">${t.tag}</th><td rowspan="${Math.max(1, t.platforms.length)}"><code title="${t.digest}">${t.digest.slice(0, 19)}…</code></td>
 <td rowspan="${Math.max(1, t.platforms.length)}">${bytes(t.size)}</td><td rowspan="${Math.max(1, t.platforms.length)}">${when(t.pushedAt)}</td>
@@ -117,7 +121,10 @@ ${t.referrers.length > 0 ? html`<tr><td colspan="8">Referrers: ${t.referrers.map
 <p>${entry.description}</p><p>${badges(entry)}</p><p>${entry.pulls} pulls · last pushed ${when(entry.lastPushed)}</p>
 ${owner ? html`<p><a href="/settings/${name}">Settings</a></p>` : ''}</div>
 <h2>Pull</h2>${pullCommand('docker-pull', 'docker', `docker pull ${host}/${name}:${first}`)}${pullCommand('podman-pull', 'podman', `podman pull ${host}/${name}:${first}`)}
-<h2>Tags</h2><table><thead><tr><th scope="col">tag</th><th scope="col">digest</th><th scope="col">compressed size</th><th scope="col">last pushed</th><th scope="col">platform</th><th scope="col">os.version</th><th scope="col">size</th><th scope="col">manifest</th></tr></thead><tbody>${tags}</tbody></table>
+<h2>Tags</h2><p>${entry.tagCount} ${entry.tagCount === 1 ? 'tag' : 'tags'}, newest first</p>
+<form method="get" action="/r/${name}" role="search"><label for="tag">Tags starting with <input id="tag" name="tag" value="${params.prefix ?? ''}"></label> <button type="submit">Filter</button></form>
+<table><thead><tr><th scope="col">tag</th><th scope="col">digest</th><th scope="col">compressed size</th><th scope="col">last pushed</th><th scope="col">platform</th><th scope="col">os.version</th><th scope="col">size</th><th scope="col">manifest</th></tr></thead><tbody>${tags}</tbody></table>
+<nav aria-label="tag pages">${params.page > 1 ? html`<a href="${pageLink(params.page - 1)}" rel="prev">Newer</a> ` : ''}page ${params.page} of ${pages} (${found.total} ${params.prefix ? 'matching' : ''} tags)${params.page < pages ? html` <a href="${pageLink(params.page + 1)}" rel="next">Older</a>` : ''}</nav>
 ${settings.readme ? html`<h2>README</h2><div class="readme">${new Html(await renderMarkdown(settings.readme))}</div>` : ''}`, og);
   });
 

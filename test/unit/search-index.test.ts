@@ -55,7 +55,7 @@ describe('unit: the search index', () => {
     const entry = await storage.search.entry('acme/win');
     expect(entry?.os).to.deep.equal(['windows']);
     expect(entry?.architectures).to.deep.equal(['amd64']);
-    const tag = entry!.tags[0]!;
+    const tag = entry!.newestTags[0]!;
     expect(tag.tag).to.equal('ltsc2019');
     expect(tag.platforms[0]).to.include({ os: 'windows', architecture: 'amd64', osVersion: '10.0.17763.5329' });
     expect(tag.size).to.be.greaterThan(0);
@@ -78,18 +78,18 @@ describe('unit: the search index', () => {
     await storage.manifests.put('acme/multi', { kind: 'tag', tag: 'latest' }, index, OCI_INDEX);
     const entry = await storage.search.entry('acme/multi');
     expect(entry?.architectures).to.deep.equal(['amd64', 'arm/v7']);
-    expect(entry!.tags[0]!.platforms.map((p) => p.digest)).to.deep.equal([amd.digest, arm.digest]);
-    expect(entry!.tags[0]!.size).to.equal(entry!.tags[0]!.platforms[0]!.size + entry!.tags[0]!.platforms[1]!.size);
+    expect(entry!.newestTags[0]!.platforms.map((p) => p.digest)).to.deep.equal([amd.digest, arm.digest]);
+    expect(entry!.newestTags[0]!.size).to.equal(entry!.newestTags[0]!.platforms[0]!.size + entry!.newestTags[0]!.platforms[1]!.size);
   });
 
   it('keeps tags right through retag and delete, and forgets a repository whose last manifest goes', async () => {
     const image = await pushImage(storage, 'acme/app', 'v1', { os: 'linux', architecture: 'amd64' });
     const bytes = (await storage.manifests.get('acme/app', { kind: 'tag', tag: 'v1' }))!.content;
     await storage.manifests.put('acme/app', { kind: 'tag', tag: 'stable' }, bytes, OCI_MANIFEST);
-    expect((await storage.search.entry('acme/app'))!.tags.map((t) => t.tag).sort()).to.deep.equal(['stable', 'v1']);
+    expect((await storage.search.entry('acme/app'))!.newestTags.map((t) => t.tag).sort()).to.deep.equal(['stable', 'v1']);
 
     await storage.manifests.delete('acme/app', { kind: 'tag', tag: 'v1' });
-    expect((await storage.search.entry('acme/app'))!.tags.map((t) => t.tag)).to.deep.equal(['stable']);
+    expect((await storage.search.entry('acme/app'))!.newestTags.map((t) => t.tag)).to.deep.equal(['stable']);
 
     await storage.manifests.delete('acme/app', { kind: 'digest', digest: parseDigest(image.digest) });
     expect(await storage.search.entry('acme/app')).to.equal(undefined);
@@ -111,9 +111,9 @@ describe('unit: the search index', () => {
     );
     await storage.manifests.put('acme/signed', { kind: 'tag', tag: 'sig' }, signature, OCI_MANIFEST);
     const entry = (await storage.search.entry('acme/signed'))!;
-    const v1 = entry.tags.find((t) => t.tag === 'v1')!;
+    const v1 = entry.newestTags.find((t) => t.tag === 'v1')!;
     expect(v1.referrers).to.deep.equal([{ artifactType: 'application/vnd.dev.sigstore.bundle.v0.3+json', digest: digestOf(signature) }]);
-    expect(entry.tags.find((t) => t.tag === 'sig')!.platforms).to.deep.equal([]);
+    expect(entry.newestTags.find((t) => t.tag === 'sig')!.platforms).to.deep.equal([]);
     expect(entry.os).to.deep.equal(['linux']);
   });
 
