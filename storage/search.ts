@@ -64,6 +64,29 @@ export interface RepositoryEntry {
   version: number;
 }
 
+/**
+ * What every process holds in memory per repository for searching: the summary without the tags' facts
+ * (their names only), a few hundred bytes however many tags and platforms the repository has.
+ */
+export interface RepositorySummary {
+  name: string;
+  description: string;
+  visibility?: 'public' | 'private';
+  tagCount: number;
+  /** The newest tags' names, newest first. */
+  newest: string[];
+  os: string[];
+  architectures: string[];
+  lastPushed?: string;
+  pulls: number;
+  logo?: string;
+}
+
+export function summaryOf(entry: RepositoryEntry): RepositorySummary {
+  const { name, description, visibility, tagCount, os, architectures, lastPushed, pulls, logo } = entry;
+  return { name, description, visibility, tagCount, newest: entry.newestTags.map((t) => t.tag), os, architectures, lastPushed, pulls, logo };
+}
+
 export interface TagPage {
   /** Tags that match the filter, all pages together. */
   total: number;
@@ -79,7 +102,7 @@ export interface SearchQuery {
   official?: boolean;
   sort?: SearchSort;
   /** Only what this returns true for is found (the caller's visibility rule). */
-  visible?: (entry: RepositoryEntry) => boolean;
+  visible?: (entry: RepositorySummary) => boolean;
 }
 
 const VERSION = 2;
@@ -173,7 +196,7 @@ interface Queue {
 }
 
 export class SearchIndex {
-  private entries = new Map<string, RepositoryEntry>();
+  private entries = new Map<string, RepositorySummary>();
   private loadedAt?: number;
   private loadedTime = 0;
   private loading?: Promise<void>;
@@ -352,10 +375,9 @@ export class SearchIndex {
     }
   }
 
-  /** One repository's summary, current. */
+  /** One repository's summary with its newest tags' facts, read from storage: current in every process. */
   async entry(name: string): Promise<RepositoryEntry | undefined> {
-    await this.fresh();
-    return this.entries.get(name);
+    return this.readEntry(name);
   }
 
   /**
@@ -375,10 +397,10 @@ export class SearchIndex {
     return (await this.tagPage(name, { offset, n })).tags;
   }
 
-  async search(query: SearchQuery): Promise<RepositoryEntry[]> {
+  async search(query: SearchQuery): Promise<RepositorySummary[]> {
     await this.fresh();
     const words = (query.q ?? '').toLowerCase().split(/\s+/).filter(Boolean);
-    const found: RepositoryEntry[] = [];
+    const found: RepositorySummary[] = [];
     for (const entry of this.entries.values()) {
       if (query.os && !entry.os.includes(query.os)) continue;
       if (query.architecture && !entry.architectures.includes(query.architecture)) continue;
@@ -390,7 +412,7 @@ export class SearchIndex {
       if (query.visible && !query.visible(entry)) continue;
       found.push(entry);
     }
-    const byName = (a: RepositoryEntry, b: RepositoryEntry) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+    const byName = (a: RepositorySummary, b: RepositorySummary) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
     if (query.sort === 'pushed') found.sort((a, b) => (b.lastPushed ?? '').localeCompare(a.lastPushed ?? '') || byName(a, b));
     else if (query.sort === 'pulls') found.sort((a, b) => b.pulls - a.pulls || byName(a, b));
     else found.sort(byName);
@@ -399,7 +421,7 @@ export class SearchIndex {
 
   /** Writes an entry into memory and tells the other processes; stays loaded when ours was the only change. */
   private async announce(name: string, entry: RepositoryEntry | undefined): Promise<void> {
-    if (entry) this.entries.set(name, entry);
+    if (entry) this.entries.set(name, summaryOf(entry));
     else this.entries.delete(name);
     const before = this.loadedAt;
     await this.generations.bump(SEARCH);
@@ -420,11 +442,11 @@ export class SearchIndex {
 
   private async load(generation: number | undefined): Promise<void> {
     const paths = (await this.driver.list(layout.searchDir)).filter((p) => p.endsWith('.json'));
-    const entries = new Map<string, RepositoryEntry>();
+    const entries = new Map<string, RepositorySummary>();
     await mapLimit(paths, 64, async (path) => {
       const name = decodeName(baseName(path).replace(/\.json$/, ''));
       const entry = await this.readEntry(name);
-      if (entry) entries.set(name, entry);
+      if (entry) entries.set(name, summaryOf(entry));
     });
     this.entries = entries;
     this.loadedAt = generation;

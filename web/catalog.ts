@@ -1,7 +1,7 @@
 // The catalog's questions, answered once for the pages and the JSON API alike: a search with filters,
 // sort and pages; one repository's facts with the Windows verdicts — always through the viewer's visibility.
 import { windowsHostsFor, windowsName } from '../platform/index.ts';
-import { isOfficial, isValidName, type RepositoryEntry, type SearchSort, type Storage, type TagFacts, type TagPage } from '../storage/index.ts';
+import { isOfficial, isValidName, summaryOf, type RepositoryEntry, type RepositorySummary, type SearchSort, type Storage, type TagFacts, type TagPage } from '../storage/index.ts';
 import type { Visibility } from './session.ts';
 
 export const PAGE_SIZE = 20;
@@ -22,7 +22,7 @@ export interface SearchResult {
   page: number;
   n: number;
   pages: number;
-  results: RepositoryEntry[];
+  results: RepositorySummary[];
 }
 
 function one(value: string | string[] | undefined): string | undefined {
@@ -112,7 +112,7 @@ export function windowsVerdicts(tag: TagFacts): WindowsVerdicts[] {
   });
 }
 
-export function summary(entry: RepositoryEntry) {
+export function summary(entry: RepositorySummary) {
   return {
     name: entry.name,
     description: entry.description,
@@ -123,7 +123,7 @@ export function summary(entry: RepositoryEntry) {
     lastPushed: entry.lastPushed ?? null,
     pulls: entry.pulls,
     tags: entry.tagCount,
-    newestTags: entry.newestTags.map((t) => t.tag),
+    newestTags: entry.newest,
     logo: entry.logo ? { png: `/images/${entry.logo}-256.png`, webp: `/images/${entry.logo}-256.webp` } : null,
   };
 }
@@ -131,7 +131,7 @@ export function summary(entry: RepositoryEntry) {
 /** A repository with one page of its tags (`tagPage`: which page, how many match the filter). */
 export function details(entry: RepositoryEntry, page: TagPage, params: TagParams) {
   return {
-    ...summary(entry),
+    ...summary(summaryOf(entry)),
     tagPage: { page: params.page, n: params.n, tag: params.prefix ?? null, total: page.total, pages: Math.max(1, Math.ceil(page.total / params.n)) },
     tags: page.tags.map((t) => ({
       ...t,

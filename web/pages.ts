@@ -3,7 +3,7 @@
 import type Router from '@koa/router';
 import type { Context } from 'koa';
 import { AccountError, namespaceOf, SIGN_UPS_PER_ADDRESS_PER_HOUR, signUpCounterKey } from '../auth/index.ts';
-import { isOfficial, layout, retryAfterSeconds, type RepositoryEntry } from '../storage/index.ts';
+import { isOfficial, layout, retryAfterSeconds, type RepositoryEntry, type RepositorySummary } from '../storage/index.ts';
 import { PAGE_SIZE, repository, search, searchParams, tagPage, tagParams, windowsNameOf, windowsVerdicts, type SearchParams, type SearchResult } from './catalog.ts';
 import { readForm } from './forms.ts';
 import { badges, bytes, html, Html, page, SCRIPT, STYLE, when } from './html.ts';
@@ -84,7 +84,7 @@ export function pageRoutes(router: Router, deps: WebDeps): void {
   });
 
   // ---- repository ------------------------------------------------------------------------------
-  function logo(entry: RepositoryEntry, size: 256 | 64): Html {
+  function logo(entry: Pick<RepositorySummary, 'name' | 'logo'>, size: 256 | 64): Html {
     if (!entry.logo) return html``;
     return html`<picture><source srcset="/images/${entry.logo}-${size}.webp" type="image/webp"><img src="/images/${entry.logo}-${size}.png" width="${size}" height="${size}" alt="logo of ${entry.name}"></picture>`;
   }
@@ -207,14 +207,14 @@ ${settings.readme ? html`<h2>README</h2><div class="readme">${new Html(await ren
     if (!viewer.user) return ctx.redirect('/signin');
     // Yours: your own namespace's and those of organisations you may push to (not all an admin could touch).
     const roles = new Map<string, string | undefined>();
-    const candidates: RepositoryEntry[] = [];
+    const candidates: RepositorySummary[] = [];
     for (const entry of await storage.search.search({})) {
       const namespace = namespaceOf(entry.name);
       if (auth && !roles.has(namespace)) roles.set(namespace, await auth.accounts.roleIn(namespace, viewer.principal));
       if (namespace === viewer.user || roles.get(namespace) === 'write' || roles.get(namespace) === 'admin') candidates.push(entry);
     }
     const visibility = new Visibility(auth, viewer);
-    const mine: RepositoryEntry[] = [];
+    const mine: RepositorySummary[] = [];
     for (const entry of candidates) if (await visibility.may(entry.name, 'push')) mine.push(entry);
     const params: SearchParams = { q: '', official: false, sort: 'name', page: 1, n: Math.max(PAGE_SIZE, mine.length) };
     await reply(ctx, 200, 'My repositories', html`<h1>My repositories</h1>${results({ total: mine.length, page: 1, n: params.n, pages: 1, results: mine }, params)}`);

@@ -15,7 +15,7 @@ import {
   type Role,
   type ScopeGrant,
 } from '../auth/index.ts';
-import { layout, type RepositoryEntry, type StorageDriver } from '../storage/index.ts';
+import { layout, type RepositorySummary, type StorageDriver } from '../storage/index.ts';
 
 const SESSION_COOKIE = 'berth_session';
 const CSRF_COOKIE = 'berth_csrf';
@@ -127,9 +127,9 @@ export class Visibility {
     private readonly viewer: Viewer,
   ) {}
 
-  async filter(entries: RepositoryEntry[]): Promise<RepositoryEntry[]> {
+  async filter(entries: RepositorySummary[]): Promise<RepositorySummary[]> {
     if (!this.auth) return entries;
-    const out: RepositoryEntry[] = [];
+    const out: RepositorySummary[] = [];
     for (const entry of entries) {
       const namespace = namespaceOf(entry.name);
       if (!this.roles.has(namespace)) this.roles.set(namespace, await this.auth.accounts.roleIn(namespace, this.viewer.principal));
@@ -139,7 +139,7 @@ export class Visibility {
     return out;
   }
 
-  async confirm(entries: RepositoryEntry[]): Promise<RepositoryEntry[]> {
+  async confirm(entries: RepositorySummary[]): Promise<RepositorySummary[]> {
     if (!this.auth) return entries;
     const allowed = await Promise.all(entries.map((e) => this.may(e.name, 'pull')));
     return entries.filter((_, i) => allowed[i]);

@@ -16,8 +16,8 @@ import {
   NEWEST_TAGS,
   parseDigest,
   type Coordination,
+  summaryOf,
   type Storage,
-  type StorageDriver,
 } from '../../storage/index.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
 
@@ -80,7 +80,7 @@ class CountingDriver extends FilesystemDriver {
   }
 }
 
-const PLATFORMS = [
+const PLATFORMS: Record<string, string>[] = [
   { os: 'linux', architecture: 'amd64' },
   { os: 'linux', architecture: 'arm64' },
   { os: 'linux', architecture: 'arm', variant: 'v7' },
@@ -119,6 +119,9 @@ describe('storage: the search index kept per tag', () => {
     const expected = asStored(await storage.search.recompute(NAME));
     const kept = asStored(await storage.search.entry(NAME));
     expect(kept, label).to.deep.equal(expected);
+    // What searches find comes from memory, kept in step by the replica's generations.
+    const listed = asStored((await storage.search.search({})).find((e) => e.name === NAME));
+    expect(listed, label).to.deep.equal(expected && asStored(summaryOf(expected)));
     if (!expected) return;
     const all = await storage.search.tagPage(NAME, { offset: 0, n: 10_000 });
     expect(all.total, label).to.equal(expected.tagCount);

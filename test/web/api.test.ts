@@ -66,6 +66,41 @@ describe('web: the catalog API and forms', function () {
     expect(tag.windows[0].hyperv).to.not.include('Windows Server 2016');
   });
 
+  it('pages a repository\'s tags newest first, filtered by a name prefix, in the API and on the page', async () => {
+    const owner = new AuthorizedRegistry(berth.url, bearer(await tokenFor(registry, ['repository:alice/many:pull,push'], alice)));
+    await owner.pushImage('alice/many', 'v0');
+    const manifest = await owner.request('GET', '/v2/alice/many/manifests/v0', { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    for (const tag of ['v1', 'v2', 'rc-1', 'v3', 'rc-2']) {
+      const put = await owner.request('PUT', `/v2/alice/many/manifests/${tag}`, { body: manifest.body, headers: { 'Content-Type': manifest.headers['content-type']! } });
+      expect(put.status).to.equal(201);
+    }
+    const all = (await registry.request('GET', '/api/v1/repositories/alice/many?n=100')).json.tags as { tag: string; pushedAt: string }[];
+    const newestFirst = [...all].sort((a, b) => b.pushedAt.localeCompare(a.pushedAt) || a.tag.localeCompare(b.tag)).map((t) => t.tag);
+    expect(all.map((t) => t.tag)).to.deep.equal(newestFirst);
+    expect([...newestFirst].sort()).to.deep.equal(['rc-1', 'rc-2', 'v0', 'v1', 'v2', 'v3']);
+    const pages = [];
+    for (let p = 1; p <= 3; p++) {
+      const res = await registry.request('GET', `/api/v1/repositories/alice/many?n=2&page=${p}`);
+      expect(res.json.tagPage).to.include({ page: p, n: 2, total: 6, pages: 3 });
+      pages.push(...res.json.tags.map((t: any) => t.tag));
+    }
+    expect(pages).to.deep.equal(newestFirst);
+    const rc = await registry.request('GET', '/api/v1/repositories/alice/many?tag=rc-');
+    expect(rc.json.tags.map((t: any) => t.tag)).to.deep.equal(newestFirst.filter((t) => t.startsWith('rc-')));
+    expect(rc.json.tagPage.total).to.equal(2);
+    const found = await registry.request('GET', '/api/v1/search?q=alice/many');
+    expect(found.json.results[0]).to.include({ name: 'alice/many', tags: 6 });
+    expect(found.json.results[0].newestTags).to.deep.equal(newestFirst);
+    const page = await registry.request('GET', '/r/alice/many?tag=v&page=2&n=2');
+    const vs = newestFirst.filter((t) => t.startsWith('v'));
+    expect(page.text).to.include('page 2 of 2');
+    for (const tag of newestFirst) {
+      const row = new RegExp(`<th scope="row"[^>]*>${tag}</th>`);
+      if (vs.slice(2, 4).includes(tag)) expect(page.text).to.match(row);
+      else expect(page.text).to.not.match(row);
+    }
+  });
+
   it('counts pulls by tag', async () => {
     for (let i = 0; i < 3; i++) expect((await registry.request('GET', '/v2/alice/web/manifests/v1', { headers: bearer(await tokenFor(registry, ['repository:alice/web:pull'])) })).status).to.equal(200);
     await waitFor(async () => (await registry.request('GET', '/api/v1/repositories/alice/web')).json.pulls === 3, 'pull count 3');
