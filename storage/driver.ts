@@ -9,6 +9,11 @@ export interface FileInfo {
   readonly isDirectory: boolean;
 }
 
+export interface PutOptions {
+  /** False: skip the flush to stable storage (derived content that is rebuilt if lost). Default true. */
+  durable?: boolean;
+}
+
 /** Inclusive byte range, as HTTP writes it. */
 export interface ByteRange {
   readonly start: number;
@@ -42,8 +47,12 @@ export interface StorageDriver {
   close?(): Promise<void>;
   /** Small files only (links, metadata, manifests). */
   getContent(path: string): Promise<Buffer | undefined>;
-  /** Replaces the file atomically: readers see the old content or the new one, never a mix. */
-  putContent(path: string, content: Buffer | string): Promise<void>;
+  /**
+   * Replaces the file atomically: readers see the old content or the new one, never a mix. Durable when
+   * it resolves, unless `durable: false` says the content can be derived again (an index): then a crash
+   * may leave it old, empty or torn, and its reader must rebuild it.
+   */
+  putContent(path: string, content: Buffer | string, options?: PutOptions): Promise<void>;
   /** Streams a file or a byte range of it. Throws PathNotFoundError when it does not exist. */
   reader(path: string, range?: ByteRange): Promise<Readable>;
   /**

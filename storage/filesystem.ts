@@ -10,6 +10,7 @@ import {
   type ByteRange,
   type FileInfo,
   type FileWriter,
+  type PutOptions,
   type StorageDriver,
 } from './driver.ts';
 
@@ -48,13 +49,13 @@ export class FilesystemDriver implements StorageDriver {
     }
   }
 
-  async putContent(path: string, content: Buffer | string): Promise<void> {
+  async putContent(path: string, content: Buffer | string, options?: PutOptions): Promise<void> {
     const target = this.full(path);
     const temp = await this.tempPath();
     const handle = await fsp.open(temp, 'w');
     try {
       await handle.writeFile(content);
-      await handle.sync();
+      if (options?.durable !== false) await handle.sync();
     } finally {
       await handle.close();
     }

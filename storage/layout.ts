@@ -39,6 +39,9 @@ export const layout = {
   /** One document per tag: its facts (storage/search.ts). */
   searchTags: (name: string) => `/search-tags/${encodeName(name)}`,
   searchTag: (name: string, tag: string) => `/search-tags/${encodeName(name)}/${tag}`,
+  /** Which summaries each process changed lately (storage/search-journal.ts), one document per process. */
+  searchJournalDir: '/search-journal',
+  searchJournal: (writer: string) => `/search-journal/${writer}.json`,
   /** The tags newest first: one empty file per tag, named by its inverted push time and the tag. */
   searchOrder: (name: string) => `/search-order/${encodeName(name)}`,
   searchOrderKey: (name: string, key: string) => `/search-order/${encodeName(name)}/${key}`,

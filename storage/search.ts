@@ -22,6 +22,7 @@ import { parseManifest } from './manifest-parser.ts';
 import { tryParseDigest } from './reference.ts';
 import type { RepositoryStore } from './repositories.ts';
 import { mapLimit } from './walk.ts';
+import { SearchJournal } from './search-journal.ts';
 
 export interface PlatformFacts {
   os: string;
@@ -119,8 +120,10 @@ const MAX_CONFIG_BYTES = 1024 * 1024;
 /** Platforms held by the digest cache, all entries together. */
 const PLATFORM_CACHE_LIMIT = 200_000;
 const SEARCH = '_search';
-/** Another process without shared generations (an admin command) may have changed a document. */
-const RELOAD_AFTER_MS = 30_000;
+/** Another process without shared generations (an admin command) may have changed a summary: look this often. */
+const LOOK_AGAIN_MS = 30_000;
+/** Search documents can be derived again from the manifests and tags: no flush to disk for them. */
+const DERIVED = { durable: false } as const;
 const READ_CONCURRENCY = 16;
 
 // Labels that count toward a repository's os / architectures: Go's GOOS and GOARCH values (what the
@@ -179,6 +182,17 @@ function orderKey(tag: TagFacts): string {
   return `${String(INVERTED_TIME - Date.parse(tag.pushedAt)).padStart(13, '0')}.${tag.tag}`;
 }
 
+/** A search document that does not parse (a crash while it was written without a flush). */
+class TornDocument extends Error {}
+
+function parsed<T>(raw: Buffer): T | undefined {
+  try {
+    return JSON.parse(raw.toString()) as T;
+  } catch {
+    return undefined;
+  }
+}
+
 function tagOfKey(key: string): string {
   return key.slice(key.indexOf('.') + 1);
 }
@@ -197,9 +211,12 @@ interface Queue {
 
 export class SearchIndex {
   private entries = new Map<string, RepositorySummary>();
+  /** The `_search` generation the memory is current for; undefined: never loaded. */
   private loadedAt?: number;
-  private loadedTime = 0;
+  private loaded = false;
+  private lookedAt = 0;
   private loading?: Promise<void>;
+  private readonly journal: SearchJournal;
   /** Platform facts by manifest digest: immutable, so never stale. */
   private readonly platformCache = new Map<string, PlatformFacts[]>();
   private platformCacheSize = 0;
@@ -213,7 +230,9 @@ export class SearchIndex {
     private readonly repositories: RepositoryStore,
     private readonly lock: Lock,
     private readonly generations: Generations,
-  ) {}
+  ) {
+    this.journal = new SearchJournal(driver);
+  }
 
   /**
    * Applies a change (a push, retag or delete names its tags and subject; a settings change names
@@ -257,7 +276,7 @@ export class SearchIndex {
       }
       const facts = await this.allTagFacts(name);
       await mapLimit(facts, READ_CONCURRENCY, (t) => this.writeTag(name, t));
-      await this.driver.putContent(layout.searchEntry(name), JSON.stringify(entry));
+      await this.driver.putContent(layout.searchEntry(name), JSON.stringify(entry), DERIVED);
       await this.announce(name, entry);
     });
   }
@@ -300,60 +319,70 @@ export class SearchIndex {
 
   /** Applies the pending changes of one repository: the named tags, and the tags that name a changed subject. */
   private async update(name: string, pending: Pending): Promise<void> {
-    const applied = await this.lock.run(`search:${name}`, async () => {
-      const entry = await this.readEntry(name);
-      // What cannot be updated piece by piece (no summary yet, an older shape, a repository that went) is rebuilt.
-      if (!entry || entry.version !== VERSION || !(await this.manifests.exists(name))) return false;
-      const tags = new Set(pending.tags);
-      for (const subject of pending.subjects) {
-        const digest = tryParseDigest(subject);
-        if (digest) for (const tag of await this.manifests.tagsOf(name, digest)) tags.add(tag);
-      }
-      let newestLost = false;
-      await mapLimit([...tags], READ_CONCURRENCY, async (tag) => {
-        const [before, after] = await Promise.all([this.readTag(name, tag), this.tagFacts(name, tag)]);
-        if (before) {
-          count(entry, before, -1);
-          await this.driver.delete(layout.searchOrderKey(name, orderKey(before)));
-          if (!after) {
-            await this.driver.delete(layout.searchTag(name, tag));
-            entry.tagCount--;
-          }
-        }
-        const i = entry.newestTags.findIndex((t) => t.tag === tag);
-        if (i >= 0) {
-          entry.newestTags.splice(i, 1);
-          newestLost = true;
-        }
-        if (after) {
-          await this.writeTag(name, after);
-          count(entry, after, 1);
-          if (!before) entry.tagCount++;
-          entry.newestTags.push(after);
-        }
-      });
-      entry.newestTags.sort(newestFirst);
-      // A tag that left the newest few is replaced from the order files (names only; a few documents read).
-      if (newestLost && entry.newestTags.length < Math.min(NEWEST_TAGS, entry.tagCount)) entry.newestTags = await this.tagPageOf(name, 0, NEWEST_TAGS);
-      entry.newestTags = entry.newestTags.slice(0, NEWEST_TAGS);
-      entry.lastPushed = entry.newestTags[0]?.pushedAt;
-      if (!entry.lastPushed) delete entry.lastPushed;
-      await this.copySettings(entry);
-      await this.driver.putContent(layout.searchEntry(name), JSON.stringify(entry));
-      await this.announce(name, entry);
-      return true;
+    const applied = await this.lock.run(`search:${name}`, () => this.updateHeld(name, pending)).catch((err: unknown) => {
+      if (err instanceof TornDocument) return false;
+      throw err;
     });
     if (!applied) await this.rebuild(name);
   }
 
-  private async writeTag(name: string, tag: TagFacts): Promise<void> {
-    await this.driver.putContent(layout.searchTag(name, tag.tag), JSON.stringify(tag));
-    await this.driver.putContent(layout.searchOrderKey(name, orderKey(tag)), '');
+  /** The update itself, under the repository's search lock; false when only a rebuild will do. */
+  private async updateHeld(name: string, pending: Pending): Promise<boolean> {
+    const entry = await this.readEntry(name);
+    // What cannot be updated piece by piece (no summary yet, an older shape, a repository that went) is rebuilt.
+    if (!entry || entry.version !== VERSION || !(await this.manifests.exists(name))) return false;
+    const tags = new Set(pending.tags);
+    for (const subject of pending.subjects) {
+      const digest = tryParseDigest(subject);
+      if (digest) for (const tag of await this.manifests.tagsOf(name, digest)) tags.add(tag);
+    }
+    let newestLost = false;
+    await mapLimit([...tags], READ_CONCURRENCY, async (tag) => {
+      const [before, after] = await Promise.all([this.readTag(name, tag), this.tagFacts(name, tag)]);
+      if (before) {
+        count(entry, before, -1);
+        await this.driver.delete(layout.searchOrderKey(name, orderKey(before)));
+        if (!after) {
+          await this.driver.delete(layout.searchTag(name, tag));
+          entry.tagCount--;
+        }
+      }
+      const i = entry.newestTags.findIndex((t) => t.tag === tag);
+      if (i >= 0) {
+        entry.newestTags.splice(i, 1);
+        newestLost = true;
+      }
+      if (after) {
+        await this.writeTag(name, after);
+        count(entry, after, 1);
+        if (!before) entry.tagCount++;
+        entry.newestTags.push(after);
+      }
+    });
+    entry.newestTags.sort(newestFirst);
+    // A tag that left the newest few is replaced from the order files (names only; a few documents read).
+    if (newestLost && entry.newestTags.length < Math.min(NEWEST_TAGS, entry.tagCount)) entry.newestTags = await this.tagPageOf(name, 0, NEWEST_TAGS);
+    entry.newestTags = entry.newestTags.slice(0, NEWEST_TAGS);
+    entry.lastPushed = entry.newestTags[0]?.pushedAt;
+    if (!entry.lastPushed) delete entry.lastPushed;
+    await this.copySettings(entry);
+    await this.driver.putContent(layout.searchEntry(name), JSON.stringify(entry), DERIVED);
+    await this.announce(name, entry);
+    return true;
   }
 
+  private async writeTag(name: string, tag: TagFacts): Promise<void> {
+    await this.driver.putContent(layout.searchTag(name, tag.tag), JSON.stringify(tag), DERIVED);
+    await this.driver.putContent(layout.searchOrderKey(name, orderKey(tag)), '', DERIVED);
+  }
+
+  /** A tag's facts as stored; a document torn by a crash throws TornDocument (the repository is rebuilt). */
   private async readTag(name: string, tag: string): Promise<TagFacts | undefined> {
     const raw = await this.driver.getContent(layout.searchTag(name, tag));
-    return raw ? (JSON.parse(raw.toString()) as TagFacts) : undefined;
+    if (!raw) return undefined;
+    const facts = parsed<TagFacts>(raw);
+    if (!facts) throw new TornDocument(layout.searchTag(name, tag));
+    return facts;
   }
 
   /** Counts a pull in memory; `flushPulls` adds the counts to storage (a write per repository, not per pull). */
@@ -369,7 +398,7 @@ export class SearchIndex {
         const entry = await this.readEntry(name);
         if (!entry) return;
         entry.pulls += count;
-        await this.driver.putContent(layout.searchEntry(name), JSON.stringify(entry));
+        await this.driver.putContent(layout.searchEntry(name), JSON.stringify(entry), DERIVED);
         await this.announce(name, entry);
       });
     }
@@ -389,7 +418,7 @@ export class SearchIndex {
     if (entry && entry.version !== VERSION) await this.rebuild(name);
     let keys = (await this.driver.list(layout.searchOrder(name))).map(baseName);
     if (options.prefix) keys = keys.filter((k) => tagOfKey(k).startsWith(options.prefix!));
-    const tags = await mapLimit(keys.slice(options.offset, options.offset + options.n), READ_CONCURRENCY, (k) => this.readTag(name, tagOfKey(k)));
+    const tags = await mapLimit(keys.slice(options.offset, options.offset + options.n), READ_CONCURRENCY, (k) => this.readTag(name, tagOfKey(k)).catch(() => undefined));
     return { total: keys.length, tags: tags.filter((t): t is TagFacts => t !== undefined) };
   }
 
@@ -419,28 +448,42 @@ export class SearchIndex {
     return found;
   }
 
-  /** Writes an entry into memory and tells the other processes; stays loaded when ours was the only change. */
+  /** Writes a summary into memory and the journal, then tells the other processes. */
   private async announce(name: string, entry: RepositoryEntry | undefined): Promise<void> {
     if (entry) this.entries.set(name, summaryOf(entry));
     else this.entries.delete(name);
-    const before = this.loadedAt;
+    await this.journal.record(name);
     await this.generations.bump(SEARCH);
-    const now = await this.generations.current(SEARCH);
-    this.loadedAt = before !== undefined && now === before + 1 ? now : undefined;
   }
 
+  /**
+   * Brings the summaries in memory up to date: the first time by reading them all; afterwards, when the
+   * `_search` generation moved (or, without shared generations, every LOOK_AGAIN_MS), by re-reading only
+   * what the other processes' journals name.
+   */
   private async fresh(): Promise<void> {
     const generation = await this.generations.current(SEARCH);
-    if (generation !== undefined && generation === this.loadedAt) {
-      // Only the age says to look again (a change no generation announced): answer from memory meanwhile.
-      if (Date.now() - this.loadedTime >= RELOAD_AFTER_MS) this.loading ??= this.load(generation).catch(() => {}).finally(() => (this.loading = undefined));
-      return;
-    }
-    this.loading ??= this.load(generation).finally(() => (this.loading = undefined));
+    if (this.loaded && generation !== undefined && generation === this.loadedAt && Date.now() - this.lookedAt < LOOK_AGAIN_MS) return;
+    this.loading ??= this.catchUp(generation).finally(() => (this.loading = undefined));
     await this.loading;
   }
 
-  private async load(generation: number | undefined): Promise<void> {
+  private async catchUp(generation: number | undefined): Promise<void> {
+    const plan = this.loaded ? await this.journal.catchUp() : ({ kind: 'everything' } as const);
+    if (plan.kind === 'everything') await this.load();
+    else {
+      await mapLimit([...plan.names], READ_CONCURRENCY, async (name) => {
+        const entry = await this.readEntry(name);
+        if (entry) this.entries.set(name, summaryOf(entry));
+        else this.entries.delete(name);
+      });
+    }
+    this.loadedAt = generation;
+    this.lookedAt = Date.now();
+  }
+
+  private async load(): Promise<void> {
+    await this.journal.mark();
     const paths = (await this.driver.list(layout.searchDir)).filter((p) => p.endsWith('.json'));
     const entries = new Map<string, RepositorySummary>();
     await mapLimit(paths, 64, async (path) => {
@@ -449,15 +492,15 @@ export class SearchIndex {
       if (entry) entries.set(name, summaryOf(entry));
     });
     this.entries = entries;
-    this.loadedAt = generation;
-    this.loadedTime = Date.now();
+    this.loaded = true;
   }
 
   /** A summary as stored; one of an older shape is read into this one (its tags are rebuilt when next touched). */
   private async readEntry(name: string): Promise<RepositoryEntry | undefined> {
     const raw = await this.driver.getContent(layout.searchEntry(name));
-    if (!raw) return undefined;
-    const stored = JSON.parse(raw.toString()) as RepositoryEntry & { tags?: TagFacts[] };
+    const stored = raw && parsed<RepositoryEntry & { tags?: TagFacts[] }>(raw);
+    // Missing or torn by a crash: the next change rebuilds it.
+    if (!stored) return undefined;
     if (stored.version === VERSION) return stored;
     const entry = this.emptyEntry(name, stored.pulls ?? 0);
     const tags = stored.tags ?? [];

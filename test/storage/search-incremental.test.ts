@@ -242,6 +242,22 @@ describe('storage: the search index kept per tag', () => {
     expect((await storage.search.entry(NAME))!.tagCount).to.equal(302);
   });
 
+  it('catches another replica up by the journal: a change elsewhere costs it that summary, not every one', async () => {
+    const a = await replica();
+    const coordination = await createRedisCoordination({ url: redis.url, keyPrefix: `berth-test-${dir}:` });
+    coordinations.push(coordination);
+    const driver = new CountingDriver(dir);
+    const b = createStorage(driver, undefined, coordination);
+    for (let i = 0; i < 60; i++) await pushImage(a, `team/app-${i}`, 'v1', PLATFORMS[i % 4]!, `r${i}`);
+    expect(await b.search.search({})).to.have.length(60);
+    await a.repositories.update('team/app-7', { description: 'changed on a' });
+    const before = driver.gets;
+    const found = await b.search.search({ q: 'changed' });
+    expect(found.map((e) => e.name)).to.deep.equal(['team/app-7']);
+    // One journal per process that wrote (a's), and the one summary it names.
+    expect(driver.gets - before).to.be.at.most(3);
+  });
+
   it('pages tags newest first with a name prefix', async () => {
     const storage = filesystemStorage(dir);
     const image = await pushImage(storage, NAME, 'v1.0', PLATFORMS[0]!, 'p');

@@ -1,0 +1,94 @@
+// SearchJournal: which repositories' search summaries changed lately, so that another process catches up
+// by reading those few summaries instead of every repository's. Each process appends to a journal of its
+// own (/search-journal/<writer>.json: its last 1,024 changes, numbered), so writers never contend; a
+// reader remembers, per writer, the last number it applied. Only a reader that fell more than 1,024
+// changes behind one writer (or never loaded) reads everything again.
+import { randomBytes } from 'node:crypto';
+import type { StorageDriver } from './driver.ts';
+import { baseName, layout } from './layout.ts';
+
+/** Changes a journal keeps: a reader further behind than this loads every summary again. */
+export const JOURNAL_LENGTH = 1024;
+/** A journal not written for this long belongs to a process that is gone. */
+const ABANDONED_MS = 7 * 86_400_000;
+
+interface JournalDocument {
+  writer: string;
+  updatedAt: number;
+  /** [number, repository] pairs, oldest first; numbers count up from 1 without gaps. */
+  recent: [number, string][];
+}
+
+/** What a reader must do to catch up: re-read these repositories, or everything. */
+export type CatchUp = { kind: 'names'; names: Set<string> } | { kind: 'everything' };
+
+export class SearchJournal {
+  readonly writer = `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
+  private readonly recent: [number, string][] = [];
+  private seq = 0;
+  private writing: Promise<void> = Promise.resolve();
+  /** Per writer, the last change this process has applied. */
+  private applied = new Map<string, number>();
+
+  constructor(private readonly driver: StorageDriver) {}
+
+  /** Records that a repository's summary changed; resolves once the journal holding it is stored. */
+  record(name: string): Promise<void> {
+    this.recent.push([++this.seq, name]);
+    if (this.recent.length > JOURNAL_LENGTH) this.recent.splice(0, this.recent.length - JOURNAL_LENGTH);
+    // Writes go out one at a time, each with everything recorded so far, so the last one stored is whole.
+    const write = this.writing.catch(() => {}).then(() => {
+      const doc: JournalDocument = { writer: this.writer, updatedAt: Date.now(), recent: this.recent.slice() };
+      return this.driver.putContent(layout.searchJournal(this.writer), JSON.stringify(doc), { durable: false });
+    });
+    this.writing = write;
+    return write;
+  }
+
+  /**
+   * Where every writer stands now: called before a full load, so that whatever changes after it is
+   * caught up later (a change applied twice only reads its summary twice).
+   */
+  async mark(): Promise<void> {
+    const docs = await this.read();
+    this.applied = new Map(docs.map((d) => [d.writer, d.recent.at(-1)?.[0] ?? 0]));
+  }
+
+  /** The repositories other processes changed since this one last looked. */
+  async catchUp(): Promise<CatchUp> {
+    const docs = await this.read();
+    const names = new Set<string>();
+    for (const doc of docs) {
+      if (doc.writer === this.writer) continue;
+      const last = this.applied.get(doc.writer) ?? 0;
+      const newest = doc.recent.at(-1)?.[0] ?? 0;
+      if (newest <= last) continue;
+      // The journal must still hold the change right after the last one applied.
+      if ((doc.recent[0]?.[0] ?? 1) > last + 1) return { kind: 'everything' };
+      for (const [n, name] of doc.recent) if (n > last) names.add(name);
+    }
+    for (const doc of docs) this.applied.set(doc.writer, doc.recent.at(-1)?.[0] ?? 0);
+    return { kind: 'names', names };
+  }
+
+  private async read(): Promise<JournalDocument[]> {
+    const paths = await this.driver.list(layout.searchJournalDir);
+    const docs: JournalDocument[] = [];
+    for (const path of paths) {
+      const raw = await this.driver.getContent(path);
+      let doc: JournalDocument | undefined;
+      try {
+        doc = raw ? (JSON.parse(raw.toString()) as JournalDocument) : undefined;
+      } catch {
+        // a journal torn by a crash: its writer is gone, and what it changed is in the summaries
+      }
+      if (!doc || doc.writer !== baseName(path).replace(/\.json$/, '')) continue;
+      if (Date.now() - doc.updatedAt > ABANDONED_MS && doc.writer !== this.writer) {
+        await this.driver.delete(path);
+        continue;
+      }
+      docs.push(doc);
+    }
+    return docs;
+  }
+}
