@@ -52,6 +52,16 @@ export const configSchema = z.object({
   s3ForcePathStyle: bool,
   s3PartSize: int(5 * 1024 * 1024).max(5 * 1024 * 1024 * 1024),
   s3RequestTimeoutMs: int(100),
+  s3Redirect: bool,
+  // Short-lived on purpose: a URL keeps granting a private blob to whoever holds it, access revoked or not.
+  s3RedirectTtlSeconds: int(1).max(3600),
+  s3RedirectBaseUrl: z
+    .url({ protocol: /^https?$/ })
+    .refine((v) => {
+      const url = new URL(v);
+      return url.pathname === '/' && url.search === '' && url.hash === '';
+    }, 'expected only a scheme and host, e.g. https://cdn.example.com (the presigned path and query are kept)')
+    .optional(),
   mode: z.enum(['public-index', 'private', 'open']),
   trustProxy: bool,
   authService: z.string().min(1),
@@ -71,6 +81,17 @@ export const configSchema = z.object({
     .regex(/^[A-Za-z0-9.-]+(:\d{1,5})?(,[A-Za-z0-9.-]+(:\d{1,5})?)*$/, 'expected host[:port],host[:port]')
     .optional(),
   runtime: z.enum(['auto', 'runc', 'crun', 'unshare']),
+}).superRefine((config, ctx) => {
+  if (config.s3Redirect && config.s3Bucket === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['s3Redirect'],
+      message: 'redirects send clients to presigned S3 URLs, so they need S3 storage: set BERTH_S3_BUCKET, or turn BERTH_S3_REDIRECT off',
+    });
+  }
+  if (config.s3RedirectBaseUrl !== undefined && !config.s3Redirect) {
+    ctx.addIssue({ code: 'custom', path: ['s3RedirectBaseUrl'], message: 'has no effect unless BERTH_S3_REDIRECT=true' });
+  }
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -140,6 +161,20 @@ export const SETTINGS: Record<keyof Config, { env: string; default?: string; hel
     env: 'BERTH_S3_REQUEST_TIMEOUT_MS',
     default: '60000',
     help: 'an S3 request whose connection stays silent this long fails (idempotent ones are retried)',
+  },
+  s3Redirect: {
+    env: 'BERTH_S3_REDIRECT',
+    default: 'false',
+    help: 'answer a blob GET the caller may pull with 307 to a presigned S3 URL, so the bytes do not pass through Berth (needs BERTH_S3_BUCKET)',
+  },
+  s3RedirectTtlSeconds: {
+    env: 'BERTH_S3_REDIRECT_TTL_SECONDS',
+    default: '300',
+    help: 'how long a redirect URL stays valid (1 to 3600); a download begun in time may run longer',
+  },
+  s3RedirectBaseUrl: {
+    env: 'BERTH_S3_REDIRECT_BASE_URL',
+    help: 'scheme://host[:port] of a CDN in front of the bucket: replaces the S3 endpoint in redirect URLs, path and query kept',
   },
   mode: {
     env: 'BERTH_MODE',

@@ -1,7 +1,7 @@
 // BlobStore: content-addressed blobs stored once per digest, and the links that say which repository
 // may serve which blob.
 import type { Readable, Writable } from 'node:stream';
-import type { ByteRange, StorageDriver } from './driver.ts';
+import type { ByteRange, RedirectOptions, StorageDriver } from './driver.ts';
 import { baseName, decodeName, layout } from './layout.ts';
 import { LocalGenerations, type Generations } from './coordination.ts';
 import { LocalLock, type Lock } from './lock.ts';
@@ -64,6 +64,19 @@ export class BlobStore {
   copyTo(digest: Digest, sink: Writable, range?: ByteRange): Promise<void> {
     if (!this.driver.copyTo) throw new Error(`the ${this.driver.name} driver has no copyTo`);
     return this.driver.copyTo(layout.blobData(digest), sink, range);
+  }
+
+  /** Whether the driver can hand out URLs that serve blobs without this process (`redirectURL`). */
+  get canRedirect(): boolean {
+    return this.driver.redirectURL !== undefined;
+  }
+
+  /**
+   * A short-lived URL from which the blob's bytes can be fetched directly, or undefined. It grants the
+   * bytes to whoever holds it: ask only after checking that the caller may read the blob.
+   */
+  async redirectURL(digest: Digest, options: RedirectOptions): Promise<string | undefined> {
+    return this.driver.redirectURL?.(layout.blobData(digest), options);
   }
 
   async read(digest: Digest): Promise<Buffer | undefined> {

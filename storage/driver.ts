@@ -39,6 +39,11 @@ export interface FileWriter {
   close(): Promise<void>;
 }
 
+export interface RedirectOptions {
+  /** How long the URL stays valid (a request begun within it may run longer). */
+  readonly expiresInSeconds: number;
+}
+
 export interface StorageDriver {
   readonly name: string;
   /** Checks once, at start-up, that the storage answers; throws StorageUnavailableError otherwise. */
@@ -60,6 +65,13 @@ export interface StorageDriver {
    * resolves when the sink has taken every byte. Drivers without it are read through `reader`.
    */
   copyTo?(path: string, sink: Writable, range?: ByteRange): Promise<void>;
+  /**
+   * Optional: a URL from which anyone holding it may GET the file (all of it, or any Range) for a short
+   * while, without credentials of their own (an S3 presigned URL), so that its bytes need not pass through
+   * this process. Undefined when the driver cannot give one for this path. It does not check that the file
+   * exists: the caller has.
+   */
+  redirectURL?(path: string, options: RedirectOptions): Promise<string | undefined>;
   /** Opens a file for appending (append) or anew (truncating). */
   writer(path: string, append: boolean): Promise<FileWriter>;
   stat(path: string): Promise<FileInfo | undefined>;

@@ -35,6 +35,7 @@ import {
   UploadPartCopyCommand,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { randomBytes } from 'node:crypto';
 import fs, { createReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
@@ -51,6 +52,7 @@ import {
   type ByteRange,
   type FileInfo,
   type FileWriter,
+  type RedirectOptions,
   type StorageDriver,
 } from './driver.ts';
 
@@ -361,6 +363,23 @@ export class S3Driver implements StorageDriver {
       if (isMissing(err)) throw new PathNotFoundError(path);
       throw err;
     }
+  }
+
+  /**
+   * A presigned GetObject URL (SigV4 in the query string, signed with this client's credentials, region
+   * and endpoint, so path-style for a custom endpoint): whoever holds it reads the object, or any Range of
+   * it, straight from S3 until it expires. With temporary credentials (a role) it dies with them, if sooner.
+   */
+  async redirectURL(path: string, options: RedirectOptions): Promise<string | undefined> {
+    checkPath(path);
+    if (path === '/') return undefined;
+    const command = new GetObjectCommand({
+      Bucket: this.bucket,
+      Key: this.objectKey(path),
+      // The type Berth itself serves blobs with, whatever S3 recorded when the object was written.
+      ResponseContentType: 'application/octet-stream',
+    });
+    return getSignedUrl(this.client, command, { expiresIn: options.expiresInSeconds });
   }
 
   async head(key: string): Promise<Head | undefined> {

@@ -1,7 +1,7 @@
 // GET / HEAD / DELETE /v2/<name>/blobs/<digest>
 import type { Context } from 'koa';
 import { RegistryError } from '../errors.ts';
-import { parseDigest, type ByteRange } from '../../storage/index.ts';
+import { parseDigest, type ByteRange, type Digest } from '../../storage/index.ts';
 import { replyDirect, replyEmpty, replyHead, replyStream, type DistributionDeps, type Handler } from './http.ts';
 
 type RangeResult = { kind: 'full' } | { kind: 'partial'; range: ByteRange } | { kind: 'unsatisfiable' };
@@ -27,8 +27,26 @@ export function parseRange(header: string | undefined, size: number): RangeResul
   return { kind: 'partial', range: { start, end } };
 }
 
+/**
+ * A presigned URL moved onto a CDN: the base's scheme and host replace the storage's, the path and the
+ * signed query stay (the CDN must pass both, and the storage's Host, on to its origin).
+ */
+export function onBaseUrl(presigned: string, base: string): string {
+  const url = new URL(presigned);
+  return `${new URL(base).origin}${url.pathname}${url.search}`;
+}
+
 export function blobHandlers(deps: DistributionDeps): Record<string, Handler> {
   const { blobs } = deps.storage;
+  const { config } = deps;
+  const redirects = config.s3Redirect && blobs.canRedirect;
+
+  /** Where the client can fetch the blob itself, when redirects are on (the caller's access is checked). */
+  async function redirectTarget(digest: Digest): Promise<string | undefined> {
+    if (!redirects) return undefined;
+    const url = await blobs.redirectURL(digest, { expiresInSeconds: config.s3RedirectTtlSeconds });
+    return url && config.s3RedirectBaseUrl ? onBaseUrl(url, config.s3RedirectBaseUrl) : url;
+  }
 
   async function locate(name: string, ref: string) {
     const digest = parseDigest(ref);
@@ -63,6 +81,13 @@ export function blobHandlers(deps: DistributionDeps): Record<string, Handler> {
       if (notModified(ctx, digest.value)) {
         ctx.status = 304;
         ctx.set(headers(digest.value));
+        return;
+      }
+      // The client follows the Location with the same headers, Range included: S3 answers it.
+      const location = await redirectTarget(digest);
+      if (location) {
+        // Never cached: the URL expires, and it must reach only those the access check let through.
+        replyEmpty(ctx, 307, { Location: location, 'Docker-Content-Digest': digest.value, 'Cache-Control': 'no-store' });
         return;
       }
       const range = parseRange(ctx.get('Range'), size);

@@ -22,7 +22,15 @@ export interface FaultProxy {
   close(): Promise<void>;
 }
 
-export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
+export interface FaultProxyOptions {
+  /**
+   * Send the upstream's own Host, as a CDN does towards its origin (so that a signature over the host,
+   * e.g. a presigned S3 URL's, still holds); by default the client's Host passes through.
+   */
+  originHost?: boolean;
+}
+
+export async function startFaultProxy(upstream: string, options: FaultProxyOptions = {}): Promise<FaultProxy> {
   const target = new URL(upstream);
   const sockets = new Set<Socket>();
   const proxy: FaultProxy = { url: '', rules: [], injected: 0, requests: [], close: async () => {} };
@@ -48,7 +56,13 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
       return;
     }
     const forward = request(
-      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
+      {
+        host: target.hostname,
+        port: target.port,
+        method: req.method,
+        path: req.url,
+        headers: options.originHost ? { ...req.headers, host: target.host } : req.headers,
+      },
       (upstreamRes) => {
         res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
         if (cutAfter === undefined) return void upstreamRes.pipe(res);

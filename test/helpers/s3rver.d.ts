@@ -17,7 +17,11 @@ declare module 's3rver' {
   export interface S3rverContext {
     method: string;
     path: string;
+    /** The request target as sent: path and query, not decoded. */
+    url: string;
     query: Record<string, string | string[] | undefined>;
+    /** The query as sent, without "?". */
+    querystring: string;
     req: Readable;
     status: number;
     body: unknown;

@@ -163,6 +163,45 @@ describe('S3Driver', () => {
     expect(await driver.stat('/from/data')).to.equal(undefined);
   });
 
+  it('redirectURL presigns a GET that serves the object, or a Range of it, to a caller without credentials', async () => {
+    const options = s3.driverOptions(prefix('presign'));
+    const driver = new S3Driver(options);
+    // Written as a client's chunks are: through a writer, so the object is a completed multipart upload.
+    const data = Buffer.alloc(6 * MiB + 5);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7) % 251;
+    const writer = await driver.writer('/blobs/x/data', false);
+    await writer.write(Readable.from([data]));
+    await writer.commit();
+    await writer.close();
+
+    const url = (await driver.redirectURL('/blobs/x/data', { expiresInSeconds: 120 }))!;
+    expect(url.startsWith(`${s3.endpoint}/${s3.bucket}/${options.prefix}blobs/x/data?`), url).to.equal(true);
+    const query = new URL(url).searchParams;
+    expect(query.get('X-Amz-Expires')).to.equal('120');
+    expect(query.get('X-Amz-SignedHeaders')).to.equal('host');
+
+    const whole = await fetch(url);
+    expect(whole.status).to.equal(200);
+    expect(whole.headers.get('content-type')).to.equal('application/octet-stream');
+    expect(Buffer.from(await whole.arrayBuffer()).equals(data)).to.equal(true);
+    const part = await fetch(url, { headers: { Range: 'bytes=5242878-5242885' } });
+    expect(part.status).to.equal(206);
+    expect(Buffer.from(await part.arrayBuffer()).equals(data.subarray(5242878, 5242886))).to.equal(true);
+
+    // The signature is what grants the read: another key under the same signature is refused.
+    const forged = new URL(url);
+    forged.pathname = forged.pathname.replace('/blobs/x/data', '/blobs/y/data');
+    await driver.putContent('/blobs/y/data', 'not for you');
+    const refused = await fetch(forged);
+    expect(refused.status).to.equal(403);
+    expect(await refused.text()).to.include('SignatureDoesNotMatch');
+    // And without one, nothing is read (the bucket is private).
+    const unsigned = await fetch(url.split('?')[0]!);
+    expect(unsigned.status).to.equal(403);
+    expect(await unsigned.text()).to.include('AccessDenied');
+    expect(await driver.redirectURL('/', { expiresInSeconds: 120 })).to.equal(undefined);
+  });
+
   it('ready() names the bucket and the reason when the bucket is missing or the endpoint does not answer', async () => {
     const missing = new S3Driver({ ...s3.driverOptions('x/'), bucket: 'no-such-bucket' });
     let error: unknown;

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { createDriver } from '../../server/app.ts';
 import { ConfigError, loadConfig } from '../../server/config.ts';
+import { onBaseUrl } from '../../server/distribution/blobs.ts';
 import { FilesystemDriver } from '../../storage/index.ts';
 import { S3Driver } from '../../storage/s3.ts';
 
@@ -42,4 +43,48 @@ describe('configuration: the S3 driver', () => {
       expect(() => loadConfig({ BERTH_S3_BUCKET: 'registry-blobs', [variable]: value })).to.throw(ConfigError, says);
     });
   }
+});
+
+describe('configuration: blob redirects to presigned S3 URLs', () => {
+  const onS3 = { BERTH_S3_BUCKET: 'registry-blobs' };
+
+  it('are off by default; on, their URLs live 300 seconds unless told otherwise', () => {
+    const defaults = loadConfig(onS3);
+    expect(defaults).to.include({ s3Redirect: false, s3RedirectTtlSeconds: 300 });
+    expect(defaults.s3RedirectBaseUrl).to.equal(undefined);
+    const config = loadConfig({ ...onS3, BERTH_S3_REDIRECT: 'true', BERTH_S3_REDIRECT_TTL_SECONDS: '60', BERTH_S3_REDIRECT_BASE_URL: 'https://cdn.example.com' });
+    expect(config).to.include({ s3Redirect: true, s3RedirectTtlSeconds: 60, s3RedirectBaseUrl: 'https://cdn.example.com' });
+  });
+
+  it('need S3 storage: without a bucket, start-up stops and says what to set', () => {
+    expect(() => loadConfig({ BERTH_S3_REDIRECT: 'true' })).to.throw(ConfigError, /BERTH_S3_REDIRECT: .*need S3 storage: set BERTH_S3_BUCKET/);
+  });
+
+  for (const [variable, value, says] of [
+    ['BERTH_S3_REDIRECT_TTL_SECONDS', '0', 'BERTH_S3_REDIRECT_TTL_SECONDS'],
+    ['BERTH_S3_REDIRECT_TTL_SECONDS', '3601', 'BERTH_S3_REDIRECT_TTL_SECONDS'],
+    ['BERTH_S3_REDIRECT_BASE_URL', 'https://cdn.example.com/registry', 'only a scheme and host'],
+    ['BERTH_S3_REDIRECT_BASE_URL', 'https://cdn.example.com/?a=b', 'only a scheme and host'],
+    ['BERTH_S3_REDIRECT_BASE_URL', 'ftp://cdn.example.com', 'BERTH_S3_REDIRECT_BASE_URL'],
+  ] as const) {
+    it(`refuses ${variable}=${value} with a message that names it`, () => {
+      expect(() => loadConfig({ ...onS3, BERTH_S3_REDIRECT: 'true', [variable]: value })).to.throw(ConfigError, says);
+    });
+  }
+
+  it('refuse a CDN base URL that would do nothing (redirects off)', () => {
+    expect(() => loadConfig({ ...onS3, BERTH_S3_REDIRECT_BASE_URL: 'https://cdn.example.com' })).to.throw(
+      ConfigError,
+      'BERTH_S3_REDIRECT_BASE_URL: has no effect unless BERTH_S3_REDIRECT=true',
+    );
+  });
+
+  it('move a presigned URL onto the CDN keeping its path and signed query byte for byte', () => {
+    const presigned =
+      'http://127.0.0.1:9000/bucket/team/blobs/sha256/ab/ab%2B~/data?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AK%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=00ff';
+    expect(onBaseUrl(presigned, 'https://cdn.example.com:8443')).to.equal(
+      'https://cdn.example.com:8443/bucket/team/blobs/sha256/ab/ab%2B~/data?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AK%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=00ff',
+    );
+    expect(onBaseUrl(presigned, 'https://cdn.example.com/')).to.match(/^https:\/\/cdn\.example\.com\/bucket\//);
+  });
 });
