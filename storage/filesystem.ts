@@ -1,5 +1,7 @@
 // The filesystem StorageDriver: the embedded default. Atomic replacement is temp file + fsync + rename.
+import * as fs from 'node:fs';
 import { createReadStream, constants as fsConstants } from 'node:fs';
+import { promisify } from 'node:util';
 import * as fsp from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
@@ -15,6 +17,7 @@ import {
 } from './driver.ts';
 
 const TEMP_DIR = '_tmp';
+const fsyncFd = promisify(fs.fsync);
 const WRITE_BATCH_BYTES = 1024 * 1024;
 const BACKGROUND_SYNC_BYTES = 8 * 1024 * 1024;
 const COPY_RING = 4;
@@ -34,15 +37,24 @@ export class FilesystemDriver implements StorageDriver {
     return join(this.root, checkPath(path));
   }
 
+  /** The temp folder is made once per driver (and again if something removed it). */
+  private tempReady?: Promise<unknown>;
+
   private async tempPath(): Promise<string> {
     const dir = join(this.root, TEMP_DIR);
-    await fsp.mkdir(dir, { recursive: true });
+    await (this.tempReady ??= fsp.mkdir(dir, { recursive: true }));
     return join(dir, `${Date.now()}-${randomBytes(8).toString('hex')}`);
   }
 
+  /**
+   * Small files (links, metadata, manifests) are read and written with synchronous system calls: on a
+   * local disk each takes microseconds, far less than a trip through libuv's four-thread pool, which a
+   * push would otherwise cross some fifty times. The flush to disk, the one step that waits for the
+   * device, stays asynchronous. Blobs are streamed (reader, copyTo, writer) and never read this way.
+   */
   async getContent(path: string): Promise<Buffer | undefined> {
     try {
-      return await fsp.readFile(this.full(path));
+      return fs.readFileSync(this.full(path));
     } catch (err) {
       if (isNotFound(err) || (err as NodeJS.ErrnoException).code === 'EISDIR') return undefined;
       throw err;
@@ -52,15 +64,29 @@ export class FilesystemDriver implements StorageDriver {
   async putContent(path: string, content: Buffer | string, options?: PutOptions): Promise<void> {
     const target = this.full(path);
     const temp = await this.tempPath();
-    const handle = await fsp.open(temp, 'w');
+    let fd: number;
     try {
-      await handle.writeFile(content);
-      if (options?.durable !== false) await handle.sync();
-    } finally {
-      await handle.close();
+      fd = fs.openSync(temp, 'w');
+    } catch (err) {
+      // The temp folder was removed meanwhile (by hand, by a test): made again.
+      if (!isNotFound(err)) throw err;
+      this.tempReady = undefined;
+      return this.putContent(path, content, options);
     }
-    await fsp.mkdir(dirname(target), { recursive: true });
-    await fsp.rename(temp, target);
+    try {
+      fs.writeFileSync(fd, content);
+      if (options?.durable !== false) await fsyncFd(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    try {
+      fs.renameSync(temp, target);
+    } catch (err) {
+      // Most writes replace a file; the parent folders are made only when missing.
+      if (!isNotFound(err)) throw err;
+      fs.mkdirSync(dirname(target), { recursive: true });
+      fs.renameSync(temp, target);
+    }
   }
 
   async reader(path: string, range?: ByteRange): Promise<Readable> {
@@ -140,7 +166,7 @@ export class FilesystemDriver implements StorageDriver {
 
   async stat(path: string): Promise<FileInfo | undefined> {
     try {
-      const st = await fsp.stat(this.full(path));
+      const st = fs.statSync(this.full(path));
       return { path, size: st.size, modifiedAt: st.mtime, isDirectory: st.isDirectory() };
     } catch (err) {
       if (isNotFound(err)) return undefined;

@@ -78,6 +78,9 @@ class ContentCache {
   }
 }
 
+/** Links are replaced atomically but not flushed to disk one by one (see `put`). */
+const LINK = { durable: false } as const;
+
 /** The generation key of the catalog index (repository names never start with '_'). */
 const CATALOG = '_catalog';
 
@@ -129,7 +132,13 @@ export class ManifestStore {
     const tagged = <T>(fn: () => Promise<T>) =>
       reference.kind === 'tag' ? this.lock.run(`tag:${name}:${reference.tag}`, fn) : fn();
     await this.lock.run(`manifest:${name}:${digest.value}`, () => tagged(async () => {
-      const previous = reference.kind === 'tag' ? await this.tagTarget(name, reference.tag) : undefined;
+      // Reads first, together; then writes in as few rounds as their order allows (each durable write
+      // waits for a flush to disk, so rounds, not writes, set a push's time).
+      const [previous, stored] = await Promise.all([
+        reference.kind === 'tag' ? this.tagTarget(name, reference.tag) : undefined,
+        this.driver.getContent(layout.revision(name, digest)),
+        this.blobs.putContent(digest, bytes),
+      ]);
       if (reference.kind === 'tag' && options.immutableTag && previous !== undefined && previous !== digest.value) {
         throw new RegistryError('DENIED', `tag ${reference.tag} of ${name} is immutable: it cannot be moved to another manifest`, {
           name,
@@ -137,31 +146,35 @@ export class ManifestStore {
           current: previous,
         });
       }
-      await this.blobs.putContent(digest, bytes);
       this.content.set(digest.value, bytes);
-      const stored = await this.driver.getContent(layout.revision(name, digest));
       const existed = stored !== undefined;
       // A revision written before tag markers existed keeps scanning for its tags: old tags have no marker.
       const tagIndex = existed ? (JSON.parse(stored.toString()) as RevisionMeta).tagIndex === true : true;
       const meta: RevisionMeta = { mediaType: manifest.mediaType, size: bytes.length, subject: manifest.subject?.digest.value, tagIndex };
-      await this.driver.putContent(layout.revision(name, digest), JSON.stringify(meta));
+      // Round 1: the revision (rewritten even when unchanged: GC reads its time as the manifest's last
+      // push, gc.ts) and the tag's marker, which precedes the tag so that markers are a superset of tags.
+      // Durability: the manifest's bytes (a blob) and a new revision are flushed to disk before the push
+      // is answered. Links (a tag, its marker, a rewritten revision) are replaced atomically without a
+      // flush, as Distribution writes them: after a power loss a tag may name its previous manifest or be
+      // gone, never name a manifest whose bytes are not on disk.
+      await Promise.all([
+        this.driver.putContent(layout.revision(name, digest), JSON.stringify(meta), existed ? LINK : undefined),
+        reference.kind === 'tag' ? this.driver.putContent(layout.tagMarker(name, digest, reference.tag), '', LINK) : undefined,
+      ]);
       await this.checkAfterWrite(name, digest, bytes, manifest, existed);
-      if (manifest.subject) {
-        const descriptor: ReferrerDescriptor = {
-          mediaType: manifest.mediaType,
-          digest: digest.value,
-          size: bytes.length,
-          artifactType: referrerArtifactType(manifest),
-          annotations: manifest.annotations,
-        };
-        await this.driver.putContent(layout.referrer(name, manifest.subject.digest, digest), JSON.stringify(descriptor));
-      }
-      if (reference.kind === 'tag') {
-        // The marker goes first, so the markers are always a superset of the tags that name the revision.
-        await this.driver.putContent(layout.tagMarker(name, digest, reference.tag), '');
-        await this.driver.putContent(layout.tag(name, reference.tag), digest.value);
-        if (previous !== undefined && previous !== digest.value) await this.dropTagMarker(name, reference.tag, previous);
-      }
+      // Round 2: what makes the manifest reachable: its referrer entry and its tag.
+      const referrer = manifest.subject && {
+        mediaType: manifest.mediaType,
+        digest: digest.value,
+        size: bytes.length,
+        artifactType: referrerArtifactType(manifest),
+        annotations: manifest.annotations,
+      } satisfies ReferrerDescriptor;
+      await Promise.all([
+        referrer ? this.driver.putContent(layout.referrer(name, manifest.subject!.digest, digest), JSON.stringify(referrer)) : undefined,
+        reference.kind === 'tag' ? this.driver.putContent(layout.tag(name, reference.tag), digest.value, LINK) : undefined,
+      ]);
+      if (reference.kind === 'tag' && previous !== undefined && previous !== digest.value) await this.dropTagMarker(name, reference.tag, previous);
       await this.generations.bump(name);
     }));
     await this.addToCatalog(name);

@@ -328,9 +328,9 @@ export class SearchIndex {
 
   /** The update itself, under the repository's search lock; false when only a rebuild will do. */
   private async updateHeld(name: string, pending: Pending): Promise<boolean> {
-    const entry = await this.readEntry(name);
+    const [entry, exists] = await Promise.all([this.readEntry(name), this.manifests.exists(name)]);
     // What cannot be updated piece by piece (no summary yet, an older shape, a repository that went) is rebuilt.
-    if (!entry || entry.version !== VERSION || !(await this.manifests.exists(name))) return false;
+    if (!entry || entry.version !== VERSION || !exists) return false;
     const tags = new Set(pending.tags);
     for (const subject of pending.subjects) {
       const digest = tryParseDigest(subject);
@@ -341,7 +341,8 @@ export class SearchIndex {
       const [before, after] = await Promise.all([this.readTag(name, tag), this.tagFacts(name, tag)]);
       if (before) {
         count(entry, before, -1);
-        await this.driver.delete(layout.searchOrderKey(name, orderKey(before)));
+        const key = orderKey(before);
+        if (!after || orderKey(after) !== key) await this.driver.delete(layout.searchOrderKey(name, key));
         if (!after) {
           await this.driver.delete(layout.searchTag(name, tag));
           entry.tagCount--;
@@ -372,8 +373,10 @@ export class SearchIndex {
   }
 
   private async writeTag(name: string, tag: TagFacts): Promise<void> {
-    await this.driver.putContent(layout.searchTag(name, tag.tag), JSON.stringify(tag), DERIVED);
-    await this.driver.putContent(layout.searchOrderKey(name, orderKey(tag)), '', DERIVED);
+    await Promise.all([
+      this.driver.putContent(layout.searchTag(name, tag.tag), JSON.stringify(tag), DERIVED),
+      this.driver.putContent(layout.searchOrderKey(name, orderKey(tag)), '', DERIVED),
+    ]);
   }
 
   /** A tag's facts as stored; a document torn by a crash throws TornDocument (the repository is rebuilt). */
