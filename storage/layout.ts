@@ -41,6 +41,8 @@ export const layout = {
   searchTag: (name: string, tag: string) => `/search-tags/${encodeName(name)}/${tag}`,
   /** Which summaries each process changed lately (storage/search-journal.ts), one document per process. */
   searchJournalDir: '/search-journal',
+  /** Every repository's search summary in one document, with the journal positions it is current to. */
+  searchSnapshot: '/search-snapshot.json',
   searchJournal: (writer: string) => `/search-journal/${writer}.json`,
   /** The tags newest first: one empty file per tag, named by its inverted push time and the tag. */
   searchOrder: (name: string) => `/search-order/${encodeName(name)}`,

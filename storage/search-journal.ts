@@ -54,6 +54,16 @@ export class SearchJournal {
     this.applied = new Map(docs.map((d) => [d.writer, d.recent.at(-1)?.[0] ?? 0]));
   }
 
+  /** Where this process stands in every journal, its own included: what a snapshot of its memory is current to. */
+  positions(): Record<string, number> {
+    return { ...Object.fromEntries(this.applied), [this.writer]: this.seq };
+  }
+
+  /** Takes a snapshot's positions as this process's own: the journals are caught up from there. */
+  restore(positions: Record<string, number>): void {
+    this.applied = new Map(Object.entries(positions));
+  }
+
   /** The repositories other processes changed since this one last looked. */
   async catchUp(): Promise<CatchUp> {
     const docs = await this.read();

@@ -122,6 +122,19 @@ const PLATFORM_CACHE_LIMIT = 200_000;
 const SEARCH = '_search';
 /** Another process without shared generations (an admin command) may have changed a summary: look this often. */
 const LOOK_AGAIN_MS = 30_000;
+/** A snapshot of the summaries is written after this many changes caught up, or this long after the last. */
+const SNAPSHOT_EVERY_CHANGES = 4096;
+const SNAPSHOT_EVERY_MS = 10 * 60_000;
+/** Journals of processes gone for a week are removed: an older snapshot might miss their changes. */
+const SNAPSHOT_TRUSTED_MS = 86_400_000;
+
+interface SearchSnapshot {
+  version: number;
+  savedAt: number;
+  positions: Record<string, number>;
+  entries: RepositorySummary[];
+}
+
 /** Search documents can be derived again from the manifests and tags: no flush to disk for them. */
 const DERIVED = { durable: false } as const;
 const READ_CONCURRENCY = 16;
@@ -217,6 +230,9 @@ export class SearchIndex {
   private lookedAt = 0;
   private loading?: Promise<void>;
   private readonly journal: SearchJournal;
+  private changesSinceSnapshot = 0;
+  private snapshotAt = 0;
+  private snapshotting?: Promise<unknown>;
   /** Platform facts by manifest digest: immutable, so never stale. */
   private readonly platformCache = new Map<string, PlatformFacts[]>();
   private platformCacheSize = 0;
@@ -472,17 +488,54 @@ export class SearchIndex {
   }
 
   private async catchUp(generation: number | undefined): Promise<void> {
+    if (!this.loaded) await this.loadSnapshot();
     const plan = this.loaded ? await this.journal.catchUp() : ({ kind: 'everything' } as const);
-    if (plan.kind === 'everything') await this.load();
-    else {
+    if (plan.kind === 'everything') {
+      await this.load();
+      this.saveSnapshot();
+    } else {
       await mapLimit([...plan.names], READ_CONCURRENCY, async (name) => {
         const entry = await this.readEntry(name);
         if (entry) this.entries.set(name, summaryOf(entry));
         else this.entries.delete(name);
       });
+      this.changesSinceSnapshot += plan.names.size;
+      if (this.changesSinceSnapshot >= SNAPSHOT_EVERY_CHANGES || (this.changesSinceSnapshot > 0 && Date.now() - this.snapshotAt > SNAPSHOT_EVERY_MS)) this.saveSnapshot();
     }
     this.loadedAt = generation;
     this.lookedAt = Date.now();
+  }
+
+  /**
+   * Starts from the last snapshot of some process's memory (one read instead of one per repository) and
+   * its positions in the journals; false when there is none, or it is too old to trust the journals for.
+   */
+  private async loadSnapshot(): Promise<boolean> {
+    const raw = await this.driver.getContent(layout.searchSnapshot);
+    const snapshot = raw && parsed<SearchSnapshot>(raw);
+    if (!snapshot || snapshot.version !== VERSION || Date.now() - snapshot.savedAt > SNAPSHOT_TRUSTED_MS) return false;
+    this.entries = new Map(snapshot.entries.map((e) => [e.name, e]));
+    this.journal.restore(snapshot.positions);
+    this.loaded = true;
+    this.snapshotAt = snapshot.savedAt;
+    return true;
+  }
+
+  /** Writes this process's memory as the snapshot, in the background; one writer at a time. */
+  private saveSnapshot(): void {
+    this.changesSinceSnapshot = 0;
+    this.snapshotAt = Date.now();
+    // Taken at one instant: the summaries and the journal positions they are current to.
+    const snapshot: SearchSnapshot = { version: VERSION, savedAt: this.snapshotAt, positions: this.journal.positions(), entries: [...this.entries.values()] };
+    this.snapshotting ??= this.lock
+      .run('search-snapshot', () => this.driver.putContent(layout.searchSnapshot, JSON.stringify(snapshot), DERIVED))
+      .catch(() => {})
+      .finally(() => (this.snapshotting = undefined));
+  }
+
+  /** Resolves when no snapshot is being written (tests, shutdown). */
+  async settled(): Promise<void> {
+    await this.snapshotting;
   }
 
   private async load(): Promise<void> {

@@ -258,6 +258,23 @@ describe('storage: the search index kept per tag', () => {
     expect(driver.gets - before).to.be.at.most(3);
   });
 
+  it('starts from a snapshot and the journals: a restart reads a few documents, not one per repository', async () => {
+    const first = filesystemStorage(dir);
+    for (let i = 0; i < 40; i++) await pushImage(first, `team/app-${i}`, 'v1', PLATFORMS[i % 4]!, `s${i}`);
+    const reader = filesystemStorage(dir);
+    expect(await reader.search.search({})).to.have.length(40);
+    await reader.search.settled();
+    // Changed after the snapshot, by a process the next one never met: found through its journal.
+    await first.repositories.update('team/app-3', { description: 'after the snapshot' });
+    const driver = new CountingDriver(dir);
+    const restarted = createStorage(driver);
+    const found = await restarted.search.search({});
+    expect(found).to.have.length(40);
+    expect(found.find((e) => e.name === 'team/app-3')?.description).to.equal('after the snapshot');
+    // The snapshot, the journals (one per process that wrote) and the one summary changed since.
+    expect(driver.gets).to.be.at.most(5);
+  });
+
   it('pages tags newest first with a name prefix', async () => {
     const storage = filesystemStorage(dir);
     const image = await pushImage(storage, NAME, 'v1.0', PLATFORMS[0]!, 'p');
