@@ -36,13 +36,17 @@ export class VisibilityIndex {
    * Changes a repository's visibility from `before` to `after` around `writeSettings`, in the order that
    * never shows the repository more than its settings do: a private entry is written before the settings
    * that make it private (or unset it), a public one only after the settings that make it public, and a
-   * private entry wins over a public one still there. Runs under the repository's settings lock.
+   * private entry wins over a public one still there; the stamp changes as soon as the repository is hidden,
+   * so no process goes on serving a copy that shows it. Runs under the repository's settings lock.
    */
   async change(name: string, before: SetVisibility | undefined, after: SetVisibility | undefined, writeSettings: () => Promise<void>): Promise<void> {
     if (before === after) return writeSettings();
     const hidden = layout.visibilityEntry('private', name);
     const shown = layout.visibilityEntry('public', name);
-    if (after !== 'public') await this.driver.putContent(hidden, '');
+    if (after !== 'public') {
+      await this.driver.putContent(hidden, '');
+      await this.touch();
+    }
     await writeSettings();
     if (after === 'public') await this.driver.putContent(shown, '');
     else await this.driver.delete(shown);
