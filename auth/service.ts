@@ -8,8 +8,17 @@ import { loadSigningKey, type SigningKey } from './keys.ts';
 import { ACTIONS, allowedActions, defaultVisibility, mayListCatalog, namespaceOf, type Action, type Mode, type Principal, type Role, type ScopeGrant, type Visibility } from './policy.ts';
 import { mergeScopes, TokenService, type AccessEntry, type RequestedScope } from './tokens.ts';
 
-/** Repositories whose settings the catalog filter reads at once. */
-const PULLABLE_CONCURRENCY = 16;
+/** Organisations whose membership a filter reads at once. */
+const ROLE_CONCURRENCY = 16;
+
+export interface PullableOptions {
+  /** Where in `names` to begin (the catalog's `last`, found by binary search). */
+  start?: number;
+  /** How many names to find at most (the catalog's page, and one more). */
+  count?: number;
+  /** Names the caller may pull whatever the policy says (the repositories its token grants pull on). */
+  granted?: (name: string) => boolean;
+}
 
 /** What the auth room needs to know of the repositories that exist. */
 export interface RepositoryCatalog {
@@ -76,35 +85,70 @@ export class AuthService {
     await this.repositories.update(name, { visibility });
   }
 
-  /** What `who` may do to repository `name`, from its visibility and the caller's place in its namespace. */
-  allowed(who: Principal, name: string, limit?: readonly ScopeGrant[]): Promise<Set<Action>> {
-    return this.actions(who, name, limit, (namespace) => this.accounts.roleIn(namespace, who));
+  /**
+   * What `who` may do to repository `name`, from its visibility (its settings, read now) and the caller's
+   * place in its namespace.
+   */
+  async allowed(who: Principal, name: string, limit?: readonly ScopeGrant[]): Promise<Set<Action>> {
+    if (!isValidName(name)) return new Set();
+    if (who.kind === 'user' && who.admin && !limit) return new Set(ACTIONS);
+    const [visibility, orgRole] = await Promise.all([this.visibility(name), this.accounts.roleIn(namespaceOf(name), who)]);
+    return allowedActions(who, name, { mode: this.mode, visibility, orgRole }, limit);
   }
 
   /**
-   * Which of `names` `who` may pull, in their order: the catalog's filter. Each namespace's role is looked
-   * up once, and the repositories' settings are read a few at a time.
+   * Which of `names` `who` may pull, in their order: the filter of the catalog and the search. The
+   * visibilities come from the index RepositoryStore keeps in memory, so a repository the caller cannot see
+   * costs a look in memory, never a storage read; a role is looked up only for a private repository in an
+   * organisation the caller is not known to own, once per organisation (one listing says which namespaces
+   * are organisations). With `count`, the scan stops when that many are found.
    */
-  async pullable(who: Principal, names: readonly string[], limit?: readonly ScopeGrant[]): Promise<string[]> {
-    const roles = new Map<string, Promise<Role | undefined>>();
-    const roleIn = (namespace: string) => {
-      if (!roles.has(namespace)) roles.set(namespace, this.accounts.roleIn(namespace, who));
-      return roles.get(namespace)!;
+  async pullableNames(who: Principal, names: readonly string[], limit?: readonly ScopeGrant[], options: PullableOptions = {}): Promise<string[]> {
+    const { start = 0, count = Infinity, granted } = options;
+    const found: string[] = [];
+    if (count <= 0) return found;
+    const index = await this.repositories.visibilities();
+    const roleIn = this.roleLookup(who);
+    const facts = (name: string) => {
+      const visibility = index.of(name) ?? defaultVisibility(this.mode);
+      const namespace = namespaceOf(name);
+      // A role adds pull only to a private repository of someone else's namespace, and only for a user.
+      const needsRole = visibility === 'private' && who.kind === 'user' && !who.admin && who.name !== namespace;
+      return { visibility, namespace, needsRole };
     };
-    const allowed = await mapLimit(names, PULLABLE_CONCURRENCY, async (name) => (await this.actions(who, name, limit, roleIn)).has('pull'));
-    return names.filter((_, i) => allowed[i]);
+    if (count === Infinity) {
+      // Everything is wanted (a search): the roles it needs are looked up together, a few at a time.
+      const namespaces = new Set(names.slice(start).filter(isValidName).map(facts).filter((f) => f.needsRole).map((f) => f.namespace));
+      await mapLimit([...namespaces], ROLE_CONCURRENCY, roleIn);
+    }
+    for (let i = start; i < names.length && found.length < count; i++) {
+      const name = names[i]!;
+      if (granted?.(name)) {
+        found.push(name);
+        continue;
+      }
+      if (!isValidName(name)) continue;
+      const { visibility, namespace, needsRole } = facts(name);
+      const orgRole = needsRole ? await roleIn(namespace) : undefined;
+      if (allowedActions(who, name, { mode: this.mode, visibility, orgRole }, limit).has('pull')) found.push(name);
+    }
+    return found;
   }
 
-  private async actions(
-    who: Principal,
-    name: string,
-    limit: readonly ScopeGrant[] | undefined,
-    roleIn: (namespace: string) => Promise<Role | undefined>,
-  ): Promise<Set<Action>> {
-    if (!isValidName(name)) return new Set();
-    if (who.kind === 'user' && who.admin && !limit) return new Set(ACTIONS);
-    const [visibility, orgRole] = await Promise.all([this.visibility(name), roleIn(namespaceOf(name))]);
-    return allowedActions(who, name, { mode: this.mode, visibility, orgRole }, limit);
+  /** `who`'s role per namespace, each looked up once; only organisations are read. */
+  private roleLookup(who: Principal): (namespace: string) => Promise<Role | undefined> {
+    if (who.kind !== 'user') return async () => undefined;
+    let organisations: Promise<Set<string>> | undefined;
+    const roles = new Map<string, Promise<Role | undefined>>();
+    return (namespace) => {
+      let role = roles.get(namespace);
+      if (!role) {
+        organisations ??= this.accounts.organisations().then((names) => new Set(names));
+        role = organisations.then((orgs) => (orgs.has(namespace) ? this.accounts.roleIn(namespace, who) : undefined));
+        roles.set(namespace, role);
+      }
+      return role;
+    };
   }
 
   /**

@@ -41,9 +41,14 @@ export interface Berth {
   logger: Logger;
 }
 
-export async function createApp(config: Config, logger: Logger = createLogger(config.logLevel)): Promise<Berth> {
+export async function createApp(
+  config: Config,
+  logger: Logger = createLogger(config.logLevel),
+  /** A driver to use instead of the configured one (a test that counts what a request reads). */
+  driver?: StorageDriver,
+): Promise<Berth> {
   const metrics = new Metrics();
-  const { storage, coordination } = await openStorage(config, logger, metrics);
+  const { storage, coordination } = await openStorage(config, logger, metrics, driver);
   // Only behind a proxy the operator names may X-Forwarded-For choose the address limits are counted by.
   const app = new Koa({ proxy: config.trustProxy });
   app.silent = true;
@@ -62,6 +67,9 @@ export async function createApp(config: Config, logger: Logger = createLogger(co
     ctx.body = body;
   });
   const auth = config.mode === 'open' ? undefined : await createAuth(config, storage, coordination, logger);
+  // The catalog's and the search's filter reads the visibility index: made now (once per storage, from
+  // the settings written before it existed) rather than by the first request that needs it.
+  if (auth) storage.repositories.visibilities().catch((err: Error) => logger.warn({ err: err.message }, 'the visibility index is not ready yet'));
   const guard = auth && new LoginGuard(auth, config, coordination.counter);
   if (auth && guard) {
     const token = tokenHandlers({ auth, config, counter: coordination.counter, guard });
@@ -136,9 +144,10 @@ export async function openStorage(
   config: Config,
   logger?: Logger,
   observer?: UploadObserver,
+  driver?: StorageDriver,
 ): Promise<{ storage: Storage; coordination: Coordination; close(): Promise<void> }> {
   const coordination = await chooseCoordination(config);
-  const storage = createStorage(await createDriver(config, logger), observer, coordination);
+  const storage = createStorage(driver ?? (await createDriver(config, logger)), observer, coordination);
   return {
     storage,
     coordination,

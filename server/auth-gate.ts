@@ -112,16 +112,22 @@ export class AuthGate {
 
   /** Whether the caller may pull `name`, for the places that touch a repository the route does not name: a mount's source. */
   async mayPull(ctx: Context, name: string): Promise<boolean> {
-    return (await this.pullable(ctx, [name])).length > 0;
+    if (!this.auth) return true;
+    const claims = ctx.state.claims as TokenClaims | undefined;
+    if (!claims) return false;
+    return grants(claims, 'repository', name, 'pull') || (await this.auth.allowed(principalOf(claims), name, limitOf(claims))).has('pull');
   }
 
-  /** Which of `names` the caller may pull, in their order (the catalog's entries): what the token grants, or what the caller may do. */
-  async pullable(ctx: Context, names: readonly string[]): Promise<string[]> {
-    if (!this.auth) return [...names];
+  /**
+   * The catalog's page: from index `start` of the sorted names, up to `count` that the caller may pull
+   * (what the token grants, or what the caller may do), in their order. What the caller may not see is
+   * passed over in memory.
+   */
+  async catalogPage(ctx: Context, names: readonly string[], start: number, count: number): Promise<string[]> {
+    if (!this.auth) return names.slice(start, start + count);
     const claims = ctx.state.claims as TokenClaims | undefined;
     if (!claims) return [];
-    const granted = new Set(names.filter((name) => grants(claims, 'repository', name, 'pull')));
-    const others = new Set(await this.auth.pullable(principalOf(claims), names.filter((name) => !granted.has(name)), limitOf(claims)));
-    return names.filter((name) => granted.has(name) || others.has(name));
+    const granted = (name: string) => grants(claims, 'repository', name, 'pull');
+    return this.auth.pullableNames(principalOf(claims), names, limitOf(claims), { start, count, granted });
   }
 }

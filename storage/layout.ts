@@ -52,6 +52,15 @@ export const layout = {
   /** Browser sessions, by the sha256 of their cookie. */
   session: (id: string) => `/web/sessions/${id}.json`,
   catalogEntry: (name: string) => `/catalog/${encodeName(name)}`,
+  /**
+   * The visibility index (storage/visibility.ts): an empty file per repository whose settings set a
+   * visibility, so one listing per visibility answers for every repository; the stamp changes with every
+   * change, and `complete` says the index covers the settings written before it existed.
+   */
+  visibilityDir: (visibility: 'public' | 'private') => `/visibility/${visibility}`,
+  visibilityEntry: (visibility: 'public' | 'private', name: string) => `/visibility/${visibility}/${encodeName(name)}`,
+  visibilityStamp: '/visibility/stamp',
+  visibilityComplete: '/visibility/complete',
   /** Every open upload session, by id, holding its repository name: what expiry walks. */
   openUploadsDir: '/uploads',
   openUpload: (id: string) => `/uploads/${id}`,

@@ -3,6 +3,7 @@
 import type { StorageDriver } from './driver.ts';
 import { layout } from './layout.ts';
 import type { Lock } from './lock.ts';
+import { VisibilityIndex, type VisibilitySnapshot } from './visibility.ts';
 
 export interface RepositorySettings {
   visibility?: 'public' | 'private';
@@ -15,10 +16,15 @@ export interface RepositorySettings {
 }
 
 export class RepositoryStore {
+  /** Every repository's visibility at once, kept in step with the settings (storage/visibility.ts). */
+  private readonly visibilityIndex: VisibilityIndex;
+
   constructor(
     private readonly driver: StorageDriver,
     private readonly lock: Lock,
-  ) {}
+  ) {
+    this.visibilityIndex = new VisibilityIndex(driver, lock, async (name) => (await this.settings(name))?.visibility);
+  }
 
   /** Called after every change of settings (the search index copies some of them). */
   changed?: (name: string) => Promise<void>;
@@ -35,11 +41,20 @@ export class RepositoryStore {
       const current = await this.settings(name);
       if (current && onlyIfAbsent) return current;
       const next = { ...current, ...patch };
-      await this.driver.putContent(layout.repositorySettings(name), JSON.stringify(next));
+      await this.visibilityIndex.change(name, current?.visibility, next.visibility, () =>
+        this.driver.putContent(layout.repositorySettings(name), JSON.stringify(next)));
       written = true;
       return next;
     });
     if (written) await this.changed?.(name);
     return next;
+  }
+
+  /**
+   * The visibility the settings of every repository set, without a read per repository: the catalog's
+   * and the search's filter. One repository's own settings remain the authority (`settings`).
+   */
+  visibilities(): Promise<VisibilitySnapshot> {
+    return this.visibilityIndex.snapshot();
   }
 }

@@ -4,17 +4,7 @@
 // one in their CSRF cookie (double submit).
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Context } from 'koa';
-import {
-  allowedActions,
-  defaultVisibility,
-  limitOf,
-  namespaceOf,
-  principalOf,
-  type AuthService,
-  type Principal,
-  type Role,
-  type ScopeGrant,
-} from '../auth/index.ts';
+import { limitOf, principalOf, type AuthService, type Principal, type ScopeGrant } from '../auth/index.ts';
 import { layout, type RepositorySummary, type StorageDriver } from '../storage/index.ts';
 
 const SESSION_COOKIE = 'berth_session';
@@ -115,13 +105,12 @@ export function csrfMatches(viewer: Viewer, presented: string | undefined): bool
 }
 
 /**
- * Which of these repositories the viewer may pull, by the same policy the /v2 API applies. The visibility
- * comes from the index entry; `confirm` asks AuthService.allowed (settings read from storage) for the few
- * that are shown, so a change the index has not heard of yet can never show a private repository.
+ * Which of these repositories the viewer may pull, by the same policy the /v2 API applies. `filter` takes
+ * the visibilities from the index held in memory (RepositoryStore.visibilities) and looks a role up once
+ * per organisation, so what the viewer cannot see costs no storage read; `confirm` asks
+ * AuthService.allowed (settings read from storage) for the few that are shown.
  */
 export class Visibility {
-  private readonly roles = new Map<string, Role | undefined>();
-
   constructor(
     private readonly auth: AuthService | undefined,
     private readonly viewer: Viewer,
@@ -129,14 +118,8 @@ export class Visibility {
 
   async filter(entries: RepositorySummary[]): Promise<RepositorySummary[]> {
     if (!this.auth) return entries;
-    const out: RepositorySummary[] = [];
-    for (const entry of entries) {
-      const namespace = namespaceOf(entry.name);
-      if (!this.roles.has(namespace)) this.roles.set(namespace, await this.auth.accounts.roleIn(namespace, this.viewer.principal));
-      const facts = { mode: this.auth.mode, visibility: entry.visibility ?? defaultVisibility(this.auth.mode), orgRole: this.roles.get(namespace) };
-      if (allowedActions(this.viewer.principal, entry.name, facts, this.viewer.limit).has('pull')) out.push(entry);
-    }
-    return out;
+    const visible = new Set(await this.auth.pullableNames(this.viewer.principal, entries.map((e) => e.name), this.viewer.limit));
+    return entries.filter((e) => visible.has(e.name));
   }
 
   async confirm(entries: RepositorySummary[]): Promise<RepositorySummary[]> {

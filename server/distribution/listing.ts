@@ -12,21 +12,40 @@ interface Page {
   next?: { last: string; n: number };
 }
 
-/** n / last pagination over a sorted list, as the spec describes it for tags and the catalog. */
-function paginate(ctx: Context, sorted: string[], defaultSize?: number): Page {
+/** The page size `n` asked for (or the default), checked. */
+function pageSize(ctx: Context, defaultSize?: number): number | undefined {
   const nParam = queryString(ctx, 'n');
-  let n = defaultSize;
-  if (nParam !== undefined && nParam !== '') {
-    if (!/^\d+$/.test(nParam) || Number(nParam) > MAX_PAGE) {
-      throw new RegistryError('PAGINATION_NUMBER_INVALID', `n must be an integer from 0 to ${MAX_PAGE}`, { n: nParam.slice(0, 50) });
-    }
-    n = Number(nParam);
+  if (nParam === undefined || nParam === '') return defaultSize;
+  if (!/^\d+$/.test(nParam) || Number(nParam) > MAX_PAGE) {
+    throw new RegistryError('PAGINATION_NUMBER_INVALID', `n must be an integer from 0 to ${MAX_PAGE}`, { n: nParam.slice(0, 50) });
   }
-  const last = queryString(ctx, 'last');
-  const after = last === undefined ? sorted : sorted.filter((item) => item > last);
-  if (n === undefined || after.length <= n) return { items: after };
+  return Number(nParam);
+}
+
+/** The page of `after` (the items after `last`, in order; more than n of them if there is a next page). */
+function pageOf(after: readonly string[], n: number | undefined): Page {
+  if (n === undefined || after.length <= n) return { items: [...after] };
   const items = after.slice(0, n);
   return n === 0 ? { items } : { items, next: { last: items[items.length - 1]!, n } };
+}
+
+/** n / last pagination over a sorted list, as the spec describes it for tags and the catalog. */
+function paginate(ctx: Context, sorted: string[], defaultSize?: number): Page {
+  const n = pageSize(ctx, defaultSize);
+  const last = queryString(ctx, 'last');
+  return pageOf(last === undefined ? sorted : sorted.filter((item) => item > last), n);
+}
+
+/** The index of the first item of `sorted` after `last`. */
+function firstAfter(sorted: readonly string[], last: string): number {
+  let low = 0;
+  let high = sorted.length;
+  while (low < high) {
+    const mid = (low + high) >>> 1;
+    if (sorted[mid]! > last) high = mid;
+    else low = mid + 1;
+  }
+  return low;
 }
 
 function linkHeader(path: string, next: Page['next']): Record<string, string> {
@@ -56,10 +75,13 @@ export function listingHandlers(deps: DistributionDeps): {
     },
     catalog: {
       async GET(ctx) {
-        // The catalog shows only what the caller may pull.
-        let names = await manifests.catalog();
-        if (deps.gate.enabled) names = await deps.gate.pullable(ctx, names);
-        const page = paginate(ctx, names, DEFAULT_CATALOG_PAGE);
+        // The catalog shows only what the caller may pull: the page is filled from `last` on, and one
+        // name more says whether a next page exists; what the caller may not see costs no storage read.
+        const n = pageSize(ctx, DEFAULT_CATALOG_PAGE)!;
+        const names = await manifests.catalog();
+        const last = queryString(ctx, 'last');
+        const after = await deps.gate.catalogPage(ctx, names, last === undefined ? 0 : firstAfter(names, last), n + 1);
+        const page = pageOf(after, n);
         replyJson(ctx, 200, { repositories: page.items }, 'application/json', linkHeader('/v2/_catalog', page.next));
       },
     },
