@@ -116,7 +116,7 @@ export class BlobStore {
    */
   async holdsAny(name: string): Promise<boolean> {
     for (const algorithm of await this.driver.list(layout.layersOf(name))) {
-      if ((await this.driver.list(algorithm)).length > 0) return true;
+      if ((await this.driver.list(algorithm, { limit: 1 })).length > 0) return true;
     }
     return false;
   }

@@ -9,6 +9,12 @@ export interface FileInfo {
   readonly isDirectory: boolean;
 }
 
+export interface ListPage {
+  /** A child's name (not a path): the listing begins after it. */
+  after?: string;
+  limit?: number;
+}
+
 export interface PutOptions {
   /** False: skip the flush to stable storage (derived content that is rebuilt if lost). Default true. */
   durable?: boolean;
@@ -75,8 +81,12 @@ export interface StorageDriver {
   /** Opens a file for appending (append) or anew (truncating). */
   writer(path: string, append: boolean): Promise<FileWriter>;
   stat(path: string): Promise<FileInfo | undefined>;
-  /** The direct children of a directory, as full storage paths, sorted; empty when it does not exist. */
-  list(path: string): Promise<string[]>;
+  /**
+   * The direct children of a directory, as full storage paths, sorted; empty when it does not exist.
+   * With `after`, only children whose name sorts after it; with `limit`, at most that many (on S3, a
+   * page of a listing instead of the whole folder).
+   */
+  list(path: string, page?: ListPage): Promise<string[]>;
   /** Atomic on a filesystem: the target appears whole or not at all. */
   move(from: string, to: string): Promise<void>;
   /** Deletes a file or a whole tree. Returns whether anything was there. */

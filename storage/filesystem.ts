@@ -12,6 +12,7 @@ import {
   type ByteRange,
   type FileInfo,
   type FileWriter,
+  type ListPage,
   type PutOptions,
   type StorageDriver,
 } from './driver.ts';
@@ -174,11 +175,13 @@ export class FilesystemDriver implements StorageDriver {
     }
   }
 
-  async list(path: string): Promise<string[]> {
+  async list(path: string, page?: ListPage): Promise<string[]> {
     try {
-      const names = await fsp.readdir(this.full(path));
+      let names = (await fsp.readdir(this.full(path))).sort();
+      if (page?.after !== undefined) names = names.filter((n) => n > page.after!);
+      if (page?.limit !== undefined) names = names.slice(0, page.limit);
       const prefix = path === '/' ? '' : path;
-      return names.sort().map((n) => `${prefix}/${n}`);
+      return names.map((n) => `${prefix}/${n}`);
     } catch (err) {
       if (isNotFound(err)) return [];
       throw err;

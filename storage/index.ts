@@ -29,7 +29,7 @@ export {
   InvalidPathError,
   StorageUnavailableError,
   isStorageFailure,
-  type StorageDriver, type ByteRange, type FileInfo, type FileWriter, type RedirectOptions } from './driver.ts';
+  type StorageDriver, type ListPage, type ByteRange, type FileInfo, type FileWriter, type RedirectOptions } from './driver.ts';
 export { MediaType, MANIFEST_TYPES, INDEX_TYPES } from './media-types.ts';
 export * from './reference.ts';
 export { GarbageCollector, type GcOptions, type GcReport } from './gc.ts';

@@ -378,8 +378,9 @@ export class ManifestStore {
     return candidates.filter((_, i) => targets[i] === digest.value);
   }
 
-  async tags(name: string): Promise<string[]> {
-    return (await this.driver.list(layout.tagsDir(name))).map(baseName);
+  /** The repository's tags, sorted; with `after` and `limit`, one page of them (tags/list?n=&last=). */
+  async tags(name: string, page?: { after?: string; limit?: number }): Promise<string[]> {
+    return (await this.driver.list(layout.tagsDir(name), page)).map(baseName);
   }
 
   /** A repository exists once a manifest was pushed to it, until its last manifest is deleted. */
@@ -426,7 +427,7 @@ export class ManifestStore {
 
   private async removeFromCatalogIfEmpty(name: string): Promise<void> {
     for (const algorithm of ['sha256', 'sha512']) {
-      if ((await this.driver.list(layout.revisionsOf(name, algorithm))).length > 0) return;
+      if ((await this.driver.list(layout.revisionsOf(name, algorithm), { limit: 1 })).length > 0) return;
     }
     if (await this.driver.delete(layout.catalogEntry(name))) await this.generations.bump(CATALOG);
     await this.generations.bump(name);

@@ -52,6 +52,7 @@ import {
   type ByteRange,
   type FileInfo,
   type FileWriter,
+  type ListPage,
   type RedirectOptions,
   type StorageDriver,
 } from './driver.ts';
@@ -405,10 +406,11 @@ export class S3Driver implements StorageDriver {
     return { path, size: 0, modifiedAt: first.LastModified ?? new Date(), isDirectory: true };
   }
 
-  async list(path: string): Promise<string[]> {
+  async list(path: string, page?: ListPage): Promise<string[]> {
     checkPath(path);
     const prefix = this.dirKey(path);
     const names = new Set<string>();
+    const limit = page?.limit ?? Infinity;
     let token: string | undefined;
     do {
       const res = await this.client.send(
@@ -417,7 +419,9 @@ export class S3Driver implements StorageDriver {
           Prefix: prefix,
           Delimiter: '/',
           ContinuationToken: token,
-          MaxKeys: this.listPageSize,
+          // A page is asked of S3 itself: a folder of 10,000 entries costs one request for the first few.
+          StartAfter: token || page?.after === undefined ? undefined : `${prefix}${page.after}`,
+          MaxKeys: Math.min(this.listPageSize, limit === Infinity ? this.listPageSize : limit + 1),
         }),
       );
       for (const common of res.CommonPrefixes ?? []) {
@@ -435,10 +439,13 @@ export class S3Driver implements StorageDriver {
         }
         names.add(name);
       }
-      token = res.IsTruncated ? res.NextContinuationToken : undefined;
+      const counted = page?.after === undefined ? names.size : [...names].filter((n) => n > page.after!).length;
+      token = res.IsTruncated && counted < limit ? res.NextContinuationToken : undefined;
     } while (token);
     const base = path === '/' ? '' : path;
-    return [...names].sort().map((name) => `${base}/${name}`);
+    let sorted = [...names].sort();
+    if (page?.after !== undefined) sorted = sorted.filter((n) => n > page.after!);
+    return sorted.slice(0, limit === Infinity ? undefined : limit).map((name) => `${base}/${name}`);
   }
 
   async move(from: string, to: string): Promise<void> {

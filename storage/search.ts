@@ -433,12 +433,25 @@ export class SearchIndex {
    * Reads the order files' names and the page's documents, never every tag's facts.
    */
   async tagPage(name: string, options: { offset: number; n: number; prefix?: string }): Promise<TagPage> {
-    const entry = await this.readEntry(name);
-    if (entry && entry.version !== VERSION) await this.rebuild(name);
-    let keys = (await this.driver.list(layout.searchOrder(name))).map(baseName);
-    if (options.prefix) keys = keys.filter((k) => tagOfKey(k).startsWith(options.prefix!));
-    const tags = await mapLimit(keys.slice(options.offset, options.offset + options.n), READ_CONCURRENCY, (k) => this.readTag(name, tagOfKey(k)).catch(() => undefined));
-    return { total: keys.length, tags: tags.filter((t): t is TagFacts => t !== undefined) };
+    let entry = await this.readEntry(name);
+    if (entry && entry.version !== VERSION) {
+      await this.rebuild(name);
+      entry = await this.readEntry(name);
+    }
+    let keys: string[];
+    let total: number;
+    if (options.prefix) {
+      // A name prefix says nothing of push times: the order files' names are all read (no document is).
+      keys = (await this.driver.list(layout.searchOrder(name))).map(baseName).filter((k) => tagOfKey(k).startsWith(options.prefix!));
+      total = keys.length;
+      keys = keys.slice(options.offset, options.offset + options.n);
+    } else {
+      // Only as far as the page reaches (on S3, one LIST request per thousand).
+      keys = (await this.driver.list(layout.searchOrder(name), { limit: options.offset + options.n })).map(baseName).slice(options.offset, options.offset + options.n);
+      total = entry?.tagCount ?? 0;
+    }
+    const tags = await mapLimit(keys, READ_CONCURRENCY, (k) => this.readTag(name, tagOfKey(k)).catch(() => undefined));
+    return { total, tags: tags.filter((t): t is TagFacts => t !== undefined) };
   }
 
   private async tagPageOf(name: string, offset: number, n: number): Promise<TagFacts[]> {

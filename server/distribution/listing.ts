@@ -63,7 +63,9 @@ export function listingHandlers(deps: DistributionDeps): {
   return {
     tags: {
       async GET(ctx, { name }) {
-        const tags = await manifests.tags(name);
+        // With n, only that page (and one more, to know whether a next page exists) is listed.
+        const n = pageSize(ctx);
+        const tags = await manifests.tags(name, n === undefined ? undefined : { after: queryString(ctx, 'last'), limit: n + 1 });
         // The spec wants 200 for any repository that is found, with a list that MAY be empty: only one
         // that holds nothing at all (no manifest, no blob) is unknown.
         if (tags.length === 0 && !(await manifests.exists(name)) && !(await deps.storage.blobs.holdsAny(name))) {

@@ -362,6 +362,16 @@ export function describeStorageDriver(name: string, make: () => Promise<DriverUn
       expect(await driver.list('/l/none')).to.deep.equal([]);
     });
 
+    it('list pages: at most `limit` children, beginning after the one named `after`', async () => {
+      for (const name of ['e', 'a', 'd', 'b', 'c']) await driver.putContent(`/p/${name}`, name);
+      await driver.putContent('/p/bb/deep', 'folder');
+      expect(await driver.list('/p', { limit: 2 })).to.deep.equal(['/p/a', '/p/b']);
+      expect(await driver.list('/p', { after: 'b', limit: 2 })).to.deep.equal(['/p/bb', '/p/c']);
+      expect(await driver.list('/p', { after: 'c' })).to.deep.equal(['/p/d', '/p/e']);
+      expect(await driver.list('/p', { after: 'e', limit: 3 })).to.deep.equal([]);
+      expect(await driver.list('/p/none', { limit: 1 })).to.deep.equal([]);
+    });
+
     it('move puts a file at a new path (creating folders) and removes the old one', async () => {
       await driver.putContent('/m/from', 'moving');
       await driver.move('/m/from', '/m/deep/er/to');

@@ -17,6 +17,7 @@ import {
   parseDigest,
   type Coordination,
   summaryOf,
+  type ListPage,
   type Storage,
 } from '../../storage/index.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
@@ -74,9 +75,9 @@ class CountingDriver extends FilesystemDriver {
     this.gets++;
     return super.getContent(path);
   }
-  override list(path: string) {
+  override list(path: string, page?: ListPage) {
     this.lists++;
-    return super.list(path);
+    return super.list(path, page);
   }
 }
 
