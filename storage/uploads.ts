@@ -21,6 +21,7 @@ export interface BlobUpload {
 }
 
 const MAX_RUNNING_DIGESTS = 10_000;
+const SESSION = { durable: false } as const;
 
 const UPLOAD_ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
@@ -50,10 +51,12 @@ export class UploadStore {
   async create(name: string): Promise<BlobUpload> {
     const id = randomUUID(); // 122 random bits: unguessable
     const startedAt = new Date();
-    await this.driver.putContent(layout.openUpload(id), name);
+    // A session's files are not flushed to disk: a session lost to a power loss is started again by
+    // its client; only the blob it completes must be durable (and is, before it is linked).
+    await this.driver.putContent(layout.openUpload(id), name, SESSION);
     const writer = await this.driver.writer(layout.uploadData(name, id), false);
     await writer.close();
-    await this.driver.putContent(layout.uploadStartedAt(name, id), startedAt.toISOString());
+    await this.driver.putContent(layout.uploadStartedAt(name, id), startedAt.toISOString(), SESSION);
     return { id, name, offset: 0, startedAt };
   }
 

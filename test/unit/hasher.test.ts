@@ -29,4 +29,19 @@ describe('RunningDigest: sha256 on the hashing thread', () => {
     expect(await b.hex()).to.equal(createHash('sha256').update('beta').digest('hex'));
     expect(await new RunningDigest().hex()).to.equal(createHash('sha256').digest('hex'));
   });
+
+  it('reads a small digest without the thread, then goes on past a batch with the same result', async () => {
+    const expected = createHash('sha256');
+    const digest = new RunningDigest();
+    await digest.update(Buffer.from('small'));
+    expected.update('small');
+    expect(await digest.hex()).to.equal(expected.copy().digest('hex'));
+    for (let i = 0; i < 40; i++) {
+      const chunk = Buffer.alloc(64 * 1024, i);
+      expected.update(chunk);
+      await digest.update(chunk);
+    }
+    expect(await digest.hex()).to.equal(expected.digest('hex'));
+    digest.free();
+  });
 });
