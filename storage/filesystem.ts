@@ -189,23 +189,48 @@ export class FilesystemDriver implements StorageDriver {
   }
 
   async move(from: string, to: string): Promise<void> {
+    const source = this.full(from);
     const target = this.full(to);
-    await fsp.mkdir(dirname(target), { recursive: true });
     try {
-      await fsp.rename(this.full(from), target);
+      await this.renameInto(source, target);
     } catch (err) {
       if (isNotFound(err)) throw new PathNotFoundError(from);
       throw err;
     }
   }
 
+  /** Renames; the target's folders are made only when the rename says they are missing. */
+  private async renameInto(source: string, target: string): Promise<void> {
+    try {
+      await fsp.rename(source, target);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      // Missing: the source (the caller's error) or the target's folder (made, then tried again).
+      if (!fs.existsSync(source)) throw err;
+      await fsp.mkdir(dirname(target), { recursive: true });
+      await fsp.rename(source, target);
+    }
+  }
+
   async delete(path: string): Promise<boolean> {
     const full = this.full(path);
+    let info: fs.Stats;
     try {
-      await fsp.lstat(full);
+      info = fs.lstatSync(full);
     } catch (err) {
       if (isNotFound(err)) return false;
       throw err;
+    }
+    // A file goes in one step (unlink is atomic); a folder is renamed away first, so that readers see it
+    // whole or not at all, then removed at leisure.
+    if (!info.isDirectory()) {
+      try {
+        fs.unlinkSync(full);
+        return true;
+      } catch (err) {
+        if (isNotFound(err)) return false;
+        throw err;
+      }
     }
     // Rename away first so that the removal is atomic for readers, then remove at leisure.
     const temp = await this.tempPath();
