@@ -75,7 +75,16 @@ export class Quotas {
    * dropped. Returns the records that were missing or wrong.
    */
   async reconcile(): Promise<UsageCorrection[]> {
-    const withQuota = new Set((await this.policies.list()).filter((p) => p.policy.quotaBytes !== undefined).map((p) => p.scope));
+    let policies: Awaited<ReturnType<PolicyStore['list']>>;
+    try {
+      policies = await this.policies.list();
+    } catch (err) {
+      // A policy nobody can read must neither drop a record nor fail the collection that just ran (checks
+      // refuse meanwhile): the next run tries again.
+      if (err instanceof RegistryError) return [];
+      throw err;
+    }
+    const withQuota = new Set(policies.filter((p) => p.policy.quotaBytes !== undefined).map((p) => p.scope));
     for (const namespace of await this.records.namespaces()) {
       if (!withQuota.has(namespace)) await this.records.drop(namespace);
     }

@@ -321,6 +321,15 @@ function describeUsage(driverName: string, make: () => Promise<DriverUnderTest>,
       expect(await storage.quotas.usage('gone')).to.deep.equal({ bytes: 16, blobs: 3 });
       expect(await subject.driver.list('/quotas')).to.deep.equal([]);
     });
+
+    it('a policy that cannot be read keeps the records as they are, and the collection still completes', async () => {
+      await storage.policies.set('unread', { quotaBytes: 10_000 });
+      expect(await push(storage, 'unread/app', Buffer.from('held'))).to.equal(true);
+      await subject.driver.putContent('/policies/unread', '{"quotaBytes": "not a number"}');
+      const report = await storage.gc.run({ graceSeconds: 3600 });
+      expect(report.quotaUsageCorrected).to.deep.equal([]);
+      expect((await record(subject.driver, 'unread'))?.usage).to.deep.equal({ bytes: 4, blobs: 1, complete: true });
+    });
   });
 }
 
