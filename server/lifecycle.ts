@@ -16,6 +16,7 @@ export function gcSummary(report: GcReport): Record<string, unknown> {
     manifestsRemoved: report.manifestsRemoved.length,
     bytesFreed: report.bytesFreed,
     blobsKeptInUse: report.blobsKeptInUse.length,
+    quotaUsageCorrected: report.quotaUsageCorrected.map((c) => c.namespace),
   };
 }
 

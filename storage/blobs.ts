@@ -2,11 +2,13 @@
 // may serve which blob.
 import type { Readable, Writable } from 'node:stream';
 import type { ByteRange, RedirectOptions, StorageDriver } from './driver.ts';
-import { baseName, decodeName, layout } from './layout.ts';
+import { layout } from './layout.ts';
 import { LocalGenerations, type Generations } from './coordination.ts';
 import { LocalLock, type Lock } from './lock.ts';
 import type { Digest } from './reference.ts';
 import { StampedCache } from './stamped-cache.ts';
+import { NamespaceUsage } from './usage.ts';
+import { blobHolders } from './walk.ts';
 
 /** The generation key of a repository's blob links (names never start with '_', so it cannot clash). */
 function linksOf(name: string): string {
@@ -23,6 +25,8 @@ export class BlobStore {
     private readonly driver: StorageDriver,
     private readonly generations: Generations = new LocalGenerations(),
     private readonly lock: Lock = new LocalLock(),
+    /** Every link and unlink is counted here, so that quota checks need not walk the namespace. */
+    readonly usage: NamespaceUsage = new NamespaceUsage(driver, lock),
   ) {}
 
   /**
@@ -99,13 +103,22 @@ export class BlobStore {
   }
 
   async link(name: string, digest: Digest): Promise<void> {
-    await this.driver.putContent(layout.blobHolder(digest, name), '');
-    await this.driver.putContent(layout.layerLink(name, digest), digest.value);
+    await this.usage.change(name, digest, async (counted) => {
+      // Linking again what the repository holds (a layer pushed twice, a mount of its own blob) adds nothing.
+      const existed = counted && (await this.driver.stat(layout.layerLink(name, digest))) !== undefined;
+      await this.driver.putContent(layout.blobHolder(digest, name), '');
+      await this.driver.putContent(layout.layerLink(name, digest), digest.value);
+      return existed ? 0 : 1;
+    });
   }
 
   async unlink(name: string, digest: Digest): Promise<boolean> {
-    const existed = await this.driver.delete(layout.layerLinkDir(name, digest));
-    await this.driver.delete(layout.blobHolder(digest, name));
+    let existed = false;
+    await this.usage.change(name, digest, async () => {
+      existed = await this.driver.delete(layout.layerLinkDir(name, digest));
+      await this.driver.delete(layout.blobHolder(digest, name));
+      return existed ? -1 : 0;
+    });
     await this.generations.bump(linksOf(name));
     return existed;
   }
@@ -122,8 +135,7 @@ export class BlobStore {
   }
 
   /** The repositories that hold this blob, as recorded when it was linked. */
-  async holders(digest: Digest): Promise<string[]> {
-    const entries = await this.driver.list(layout.blobHolders(digest));
-    return entries.map((p) => decodeName(baseName(p)));
+  holders(digest: Digest): Promise<string[]> {
+    return blobHolders(this.driver, digest);
   }
 }

@@ -11,11 +11,13 @@
 //   (and re-links) the blob, or the push is refused with MANIFEST_BLOB_UNKNOWN and leaves no revision.
 //   A manifest's own bytes are handled the same way from the other side: the push stores them again if
 //   they are gone, and the sweep puts back those of a manifest pushed again during the run.
+// Last, the maintained quota usage of each namespace with a quota is rebuilt from a walk (see Quotas.reconcile).
 import type { BlobStore } from './blobs.ts';
 import type { StorageDriver } from './driver.ts';
 import { baseName, layout } from './layout.ts';
 import type { Lock } from './lock.ts';
 import type { ManifestStore } from './manifests.ts';
+import type { Quotas, UsageCorrection } from './quotas.ts';
 import { tryParseDigest, type Digest } from './reference.ts';
 import { digestFolders, mapLimit, repositoryNames, storedBlobs, WALK_CONCURRENCY } from './walk.ts';
 
@@ -45,6 +47,8 @@ export interface GcReport {
   bytesFreed: number;
   /** Candidates that something started to use during the run, so they stayed. */
   blobsKeptInUse: string[];
+  /** Namespaces whose maintained quota usage was missing or wrong (a crash between a link and its count). */
+  quotaUsageCorrected: UsageCorrection[];
 }
 
 /** Revisions of one repository read at once (repositories are walked WALK_CONCURRENCY at a time). */
@@ -70,12 +74,14 @@ export class GarbageCollector {
     private readonly blobs: BlobStore,
     private readonly manifests: ManifestStore,
     private readonly lock: Lock,
+    private readonly quotas: Quotas,
   ) {}
 
   /** One collection at a time across every process sharing the lock (Redis, or the cluster primary). */
   run(options: GcOptions): Promise<GcReport> {
     return this.lock.run('gc', async () => {
       const report = await this.collect(options);
+      if (!options.dryRun) report.quotaUsageCorrected = await this.quotas.reconcile();
       report.finishedAt = new Date().toISOString();
       return report;
     });
@@ -86,7 +92,7 @@ export class GarbageCollector {
     const now = options.now?.getTime() ?? startedAt;
     const oldBefore = now - options.graceSeconds * 1000;
     const inUseSince = startedAt - (options.clockSlackMs ?? 1000);
-    const report: GcReport = { dryRun: Boolean(options.dryRun), startedAt: new Date(startedAt).toISOString(), blobsRemoved: [], manifestsRemoved: [], bytesFreed: 0, blobsKeptInUse: [] };
+    const report: GcReport = { dryRun: Boolean(options.dryRun), startedAt: new Date(startedAt).toISOString(), blobsRemoved: [], manifestsRemoved: [], bytesFreed: 0, blobsKeptInUse: [], quotaUsageCorrected: [] };
     this.references.clear();
 
     // Mark.

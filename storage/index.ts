@@ -34,7 +34,7 @@ export { MediaType, MANIFEST_TYPES, INDEX_TYPES } from './media-types.ts';
 export * from './reference.ts';
 export { GarbageCollector, type GcOptions, type GcReport } from './gc.ts';
 export { PolicyStore, PolicyError, namespaceOf, matchesTagPattern, type Policy, type EffectivePolicy } from './policies.ts';
-export { Quotas } from './quotas.ts';
+export { Quotas, type UsageCorrection } from './quotas.ts';
 export { mapLimit } from './walk.ts';
 export { applyRetention, type RetentionResult, type RetentionOptions } from './retention.ts';
 
@@ -62,6 +62,7 @@ export function createStorage(
   manifests.changed = (change) => search.apply(change);
   repositories.changed = (name) => search.apply({ name, tags: [] });
   const policies = new PolicyStore(driver);
+  const quotas = new Quotas(blobs.usage, policies, coordination.lock);
   return {
     driver,
     blobs,
@@ -70,8 +71,8 @@ export function createStorage(
     repositories,
     search,
     policies,
-    quotas: new Quotas(driver, blobs, policies, coordination.lock),
-    gc: new GarbageCollector(driver, blobs, manifests, coordination.lock),
+    quotas,
+    gc: new GarbageCollector(driver, blobs, manifests, coordination.lock, quotas),
   };
 }
 

@@ -67,6 +67,15 @@ export const layout = {
   /** Lifecycle policies (retention, immutable tags, quota) of a repository or namespace, as JSON. */
   policiesDir: '/policies',
   policy: (scope: string) => `/policies/${encodeName(scope)}`,
+  /**
+   * Maintained quota usage of a namespace (storage/usage.ts): the usage document, and per linked blob a
+   * marker counting the namespace's repositories that link it. A namespace is one name component.
+   */
+  quotasDir: '/quotas',
+  quotaDir: (namespace: string) => `/quotas/${namespace}`,
+  quotaUsage: (namespace: string) => `/quotas/${namespace}/usage.json`,
+  quotaBlobsDir: (namespace: string) => `/quotas/${namespace}/blobs`,
+  quotaBlob: (namespace: string, d: Digest) => `/quotas/${namespace}/blobs/${d.algorithm}/${d.hex}`,
   /** Servers that keep their locks and caches in memory (no Redis), one marker each (storage/presence.ts). */
   serversDir: '/servers',
   serverMarker: (id: string) => `/servers/${id}.json`,

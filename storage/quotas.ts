@@ -2,36 +2,38 @@
 // once however many repositories hold it. Checked before bytes are stored (from Content-Length, or a
 // mount's size) and again when a blob is admitted (an upload completes, a mount links): that last check
 // and the link happen under the namespace's quota lock, so concurrent pushes cannot all pass one check
-// and together exceed the quota.
+// and together exceed the quota. A check reads the usage that links maintain (storage/usage.ts), so its
+// cost does not grow with what the namespace holds.
 import { RegistryError } from '../server/errors.ts';
-import type { BlobStore } from './blobs.ts';
-import type { StorageDriver } from './driver.ts';
-import { layout } from './layout.ts';
-import { namespaceOf, type PolicyStore } from './policies.ts';
 import type { Lock } from './lock.ts';
+import { namespaceOf, type PolicyStore } from './policies.ts';
 import type { Digest } from './reference.ts';
-import { digestFolders, repositoryNames } from './walk.ts';
+import type { NamespaceUsage, Usage } from './usage.ts';
+
+/** A namespace whose maintained usage garbage collection found wrong, or built for the first time. */
+export interface UsageCorrection {
+  namespace: string;
+  /** What the record said (absent: there was none). */
+  was?: Usage;
+  now: Usage;
+}
 
 export class Quotas {
   constructor(
-    private readonly driver: StorageDriver,
-    private readonly blobs: BlobStore,
+    private readonly records: NamespaceUsage,
     private readonly policies: PolicyStore,
     private readonly lock: Lock,
   ) {}
 
-  /** Bytes held by the namespace, and the distinct blobs counted. */
-  async usage(namespace: string): Promise<{ bytes: number; blobs: Set<string> }> {
-    const seen = new Set<string>();
-    let bytes = 0;
-    for (const name of await repositoryNames(this.driver, layout.repositoryDir(namespace))) {
-      for (const digest of await digestFolders(this.driver, layout.layersOf(name))) {
-        if (seen.has(digest.value)) continue;
-        seen.add(digest.value);
-        bytes += (await this.blobs.size(digest)) ?? 0;
-      }
-    }
-    return { bytes, blobs: seen };
+  /**
+   * Bytes held by the namespace and the distinct blobs counted: the maintained record, else a walk that
+   * leaves no record (the berth command may run beside servers whose locks it does not share).
+   */
+  async usage(namespace: string): Promise<Usage> {
+    const maintained = await this.records.read(namespace);
+    if (maintained) return maintained;
+    const measured = [...(await this.records.measure(namespace)).values()];
+    return { bytes: measured.reduce((sum, m) => sum + m.size, 0), blobs: measured.length };
   }
 
   /**
@@ -42,16 +44,15 @@ export class Quotas {
     const namespace = namespaceOf(name);
     const limit = (await this.policies.get(namespace))?.quotaBytes;
     if (limit === undefined) return;
-    const usage = await this.usage(namespace);
-    if (digest && usage.blobs.has(digest.value)) return;
-    if (usage.bytes + incoming > limit) {
-      throw new RegistryError('DENIED', `the quota of namespace ${namespace} would be exceeded`, {
-        namespace,
-        usageBytes: usage.bytes,
-        limitBytes: limit,
-        requestedBytes: incoming,
-      });
-    }
+    const usage = await this.records.maintained(namespace);
+    if (usage.bytes + incoming <= limit) return;
+    if (digest && (await this.records.holds(namespace, digest))) return;
+    throw new RegistryError('DENIED', `the quota of namespace ${namespace} would be exceeded`, {
+      namespace,
+      usageBytes: usage.bytes,
+      limitBytes: limit,
+      requestedBytes: incoming,
+    });
   }
 
   /**
@@ -66,5 +67,32 @@ export class Quotas {
       await this.check(name, incoming, digest);
       return admit();
     });
+  }
+
+  /**
+   * For garbage collection: every namespace with a quota gets its record rebuilt from a walk (which repairs
+   * what a crash between a link and its bookkeeping left), and records of namespaces without one are
+   * dropped. Returns the records that were missing or wrong.
+   */
+  async reconcile(): Promise<UsageCorrection[]> {
+    let policies: Awaited<ReturnType<PolicyStore['list']>>;
+    try {
+      policies = await this.policies.list();
+    } catch (err) {
+      // A policy nobody can read must neither drop a record nor fail the collection that just ran (checks
+      // refuse meanwhile): the next run tries again.
+      if (err instanceof RegistryError) return [];
+      throw err;
+    }
+    const withQuota = new Set(policies.filter((p) => p.policy.quotaBytes !== undefined).map((p) => p.scope));
+    for (const namespace of await this.records.namespaces()) {
+      if (!withQuota.has(namespace)) await this.records.drop(namespace);
+    }
+    const corrections: UsageCorrection[] = [];
+    for (const namespace of withQuota) {
+      const { was, now } = await this.records.reconcile(namespace);
+      if (was?.bytes !== now.bytes || was.blobs !== now.blobs) corrections.push({ namespace, ...(was ? { was } : {}), now });
+    }
+    return corrections;
   }
 }

@@ -1,7 +1,7 @@
 // Walks over what storage holds: every repository, every stored blob. For lifecycle jobs (GC, retention,
-// quotas), which must see repositories that have blobs but no manifest, so the catalog index is not enough.
+// quota usage records), which must see repositories that have blobs but no manifest, so the catalog index is not enough.
 import type { StorageDriver } from './driver.ts';
-import { baseName } from './layout.ts';
+import { baseName, decodeName, layout } from './layout.ts';
 import { tryParseDigest, type Digest } from './reference.ts';
 
 /** Storage round trips a walk keeps in flight at once (each costs a network round trip on S3). */
@@ -59,4 +59,9 @@ export async function digestFolders(driver: StorageDriver, dir: string): Promise
     }
   }
   return digests;
+}
+
+/** The repositories that hold a blob, as recorded when they linked it. */
+export async function blobHolders(driver: StorageDriver, digest: Digest): Promise<string[]> {
+  return (await driver.list(layout.blobHolders(digest))).map((p) => decodeName(baseName(p)));
 }

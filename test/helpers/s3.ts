@@ -7,16 +7,18 @@
 // and make UploadPart and CompleteMultipartUpload as strict as S3 is: NoSuchUpload for an upload that was
 // completed or aborted, parts in ascending order with matching ETags, and every part but the last at least
 // 5 MiB (EntityTooSmall). ListObjectsV2 is answered here too: s3rver makes its continuation tokens with
-// DES, which OpenSSL 3 refuses, so every listing longer than a page failed. S3RVER_LOGS=1 shows s3rver's
-// own log, for debugging.
+// DES, which OpenSSL 3 refuses, so every listing longer than a page failed. A PUT replaces an object whole,
+// as on S3 (s3rver answers before the bytes are on disk and writes them in place). S3RVER_LOGS=1 shows
+// s3rver's own log, for debugging.
 import { ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
-import { createHash, createHmac } from 'node:crypto';
-import { createReadStream, mkdtempSync, rmSync } from 'node:fs';
+import { createHash, createHmac, randomUUID } from 'node:crypto';
+import { createReadStream, createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { dirname, join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import S3rver, { type S3rverContext, type S3rverMiddleware, type S3rverStore } from 's3rver';
 import type { S3DriverOptions } from '../../storage/index.ts';
 
@@ -55,6 +57,7 @@ export async function startS3(bucket = 'berth-test'): Promise<TestS3> {
   const faults = { uploadParts: 0 };
   server.middleware.splice(server.middleware.length - 1, 0, extensions(server.store, faults));
   server.store.deleteObject = deleteObjectKeepingFolders(server.store);
+  wholeObjects(server.store);
   const address = await server.run();
   const endpoint = `http://127.0.0.1:${address.port}`;
   const client = new S3Client({
@@ -182,6 +185,53 @@ function deleteObjectKeepingFolders(store: S3rverStore): S3rverStore['deleteObje
         }),
       ),
     );
+  };
+}
+
+/**
+ * s3rver's PUT answers before the object's bytes are written, and writes them over the old ones in place: a
+ * GET right after one, or during one, reads an empty or half-written object. On S3 a PUT is atomic. Here
+ * the bytes go to a file of their own that then replaces the object, and a GET reads the metadata and opens
+ * the object between two PUTs, never amid one (an open object keeps serving the bytes it had).
+ */
+function wholeObjects(store: S3rverStore): void {
+  const tails = new Map<string, Promise<unknown>>();
+  const oneAtATime = <T>(key: string, fn: () => Promise<T>): Promise<T> => {
+    const run = (tails.get(key) ?? Promise.resolve()).then(fn, fn);
+    const tail = run.catch(() => {});
+    tails.set(key, tail);
+    void tail.then(() => tails.get(key) === tail && tails.delete(key));
+    return run;
+  };
+  const getObject = store.getObject.bind(store);
+  store.getObject = (bucket, key, options) => oneAtATime(`${bucket}/${key}`, () => getObject(bucket, key, options));
+  store.putObject = async (object) => {
+    const path = store.getResourcePath(object.bucket, object.key, 'object');
+    // Beside the bucket's objects (a rename stays on one filesystem), not beside the object, whose name may
+    // already be near the limit.
+    const partials = store.getResourcePath(object.bucket, undefined, 'partial');
+    const partial = join(partials, randomUUID());
+    await Promise.all([fsp.mkdir(dirname(path), { recursive: true }), fsp.mkdir(partials, { recursive: true })]);
+    const md5 = createHash('md5');
+    let size = 0;
+    const content = Buffer.isBuffer(object.content) ? Readable.from([object.content]) : object.content;
+    await pipeline(
+      content,
+      async function* (source: AsyncIterable<Buffer>) {
+        for await (const chunk of source) {
+          md5.update(chunk);
+          size += chunk.length;
+          yield chunk;
+        }
+      },
+      createWriteStream(partial),
+    );
+    const etag = md5.digest('hex');
+    await oneAtATime(`${object.bucket}/${object.key}`, async () => {
+      await fsp.rename(partial, path);
+      await store.putMetadata(object.bucket, object.key, object.metadata, etag);
+    });
+    return { size, md5: etag };
   };
 }
 
