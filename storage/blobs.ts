@@ -10,6 +10,8 @@ import { StampedCache } from './stamped-cache.ts';
 import { NamespaceUsage } from './usage.ts';
 import { blobHolders } from './walk.ts';
 
+const LINK = { durable: false } as const;
+
 /** The generation key of a repository's blob links (names never start with '_', so it cannot clash). */
 function linksOf(name: string): string {
   return `_links:${name}`;
@@ -106,8 +108,12 @@ export class BlobStore {
     await this.usage.change(name, digest, async (counted) => {
       // Linking again what the repository holds (a layer pushed twice, a mount of its own blob) adds nothing.
       const existed = counted && (await this.driver.stat(layout.layerLink(name, digest))) !== undefined;
-      await this.driver.putContent(layout.blobHolder(digest, name), '');
-      await this.driver.putContent(layout.layerLink(name, digest), digest.value);
+      // Links, like tags, are renamed into place without a flush to disk (the blob itself was flushed
+      // before it was committed): after a power loss a link may be missing, never name missing bytes.
+      await Promise.all([
+        this.driver.putContent(layout.blobHolder(digest, name), '', LINK),
+        this.driver.putContent(layout.layerLink(name, digest), digest.value, LINK),
+      ]);
       return existed ? 0 : 1;
     });
   }
