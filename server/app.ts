@@ -9,6 +9,7 @@ import {
   createStorage,
   FilesystemDriver,
   localCoordination,
+  dropStartupGarbage,
   createRedisCoordination,
   createS3Driver,
   PresenceMarker,
@@ -202,6 +203,8 @@ export async function startServer(config: Config, berth: Berth): Promise<Running
   const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
   const where = usesS3(config) ? { bucket: config.s3Bucket, prefix: config.s3Prefix } : { data: config.dataDir };
   berth.logger.info({ url, storage: berth.storage.driver.name, ...where }, 'berth is serving');
+  // Once the first requests have loaded what serving needs, start-up's garbage is collected (idle memory).
+  setTimeout(dropStartupGarbage, 2000).unref();
 
   // Pulls are counted in memory and added to the search index now and then: one write per repository.
   const pulls = setInterval(() => {

@@ -21,7 +21,7 @@ export { RepositoryStore, type RepositorySettings } from './repositories.ts';
 export type { VisibilitySnapshot } from './visibility.ts';
 export { SearchIndex, architectureLabel, isOfficial, summaryOf, NEWEST_TAGS, MAX_PLATFORMS, type RepositoryEntry, type RepositorySummary, type TagFacts, type TagPage, type PlatformFacts, type SearchQuery, type SearchSort } from './search.ts';
 export { layout } from './layout.ts';
-export { tuneHeapForUploads } from './young-buffers.ts';
+export { tuneHeapForUploads, dropStartupGarbage } from './young-buffers.ts';
 export { PresenceMarker, serversWithoutSharedState, type ServerPresence } from './presence.ts';
 export { UploadStore, type UploadObserver, uploadRange, rangeError, isValidUploadId, type BlobUpload } from './uploads.ts';
 export {

@@ -13,7 +13,7 @@ const RECLAIM_EVERY_BYTES = 16 * 1024 * 1024;
 /** The old generation may grow to 3× what survived the last full collection (V8's own factor is 1.1–4, by pace). */
 const HEAP_GROWING_PERCENT = 200;
 
-type GcFunction = (options: { type: 'minor'; execution: 'sync' }) => void;
+type GcFunction = (options?: { type: 'minor' | 'major'; execution: 'sync' }) => void;
 
 let collect: GcFunction | null | undefined;
 let sinceCollection = 0;
@@ -48,4 +48,12 @@ export function bodyBytesArrived(bytes: number): void {
   if (sinceCollection < RECLAIM_EVERY_BYTES) return;
   sinceCollection = 0;
   collector()?.({ type: 'minor', execution: 'sync' });
+}
+
+/**
+ * A full collection once the server listens: loading the modules leaves megabytes of garbage (source
+ * text, parse trees) that an idle server would otherwise keep resident until its first busy minute.
+ */
+export function dropStartupGarbage(): void {
+  collector()?.({ type: 'major', execution: 'sync' });
 }
