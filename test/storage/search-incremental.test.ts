@@ -3,7 +3,6 @@
 // a full recomputation from storage — on the replica that wrote, on a second replica sharing storage and
 // Redis, and after a restart. And that a hostile nested index costs its distinct manifests only.
 import { expect } from 'chai';
-import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,14 +20,10 @@ import {
   type Storage,
 } from '../../storage/index.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
+import { OCI_INDEX, OCI_MANIFEST, pushImage, putBlob, putManifest } from '../helpers/storage-images.ts';
 
-const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
-const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 const NAME = 'acme/app';
 
-function digestOf(bytes: Buffer): string {
-  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-}
 
 /** A small seeded generator (mulberry32): a failing sequence can be replayed from its seed. */
 function random(seed: number): () => number {
@@ -41,31 +36,8 @@ function random(seed: number): () => number {
   };
 }
 
-async function putBlob(storage: Storage, name: string, content: string): Promise<{ digest: string; size: number }> {
-  const bytes = Buffer.from(content);
-  const digest = parseDigest(digestOf(bytes));
-  await storage.blobs.putContent(digest, bytes);
-  await storage.blobs.link(name, digest);
-  return { digest: digest.value, size: bytes.length };
-}
 
-async function putManifest(storage: Storage, name: string, tag: string | undefined, body: unknown, mediaType: string): Promise<{ digest: string; size: number; mediaType: string }> {
-  const bytes = Buffer.from(JSON.stringify(body));
-  const digest = digestOf(bytes);
-  await storage.manifests.put(name, tag ? { kind: 'tag', tag } : { kind: 'digest', digest: parseDigest(digest) }, bytes, mediaType);
-  return { digest, size: bytes.length, mediaType };
-}
 
-async function pushImage(storage: Storage, name: string, tag: string | undefined, platform: Record<string, string>, salt: string) {
-  const config = await putBlob(storage, name, JSON.stringify({ ...platform, rootfs: { type: 'layers', diff_ids: [] }, salt }));
-  const layer = await putBlob(storage, name, `layer ${salt}`);
-  return putManifest(storage, name, tag, {
-    schemaVersion: 2,
-    mediaType: OCI_MANIFEST,
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
-    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...layer }],
-  }, OCI_MANIFEST);
-}
 
 /** Counts a driver's reads, for the tests that bound a request's work. */
 class CountingDriver extends FilesystemDriver {

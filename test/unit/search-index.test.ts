@@ -1,44 +1,11 @@
 // The search index over real filesystem storage: push, retag, delete and settings keep each repository's
 // entry right (platforms from configs and from the children of an index), and search filters by it.
 import { expect } from 'chai';
-import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { filesystemStorage, parseDigest, type Storage } from '../../storage/index.ts';
-
-const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
-const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
-
-function digestOf(bytes: Buffer): string {
-  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-}
-
-async function putBlob(storage: Storage, name: string, content: string): Promise<{ digest: string; size: number }> {
-  const bytes = Buffer.from(content);
-  const digest = parseDigest(digestOf(bytes));
-  await storage.blobs.putContent(digest, bytes);
-  await storage.blobs.link(name, digest);
-  return { digest: digest.value, size: bytes.length };
-}
-
-/** Pushes an image (config + one layer) and returns its manifest digest and size. */
-async function pushImage(storage: Storage, name: string, tag: string | undefined, platform: Record<string, string>, layer = 'layer'): Promise<{ digest: string; size: number }> {
-  const config = await putBlob(storage, name, JSON.stringify({ ...platform, rootfs: { type: 'layers', diff_ids: [] } }));
-  const layerBlob = await putBlob(storage, name, `${layer} ${JSON.stringify(platform)}`);
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: OCI_MANIFEST,
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
-      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...layerBlob }],
-    }),
-  );
-  const digest = digestOf(manifest);
-  const reference = tag ? { kind: 'tag' as const, tag } : { kind: 'digest' as const, digest: parseDigest(digest) };
-  await storage.manifests.put(name, reference, manifest, OCI_MANIFEST);
-  return { digest, size: manifest.length };
-}
+import { digestOf, OCI_INDEX, OCI_MANIFEST, pushImage, putBlob } from '../helpers/storage-images.ts';
 
 describe('unit: the search index', () => {
   let dir: string;
@@ -70,8 +37,8 @@ describe('unit: the search index', () => {
         schemaVersion: 2,
         mediaType: OCI_INDEX,
         manifests: [
-          { mediaType: OCI_MANIFEST, ...amd, platform: { os: 'linux', architecture: 'amd64' } },
-          { mediaType: OCI_MANIFEST, ...arm, platform: { os: 'linux', architecture: 'arm', variant: 'v7' } },
+          { ...amd, mediaType: OCI_MANIFEST, platform: { os: 'linux', architecture: 'amd64' } },
+          { ...arm, mediaType: OCI_MANIFEST, platform: { os: 'linux', architecture: 'arm', variant: 'v7' } },
         ],
       }),
     );
@@ -106,7 +73,7 @@ describe('unit: the search index', () => {
         artifactType: 'application/vnd.dev.sigstore.bundle.v0.3+json',
         config: { mediaType: 'application/vnd.oci.empty.v1+json', ...empty },
         layers: [],
-        subject: { mediaType: OCI_MANIFEST, ...image },
+        subject: { ...image, mediaType: OCI_MANIFEST },
       }),
     );
     await storage.manifests.put('acme/signed', { kind: 'tag', tag: 'sig' }, signature, OCI_MANIFEST);
