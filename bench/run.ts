@@ -37,11 +37,28 @@ import net from 'node:net';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  format,
+  locationOf,
+  log,
+  MANIFEST_ACCEPT,
+  median,
+  memoryOf,
+  MiB,
+  OCTET,
+  percentile,
+  pushImage,
+  resetPeak,
+  send,
+  withDigest,
+  type Metric,
+  type Registry,
+  type RegistryKey,
+  type Reply,
+} from './lib.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
-const MiB = 1024 * 1024;
 const DISTRIBUTION_BIN = '/usr/bin/docker-registry';
 const SUFFIX = 16; // bytes that make every pushed blob unique (its digest is precomputed from a hash copy)
 
@@ -118,22 +135,6 @@ function parseOptions(argv: string[]): Options {
 
 // ------------------------------------------------------------------------------------------- utilities
 
-function log(message: string): void {
-  process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${message}\n`);
-}
-
-function median(values: number[]): number {
-  if (values.length === 0) return NaN;
-  const s = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}
-
 let droppedCaches = false;
 
 /** Drops the clean page cache (root only); false when this machine does not allow it. */
@@ -158,21 +159,6 @@ async function freePort(): Promise<number> {
 }
 
 /**
- * VmRSS and VmHWM of a process, and its resident memory split into anonymous (+ shared memory) and
- * file-backed pages, in bytes (0 once it is gone).
- */
-function memoryOf(pid: number): { rss: number; hwm: number; anon: number; file: number } {
-  let status: string;
-  try {
-    status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  } catch {
-    return { rss: 0, hwm: 0, anon: 0, file: 0 };
-  }
-  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
-  return { rss: field('VmRSS'), hwm: field('VmHWM'), anon: field('RssAnon') + field('RssShmem'), file: field('RssFile') };
-}
-
-/**
  * The resident memory of a group of processes: each one's own pages, plus the file-backed pages once.
  * Worker processes run the same node binary and libraries, whose pages the kernel keeps once; adding up
  * their VmRSS would count those ~45 MiB once per process.
@@ -181,16 +167,6 @@ function groupMemory(pids: number[]): number {
   const mems = pids.map((pid) => memoryOf(pid));
   if (mems.length === 1) return mems[0]!.rss;
   return mems.reduce((sum, m) => sum + m.anon, 0) + Math.max(0, ...mems.map((m) => m.file));
-}
-
-/** Resets VmHWM (Linux ≥ 4.0, needs permission on the process); false when that is not possible. */
-function resetPeak(pid: number): boolean {
-  try {
-    writeFileSync(`/proc/${pid}/clear_refs`, '5');
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
@@ -336,17 +312,6 @@ interface BlobVariant {
 }
 
 // -------------------------------------------------------------------------------------------- registries
-
-type RegistryKey = 'berth' | 'berthWorkers' | 'berthS3' | 'distribution';
-
-interface Registry {
-  key: RegistryKey;
-  label: string;
-  base: string;
-  process: ChildProcess;
-  agent: http.Agent;
-  output: string[];
-}
 
 /** A process the S3 variant depends on (s3rver, redis-server): measured apart from the registry. */
 interface Helper {
@@ -543,71 +508,6 @@ async function stopRegistry(reg: Registry): Promise<void> {
 
 // ------------------------------------------------------------------------------------------------- HTTP
 
-interface Reply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: Buffer;
-  bytes: number;
-}
-
-interface SendOptions {
-  headers?: Record<string, string | number>;
-  body?: Buffer | Readable;
-  /** Count the response bytes without keeping them. */
-  discard?: boolean;
-  expect: number[];
-}
-
-function send(reg: Registry, method: string, target: string | URL, options: SendOptions): Promise<Reply> {
-  const url = typeof target === 'string' ? new URL(target, reg.base) : target;
-  return new Promise<Reply>((resolveReply, reject) => {
-    let settled = false;
-    const fail = (err: Error) => {
-      if (settled) return;
-      settled = true;
-      req.destroy();
-      reject(err);
-    };
-    const req = http.request(url, { method, agent: reg.agent, headers: options.headers });
-    req.on('error', fail);
-    req.on('response', (res) => {
-      const chunks: Buffer[] = [];
-      let bytes = 0;
-      res.on('data', (chunk: Buffer) => {
-        bytes += chunk.length;
-        if (!options.discard) chunks.push(chunk);
-      });
-      res.on('error', fail);
-      res.on('end', () => {
-        if (settled) return;
-        const body = Buffer.concat(chunks);
-        const status = res.statusCode ?? 0;
-        if (!options.expect.includes(status)) {
-          return fail(new Error(`${reg.label}: ${method} ${url.pathname}: HTTP ${status} (expected ${options.expect.join('/')}): ${body.toString().slice(0, 500)}`));
-        }
-        settled = true;
-        resolveReply({ status, headers: res.headers, body, bytes });
-      });
-    });
-    if (options.body instanceof Readable) pipeline(options.body, req).catch((err: Error) => fail(err));
-    else req.end(options.body);
-  });
-}
-
-function locationOf(reg: Registry, reply: Reply): URL {
-  const location = reply.headers.location;
-  if (!location) throw new Error(`${reg.label}: reply ${reply.status} without a Location header`);
-  return new URL(location, reg.base);
-}
-
-function withDigest(url: URL, digest: string): URL {
-  const u = new URL(url);
-  u.searchParams.set('digest', digest);
-  return u;
-}
-
-const OCTET = 'application/octet-stream';
-
 /** POST, then one PUT ?digest= with the whole body. */
 async function pushMonolithic(reg: Registry, repo: string, blob: BlobVariant): Promise<void> {
   const started = await send(reg, 'POST', `/v2/${repo}/blobs/uploads/`, { headers: { 'Content-Length': 0 }, expect: [202] });
@@ -648,62 +548,9 @@ function checkDigest(reg: Registry, reply: Reply, digest: string): void {
 
 // ------------------------------------------------------------------------------------ the small image
 
-const MANIFEST_ACCEPT = [
-  'application/vnd.oci.image.manifest.v1+json',
-  'application/vnd.docker.distribution.manifest.v2+json',
-  'application/vnd.oci.image.index.v1+json',
-  'application/vnd.docker.distribution.manifest.list.v2+json',
-].join(', ');
-
 const IMAGE_REPO = 'bench/image';
 const BLOB_REPO = 'bench/blobs';
 const TAG = 'bench';
-
-function sha256(data: Buffer): string {
-  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
-}
-
-async function pushSmallBlob(reg: Registry, repo: string, data: Buffer): Promise<string> {
-  const digest = sha256(data);
-  const started = await send(reg, 'POST', `/v2/${repo}/blobs/uploads/`, { headers: { 'Content-Length': 0 }, expect: [202] });
-  await send(reg, 'PUT', withDigest(locationOf(reg, started), digest), {
-    headers: { 'Content-Type': OCTET, 'Content-Length': data.length },
-    body: data,
-    expect: [201],
-  });
-  return digest;
-}
-
-/** A config blob, one layer and an OCI image manifest tagged `bench`; returns the manifest digest. */
-async function pushImage(reg: Registry, layer: Buffer): Promise<string> {
-  const layerDigest = await pushSmallBlob(reg, IMAGE_REPO, layer);
-  const config = Buffer.from(
-    JSON.stringify({
-      architecture: 'amd64',
-      os: 'linux',
-      config: { Cmd: ['/bin/true'] },
-      rootfs: { type: 'layers', diff_ids: [layerDigest] },
-    }),
-  );
-  const configDigest = await pushSmallBlob(reg, IMAGE_REPO, config);
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
-      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layerDigest, size: layer.length }],
-      annotations: { 'org.opencontainers.image.title': 'berth benchmark' },
-    }),
-  );
-  await send(reg, 'PUT', `/v2/${IMAGE_REPO}/manifests/${TAG}`, {
-    headers: { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json', 'Content-Length': manifest.length },
-    body: manifest,
-    expect: [201],
-  });
-  const got = await send(reg, 'GET', `/v2/${IMAGE_REPO}/manifests/${TAG}`, { headers: { Accept: MANIFEST_ACCEPT }, expect: [200] });
-  if (!got.body.equals(manifest)) throw new Error(`${reg.label}: the manifest read back differs from the one pushed`);
-  return sha256(manifest);
-}
 
 // --------------------------------------------------------------------------------- manifest GET load
 
@@ -792,13 +639,6 @@ async function runNodeLoad(url: string, connections: number, seconds: number): P
 
 // ------------------------------------------------------------------------------------------ the report
 
-interface Metric {
-  key: string;
-  label: string;
-  higherIsBetter: boolean;
-  decimals: number;
-}
-
 type Samples = Record<string, Partial<Record<RegistryKey, number[]>>>;
 
 function machineInfo(): { cpus: number; model: string; memory: string; kernel: string } {
@@ -824,11 +664,6 @@ function berthVersion(): string {
 function distributionVersion(): string {
   const out = spawnSync(DISTRIBUTION_BIN, ['--version'], { encoding: 'utf8' });
   return `${out.stdout}${out.stderr}`.trim() || 'unknown';
-}
-
-function format(value: number, decimals: number): string {
-  if (!Number.isFinite(value)) return 'n/a';
-  return value.toLocaleString('en-US', { minimumFractionDigits: decimals, maximumFractionDigits: decimals });
 }
 
 function cell(values: number[] | undefined, decimals: number): string {
@@ -918,7 +753,11 @@ async function main(): Promise<void> {
     /** The measured registries, in column order. */
     const regs: Registry[] = [berth, berthWorkers, berthS3, distribution].filter((r): r is Registry => r !== undefined);
     const layer = randomBytes(32 * 1024);
-    for (const reg of regs) await pushImage(reg, layer);
+    for (const reg of regs) {
+      const { manifest } = await pushImage(reg, IMAGE_REPO, TAG, [layer]);
+      const got = await send(reg, 'GET', `/v2/${IMAGE_REPO}/manifests/${TAG}`, { headers: { Accept: MANIFEST_ACCEPT }, expect: [200] });
+      if (!got.body.equals(manifest)) throw new Error(`${reg.label}: the manifest read back differs from the one pushed`);
+    }
 
     // Warm-up, not counted: JIT, connection pools, page cache, and time for every worker to start.
     log('warming up');
