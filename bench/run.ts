@@ -3,17 +3,28 @@
 // bench/results/latest.md). Four registries: Berth on disk (as `npm start` runs it: one process), the same
 // with `--workers 2`, Berth on S3 + Redis (the same Berth with BERTH_S3_* pointing at a local s3rver and
 // BERTH_REDIS_URL at a redis-server, both started by this script as separate processes, their CPU counted
-// apart), and Distribution with its filesystem driver.
+// apart), and Distribution with its filesystem driver. Then the scale phases (bench/scale.ts), each on a
+// fresh Berth (one process) and a fresh Distribution started for it: 10,000 tags into one repository, small
+// images, the anonymous catalog over 10,000 private + 100 public repositories, an index of 1,000 indexes,
+// 256 MiB pushes from a plain http.request client, and idle memory.
 //
-//   npm run bench                       full run (5 repetitions)
+//   npm run bench                       full run (5 repetitions of the first phases, the scale phases once)
 //   npm run bench -- --quick            small sizes, short GET runs, 1 repetition (a smoke test)
 //   npm run bench -- --reps=3 --duration=2 --only=mono,get
+//   npm run bench -- --only=tags --tags 2000
 //
 // Options (flag, or environment variable):
 //   --reps=N        BENCH_REPS       repetitions of every measurement (default 5, quick: 1)
 //   --quick         BENCH_QUICK=1    64 MiB blobs, 256 MiB memory run, 1 s GET runs
 //   --duration=S    BENCH_DURATION   seconds of each manifest GET run (default 3, quick: 1)
-//   --only=LIST     BENCH_ONLY       a subset of mono,chunked,pull,get,rss
+//   --only=LIST     BENCH_ONLY       a subset of mono,chunked,pull,get,rss (repeated, on the four registries)
+//                                    and tags,small,catalog,nested,plain,idle (the scale phases, once)
+//   --tags=N        BENCH_TAGS       tag PUTs into one repository (default 10000, quick: 2000)
+//   --images=N      BENCH_IMAGES     small images at most (default 20000; the phase also stops after
+//                                    20 s, quick: 5 s)
+//   --catalog=N     BENCH_CATALOG    private repositories behind the catalog, besides 100 public ones
+//                                    (default 10000, quick: 1000)
+//   --children=N    BENCH_CHILDREN   entries of the index and of the index of indexes (default 1000, quick: 200)
 //   --out=PATH      BENCH_OUT        where the table is written (default bench/results/latest.md)
 //   --node          BENCH_NODE_LOAD=1  use the built-in Node load generator for GETs even if wrk is there
 //   --keep          BENCH_KEEP=1     keep the temporary folder (registry data, configs)
@@ -24,6 +35,7 @@
 //   --s3-rss=0      BENCH_S3_RSS=0   skip the big push + pull and memory measurement on S3 + Redis
 //                                    (2 GiB through s3rver at ~100 MB/s adds about 2 min to a full run)
 //                   BENCH_BERTH_NODE_ARGS  extra node flags for Berth, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+// A flag that takes a value also takes it as the next argument: --tags 2000.
 //
 // Manifest GETs are driven by wrk (Debian package `wrk`) when it is installed, with a Lua script for the
 // latency percentiles; a Node keep-alive generator is the fallback. Distribution is /usr/bin/docker-registry
@@ -57,6 +69,7 @@ import {
   type RegistryKey,
   type Reply,
 } from './lib.ts';
+import { runScalePhases, SCALE_PHASES, type ScaleOptions, type ScalePhase } from './scale.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const DISTRIBUTION_BIN = '/usr/bin/docker-registry';
@@ -64,8 +77,9 @@ const SUFFIX = 16; // bytes that make every pushed blob unique (its digest is pr
 
 // ---------------------------------------------------------------------------------------------- options
 
-type Phase = 'mono' | 'chunked' | 'pull' | 'get' | 'rss';
-const PHASES: Phase[] = ['mono', 'chunked', 'pull', 'get', 'rss'];
+const CLASSIC_PHASES = ['mono', 'chunked', 'pull', 'get', 'rss'] as const;
+type Phase = (typeof CLASSIC_PHASES)[number] | ScalePhase;
+const PHASES: Phase[] = [...CLASSIC_PHASES, ...SCALE_PHASES];
 
 interface Options {
   reps: number;
@@ -83,25 +97,30 @@ interface Options {
   s3: boolean;
   s3Rss: boolean;
   workers: boolean;
+  scale: ScaleOptions;
 }
 
 class UsageError extends Error {}
 
 function parseOptions(argv: string[]): Options {
   const flags = new Map<string, string>();
-  for (const arg of argv) {
+  const valued = new Set(['reps', 'duration', 'only', 'out', 'quiet-wait', 's3-rss', 'tags', 'images', 'catalog', 'children']);
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
     if (arg === '--help' || arg === '-h') {
       process.stdout.write(readFileSync(new URL(import.meta.url), 'utf8').split('\nimport ')[0]!.replace(/^\/\/ ?/gm, '') + '\n');
       process.exit(0);
     }
     const m = /^--([a-z0-9-]+)(?:=(.*))?$/.exec(arg);
     if (!m) throw new UsageError(`unknown argument ${arg} (try --help)`);
-    flags.set(m[1]!, m[2] ?? 'true');
+    const next = argv[i + 1];
+    if (m[2] === undefined && valued.has(m[1]!) && next !== undefined && !next.startsWith('--')) flags.set(m[1]!, argv[++i]!);
+    else flags.set(m[1]!, m[2] ?? 'true');
   }
   const env = process.env;
   const get = (flag: string, envName: string): string | undefined => flags.get(flag) ?? env[envName];
   const truthy = (v: string | undefined) => v !== undefined && v !== '' && v !== '0' && v !== 'false';
-  const known = new Set(['reps', 'quick', 'duration', 'only', 'out', 'node', 'keep', 'quiet-wait', 'no-s3', 's3-rss', 'no-workers']);
+  const known = new Set([...valued, 'quick', 'node', 'keep', 'no-s3', 'no-workers']);
   for (const k of flags.keys()) if (!known.has(k)) throw new UsageError(`unknown option --${k} (try --help)`);
 
   const quick = truthy(get('quick', 'BENCH_QUICK'));
@@ -130,6 +149,15 @@ function parseOptions(argv: string[]): Options {
     s3: flags.has('no-s3') ? !truthy(flags.get('no-s3')) : env.BENCH_S3 === undefined || env.BENCH_S3 === '' || truthy(env.BENCH_S3),
     s3Rss: get('s3-rss', 'BENCH_S3_RSS') === undefined || truthy(get('s3-rss', 'BENCH_S3_RSS')),
     workers: flags.has('no-workers') ? !truthy(flags.get('no-workers')) : env.BENCH_WORKERS === undefined || env.BENCH_WORKERS === '' || truthy(env.BENCH_WORKERS),
+    scale: {
+      tags: Math.round(num(get('tags', 'BENCH_TAGS'), quick ? 2000 : 10_000, '--tags')),
+      smallSeconds: quick ? 5 : 20,
+      smallImages: Math.round(num(get('images', 'BENCH_IMAGES'), 20_000, '--images')),
+      catalogPrivate: Math.round(num(get('catalog', 'BENCH_CATALOG'), quick ? 1000 : 10_000, '--catalog')),
+      catalogPublic: 100,
+      indexChildren: Math.round(num(get('children', 'BENCH_CHILDREN'), quick ? 200 : 1000, '--children')),
+      plainBytes: (quick ? 64 : 256) * MiB,
+    },
   };
 }
 
@@ -335,7 +363,8 @@ async function waitUntilServing(reg: Registry, timeoutMs = 60_000): Promise<void
     }
     try {
       const reply = await send(reg, 'GET', '/v2/', { expect: [200, 401] });
-      if (reply.status === 200) return;
+      // 401 with a challenge: a Berth with authentication on, serving.
+      if (reply.status === 200 || /^Bearer /.test(reply.headers['www-authenticate'] ?? '')) return;
     } catch {
       // not listening yet
     }
@@ -454,7 +483,12 @@ async function watchRegistry(key: RegistryKey, label: string, port: number, chil
   };
   keepTail(reg.output, child.stdout);
   keepTail(reg.output, child.stderr);
-  await waitUntilServing(reg);
+  try {
+    await waitUntilServing(reg);
+  } catch (err) {
+    child.kill('SIGKILL'); // not left running when it never served
+    throw err;
+  }
   return reg;
 }
 
@@ -707,6 +741,11 @@ async function main(): Promise<void> {
     const luaPath = join(tmp, 'manifest.lua');
     writeFileSync(luaPath, WRK_LUA);
 
+    // The first phases run on the four registries started here; without them, only Berth and Distribution
+    // are started, for the report's columns (each scale phase starts its own).
+    const classic = CLASSIC_PHASES.some((p) => opts.only.has(p));
+    const withWorkers = opts.workers && classic;
+    const withS3 = opts.s3 && classic;
     log(`preparing data in ${tmp}`);
     const small = opts.only.has('mono') || opts.only.has('chunked') || opts.only.has('pull')
       ? await BlobSource.fromFile(join(tmp, 'blob.bin'), opts.blobBytes)
@@ -718,20 +757,20 @@ async function main(): Promise<void> {
     // program back from the disk before a measurement, not during it.
     const warmUp = await BlobSource.generated(4 * MiB);
 
-    log(`starting Distribution, Berth${opts.workers ? ', Berth --workers 2' : ''}${opts.s3 ? ', redis-server, s3rver and Berth on S3 + Redis' : ''}`);
+    log(`starting Distribution, Berth${withWorkers ? ', Berth --workers 2' : ''}${withS3 ? ', redis-server, s3rver and Berth on S3 + Redis' : ''}`);
     const distribution = await startDistribution(tmp);
     registries.push(distribution);
     const berth = await startBerth(tmp, opts.berthNodeArgs, 'berth');
     registries.push(berth);
     let berthWorkers: Registry | undefined;
-    if (opts.workers) {
+    if (withWorkers) {
       berthWorkers = await startBerth(tmp, opts.berthNodeArgs, 'berthWorkers', { BERTH_WORKERS: '2' });
       registries.push(berthWorkers);
     }
     let berthS3: Registry | undefined;
     let redis: Helper | undefined;
     let s3rver: Helper | undefined;
-    if (opts.s3) {
+    if (withS3) {
       const r = await startRedis(helpers);
       redis = r.helper;
       const s = await startS3rver(helpers);
@@ -753,7 +792,7 @@ async function main(): Promise<void> {
     /** The measured registries, in column order. */
     const regs: Registry[] = [berth, berthWorkers, berthS3, distribution].filter((r): r is Registry => r !== undefined);
     const layer = randomBytes(32 * 1024);
-    for (const reg of regs) {
+    for (const reg of classic ? regs : []) {
       const { manifest } = await pushImage(reg, IMAGE_REPO, TAG, [layer]);
       const got = await send(reg, 'GET', `/v2/${IMAGE_REPO}/manifests/${TAG}`, { headers: { Accept: MANIFEST_ACCEPT }, expect: [200] });
       if (!got.body.equals(manifest)) throw new Error(`${reg.label}: the manifest read back differs from the one pushed`);
@@ -965,6 +1004,32 @@ async function main(): Promise<void> {
       }
     }
 
+    const notes: string[] = [];
+    const scalePhases = SCALE_PHASES.filter((p) => opts.only.has(p));
+    if (scalePhases.length > 0) {
+      const started = async (start: Promise<Registry>) => {
+        const reg = await start;
+        registries.push(reg);
+        return reg;
+      };
+      await runScalePhases(
+        {
+          tmp,
+          startBerth: (dir, env) => started(startBerth(dir, opts.berthNodeArgs, 'berth', env)),
+          startDistribution: (dir) => started(startDistribution(dir)),
+          stop: async (reg) => {
+            await stopRegistry(reg);
+            if (registries.includes(reg)) registries.splice(registries.indexOf(reg), 1);
+          },
+          settle: () => waitForQuiet('[scale]'),
+          add,
+          note: (line) => notes.push(line),
+        },
+        opts.scale,
+        scalePhases,
+      );
+    }
+
     const totalS = (Date.now() - t0) / 1000;
     const machine = machineInfo();
     const load1 = os.loadavg();
@@ -985,23 +1050,33 @@ async function main(): Promise<void> {
           `(a separate Node process, objects in a temp folder, with the multipart calls it lacks added by test/helpers/s3.ts) and BERTH_REDIS_URL on ` +
           `redis-server ${helperVersion(REDIS_BIN, ['--version'], /v=(\S+)/)} (no persistence); s3rver and Redis CPU are counted apart, their memory not at all`,
       );
-    } else {
+    } else if (classic) {
       lines.push('- Berth on S3 + Redis left out (--no-s3 / BENCH_S3=0)');
     }
     lines.push('- Distribution: filesystem storage, delete enabled, in-memory blob descriptor cache, log level warn, access log off');
-    lines.push(
-      `- ${opts.reps} repetition${opts.reps > 1 ? 's' : ''}, the registries interleaved (taking turns going first); ` +
-        `each cell is the median${opts.reps > 1 ? ' (min–max)' : ''}. MB = 10^6 bytes.`,
-    );
-    lines.push(
-      `- Blobs: random bytes, a new digest for every push (precomputed); uploads stream from a temp file` +
-        `${big ? `, the ${sizeLabel(big.size)} one generated on the fly` : ''}; one keep-alive connection.`,
-    );
+    if (classic) {
+      lines.push(
+        `- ${opts.reps} repetition${opts.reps > 1 ? 's' : ''}, the registries interleaved (taking turns going first); ` +
+          `each cell is the median${opts.reps > 1 ? ' (min–max)' : ''}. MB = 10^6 bytes.`,
+      );
+      lines.push(
+        `- Blobs: random bytes, a new digest for every push (precomputed); uploads stream from a temp file` +
+          `${big ? `, the ${sizeLabel(big.size)} one generated on the fly` : ''}; one keep-alive connection.`,
+      );
+    }
     lines.push('- Before each measurement the script flushes dirty pages (`sync`), so no registry pays for the previous one\'s unflushed writes; Berth fsyncs every blob before it becomes visible, Distribution 2.8 does not');
     if (droppedCaches) lines.push('- Before each push measurement the script also drops the clean page cache (`/proc/sys/vm/drop_caches`), then pushes a 4 MiB blob to every registry (unmeasured) and reads the source blob once: the gigabytes earlier repetitions wrote would otherwise fill memory and make later pushes wait for page reclaim');
     if (opts.quietWaitS > 0) lines.push(`- Before each measurement the script waited (up to ${opts.quietWaitS} s) until other processes used less than a third of a core`);
     if (opts.only.has('get')) lines.push(`- Manifest GETs: ${generator}, ${opts.durationS} s per run, keep-alive, after a 1 s warm-up`);
     if (s3Skipped) lines.push(`- The ${sizeLabel(big!.size)} push + pull and memory run was skipped for Berth S3+Redis (\`--s3-rss=0\` / BENCH_S3_RSS=0: s3rver is slow): "skipped" in the table`);
+    if (scalePhases.length > 0) {
+      lines.push(
+        `- Scale phases (${scalePhases.join(', ')}; bench/scale.ts), measured once${classic ? ', after the others' : ''}: each on a fresh Berth (one process, as above, ` +
+          'open mode unless said otherwise) and then a fresh Distribution, started for it on an empty data folder and stopped after it; ' +
+          '"8 at once" is 8 requests in flight through a pool of 8 keep-alive connections. MB = 10^6 bytes.',
+      );
+    }
+    for (const note of notes) lines.push(`- ${note}`);
     lines.push(`- Total run time: ${Math.floor(totalS / 60)} min ${Math.round(totalS % 60)} s`, '');
     const others = regs.filter((r) => r !== distribution);
     lines.push(`| Measurement | ${regs.map((r) => r.label).join(' | ')} | ${others.map((r) => `${r.label} / Distribution`).join(' | ')} |`);
@@ -1013,7 +1088,7 @@ async function main(): Promise<void> {
         if (!s[r.key]?.length) return r === berthS3 && s3Skipped ? 'skipped' : 'n/a';
         const ratio = median(s[r.key]!) / median(s.distribution ?? []);
         const better = Number.isFinite(ratio) ? ((m.higherIsBetter ? ratio >= 1 : ratio <= 1) ? '' : ' (worse)') : '';
-        return `${format(ratio, 2)}×${better}`;
+        return Number.isFinite(ratio) ? `${format(ratio, 2)}×${better}` : 'n/a';
       });
       lines.push(`| ${m.label} | ${cells.join(' | ')} | ${ratios.join(' | ')} |`);
     }
@@ -1028,38 +1103,41 @@ async function main(): Promise<void> {
         });
       lines.push(`Target (issue 3): manifest GET requests/s at 32 clients at least 1.5× Distribution's: ${verdicts.join('; ')}.`, '');
     }
-    const cpuLabels: Record<string, string> = {
-      mono: 'monolithic push',
-      chunked: 'chunked push',
-      pull: 'blob pull',
-      get1: 'manifest GET, 1 client',
-      get32: 'manifest GET, 32 clients',
-      bigpush: `${big ? sizeLabel(big.size) : ''} push`,
-      bigpull: `${big ? sizeLabel(big.size) : ''} pull`,
-    };
-    lines.push(
-      `CPU use during each measurement, in % of one core (medians; the machine has ${machine.cpus} cores). ` +
-        'The client is this script (pushes, pulls) or wrk (manifest GETs). "Others" is the rest of the machine: ' +
-        'noise from outside the benchmark, plus loopback network work the kernel charges to no process (large on pulls)' +
-        `${berthS3 ? '; for Berth S3+Redis, s3rver and redis-server are shown apart from Berth' : ''}:`,
-      '',
-    );
-    const head: string[] = [];
-    for (const r of regs) {
-      head.push(`${r.label} server`);
-      if (r === berthS3) head.push('s3rver', 'Redis');
-      head.push('its client', 'others');
-    }
-    lines.push(`| During | ${head.join(' | ')} |`, `| --- |${' ---: |'.repeat(head.length)}`);
-    const pct = (values: number[] | undefined) => (values?.length ? `${format(median(values), 0)} %` : '–');
-    for (const [key, v] of Object.entries(cpu)) {
-      const row: string[] = [];
+    // The CPU table: the first phases only (the scale phases measure no CPU).
+    if (Object.keys(cpu).length > 0) {
+      const cpuLabels: Record<string, string> = {
+        mono: 'monolithic push',
+        chunked: 'chunked push',
+        pull: 'blob pull',
+        get1: 'manifest GET, 1 client',
+        get32: 'manifest GET, 32 clients',
+        bigpush: `${big ? sizeLabel(big.size) : ''} push`,
+        bigpull: `${big ? sizeLabel(big.size) : ''} pull`,
+      };
+      lines.push(
+        `CPU use during each measurement, in % of one core (medians; the machine has ${machine.cpus} cores). ` +
+          'The client is this script (pushes, pulls) or wrk (manifest GETs). "Others" is the rest of the machine: ' +
+          'noise from outside the benchmark, plus loopback network work the kernel charges to no process (large on pulls)' +
+          `${berthS3 ? '; for Berth S3+Redis, s3rver and redis-server are shown apart from Berth' : ''}:`,
+        '',
+      );
+      const head: string[] = [];
       for (const r of regs) {
-        row.push(pct(v[r.key]));
-        if (r === berthS3) row.push(pct(v[r.key]?.length ? s3rverCpu[key] : undefined), pct(v[r.key]?.length ? redisCpu[key] : undefined));
-        row.push(pct(clientCpu[key]?.[r.key]), pct(otherCpu[key]?.[r.key]));
+        head.push(`${r.label} server`);
+        if (r === berthS3) head.push('s3rver', 'Redis');
+        head.push('its client', 'others');
       }
-      lines.push(`| ${cpuLabels[key] ?? key} | ${row.join(' | ')} |`);
+      lines.push(`| During | ${head.join(' | ')} |`, `| --- |${' ---: |'.repeat(head.length)}`);
+      const pct = (values: number[] | undefined) => (values?.length ? `${format(median(values), 0)} %` : '–');
+      for (const [key, v] of Object.entries(cpu)) {
+        const row: string[] = [];
+        for (const r of regs) {
+          row.push(pct(v[r.key]));
+          if (r === berthS3) row.push(pct(v[r.key]?.length ? s3rverCpu[key] : undefined), pct(v[r.key]?.length ? redisCpu[key] : undefined));
+          row.push(pct(clientCpu[key]?.[r.key]), pct(otherCpu[key]?.[r.key]));
+        }
+        lines.push(`| ${cpuLabels[key] ?? key} | ${row.join(' | ')} |`);
+      }
     }
     const table = lines.join('\n') + '\n';
 
