@@ -736,7 +736,7 @@ async function main(): Promise<void> {
 
   try {
     const wrk = opts.nodeLoad ? undefined : findWrk();
-    if (!wrk && !opts.nodeLoad) log('wrk not found (apt-get install -y wrk): using the Node load generator for manifest GETs');
+    if (!wrk && !opts.nodeLoad && opts.only.has('get')) log('wrk not found (apt-get install -y wrk): using the Node load generator for manifest GETs');
     const generator = wrk ? `wrk ${wrkVersion(wrk)} (1 thread, Lua script for percentiles)` : 'Node http keep-alive clients (built in)';
     const luaPath = join(tmp, 'manifest.lua');
     writeFileSync(luaPath, WRK_LUA);
