@@ -106,11 +106,21 @@ async function eachFresh<T>(b: ScaleBench, phase: string, fn: (reg: Registry) =>
     const reg = kind === 'berth' ? await b.startBerth(dir) : await b.startDistribution(dir);
     try {
       results[kind] = await fn(reg);
+    } catch (err) {
+      throw withOutput(err, reg);
     } finally {
       await b.stop(reg);
     }
   }
   return results as { berth: T; distribution: T };
+}
+
+/** A failure, with what the registry printed last and whether it is still running. */
+function withOutput(err: unknown, reg: Registry): Error {
+  const state = reg.process.exitCode !== null || reg.process.signalCode !== null ? `exited (${reg.process.exitCode ?? reg.process.signalCode})` : 'still running';
+  const error = err instanceof Error ? err : new Error(String(err));
+  error.message += `\n${reg.label} ${state}; the end of its output:\n${reg.output.join('').slice(-4000) || '(none)'}`;
+  return error;
 }
 
 const verdict = (ok: boolean) => (ok ? 'met' : 'NOT met');
