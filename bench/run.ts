@@ -19,7 +19,8 @@
 //   --duration=S    BENCH_DURATION   seconds of each manifest GET run (default 3, quick: 1)
 //   --only=LIST     BENCH_ONLY       a subset of mono,chunked,pull,get,rss (repeated, on the four registries)
 //                                    and tags,small,catalog,nested,plain,idle (the scale phases, once)
-//   --tags=N        BENCH_TAGS       tag PUTs into one repository (default 10000, quick: 2000)
+//   --tags=N        BENCH_TAGS       tag PUTs into one repository (default 10000, quick: 2000; the loop
+//                                    stops after 240 s, and the report says how many were done)
 //   --images=N      BENCH_IMAGES     small images at most (default 20000; the phase also stops after
 //                                    20 s, quick: 5 s)
 //   --catalog=N     BENCH_CATALOG    private repositories behind the catalog, besides 100 public ones
