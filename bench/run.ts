@@ -3,17 +3,29 @@
 // bench/results/latest.md). Four registries: Berth on disk (as `npm start` runs it: one process), the same
 // with `--workers 2`, Berth on S3 + Redis (the same Berth with BERTH_S3_* pointing at a local s3rver and
 // BERTH_REDIS_URL at a redis-server, both started by this script as separate processes, their CPU counted
-// apart), and Distribution with its filesystem driver.
+// apart), and Distribution with its filesystem driver. Then the scale phases (bench/scale.ts), each on a
+// fresh Berth (one process) and a fresh Distribution started for it: 10,000 tags into one repository, small
+// images, the anonymous catalog over 10,000 private + 100 public repositories, an index of 1,000 indexes,
+// 256 MiB pushes from a plain http.request client, and idle memory.
 //
-//   npm run bench                       full run (5 repetitions)
+//   npm run bench                       full run (5 repetitions of the first phases, the scale phases once)
 //   npm run bench -- --quick            small sizes, short GET runs, 1 repetition (a smoke test)
 //   npm run bench -- --reps=3 --duration=2 --only=mono,get
+//   npm run bench -- --only=tags --tags 2000
 //
 // Options (flag, or environment variable):
 //   --reps=N        BENCH_REPS       repetitions of every measurement (default 5, quick: 1)
 //   --quick         BENCH_QUICK=1    64 MiB blobs, 256 MiB memory run, 1 s GET runs
 //   --duration=S    BENCH_DURATION   seconds of each manifest GET run (default 3, quick: 1)
-//   --only=LIST     BENCH_ONLY       a subset of mono,chunked,pull,get,rss
+//   --only=LIST     BENCH_ONLY       a subset of mono,chunked,pull,get,rss (repeated, on the four registries)
+//                                    and tags,small,catalog,nested,plain,idle (the scale phases, once)
+//   --tags=N        BENCH_TAGS       tag PUTs into one repository (default 10000, quick: 2000; the loop
+//                                    stops after 240 s, and the report says how many were done)
+//   --images=N      BENCH_IMAGES     small images at most (default 20000; the phase also stops after
+//                                    20 s, quick: 5 s)
+//   --catalog=N     BENCH_CATALOG    private repositories behind the catalog, besides 100 public ones
+//                                    (default 10000, quick: 1000)
+//   --children=N    BENCH_CHILDREN   entries of the index and of the index of indexes (default 1000, quick: 200)
 //   --out=PATH      BENCH_OUT        where the table is written (default bench/results/latest.md)
 //   --node          BENCH_NODE_LOAD=1  use the built-in Node load generator for GETs even if wrk is there
 //   --keep          BENCH_KEEP=1     keep the temporary folder (registry data, configs)
@@ -24,6 +36,7 @@
 //   --s3-rss=0      BENCH_S3_RSS=0   skip the big push + pull and memory measurement on S3 + Redis
 //                                    (2 GiB through s3rver at ~100 MB/s adds about 2 min to a full run)
 //                   BENCH_BERTH_NODE_ARGS  extra node flags for Berth, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+// A flag that takes a value also takes it as the next argument: --tags 2000.
 //
 // Manifest GETs are driven by wrk (Debian package `wrk`) when it is installed, with a Lua script for the
 // latency percentiles; a Node keep-alive generator is the fallback. Distribution is /usr/bin/docker-registry
@@ -37,18 +50,37 @@ import net from 'node:net';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  format,
+  locationOf,
+  log,
+  MANIFEST_ACCEPT,
+  median,
+  memoryOf,
+  MiB,
+  OCTET,
+  percentile,
+  pushImage,
+  resetPeak,
+  send,
+  withDigest,
+  type Metric,
+  type Registry,
+  type RegistryKey,
+  type Reply,
+} from './lib.ts';
+import { runScalePhases, SCALE_PHASES, type ScaleOptions, type ScalePhase } from './scale.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
-const MiB = 1024 * 1024;
 const DISTRIBUTION_BIN = '/usr/bin/docker-registry';
 const SUFFIX = 16; // bytes that make every pushed blob unique (its digest is precomputed from a hash copy)
 
 // ---------------------------------------------------------------------------------------------- options
 
-type Phase = 'mono' | 'chunked' | 'pull' | 'get' | 'rss';
-const PHASES: Phase[] = ['mono', 'chunked', 'pull', 'get', 'rss'];
+const CLASSIC_PHASES = ['mono', 'chunked', 'pull', 'get', 'rss'] as const;
+type Phase = (typeof CLASSIC_PHASES)[number] | ScalePhase;
+const PHASES: Phase[] = [...CLASSIC_PHASES, ...SCALE_PHASES];
 
 interface Options {
   reps: number;
@@ -66,25 +98,30 @@ interface Options {
   s3: boolean;
   s3Rss: boolean;
   workers: boolean;
+  scale: ScaleOptions;
 }
 
 class UsageError extends Error {}
 
 function parseOptions(argv: string[]): Options {
   const flags = new Map<string, string>();
-  for (const arg of argv) {
+  const valued = new Set(['reps', 'duration', 'only', 'out', 'quiet-wait', 's3-rss', 'tags', 'images', 'catalog', 'children']);
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
     if (arg === '--help' || arg === '-h') {
       process.stdout.write(readFileSync(new URL(import.meta.url), 'utf8').split('\nimport ')[0]!.replace(/^\/\/ ?/gm, '') + '\n');
       process.exit(0);
     }
     const m = /^--([a-z0-9-]+)(?:=(.*))?$/.exec(arg);
     if (!m) throw new UsageError(`unknown argument ${arg} (try --help)`);
-    flags.set(m[1]!, m[2] ?? 'true');
+    const next = argv[i + 1];
+    if (m[2] === undefined && valued.has(m[1]!) && next !== undefined && !next.startsWith('--')) flags.set(m[1]!, argv[++i]!);
+    else flags.set(m[1]!, m[2] ?? 'true');
   }
   const env = process.env;
   const get = (flag: string, envName: string): string | undefined => flags.get(flag) ?? env[envName];
   const truthy = (v: string | undefined) => v !== undefined && v !== '' && v !== '0' && v !== 'false';
-  const known = new Set(['reps', 'quick', 'duration', 'only', 'out', 'node', 'keep', 'quiet-wait', 'no-s3', 's3-rss', 'no-workers']);
+  const known = new Set([...valued, 'quick', 'node', 'keep', 'no-s3', 'no-workers']);
   for (const k of flags.keys()) if (!known.has(k)) throw new UsageError(`unknown option --${k} (try --help)`);
 
   const quick = truthy(get('quick', 'BENCH_QUICK'));
@@ -113,26 +150,19 @@ function parseOptions(argv: string[]): Options {
     s3: flags.has('no-s3') ? !truthy(flags.get('no-s3')) : env.BENCH_S3 === undefined || env.BENCH_S3 === '' || truthy(env.BENCH_S3),
     s3Rss: get('s3-rss', 'BENCH_S3_RSS') === undefined || truthy(get('s3-rss', 'BENCH_S3_RSS')),
     workers: flags.has('no-workers') ? !truthy(flags.get('no-workers')) : env.BENCH_WORKERS === undefined || env.BENCH_WORKERS === '' || truthy(env.BENCH_WORKERS),
+    scale: {
+      tags: Math.round(num(get('tags', 'BENCH_TAGS'), quick ? 2000 : 10_000, '--tags')),
+      smallSeconds: quick ? 5 : 20,
+      smallImages: Math.round(num(get('images', 'BENCH_IMAGES'), 20_000, '--images')),
+      catalogPrivate: Math.round(num(get('catalog', 'BENCH_CATALOG'), quick ? 1000 : 10_000, '--catalog')),
+      catalogPublic: 100,
+      indexChildren: Math.round(num(get('children', 'BENCH_CHILDREN'), quick ? 200 : 1000, '--children')),
+      plainBytes: (quick ? 64 : 256) * MiB,
+    },
   };
 }
 
 // ------------------------------------------------------------------------------------------- utilities
-
-function log(message: string): void {
-  process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${message}\n`);
-}
-
-function median(values: number[]): number {
-  if (values.length === 0) return NaN;
-  const s = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}
 
 let droppedCaches = false;
 
@@ -158,21 +188,6 @@ async function freePort(): Promise<number> {
 }
 
 /**
- * VmRSS and VmHWM of a process, and its resident memory split into anonymous (+ shared memory) and
- * file-backed pages, in bytes (0 once it is gone).
- */
-function memoryOf(pid: number): { rss: number; hwm: number; anon: number; file: number } {
-  let status: string;
-  try {
-    status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  } catch {
-    return { rss: 0, hwm: 0, anon: 0, file: 0 };
-  }
-  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
-  return { rss: field('VmRSS'), hwm: field('VmHWM'), anon: field('RssAnon') + field('RssShmem'), file: field('RssFile') };
-}
-
-/**
  * The resident memory of a group of processes: each one's own pages, plus the file-backed pages once.
  * Worker processes run the same node binary and libraries, whose pages the kernel keeps once; adding up
  * their VmRSS would count those ~45 MiB once per process.
@@ -181,16 +196,6 @@ function groupMemory(pids: number[]): number {
   const mems = pids.map((pid) => memoryOf(pid));
   if (mems.length === 1) return mems[0]!.rss;
   return mems.reduce((sum, m) => sum + m.anon, 0) + Math.max(0, ...mems.map((m) => m.file));
-}
-
-/** Resets VmHWM (Linux ≥ 4.0, needs permission on the process); false when that is not possible. */
-function resetPeak(pid: number): boolean {
-  try {
-    writeFileSync(`/proc/${pid}/clear_refs`, '5');
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
@@ -337,17 +342,6 @@ interface BlobVariant {
 
 // -------------------------------------------------------------------------------------------- registries
 
-type RegistryKey = 'berth' | 'berthWorkers' | 'berthS3' | 'distribution';
-
-interface Registry {
-  key: RegistryKey;
-  label: string;
-  base: string;
-  process: ChildProcess;
-  agent: http.Agent;
-  output: string[];
-}
-
 /** A process the S3 variant depends on (s3rver, redis-server): measured apart from the registry. */
 interface Helper {
   name: string;
@@ -370,7 +364,8 @@ async function waitUntilServing(reg: Registry, timeoutMs = 60_000): Promise<void
     }
     try {
       const reply = await send(reg, 'GET', '/v2/', { expect: [200, 401] });
-      if (reply.status === 200) return;
+      // 401 with a challenge: a Berth with authentication on, serving.
+      if (reply.status === 200 || /^Bearer /.test(reply.headers['www-authenticate'] ?? '')) return;
     } catch {
       // not listening yet
     }
@@ -489,7 +484,12 @@ async function watchRegistry(key: RegistryKey, label: string, port: number, chil
   };
   keepTail(reg.output, child.stdout);
   keepTail(reg.output, child.stderr);
-  await waitUntilServing(reg);
+  try {
+    await waitUntilServing(reg);
+  } catch (err) {
+    child.kill('SIGKILL'); // not left running when it never served
+    throw err;
+  }
   return reg;
 }
 
@@ -543,71 +543,6 @@ async function stopRegistry(reg: Registry): Promise<void> {
 
 // ------------------------------------------------------------------------------------------------- HTTP
 
-interface Reply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: Buffer;
-  bytes: number;
-}
-
-interface SendOptions {
-  headers?: Record<string, string | number>;
-  body?: Buffer | Readable;
-  /** Count the response bytes without keeping them. */
-  discard?: boolean;
-  expect: number[];
-}
-
-function send(reg: Registry, method: string, target: string | URL, options: SendOptions): Promise<Reply> {
-  const url = typeof target === 'string' ? new URL(target, reg.base) : target;
-  return new Promise<Reply>((resolveReply, reject) => {
-    let settled = false;
-    const fail = (err: Error) => {
-      if (settled) return;
-      settled = true;
-      req.destroy();
-      reject(err);
-    };
-    const req = http.request(url, { method, agent: reg.agent, headers: options.headers });
-    req.on('error', fail);
-    req.on('response', (res) => {
-      const chunks: Buffer[] = [];
-      let bytes = 0;
-      res.on('data', (chunk: Buffer) => {
-        bytes += chunk.length;
-        if (!options.discard) chunks.push(chunk);
-      });
-      res.on('error', fail);
-      res.on('end', () => {
-        if (settled) return;
-        const body = Buffer.concat(chunks);
-        const status = res.statusCode ?? 0;
-        if (!options.expect.includes(status)) {
-          return fail(new Error(`${reg.label}: ${method} ${url.pathname}: HTTP ${status} (expected ${options.expect.join('/')}): ${body.toString().slice(0, 500)}`));
-        }
-        settled = true;
-        resolveReply({ status, headers: res.headers, body, bytes });
-      });
-    });
-    if (options.body instanceof Readable) pipeline(options.body, req).catch((err: Error) => fail(err));
-    else req.end(options.body);
-  });
-}
-
-function locationOf(reg: Registry, reply: Reply): URL {
-  const location = reply.headers.location;
-  if (!location) throw new Error(`${reg.label}: reply ${reply.status} without a Location header`);
-  return new URL(location, reg.base);
-}
-
-function withDigest(url: URL, digest: string): URL {
-  const u = new URL(url);
-  u.searchParams.set('digest', digest);
-  return u;
-}
-
-const OCTET = 'application/octet-stream';
-
 /** POST, then one PUT ?digest= with the whole body. */
 async function pushMonolithic(reg: Registry, repo: string, blob: BlobVariant): Promise<void> {
   const started = await send(reg, 'POST', `/v2/${repo}/blobs/uploads/`, { headers: { 'Content-Length': 0 }, expect: [202] });
@@ -648,62 +583,9 @@ function checkDigest(reg: Registry, reply: Reply, digest: string): void {
 
 // ------------------------------------------------------------------------------------ the small image
 
-const MANIFEST_ACCEPT = [
-  'application/vnd.oci.image.manifest.v1+json',
-  'application/vnd.docker.distribution.manifest.v2+json',
-  'application/vnd.oci.image.index.v1+json',
-  'application/vnd.docker.distribution.manifest.list.v2+json',
-].join(', ');
-
 const IMAGE_REPO = 'bench/image';
 const BLOB_REPO = 'bench/blobs';
 const TAG = 'bench';
-
-function sha256(data: Buffer): string {
-  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
-}
-
-async function pushSmallBlob(reg: Registry, repo: string, data: Buffer): Promise<string> {
-  const digest = sha256(data);
-  const started = await send(reg, 'POST', `/v2/${repo}/blobs/uploads/`, { headers: { 'Content-Length': 0 }, expect: [202] });
-  await send(reg, 'PUT', withDigest(locationOf(reg, started), digest), {
-    headers: { 'Content-Type': OCTET, 'Content-Length': data.length },
-    body: data,
-    expect: [201],
-  });
-  return digest;
-}
-
-/** A config blob, one layer and an OCI image manifest tagged `bench`; returns the manifest digest. */
-async function pushImage(reg: Registry, layer: Buffer): Promise<string> {
-  const layerDigest = await pushSmallBlob(reg, IMAGE_REPO, layer);
-  const config = Buffer.from(
-    JSON.stringify({
-      architecture: 'amd64',
-      os: 'linux',
-      config: { Cmd: ['/bin/true'] },
-      rootfs: { type: 'layers', diff_ids: [layerDigest] },
-    }),
-  );
-  const configDigest = await pushSmallBlob(reg, IMAGE_REPO, config);
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
-      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layerDigest, size: layer.length }],
-      annotations: { 'org.opencontainers.image.title': 'berth benchmark' },
-    }),
-  );
-  await send(reg, 'PUT', `/v2/${IMAGE_REPO}/manifests/${TAG}`, {
-    headers: { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json', 'Content-Length': manifest.length },
-    body: manifest,
-    expect: [201],
-  });
-  const got = await send(reg, 'GET', `/v2/${IMAGE_REPO}/manifests/${TAG}`, { headers: { Accept: MANIFEST_ACCEPT }, expect: [200] });
-  if (!got.body.equals(manifest)) throw new Error(`${reg.label}: the manifest read back differs from the one pushed`);
-  return sha256(manifest);
-}
 
 // --------------------------------------------------------------------------------- manifest GET load
 
@@ -792,13 +674,6 @@ async function runNodeLoad(url: string, connections: number, seconds: number): P
 
 // ------------------------------------------------------------------------------------------ the report
 
-interface Metric {
-  key: string;
-  label: string;
-  higherIsBetter: boolean;
-  decimals: number;
-}
-
 type Samples = Record<string, Partial<Record<RegistryKey, number[]>>>;
 
 function machineInfo(): { cpus: number; model: string; memory: string; kernel: string } {
@@ -824,11 +699,6 @@ function berthVersion(): string {
 function distributionVersion(): string {
   const out = spawnSync(DISTRIBUTION_BIN, ['--version'], { encoding: 'utf8' });
   return `${out.stdout}${out.stderr}`.trim() || 'unknown';
-}
-
-function format(value: number, decimals: number): string {
-  if (!Number.isFinite(value)) return 'n/a';
-  return value.toLocaleString('en-US', { minimumFractionDigits: decimals, maximumFractionDigits: decimals });
 }
 
 function cell(values: number[] | undefined, decimals: number): string {
@@ -867,11 +737,16 @@ async function main(): Promise<void> {
 
   try {
     const wrk = opts.nodeLoad ? undefined : findWrk();
-    if (!wrk && !opts.nodeLoad) log('wrk not found (apt-get install -y wrk): using the Node load generator for manifest GETs');
+    if (!wrk && !opts.nodeLoad && opts.only.has('get')) log('wrk not found (apt-get install -y wrk): using the Node load generator for manifest GETs');
     const generator = wrk ? `wrk ${wrkVersion(wrk)} (1 thread, Lua script for percentiles)` : 'Node http keep-alive clients (built in)';
     const luaPath = join(tmp, 'manifest.lua');
     writeFileSync(luaPath, WRK_LUA);
 
+    // The first phases run on the four registries started here; without them, only Berth and Distribution
+    // are started, for the report's columns (each scale phase starts its own).
+    const classic = CLASSIC_PHASES.some((p) => opts.only.has(p));
+    const withWorkers = opts.workers && classic;
+    const withS3 = opts.s3 && classic;
     log(`preparing data in ${tmp}`);
     const small = opts.only.has('mono') || opts.only.has('chunked') || opts.only.has('pull')
       ? await BlobSource.fromFile(join(tmp, 'blob.bin'), opts.blobBytes)
@@ -883,20 +758,20 @@ async function main(): Promise<void> {
     // program back from the disk before a measurement, not during it.
     const warmUp = await BlobSource.generated(4 * MiB);
 
-    log(`starting Distribution, Berth${opts.workers ? ', Berth --workers 2' : ''}${opts.s3 ? ', redis-server, s3rver and Berth on S3 + Redis' : ''}`);
+    log(`starting Distribution, Berth${withWorkers ? ', Berth --workers 2' : ''}${withS3 ? ', redis-server, s3rver and Berth on S3 + Redis' : ''}`);
     const distribution = await startDistribution(tmp);
     registries.push(distribution);
     const berth = await startBerth(tmp, opts.berthNodeArgs, 'berth');
     registries.push(berth);
     let berthWorkers: Registry | undefined;
-    if (opts.workers) {
+    if (withWorkers) {
       berthWorkers = await startBerth(tmp, opts.berthNodeArgs, 'berthWorkers', { BERTH_WORKERS: '2' });
       registries.push(berthWorkers);
     }
     let berthS3: Registry | undefined;
     let redis: Helper | undefined;
     let s3rver: Helper | undefined;
-    if (opts.s3) {
+    if (withS3) {
       const r = await startRedis(helpers);
       redis = r.helper;
       const s = await startS3rver(helpers);
@@ -918,7 +793,11 @@ async function main(): Promise<void> {
     /** The measured registries, in column order. */
     const regs: Registry[] = [berth, berthWorkers, berthS3, distribution].filter((r): r is Registry => r !== undefined);
     const layer = randomBytes(32 * 1024);
-    for (const reg of regs) await pushImage(reg, layer);
+    for (const reg of classic ? regs : []) {
+      const { manifest } = await pushImage(reg, IMAGE_REPO, TAG, [layer]);
+      const got = await send(reg, 'GET', `/v2/${IMAGE_REPO}/manifests/${TAG}`, { headers: { Accept: MANIFEST_ACCEPT }, expect: [200] });
+      if (!got.body.equals(manifest)) throw new Error(`${reg.label}: the manifest read back differs from the one pushed`);
+    }
 
     // Warm-up, not counted: JIT, connection pools, page cache, and time for every worker to start.
     log('warming up');
@@ -1126,6 +1005,32 @@ async function main(): Promise<void> {
       }
     }
 
+    const notes: string[] = [];
+    const scalePhases = SCALE_PHASES.filter((p) => opts.only.has(p));
+    if (scalePhases.length > 0) {
+      const started = async (start: Promise<Registry>) => {
+        const reg = await start;
+        registries.push(reg);
+        return reg;
+      };
+      await runScalePhases(
+        {
+          tmp,
+          startBerth: (dir, env) => started(startBerth(dir, opts.berthNodeArgs, 'berth', env)),
+          startDistribution: (dir) => started(startDistribution(dir)),
+          stop: async (reg) => {
+            await stopRegistry(reg);
+            if (registries.includes(reg)) registries.splice(registries.indexOf(reg), 1);
+          },
+          settle: () => waitForQuiet('[scale]'),
+          add,
+          note: (line) => notes.push(line),
+        },
+        opts.scale,
+        scalePhases,
+      );
+    }
+
     const totalS = (Date.now() - t0) / 1000;
     const machine = machineInfo();
     const load1 = os.loadavg();
@@ -1146,23 +1051,33 @@ async function main(): Promise<void> {
           `(a separate Node process, objects in a temp folder, with the multipart calls it lacks added by test/helpers/s3.ts) and BERTH_REDIS_URL on ` +
           `redis-server ${helperVersion(REDIS_BIN, ['--version'], /v=(\S+)/)} (no persistence); s3rver and Redis CPU are counted apart, their memory not at all`,
       );
-    } else {
+    } else if (classic) {
       lines.push('- Berth on S3 + Redis left out (--no-s3 / BENCH_S3=0)');
     }
     lines.push('- Distribution: filesystem storage, delete enabled, in-memory blob descriptor cache, log level warn, access log off');
-    lines.push(
-      `- ${opts.reps} repetition${opts.reps > 1 ? 's' : ''}, the registries interleaved (taking turns going first); ` +
-        `each cell is the median${opts.reps > 1 ? ' (min–max)' : ''}. MB = 10^6 bytes.`,
-    );
-    lines.push(
-      `- Blobs: random bytes, a new digest for every push (precomputed); uploads stream from a temp file` +
-        `${big ? `, the ${sizeLabel(big.size)} one generated on the fly` : ''}; one keep-alive connection.`,
-    );
+    if (classic) {
+      lines.push(
+        `- ${opts.reps} repetition${opts.reps > 1 ? 's' : ''}, the registries interleaved (taking turns going first); ` +
+          `each cell is the median${opts.reps > 1 ? ' (min–max)' : ''}. MB = 10^6 bytes.`,
+      );
+      lines.push(
+        `- Blobs: random bytes, a new digest for every push (precomputed); uploads stream from a temp file` +
+          `${big ? `, the ${sizeLabel(big.size)} one generated on the fly` : ''}; one keep-alive connection.`,
+      );
+    }
     lines.push('- Before each measurement the script flushes dirty pages (`sync`), so no registry pays for the previous one\'s unflushed writes; Berth fsyncs every blob before it becomes visible, Distribution 2.8 does not');
     if (droppedCaches) lines.push('- Before each push measurement the script also drops the clean page cache (`/proc/sys/vm/drop_caches`), then pushes a 4 MiB blob to every registry (unmeasured) and reads the source blob once: the gigabytes earlier repetitions wrote would otherwise fill memory and make later pushes wait for page reclaim');
     if (opts.quietWaitS > 0) lines.push(`- Before each measurement the script waited (up to ${opts.quietWaitS} s) until other processes used less than a third of a core`);
     if (opts.only.has('get')) lines.push(`- Manifest GETs: ${generator}, ${opts.durationS} s per run, keep-alive, after a 1 s warm-up`);
     if (s3Skipped) lines.push(`- The ${sizeLabel(big!.size)} push + pull and memory run was skipped for Berth S3+Redis (\`--s3-rss=0\` / BENCH_S3_RSS=0: s3rver is slow): "skipped" in the table`);
+    if (scalePhases.length > 0) {
+      lines.push(
+        `- Scale phases (${scalePhases.join(', ')}; bench/scale.ts), measured once${classic ? ', after the others' : ''}: each on a fresh Berth (one process, as above, ` +
+          'open mode unless said otherwise) and then a fresh Distribution, started for it on an empty data folder and stopped after it; ' +
+          '"8 at once" is 8 requests in flight through a pool of 8 keep-alive connections. MB = 10^6 bytes.',
+      );
+    }
+    for (const note of notes) lines.push(`- ${note}`);
     lines.push(`- Total run time: ${Math.floor(totalS / 60)} min ${Math.round(totalS % 60)} s`, '');
     const others = regs.filter((r) => r !== distribution);
     lines.push(`| Measurement | ${regs.map((r) => r.label).join(' | ')} | ${others.map((r) => `${r.label} / Distribution`).join(' | ')} |`);
@@ -1174,7 +1089,7 @@ async function main(): Promise<void> {
         if (!s[r.key]?.length) return r === berthS3 && s3Skipped ? 'skipped' : 'n/a';
         const ratio = median(s[r.key]!) / median(s.distribution ?? []);
         const better = Number.isFinite(ratio) ? ((m.higherIsBetter ? ratio >= 1 : ratio <= 1) ? '' : ' (worse)') : '';
-        return `${format(ratio, 2)}×${better}`;
+        return Number.isFinite(ratio) ? `${format(ratio, 2)}×${better}` : 'n/a';
       });
       lines.push(`| ${m.label} | ${cells.join(' | ')} | ${ratios.join(' | ')} |`);
     }
@@ -1189,38 +1104,41 @@ async function main(): Promise<void> {
         });
       lines.push(`Target (issue 3): manifest GET requests/s at 32 clients at least 1.5× Distribution's: ${verdicts.join('; ')}.`, '');
     }
-    const cpuLabels: Record<string, string> = {
-      mono: 'monolithic push',
-      chunked: 'chunked push',
-      pull: 'blob pull',
-      get1: 'manifest GET, 1 client',
-      get32: 'manifest GET, 32 clients',
-      bigpush: `${big ? sizeLabel(big.size) : ''} push`,
-      bigpull: `${big ? sizeLabel(big.size) : ''} pull`,
-    };
-    lines.push(
-      `CPU use during each measurement, in % of one core (medians; the machine has ${machine.cpus} cores). ` +
-        'The client is this script (pushes, pulls) or wrk (manifest GETs). "Others" is the rest of the machine: ' +
-        'noise from outside the benchmark, plus loopback network work the kernel charges to no process (large on pulls)' +
-        `${berthS3 ? '; for Berth S3+Redis, s3rver and redis-server are shown apart from Berth' : ''}:`,
-      '',
-    );
-    const head: string[] = [];
-    for (const r of regs) {
-      head.push(`${r.label} server`);
-      if (r === berthS3) head.push('s3rver', 'Redis');
-      head.push('its client', 'others');
-    }
-    lines.push(`| During | ${head.join(' | ')} |`, `| --- |${' ---: |'.repeat(head.length)}`);
-    const pct = (values: number[] | undefined) => (values?.length ? `${format(median(values), 0)} %` : '–');
-    for (const [key, v] of Object.entries(cpu)) {
-      const row: string[] = [];
+    // The CPU table: the first phases only (the scale phases measure no CPU).
+    if (Object.keys(cpu).length > 0) {
+      const cpuLabels: Record<string, string> = {
+        mono: 'monolithic push',
+        chunked: 'chunked push',
+        pull: 'blob pull',
+        get1: 'manifest GET, 1 client',
+        get32: 'manifest GET, 32 clients',
+        bigpush: `${big ? sizeLabel(big.size) : ''} push`,
+        bigpull: `${big ? sizeLabel(big.size) : ''} pull`,
+      };
+      lines.push(
+        `CPU use during each measurement, in % of one core (medians; the machine has ${machine.cpus} cores). ` +
+          'The client is this script (pushes, pulls) or wrk (manifest GETs). "Others" is the rest of the machine: ' +
+          'noise from outside the benchmark, plus loopback network work the kernel charges to no process (large on pulls)' +
+          `${berthS3 ? '; for Berth S3+Redis, s3rver and redis-server are shown apart from Berth' : ''}:`,
+        '',
+      );
+      const head: string[] = [];
       for (const r of regs) {
-        row.push(pct(v[r.key]));
-        if (r === berthS3) row.push(pct(v[r.key]?.length ? s3rverCpu[key] : undefined), pct(v[r.key]?.length ? redisCpu[key] : undefined));
-        row.push(pct(clientCpu[key]?.[r.key]), pct(otherCpu[key]?.[r.key]));
+        head.push(`${r.label} server`);
+        if (r === berthS3) head.push('s3rver', 'Redis');
+        head.push('its client', 'others');
       }
-      lines.push(`| ${cpuLabels[key] ?? key} | ${row.join(' | ')} |`);
+      lines.push(`| During | ${head.join(' | ')} |`, `| --- |${' ---: |'.repeat(head.length)}`);
+      const pct = (values: number[] | undefined) => (values?.length ? `${format(median(values), 0)} %` : '–');
+      for (const [key, v] of Object.entries(cpu)) {
+        const row: string[] = [];
+        for (const r of regs) {
+          row.push(pct(v[r.key]));
+          if (r === berthS3) row.push(pct(v[r.key]?.length ? s3rverCpu[key] : undefined), pct(v[r.key]?.length ? redisCpu[key] : undefined));
+          row.push(pct(clientCpu[key]?.[r.key]), pct(otherCpu[key]?.[r.key]));
+        }
+        lines.push(`| ${cpuLabels[key] ?? key} | ${row.join(' | ')} |`);
+      }
     }
     const table = lines.join('\n') + '\n';
 
