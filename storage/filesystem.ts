@@ -19,6 +19,9 @@ import {
 
 const TEMP_DIR = '_tmp';
 const fsyncFd = promisify(fs.fsync);
+/** Temp names: unique per process by a random prefix (another process may share the folder), then a counter. */
+const TEMP_PREFIX = `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
+let tempCounter = 0;
 const WRITE_BATCH_BYTES = 1024 * 1024;
 const BACKGROUND_SYNC_BYTES = 8 * 1024 * 1024;
 const COPY_RING = 4;
@@ -44,7 +47,7 @@ export class FilesystemDriver implements StorageDriver {
   private async tempPath(): Promise<string> {
     const dir = join(this.root, TEMP_DIR);
     await (this.tempReady ??= fsp.mkdir(dir, { recursive: true }));
-    return join(dir, `${Date.now()}-${randomBytes(8).toString('hex')}`);
+    return join(dir, `${TEMP_PREFIX}-${++tempCounter}`);
   }
 
   /**

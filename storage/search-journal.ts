@@ -1,8 +1,9 @@
 // SearchJournal: which repositories' search summaries changed lately, so that another process catches up
 // by reading those few summaries instead of every repository's. Each process appends to a journal of its
-// own (/search-journal/<writer>.json: its last 1,024 changes, numbered), so writers never contend; a
-// reader remembers, per writer, the last number it applied. Only a reader that fell more than 1,024
-// changes behind one writer (or never loaded) reads everything again.
+// own (/search-journal/<writer>.json: the last 1,024 repositories it changed, each with the number of its
+// last change), so writers never contend; a reader remembers, per writer, the last number it applied.
+// Only a reader that fell more than 1,024 repositories behind one writer (or never loaded) reads
+// everything again.
 import { randomBytes } from 'node:crypto';
 import type { StorageDriver } from './driver.ts';
 import { baseName, layout } from './layout.ts';
@@ -15,8 +16,12 @@ const ABANDONED_MS = 7 * 86_400_000;
 interface JournalDocument {
   writer: string;
   updatedAt: number;
-  /** [number, repository] pairs, oldest first; numbers count up from 1 without gaps. */
-  recent: [number, string][];
+  /** The number of this writer's last change. */
+  seq: number;
+  /** The highest number that left the journal: a reader that applied less than it must read everything. */
+  dropped: number;
+  /** [repository, number of its last change], oldest first: each repository once. */
+  recent: [string, number][];
 }
 
 /** What a reader must do to catch up: re-read these repositories, or everything. */
@@ -24,8 +29,10 @@ export type CatchUp = { kind: 'names'; names: Set<string> } | { kind: 'everythin
 
 export class SearchJournal {
   readonly writer = `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
-  private readonly recent: [number, string][] = [];
+  /** Each repository once, at its last change: a repository pushed to all day is one entry. */
+  private readonly recent = new Map<string, number>();
   private seq = 0;
+  private dropped = 0;
   private writing: Promise<void> = Promise.resolve();
   /** Per writer, the last change this process has applied. */
   private applied = new Map<string, number>();
@@ -34,11 +41,16 @@ export class SearchJournal {
 
   /** Records that a repository's summary changed; resolves once the journal holding it is stored. */
   record(name: string): Promise<void> {
-    this.recent.push([++this.seq, name]);
-    if (this.recent.length > JOURNAL_LENGTH) this.recent.splice(0, this.recent.length - JOURNAL_LENGTH);
+    this.recent.delete(name);
+    this.recent.set(name, ++this.seq);
+    if (this.recent.size > JOURNAL_LENGTH) {
+      const [oldest, seq] = this.recent.entries().next().value as [string, number];
+      this.recent.delete(oldest);
+      this.dropped = Math.max(this.dropped, seq);
+    }
     // Writes go out one at a time, each with everything recorded so far, so the last one stored is whole.
     const write = this.writing.catch(() => {}).then(() => {
-      const doc: JournalDocument = { writer: this.writer, updatedAt: Date.now(), recent: this.recent.slice() };
+      const doc: JournalDocument = { writer: this.writer, updatedAt: Date.now(), seq: this.seq, dropped: this.dropped, recent: [...this.recent] };
       return this.driver.putContent(layout.searchJournal(this.writer), JSON.stringify(doc), { durable: false });
     });
     this.writing = write;
@@ -51,7 +63,7 @@ export class SearchJournal {
    */
   async mark(): Promise<void> {
     const docs = await this.read();
-    this.applied = new Map(docs.map((d) => [d.writer, d.recent.at(-1)?.[0] ?? 0]));
+    this.applied = new Map(docs.map((d) => [d.writer, d.seq]));
   }
 
   /** Where this process stands in every journal, its own included: what a snapshot of its memory is current to. */
@@ -71,13 +83,12 @@ export class SearchJournal {
     for (const doc of docs) {
       if (doc.writer === this.writer) continue;
       const last = this.applied.get(doc.writer) ?? 0;
-      const newest = doc.recent.at(-1)?.[0] ?? 0;
-      if (newest <= last) continue;
-      // The journal must still hold the change right after the last one applied.
-      if ((doc.recent[0]?.[0] ?? 1) > last + 1) return { kind: 'everything' };
-      for (const [n, name] of doc.recent) if (n > last) names.add(name);
+      if (doc.seq <= last) continue;
+      // A change this reader has not applied may have left the journal.
+      if (doc.dropped > last) return { kind: 'everything' };
+      for (const [name, n] of doc.recent) if (n > last) names.add(name);
     }
-    for (const doc of docs) this.applied.set(doc.writer, doc.recent.at(-1)?.[0] ?? 0);
+    for (const doc of docs) this.applied.set(doc.writer, doc.seq);
     return { kind: 'names', names };
   }
 
@@ -92,7 +103,7 @@ export class SearchJournal {
       } catch {
         // a journal torn by a crash: its writer is gone, and what it changed is in the summaries
       }
-      if (!doc || doc.writer !== baseName(path).replace(/\.json$/, '')) continue;
+      if (!doc || doc.writer !== baseName(path).replace(/\.json$/, '') || !Array.isArray(doc.recent)) continue;
       if (Date.now() - doc.updatedAt > ABANDONED_MS && doc.writer !== this.writer) {
         await this.driver.delete(path);
         continue;
