@@ -162,8 +162,16 @@ export class FilesystemDriver implements StorageDriver {
 
   async writer(path: string, append: boolean): Promise<FileWriter> {
     const full = this.full(path);
-    await fsp.mkdir(dirname(full), { recursive: true });
-    const handle = await fsp.open(full, append ? fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND : 'w');
+    const flags = append ? fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND : 'w';
+    let handle: fsp.FileHandle;
+    try {
+      handle = await fsp.open(full, flags);
+    } catch (err) {
+      // An upload's file is opened for each chunk: its folder is made only the first time.
+      if (!isNotFound(err)) throw err;
+      await fsp.mkdir(dirname(full), { recursive: true });
+      handle = await fsp.open(full, flags);
+    }
     const { size } = await handle.stat();
     return new FilesystemWriter(handle, size);
   }

@@ -26,6 +26,7 @@ export const layout = {
   tagDir: (name: string, tag: string) => `${repo(name)}/_manifests/tags/${tag}`,
   uploadDir: (name: string, id: string) => `${repo(name)}/_uploads/${id}`,
   uploadData: (name: string, id: string) => `${repo(name)}/_uploads/${id}/data`,
+  /** Where sessions opened by older versions kept their start time (now in the index entry). */
   uploadStartedAt: (name: string, id: string) => `${repo(name)}/_uploads/${id}/startedat`,
   referrersOf: (name: string, subject: Digest) => `${repo(name)}/_referrers/${subject.algorithm}/${subject.hex}`,
   referrer: (name: string, subject: Digest, d: Digest) =>
@@ -61,7 +62,7 @@ export const layout = {
   visibilityEntry: (visibility: 'public' | 'private', name: string) => `/visibility/${visibility}/${encodeName(name)}`,
   visibilityStamp: '/visibility/stamp',
   visibilityComplete: '/visibility/complete',
-  /** Every open upload session, by id, holding its repository name: what expiry walks. */
+  /** Every open upload session, by id, holding its repository name and start time (JSON): get and expiry read it. */
   openUploadsDir: '/uploads',
   openUpload: (id: string) => `/uploads/${id}`,
   /** Lifecycle policies (retention, immutable tags, quota) of a repository or namespace, as JSON. */

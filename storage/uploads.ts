@@ -29,6 +29,12 @@ export function isValidUploadId(id: string): boolean {
   return UPLOAD_ID_RE.test(id);
 }
 
+/** /uploads/<id>: the repository a session was opened in, and when. */
+interface OpenUpload {
+  name: string;
+  startedAt: string;
+}
+
 interface HashState {
   offset: number;
   digest: RunningDigest;
@@ -53,20 +59,37 @@ export class UploadStore {
     const startedAt = new Date();
     // A session's files are not flushed to disk: a session lost to a power loss is started again by
     // its client; only the blob it completes must be durable (and is, before it is linked).
-    await this.driver.putContent(layout.openUpload(id), name, SESSION);
+    // The index entry says where the session lives and when it began: one file, read by get and expiry.
+    const entry: OpenUpload = { name, startedAt: startedAt.toISOString() };
+    await this.driver.putContent(layout.openUpload(id), JSON.stringify(entry), SESSION);
     const writer = await this.driver.writer(layout.uploadData(name, id), false);
     await writer.close();
-    await this.driver.putContent(layout.uploadStartedAt(name, id), startedAt.toISOString(), SESSION);
     return { id, name, offset: 0, startedAt };
   }
 
   async get(name: string, id: string): Promise<BlobUpload | undefined> {
     if (!isValidUploadId(id)) return undefined;
-    const started = await this.driver.getContent(layout.uploadStartedAt(name, id));
+    const entry = await this.openEntry(id);
+    // A session belongs to the repository it was opened in: under another name it does not exist.
+    if (!entry || entry.name !== name) return undefined;
+    const started = entry.startedAt ?? (await this.driver.getContent(layout.uploadStartedAt(name, id)))?.toString();
     if (!started) return undefined;
     const data = await this.driver.stat(layout.uploadData(name, id));
     if (!data) return undefined;
-    return { id, name, offset: data.size, startedAt: new Date(started.toString()) };
+    return { id, name, offset: data.size, startedAt: new Date(started) };
+  }
+
+  /** The index entry of a session: JSON; a session opened by an older version holds its name alone. */
+  private async openEntry(id: string): Promise<{ name: string; startedAt?: string } | undefined> {
+    const raw = (await this.driver.getContent(layout.openUpload(id)))?.toString();
+    if (raw === undefined) return undefined;
+    if (!raw.startsWith('{')) return { name: raw };
+    try {
+      const entry = JSON.parse(raw) as Partial<OpenUpload>;
+      return typeof entry.name === 'string' && typeof entry.startedAt === 'string' ? { name: entry.name, startedAt: entry.startedAt } : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   async require(name: string, id: string): Promise<BlobUpload> {
@@ -194,8 +217,8 @@ export class UploadStore {
     let removed = 0;
     for (const entry of await this.driver.list(layout.openUploadsDir)) {
       const id = entry.slice(entry.lastIndexOf('/') + 1);
-      const name = (await this.driver.getContent(entry))?.toString();
-      if (!name || !isValidName(name) || !isValidUploadId(id)) continue;
+      const name = isValidUploadId(id) ? (await this.openEntry(id))?.name : undefined;
+      if (!name || !isValidName(name)) continue;
       const upload = await this.get(name, id);
       if (upload && upload.startedAt >= startedBefore) continue;
       // A session that is gone already (finished between the listing and now) only loses its index entry.
