@@ -1,7 +1,7 @@
 // BlobStore: content-addressed blobs stored once per digest, and the links that say which repository
 // may serve which blob.
 import type { Readable, Writable } from 'node:stream';
-import type { ByteRange, RedirectOptions, StorageDriver } from './driver.ts';
+import { UNFLUSHED, type ByteRange, type RedirectOptions, type StorageDriver } from './driver.ts';
 import { layout } from './layout.ts';
 import { LocalGenerations, type Generations } from './coordination.ts';
 import { LocalLock, type Lock } from './lock.ts';
@@ -9,8 +9,6 @@ import type { Digest } from './reference.ts';
 import { StampedCache } from './stamped-cache.ts';
 import { NamespaceUsage } from './usage.ts';
 import { blobHolders } from './walk.ts';
-
-const LINK = { durable: false } as const;
 
 /** The generation key of a repository's blob links (names never start with '_', so it cannot clash). */
 function linksOf(name: string): string {
@@ -111,8 +109,8 @@ export class BlobStore {
       // Links, like tags, are renamed into place without a flush to disk (the blob itself was flushed
       // before it was committed): after a power loss a link may be missing, never name missing bytes.
       await Promise.all([
-        this.driver.putContent(layout.blobHolder(digest, name), '', LINK),
-        this.driver.putContent(layout.layerLink(name, digest), digest.value, LINK),
+        this.driver.putContent(layout.blobHolder(digest, name), '', UNFLUSHED),
+        this.driver.putContent(layout.layerLink(name, digest), digest.value, UNFLUSHED),
       ]);
       return existed ? 0 : 1;
     });

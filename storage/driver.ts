@@ -20,6 +20,19 @@ export interface PutOptions {
   durable?: boolean;
 }
 
+/**
+ * For `putContent`: replaced atomically, not flushed to disk before the write resolves. What links and
+ * indexes are written with (tags, blob links, upload sessions, search documents): after a power loss such
+ * a file is old, empty or gone, never half of the new content.
+ */
+export const UNFLUSHED: PutOptions = { durable: false };
+
+/** One page of sorted child names, as `list` returns it: those after `after`, at most `limit`. */
+export function pageOfNames(sorted: readonly string[], page?: ListPage): string[] {
+  const after = page?.after === undefined ? sorted : sorted.filter((n) => n > page.after!);
+  return page?.limit === undefined ? [...after] : after.slice(0, page.limit);
+}
+
 /** Inclusive byte range, as HTTP writes it. */
 export interface ByteRange {
   readonly start: number;

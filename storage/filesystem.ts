@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import {
   checkPath,
+  pageOfNames,
   PathNotFoundError,
   type ByteRange,
   type FileInfo,
@@ -83,14 +84,7 @@ export class FilesystemDriver implements StorageDriver {
     } finally {
       fs.closeSync(fd);
     }
-    try {
-      fs.renameSync(temp, target);
-    } catch (err) {
-      // Most writes replace a file; the parent folders are made only when missing.
-      if (!isNotFound(err)) throw err;
-      fs.mkdirSync(dirname(target), { recursive: true });
-      fs.renameSync(temp, target);
-    }
+    this.renameInto(temp, target);
   }
 
   async reader(path: string, range?: ByteRange): Promise<Readable> {
@@ -188,9 +182,7 @@ export class FilesystemDriver implements StorageDriver {
 
   async list(path: string, page?: ListPage): Promise<string[]> {
     try {
-      let names = (await fsp.readdir(this.full(path))).sort();
-      if (page?.after !== undefined) names = names.filter((n) => n > page.after!);
-      if (page?.limit !== undefined) names = names.slice(0, page.limit);
+      const names = pageOfNames((await fsp.readdir(this.full(path))).sort(), page);
       const prefix = path === '/' ? '' : path;
       return names.map((n) => `${prefix}/${n}`);
     } catch (err) {
@@ -200,26 +192,27 @@ export class FilesystemDriver implements StorageDriver {
   }
 
   async move(from: string, to: string): Promise<void> {
-    const source = this.full(from);
-    const target = this.full(to);
     try {
-      await this.renameInto(source, target);
+      this.renameInto(this.full(from), this.full(to));
     } catch (err) {
       if (isNotFound(err)) throw new PathNotFoundError(from);
       throw err;
     }
   }
 
-  /** Renames; the target's folders are made only when the rename says they are missing. */
-  private async renameInto(source: string, target: string): Promise<void> {
+  /**
+   * Renames (a metadata operation, synchronous like the small files'). Most renames land in a folder
+   * that exists: the target's folders are made only when the rename says they are missing.
+   */
+  private renameInto(source: string, target: string): void {
     try {
-      await fsp.rename(source, target);
+      fs.renameSync(source, target);
     } catch (err) {
       if (!isNotFound(err)) throw err;
       // Missing: the source (the caller's error) or the target's folder (made, then tried again).
       if (!fs.existsSync(source)) throw err;
-      await fsp.mkdir(dirname(target), { recursive: true });
-      await fsp.rename(source, target);
+      fs.mkdirSync(dirname(target), { recursive: true });
+      fs.renameSync(source, target);
     }
   }
 
@@ -243,10 +236,9 @@ export class FilesystemDriver implements StorageDriver {
         throw err;
       }
     }
-    // Rename away first so that the removal is atomic for readers, then remove at leisure.
     const temp = await this.tempPath();
     try {
-      await fsp.rename(full, temp);
+      this.renameInto(full, temp);
     } catch (err) {
       if (isNotFound(err)) return false;
       throw err;

@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import { RegistryError } from '../server/errors.ts';
 import type { BlobStore } from './blobs.ts';
-import type { StorageDriver } from './driver.ts';
+import { UNFLUSHED, type StorageDriver } from './driver.ts';
 import { baseName, decodeName, layout } from './layout.ts';
 import { LocalGenerations, type Generations } from './coordination.ts';
 import { LocalLock, type Lock } from './lock.ts';
@@ -77,9 +77,6 @@ class ContentCache {
     }
   }
 }
-
-/** Links are replaced atomically but not flushed to disk one by one (see `put`). */
-const LINK = { durable: false } as const;
 
 /** The generation key of the catalog index (repository names never start with '_'). */
 const CATALOG = '_catalog';
@@ -158,8 +155,8 @@ export class ManifestStore {
       // flush, as Distribution writes them: after a power loss a tag may name its previous manifest or be
       // gone, never name a manifest whose bytes are not on disk.
       await Promise.all([
-        this.driver.putContent(layout.revision(name, digest), JSON.stringify(meta), existed ? LINK : undefined),
-        reference.kind === 'tag' ? this.driver.putContent(layout.tagMarker(name, digest, reference.tag), '', LINK) : undefined,
+        this.driver.putContent(layout.revision(name, digest), JSON.stringify(meta), existed ? UNFLUSHED : undefined),
+        reference.kind === 'tag' ? this.driver.putContent(layout.tagMarker(name, digest, reference.tag), '', UNFLUSHED) : undefined,
       ]);
       await this.checkAfterWrite(name, digest, bytes, manifest, existed);
       // Round 2: what makes the manifest reachable: its referrer entry and its tag.
@@ -172,7 +169,7 @@ export class ManifestStore {
       } satisfies ReferrerDescriptor;
       await Promise.all([
         referrer ? this.driver.putContent(layout.referrer(name, manifest.subject!.digest, digest), JSON.stringify(referrer)) : undefined,
-        reference.kind === 'tag' ? this.driver.putContent(layout.tag(name, reference.tag), digest.value, LINK) : undefined,
+        reference.kind === 'tag' ? this.driver.putContent(layout.tag(name, reference.tag), digest.value, UNFLUSHED) : undefined,
       ]);
       if (reference.kind === 'tag' && previous !== undefined && previous !== digest.value) await this.dropTagMarker(name, reference.tag, previous);
       await this.generations.bump(name);

@@ -46,6 +46,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import {
   checkPath,
+  pageOfNames,
   InvalidPathError,
   PathNotFoundError,
   StorageUnavailableError,
@@ -410,6 +411,10 @@ export class S3Driver implements StorageDriver {
     checkPath(path);
     const prefix = this.dirKey(path);
     const names = new Set<string>();
+    // Only names after `after` count toward the limit (StartAfter still lets a folder named `after` through).
+    const add = (name: string) => {
+      if (page?.after === undefined || name > page.after) names.add(name);
+    };
     const limit = page?.limit ?? Infinity;
     let token: string | undefined;
     do {
@@ -426,7 +431,7 @@ export class S3Driver implements StorageDriver {
       );
       for (const common of res.CommonPrefixes ?? []) {
         const name = common.Prefix!.slice(prefix.length, -1);
-        if (name && !name.startsWith('.')) names.add(name);
+        if (name && !name.startsWith('.')) add(name);
       }
       for (const object of res.Contents ?? []) {
         const name = object.Key!.slice(prefix.length);
@@ -434,18 +439,15 @@ export class S3Driver implements StorageDriver {
         if (name.startsWith('.')) {
           // A file that is being written shows under its own name, as on a filesystem.
           const writing = HIDDEN_WRITER_RE.exec(name);
-          if (writing) names.add(writing[1]!);
+          if (writing) add(writing[1]!);
           continue;
         }
-        names.add(name);
+        add(name);
       }
-      const counted = page?.after === undefined ? names.size : [...names].filter((n) => n > page.after!).length;
-      token = res.IsTruncated && counted < limit ? res.NextContinuationToken : undefined;
+      token = res.IsTruncated && names.size < limit ? res.NextContinuationToken : undefined;
     } while (token);
     const base = path === '/' ? '' : path;
-    let sorted = [...names].sort();
-    if (page?.after !== undefined) sorted = sorted.filter((n) => n > page.after!);
-    return sorted.slice(0, limit === Infinity ? undefined : limit).map((name) => `${base}/${name}`);
+    return pageOfNames([...names].sort(), page).map((name) => `${base}/${name}`);
   }
 
   async move(from: string, to: string): Promise<void> {

@@ -5,7 +5,7 @@
 // Only a reader that fell more than 1,024 repositories behind one writer (or never loaded) reads
 // everything again.
 import { randomBytes } from 'node:crypto';
-import type { StorageDriver } from './driver.ts';
+import { UNFLUSHED, type StorageDriver } from './driver.ts';
 import { baseName, layout } from './layout.ts';
 
 /** Changes a journal keeps: a reader further behind than this loads every summary again. */
@@ -51,7 +51,7 @@ export class SearchJournal {
     // Writes go out one at a time, each with everything recorded so far, so the last one stored is whole.
     const write = this.writing.catch(() => {}).then(() => {
       const doc: JournalDocument = { writer: this.writer, updatedAt: Date.now(), seq: this.seq, dropped: this.dropped, recent: [...this.recent] };
-      return this.driver.putContent(layout.searchJournal(this.writer), JSON.stringify(doc), { durable: false });
+      return this.driver.putContent(layout.searchJournal(this.writer), JSON.stringify(doc), UNFLUSHED);
     });
     this.writing = write;
     return write;

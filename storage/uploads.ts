@@ -5,7 +5,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { RegistryError } from '../server/errors.ts';
 import type { BlobStore } from './blobs.ts';
-import type { StorageDriver } from './driver.ts';
+import { UNFLUSHED, type StorageDriver } from './driver.ts';
 import { RunningDigest } from './hasher.ts';
 import { layout } from './layout.ts';
 import { LocalLock, type Lock } from './lock.ts';
@@ -21,7 +21,6 @@ export interface BlobUpload {
 }
 
 const MAX_RUNNING_DIGESTS = 10_000;
-const SESSION = { durable: false } as const;
 
 const UPLOAD_ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
@@ -61,7 +60,7 @@ export class UploadStore {
     // its client; only the blob it completes must be durable (and is, before it is linked).
     // The index entry says where the session lives and when it began: one file, read by get and expiry.
     const entry: OpenUpload = { name, startedAt: startedAt.toISOString() };
-    await this.driver.putContent(layout.openUpload(id), JSON.stringify(entry), SESSION);
+    await this.driver.putContent(layout.openUpload(id), JSON.stringify(entry), UNFLUSHED);
     const writer = await this.driver.writer(layout.uploadData(name, id), false);
     await writer.close();
     return { id, name, offset: 0, startedAt };
