@@ -11,10 +11,11 @@
 // changes that arrive while a repository's update runs are applied together by the next one. The write
 // that caused a change returns after the update, so the index agrees with a full recomputation whenever a
 // write has been acknowledged. Summaries are held in memory by every process, so a search never walks
-// storage; other processes learn of a change through the `_search` generation.
+// storage; other processes learn of a change through the `_search` generation. Every document here can be
+// derived again from the manifests and tags, so none is flushed to disk (UNFLUSHED); a torn one is rebuilt.
 import type { BlobStore } from './blobs.ts';
 import type { Generations } from './coordination.ts';
-import type { StorageDriver } from './driver.ts';
+import { UNFLUSHED, type StorageDriver } from './driver.ts';
 import { baseName, decodeName, layout } from './layout.ts';
 import type { Lock } from './lock.ts';
 import type { ManifestChange, ManifestStore } from './manifests.ts';
@@ -135,8 +136,6 @@ interface SearchSnapshot {
   entries: RepositorySummary[];
 }
 
-/** Search documents can be derived again from the manifests and tags: no flush to disk for them. */
-const DERIVED = { durable: false } as const;
 const READ_CONCURRENCY = 16;
 
 // Labels that count toward a repository's os / architectures: Go's GOOS and GOARCH values (what the
@@ -188,6 +187,13 @@ function count(entry: RepositoryEntry, tag: TagFacts, by: 1 | -1): void {
 /** Newest first; tags pushed in the same millisecond by name. */
 function newestFirst(a: TagFacts, b: TagFacts): number {
   return b.pushedAt.localeCompare(a.pushedAt) || (a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : 0);
+}
+
+/** The newest tags of a summary from tags sorted newest first, and its last push with them. */
+function setNewest(entry: RepositoryEntry, sorted: TagFacts[]): void {
+  entry.newestTags = sorted.slice(0, NEWEST_TAGS);
+  entry.lastPushed = entry.newestTags[0]?.pushedAt;
+  if (entry.lastPushed === undefined) delete entry.lastPushed;
 }
 
 /** The order file of a tag: sorts newest first, then by tag, as `newestFirst` does. */
@@ -280,20 +286,19 @@ export class SearchIndex {
   /** Recomputes one repository's documents from storage, every tag (an old document's upgrade, a repair). */
   async rebuild(name: string): Promise<void> {
     await this.lock.run(`search:${name}`, async () => {
-      const entry = await this.recompute(name);
-      const keep = new Set((entry ? await this.allTagFacts(name) : []).map((t) => t.tag));
+      const exists = await this.manifests.exists(name);
+      const facts = exists ? await this.allTagFacts(name) : [];
+      const keep = new Set(facts.map((t) => t.tag));
       // Documents of tags that are gone, and every order file (rewritten from the facts).
       const [docs, orders] = await Promise.all([this.driver.list(layout.searchTags(name)), this.driver.list(layout.searchOrder(name))]);
       await mapLimit(docs.filter((p) => !keep.has(baseName(p))), READ_CONCURRENCY, (p) => this.driver.delete(p));
       await mapLimit(orders, READ_CONCURRENCY, (p) => this.driver.delete(p));
-      if (!entry) {
+      if (!exists) {
         await this.driver.delete(layout.searchEntry(name));
         return this.announce(name, undefined);
       }
-      const facts = await this.allTagFacts(name);
       await mapLimit(facts, READ_CONCURRENCY, (t) => this.writeTag(name, t));
-      await this.driver.putContent(layout.searchEntry(name), JSON.stringify(entry), DERIVED);
-      await this.announce(name, entry);
+      await this.save(name, await this.entryFrom(name, facts));
     });
   }
 
@@ -303,13 +308,15 @@ export class SearchIndex {
    */
   async recompute(name: string): Promise<RepositoryEntry | undefined> {
     if (!(await this.manifests.exists(name))) return undefined;
-    const previous = await this.readEntry(name);
-    const entry = this.emptyEntry(name, previous?.pulls ?? 0);
-    const tags = await this.allTagFacts(name);
+    return this.entryFrom(name, await this.allTagFacts(name));
+  }
+
+  /** The summary of a repository with these tags (all of them), its pulls kept and its settings read. */
+  private async entryFrom(name: string, tags: TagFacts[]): Promise<RepositoryEntry> {
+    const entry = this.emptyEntry(name, (await this.readEntry(name))?.pulls ?? 0);
     for (const tag of tags) count(entry, tag, 1);
     entry.tagCount = tags.length;
-    entry.newestTags = tags.sort(newestFirst).slice(0, NEWEST_TAGS);
-    entry.lastPushed = entry.newestTags[0]?.pushedAt;
+    setNewest(entry, [...tags].sort(newestFirst));
     await this.copySettings(entry);
     return entry;
   }
@@ -376,22 +383,24 @@ export class SearchIndex {
         entry.newestTags.push(after);
       }
     });
-    entry.newestTags.sort(newestFirst);
     // A tag that left the newest few is replaced from the order files (names only; a few documents read).
-    if (newestLost && entry.newestTags.length < Math.min(NEWEST_TAGS, entry.tagCount)) entry.newestTags = await this.tagPageOf(name, 0, NEWEST_TAGS);
-    entry.newestTags = entry.newestTags.slice(0, NEWEST_TAGS);
-    entry.lastPushed = entry.newestTags[0]?.pushedAt;
-    if (!entry.lastPushed) delete entry.lastPushed;
+    const refill = newestLost && entry.newestTags.length < Math.min(NEWEST_TAGS, entry.tagCount);
+    setNewest(entry, refill ? await this.orderPage(name, 0, NEWEST_TAGS) : entry.newestTags.sort(newestFirst));
     await this.copySettings(entry);
-    await this.driver.putContent(layout.searchEntry(name), JSON.stringify(entry), DERIVED);
-    await this.announce(name, entry);
+    await this.save(name, entry);
     return true;
+  }
+
+  /** Stores a summary and announces it. */
+  private async save(name: string, entry: RepositoryEntry): Promise<void> {
+    await this.driver.putContent(layout.searchEntry(name), JSON.stringify(entry), UNFLUSHED);
+    await this.announce(name, entry);
   }
 
   private async writeTag(name: string, tag: TagFacts): Promise<void> {
     await Promise.all([
-      this.driver.putContent(layout.searchTag(name, tag.tag), JSON.stringify(tag), DERIVED),
-      this.driver.putContent(layout.searchOrderKey(name, orderKey(tag)), '', DERIVED),
+      this.driver.putContent(layout.searchTag(name, tag.tag), JSON.stringify(tag), UNFLUSHED),
+      this.driver.putContent(layout.searchOrderKey(name, orderKey(tag)), '', UNFLUSHED),
     ]);
   }
 
@@ -417,8 +426,7 @@ export class SearchIndex {
         const entry = await this.readEntry(name);
         if (!entry) return;
         entry.pulls += count;
-        await this.driver.putContent(layout.searchEntry(name), JSON.stringify(entry), DERIVED);
-        await this.announce(name, entry);
+        await this.save(name, entry);
       });
     }
   }
@@ -438,24 +446,25 @@ export class SearchIndex {
       await this.rebuild(name);
       entry = await this.readEntry(name);
     }
-    let keys: string[];
-    let total: number;
     if (options.prefix) {
       // A name prefix says nothing of push times: the order files' names are all read (no document is).
-      keys = (await this.driver.list(layout.searchOrder(name))).map(baseName).filter((k) => tagOfKey(k).startsWith(options.prefix!));
-      total = keys.length;
-      keys = keys.slice(options.offset, options.offset + options.n);
-    } else {
-      // Only as far as the page reaches (on S3, one LIST request per thousand).
-      keys = (await this.driver.list(layout.searchOrder(name), { limit: options.offset + options.n })).map(baseName).slice(options.offset, options.offset + options.n);
-      total = entry?.tagCount ?? 0;
+      const keys = (await this.driver.list(layout.searchOrder(name))).map(baseName).filter((k) => tagOfKey(k).startsWith(options.prefix!));
+      return { total: keys.length, tags: await this.readTags(name, keys.slice(options.offset, options.offset + options.n)) };
     }
-    const tags = await mapLimit(keys, READ_CONCURRENCY, (k) => this.readTag(name, tagOfKey(k)).catch(() => undefined));
-    return { total, tags: tags.filter((t): t is TagFacts => t !== undefined) };
+    return { total: entry?.tagCount ?? 0, tags: await this.orderPage(name, options.offset, options.n) };
   }
 
-  private async tagPageOf(name: string, offset: number, n: number): Promise<TagFacts[]> {
-    return (await this.tagPage(name, { offset, n })).tags;
+  /** Tags `offset` to `offset + n` in the newest-first order, listing the order files only as far as that. */
+  private async orderPage(name: string, offset: number, n: number): Promise<TagFacts[]> {
+    // On S3, one LIST request per thousand order files up to the page's end.
+    const keys = (await this.driver.list(layout.searchOrder(name), { limit: offset + n })).map(baseName);
+    return this.readTags(name, keys.slice(offset, offset + n));
+  }
+
+  /** The facts named by these order files; one a crash tore or a change removed meanwhile is left out. */
+  private async readTags(name: string, keys: string[]): Promise<TagFacts[]> {
+    const tags = await mapLimit(keys, READ_CONCURRENCY, (k) => this.readTag(name, tagOfKey(k)).catch(() => undefined));
+    return tags.filter((t): t is TagFacts => t !== undefined);
   }
 
   async search(query: SearchQuery): Promise<RepositorySummary[]> {
@@ -541,7 +550,7 @@ export class SearchIndex {
     // Taken at one instant: the summaries and the journal positions they are current to.
     const snapshot: SearchSnapshot = { version: VERSION, savedAt: this.snapshotAt, positions: this.journal.positions(), entries: [...this.entries.values()] };
     this.snapshotting ??= this.lock
-      .run('search-snapshot', () => this.driver.putContent(layout.searchSnapshot, JSON.stringify(snapshot), DERIVED))
+      .run('search-snapshot', () => this.driver.putContent(layout.searchSnapshot, JSON.stringify(snapshot), UNFLUSHED))
       .catch(() => {})
       .finally(() => (this.snapshotting = undefined));
   }
@@ -575,8 +584,7 @@ export class SearchIndex {
     const tags = stored.tags ?? [];
     for (const tag of tags) count(entry, tag, 1);
     Object.assign(entry, { description: stored.description ?? '', visibility: stored.visibility, logo: stored.logo, tagCount: tags.length, version: 1 });
-    entry.newestTags = [...tags].sort(newestFirst).slice(0, NEWEST_TAGS);
-    entry.lastPushed = entry.newestTags[0]?.pushedAt;
+    setNewest(entry, [...tags].sort(newestFirst));
     return entry;
   }
 
