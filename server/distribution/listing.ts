@@ -33,7 +33,7 @@ function pageOf(after: readonly string[], n: number | undefined): Page {
 function paginate(ctx: Context, sorted: string[], defaultSize?: number): Page {
   const n = pageSize(ctx, defaultSize);
   const last = queryString(ctx, 'last');
-  return pageOf(last === undefined ? sorted : sorted.filter((item) => item > last), n);
+  return pageOf(last === undefined ? sorted : sorted.slice(firstAfter(sorted, last)), n);
 }
 
 /** The index of the first item of `sorted` after `last`. */
