@@ -47,6 +47,11 @@ export function searchParams(query: Record<string, string | string[] | undefined
   };
 }
 
+/** How many pages of `n` hold `total` items: at least one, empty when there is nothing. */
+export function pageCount(total: number, n: number): number {
+  return Math.max(1, Math.ceil(total / n));
+}
+
 export interface TagParams {
   page: number;
   n: number;
@@ -77,7 +82,7 @@ export async function search(storage: Storage, visibility: Visibility, params: S
   const visible = await visibility.filter(found);
   const start = (params.page - 1) * params.n;
   const results = await visibility.confirm(visible.slice(start, start + params.n));
-  return { total: visible.length, page: params.page, n: params.n, pages: Math.max(1, Math.ceil(visible.length / params.n)), results };
+  return { total: visible.length, page: params.page, n: params.n, pages: pageCount(visible.length, params.n), results };
 }
 
 /** A repository the viewer may pull, or undefined (missing and private look the same). */
@@ -132,7 +137,7 @@ export function summary(entry: RepositorySummary) {
 export function details(entry: RepositoryEntry, page: TagPage, params: TagParams) {
   return {
     ...summary(summaryOf(entry)),
-    tagPage: { page: params.page, n: params.n, tag: params.prefix ?? null, total: page.total, pages: Math.max(1, Math.ceil(page.total / params.n)) },
+    tagPage: { page: params.page, n: params.n, tag: params.prefix ?? null, total: page.total, pages: pageCount(page.total, params.n) },
     tags: page.tags.map((t) => ({
       ...t,
       platforms: t.platforms.map((p) => ({ ...p, windowsName: p.os === 'windows' && p.osVersion ? (safeName(p.osVersion) ?? null) : undefined })),

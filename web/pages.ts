@@ -4,7 +4,7 @@ import type Router from '@koa/router';
 import type { Context } from 'koa';
 import { AccountError, namespaceOf, SIGN_UPS_PER_ADDRESS_PER_HOUR, signUpCounterKey } from '../auth/index.ts';
 import { isOfficial, layout, retryAfterSeconds, type RepositoryEntry, type RepositorySummary } from '../storage/index.ts';
-import { PAGE_SIZE, repository, search, searchParams, tagPage, tagParams, windowsNameOf, windowsVerdicts, type SearchParams, type SearchResult } from './catalog.ts';
+import { PAGE_SIZE, pageCount, repository, search, searchParams, tagPage, tagParams, windowsNameOf, windowsVerdicts, type SearchParams, type SearchResult } from './catalog.ts';
 import { readForm } from './forms.ts';
 import { badges, bytes, html, Html, page, SCRIPT, STYLE, when } from './html.ts';
 import { IMAGE_FILE_RE, LogoError, MAX_LOGO_BYTES, platformLabel, socialCard, storeLogo } from './images.ts';
@@ -106,7 +106,7 @@ export function pageRoutes(router: Router, deps: WebDeps): void {
     const owner = await visibility.may(name, 'delete');
     const params = tagParams(ctx.query);
     const found = await tagPage(storage, name, params);
-    const pages = Math.max(1, Math.ceil(found.total / params.n));
+    const pages = pageCount(found.total, params.n);
     const pageLink = (p: number) => `/r/${name}?${new URLSearchParams({ ...(params.prefix ? { tag: params.prefix } : {}), page: String(p) })}`;
     const tags = found.tags.map((t) => {
       const windows = windowsVerdicts(t);
