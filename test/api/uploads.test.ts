@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { connect } from 'node:net';
 import { useBerth, startBerth } from '../helpers/berth.ts';
 import { errorCode, Registry, sha256 } from '../helpers/registry.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 describe('chunked uploads', () => {
   const suite = useBerth();
@@ -172,10 +173,9 @@ describe('upload options: chunk minimum, absolute Location, concurrency limit, r
       await new Promise<void>((resolve) => {
         socket.write(`PATCH ${location} HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc`, () => resolve());
       });
-      let res = await registry.request('POST', `/v2/limit/app/blobs/uploads/?digest=${sha256('y')}`, { body: 'y' });
-      for (let i = 0; i < 100 && res.status !== 429; i++) {
-        res = await registry.request('POST', `/v2/limit/app/blobs/uploads/?digest=${sha256('y')}`, { body: 'y' });
-      }
+      // Synchronised on the server's own count, not on how many requests slip in before the PATCH starts.
+      await waitFor(async () => (await registry.request('GET', '/metrics')).text.includes('berth_uploads_in_progress 1'), 'the PATCH to hold the upload slot');
+      const res = await registry.request('POST', `/v2/limit/app/blobs/uploads/?digest=${sha256('y')}`, { body: 'y' });
       expect(res.status).to.equal(429);
       expect(errorCode(res)).to.equal('TOO_MANY_REQUESTS');
       expect(res.headers['retry-after']).to.equal('1');
