@@ -17,14 +17,13 @@ import {
   type PutOptions,
   type StorageDriver,
 } from './driver.ts';
+import { FilesystemWriter, openDirect } from './filesystem-writer.ts';
 
 const TEMP_DIR = '_tmp';
 const fsyncFd = promisify(fs.fsync);
 /** Temp names: unique per process by a random prefix (another process may share the folder), then a counter. */
 const TEMP_PREFIX = `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
 let tempCounter = 0;
-const WRITE_BATCH_BYTES = 1024 * 1024;
-const BACKGROUND_SYNC_BYTES = 8 * 1024 * 1024;
 const COPY_RING = 4;
 const COPY_BUFFER_BYTES = 1024 * 1024;
 
@@ -156,7 +155,8 @@ export class FilesystemDriver implements StorageDriver {
 
   async writer(path: string, append: boolean): Promise<FileWriter> {
     const full = this.full(path);
-    const flags = append ? fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND : 'w';
+    // Writes are positioned (no O_APPEND): direct writes go through a second descriptor on the same file.
+    const flags = append ? fsConstants.O_WRONLY | fsConstants.O_CREAT : 'w';
     let handle: fsp.FileHandle;
     try {
       handle = await fsp.open(full, flags);
@@ -167,7 +167,14 @@ export class FilesystemDriver implements StorageDriver {
       handle = await fsp.open(full, flags);
     }
     const { size } = await handle.stat();
-    return new FilesystemWriter(handle, size);
+    let direct: fsp.FileHandle | undefined;
+    try {
+      direct = await openDirect(full);
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+    return new FilesystemWriter(handle, direct, size);
   }
 
   async stat(path: string): Promise<FileInfo | undefined> {
@@ -247,84 +254,3 @@ export class FilesystemDriver implements StorageDriver {
     return true;
   }
 }
-
-class FilesystemWriter implements FileWriter {
-  // Data is flushed to disk in the background while it streams in, so the fsync of commit() has only
-  // the last stretch left to wait for: the disk works while the network does.
-  private unsynced = 0;
-  private background: Promise<void> | undefined;
-
-  constructor(
-    private readonly handle: fsp.FileHandle,
-    private current: number,
-  ) {}
-
-  private flushInBackground(bytes: number): void {
-    this.unsynced += bytes;
-    if (this.unsynced < BACKGROUND_SYNC_BYTES || this.background) return;
-    this.unsynced = 0;
-    this.background = this.handle.datasync().then(
-      () => {
-        this.background = undefined;
-      },
-      () => {
-        // commit() syncs again and reports any error that persists.
-        this.background = undefined;
-      },
-    );
-  }
-
-  get size(): number {
-    return this.current;
-  }
-
-  async write(source: AsyncIterable<Buffer>): Promise<number> {
-    const before = this.current;
-    let written = 0;
-    let batch: Buffer[] = [];
-    let batchBytes = 0;
-    // One write in flight while the next batch is read: the disk and the network overlap.
-    let inFlight: Promise<void> = Promise.resolve();
-    const flush = async () => {
-      const buffers = batch;
-      batch = [];
-      batchBytes = 0;
-      await inFlight;
-      inFlight = this.handle.writev(buffers).then(({ bytesWritten }) => {
-        written += bytesWritten;
-        this.flushInBackground(bytesWritten);
-      });
-    };
-    try {
-      for await (const chunk of source) {
-        batch.push(chunk);
-        batchBytes += chunk.length;
-        if (batchBytes >= WRITE_BATCH_BYTES) await flush();
-      }
-      if (batch.length > 0) await flush();
-      await inFlight;
-    } catch (err) {
-      // Let the last write settle, then roll back to the last whole chunk so the offset a client is
-      // told matches what is really stored.
-      await inFlight.catch(() => {});
-      await this.handle.truncate(before).catch(() => {});
-      throw err;
-    }
-    this.current = before + written;
-    return written;
-  }
-
-  async commit(): Promise<void> {
-    await this.background;
-    await this.handle.sync();
-  }
-
-  async close(): Promise<void> {
-    // A background flush still running finishes on its own and then closes the file: the reply to a
-    // chunk need not wait for the disk, since completion fsyncs everything before the blob is visible.
-    const background = this.background;
-    if (background) void background.then(() => this.handle.close()).catch(() => {});
-    else await this.handle.close();
-  }
-}
-

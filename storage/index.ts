@@ -16,6 +16,7 @@ export { localCoordination, retryAfterSeconds, LocalGenerations, LocalRateCounte
 export { LocalLock, type Lock } from './lock.ts';
 export { clusterWorkerCoordination, ClusterLockArbiter, ClusterGenerationRelay } from './cluster.ts';
 export { FilesystemDriver } from './filesystem.ts';
+export { directIO } from './filesystem-writer.ts';
 export { ManifestStore, type StoredManifest, type ReferrerDescriptor, type ManifestChange } from './manifests.ts';
 export { RepositoryStore, type RepositorySettings } from './repositories.ts';
 export type { VisibilitySnapshot } from './visibility.ts';

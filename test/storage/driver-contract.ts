@@ -161,6 +161,45 @@ export function describeStorageDriver(name: string, make: () => Promise<DriverUn
       expect((await driver.getContent('/w/rollback'))!.toString()).to.equal('kept');
     });
 
+    it('writes of any length at any offset reassemble exactly, across writers, and a failed one rolls back', async () => {
+      // Lengths and chunk boundaries that fall on and off block and 1 MiB boundaries, from a fixed seed.
+      let seed = 12345;
+      const random = (n: number) => {
+        seed = (seed * 1103515245 + 12345) % 2 ** 31;
+        return seed % n;
+      };
+      const lengths = [1, 4095, 4097, MiB, MiB + 17, 3 * MiB - 5, 512, 8191, 2 * MiB + 4096];
+      const expected: Buffer[] = [];
+      for (const [i, length] of lengths.entries()) {
+        const data = pattern(length, i);
+        const writer = await driver.writer('/w/any', true);
+        try {
+          const chunks: Buffer[] = [];
+          for (let at = 0; at < length; ) {
+            const size = Math.min(length - at, 1 + random(300 * 1024));
+            chunks.push(data.subarray(at, at + size));
+            at += size;
+          }
+          expect(await writer.write(Readable.from(chunks))).to.equal(length);
+          if (i === 4) {
+            const size = writer.size;
+            let failed = false;
+            await writer.write(failingSource(pattern(3 * MiB, 99))).catch(() => (failed = true));
+            expect(failed).to.equal(true);
+            expect(writer.size).to.equal(size);
+          }
+        } finally {
+          await writer.close();
+        }
+        expected.push(data);
+      }
+      await commit(driver, '/w/any');
+      const whole = Buffer.concat(expected);
+      expect((await driver.stat('/w/any'))!.size).to.equal(whole.length);
+      expect(await digestOf(await driver.reader('/w/any'))).to.equal(sha256(whole));
+      expect(await digestOf(await subject.reopen().reader('/w/any'))).to.equal(sha256(whole));
+    });
+
     it('a file being written has its size at once: stat and list see it before it is committed', async () => {
       const created = await driver.writer('/w/session/data', false);
       await created.close();

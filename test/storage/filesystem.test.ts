@@ -1,7 +1,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FilesystemDriver } from '../../storage/index.ts';
+import { expect } from 'chai';
+import { Readable } from 'node:stream';
+import { directIO, FilesystemDriver } from '../../storage/index.ts';
 import { describeStorageDriver } from './driver-contract.ts';
 
 describeStorageDriver('filesystem', async () => {
@@ -11,4 +13,41 @@ describeStorageDriver('filesystem', async () => {
     reopen: () => new FilesystemDriver(root),
     cleanup: () => rm(root, { recursive: true, force: true }),
   };
+});
+
+// Where the filesystem refuses direct I/O, blobs go through the page cache: the same contract holds.
+describeStorageDriver('filesystem, page cache only (no direct I/O)', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'berth-fs-driver-'));
+  directIO.enabled = false;
+  return {
+    driver: new FilesystemDriver(root),
+    reopen: () => new FilesystemDriver(root),
+    cleanup: async () => {
+      directIO.enabled = true;
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+});
+
+describe('filesystem driver: direct I/O', () => {
+  it('writes whole blocks of a large write straight to the device, the unaligned rest through the page cache', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'berth-fs-direct-'));
+    try {
+      const driver = new FilesystemDriver(root);
+      const before = directIO.bytesWritten;
+      const writer = await driver.writer('/blob', false);
+      // 10 bytes first, so the direct part starts at the next block and ends at the last whole one.
+      const data = Buffer.alloc(3 * 1024 * 1024 + 100, 7);
+      await writer.write(Readable.from([data.subarray(0, 10), data.subarray(10)]));
+      await writer.commit();
+      await writer.close();
+      expect(directIO.enabled, 'this machine\'s filesystem takes direct I/O').to.equal(true);
+      const direct = directIO.bytesWritten - before;
+      expect(direct % 4096).to.equal(0);
+      expect(direct).to.be.within(data.length - 2 * 1024 * 1024, data.length - 100);
+      expect((await driver.getContent('/blob'))!.equals(data)).to.equal(true);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
 });

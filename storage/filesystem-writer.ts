@@ -1,0 +1,297 @@
+// The filesystem driver's FileWriter. Blob bytes go to disk with direct I/O (O_DIRECT) where the
+// filesystem allows it: a blob must be durable before it is visible, and flushing it through the page
+// cache cost about 2.5 ms of kernel CPU per MB on our machines (a 2 GiB push: 5 s of fdatasync), where
+// direct writes of the same bytes cost 0.1 s and leave the page cache to what is read. Direct I/O wants
+// the memory, the file offset and the length aligned to the device's block: bytes are gathered into
+// page-aligned slabs (WebAssembly memory, whose base is page-aligned) and written a slab at a time; the
+// unaligned head and tail of each write go through the page cache, and commit()'s fdatasync covers both.
+import { constants as fsConstants } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import type { FileWriter } from './driver.ts';
+
+/** Offsets and lengths of direct writes are multiples of this (any block size up to a page). */
+export const DIRECT_ALIGNMENT = 4096;
+const SLAB_BYTES = 1024 * 1024;
+/** Slabs are carved from memories of this many; a memory whose slabs are all free again is let go. */
+const SLABS_PER_MEMORY = 8;
+/** Slabs in use at once, over all writers; a writer that finds none left writes through the page cache. */
+const MAX_SLABS = 64;
+const WASM_PAGE = 64 * 1024;
+/** Buffered (page cache) writes are gathered to this size. */
+const WRITE_BATCH_BYTES = 1024 * 1024;
+/** Buffered writers flush to disk in the background every so many bytes, so commit() waits only for the tail. */
+const BACKGROUND_SYNC_BYTES = 8 * 1024 * 1024;
+
+interface SlabMemory {
+  readonly free: Buffer[];
+  inUse: number;
+}
+
+/** Page-aligned buffers for direct writes, bounded in number, reused while uploads keep coming. */
+class Slabs {
+  private readonly memories: SlabMemory[] = [];
+  private readonly owner = new Map<Buffer, SlabMemory>();
+  private inUse = 0;
+
+  acquire(): Buffer | undefined {
+    if (this.inUse >= MAX_SLABS) return undefined;
+    let memory = this.memories.find((m) => m.free.length > 0);
+    if (!memory) {
+      const wasm = new WebAssembly.Memory({ initial: (SLABS_PER_MEMORY * SLAB_BYTES) / WASM_PAGE });
+      memory = { free: [], inUse: 0 };
+      for (let i = 0; i < SLABS_PER_MEMORY; i++) {
+        const slab = Buffer.from(wasm.buffer, i * SLAB_BYTES, SLAB_BYTES);
+        memory.free.push(slab);
+        this.owner.set(slab, memory);
+      }
+      this.memories.push(memory);
+    }
+    memory.inUse++;
+    this.inUse++;
+    return memory.free.pop()!;
+  }
+
+  release(slab: Buffer): void {
+    const memory = this.owner.get(slab)!;
+    memory.free.push(slab);
+    memory.inUse--;
+    this.inUse--;
+    // Keep the first memory for the next upload; let the others go once idle, so a burst of parallel
+    // pushes does not hold its slabs resident for ever.
+    if (memory.inUse === 0 && this.memories.length > 1 && this.memories[0] !== memory) {
+      this.memories.splice(this.memories.indexOf(memory), 1);
+      for (const s of memory.free) this.owner.delete(s);
+    }
+  }
+}
+
+const slabs = new Slabs();
+
+/**
+ * Whether this process may still try direct I/O (the first refusal, EINVAL, turns it off for good), and
+ * how many bytes went that way.
+ */
+export const directIO = { enabled: true, bytesWritten: 0 };
+
+/** Opens a second descriptor on the file for direct writes, or none where the filesystem refuses them. */
+export async function openDirect(path: string): Promise<fsp.FileHandle | undefined> {
+  if (!directIO.enabled || !fsConstants.O_DIRECT) return undefined;
+  try {
+    return await fsp.open(path, fsConstants.O_WRONLY | fsConstants.O_DIRECT);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+    directIO.enabled = false;
+    return undefined;
+  }
+}
+
+export class FilesystemWriter implements FileWriter {
+  private unsynced = 0;
+  private background: Promise<void> | undefined;
+
+  constructor(
+    private readonly handle: fsp.FileHandle,
+    /** The same file opened for direct I/O; absent where it is not possible. */
+    private readonly direct: fsp.FileHandle | undefined,
+    private current: number,
+  ) {}
+
+  get size(): number {
+    return this.current;
+  }
+
+  async write(source: AsyncIterable<Buffer>): Promise<number> {
+    const before = this.current;
+    const sink = new WriteSink(this, before);
+    try {
+      for await (const chunk of source) await sink.add(chunk);
+      await sink.end();
+    } catch (err) {
+      // Let the writes settle, then roll back to the last whole chunk so the offset a client is told
+      // matches what is really stored.
+      await sink.abort();
+      await this.handle.truncate(before).catch(() => {});
+      throw err;
+    }
+    this.current = sink.position;
+    return this.current - before;
+  }
+
+  /** Through the page cache, at a position; a buffered writer's background flush keeps up. */
+  async writeBuffered(buffers: Buffer[], position: number): Promise<void> {
+    let bytes = 0;
+    for (const b of buffers) bytes += b.length;
+    let done = 0;
+    while (done < bytes) {
+      const { bytesWritten } = await this.handle.writev(done === 0 ? buffers : [Buffer.concat(buffers).subarray(done)], position + done);
+      done += bytesWritten;
+    }
+    if (!this.direct) this.flushInBackground(bytes);
+  }
+
+  /** A whole aligned slab straight to the device; through the page cache if the filesystem refuses. */
+  async writeDirect(slab: Buffer, length: number, position: number): Promise<void> {
+    if (this.direct && directIO.enabled) {
+      try {
+        let done = 0;
+        while (done < length) {
+          const { bytesWritten } = await this.direct.write(slab, done, length - done, position + done);
+          directIO.bytesWritten += bytesWritten;
+          if (bytesWritten % DIRECT_ALIGNMENT !== 0 && done + bytesWritten < length) {
+            // A short direct write that ends unaligned cannot be continued directly.
+            await this.writeBuffered([slab.subarray(done + bytesWritten, length)], position + done + bytesWritten);
+            return;
+          }
+          done += bytesWritten;
+        }
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+        directIO.enabled = false;
+      }
+    }
+    await this.writeBuffered([slab.subarray(0, length)], position);
+  }
+
+  get canWriteDirect(): boolean {
+    return this.direct !== undefined && directIO.enabled;
+  }
+
+  private flushInBackground(bytes: number): void {
+    this.unsynced += bytes;
+    if (this.unsynced < BACKGROUND_SYNC_BYTES || this.background) return;
+    this.unsynced = 0;
+    this.background = this.handle.datasync().then(
+      () => {
+        this.background = undefined;
+      },
+      () => {
+        // commit() syncs again and reports any error that persists.
+        this.background = undefined;
+      },
+    );
+  }
+
+  async commit(): Promise<void> {
+    await this.background;
+    await this.handle.datasync();
+  }
+
+  async close(): Promise<void> {
+    await this.direct?.close();
+    // A background flush still running finishes on its own and then closes the file: the reply to a
+    // chunk need not wait for the disk, since completion fsyncs everything before the blob is visible.
+    const background = this.background;
+    if (background) void background.then(() => this.handle.close()).catch(() => {});
+    else await this.handle.close();
+  }
+}
+
+/**
+ * One write(): bytes in order from `start`. The head up to the first aligned offset goes through the page
+ * cache; then whole slabs are written directly, one in flight while the next fills, so the disk and the
+ * network overlap; the tail that does not fill a block goes through the page cache again.
+ */
+class WriteSink {
+  /** The file offset after every byte added so far. */
+  position: number;
+  private slab: Buffer | undefined;
+  /** The file offset of the slab's first byte, and how much of it is filled. */
+  private slabStart = 0;
+  private filled = 0;
+  private batch: Buffer[] = [];
+  private batchStart = 0;
+  private batchBytes = 0;
+  private inFlight: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly writer: FilesystemWriter,
+    start: number,
+  ) {
+    this.position = start;
+  }
+
+  async add(chunk: Buffer): Promise<void> {
+    let offset = 0;
+    while (offset < chunk.length) {
+      if (this.slab) {
+        const n = chunk.copy(this.slab, this.filled, offset);
+        this.filled += n;
+        offset += n;
+        this.position += n;
+        if (this.filled === this.slab.length) await this.sendSlab();
+        continue;
+      }
+      // Not in a slab: the head before an aligned offset, or no direct I/O, or no slab to be had.
+      const aligned = this.position % DIRECT_ALIGNMENT === 0;
+      if (aligned && this.writer.canWriteDirect && this.batchBytes === 0) {
+        this.slab = slabs.acquire();
+        if (this.slab) {
+          this.slabStart = this.position;
+          this.filled = 0;
+          continue;
+        }
+      }
+      const toAlignment = aligned ? chunk.length - offset : DIRECT_ALIGNMENT - (this.position % DIRECT_ALIGNMENT);
+      const piece = chunk.subarray(offset, offset + Math.min(toAlignment, chunk.length - offset));
+      if (this.batchBytes === 0) this.batchStart = this.position;
+      this.batch.push(piece);
+      this.batchBytes += piece.length;
+      offset += piece.length;
+      this.position += piece.length;
+      // The head is sent at once (direct writes follow it); a buffered stream in batches.
+      if (this.batchBytes >= WRITE_BATCH_BYTES || (this.writer.canWriteDirect && this.position % DIRECT_ALIGNMENT === 0)) {
+        await this.sendBatch();
+      }
+    }
+  }
+
+  private async sendBatch(): Promise<void> {
+    const buffers = this.batch;
+    const start = this.batchStart;
+    this.batch = [];
+    this.batchBytes = 0;
+    await this.inFlight;
+    this.inFlight = this.writer.writeBuffered(buffers, start);
+    // Marked as handled: a failure surfaces at the next await of it, not as an unhandled rejection.
+    this.inFlight.catch(() => {});
+  }
+
+  /** Hands the filled slab to the disk and, once the previous one is written, takes another. */
+  private async sendSlab(): Promise<void> {
+    const slab = this.slab!;
+    const length = this.filled;
+    const start = this.slabStart;
+    this.slab = undefined;
+    await this.inFlight;
+    const aligned = length - (length % DIRECT_ALIGNMENT);
+    const tail = slab.subarray(aligned, length);
+    this.inFlight = (async () => {
+      try {
+        if (aligned > 0) await this.writer.writeDirect(slab, aligned, start);
+        if (tail.length > 0) await this.writer.writeBuffered([tail], start + aligned);
+      } finally {
+        slabs.release(slab);
+      }
+    })();
+    this.inFlight.catch(() => {});
+  }
+
+  async end(): Promise<void> {
+    if (this.slab && this.filled > 0) await this.sendSlab();
+    else if (this.slab) {
+      slabs.release(this.slab);
+      this.slab = undefined;
+    }
+    if (this.batchBytes > 0) await this.sendBatch();
+    await this.inFlight;
+  }
+
+  async abort(): Promise<void> {
+    if (this.slab) {
+      slabs.release(this.slab);
+      this.slab = undefined;
+    }
+    await this.inFlight.catch(() => {});
+  }
+}
