@@ -1,14 +1,16 @@
 // Passwords and generated secrets. Passwords are hashed with argon2id (memory-hard); generated secrets
 // (access tokens, robot secrets, refresh tokens) carry 256 random bits, so a fast hash suffices and a
 // stored hash is compared in constant time.
-import { hash, verify } from '@node-rs/argon2';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 
 // OWASP's recommended argon2id minimum (19 MiB, 2 passes): tens of milliseconds per check, off the main thread.
 const ARGON2 = { algorithm: 2 /* Argon2id (a const enum the package exports only as a type) */, memoryCost: 19456, timeCost: 2, parallelism: 1 } as const;
 
-export function hashPassword(password: string): Promise<string> {
-  return hash(password, ARGON2);
+// Loaded on the first password check: a registry that only serves tokens or pulls never pays its memory.
+const argon2 = () => import('@node-rs/argon2');
+
+export async function hashPassword(password: string): Promise<string> {
+  return (await argon2()).hash(password, ARGON2);
 }
 
 // Checked against when the account does not exist, so that a wrong name costs as long as a wrong password.
@@ -18,7 +20,7 @@ let decoy: Promise<string> | undefined;
 export async function verifyPassword(stored: string | undefined, password: string): Promise<boolean> {
   const against = stored ?? (await (decoy ??= hashPassword(randomBytes(16).toString('hex'))));
   try {
-    const ok = await verify(against, password);
+    const ok = await (await argon2()).verify(against, password);
     return ok && stored !== undefined;
   } catch {
     return false;
