@@ -3,8 +3,9 @@
 // cache cost about 2.5 ms of kernel CPU per MB on our machines (a 2 GiB push: 5 s of fdatasync), where
 // direct writes of the same bytes cost 0.1 s and leave the page cache to what is read. Direct I/O wants
 // the memory, the file offset and the length aligned to the device's block: bytes are gathered into
-// page-aligned slabs (WebAssembly memory, whose base is page-aligned) and written a slab at a time; the
-// unaligned head and tail of each write go through the page cache, and commit()'s fdatasync covers both.
+// page-aligned slabs (WebAssembly memory, whose base is page-aligned) and written a full slab at a time;
+// the unaligned head of each write and its last, part-filled slab go through the page cache, and
+// commit()'s fdatasync covers both.
 import { constants as fsConstants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import type { FileWriter } from './driver.ts';
@@ -257,31 +258,26 @@ class WriteSink {
     this.inFlight.catch(() => {});
   }
 
-  /** Hands the filled slab to the disk and, once the previous one is written, takes another. */
+  /** Hands the full slab to the disk and, once the previous write is done, lets the next one fill. */
   private async sendSlab(): Promise<void> {
     const slab = this.slab!;
-    const length = this.filled;
     const start = this.slabStart;
     this.slab = undefined;
     await this.inFlight;
-    const aligned = length - (length % DIRECT_ALIGNMENT);
-    const tail = slab.subarray(aligned, length);
-    this.inFlight = (async () => {
-      try {
-        if (aligned > 0) await this.writer.writeDirect(slab, aligned, start);
-        if (tail.length > 0) await this.writer.writeBuffered([tail], start + aligned);
-      } finally {
-        slabs.release(slab);
-      }
-    })();
+    this.inFlight = this.writer.writeDirect(slab, slab.length, start).finally(() => slabs.release(slab));
     this.inFlight.catch(() => {});
   }
 
   async end(): Promise<void> {
-    if (this.slab && this.filled > 0) await this.sendSlab();
-    else if (this.slab) {
-      slabs.release(this.slab);
+    // A slab left part-filled (all of a small blob, the last MiB of a large one) goes through the page
+    // cache: commit()'s one fdatasync writes it with the rest, where a direct write would wait for the
+    // device on its own first.
+    if (this.slab) {
+      const slab = this.slab;
       this.slab = undefined;
+      await this.inFlight;
+      this.inFlight = this.writer.writeBuffered([slab.subarray(0, this.filled)], this.slabStart).finally(() => slabs.release(slab));
+      this.inFlight.catch(() => {});
     }
     if (this.batchBytes > 0) await this.sendBatch();
     await this.inFlight;
