@@ -20,7 +20,8 @@ import {
 } from '../storage/index.ts';
 import { AuditLog, AuthService, type AuditSink } from '../auth/index.ts';
 import { AuthGate } from './auth-gate.ts';
-import { listenAddress, usesRedis, usesS3, type Config } from './config.ts';
+import { controlSocketPath, listenAddress, usesRedis, usesS3, type Config } from './config.ts';
+import { listenControl } from './control.ts';
 import { distributionRoutes } from './distribution/routes.ts';
 import { createLogger, requestLog, type Logger } from './logging.ts';
 import { Metrics } from './metrics.ts';
@@ -212,6 +213,13 @@ export async function startServer(config: Config, berth: Berth): Promise<Running
   }, config.pullCountFlushSeconds * 1000);
   pulls.unref();
   const stopLifecycle = scheduleLifecycle(config, berth);
+  const socketPath = controlSocketPath(config);
+  const control = socketPath
+    ? await listenControl(socketPath, berth.storage.jobs, config.gcGraceSeconds, berth.logger).catch((err: Error) => {
+        berth.logger.warn({ err: err.message, path: socketPath }, 'no control socket: `berth gc` and `berth retention run` cannot hand their job to this server');
+        return undefined;
+      })
+    : undefined;
 
   let closing: Promise<void> | undefined;
   const close = () =>
@@ -220,6 +228,7 @@ export async function startServer(config: Config, berth: Berth): Promise<Running
       timer.unref();
       clearInterval(pulls);
       stopLifecycle();
+      control?.close();
       server.close(() => {
         clearTimeout(timer);
         void Promise.resolve(presence?.stop())

@@ -1,7 +1,7 @@
 // One typed, validated configuration, read once at start-up from the environment and an optional
 // JSON file (BERTH_CONFIG); the environment wins over the file.
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { z } from 'zod';
 
 const LISTEN_RE = /^(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
@@ -39,6 +39,7 @@ export const configSchema = z.object({
   gcGraceSeconds: int(0),
   gcDeleteUntagged: bool,
   retentionIntervalSeconds: int(0),
+  controlSocket: z.string().min(1).optional(),
   s3Bucket: z
     .string()
     .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$/, 'expected a bucket name (3 to 255 letters, digits, ".", "-" or "_")')
@@ -134,8 +135,8 @@ export const SETTINGS: Record<keyof Config, { env: string; default?: string; hel
   },
   gcIntervalSeconds: {
     env: 'BERTH_GC_INTERVAL_SECONDS',
-    default: '0',
-    help: 'how often the server collects garbage: once per interval across all workers and replicas; 0: never',
+    default: String(24 * 3600),
+    help: 'how often the server collects garbage (daily by default, so a default install reclaims what deletes and retention left): once per interval across all workers and replicas; 0: never',
   },
   gcGraceSeconds: {
     env: 'BERTH_GC_GRACE_SECONDS',
@@ -145,8 +146,12 @@ export const SETTINGS: Record<keyof Config, { env: string; default?: string; hel
   gcDeleteUntagged: { env: 'BERTH_GC_DELETE_UNTAGGED', default: 'false', help: 'scheduled collections also remove manifests no tag reaches' },
   retentionIntervalSeconds: {
     env: 'BERTH_RETENTION_INTERVAL_SECONDS',
-    default: '0',
-    help: 'how often the server applies the retention policies (deleting the tags they do not keep); 0: never',
+    default: String(24 * 3600),
+    help: 'how often the server applies the retention policies (deleting the tags they do not keep); daily by default; 0: never',
+  },
+  controlSocket: {
+    env: 'BERTH_CONTROL_SOCKET',
+    help: 'Unix socket (mode 0600) through which `berth gc` and `berth retention run` hand their job to this running server (default: control.sock in BERTH_DATA; "none": no socket)',
   },
   workers: { env: 'BERTH_WORKERS', default: '1', help: 'processes serving one port; 1 serves from a single process, more fork workers (node:cluster)' },
   s3Bucket: {
@@ -247,6 +252,12 @@ export function usesS3(config: Config): boolean {
 }
 
 /** Whether several processes share state through Redis (else this process is the only writer). */
+/** Where the control socket is, or undefined when it is turned off. */
+export function controlSocketPath(config: Config): string | undefined {
+  if (config.controlSocket === 'none') return undefined;
+  return config.controlSocket ? resolve(config.controlSocket) : join(config.dataDir, 'control.sock');
+}
+
 export function usesRedis(config: Config): boolean {
   return Boolean(config.redisUrl || config.redisSentinels || config.redisCluster);
 }

@@ -2,28 +2,9 @@
 // garbage collection. Every worker and replica keeps the timers, and each job runs once per interval
 // across all of them: whoever's timer fires first runs it under the shared lock and stamps it in storage;
 // the others see the stamp.
-import { hostname } from 'node:os';
-import { applyRetention, layout, type GcReport, type Lock, type StorageDriver } from '../storage/index.ts';
+import { gcSummary, readJobRecord, writeJobRecord, type Lock, type StorageDriver } from '../storage/index.ts';
 import type { Berth } from './app.ts';
 import type { Config } from './config.ts';
-
-export function gcSummary(report: GcReport): Record<string, unknown> {
-  return {
-    dryRun: report.dryRun,
-    startedAt: report.startedAt,
-    finishedAt: report.finishedAt,
-    blobsRemoved: report.blobsRemoved.length,
-    manifestsRemoved: report.manifestsRemoved.length,
-    bytesFreed: report.bytesFreed,
-    blobsKeptInUse: report.blobsKeptInUse.length,
-    quotaUsageCorrected: report.quotaUsageCorrected.map((c) => c.namespace),
-  };
-}
-
-interface JobStamp {
-  finishedAt: string;
-  by: string;
-}
 
 /** One scheduled job across processes: at most one run per interval, whichever process comes first. */
 export class ScheduledJob {
@@ -32,21 +13,19 @@ export class ScheduledJob {
     private readonly lock: Lock,
     readonly name: string,
     private readonly intervalMs: number,
-    private readonly job: () => Promise<void>,
+    /** Resolves true when the job recorded its run itself (with what it did). */
+    private readonly job: () => Promise<boolean | void>,
     private readonly now: () => number = Date.now,
   ) {}
 
   /** Runs the job unless another process finished it within the last interval; true when it ran here. */
   tick(): Promise<boolean> {
     return this.lock.run(`schedule:${this.name}`, async () => {
-      const path = layout.jobStamp(this.name);
-      const last = await this.driver.getContent(path).catch(() => undefined);
-      const finishedAt = last ? Date.parse((JSON.parse(last.toString()) as Partial<JobStamp>).finishedAt ?? '') : NaN;
+      const last = await readJobRecord(this.driver, this.name);
+      const finishedAt = last ? Date.parse(last.finishedAt) : NaN;
       // Timers of different processes drift apart: a run a little less than an interval ago counts.
       if (this.now() - finishedAt < this.intervalMs * 0.9) return false;
-      await this.job();
-      const stamp: JobStamp = { finishedAt: new Date(this.now()).toISOString(), by: `${hostname()}/${process.pid}` };
-      await this.driver.putContent(path, JSON.stringify(stamp));
+      if (!(await this.job())) await writeJobRecord(this.driver, this.name, new Date(this.now()));
       return true;
     });
   }
@@ -56,7 +35,7 @@ export class ScheduledJob {
 export function scheduleLifecycle(config: Config, berth: Berth): () => void {
   const { storage, coordination, logger } = berth;
   const timers: NodeJS.Timeout[] = [];
-  const every = (seconds: number, job: () => Promise<void>, what: string) => {
+  const every = (seconds: number, job: () => Promise<boolean | void>, what: string) => {
     if (seconds <= 0) return;
     const scheduled = new ScheduledJob(storage.driver, coordination.lock, what.replace(/ /g, '-'), seconds * 1000, job);
     let running = false;
@@ -78,14 +57,16 @@ export function scheduleLifecycle(config: Config, berth: Berth): () => void {
   }, 'upload expiry');
 
   every(config.retentionIntervalSeconds, async () => {
-    const results = await coordination.lock.run('retention', () => applyRetention(storage.driver, storage.manifests, storage.policies));
+    const results = await storage.jobs.applyRetention();
     const deleted = results.flatMap((r) => r.deleted.map((tag) => `${r.repository}:${tag}`));
-    if (deleted.length > 0) logger.info({ deleted }, 'retention deleted tags');
+    if (deleted.length > 0) logger.info({ deleted: deleted.slice(0, 100), count: deleted.length }, 'retention deleted tags');
+    return true;
   }, 'retention');
 
   every(config.gcIntervalSeconds, async () => {
-    const report = await storage.gc.run({ graceSeconds: config.gcGraceSeconds, deleteUntagged: config.gcDeleteUntagged });
+    const report = await storage.jobs.collectGarbage({ graceSeconds: config.gcGraceSeconds, deleteUntagged: config.gcDeleteUntagged });
     logger.info(gcSummary(report), 'garbage collection done');
+    return true;
   }, 'garbage collection');
 
   return () => timers.forEach((timer) => clearInterval(timer));

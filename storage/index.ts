@@ -10,6 +10,7 @@ import { UploadStore, type UploadObserver } from './uploads.ts';
 import { GarbageCollector } from './gc.ts';
 import { PolicyStore } from './policies.ts';
 import { Quotas } from './quotas.ts';
+import { LifecycleJobs } from './jobs.ts';
 
 export { BlobStore } from './blobs.ts';
 export { localCoordination, retryAfterSeconds, LocalGenerations, LocalRateCounter, type Coordination, type Generations, type RateCounter, type RateCount } from './coordination.ts';
@@ -38,6 +39,7 @@ export { PolicyStore, PolicyError, namespaceOf, matchesTagPattern, type Policy, 
 export { Quotas, type UsageCorrection } from './quotas.ts';
 export { mapLimit } from './walk.ts';
 export { applyRetention, type RetentionResult, type RetentionOptions } from './retention.ts';
+export { LifecycleJobs, gcSummary, readJobRecord, writeJobRecord, type JobName, type JobRecord } from './jobs.ts';
 
 export interface Storage {
   driver: StorageDriver;
@@ -49,6 +51,7 @@ export interface Storage {
   policies: PolicyStore;
   quotas: Quotas;
   gc: GarbageCollector;
+  jobs: LifecycleJobs;
 }
 
 export function createStorage(
@@ -64,6 +67,7 @@ export function createStorage(
   repositories.changed = (name) => search.apply({ name, tags: [] });
   const policies = new PolicyStore(driver);
   const quotas = new Quotas(blobs.usage, policies, coordination.lock);
+  const gc = new GarbageCollector(driver, blobs, manifests, coordination.lock, quotas);
   return {
     driver,
     blobs,
@@ -73,7 +77,8 @@ export function createStorage(
     search,
     policies,
     quotas,
-    gc: new GarbageCollector(driver, blobs, manifests, coordination.lock, quotas),
+    gc,
+    jobs: new LifecycleJobs(driver, gc, manifests, policies, coordination.lock),
   };
 }
 
