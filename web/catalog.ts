@@ -2,6 +2,7 @@
 // sort and pages; one repository's facts with the Windows verdicts — always through the viewer's visibility.
 import { windowsHostsFor, windowsName } from '../platform/index.ts';
 import { isOfficial, isValidName, summaryOf, type RepositoryEntry, type RepositorySummary, type SearchSort, type Storage, type TagFacts, type TagPage } from '../storage/index.ts';
+import { logoUrl } from './images.ts';
 import type { Visibility } from './session.ts';
 
 export const PAGE_SIZE = 20;
@@ -129,7 +130,7 @@ export function summary(entry: RepositorySummary) {
     pulls: entry.pulls,
     tags: entry.tagCount,
     newestTags: entry.newest,
-    logo: entry.logo ? { png: `/images/${entry.logo}-256.png`, webp: `/images/${entry.logo}-256.webp` } : null,
+    logo: entry.logo ? { png: logoUrl(entry.name, entry.logo, 256, 'png'), webp: logoUrl(entry.name, entry.logo, 256, 'webp') } : null,
   };
 }
 

@@ -16,7 +16,16 @@ export const MAX_LOGO_BYTES = 4 * 1024 * 1024;
 export const MAX_LOGO_PIXELS = 5000 * 5000;
 export const LOGO_SIZES = [256, 64] as const;
 const FORMATS = ['png', 'jpeg', 'webp'];
-export const IMAGE_FILE_RE = /^(?:[a-f0-9]{64}-(?:256|64)\.(?:png|webp)|card-[a-f0-9]{64}\.png)$/;
+/** A logo file: the upload's sha256, a size, a format. */
+export const LOGO_FILE_RE = /^([a-f0-9]{64})-(?:256|64)\.(?:png|webp)$/;
+
+/**
+ * Where a repository's logo is served: under the repository's name, so that its visibility decides who
+ * gets it (the file alone, named by a hash, would go to anyone who learnt the hash).
+ */
+export function logoUrl(name: string, hex: string, size: 256 | 64, format: 'png' | 'webp'): string {
+  return `/images/${name}/${hex}-${size}.${format}`;
+}
 
 export class LogoError extends Error {
   constructor(message: string) {

@@ -36,4 +36,5 @@ export function webRoutes(router: Router, deps: Omit<WebDeps, 'sessions'>): void
 }
 
 export { renderMarkdown } from './markdown.ts';
+export { refuseCrossSite, securityHeaders, SECURITY_HEADERS } from './browser.ts';
 export { storeLogo, socialCard, LogoError, MAX_LOGO_PIXELS } from './images.ts';

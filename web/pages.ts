@@ -7,7 +7,7 @@ import { isOfficial, layout, retryAfterSeconds, type RepositoryEntry, type Repos
 import { PAGE_SIZE, pageCount, repository, search, searchParams, tagPage, tagParams, windowsNameOf, windowsVerdicts, type SearchParams, type SearchResult } from './catalog.ts';
 import { readForm } from './forms.ts';
 import { badges, bytes, html, Html, page, SCRIPT, STYLE, when } from './html.ts';
-import { IMAGE_FILE_RE, LogoError, MAX_LOGO_BYTES, platformLabel, socialCard, storeLogo } from './images.ts';
+import { LOGO_FILE_RE, LogoError, logoUrl, MAX_LOGO_BYTES, platformLabel, socialCard, storeLogo } from './images.ts';
 import type { WebDeps } from './index.ts';
 import { renderMarkdown } from './markdown.ts';
 import { csrfMatches, Visibility, type Viewer } from './session.ts';
@@ -24,8 +24,6 @@ export function pageRoutes(router: Router, deps: WebDeps): void {
     const viewer = await sessions.viewer(ctx);
     ctx.status = status;
     ctx.type = 'text/html; charset=utf-8';
-    ctx.set('Content-Security-Policy', "default-src 'self'; img-src 'self' https: data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'");
-    ctx.set('X-Content-Type-Options', 'nosniff');
     ctx.body = page({ title, user: viewer.user, csrf: viewer.csrf, body, og, signIn, signUp });
   }
 
@@ -86,7 +84,7 @@ export function pageRoutes(router: Router, deps: WebDeps): void {
   // ---- repository ------------------------------------------------------------------------------
   function logo(entry: Pick<RepositorySummary, 'name' | 'logo'>, size: 256 | 64): Html {
     if (!entry.logo) return html``;
-    return html`<picture><source srcset="/images/${entry.logo}-${size}.webp" type="image/webp"><img src="/images/${entry.logo}-${size}.png" width="${size}" height="${size}" alt="logo of ${entry.name}"></picture>`;
+    return html`<picture><source srcset="${logoUrl(entry.name, entry.logo, size, 'webp')}" type="image/webp"><img src="${logoUrl(entry.name, entry.logo, size, 'png')}" width="${size}" height="${size}" alt="logo of ${entry.name}"></picture>`;
   }
 
   function pullCommand(id: string, label: string, command: string): Html {
@@ -287,13 +285,20 @@ ${auth ? html`<p><label for="visibility">Visibility</label><br><select id="visib
   });
 
   // ---- images and assets -----------------------------------------------------------------------
-  router.get('/images/:file', async (ctx) => {
+  router.get('/images/{*path}', async (ctx) => {
     ctx.state.route = 'web-image';
-    const file = ctx.params.file ?? '';
-    const content = IMAGE_FILE_RE.test(file) ? await storage.driver.getContent(layout.image(file)) : undefined;
-    if (!content) return notFound(ctx);
+    const path = ctx.params.path ?? '';
+    const slash = path.lastIndexOf('/');
+    const file = path.slice(slash + 1);
+    const hex = LOGO_FILE_RE.exec(file)?.[1];
+    // Through the repository that shows it only: a private repository's logo, asked for by someone who may
+    // not pull it, gets the very answer a repository that does not exist gets.
+    const entry = hex && slash > 0 ? await repository(storage, new Visibility(auth, await sessions.viewer(ctx)), path.slice(0, slash)) : undefined;
+    const content = entry && entry.logo === hex ? await storage.driver.getContent(layout.image(file)) : undefined;
+    if (!entry || !content) return notFound(ctx);
+    const shared = !auth || (auth.mode !== 'private' && entry.visibility === 'public');
     ctx.type = file.endsWith('.webp') ? 'image/webp' : 'image/png';
-    ctx.set('Cache-Control', 'public, max-age=31536000, immutable');
+    ctx.set('Cache-Control', shared ? 'public, max-age=3600' : 'private, no-cache');
     ctx.body = content;
   });
 
