@@ -82,7 +82,7 @@ export async function createApp(
   } else {
     logger.warn('BERTH_MODE=open: no authentication; anyone who reaches this registry may push and delete');
   }
-  webRoutes(router, { storage, auth, login: guard, counter: coordination.counter, readBody: readLimited });
+  webRoutes(router, { storage, auth, login: guard, counter: coordination.counter, readBody: readLimited, publicUrl: config.publicUrl });
   const v2 = distributionRoutes({ config, storage, metrics, gate: new AuthGate(auth, config, guard) });
   router.all('/v2', v2);
   router.all('/v2/{*rest}', v2);

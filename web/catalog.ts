@@ -70,11 +70,16 @@ export function tagParams(query: Record<string, string | string[] | undefined>):
   return {
     page: Number.isSafeInteger(page) && page >= 1 ? page : 1,
     n: Number.isSafeInteger(n) && n >= 1 ? Math.min(n, MAX_PAGE_SIZE) : TAG_PAGE_SIZE,
-    prefix: prefix && /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/.test(prefix) ? prefix : undefined,
+    // Kept as given (a tag is at most 128 characters): a filter with `*`, `%` or `[` matches the tags that
+    // start with those very characters, which is none, and never falls back to every tag.
+    prefix: prefix ? prefix.slice(0, 129) : undefined,
   };
 }
 
+const TAG_PREFIX_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
+
 export async function tagPage(storage: Storage, name: string, params: TagParams): Promise<TagPage> {
+  if (params.prefix !== undefined && !TAG_PREFIX_RE.test(params.prefix)) return { total: 0, tags: [] };
   return storage.search.tagPage(name, { offset: (params.page - 1) * params.n, n: params.n, prefix: params.prefix });
 }
 

@@ -19,6 +19,8 @@ export function pageRoutes(router: Router, deps: WebDeps): void {
   const { storage, auth, sessions } = deps;
   const signIn = auth !== undefined;
   const signUp = auth?.mode === 'public-index';
+  const publicBase = deps.publicUrl?.replace(/\/+$/, '');
+  const publicHost = publicBase && new URL(publicBase).host;
 
   async function reply(ctx: Context, status: number, title: string, body: Html, og?: { image: string; description: string }): Promise<void> {
     const viewer = await sessions.viewer(ctx);
@@ -114,7 +116,8 @@ ${t.platforms.length === 0 ? html`<td colspan="4">no platform (an artifact)</td>
 ${windows.length > 0 ? html`<tr><td colspan="8" class="windows">${windows.map((w) => html`<p><strong>Windows compatibility of ${t.tag} (${w.osVersion}${w.name ? `, ${w.name}` : ''}):</strong> runs with process isolation on ${w.process.length ? w.process.join(', ') : 'none of the listed hosts'}; with Hyper-V isolation on ${w.hyperv.length ? w.hyperv.join(', ') : 'no other listed host'}. Newer hosts than listed follow the same rule; older hosts cannot run it.</p>`)}</td></tr>` : ''}
 ${t.referrers.length > 0 ? html`<tr><td colspan="8">Referrers: ${t.referrers.map((r) => html`<span class="badge">${r.artifactType}</span> <code>${r.digest.slice(7, 19)}</code> `)}</td></tr>` : ''}`;
     });
-    const og = { image: `${ctx.protocol}://${host}/card/${name}`, description: entry.description || `${name} on Berth` };
+    // Without a configured public URL the card's address is relative: the page names no host a client chose.
+    const og = { image: `${publicBase ?? ''}/card/${name}`, description: entry.description || `${name} on Berth` };
     await reply(ctx, 200, name, html`<div class="repo-head">${logo(entry, 256)}<h1>${name}</h1>${isOfficial(name) ? html`<span class="badge">official</span>` : ''}${entry.visibility === 'private' ? html`<span class="badge">private</span>` : ''}
 <p>${entry.description}</p><p>${badges(entry)}</p><p>${entry.pulls} pulls · last pushed ${when(entry.lastPushed)}</p>
 ${owner ? html`<p><a href="/settings/${name}">Settings</a></p>` : ''}</div>
@@ -308,7 +311,7 @@ ${auth ? html`<p><label for="visibility">Visibility</label><br><select id="visib
     if (!entry) return notFound(ctx);
     ctx.type = 'image/png';
     ctx.set('Cache-Control', 'public, max-age=300');
-    ctx.body = await socialCard(storage.driver, entry, ctx.host);
+    ctx.body = await socialCard(storage.driver, entry, publicHost);
   });
 
   router.get('/static/berth.css', (ctx) => {
