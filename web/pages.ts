@@ -101,7 +101,8 @@ export function pageRoutes(router: Router, deps: WebDeps): void {
     const entry = await repository(storage, visibility, name);
     if (!entry) return notFound(ctx);
     const settings = (await storage.repositories.settings(name)) ?? {};
-    const host = ctx.host;
+    // The configured public URL names the registry when there is one; else the host this page was asked on.
+    const host = publicHost ?? ctx.host;
     const first = entry.newestTags[0]?.tag ?? 'latest';
     const owner = await visibility.may(name, 'delete');
     const params = tagParams(ctx.query);
@@ -116,8 +117,7 @@ ${t.platforms.length === 0 ? html`<td colspan="4">no platform (an artifact)</td>
 ${windows.length > 0 ? html`<tr><td colspan="8" class="windows">${windows.map((w) => html`<p><strong>Windows compatibility of ${t.tag} (${w.osVersion}${w.name ? `, ${w.name}` : ''}):</strong> runs with process isolation on ${w.process.length ? w.process.join(', ') : 'none of the listed hosts'}; with Hyper-V isolation on ${w.hyperv.length ? w.hyperv.join(', ') : 'no other listed host'}. Newer hosts than listed follow the same rule; older hosts cannot run it.</p>`)}</td></tr>` : ''}
 ${t.referrers.length > 0 ? html`<tr><td colspan="8">Referrers: ${t.referrers.map((r) => html`<span class="badge">${r.artifactType}</span> <code>${r.digest.slice(7, 19)}</code> `)}</td></tr>` : ''}`;
     });
-    // Without a configured public URL the card's address is relative: the page names no host a client chose.
-    const og = { image: `${publicBase ?? ''}/card/${name}`, description: entry.description || `${name} on Berth` };
+    const og = { image: `${publicBase ?? `${ctx.protocol}://${ctx.host}`}/card/${name}`, description: entry.description || `${name} on Berth` };
     await reply(ctx, 200, name, html`<div class="repo-head">${logo(entry, 256)}<h1>${name}</h1>${isOfficial(name) ? html`<span class="badge">official</span>` : ''}${entry.visibility === 'private' ? html`<span class="badge">private</span>` : ''}
 <p>${entry.description}</p><p>${badges(entry)}</p><p>${entry.pulls} pulls · last pushed ${when(entry.lastPushed)}</p>
 ${owner ? html`<p><a href="/settings/${name}">Settings</a></p>` : ''}</div>

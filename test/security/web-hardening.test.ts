@@ -190,8 +190,6 @@ describe('security: the web catalog against hostile browsers, pages and pushers'
       }
       expect(bodies.size).to.equal(1);
       expect((await cardFiles(berth.storage)).length).to.be.at.most(before + 1);
-      const page = await registry.request('GET', '/r/alice/web', { headers: { Host: 'attacker.example' } });
-      expect(page.text).to.not.include('attacker.example/card');
     });
 
     it('replaces a repository\'s card when it changes and collects it when the repository goes', async () => {
@@ -205,6 +203,22 @@ describe('security: the web catalog against hostile browsers, pages and pushers'
       const manifest = await carded.request('HEAD', '/v2/alice/carded/manifests/v1', { headers: { Accept: OCI_MANIFEST } });
       expect((await carded.request('DELETE', `/v2/alice/carded/manifests/${manifest.headers['docker-content-digest']}`)).status).to.equal(202);
       await waitFor(async () => (await cardFiles(berth.storage)).length === first.length - 1, 'the card of a deleted repository swept');
+    });
+  });
+
+  describe('cards with a public URL', () => {
+    let named: TestBerth;
+    after(() => named?.destroy());
+
+    it('names the public URL in the page\'s card link and pull commands, whatever the Host header', async () => {
+      named = await startBerth({ env: { BERTH_PUBLIC_URL: 'https://registry.example/' } });
+      const client = new Registry(named.url);
+      await client.pushImage('team/app', 'v1');
+      const page = await client.request('GET', '/r/team/app', { headers: { Host: 'attacker.example' } });
+      expect(/<meta property="og:image" content="([^"]+)"/.exec(page.text)![1]).to.equal('https://registry.example/card/team/app');
+      expect(page.text).to.include('docker pull registry.example/team/app:v1').and.not.include('attacker.example');
+      for (const host of ['a.example', 'b.example']) expect((await client.request('GET', '/card/team/app', { headers: { Host: host } })).status).to.equal(200);
+      expect(await cardFiles(named.storage)).to.have.length(1);
     });
   });
 
