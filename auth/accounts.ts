@@ -1,7 +1,7 @@
 // Accounts, kept durably in storage (the same disk or bucket as the images, so one backup holds both):
 // users, organisations with members and roles, personal access tokens, robot accounts and refresh tokens.
 // Secrets are stored only as hashes; a generated secret is shown once, when it is made.
-import type { Lock, StorageDriver } from '../storage/index.ts';
+import { layout, type Lock, type StorageDriver } from '../storage/index.ts';
 import { ACTIONS, type Action, type Principal, type Role, type ScopeGrant } from './policy.ts';
 import { hashPassword, hashSecret, newId, newSecret, secretMatches, verifyPassword } from './secrets.ts';
 
@@ -98,6 +98,7 @@ export function parseScopeGrant(text: string): ScopeGrant {
 
 /** `org+name` is stored as /auth/robots/org/name.json: storage paths take no `+`. */
 const robotPath = (name: string) => `/auth/robots/${name.replace('+', '/')}.json`;
+const refreshPath = (id: string) => `${layout.refreshTokensDir}/${id}.json`;
 
 const expired = (record: { expiresAt?: string; revokedAt?: string }, now = Date.now()) =>
   record.revokedAt !== undefined || (record.expiresAt !== undefined && Date.parse(record.expiresAt) <= now);
@@ -323,7 +324,7 @@ export class AccountStore {
       createdAt: new Date(now).toISOString(),
       expiresAt: new Date(now + ttlSeconds * 1000).toISOString(),
     };
-    await this.write(`/auth/refresh/${id}.json`, record);
+    await this.write(refreshPath(id), record);
     return `${REFRESH_PREFIX}${id}.${secret}`;
   }
 
@@ -331,9 +332,13 @@ export class AccountStore {
   async refresh(presented: string): Promise<Authenticated | undefined> {
     if (!presented.startsWith(REFRESH_PREFIX)) return undefined;
     const [id, secret] = presented.slice(REFRESH_PREFIX.length).split('.');
-    const record = id && ID_RE.test(id) ? await this.read<RefreshRecord>(`/auth/refresh/${id}.json`) : undefined;
+    const record = id && ID_RE.test(id) ? await this.read<RefreshRecord>(refreshPath(id)) : undefined;
     const ok = secretMatches(record?.secretHash ?? '0'.repeat(64), secret ?? '');
-    if (!record || !ok || expired(record)) return undefined;
+    if (!record || !ok) return undefined;
+    if (expired(record)) {
+      await this.driver.delete(refreshPath(record.id));
+      return undefined;
+    }
     const credential = record.credential;
     if (credential.kind === 'none') return undefined;
     if (credential.kind === 'robot') {
@@ -348,6 +353,12 @@ export class AccountStore {
     const token = await this.token(credential.id);
     if (!token || token.owner !== user.name || expired(token)) return undefined;
     return { principal, limit: token.scopes, credential };
+  }
+
+  /** For the expiry sweep: whether the refresh token stored at `path` has expired (or cannot be read). */
+  async refreshTokenExpired(path: string): Promise<boolean> {
+    const record = await this.read<RefreshRecord>(path).catch(() => ({ expiresAt: '' }) as Partial<RefreshRecord>);
+    return record !== undefined && !(Date.parse(record.expiresAt ?? '') > Date.now());
   }
 
   /** The principal's role in the organisation `namespace`, if it is one and they are a member. */

@@ -29,7 +29,8 @@ import { errorMapping, rateLimit } from './middleware.ts';
 import { tokenHandlers } from './token.ts';
 import { LoginGuard } from './login-guard.ts';
 import { readLimited } from './distribution/http.ts';
-import { webRoutes } from '../web/index.ts';
+import { refuseCrossSite, securityHeaders, webRoutes } from '../web/index.ts';
+import { RegistryError } from './errors.ts';
 import { pino } from 'pino';
 import { scheduleLifecycle } from './lifecycle.ts';
 
@@ -82,14 +83,16 @@ export async function createApp(
   } else {
     logger.warn('BERTH_MODE=open: no authentication; anyone who reaches this registry may push and delete');
   }
-  webRoutes(router, { storage, auth, login: guard, counter: coordination.counter, readBody: readLimited });
+  webRoutes(router, { storage, auth, login: guard, counter: coordination.counter, readBody: readLimited, publicUrl: config.publicUrl });
   const v2 = distributionRoutes({ config, storage, metrics, gate: new AuthGate(auth, config, guard) });
   router.all('/v2', v2);
   router.all('/v2/{*rest}', v2);
 
+  app.use(securityHeaders());
   app.use(requestLog(logger));
   app.use(metrics.middleware());
   app.use(errorMapping(logger));
+  app.use(refuseCrossSite(config.publicUrl, () => new RegistryError('DENIED', 'a request made for another site may not change anything here')));
   app.use(rateLimit(config.rateLimitPerMinute, coordination.counter));
   app.use(router.routes());
   return { app, auth, storage, coordination, metrics, logger };

@@ -35,6 +35,7 @@ export const configSchema = z.object({
   uploadExpirySeconds: int(1),
   rateLimitPerMinute: int(0),
   uploadPurgeIntervalSeconds: int(1),
+  expirySweepIntervalSeconds: int(0),
   gcIntervalSeconds: int(0),
   gcGraceSeconds: int(0),
   gcDeleteUntagged: bool,
@@ -132,6 +133,11 @@ export const SETTINGS: Record<keyof Config, { env: string; default?: string; hel
     env: 'BERTH_UPLOAD_PURGE_INTERVAL_SECONDS',
     default: '3600',
     help: 'how often expired upload sessions are looked for',
+  },
+  expirySweepIntervalSeconds: {
+    env: 'BERTH_EXPIRY_SWEEP_INTERVAL_SECONDS',
+    default: '3600',
+    help: 'how often expired browser sessions and refresh tokens, and stale social cards, are removed (each run reads at most 1,000 of each); 0: never',
   },
   gcIntervalSeconds: {
     env: 'BERTH_GC_INTERVAL_SECONDS',

@@ -1,10 +1,11 @@
-// The storage lifecycle jobs the server runs on a schedule: expiring abandoned uploads, retention, then
-// garbage collection. Every worker and replica keeps the timers, and each job runs once per interval
-// across all of them: whoever's timer fires first runs it under the shared lock and stamps it in storage;
-// the others see the stamp.
+// The storage lifecycle jobs the server runs on a schedule: expiring abandoned uploads, the expiry sweep
+// of sessions, refresh tokens and cards, retention, then garbage collection. Every worker and replica
+// keeps the timers, and each job runs once per interval across all of them: whoever's timer fires first
+// runs it under the shared lock and stamps it in storage; the others see the stamp.
 import { gcSummary, readJobRecord, writeJobRecord, type Lock, type StorageDriver } from '../storage/index.ts';
 import type { Berth } from './app.ts';
 import type { Config } from './config.ts';
+import { expirySweep } from '../web/index.ts';
 
 /** One scheduled job across processes: at most one run per interval, whichever process comes first. */
 export class ScheduledJob {
@@ -55,6 +56,12 @@ export function scheduleLifecycle(config: Config, berth: Berth): () => void {
     const removed = await storage.uploads.purgeExpired(new Date(Date.now() - config.uploadExpirySeconds * 1000));
     if (removed > 0) logger.info({ removed }, 'expired upload sessions removed');
   }, 'upload expiry');
+
+  const sweep = expirySweep(storage, berth.auth, config.publicUrl);
+  every(config.expirySweepIntervalSeconds, async () => {
+    const removed = await sweep();
+    if (removed.sessions + removed.refreshTokens + removed.cards > 0) logger.info(removed, 'expired sessions, refresh tokens and cards removed');
+  }, 'expiry sweep');
 
   every(config.retentionIntervalSeconds, async () => {
     const results = await storage.jobs.applyRetention();

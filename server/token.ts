@@ -89,6 +89,8 @@ export function tokenHandlers({ auth, config, counter, guard }: TokenDeps) {
     async signUp(ctx: Context): Promise<void> {
       ctx.state.route = 'signup';
       if (auth.mode !== 'public-index') throw new RegistryError('DENIED', 'sign-up is closed on this registry; ask an administrator for an account');
+      // Any page can make a browser post text/plain; only a script of this origin can send application/json.
+      if (!ctx.is('application/json')) throw new RegistryError('UNSUPPORTED', 'expected an application/json body', null, { status: 415 });
       const hit = await counter.hit(signUpCounterKey(ctx.ip), 3600_000);
       if (hit && hit.count > SIGN_UPS_PER_ADDRESS_PER_HOUR) {
         throw new RegistryError('TOO_MANY_REQUESTS', 'too many sign-ups from this address; try again later', null, {

@@ -22,7 +22,7 @@ export { ManifestStore, type StoredManifest, type ReferrerDescriptor, type Manif
 export { RepositoryStore, type RepositorySettings } from './repositories.ts';
 export type { VisibilitySnapshot } from './visibility.ts';
 export { SearchIndex, architectureLabel, isOfficial, summaryOf, NEWEST_TAGS, MAX_PLATFORMS, type RepositoryEntry, type RepositorySummary, type TagFacts, type TagPage, type PlatformFacts, type SearchQuery, type SearchSort } from './search.ts';
-export { layout } from './layout.ts';
+export { layout, baseName, decodeName } from './layout.ts';
 export { tuneHeapForUploads, dropStartupGarbage } from './young-buffers.ts';
 export { PresenceMarker, serversWithoutSharedState, type ServerPresence } from './presence.ts';
 export { UploadStore, type UploadObserver, uploadRange, rangeError, isValidUploadId, type BlobUpload } from './uploads.ts';
@@ -31,13 +31,14 @@ export {
   InvalidPathError,
   StorageUnavailableError,
   isStorageFailure,
+  UNFLUSHED,
   type StorageDriver, type ListPage, type ByteRange, type FileInfo, type FileWriter, type RedirectOptions } from './driver.ts';
 export { MediaType, MANIFEST_TYPES, INDEX_TYPES } from './media-types.ts';
 export * from './reference.ts';
 export { GarbageCollector, type GcOptions, type GcReport } from './gc.ts';
 export { PolicyStore, PolicyError, namespaceOf, matchesTagPattern, type Policy, type EffectivePolicy } from './policies.ts';
 export { Quotas, type UsageCorrection } from './quotas.ts';
-export { mapLimit } from './walk.ts';
+export { FolderSweep, mapLimit, SWEEP_PAGE_SIZE } from './walk.ts';
 export { applyRetention, type RetentionResult, type RetentionOptions } from './retention.ts';
 export { LifecycleJobs, gcSummary, readJobRecord, writeJobRecord, type JobName, type JobRecord } from './jobs.ts';
 

@@ -48,10 +48,18 @@ export const layout = {
   /** The tags newest first: one empty file per tag, named by its inverted push time and the tag. */
   searchOrder: (name: string) => `/search-order/${encodeName(name)}`,
   searchOrderKey: (name: string, key: string) => `/search-order/${encodeName(name)}/${key}`,
-  /** Logos and social cards, content-addressed: `<sha256 hex>.<png|webp>`. */
+  /** Logos, content-addressed: `<sha256 hex>-<size>.<png|webp>` (older versions kept cards here too). */
   image: (file: string) => `/web/images/${file}`,
+  imagesDir: '/web/images',
+  /** Social cards: one folder per repository, holding its current card, named by what it was drawn from. */
+  cardsDir: '/web/cards',
+  cardsOf: (name: string) => `/web/cards/${encodeName(name)}`,
+  card: (name: string, key: string) => `/web/cards/${encodeName(name)}/${key}.png`,
   /** Browser sessions, by the sha256 of their cookie. */
   session: (id: string) => `/web/sessions/${id}.json`,
+  sessionsDir: '/web/sessions',
+  /** Refresh tokens (auth/accounts.ts), by id. */
+  refreshTokensDir: '/auth/refresh',
   catalogEntry: (name: string) => `/catalog/${encodeName(name)}`,
   /**
    * The visibility index (storage/visibility.ts): an empty file per repository whose settings set a

@@ -65,3 +65,28 @@ export async function digestFolders(driver: StorageDriver, dir: string): Promise
 export async function blobHolders(driver: StorageDriver, digest: Digest): Promise<string[]> {
   return (await driver.list(layout.blobHolders(digest))).map((p) => decodeName(baseName(p)));
 }
+
+/** Children a sweep looks at per run: a run's cost does not grow with what the folder holds. */
+export const SWEEP_PAGE_SIZE = 1000;
+
+/**
+ * Removes what `condemned` picks among a folder's children, a page at a time: each run reads at most
+ * `pageSize` children after those the last run read, and starts again at the front after the end.
+ */
+export class FolderSweep {
+  private after: string | undefined;
+
+  constructor(
+    private readonly driver: StorageDriver,
+    readonly dir: string,
+    private readonly pageSize = SWEEP_PAGE_SIZE,
+  ) {}
+
+  /** How many children this run removed. */
+  async run(condemned: (path: string) => Promise<boolean>): Promise<number> {
+    const page = await this.driver.list(this.dir, { after: this.after, limit: this.pageSize });
+    this.after = page.length < this.pageSize ? undefined : baseName(page[page.length - 1]!);
+    const removed = await mapLimit(page, WALK_CONCURRENCY, async (path) => (await condemned(path)) && (await this.driver.delete(path)));
+    return removed.filter(Boolean).length;
+  }
+}

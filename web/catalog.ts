@@ -2,6 +2,7 @@
 // sort and pages; one repository's facts with the Windows verdicts — always through the viewer's visibility.
 import { windowsHostsFor, windowsName } from '../platform/index.ts';
 import { isOfficial, isValidName, summaryOf, type RepositoryEntry, type RepositorySummary, type SearchSort, type Storage, type TagFacts, type TagPage } from '../storage/index.ts';
+import { logoUrl } from './images.ts';
 import type { Visibility } from './session.ts';
 
 export const PAGE_SIZE = 20;
@@ -69,11 +70,16 @@ export function tagParams(query: Record<string, string | string[] | undefined>):
   return {
     page: Number.isSafeInteger(page) && page >= 1 ? page : 1,
     n: Number.isSafeInteger(n) && n >= 1 ? Math.min(n, MAX_PAGE_SIZE) : TAG_PAGE_SIZE,
-    prefix: prefix && /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/.test(prefix) ? prefix : undefined,
+    // Kept as given (a tag is at most 128 characters): a filter with `*`, `%` or `[` matches the tags that
+    // start with those very characters, which is none, and never falls back to every tag.
+    prefix: prefix ? prefix.slice(0, 129) : undefined,
   };
 }
 
+const TAG_PREFIX_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
+
 export async function tagPage(storage: Storage, name: string, params: TagParams): Promise<TagPage> {
+  if (params.prefix !== undefined && !TAG_PREFIX_RE.test(params.prefix)) return { total: 0, tags: [] };
   return storage.search.tagPage(name, { offset: (params.page - 1) * params.n, n: params.n, prefix: params.prefix });
 }
 
@@ -129,7 +135,7 @@ export function summary(entry: RepositorySummary) {
     pulls: entry.pulls,
     tags: entry.tagCount,
     newestTags: entry.newest,
-    logo: entry.logo ? { png: `/images/${entry.logo}-256.png`, webp: `/images/${entry.logo}-256.webp` } : null,
+    logo: entry.logo ? { png: logoUrl(entry.name, entry.logo, 256, 'png'), webp: logoUrl(entry.name, entry.logo, 256, 'webp') } : null,
   };
 }
 

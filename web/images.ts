@@ -8,7 +8,7 @@ import type Sharp from 'sharp';
 // sharp (libvips) costs tens of MiB of resident memory once loaded: only a process that makes an image loads it.
 let loaded: Promise<typeof Sharp> | undefined;
 const loadSharp = () => (loaded ??= import('sharp').then((m) => m.default));
-import { architectureLabel, layout, type RepositoryEntry, type StorageDriver } from '../storage/index.ts';
+import { architectureLabel, baseName, decodeName, layout, UNFLUSHED, type RepositoryEntry, type StorageDriver } from '../storage/index.ts';
 import { esc } from './html.ts';
 
 export const MAX_LOGO_BYTES = 4 * 1024 * 1024;
@@ -16,7 +16,16 @@ export const MAX_LOGO_BYTES = 4 * 1024 * 1024;
 export const MAX_LOGO_PIXELS = 5000 * 5000;
 export const LOGO_SIZES = [256, 64] as const;
 const FORMATS = ['png', 'jpeg', 'webp'];
-export const IMAGE_FILE_RE = /^(?:[a-f0-9]{64}-(?:256|64)\.(?:png|webp)|card-[a-f0-9]{64}\.png)$/;
+/** A logo file: the upload's sha256, a size, a format. */
+export const LOGO_FILE_RE = /^([a-f0-9]{64})-(?:256|64)\.(?:png|webp)$/;
+
+/**
+ * Where a repository's logo is served: under the repository's name, so that its visibility decides who
+ * gets it (the file alone, named by a hash, would go to anyone who learnt the hash).
+ */
+export function logoUrl(name: string, hex: string, size: 256 | 64, format: 'png' | 'webp'): string {
+  return `/images/${name}/${hex}-${size}.${format}`;
+}
 
 export class LogoError extends Error {
   constructor(message: string) {
@@ -63,14 +72,25 @@ function truncate(text: string, max: number): string {
   return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }
 
-/** The social card of a repository (1200×630 PNG), from storage when this content was rendered before. */
-export async function socialCard(driver: StorageDriver, entry: RepositoryEntry, host: string): Promise<Buffer> {
+/**
+ * What a repository's card is drawn from, as a key: never the request's Host (which the client chooses),
+ * only the configured public host, so that a repository has one card, not one per Host header.
+ */
+export function cardKey(entry: RepositoryEntry, publicHost: string | undefined): string {
+  const labels = [...entry.os, ...entry.architectures];
+  return createHash('sha256')
+    .update(JSON.stringify([2, publicHost ?? '', entry.name, entry.description, labels, entry.logo ?? '']))
+    .digest('hex');
+}
+
+/**
+ * The social card of a repository (1200×630 PNG), from storage when this content was drawn before. A
+ * repository's folder holds its current card only: drawing a new one removes the ones before it.
+ */
+export async function socialCard(driver: StorageDriver, entry: RepositoryEntry, publicHost: string | undefined): Promise<Buffer> {
   const sharp = await loadSharp();
   const labels = [...entry.os, ...entry.architectures];
-  const key = createHash('sha256')
-    .update(JSON.stringify([1, host, entry.name, entry.description, labels, entry.logo ?? '']))
-    .digest('hex');
-  const path = layout.image(`card-${key}.png`);
+  const path = layout.card(entry.name, cardKey(entry, publicHost));
   const cached = await driver.getContent(path);
   if (cached) return cached;
 
@@ -85,7 +105,7 @@ export async function socialCard(driver: StorageDriver, entry: RepositoryEntry, 
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="1200" height="630">
 <rect width="1200" height="630" fill="#f6f8fa"/><rect width="1200" height="90" fill="#0b3d5c"/>
 <g font-family="DejaVu Sans, sans-serif">
-<text x="80" y="60" font-size="36" fill="#ffffff" font-weight="bold">Berth · ${esc(truncate(host, 50))}</text>
+<text x="80" y="60" font-size="36" fill="#ffffff" font-weight="bold">Berth${publicHost ? ` · ${esc(truncate(publicHost, 50))}` : ''}</text>
 <text x="80" y="220" font-size="64" font-weight="bold" fill="#1b1f24">${esc(truncate(entry.name, 30))}</text>
 <text x="80" y="320" font-size="34" fill="#57606a">${esc(truncate(entry.description || 'A container image', 60))}</text>
 ${badges.join('')}
@@ -96,8 +116,24 @@ ${badges.join('')}
     if (logo) card = sharp(await card.png().toBuffer()).composite([{ input: logo, top: 140, left: 880 }]);
   }
   const png = await card.png().toBuffer();
-  await driver.putContent(path, png);
+  // A card is drawn again if a crash loses it.
+  await driver.putContent(path, png, UNFLUSHED);
+  for (const older of await driver.list(layout.cardsOf(entry.name))) if (older !== path) await driver.delete(older);
   return png;
+}
+
+/**
+ * Whether a folder of cards is to go: its repository went (no catalog entry). A card drawn from an older
+ * state of a repository that stays is removed here, and the folder kept.
+ */
+export function staleCards(driver: StorageDriver, entryOf: (name: string) => Promise<RepositoryEntry | undefined>, publicHost: string | undefined) {
+  return async (dir: string): Promise<boolean> => {
+    const entry = await entryOf(decodeName(baseName(dir)));
+    if (!entry) return true;
+    const current = layout.card(entry.name, cardKey(entry, publicHost));
+    for (const card of await driver.list(dir)) if (card !== current) await driver.delete(card);
+    return false;
+  };
 }
 
 export function platformLabel(p: { os: string; architecture: string; variant?: string }): string {

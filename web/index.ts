@@ -27,6 +27,8 @@ export interface WebDeps {
   /** Reads a request body up to a limit (413 above it). */
   readBody: ReadBody;
   sessions: Sessions;
+  /** BERTH_PUBLIC_URL: what link previews and cards name; the request's Host never is. */
+  publicUrl?: string;
 }
 
 export function webRoutes(router: Router, deps: Omit<WebDeps, 'sessions'>): void {
@@ -36,4 +38,6 @@ export function webRoutes(router: Router, deps: Omit<WebDeps, 'sessions'>): void
 }
 
 export { renderMarkdown } from './markdown.ts';
+export { expirySweep, type ExpiryReport } from './expiry.ts';
+export { refuseCrossSite, securityHeaders, SECURITY_HEADERS } from './browser.ts';
 export { storeLogo, socialCard, LogoError, MAX_LOGO_PIXELS } from './images.ts';

@@ -7,7 +7,7 @@ import { isOfficial, layout, retryAfterSeconds, type RepositoryEntry, type Repos
 import { PAGE_SIZE, pageCount, repository, search, searchParams, tagPage, tagParams, windowsNameOf, windowsVerdicts, type SearchParams, type SearchResult } from './catalog.ts';
 import { readForm } from './forms.ts';
 import { badges, bytes, html, Html, page, SCRIPT, STYLE, when } from './html.ts';
-import { IMAGE_FILE_RE, LogoError, MAX_LOGO_BYTES, platformLabel, socialCard, storeLogo } from './images.ts';
+import { LOGO_FILE_RE, LogoError, logoUrl, MAX_LOGO_BYTES, platformLabel, socialCard, storeLogo } from './images.ts';
 import type { WebDeps } from './index.ts';
 import { renderMarkdown } from './markdown.ts';
 import { csrfMatches, Visibility, type Viewer } from './session.ts';
@@ -19,13 +19,13 @@ export function pageRoutes(router: Router, deps: WebDeps): void {
   const { storage, auth, sessions } = deps;
   const signIn = auth !== undefined;
   const signUp = auth?.mode === 'public-index';
+  const publicBase = deps.publicUrl?.replace(/\/+$/, '');
+  const publicHost = publicBase && new URL(publicBase).host;
 
   async function reply(ctx: Context, status: number, title: string, body: Html, og?: { image: string; description: string }): Promise<void> {
     const viewer = await sessions.viewer(ctx);
     ctx.status = status;
     ctx.type = 'text/html; charset=utf-8';
-    ctx.set('Content-Security-Policy', "default-src 'self'; img-src 'self' https: data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'");
-    ctx.set('X-Content-Type-Options', 'nosniff');
     ctx.body = page({ title, user: viewer.user, csrf: viewer.csrf, body, og, signIn, signUp });
   }
 
@@ -86,7 +86,7 @@ export function pageRoutes(router: Router, deps: WebDeps): void {
   // ---- repository ------------------------------------------------------------------------------
   function logo(entry: Pick<RepositorySummary, 'name' | 'logo'>, size: 256 | 64): Html {
     if (!entry.logo) return html``;
-    return html`<picture><source srcset="/images/${entry.logo}-${size}.webp" type="image/webp"><img src="/images/${entry.logo}-${size}.png" width="${size}" height="${size}" alt="logo of ${entry.name}"></picture>`;
+    return html`<picture><source srcset="${logoUrl(entry.name, entry.logo, size, 'webp')}" type="image/webp"><img src="${logoUrl(entry.name, entry.logo, size, 'png')}" width="${size}" height="${size}" alt="logo of ${entry.name}"></picture>`;
   }
 
   function pullCommand(id: string, label: string, command: string): Html {
@@ -101,7 +101,8 @@ export function pageRoutes(router: Router, deps: WebDeps): void {
     const entry = await repository(storage, visibility, name);
     if (!entry) return notFound(ctx);
     const settings = (await storage.repositories.settings(name)) ?? {};
-    const host = ctx.host;
+    // The configured public URL names the registry when there is one; else the host this page was asked on.
+    const host = publicHost ?? ctx.host;
     const first = entry.newestTags[0]?.tag ?? 'latest';
     const owner = await visibility.may(name, 'delete');
     const params = tagParams(ctx.query);
@@ -116,7 +117,7 @@ ${t.platforms.length === 0 ? html`<td colspan="4">no platform (an artifact)</td>
 ${windows.length > 0 ? html`<tr><td colspan="8" class="windows">${windows.map((w) => html`<p><strong>Windows compatibility of ${t.tag} (${w.osVersion}${w.name ? `, ${w.name}` : ''}):</strong> runs with process isolation on ${w.process.length ? w.process.join(', ') : 'none of the listed hosts'}; with Hyper-V isolation on ${w.hyperv.length ? w.hyperv.join(', ') : 'no other listed host'}. Newer hosts than listed follow the same rule; older hosts cannot run it.</p>`)}</td></tr>` : ''}
 ${t.referrers.length > 0 ? html`<tr><td colspan="8">Referrers: ${t.referrers.map((r) => html`<span class="badge">${r.artifactType}</span> <code>${r.digest.slice(7, 19)}</code> `)}</td></tr>` : ''}`;
     });
-    const og = { image: `${ctx.protocol}://${host}/card/${name}`, description: entry.description || `${name} on Berth` };
+    const og = { image: `${publicBase ?? `${ctx.protocol}://${ctx.host}`}/card/${name}`, description: entry.description || `${name} on Berth` };
     await reply(ctx, 200, name, html`<div class="repo-head">${logo(entry, 256)}<h1>${name}</h1>${isOfficial(name) ? html`<span class="badge">official</span>` : ''}${entry.visibility === 'private' ? html`<span class="badge">private</span>` : ''}
 <p>${entry.description}</p><p>${badges(entry)}</p><p>${entry.pulls} pulls · last pushed ${when(entry.lastPushed)}</p>
 ${owner ? html`<p><a href="/settings/${name}">Settings</a></p>` : ''}</div>
@@ -287,13 +288,20 @@ ${auth ? html`<p><label for="visibility">Visibility</label><br><select id="visib
   });
 
   // ---- images and assets -----------------------------------------------------------------------
-  router.get('/images/:file', async (ctx) => {
+  router.get('/images/{*path}', async (ctx) => {
     ctx.state.route = 'web-image';
-    const file = ctx.params.file ?? '';
-    const content = IMAGE_FILE_RE.test(file) ? await storage.driver.getContent(layout.image(file)) : undefined;
-    if (!content) return notFound(ctx);
+    const path = ctx.params.path ?? '';
+    const slash = path.lastIndexOf('/');
+    const file = path.slice(slash + 1);
+    const hex = LOGO_FILE_RE.exec(file)?.[1];
+    // Through the repository that shows it only: a private repository's logo, asked for by someone who may
+    // not pull it, gets the very answer a repository that does not exist gets.
+    const entry = hex && slash > 0 ? await repository(storage, new Visibility(auth, await sessions.viewer(ctx)), path.slice(0, slash)) : undefined;
+    const content = entry && entry.logo === hex ? await storage.driver.getContent(layout.image(file)) : undefined;
+    if (!entry || !content) return notFound(ctx);
+    const shared = !auth || (auth.mode !== 'private' && entry.visibility === 'public');
     ctx.type = file.endsWith('.webp') ? 'image/webp' : 'image/png';
-    ctx.set('Cache-Control', 'public, max-age=31536000, immutable');
+    ctx.set('Cache-Control', shared ? 'public, max-age=3600' : 'private, no-cache');
     ctx.body = content;
   });
 
@@ -303,7 +311,7 @@ ${auth ? html`<p><label for="visibility">Visibility</label><br><select id="visib
     if (!entry) return notFound(ctx);
     ctx.type = 'image/png';
     ctx.set('Cache-Control', 'public, max-age=300');
-    ctx.body = await socialCard(storage.driver, entry, ctx.host);
+    ctx.body = await socialCard(storage.driver, entry, publicHost);
   });
 
   router.get('/static/berth.css', (ctx) => {

@@ -69,10 +69,13 @@ export class Sessions {
   private async fromSession(ctx: Context): Promise<Viewer | undefined> {
     const id = ctx.cookies.get(SESSION_COOKIE);
     if (!this.auth || !id || !/^[A-Za-z0-9_-]{43}$/.test(id)) return undefined;
-    const raw = await this.driver.getContent(sessionPath(id));
-    if (!raw) return undefined;
-    const record = JSON.parse(raw.toString()) as SessionRecord;
-    if (Date.parse(record.expiresAt) <= Date.now()) return undefined;
+    const path = sessionPath(id);
+    const record = await readSession(this.driver, path);
+    if (!record) return undefined;
+    if (isOver(record)) {
+      await this.driver.delete(path);
+      return undefined;
+    }
     // The account is read each time: a removed user or a changed admin flag takes effect at once.
     const user = await this.auth.accounts.user(record.user);
     if (!user || user.epoch !== record.epoch) return undefined;
@@ -95,6 +98,26 @@ export class Sessions {
     }
     return { principal: { kind: 'anonymous' }, csrf };
   }
+}
+
+async function readSession(driver: StorageDriver, path: string): Promise<SessionRecord | undefined> {
+  const raw = await driver.getContent(path);
+  if (!raw) return undefined;
+  try {
+    return JSON.parse(raw.toString()) as SessionRecord;
+  } catch {
+    // Torn or foreign content: no session; the sweep removes it.
+    return { user: '', csrf: '', createdAt: '', expiresAt: '' };
+  }
+}
+
+/** An unreadable expiry counts as past: a session lives only as long as it says. */
+const isOver = (record: SessionRecord) => !(Date.parse(record.expiresAt) > Date.now());
+
+/** For the expiry sweep: whether the session stored at `path` has ended (expired or unreadable). */
+export async function sessionEnded(driver: StorageDriver, path: string): Promise<boolean> {
+  const record = await readSession(driver, path);
+  return record !== undefined && isOver(record);
 }
 
 export function csrfMatches(viewer: Viewer, presented: string | undefined): boolean {

@@ -4,19 +4,12 @@
 import { expect } from 'chai';
 import { startBerth, type TestBerth } from '../helpers/berth.ts';
 import { AuthorizedRegistry, addUser, bearer, cli, tokenFor } from '../helpers/auth.ts';
-import { Registry, type RawResponse } from '../helpers/registry.ts';
+import { Registry } from '../helpers/registry.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { cookiesOf, csrfIn } from '../helpers/web.ts';
 
 const alice: [string, string] = ['alice', 'alice-password-1'];
 const WINDOWS_CONFIG = { architecture: 'amd64', os: 'windows', 'os.version': '10.0.17763.5329', rootfs: { type: 'layers', diff_ids: [] } };
-
-function cookiesOf(res: RawResponse): string {
-  return (res.headers['set-cookie'] ?? '').split(/,(?=\s*berth_)/).map((c) => c.split(';')[0]!.trim()).join('; ');
-}
-
-function csrfIn(text: string): string {
-  return /name="_csrf" value="([^"]+)"/.exec(text)![1]!;
-}
 
 describe('web: the catalog API and forms', function () {
   this.timeout(60_000);
