@@ -79,6 +79,18 @@ describe('security: sign-up never claims a namespace that is already someone\'s'
     }
   });
 
+  it('refuses look-alikes of accounts made before names were claimed (the claims are made once, at the first sign-up)', async function () {
+    await berth.stop();
+    for (const path of await berth.storage.list('/auth/claims')) await berth.storage.delete(path);
+    await berth.storage.delete('/auth/claims.complete');
+    await berth.restart();
+    for (const name of ['a-lice', 'ac.me']) {
+      const res = await signUp(name);
+      expect(res.status, `${name}: ${res.text}`).to.equal(409);
+    }
+    expect(await berth.storage.getContent('/auth/claims.complete')).to.not.equal(undefined);
+  });
+
   it('still lets a stranger sign up for a name that is nobody\'s', async function () {
     const res = await signUp('dora');
     expect(res.status, res.text).to.equal(201);
