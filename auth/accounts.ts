@@ -9,8 +9,8 @@ import { hashPassword, hashSecret, newId, newSecret, secretMatches, verifyPasswo
 const ACCOUNT_NAME_RE = /^[a-z0-9]+(?:[._-][a-z0-9]+)*$/;
 const ROBOT_NAME_RE = /^([a-z0-9]+(?:[._-][a-z0-9]+)*)\+([a-z0-9]+(?:[._-][a-z0-9]+)*)$/;
 const ID_RE = /^[A-Za-z0-9_-]{8,64}$/;
-/** Namespaces no one can sign up for: `library` belongs to the admins. */
-const RESERVED = new Set(['library', 'v2', 'api', 'token', 'admin', 'root', 'berth']);
+/** `library` belongs to the admins whatever else is reserved (config.ts holds the configurable list). */
+const ALWAYS_RESERVED = 'library';
 /** Sign-ups one address may make in an hour (the API and the web form share the count): no mass-registering of namespaces. */
 export const SIGN_UPS_PER_ADDRESS_PER_HOUR = 10;
 export const signUpCounterKey = (address: string) => `signup:${address}`;
@@ -53,9 +53,23 @@ export interface Robot extends Expiring {
   /** `org+name`: the user name the robot logs in with. */
   name: string;
   namespace: string;
+  /** Random per robot made (absent on robots made before it existed): one removed and made again is another. */
+  epoch?: string;
 }
 
-type Credential = { kind: 'none' } | { kind: 'password'; epoch: string } | { kind: 'pat'; id: string } | { kind: 'robot' };
+type Credential = { kind: 'none' } | { kind: 'password'; epoch: string } | { kind: 'pat'; id: string } | { kind: 'robot'; epoch?: string };
+
+/**
+ * Who holds a name, by its canonical form: names that differ only by case, dots, dashes or underscores
+ * are one name, so that nobody can pass as another (`new-co` for `newco`). A removed user's claim stays,
+ * retired: what granted through the name (its namespace, links others made to it) must not pass to a
+ * stranger, so only an admin can give the name out again.
+ */
+interface NameClaim {
+  name: string;
+  kind: 'user' | 'organisation';
+  retiredAt?: string;
+}
 
 interface RefreshRecord {
   id: string;
@@ -84,6 +98,18 @@ export function isAccountName(name: string): boolean {
   return name.length >= 2 && name.length <= 64 && ACCOUNT_NAME_RE.test(name);
 }
 
+/** The form two names that look alike share: lower case, without dots, dashes and underscores. */
+export function canonicalName(name: string): string {
+  return name.toLowerCase().replace(/[._-]/g, '');
+}
+
+export interface AccountOptions {
+  /** Words no one may take as a user or organisation name (nor a look-alike of one); `library` always is. */
+  reserved: readonly string[];
+  /** Whether repositories exist in a namespace whose canonical name is this (what sign-up may not claim). */
+  namespaceExists: (canonical: string) => Promise<boolean>;
+}
+
 /** Parses `repository:<pattern>:<actions>` as given on the command line for tokens and robots. */
 export function parseScopeGrant(text: string): ScopeGrant {
   const match = /^repository:([^:]+):([a-z*,]+)$/.exec(text);
@@ -100,14 +126,24 @@ export function parseScopeGrant(text: string): ScopeGrant {
 const robotPath = (name: string) => `/auth/robots/${name.replace('+', '/')}.json`;
 const refreshPath = (id: string) => `${layout.refreshTokensDir}/${id}.json`;
 
+const claimPath = (canonical: string) => `/auth/claims/${canonical}.json`;
+/** Written once every user and organisation made before the claims existed has its claim. */
+const CLAIMS_COMPLETE = '/auth/claims.complete';
+
 const expired = (record: { expiresAt?: string; revokedAt?: string }, now = Date.now()) =>
   record.revokedAt !== undefined || (record.expiresAt !== undefined && Date.parse(record.expiresAt) <= now);
 
 export class AccountStore {
+  private readonly reserved: Set<string>;
+  private claimsComplete?: Promise<void>;
+
   constructor(
     private readonly driver: StorageDriver,
     private readonly lock: Lock,
-  ) {}
+    private readonly options: AccountOptions = { reserved: [], namespaceExists: async () => false },
+  ) {
+    this.reserved = new Set([ALWAYS_RESERVED, ...options.reserved].map(canonicalName));
+  }
 
   private async read<T>(path: string): Promise<T | undefined> {
     const content = await this.driver.getContent(path);
@@ -133,18 +169,64 @@ export class AccountStore {
     return this.names('/auth/users');
   }
 
-  /** A namespace is taken by a user or an organisation of that name (or is reserved). */
-  private async claimable(name: string): Promise<void> {
+  /**
+   * Claims `name` for a new user or organisation, then runs `create`, under the lock of its canonical
+   * form. Refused: an invalid or reserved name, one held by a user or organisation or too like one; and
+   * for a sign-up (not an admin) also a retired name, and a namespace that repositories already exist in.
+   */
+  private claim<T>(name: string, kind: NameClaim['kind'], by: 'admin' | 'sign-up', create: () => Promise<T>): Promise<T> {
     if (!isAccountName(name)) throw new AccountError(`${JSON.stringify(name)} is not a valid name: 2 to 64 of a-z, 0-9, and . _ - between them`);
-    if (RESERVED.has(name)) throw new AccountError(`${name} is reserved`);
-    if ((await this.user(name)) || (await this.organisation(name))) throw new AccountError(`${name} is taken`);
+    const canonical = canonicalName(name);
+    if (this.reserved.has(canonical)) throw new AccountError(`${name} is reserved`);
+    return this.lock.run(`auth:claim:${canonical}`, async () => {
+      await this.completeClaims();
+      const held = await this.read<NameClaim>(claimPath(canonical));
+      if ((held && !held.retiredAt) || (await this.user(name)) || (await this.organisation(name))) {
+        throw new AccountError(held && held.name !== name ? `${name} is taken: it is too like ${held.name}` : `${name} is taken`);
+      }
+      if (by === 'sign-up' && held) throw new AccountError(`${name} is taken: it was an account's name, which only an administrator can give out again`);
+      if (by === 'sign-up' && (await this.options.namespaceExists(canonical))) throw new AccountError(`${name} is taken: repositories exist under that name`);
+      await this.write(claimPath(canonical), { name, kind } satisfies NameClaim);
+      return create();
+    });
   }
 
-  async addUser(name: string, password: string, admin = false): Promise<User> {
+  /** Claims for the users and organisations made before claims existed: once per storage, by a listing. */
+  private completeClaims(): Promise<void> {
+    this.claimsComplete ??= (async () => {
+      if (await this.driver.stat(CLAIMS_COMPLETE)) return;
+      await this.lock.run('auth:claims', async () => {
+        const named = [
+          ...(await this.users()).map((name) => ({ name, kind: 'user' as const })),
+          ...(await this.organisations()).map((name) => ({ name, kind: 'organisation' as const })),
+        ];
+        for (const { name, kind } of named) {
+          if (!isAccountName(name) || (await this.driver.stat(claimPath(canonicalName(name))))) continue;
+          await this.write(claimPath(canonicalName(name)), { name, kind } satisfies NameClaim);
+        }
+        await this.driver.putContent(CLAIMS_COMPLETE, '');
+      });
+    })().catch((err: unknown) => {
+      this.claimsComplete = undefined;
+      throw err;
+    });
+    return this.claimsComplete;
+  }
+
+  /** A user made by an admin: may take a removed user's name, or a namespace an admin already pushed to. */
+  addUser(name: string, password: string, admin = false): Promise<User> {
+    return this.createUser(name, password, admin, 'admin');
+  }
+
+  /** A user who signs themselves up: only a name that is nobody's, was nobody's, and looks like nobody's. */
+  signUp(name: string, password: string): Promise<User> {
+    return this.createUser(name, password, false, 'sign-up');
+  }
+
+  private async createUser(name: string, password: string, admin: boolean, by: 'admin' | 'sign-up'): Promise<User> {
     if (password.length < 8) throw new AccountError('a password needs at least 8 characters');
     const passwordHash = await hashPassword(password);
-    return this.lock.run(`auth:name:${name}`, async () => {
-      await this.claimable(name);
+    return this.claim(name, 'user', by, async () => {
       const user: User = { name, passwordHash, admin, createdAt: new Date().toISOString(), epoch: newId() };
       await this.write(`/auth/users/${name}.json`, user);
       return user;
@@ -169,12 +251,31 @@ export class AccountStore {
     });
   }
 
-  /** Removes the user and every token of theirs (refresh tokens die with the account, see `refresh`). */
-  async removeUser(name: string): Promise<void> {
-    await this.lock.run(`auth:name:${name}`, async () => {
+  /**
+   * Removes the user and everything that granted through the name: their organisation roles, the robots
+   * of their namespace and their personal access tokens. Refresh tokens, sessions and cached Basic
+   * credentials die with the account (each is checked against it when used). The name stays claimed,
+   * retired: only an admin can make an account of it again.
+   */
+  async removeUser(name: string): Promise<{ roles: string[]; robots: string[]; tokens: number }> {
+    return this.lock.run(`auth:name:${name}`, async () => {
       if (!(await this.user(name))) throw new AccountError(`no user ${name}`);
-      for (const token of await this.tokensOf(name)) await this.driver.delete(`/auth/tokens/${token.id}.json`);
+      const roles: string[] = [];
+      for (const org of await this.organisations()) {
+        if ((await this.organisation(org))?.members[name] === undefined) continue;
+        await this.setMember(org, name, undefined);
+        roles.push(org);
+      }
+      const robots = (await this.names(`/auth/robots/${name}`)).map((robot) => `${name}+${robot}`);
+      for (const robot of robots) await this.driver.delete(robotPath(robot));
+      const tokens = await this.tokensOf(name);
+      for (const token of tokens) await this.driver.delete(`/auth/tokens/${token.id}.json`);
+      const canonical = canonicalName(name);
+      await this.lock.run(`auth:claim:${canonical}`, () =>
+        this.write(claimPath(canonical), { name, kind: 'user', retiredAt: new Date().toISOString() } satisfies NameClaim),
+      );
       await this.driver.delete(`/auth/users/${name}.json`);
+      return { roles, robots, tokens: tokens.length };
     });
   }
 
@@ -190,8 +291,7 @@ export class AccountStore {
 
   async addOrganisation(name: string, owner?: string): Promise<Organisation> {
     if (owner !== undefined && !(await this.user(owner))) throw new AccountError(`no user ${owner}`);
-    return this.lock.run(`auth:name:${name}`, async () => {
-      await this.claimable(name);
+    return this.claim(name, 'organisation', 'admin', async () => {
       const org: Organisation = { name, members: owner ? { [owner]: 'admin' } : {}, createdAt: new Date().toISOString() };
       await this.write(`/auth/orgs/${name}.json`, org);
       return org;
@@ -256,6 +356,7 @@ export class AccountStore {
       const robot: Robot = {
         name: full,
         namespace,
+        epoch: newId(),
         scopes,
         secretHash: hashSecret(secret),
         createdAt: new Date().toISOString(),
@@ -295,7 +396,7 @@ export class AccountStore {
       const robot = await this.robot(username);
       const ok = secretMatches(robot?.secretHash ?? '0'.repeat(64), password);
       if (!robot || !ok || expired(robot)) return undefined;
-      return { principal: { kind: 'robot', name: robot.name, namespace: robot.namespace }, limit: robot.scopes, credential: { kind: 'robot' } };
+      return { principal: { kind: 'robot', name: robot.name, namespace: robot.namespace }, limit: robot.scopes, credential: { kind: 'robot', epoch: robot.epoch } };
     }
     if (password.startsWith(PAT_PREFIX)) {
       const [id, secret] = password.slice(PAT_PREFIX.length).split('.');
@@ -339,14 +440,23 @@ export class AccountStore {
       await this.driver.delete(refreshPath(record.id));
       return undefined;
     }
-    const credential = record.credential;
+    return this.current(record.subject, record.credential);
+  }
+
+  /**
+   * Who `subject` is now, if the credential they proved themselves with still stands: the password not
+   * changed since, the token or robot neither revoked, expired nor removed and made again, the account
+   * there. Read from storage each time (one or two small documents), so a change made by any process,
+   * an admin command included, counts from the next request.
+   */
+  async current(subject: string, credential: Credential): Promise<Authenticated | undefined> {
     if (credential.kind === 'none') return undefined;
     if (credential.kind === 'robot') {
-      const robot = await this.robot(record.subject);
-      if (!robot || expired(robot)) return undefined;
+      const robot = await this.robot(subject);
+      if (!robot || expired(robot) || robot.epoch !== credential.epoch) return undefined;
       return { principal: { kind: 'robot', name: robot.name, namespace: robot.namespace }, limit: robot.scopes, credential };
     }
-    const user = await this.user(record.subject);
+    const user = await this.user(subject);
     if (!user) return undefined;
     const principal: Principal = { kind: 'user', name: user.name, admin: user.admin };
     if (credential.kind === 'password') return credential.epoch === user.epoch ? { principal, credential } : undefined;

@@ -2,7 +2,7 @@
 // may do (the policy, fed with facts from storage), with every decision written to the audit log.
 import type { RepositoryStore, StorageDriver, Lock } from '../storage/index.ts';
 import { isValidName, mapLimit } from '../storage/index.ts';
-import { AccountStore, type Authenticated } from './accounts.ts';
+import { AccountStore, canonicalName, type Authenticated } from './accounts.ts';
 import type { AuditLog } from './audit.ts';
 import { loadSigningKey, type SigningKey } from './keys.ts';
 import { ACTIONS, allowedActions, defaultVisibility, mayListCatalog, namespaceOf, type Action, type Mode, type Principal, type Role, type ScopeGrant, type Visibility } from './policy.ts';
@@ -23,6 +23,8 @@ export interface PullableOptions {
 /** What the auth room needs to know of the repositories that exist. */
 export interface RepositoryCatalog {
   exists(name: string): Promise<boolean>;
+  /** Every repository's name, sorted (the same array while nothing changed). */
+  catalog(): Promise<string[]>;
 }
 
 export interface AuthOptions {
@@ -31,6 +33,8 @@ export interface AuthOptions {
   service: string;
   tokenTtlSeconds: number;
   refreshTokenTtlSeconds: number;
+  /** Names no one may sign up for or be given (`library` always). */
+  reservedNames: readonly string[];
 }
 
 export const ANONYMOUS: Authenticated = { principal: { kind: 'anonymous' }, credential: { kind: 'none' } };
@@ -41,6 +45,8 @@ export function principalName(who: Principal): string {
 
 export class AuthService {
   readonly accounts: AccountStore;
+  // The canonical namespaces of the catalog's names, made again only when the catalog changes.
+  private namespaces?: { names: readonly string[]; canonical: Set<string> };
 
   private constructor(
     private readonly catalog: RepositoryCatalog,
@@ -52,7 +58,20 @@ export class AuthService {
     driver: StorageDriver,
     lock: Lock,
   ) {
-    this.accounts = new AccountStore(driver, lock);
+    this.accounts = new AccountStore(driver, lock, { reserved: options.reservedNames, namespaceExists: (canonical) => this.namespaceExists(canonical) });
+  }
+
+  /**
+   * Whether repositories exist under a namespace that looks like `canonical`. Asked by sign-up only (a few
+   * an hour per address): the set is made from the catalog's names once per change of the catalog.
+   */
+  private async namespaceExists(canonical: string): Promise<boolean> {
+    const names = await this.catalog.catalog();
+    if (this.namespaces?.names !== names) {
+      const nested = names.filter((name) => name.includes('/'));
+      this.namespaces = { names, canonical: new Set(nested.map((name) => canonicalName(namespaceOf(name)))) };
+    }
+    return this.namespaces.canonical.has(canonical);
   }
 
   static async create(

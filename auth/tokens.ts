@@ -1,6 +1,8 @@
 // Bearer tokens as the Docker registry token spec defines them: JWTs signed ES256, with `access`
 // entries naming exactly what was granted. Verification accepts only our algorithm, key, issuer and
-// audience, so `alg: none`, HS256 made with the public key, and other services' tokens all fail.
+// audience, so `alg: none`, HS256 made with the public key, and other services' tokens all fail; a header
+// that names or carries a key (jwk, jku, x5c, x5u) or asks for extensions (crit) is refused outright, so
+// no later change of library or verifier can come to trust a key the token brings along.
 import jwt from 'jsonwebtoken';
 import { randomBytes } from 'node:crypto';
 import type { SigningKey } from './keys.ts';
@@ -91,6 +93,8 @@ export function limitOf(claims: TokenClaims): ScopeGrant[] | undefined {
 }
 
 const MAX_CACHED = 10_000;
+/** Header parameters that bring a key or a rule of their own: never ours, so never accepted. */
+const UNTRUSTED_HEADERS = ['jwk', 'jku', 'x5c', 'x5u', 'x5t', 'x5t#S256', 'crit'];
 
 export class TokenService {
   // Verified tokens by their text: a client sends the same token with every request of a pull.
@@ -151,6 +155,8 @@ export class TokenService {
         complete: true,
       });
       if (decoded.header.kid !== this.key.kid) return { ok: false, reason: 'token signed with an unknown key' };
+      const brought = UNTRUSTED_HEADERS.find((name) => Object.hasOwn(decoded.header, name));
+      if (brought) return { ok: false, reason: `token header carries ${brought}` };
       claims = decoded.payload as TokenClaims;
     } catch (err) {
       return { ok: false, reason: (err as Error).message };

@@ -109,6 +109,7 @@ export async function createAuth(config: Config, storage: Storage, coordination:
     service: config.authService,
     tokenTtlSeconds: config.tokenTtlSeconds,
     refreshTokenTtlSeconds: config.refreshTokenTtlSeconds,
+    reservedNames: config.reservedNames,
   };
   return AuthService.create(options, storage, coordination.lock, new AuditLog(sink));
 }

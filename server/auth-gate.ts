@@ -3,7 +3,7 @@
 // same answer, because the answer depends only on the token and the request, never on what is stored.
 import type { Context } from 'koa';
 import { createHash } from 'node:crypto';
-import { grants, limitOf, principalOf, type AccessEntry, type Action, type Authenticated, type AuthService, type TokenClaims } from '../auth/index.ts';
+import { grants, limitOf, principalName, principalOf, type AccessEntry, type Action, type Authenticated, type AuthService, type TokenClaims } from '../auth/index.ts';
 import type { Config } from './config.ts';
 import { RegistryError } from './errors.ts';
 import { basicCredentials, type LoginGuard } from './login-guard.ts';
@@ -21,13 +21,14 @@ function scopeOf(need: AccessNeed): { scope?: string; detail: unknown } {
   };
 }
 
-const BASIC_CACHE_MS = 60_000;
 const MAX_BASIC_CACHED = 1000;
 
 export class AuthGate {
   // Basic credentials that proved who the caller is, by a hash of the header: a client sending them with
-  // every request (curl -u) must not pay a password hash on each.
-  private readonly basicLogins = new Map<string, { who: Authenticated; until: number }>();
+  // every request (curl -u) must not pay a password hash on each. Only the hash is saved, never the
+  // account: each use asks storage whether the credential still stands (accounts.current), so a password
+  // change, a revocation or a removal made by any process counts from the next request, on every worker.
+  private readonly basicLogins = new Map<string, Authenticated>();
 
   constructor(
     /** Undefined in `open` mode: no authentication at all. */
@@ -90,24 +91,24 @@ export class AuthGate {
     const credentials = basicCredentials(ctx);
     if (!credentials) throw this.refuse(ctx, need);
     const key = createHash('sha256').update(header).digest('base64url');
-    const now = Date.now();
-    let who = this.basicLogins.get(key);
-    if (!who || who.until <= now) {
-      let authenticated: Authenticated;
+    const cached = this.basicLogins.get(key);
+    let who = cached && (await auth.accounts.current(principalName(cached.principal), cached.credential));
+    this.basicLogins.delete(key);
+    if (!who) {
       try {
-        authenticated = await guard.login(ctx, credentials.username, credentials.password);
+        who = await guard.login(ctx, credentials.username, credentials.password);
       } catch (err) {
         if (err instanceof RegistryError && err.code === 'UNAUTHORIZED') throw this.refuse(ctx, need, 'invalid_token');
         throw err;
       }
-      if (this.basicLogins.size >= MAX_BASIC_CACHED) this.basicLogins.clear();
-      who = { who: authenticated, until: now + BASIC_CACHE_MS };
-      this.basicLogins.set(key, who);
     }
+    // Re-inserted on each use: the least recently used goes first when the cache is full.
+    this.basicLogins.set(key, who);
+    if (this.basicLogins.size > MAX_BASIC_CACHED) this.basicLogins.delete(this.basicLogins.keys().next().value!);
     let access: AccessEntry[] = [];
-    if (need.kind === 'catalog') access = await auth.grant(who.who, [{ type: 'registry', name: 'catalog', actions: ['*'] }], ctx.ip);
-    else if (need.kind === 'repository') access = await auth.grant(who.who, [{ type: 'repository', name: need.name, actions: [need.action] }], ctx.ip);
-    return auth.tokens.claims(who.who.principal, who.who.limit, access);
+    if (need.kind === 'catalog') access = await auth.grant(who, [{ type: 'registry', name: 'catalog', actions: ['*'] }], ctx.ip);
+    else if (need.kind === 'repository') access = await auth.grant(who, [{ type: 'repository', name: need.name, actions: [need.action] }], ctx.ip);
+    return auth.tokens.claims(who.principal, who.limit, access);
   }
 
   /** Whether the caller may pull `name`, for the places that touch a repository the route does not name: a mount's source. */

@@ -72,8 +72,13 @@ export const configSchema = z.object({
   tokenTtlSeconds: int(60).max(24 * 3600),
   refreshTokenTtlSeconds: int(60),
   loginFailuresPerAccount: int(1),
+  loginFailuresPerAccountAndAddress: int(1),
   loginFailuresPerAddress: int(1),
   loginFailureWindowSeconds: int(1),
+  reservedNames: z
+    .string()
+    .regex(/^[a-z0-9._-]+(,[a-z0-9._-]+)*$/, 'expected lower-case names separated by commas, e.g. library,admin,api')
+    .transform((v) => v.split(',')),
   auditLog: z.string().min(1).optional(),
   pullCountFlushSeconds: int(1),
   clientHome: z.string().min(1),
@@ -97,6 +102,14 @@ export const configSchema = z.object({
 });
 
 export type Config = z.infer<typeof configSchema>;
+
+/** Words that name the registry's own paths and roles, or would pass for them: nobody's namespace. */
+const RESERVED_NAMES = [
+  'library', 'admin', 'administrator', 'root', 'berth', 'registry', 'official', 'system', 'security', 'support',
+  'api', 'v1', 'v2', 'token', 'static', 'images', 'card', 'healthz', 'metrics', 'well-known', 'www',
+  'signin', 'signup', 'signout', 'login', 'logout', 'settings', 'search', 'mine', 'help', 'about', 'docs',
+  'anonymous', 'null', 'undefined',
+].join(',');
 
 /** Each setting, the environment variable that sets it, and its default: the README table comes from here. */
 export const SETTINGS: Record<keyof Config, { env: string; default?: string; help: string }> = {
@@ -202,9 +215,23 @@ export const SETTINGS: Record<keyof Config, { env: string; default?: string; hel
   authRealm: { env: 'BERTH_AUTH_REALM', help: 'absolute URL of the token endpoint in the Bearer challenge (default: BERTH_PUBLIC_URL or the request\'s host, + /token)' },
   tokenTtlSeconds: { env: 'BERTH_TOKEN_TTL_SECONDS', default: '300', help: 'lifetime of a bearer token (60 to 86400)' },
   refreshTokenTtlSeconds: { env: 'BERTH_REFRESH_TOKEN_TTL_SECONDS', default: String(30 * 24 * 3600), help: 'lifetime of a refresh token (offline_token=true)' },
-  loginFailuresPerAccount: { env: 'BERTH_LOGIN_FAILURES_PER_ACCOUNT', default: '10', help: 'failed logins for one account within the window before 429 TOO_MANY_REQUESTS' },
+  loginFailuresPerAccount: {
+    env: 'BERTH_LOGIN_FAILURES_PER_ACCOUNT',
+    default: '10',
+    help: 'failed password logins for one account from all addresses within the window before its password logins get 429 TOO_MANY_REQUESTS, except from addresses it signed in from in the last 30 days (tokens and robots are never counted here)',
+  },
+  loginFailuresPerAccountAndAddress: {
+    env: 'BERTH_LOGIN_FAILURES_PER_ACCOUNT_AND_ADDRESS',
+    default: '10',
+    help: 'failed logins for one account from one address within the window before that address gets 429 TOO_MANY_REQUESTS for it',
+  },
   loginFailuresPerAddress: { env: 'BERTH_LOGIN_FAILURES_PER_ADDRESS', default: '50', help: 'failed logins from one address within the window before 429 TOO_MANY_REQUESTS' },
   loginFailureWindowSeconds: { env: 'BERTH_LOGIN_FAILURE_WINDOW_SECONDS', default: '900', help: 'the window failed logins are counted in' },
+  reservedNames: {
+    env: 'BERTH_RESERVED_NAMES',
+    default: RESERVED_NAMES,
+    help: 'names (comma-separated) no one can sign up for or be given as a user or organisation, nor any name that differs from one only by dots, dashes or underscores; library always is',
+  },
   auditLog: { env: 'BERTH_AUDIT_LOG', help: 'file the audit log (every auth decision, one JSON line each) is appended to (default: the server log)' },
   pullCountFlushSeconds: { env: 'BERTH_PULL_COUNT_FLUSH_SECONDS', default: '10', help: 'how often pull counts (kept in memory per process) are added to the catalog\'s search index' },
   s3PartSize: {

@@ -1,8 +1,12 @@
-// Credentials checked with failed attempts counted per account and per address across every process
-// (Redis, or the cluster's primary): once either passes its limit, even the right password waits for
-// the window to end. Used by the token endpoint and by Basic credentials sent straight to /v2.
+// Credentials checked with failed attempts counted across every process (Redis, or the cluster's
+// primary): per account and address, and per address; once one passes its limit, even the right secret
+// waits for the window to end there. A stranger's failures never lock the owner out of their account:
+// a robot's or an access token's 256-bit secret cannot be guessed, so those are counted only where the
+// failures came from. Passwords can be, so their failures are counted per account as well, as slowly as
+// ever for a guesser at many addresses; the account's limit spares the addresses it signed in from lately.
+// Used by the token endpoint, the web sign-in and Basic credentials sent straight to /v2.
 import type { Context } from 'koa';
-import type { Authenticated, AuthService } from '../auth/index.ts';
+import { PAT_PREFIX, type Authenticated, type AuthService } from '../auth/index.ts';
 import { retryAfterSeconds, type RateCounter } from '../storage/index.ts';
 import type { Config } from './config.ts';
 import { RegistryError } from './errors.ts';
@@ -21,6 +25,14 @@ export function basicCredentials(ctx: Context): { username: string; password: st
   return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
 }
 
+/** How long a successful password login spares its address from the account's own limit. */
+const KNOWN_ADDRESS_MS = 30 * 24 * 3600 * 1000;
+
+/** A password, as opposed to a generated secret (a robot's, an access token's), which nobody can guess. */
+const isPassword = (username: string, password: string) => !username.includes('+') && !password.startsWith(PAT_PREFIX);
+
+const accountKey = (username: string) => username.toLowerCase().slice(0, 200);
+
 export class LoginGuard {
   private readonly windowMs: number;
 
@@ -32,8 +44,21 @@ export class LoginGuard {
     this.windowMs = config.loginFailureWindowSeconds * 1000;
   }
 
-  perAccount(username: string): Counted {
-    return { key: `login-failed:account:${username.toLowerCase().slice(0, 200)}`, limit: this.config.loginFailuresPerAccount };
+  private perAccount(username: string): Counted {
+    return { key: `login-failed:account:${accountKey(username)}`, limit: this.config.loginFailuresPerAccount };
+  }
+
+  private perAccountAndAddress(username: string, ctx: Context): Counted {
+    return { key: `login-failed:account-address:${accountKey(username)}:${ctx.ip}`, limit: this.config.loginFailuresPerAccountAndAddress };
+  }
+
+  private knownAddressKey(username: string, ctx: Context): string {
+    return `login-ok:${accountKey(username)}:${ctx.ip}`;
+  }
+
+  /** Whether the account signed in with its password from this address lately (then its own limit spares it). */
+  private async knownAddress(username: string, ctx: Context): Promise<boolean> {
+    return ((await this.counter.hit(this.knownAddressKey(username, ctx), KNOWN_ADDRESS_MS, 0))?.count ?? 0) > 0;
   }
 
   perAddress(ctx: Context): Counted {
@@ -59,12 +84,17 @@ export class LoginGuard {
 
   /** Who the credentials prove the caller to be; 401 UNAUTHORIZED (or 429) otherwise. */
   async login(ctx: Context, username: string, password: string): Promise<Authenticated> {
-    const counted = [this.perAccount(username), this.perAddress(ctx)];
+    const counted = [this.perAccountAndAddress(username, ctx), this.perAddress(ctx)];
+    if (isPassword(username, password)) counted.push(this.perAccount(username));
     const who = username.slice(0, 200);
-    await this.refuseIfLimited(ctx, counted, who);
+    const known = counted.length > 2 && (await this.knownAddress(username, ctx));
+    await this.refuseIfLimited(ctx, known ? counted.slice(0, 2) : counted, who);
     const authenticated = await this.auth.accounts.authenticate(username, password);
     this.auth.audit.record({ who, action: 'login', allowed: authenticated !== undefined, address: ctx.ip });
-    if (authenticated) return authenticated;
+    if (authenticated) {
+      if (authenticated.credential.kind === 'password' && !known) await this.counter.hit(this.knownAddressKey(username, ctx), KNOWN_ADDRESS_MS);
+      return authenticated;
+    }
     await this.countFailure(counted);
     throw new RegistryError('UNAUTHORIZED', 'incorrect username or password');
   }

@@ -108,7 +108,7 @@ export function tokenHandlers({ auth, config, counter, guard }: TokenDeps) {
         throw new RegistryError('UNSUPPORTED', 'expected a JSON body {"username": …, "password": …}', null, { status: 400 });
       }
       try {
-        await auth.accounts.addUser(body.username, body.password);
+        await auth.accounts.signUp(body.username, body.password);
       } catch (err) {
         if (!(err instanceof AccountError)) throw err;
         auth.audit.record({ who: body.username.slice(0, 200), action: 'sign-up', allowed: false, reason: err.message, address: ctx.ip });

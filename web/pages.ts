@@ -185,7 +185,7 @@ ${settings.readme ? html`<h2>README</h2><div class="readme">${new Html(await ren
       return reply(ctx, 429, 'Sign up', signInForm(posted.viewer, '/signup', 'Too many sign-ups from this address; try again later.', username));
     }
     try {
-      await auth.accounts.addUser(username, posted.form.fields.get('password') ?? '');
+      await auth.accounts.signUp(username, posted.form.fields.get('password') ?? '');
     } catch (err) {
       if (!(err instanceof AccountError)) throw err;
       return reply(ctx, 400, 'Sign up', signInForm(posted.viewer, '/signup', err.message, username));

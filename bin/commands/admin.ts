@@ -77,12 +77,15 @@ export function registerAdminCommands(program: Command): void {
     );
   user
     .command('rm <name>')
-    .description('remove a user and their access tokens')
+    .description('remove a user, their organisation roles, robots and tokens; the name is kept for admins to give out again')
     .action((name: string) =>
       withAuth(async (auth) => {
-        await auth.accounts.removeUser(name);
-        audit(auth, `user rm ${name}`);
-        process.stdout.write(`user ${name} removed\n`);
+        const removed = await auth.accounts.removeUser(name);
+        const what = `roles in: ${removed.roles.join(' ') || 'none'}; robots: ${removed.robots.join(' ') || 'none'}; access tokens: ${removed.tokens}`;
+        audit(auth, `user rm ${name}`, { reason: `admin command; removed ${what}` });
+        process.stdout.write(`user ${name} removed, with ${removed.roles.length} organisation role(s)${removed.roles.length ? ` (${removed.roles.join(', ')})` : ''}, ` +
+          `${removed.robots.length} robot(s)${removed.robots.length ? ` (${removed.robots.join(', ')})` : ''} and ${removed.tokens} access token(s); ` +
+          `only an admin can create ${name} again\n`);
       }),
     );
   user

@@ -19,12 +19,15 @@ interface Route {
 
 const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
-/** What a request needs its token to grant: reads pull, writes push, deletes delete (cancelling an upload is part of a push). */
+/**
+ * What a request needs its token to grant: reads pull, writes push, and every DELETE delete, cancelling
+ * an upload included (as Distribution asks), so that no right to remove anything hides inside push.
+ */
 function accessNeed(routeId: string, method: string, name: string): AccessNeed {
   if (routeId === 'base') return { kind: 'base' };
   if (routeId === 'catalog') return { kind: 'catalog' };
   if (!WRITE_METHODS.has(method)) return { kind: 'repository', name, action: 'pull' };
-  return { kind: 'repository', name, action: method === 'DELETE' && routeId !== 'upload' ? 'delete' : 'push' };
+  return { kind: 'repository', name, action: method === 'DELETE' ? 'delete' : 'push' };
 }
 
 export function distributionRoutes(deps: DistributionDeps): (ctx: Context, next: Next) => Promise<void> {
