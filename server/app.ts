@@ -83,7 +83,15 @@ export async function createApp(
   } else {
     logger.warn('BERTH_MODE=open: no authentication; anyone who reaches this registry may push and delete');
   }
-  webRoutes(router, { storage, auth, login: guard, counter: coordination.counter, readBody: readLimited, publicUrl: config.publicUrl });
+  webRoutes(router, {
+    storage,
+    auth,
+    login: guard,
+    counter: coordination.counter,
+    readBody: readLimited,
+    publicUrl: config.publicUrl,
+    gcSchedule: { intervalSeconds: config.gcIntervalSeconds, graceSeconds: config.gcGraceSeconds, deleteUntagged: config.gcDeleteUntagged },
+  });
   const v2 = distributionRoutes({ config, storage, metrics, gate: new AuthGate(auth, config, guard) });
   router.all('/v2', v2);
   router.all('/v2/{*rest}', v2);

@@ -3,6 +3,7 @@ import type Router from '@koa/router';
 import type { Context } from 'koa';
 import type { Authenticated, AuthService } from '../auth/index.ts';
 import type { RateCounter, Storage } from '../storage/index.ts';
+import { adminRoutes, type GcSchedule } from './admin.ts';
 import { apiRoutes } from './api.ts';
 import type { ReadBody } from './forms.ts';
 import { pageRoutes } from './pages.ts';
@@ -29,11 +30,14 @@ export interface WebDeps {
   sessions: Sessions;
   /** BERTH_PUBLIC_URL: what link previews and cards name; the request's Host never is. */
   publicUrl?: string;
+  /** The server's garbage collection settings, which the admin API shows and runs with. */
+  gcSchedule: GcSchedule;
 }
 
 export function webRoutes(router: Router, deps: Omit<WebDeps, 'sessions'>): void {
   const full: WebDeps = { ...deps, sessions: new Sessions(deps.storage.driver, deps.auth) };
   apiRoutes(router, full);
+  adminRoutes(router, full, deps.gcSchedule);
   pageRoutes(router, full);
 }
 

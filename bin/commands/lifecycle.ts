@@ -1,12 +1,14 @@
 // berth gc, berth retention run, berth policy set|show|rm: storage lifecycle jobs on the configured
 // storage (BERTH_DATA or the S3 bucket; BERTH_REDIS_URL for the lock and cache generations it shares with
-// running servers; without it, gc and retention run only while no server uses the storage). Each prints
-// JSON on stdout.
+// running servers). gc and retention are handed to a server running on this machine through its control
+// socket when there is one, so they work beside it with or without Redis; with none they run here, and
+// without Redis only while no server elsewhere uses the storage. Each prints JSON on stdout.
 import { InvalidArgumentError, type Command } from 'commander';
-import { usesRedis } from '../../server/config.ts';
+import { controlSocketPath, usesRedis, type Config } from '../../server/config.ts';
+import { askServer, type GcJobRequest, type RetentionJobRequest } from '../../server/control.ts';
 import { configOrExit } from './common.ts';
 import { openStorage } from '../../server/app.ts';
-import { applyRetention, namespaceOf, PolicyError, serversWithoutSharedState, type Storage } from '../../storage/index.ts';
+import { namespaceOf, PolicyError, serversWithoutSharedState, type Storage } from '../../storage/index.ts';
 
 function seconds(value: string): number {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError('expected a whole number of seconds');
@@ -19,8 +21,7 @@ function seconds(value: string): number {
  * the storage: that server's locks and caches are in its memory, so the job would race its pushes (a
  * collection could sweep a blob a push just linked) and it would go on serving what the job removed.
  */
-async function withStorage(job: (storage: Storage, grace: number) => Promise<unknown>, changesServed = false): Promise<void> {
-  const config = configOrExit();
+async function withStorage(job: (storage: Storage, grace: number) => Promise<unknown>, changesServed = false, config: Config = configOrExit()): Promise<void> {
   const { storage, close } = await openStorage(config);
   try {
     if (changesServed && !usesRedis(config)) {
@@ -28,8 +29,9 @@ async function withStorage(job: (storage: Storage, grace: number) => Promise<unk
       if (servers.length > 0) {
         const which = servers.map((s) => `pid ${s.pid} on ${s.host}`).join(', ');
         process.stderr.write(
-          `berth: a server without Redis uses this storage (${which}): its locks and caches are its own, so this job would race it. ` +
-            'Stop it first, let it run the job on its schedule (BERTH_GC_INTERVAL_SECONDS, BERTH_RETENTION_INTERVAL_SECONDS), ' +
+          `berth: a server without Redis uses this storage (${which}) and no server answers on this machine's control socket ` +
+            `(${controlSocketPath(config) ?? 'BERTH_CONTROL_SOCKET=none'}): that server's locks and caches are its own, so this job would race it. ` +
+            'Run the command where that server runs, use POST /api/v1/admin/gc, let it run the job on its schedule (BERTH_GC_INTERVAL_SECONDS, BERTH_RETENTION_INTERVAL_SECONDS), ' +
             'or give both BERTH_REDIS_URL.\n',
         );
         process.exitCode = 2;
@@ -46,6 +48,28 @@ async function withStorage(job: (storage: Storage, grace: number) => Promise<unk
   }
 }
 
+/**
+ * Hands a job to the server listening on the control socket and prints its report; with no server there,
+ * runs it here (withStorage).
+ */
+async function throughServer(
+  job: 'gc' | 'retention',
+  request: GcJobRequest | RetentionJobRequest,
+  here: (storage: Storage, grace: number) => Promise<unknown>,
+  changesServed: boolean,
+): Promise<void> {
+  const config = configOrExit();
+  const socket = controlSocketPath(config);
+  const reply = socket ? await askServer(socket, job, request) : undefined;
+  if (!reply) return withStorage(here, changesServed, config);
+  if (reply.ok) {
+    process.stdout.write(`${JSON.stringify(reply.result, null, 2)}\n`);
+    return;
+  }
+  process.stderr.write(`berth: the server refused the job (${reply.status}): ${reply.error}\n`);
+  process.exitCode = reply.status >= 500 ? 1 : 2;
+}
+
 export function registerLifecycleCommands(program: Command): void {
   program
     .command('gc')
@@ -54,9 +78,12 @@ export function registerLifecycleCommands(program: Command): void {
     .option('--delete-untagged', 'also remove manifests that no tag reaches')
     .option('--grace-seconds <n>', 'keep what was stored less than this long ago (default: BERTH_GC_GRACE_SECONDS)', seconds)
     .action((options: { dryRun?: boolean; deleteUntagged?: boolean; graceSeconds?: number }) =>
-      withStorage((storage, grace) =>
-        storage.gc.run({ dryRun: options.dryRun, deleteUntagged: options.deleteUntagged, graceSeconds: options.graceSeconds ?? grace }),
-      !options.dryRun),
+      throughServer(
+        'gc',
+        { dryRun: options.dryRun, deleteUntagged: options.deleteUntagged, graceSeconds: options.graceSeconds },
+        (storage, grace) => storage.jobs.collectGarbage({ dryRun: options.dryRun, deleteUntagged: options.deleteUntagged, graceSeconds: options.graceSeconds ?? grace }),
+        !options.dryRun,
+      ),
     );
 
   program
@@ -66,7 +93,7 @@ export function registerLifecycleCommands(program: Command): void {
     .description('delete the tags that the retention policies do not keep')
     .option('--dry-run', 'report what would be deleted, delete nothing')
     .action((options: { dryRun?: boolean }) =>
-      withStorage((storage) => applyRetention(storage.driver, storage.manifests, storage.policies, { dryRun: options.dryRun }), !options.dryRun),
+      throughServer('retention', { dryRun: options.dryRun }, (storage) => storage.jobs.applyRetention({ dryRun: options.dryRun }), !options.dryRun),
     );
 
   const policy = program.command('policy').description('lifecycle policies of a repository or namespace');

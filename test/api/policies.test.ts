@@ -1,6 +1,8 @@
 // Lifecycle policies and garbage collection through the HTTP API and the berth command, against a real
 // server (on disk, and again on S3 + Redis through api-on-s3.test.ts).
 import { expect } from 'chai';
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
 import { startBerth, useBerth, type TestBerth } from '../helpers/berth.ts';
 import { berthCommand, berthJson } from '../helpers/berth-command.ts';
 import { errorCode, OCI_MANIFEST, Registry, sha256 } from '../helpers/registry.ts';
@@ -142,11 +144,12 @@ describe('garbage collection through the server and the berth command', () => {
       expect((await registry.request('DELETE', `/v2/gc/app/manifests/${dropped.digest}`)).status).to.equal(202);
       const unreachable = [dropped.digest, dropped.config, dropped.layers[1]!].sort();
       if (!berth.storageEnv.BERTH_REDIS_URL) {
-        // Without Redis the server's locks and caches are its own: a collection from another process is
-        // refused while it serves (a dry run is not), and removes nothing.
-        const refused = await berthCommand(berth, ['gc', '--grace-seconds', '0'], { allowFailure: true });
+        // Without Redis the server's locks and caches are its own: a collection from another process that
+        // cannot hand it to the server (no control socket answers) is refused while it serves (a dry run
+        // is not), and removes nothing.
+        const refused = await berthCommand(berth, ['gc', '--grace-seconds', '0'], { allowFailure: true, env: { BERTH_CONTROL_SOCKET: 'none' } });
         expect(refused.code).to.equal(2);
-        expect(refused.stderr).to.match(/a server without Redis uses this storage \(pid \d+ on /);
+        expect(refused.stderr).to.match(/a server without Redis uses this storage \(pid \d+ on .*no server answers on this machine's control socket/);
         expect(await storedBlobCount(berth, unreachable)).to.equal(3);
         expect((await berthJson(berth, ['gc', '--dry-run', '--grace-seconds', '0'])).dryRun).to.equal(true);
       }
@@ -177,6 +180,53 @@ describe('garbage collection through the server and the berth command', () => {
       await berth.destroy();
     }
   });
+
+  for (const workers of ['1', '2']) {
+    it(`berth gc and berth retention run beside a running server are run by it (control socket; ${workers} worker${workers === '1' ? '' : 's'}); the admin API shows and starts collections`, async () => {
+      const berth = await startBerth({ env: { BERTH_WORKERS: workers, BERTH_GC_INTERVAL_SECONDS: '3600' } });
+      try {
+        const registry = new Registry(berth.url);
+        const kept = await registry.pushImage('beside/app', 'keep', { layers: ['shared beside', 'kept beside'], config: { kept: true } });
+        const dropped = await registry.pushImage('beside/app', 'drop', { layers: ['shared beside', 'dropped beside'], config: { kept: false } });
+        expect((await registry.request('DELETE', `/v2/beside/app/manifests/${dropped.digest}`)).status).to.equal(202);
+        const unreachable = [dropped.digest, dropped.config, dropped.layers[1]!].sort();
+        // The socket is the server's, and only its user may open it.
+        const socket = statSync(join(berth.storageEnv.BERTH_DATA!, 'control.sock'));
+        expect(socket.isSocket()).to.equal(true);
+        expect(socket.mode & 0o777).to.equal(0o600);
+
+        const dry = await berthJson(berth, ['gc', '--dry-run', '--grace-seconds', '0']);
+        expect(dry.dryRun).to.equal(true);
+        expect(await storedBlobCount(berth, unreachable)).to.equal(3);
+        const link = await berth.storage.stat(`/repositories/beside/app/_layers/sha256/${dropped.layers[1]!.slice(7)}/link`);
+        await waitFor(() => Date.now() - link!.modifiedAt.getTime() > 2100, 'the links to be older than the slack', 5000);
+        // The same report as a run from the command itself: every removed blob, listed.
+        const report = await berthJson(berth, ['gc', '--grace-seconds', '0']);
+        expect(report.dryRun).to.equal(false);
+        expect(report.blobsRemoved.map((b: { digest: string }) => b.digest).sort()).to.deep.equal(unreachable);
+        expect(await storedBlobCount(berth, unreachable)).to.equal(0);
+        // The server that ran it serves at once what is left, and nothing of what went.
+        expect((await registry.request('HEAD', `/v2/beside/app/blobs/${dropped.layers[1]}`)).status).to.equal(404);
+        expect((await registry.request('GET', `/v2/beside/app/blobs/${kept.layers[1]}`)).text).to.equal('kept beside');
+        expect((await registry.request('GET', '/v2/beside/app/manifests/keep')).headers['docker-content-digest']).to.equal(kept.digest);
+        expect(await berthJson(berth, ['retention', 'run'])).to.deep.equal([]);
+
+        // The admin API: the last run (the one above), the next one an interval after it; POST starts one.
+        const shown = (await registry.request('GET', '/api/v1/admin/gc')).json;
+        expect(shown.last.summary.blobsRemoved).to.equal(3);
+        expect(Date.parse(shown.next) - Date.parse(shown.last.finishedAt)).to.equal(3600_000);
+        const started = await registry.request('POST', '/api/v1/admin/gc');
+        expect(started.status).to.equal(202);
+        await waitFor(async () => {
+          const now = (await registry.request('GET', '/api/v1/admin/gc')).json;
+          return now.last.finishedAt !== shown.last.finishedAt && now.running === false;
+        }, 'the collection the API started to finish', 20_000);
+        expect((await registry.request('GET', '/api/v1/admin/gc')).json.last.summary.blobsRemoved).to.equal(0);
+      } finally {
+        await berth.destroy();
+      }
+    });
+  }
 
   it('the server applies retention and collects garbage on its schedule, while the kept images keep serving', async () => {
     const berth = await startBerth({

@@ -5,12 +5,12 @@ import { run, type RunResult } from './clients.ts';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 
-export function berthCommand(berth: TestBerth, args: string[], options: { allowFailure?: boolean } = {}): Promise<RunResult> {
+export function berthCommand(berth: TestBerth, args: string[], options: { allowFailure?: boolean; env?: Record<string, string> } = {}): Promise<RunResult> {
   return run(process.execPath, ['--import', 'tsx', 'bin/berth.ts', ...args], {
     cwd: ROOT,
-    env: { ...process.env, ...berth.storageEnv, BERTH_LOG_LEVEL: 'silent' },
+    env: { ...process.env, ...berth.storageEnv, BERTH_LOG_LEVEL: 'silent', ...options.env },
     timeoutMs: 60_000,
-    ...options,
+    allowFailure: options.allowFailure,
   });
 }
 

@@ -1,0 +1,85 @@
+// The admin API's lifecycle endpoints: GET /api/v1/admin/gc (the last collection and the next one) and
+// POST /api/v1/admin/gc (start one now). Admins only: a bearer token of an admin user with no scope limit
+// (from /token), or an admin's browser session (a POST from it carries the session's CSRF token in
+// X-CSRF-Token). In open mode, as every other route, anyone.
+import type Router from '@koa/router';
+import type { Context } from 'koa';
+import type { WebDeps } from './index.ts';
+import { csrfMatches } from './session.ts';
+
+export interface GcSchedule {
+  intervalSeconds: number;
+  graceSeconds: number;
+  deleteUntagged: boolean;
+}
+
+function apiError(ctx: Context, status: number, code: string, message: string): void {
+  ctx.status = status;
+  ctx.body = { errors: [{ code, message, detail: null }] };
+}
+
+export function adminRoutes(router: Router, deps: WebDeps, schedule: GcSchedule): void {
+  /** Why the last collection started here failed, until one succeeds. */
+  let lastError: string | undefined;
+
+  /** Whether the request may use the admin API; answers the refusal itself when not. */
+  const admitted = async (ctx: Context): Promise<boolean> => {
+    if (!deps.auth) return true;
+    const viewer = await deps.sessions.viewer(ctx);
+    const p = viewer.principal;
+    if (p.kind === 'anonymous') {
+      ctx.set('WWW-Authenticate', 'Bearer realm="/token",service="berth"');
+      apiError(ctx, 401, 'UNAUTHORIZED', 'sign in as an admin: a bearer token from /token, or a browser session');
+      return false;
+    }
+    if (p.kind !== 'user' || !p.admin || viewer.limit) {
+      apiError(ctx, 403, 'DENIED', 'only an admin (with a token not limited to some repositories) may do this');
+      return false;
+    }
+    if (ctx.method !== 'GET' && viewer.user && !csrfMatches(viewer, ctx.get('X-CSRF-Token') || undefined)) {
+      apiError(ctx, 403, 'DENIED', 'a request from a browser session carries its CSRF token in X-CSRF-Token');
+      return false;
+    }
+    return true;
+  };
+
+  const status = async () => {
+    const last = await deps.storage.jobs.last('garbage-collection');
+    const next =
+      schedule.intervalSeconds <= 0 ? null : new Date((last ? Date.parse(last.finishedAt) : Date.now()) + schedule.intervalSeconds * 1000).toISOString();
+    return {
+      running: deps.storage.jobs.isRunning('garbage-collection'),
+      last: last ?? null,
+      ...(lastError ? { lastError } : {}),
+      next,
+      intervalSeconds: schedule.intervalSeconds,
+      graceSeconds: schedule.graceSeconds,
+      deleteUntagged: schedule.deleteUntagged,
+    };
+  };
+
+  router.get('/api/v1/admin/gc', async (ctx) => {
+    ctx.state.route = 'api-admin-gc';
+    if (!(await admitted(ctx))) return;
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = await status();
+  });
+
+  router.post('/api/v1/admin/gc', async (ctx) => {
+    ctx.state.route = 'api-admin-gc';
+    if (!(await admitted(ctx))) return;
+    if (deps.storage.jobs.isRunning('garbage-collection')) {
+      apiError(ctx, 409, 'RUNNING', 'a garbage collection is already running in this server; GET this URL for its result');
+      return;
+    }
+    // A collection can take minutes: it runs on after the answer, and GET shows its result.
+    const options = { graceSeconds: schedule.graceSeconds, deleteUntagged: schedule.deleteUntagged };
+    void deps.storage.jobs.collectGarbage(options).then(
+      () => (lastError = undefined),
+      (err: Error) => (lastError = err.message),
+    );
+    ctx.status = 202;
+    ctx.set('Location', '/api/v1/admin/gc');
+    ctx.body = { started: true, ...(await status()) };
+  });
+}
