@@ -27,6 +27,7 @@ import { Metrics } from './metrics.ts';
 import { errorMapping, rateLimit } from './middleware.ts';
 import { tokenHandlers } from './token.ts';
 import { LoginGuard } from './login-guard.ts';
+import { connectionOptions, watchBodyProgress } from './connections.ts';
 import { readLimited } from './distribution/http.ts';
 import { webRoutes } from '../web/index.ts';
 import { pino } from 'pino';
@@ -181,7 +182,8 @@ export interface RunningServer {
 }
 
 export async function startServer(config: Config, berth: Berth): Promise<RunningServer> {
-  const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, berth.app.callback());
+  const server = createServer(connectionOptions(config), berth.app.callback());
+  const stopWatching = watchBodyProgress(server, config, berth.logger);
   const { host, port } = listenAddress(config);
   // Without Redis this process's locks and caches are its own: lifecycle jobs run from elsewhere look for
   // this marker (written before the first request can arrive).
@@ -219,6 +221,7 @@ export async function startServer(config: Config, berth: Berth): Promise<Running
       const timer = setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs);
       timer.unref();
       clearInterval(pulls);
+      stopWatching();
       stopLifecycle();
       server.close(() => {
         clearTimeout(timer);
