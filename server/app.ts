@@ -27,6 +27,7 @@ import { Metrics } from './metrics.ts';
 import { errorMapping, rateLimit } from './middleware.ts';
 import { tokenHandlers } from './token.ts';
 import { LoginGuard } from './login-guard.ts';
+import { forwardedClient } from './forwarded.ts';
 import { connectionOptions, watchBodyProgress } from './connections.ts';
 import { readLimited } from './distribution/http.ts';
 import { webRoutes } from '../web/index.ts';
@@ -51,7 +52,8 @@ export async function createApp(
 ): Promise<Berth> {
   const metrics = new Metrics();
   const { storage, coordination } = await openStorage(config, logger, metrics, driver);
-  // Only behind a proxy the operator names may X-Forwarded-For choose the address limits are counted by.
+  // Behind a trusted proxy Koa reads the protocol from X-Forwarded-Proto; forwardedClient (first below)
+  // sets the client address and leaves Koa only the forwarding headers it may believe.
   const app = new Koa({ proxy: config.trustProxy });
   app.silent = true;
   app.on('error', (err: Error) => logger.debug({ err: err.message }, 'response stream ended early'));
@@ -87,6 +89,7 @@ export async function createApp(
   router.all('/v2', v2);
   router.all('/v2/{*rest}', v2);
 
+  app.use(forwardedClient(config));
   app.use(requestLog(logger));
   app.use(metrics.middleware());
   app.use(errorMapping(logger));

@@ -2,6 +2,7 @@
 // JSON file (BERTH_CONFIG); the environment wins over the file.
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { BlockList, isIP } from 'node:net';
 import { z } from 'zod';
 
 const LISTEN_RE = /^(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
@@ -68,6 +69,11 @@ export const configSchema = z.object({
     .optional(),
   mode: z.enum(['public-index', 'private', 'open']),
   trustProxy: bool,
+  trustedProxyHops: int(1).max(32).optional(),
+  trustedProxies: z
+    .string()
+    .refine((v) => v.split(',').every((entry) => parseCidr(entry.trim()) !== undefined), 'expected addresses or CIDR ranges, e.g. 10.0.0.0/8,192.0.2.7')
+    .optional(),
   authService: z.string().min(1),
   authIssuer: z.string().min(1),
   authRealm: z.url().optional(),
@@ -92,6 +98,12 @@ export const configSchema = z.object({
       path: ['s3Redirect'],
       message: 'redirects send clients to presigned S3 URLs, so they need S3 storage: set BERTH_S3_BUCKET, or turn BERTH_S3_REDIRECT off',
     });
+  }
+  for (const key of ['trustedProxyHops', 'trustedProxies'] as const) {
+    if (config[key] !== undefined && !config.trustProxy) ctx.addIssue({ code: 'custom', path: [key], message: 'has no effect unless BERTH_TRUST_PROXY=true' });
+  }
+  if (config.trustedProxyHops !== undefined && config.trustedProxies !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['trustedProxyHops'], message: 'set either a number of hops or BERTH_TRUSTED_PROXIES, not both' });
   }
   if (config.s3RedirectBaseUrl !== undefined && !config.s3Redirect) {
     ctx.addIssue({ code: 'custom', path: ['s3RedirectBaseUrl'], message: 'has no effect unless BERTH_S3_REDIRECT=true' });
@@ -208,7 +220,15 @@ export const SETTINGS: Record<keyof Config, { env: string; default?: string; hel
   trustProxy: {
     env: 'BERTH_TRUST_PROXY',
     default: 'false',
-    help: 'behind a load balancer: take the client address and protocol from X-Forwarded-For / X-Forwarded-Proto (rate limits, login limits, audit, the token realm)',
+    help: 'behind a load balancer: take the client address and protocol from X-Forwarded-For / X-Forwarded-Proto (rate limits, login limits, audit, the token realm); by default the proxy in front is one hop: the rightmost X-Forwarded-For entry is the client. X-Forwarded-Host is never read',
+  },
+  trustedProxyHops: {
+    env: 'BERTH_TRUSTED_PROXY_HOPS',
+    help: 'with BERTH_TRUST_PROXY: how many proxies in a row append to X-Forwarded-For; the client is that many entries from the right (default 1)',
+  },
+  trustedProxies: {
+    env: 'BERTH_TRUSTED_PROXIES',
+    help: 'with BERTH_TRUST_PROXY, instead of a hop count: the addresses or CIDR ranges of the proxies; forwarded headers are read only from them, and the client is the rightmost X-Forwarded-For entry that is not one of them',
   },
   authService: { env: 'BERTH_AUTH_SERVICE', default: 'berth', help: 'the service name in the Bearer challenge and the tokens\' audience' },
   authIssuer: { env: 'BERTH_AUTH_ISSUER', default: 'berth', help: 'the tokens\' issuer (iss)' },
@@ -273,6 +293,28 @@ export function usesS3(config: Config): boolean {
 /** Whether several processes share state through Redis (else this process is the only writer). */
 export function usesRedis(config: Config): boolean {
   return Boolean(config.redisUrl || config.redisSentinels || config.redisCluster);
+}
+
+/** An address or CIDR range (`10.0.0.0/8`, `fd00::/8`, `192.0.2.7`), or undefined when it is neither. */
+export function parseCidr(text: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
+  const [address = '', prefixText, extra] = text.split('/');
+  const version = isIP(address);
+  if (version === 0 || extra !== undefined) return undefined;
+  const bits = version === 4 ? 32 : 128;
+  const prefix = prefixText === undefined ? bits : /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN;
+  if (!(prefix >= 0 && prefix <= bits)) return undefined;
+  return { address, prefix, family: version === 4 ? 'ipv4' : 'ipv6' };
+}
+
+/** The ranges of BERTH_TRUSTED_PROXIES (validated by the schema), as a list addresses are checked against. */
+export function trustedProxyList(config: Config): BlockList | undefined {
+  if (config.trustedProxies === undefined) return undefined;
+  const list = new BlockList();
+  for (const entry of config.trustedProxies.split(',')) {
+    const range = parseCidr(entry.trim())!;
+    list.addSubnet(range.address, range.prefix, range.family);
+  }
+  return list;
 }
 
 export function listenAddress(config: Config): { host: string; port: number } {
