@@ -2,12 +2,11 @@
 // the delete could not be announced through Redis), and not from an HTTP cache in front of Berth.
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { startBerth, useBerth, type TestBerth } from '../helpers/berth.ts';
-import { startRedis, type TestRedis } from '../helpers/redis.ts';
+import { useBerth } from '../helpers/berth.ts';
+import { useReplicas } from '../helpers/replicas.ts';
 import { Registry } from '../helpers/registry.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -53,32 +52,16 @@ describe('a deleted blob and HTTP caches in front of Berth', () => {
 });
 
 describe('a deleted blob, with two replicas sharing storage and Redis', () => {
-  let redis: TestRedis;
-  let dataDir: string;
-  let a: TestBerth;
-  let b: TestBerth;
+  const replicas = useReplicas();
 
-  before(async () => {
-    redis = await startRedis();
-    dataDir = mkdtempSync(join(tmpdir(), 'berth-deleted-'));
-    const env = { BERTH_REDIS_URL: redis.url };
-    [a, b] = await Promise.all([startBerth({ dataDir, env }), startBerth({ dataDir, env })]);
-  });
-  after(async () => {
-    await a?.destroy();
-    await b?.destroy();
-    await redis?.stop();
-    rmSync(dataDir, { recursive: true, force: true });
-  });
-
-  const redisConfig = (key: string, value: string) => run('redis-cli', ['-p', String(redis.port), 'CONFIG', 'SET', key, value]);
+  const redisConfig = (key: string, value: string) => run('redis-cli', ['-p', String(replicas.redis.port), 'CONFIG', 'SET', key, value]);
 
   it('a DELETE that cannot announce itself (Redis refuses writes) unlinks nothing, so no replica serves a stale size afterwards', async () => {
-    const ra = new Registry(a.url);
-    const rb = new Registry(b.url);
+    const ra = new Registry(replicas.a.url);
+    const rb = new Registry(replicas.b.url);
     const digest = await ra.pushBlob('replicas/deleted', 'cached by b, deleted through a');
     const path = `/v2/replicas/deleted/blobs/${digest}`;
-    const link = join(dataDir, 'repositories', 'replicas', 'deleted', '_layers', 'sha256', digest.slice(7), 'link');
+    const link = join(replicas.dataDir, 'repositories', 'replicas', 'deleted', '_layers', 'sha256', digest.slice(7), 'link');
     for (let i = 0; i < 2; i++) expect((await rb.request('HEAD', path)).status).to.equal(200);
 
     // Redis answers reads but refuses every write: the generation cannot be bumped.
