@@ -28,6 +28,8 @@ import { Metrics } from './metrics.ts';
 import { errorMapping, rateLimit } from './middleware.ts';
 import { tokenHandlers } from './token.ts';
 import { LoginGuard } from './login-guard.ts';
+import { forwardedClient } from './forwarded.ts';
+import { connectionOptions, watchBodyProgress } from './connections.ts';
 import { readLimited } from './distribution/http.ts';
 import { refuseCrossSite, securityHeaders, webRoutes } from '../web/index.ts';
 import { RegistryError } from './errors.ts';
@@ -52,7 +54,8 @@ export async function createApp(
 ): Promise<Berth> {
   const metrics = new Metrics();
   const { storage, coordination } = await openStorage(config, logger, metrics, driver);
-  // Only behind a proxy the operator names may X-Forwarded-For choose the address limits are counted by.
+  // Behind a trusted proxy Koa reads the protocol from X-Forwarded-Proto; forwardedClient (first below)
+  // sets the client address and leaves Koa only the forwarding headers it may believe.
   const app = new Koa({ proxy: config.trustProxy });
   app.silent = true;
   app.on('error', (err: Error) => logger.debug({ err: err.message }, 'response stream ended early'));
@@ -97,6 +100,7 @@ export async function createApp(
   router.all('/v2/{*rest}', v2);
 
   app.use(securityHeaders());
+  app.use(forwardedClient(config));
   app.use(requestLog(logger));
   app.use(metrics.middleware());
   app.use(errorMapping(logger));
@@ -194,7 +198,8 @@ export interface RunningServer {
 }
 
 export async function startServer(config: Config, berth: Berth): Promise<RunningServer> {
-  const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, berth.app.callback());
+  const server = createServer(connectionOptions(config), berth.app.callback());
+  const stopWatching = watchBodyProgress(server, config, berth.logger);
   const { host, port } = listenAddress(config);
   // Without Redis this process's locks and caches are its own: lifecycle jobs run from elsewhere look for
   // this marker (written before the first request can arrive).
@@ -239,6 +244,7 @@ export async function startServer(config: Config, berth: Berth): Promise<Running
       const timer = setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs);
       timer.unref();
       clearInterval(pulls);
+      stopWatching();
       stopLifecycle();
       control?.close();
       server.close(() => {

@@ -111,6 +111,17 @@ export class AuthGate {
     return auth.tokens.claims(who.principal, who.limit, access);
   }
 
+  /**
+   * Who the caller is, as the owner of what it opens (an upload session): its kind and name, so that a
+   * user and a robot never share one. Undefined in open mode, where nobody is anyone.
+   */
+  owner(ctx: Context): string | undefined {
+    if (!this.auth) return undefined;
+    const claims = ctx.state.claims as TokenClaims | undefined;
+    const who = claims ? principalOf(claims) : ({ kind: 'anonymous' } as const);
+    return who.kind === 'anonymous' ? 'anonymous' : `${who.kind}:${who.name}`;
+  }
+
   /** Whether the caller may pull `name`, for the places that touch a repository the route does not name: a mount's source. */
   async mayPull(ctx: Context, name: string): Promise<boolean> {
     if (!this.auth) return true;

@@ -2,6 +2,7 @@
 // JSON file (BERTH_CONFIG); the environment wins over the file.
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { BlockList, isIP } from 'node:net';
 import { z } from 'zod';
 
 const LISTEN_RE = /^(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
@@ -26,6 +27,10 @@ export const configSchema = z.object({
   chunkMinLength: int(0),
   maxConcurrentUploads: int(0),
   shutdownTimeoutMs: int(0),
+  headersTimeoutSeconds: int(1).max(3600),
+  idleTimeoutSeconds: int(1).max(3600),
+  bodyTimeoutSeconds: int(1).max(3600),
+  bodyMinBytesPerSecond: int(0),
   redisUrl: z.string().regex(/^rediss?:\/\//, 'expected redis://host:port or rediss://host:port').optional(),
   redisSentinels: z.string().regex(/^[^,:]+:\d+(,[^,:]+:\d+)*$/, 'expected host:port,host:port').optional(),
   redisSentinelName: z.string().min(1),
@@ -66,6 +71,11 @@ export const configSchema = z.object({
     .optional(),
   mode: z.enum(['public-index', 'private', 'open']),
   trustProxy: bool,
+  trustedProxyHops: int(1).max(32).optional(),
+  trustedProxies: z
+    .string()
+    .refine((v) => v.split(',').every((entry) => parseCidr(entry.trim()) !== undefined), 'expected addresses or CIDR ranges, e.g. 10.0.0.0/8,192.0.2.7')
+    .optional(),
   authService: z.string().min(1),
   authIssuer: z.string().min(1),
   authRealm: z.url().optional(),
@@ -95,6 +105,12 @@ export const configSchema = z.object({
       path: ['s3Redirect'],
       message: 'redirects send clients to presigned S3 URLs, so they need S3 storage: set BERTH_S3_BUCKET, or turn BERTH_S3_REDIRECT off',
     });
+  }
+  for (const key of ['trustedProxyHops', 'trustedProxies'] as const) {
+    if (config[key] !== undefined && !config.trustProxy) ctx.addIssue({ code: 'custom', path: [key], message: 'has no effect unless BERTH_TRUST_PROXY=true' });
+  }
+  if (config.trustedProxyHops !== undefined && config.trustedProxies !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['trustedProxyHops'], message: 'set either a number of hops or BERTH_TRUSTED_PROXIES, not both' });
   }
   if (config.s3RedirectBaseUrl !== undefined && !config.s3Redirect) {
     ctx.addIssue({ code: 'custom', path: ['s3RedirectBaseUrl'], message: 'has no effect unless BERTH_S3_REDIRECT=true' });
@@ -127,6 +143,26 @@ export const SETTINGS: Record<keyof Config, { env: string; default?: string; hel
     help: 'upload requests streamed at once before TOO_MANY_REQUESTS (0: no limit)',
   },
   shutdownTimeoutMs: { env: 'BERTH_SHUTDOWN_TIMEOUT_MS', default: '30000', help: 'how long in-flight requests may finish on SIGTERM' },
+  headersTimeoutSeconds: {
+    env: 'BERTH_HEADERS_TIMEOUT_SECONDS',
+    default: '30',
+    help: 'a connection that has not sent a whole request head (line and headers) this long after it began one, or after it opened, is answered 408 and closed',
+  },
+  idleTimeoutSeconds: {
+    env: 'BERTH_IDLE_TIMEOUT_SECONDS',
+    default: '65',
+    help: 'a keep-alive connection idle this long between requests is closed (keep it above the load balancer\'s own idle timeout)',
+  },
+  bodyTimeoutSeconds: {
+    env: 'BERTH_BODY_TIMEOUT_SECONDS',
+    default: '30',
+    help: 'a request body that brings fewer than BERTH_BODY_MIN_BYTES_PER_SECOND × this many bytes (at least one) in any such window the server waits for it is answered 408 and cut; a long upload that keeps moving is never cut',
+  },
+  bodyMinBytesPerSecond: {
+    env: 'BERTH_BODY_MIN_BYTES_PER_SECOND',
+    default: '256',
+    help: 'the slowest average rate, over each BERTH_BODY_TIMEOUT_SECONDS window, at which a request body may arrive (0: any progress at all)',
+  },
   redisUrl: { env: 'BERTH_REDIS_URL', help: 'Redis for state shared by several processes or replicas (locks, cache generations)' },
   redisSentinels: { env: 'BERTH_REDIS_SENTINELS', help: 'host:port list of Redis Sentinels (instead of BERTH_REDIS_URL)' },
   redisSentinelName: { env: 'BERTH_REDIS_SENTINEL_NAME', default: 'mymaster', help: 'the master name the Sentinels watch' },
@@ -208,7 +244,15 @@ export const SETTINGS: Record<keyof Config, { env: string; default?: string; hel
   trustProxy: {
     env: 'BERTH_TRUST_PROXY',
     default: 'false',
-    help: 'behind a load balancer: take the client address and protocol from X-Forwarded-For / X-Forwarded-Proto (rate limits, login limits, audit, the token realm)',
+    help: 'behind a load balancer: take the client address and protocol from X-Forwarded-For / X-Forwarded-Proto (rate limits, login limits, audit, the token realm); by default the proxy in front is one hop: the rightmost X-Forwarded-For entry is the client. X-Forwarded-Host is never read',
+  },
+  trustedProxyHops: {
+    env: 'BERTH_TRUSTED_PROXY_HOPS',
+    help: 'with BERTH_TRUST_PROXY: how many proxies in a row append to X-Forwarded-For; the client is that many entries from the right (default 1)',
+  },
+  trustedProxies: {
+    env: 'BERTH_TRUSTED_PROXIES',
+    help: 'with BERTH_TRUST_PROXY, instead of a hop count: the addresses or CIDR ranges of the proxies; forwarded headers are read only from them, and the client is the rightmost X-Forwarded-For entry that is not one of them',
   },
   authService: { env: 'BERTH_AUTH_SERVICE', default: 'berth', help: 'the service name in the Bearer challenge and the tokens\' audience' },
   authIssuer: { env: 'BERTH_AUTH_ISSUER', default: 'berth', help: 'the tokens\' issuer (iss)' },
@@ -293,6 +337,28 @@ export function controlSocketPath(config: Config): string | undefined {
 
 export function usesRedis(config: Config): boolean {
   return Boolean(config.redisUrl || config.redisSentinels || config.redisCluster);
+}
+
+/** An address or CIDR range (`10.0.0.0/8`, `fd00::/8`, `192.0.2.7`), or undefined when it is neither. */
+export function parseCidr(text: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
+  const [address = '', prefixText, extra] = text.split('/');
+  const version = isIP(address);
+  if (version === 0 || extra !== undefined) return undefined;
+  const bits = version === 4 ? 32 : 128;
+  const prefix = prefixText === undefined ? bits : /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN;
+  if (!(prefix >= 0 && prefix <= bits)) return undefined;
+  return { address, prefix, family: version === 4 ? 'ipv4' : 'ipv6' };
+}
+
+/** The ranges of BERTH_TRUSTED_PROXIES (validated by the schema), as a list addresses are checked against. */
+export function trustedProxyList(config: Config): BlockList | undefined {
+  if (config.trustedProxies === undefined) return undefined;
+  const list = new BlockList();
+  for (const entry of config.trustedProxies.split(',')) {
+    const range = parseCidr(entry.trim())!;
+    list.addSubnet(range.address, range.prefix, range.family);
+  }
+  return list;
 }
 
 export function listenAddress(config: Config): { host: string; port: number } {

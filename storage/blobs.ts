@@ -117,6 +117,9 @@ export class BlobStore {
   }
 
   async unlink(name: string, digest: Digest): Promise<boolean> {
+    // Announced before as well as after: when the announcement cannot be made (Redis away), nothing is
+    // unlinked, since other processes would go on serving the size they cached once the counter answers again.
+    await this.generations.bump(linksOf(name));
     let existed = false;
     await this.usage.change(name, digest, async () => {
       existed = await this.driver.delete(layout.layerLinkDir(name, digest));

@@ -18,6 +18,8 @@ export interface BlobUpload {
   /** Bytes received so far: the next chunk must start here. */
   readonly offset: number;
   readonly startedAt: Date;
+  /** Who opened the session (undefined: anyone with push rights, as in open mode); only they may use it. */
+  readonly owner?: string;
 }
 
 const MAX_RUNNING_DIGESTS = 10_000;
@@ -28,10 +30,11 @@ export function isValidUploadId(id: string): boolean {
   return UPLOAD_ID_RE.test(id);
 }
 
-/** /uploads/<id>: the repository a session was opened in, and when. */
+/** /uploads/<id>: the repository a session was opened in, when, and by whom. */
 interface OpenUpload {
   name: string;
   startedAt: string;
+  owner?: string;
 }
 
 interface HashState {
@@ -53,17 +56,17 @@ export class UploadStore {
     private readonly observer?: UploadObserver,
   ) {}
 
-  async create(name: string): Promise<BlobUpload> {
+  async create(name: string, owner?: string): Promise<BlobUpload> {
     const id = randomUUID(); // 122 random bits: unguessable
     const startedAt = new Date();
     // A session's files are not flushed to disk: a session lost to a power loss is started again by
     // its client; only the blob it completes must be durable (and is, before it is linked).
     // The index entry says where the session lives and when it began: one file, read by get and expiry.
-    const entry: OpenUpload = { name, startedAt: startedAt.toISOString() };
+    const entry: OpenUpload = { name, startedAt: startedAt.toISOString(), ...(owner === undefined ? {} : { owner }) };
     await this.driver.putContent(layout.openUpload(id), JSON.stringify(entry), UNFLUSHED);
     const writer = await this.driver.writer(layout.uploadData(name, id), false);
     await writer.close();
-    return { id, name, offset: 0, startedAt };
+    return { id, name, offset: 0, startedAt, owner };
   }
 
   async get(name: string, id: string): Promise<BlobUpload | undefined> {
@@ -75,24 +78,31 @@ export class UploadStore {
     if (!started) return undefined;
     const data = await this.driver.stat(layout.uploadData(name, id));
     if (!data) return undefined;
-    return { id, name, offset: data.size, startedAt: new Date(started) };
+    return { id, name, offset: data.size, startedAt: new Date(started), owner: entry.owner };
   }
 
   /** The index entry of a session: JSON; a session opened by an older version holds its name alone. */
-  private async openEntry(id: string): Promise<{ name: string; startedAt?: string } | undefined> {
+  private async openEntry(id: string): Promise<{ name: string; startedAt?: string; owner?: string } | undefined> {
     const raw = (await this.driver.getContent(layout.openUpload(id)))?.toString();
     if (raw === undefined) return undefined;
     if (!raw.startsWith('{')) return { name: raw };
     try {
       const entry = JSON.parse(raw) as Partial<OpenUpload>;
-      return typeof entry.name === 'string' && typeof entry.startedAt === 'string' ? { name: entry.name, startedAt: entry.startedAt } : undefined;
+      if (typeof entry.name !== 'string' || typeof entry.startedAt !== 'string') return undefined;
+      return { name: entry.name, startedAt: entry.startedAt, owner: typeof entry.owner === 'string' ? entry.owner : undefined };
     } catch {
       return undefined;
     }
   }
 
-  async require(name: string, id: string): Promise<BlobUpload> {
-    const upload = await this.get(name, id);
+  /**
+   * The session, for its owner only: to anyone else (another user, a robot, the anonymous caller) it does
+   * not exist, whatever rights they have on the repository, so nobody continues, reads or cancels a push
+   * that is not theirs.
+   */
+  async require(name: string, id: string, owner: string | undefined): Promise<BlobUpload> {
+    const found = await this.get(name, id);
+    const upload = found && (found.owner === undefined || found.owner === owner) ? found : undefined;
     if (!upload) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', undefined, { id: id.slice(0, 100) });
     return upload;
   }

@@ -60,7 +60,9 @@ export function blobHandlers(deps: DistributionDeps): Record<string, Handler> {
       'Docker-Content-Digest': digest,
       ETag: `"${digest}"`,
       'Accept-Ranges': 'bytes',
-      'Cache-Control': 'max-age=31536000',
+      // A digest's bytes never change, but they can be deleted (a leaked secret, a private repository's
+      // layer): a cache may keep them, never serve them without asking, so a DELETE (or lost access) ends them.
+      'Cache-Control': 'no-cache',
       'Content-Type': 'application/octet-stream',
     };
   }

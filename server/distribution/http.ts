@@ -80,28 +80,47 @@ export async function replyDirect(
 }
 
 /**
- * Reads a small request body (a manifest) with a hard limit: past it nothing more is kept, and the rest
- * is read off the wire and dropped so that the client can read the 413.
+ * Reads a small request body (a manifest, a form) with a hard limit, checked against Content-Length before
+ * anything is read. Past the limit nothing more is kept or waited for: the stream is left flowing with no
+ * reader, so the error is answered at once with `Connection: close` (see errorMapping), however long the
+ * sender would go on.
  */
 export async function readLimited(ctx: Context, limit: number, what = 'manifest'): Promise<Buffer> {
   const declared = ctx.get('Content-Length');
   if (declared && Number(declared) > limit) throw tooLarge(limit, what);
+  const req = ctx.req;
   return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let total = 0;
-    ctx.req.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer) => {
       total += chunk.length;
-      if (total <= limit) chunks.push(chunk);
-      else chunks.length = 0;
-    });
-    ctx.req.once('end', () => (total > limit ? reject(tooLarge(limit, what)) : resolve(Buffer.concat(chunks, total))));
-    ctx.req.once('error', reject);
+      if (total <= limit) return void chunks.push(chunk);
+      chunks.length = 0;
+      settle();
+      reject(tooLarge(limit, what));
+    };
+    const onEnd = () => {
+      settle();
+      resolve(Buffer.concat(chunks, total));
+    };
+    const onError = (err: Error) => {
+      settle();
+      reject(err);
+    };
+    const settle = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+    };
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.once('error', onError);
   });
 }
 
 function tooLarge(limit: number, what: string): RegistryError {
-  // Node discards the unread rest of the body after the reply, so the client reads the 413 instead of
-  // failing with a broken pipe.
+  // Node discards the unread rest of a declared body after the reply, so the client reads the 413 instead
+  // of failing with a broken pipe.
   return new RegistryError('SIZE_INVALID', `${what} exceeds the limit of ${limit} bytes`, { limit }, { status: 413 });
 }
 

@@ -113,6 +113,9 @@ export function uploadHandlers(deps: DistributionDeps): { collection: Record<str
     return streaming(() => uploads.append(upload, ctx.req, { start, length }));
   }
 
+  /** The session named by the URL, if the caller opened it (see UploadStore.require). */
+  const ownSession = (ctx: Context, name: string, id: string) => uploads.require(name, id, deps.gate.owner(ctx));
+
   const collection: Record<string, Handler> = {
     async POST(ctx, { name }) {
       const mounted = await tryMount(name, ctx);
@@ -124,7 +127,7 @@ export function uploadHandlers(deps: DistributionDeps): { collection: Record<str
         const digest = parseDigest(digestParam);
         const length = declaredLength(ctx);
         await quotas.check(name, length ?? 0, digest);
-        const upload = await uploads.create(name);
+        const upload = await uploads.create(name, deps.gate.owner(ctx));
         try {
           const received = await streaming(() => uploads.append(upload, ctx.req, { length }));
           await completeWithinQuota(received, digest);
@@ -135,7 +138,7 @@ export function uploadHandlers(deps: DistributionDeps): { collection: Record<str
         return created(ctx, name, digest);
       }
 
-      const upload = await uploads.create(name);
+      const upload = await uploads.create(name, deps.gate.owner(ctx));
       const headers = sessionHeaders(upload);
       if (deps.config.chunkMinLength > 0) headers['OCI-Chunk-Min-Length'] = String(deps.config.chunkMinLength);
       replyEmpty(ctx, 202, headers);
@@ -144,12 +147,12 @@ export function uploadHandlers(deps: DistributionDeps): { collection: Record<str
 
   const session: Record<string, Handler> = {
     async GET(ctx, { name, ref }) {
-      const upload = await uploads.require(name, ref);
+      const upload = await ownSession(ctx, name, ref);
       replyEmpty(ctx, 204, sessionHeaders(upload));
     },
 
     async PATCH(ctx, { name, ref }) {
-      const upload = await appendWithinQuota(ctx, await uploads.require(name, ref));
+      const upload = await appendWithinQuota(ctx, await ownSession(ctx, name, ref));
       replyEmpty(ctx, 202, sessionHeaders(upload));
     },
 
@@ -157,14 +160,14 @@ export function uploadHandlers(deps: DistributionDeps): { collection: Record<str
       const digestParam = queryString(ctx, 'digest');
       if (digestParam === undefined) throw new RegistryError('DIGEST_INVALID', 'the digest query parameter is required');
       const digest = parseDigest(digestParam);
-      let upload = await uploads.require(name, ref);
+      let upload = await ownSession(ctx, name, ref);
       if (hasBody(ctx)) upload = await appendWithinQuota(ctx, upload);
       await completeWithinQuota(upload, digest);
       created(ctx, name, digest);
     },
 
     async DELETE(ctx, { name, ref }) {
-      const upload = await uploads.require(name, ref);
+      const upload = await ownSession(ctx, name, ref);
       await uploads.cancel(upload);
       replyEmpty(ctx, 204);
     },
