@@ -23,7 +23,7 @@ export class RegistryRequestError extends ClientError {
 /** Bytes that do not hash to the digest that names them: nothing of them is kept. */
 export class DigestMismatchError extends ClientError {}
 
-/** A layer entry that would write outside the root filesystem. */
+/** A layer entry that would write or remove outside its place in the root filesystem. */
 export class PathEscapeError extends ClientError {}
 
 /** No manifest for the wanted platform, or an image this host cannot run. */

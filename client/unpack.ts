@@ -1,8 +1,9 @@
 // Unpacks an image's layers, in order, into a root filesystem: gzip, zstd or plain tar; OCI whiteouts
 // (`.wh.<name>` deletes, `.wh..wh..opq` hides what lower layers put in a directory). No entry may write
-// outside the root: absolute names, `..`, paths through symlinks that lead out and hard links to
-// outside are refused (PathEscapeError) and the caller removes the half-built root. Each layer's
-// uncompressed bytes are checked against the config's diff_id.
+// outside the root: absolute names, `..`, paths through symlinks that lead out, hard links to outside
+// and whiteouts that name no entry of their own directory (`.wh..`, `.wh...`) are refused
+// (PathEscapeError) and the caller removes the half-built root. Each layer's uncompressed bytes are
+// checked against the config's diff_id.
 import { createHash } from 'node:crypto';
 import {
   chmodSync,
@@ -75,9 +76,32 @@ function decompressorFor(path: string): Transform {
 /** The components of a tar entry name, refusing names that leave the root on their own. */
 function entryComponents(name: string, what: string): string[] {
   if (name.startsWith('/')) throw new PathEscapeError(`${what}: absolute path ${JSON.stringify(name)}`);
+  // A PAX name may hold NUL, which no file system path can: a layer error, not a crash in fs.
+  if (name.includes('\0')) throw new ClientError(`${what}: a NUL byte in ${JSON.stringify(name)}`);
   const components = name.split('/').filter((c) => c !== '' && c !== '.');
   if (components.includes('..')) throw new PathEscapeError(`${what}: ${JSON.stringify(name)} climbs out with ".."`);
   return components;
+}
+
+/**
+ * The name a whiteout entry removes from its own directory (OPAQUE for an opaque one), or undefined when
+ * the entry is no whiteout. A whiteout naming nothing, "." or ".." would remove the directory itself or
+ * the one above it (from the root: the container's folder), and a whiteout with a slash after it is a
+ * folder, which no layer tool writes: both stop the unpack.
+ */
+function whiteoutOf(name: string, components: string[], what: string): string | undefined {
+  const at = components.findIndex((c) => c.startsWith(WHITEOUT));
+  if (at === -1) return undefined;
+  const base = components[at]!;
+  if (at !== components.length - 1 || name.slice(name.lastIndexOf(base) + base.length) !== '') {
+    throw new PathEscapeError(`${what}: whiteout ${JSON.stringify(base)} has a slash after it`);
+  }
+  if (base === OPAQUE) return OPAQUE;
+  const removed = base.slice(WHITEOUT.length);
+  if (removed === '' || removed === '.' || removed === '..') {
+    throw new PathEscapeError(`${what}: whiteout ${JSON.stringify(base)} names no entry of its directory`);
+  }
+  return removed;
 }
 
 function lstatOrUndefined(path: string): Stats | undefined {
@@ -167,16 +191,17 @@ async function applyEntry(entry: Readable & { header: tar.Header }, state: Layer
   const what = `${state.what}: ${header.name}`;
   const components = entryComponents(header.name, what);
   if (components.length === 0) return; // the root itself
+  const whiteout = whiteoutOf(header.name, components, what);
   const base = components[components.length - 1]!;
   const dir = resolveDirectory(state.root, components.slice(0, -1), what);
   const dest = join(dir, base);
 
-  if (base === OPAQUE) {
+  if (whiteout === OPAQUE) {
     clearOpaque(dir, state.written);
     return;
   }
-  if (base.startsWith(WHITEOUT)) {
-    removeEntry(join(dir, base.slice(WHITEOUT.length)));
+  if (whiteout !== undefined) {
+    removeEntry(join(dir, whiteout));
     return;
   }
   state.written.add(dest);

@@ -4,7 +4,8 @@ import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PathEscapeError, unpackLayers } from '../../client/index.ts';
+import tar from 'tar-stream';
+import { ClientError, PathEscapeError, unpackLayers } from '../../client/index.ts';
 import { DigestMismatchError } from '../../client/errors.ts';
 import { WHITEOUT_LAYERS } from '../helpers/berth-client.ts';
 import { removeDir, tempDir } from '../helpers/clients.ts';
@@ -68,12 +69,27 @@ describe('client: unpacking layers', function () {
     'a whiteout through a symlink that points out': [
       [{ path: 'out', type: 'symlink', target: '../../../..' }, { path: 'out/.wh.outside.txt', content: '' }],
     ],
+    // A whiteout names one entry of its own directory; anything else would remove the root or above it.
+    'a whiteout of ".." (.wh...), which would remove the container folder': [[{ path: 'file', content: 'x' }, { path: '.wh...', content: '' }]],
+    'a whiteout of "." (.wh..), which would remove the root': [[{ path: 'file', content: 'x' }, { path: '.wh..', content: '' }]],
+    'a whiteout of nothing (.wh.), which would remove the root': [[{ path: 'file', content: 'x' }, { path: '.wh.', content: '' }]],
+    'a whiteout of ".." below a folder (etc/.wh...), which would remove the root': [
+      [{ path: 'etc/', type: 'directory' }, { path: 'etc/.wh...', content: '' }],
+    ],
+    'a whiteout of "." in a lower layer\'s folder': [[{ path: 'etc/', type: 'directory' }], [{ path: 'etc/.wh..', content: '' }]],
+    'a whiteout name with a slash after the prefix (a folder)': [[{ path: 'etc/.wh.passwd/', type: 'directory' }]],
+    'a whiteout name with a slash after the prefix (a path through it)': [[{ path: '.wh.etc/passwd', content: 'x' }]],
+    'an opaque whiteout with a slash after it': [[{ path: 'etc/.wh..wh..opq/', type: 'directory' }]],
   };
 
   for (const [name, layerEntries] of Object.entries(ESCAPES)) {
     it(`refuses ${name}, and removes the half-built root`, async function () {
       writeFileSync(join(work, 'outside.txt'), 'the host\'s file\n');
       const root = rootIn();
+      // The container's folder holds more than its root (config.json, container.json): it stays.
+      const neighbour = join(root, '..', 'container.json');
+      mkdirSync(join(root, '..'), { recursive: true });
+      writeFileSync(neighbour, '{}\n');
       const error = await unpackLayers(await layers(...layerEntries), root).then(
         () => undefined,
         (err: unknown) => err,
@@ -85,6 +101,7 @@ describe('client: unpacking layers', function () {
       expect(existsSync(join(work, 'escaped')), 'a file outside').to.equal(false);
       expect(existsSync(`/tmp/berth-unpack-absolute-${process.pid}`)).to.equal(false);
       expect(readFileSync(join(work, 'outside.txt'), 'utf8')).to.equal('the host\'s file\n');
+      expect(existsSync(neighbour), 'a file beside the root').to.equal(true);
     });
   }
 
@@ -128,6 +145,21 @@ describe('client: unpacking layers', function () {
     const root = rootIn();
     await unpackLayers([{ path, digest: sha256(zstd.stdout), diffId: sha256(tarBytes) }], root);
     expect(readFileSync(join(root, 'hello.txt'), 'utf8')).to.equal('from zstd\n');
+  });
+
+  it('refuses a name with a NUL byte (a PAX path can hold one) as a layer error', async function () {
+    const pack = tar.pack();
+    pack.entry({ name: 'etc/passwd', pax: { path: 'etc/pass\0wd' } }, 'x');
+    pack.finalize();
+    const chunks: Buffer[] = [];
+    for await (const chunk of pack) chunks.push(chunk as Buffer);
+    const path = join(work, 'nul.tar');
+    writeFileSync(path, Buffer.concat(chunks));
+    const root = rootIn();
+    const error = await unpackLayers([{ path, digest: sha256('nul') }], root).catch((err: unknown) => err);
+    expect(error).to.be.instanceOf(ClientError);
+    expect((error as Error).message).to.include('a NUL byte');
+    expect(existsSync(root)).to.equal(false);
   });
 
   it('refuses a layer whose content is not the config\'s diff_id', async function () {
