@@ -26,6 +26,9 @@ export class DigestMismatchError extends ClientError {}
 /** A layer entry that would write or remove outside its place in the root filesystem. */
 export class PathEscapeError extends ClientError {}
 
+/** An image that unpacks to more bytes or entries than its limits allow: nothing of it is kept. */
+export class UnpackLimitError extends ClientError {}
+
 /** No manifest for the wanted platform, or an image this host cannot run. */
 export class PlatformError extends ClientError {}
 

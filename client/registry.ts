@@ -2,11 +2,11 @@
 // answers 401 with `WWW-Authenticate: Bearer realm=…,service=…,scope=…` is retried with a token from the
 // realm (asked with Basic credentials when we have them, anonymously otherwise), cached per scope until
 // it expires; a `Basic` challenge is answered with the credentials themselves.
-import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { Credentials } from './credentials.ts';
-import { DigestMismatchError, RegistryRequestError } from './errors.ts';
+import { digestOf, verifyDigest } from './digest.ts';
+import { RegistryRequestError } from './errors.ts';
 import { DOCKER_HUB } from './reference.ts';
 
 export const ManifestMediaTypes = {
@@ -59,18 +59,6 @@ export function parseAuthChallenges(header: string): AuthChallenge[] {
     current.params[token.toLowerCase()] = value;
   }
   return challenges;
-}
-
-export function digestOf(bytes: Buffer, algorithm = 'sha256'): string {
-  return `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`;
-}
-
-/** Throws unless `bytes` hash to `digest` (sha256 or sha512). */
-export function verifyDigest(bytes: Buffer, digest: string, what: string): void {
-  const algorithm = digest.slice(0, digest.indexOf(':'));
-  if (algorithm !== 'sha256' && algorithm !== 'sha512') throw new DigestMismatchError(`${what}: unsupported digest algorithm in ${digest}`);
-  const actual = digestOf(bytes, algorithm);
-  if (actual !== digest) throw new DigestMismatchError(`${what}: content has digest ${actual}, expected ${digest}`);
 }
 
 export interface FetchedDocument {

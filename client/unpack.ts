@@ -29,7 +29,8 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { Decompress as ZstdDecompress } from 'fzstd';
 import tar from 'tar-stream';
-import { ClientError, DigestMismatchError, PathEscapeError } from './errors.ts';
+import { digestAlgorithm } from './digest.ts';
+import { ClientError, DigestMismatchError, PathEscapeError, UnpackLimitError } from './errors.ts';
 
 const WHITEOUT = '.wh.';
 const OPAQUE = '.wh..wh..opq';
@@ -244,16 +245,53 @@ async function applyEntry(entry: Readable & { header: tar.Header }, state: Layer
   }
 }
 
+/** What one image may unpack to, over all its layers: a small compressed layer can expand without end. */
+export interface UnpackLimits {
+  /** Uncompressed tar bytes. */
+  maxBytes: number;
+  /** Tar entries: files, folders, links and whiteouts. */
+  maxEntries: number;
+}
+
+/** What an image has unpacked so far; throws as soon as a limit is passed. */
+class UnpackBudget {
+  private bytes = 0;
+  private entries = 0;
+
+  constructor(private readonly limits: UnpackLimits) {}
+
+  addBytes(count: number, what: string): void {
+    this.bytes += count;
+    if (this.bytes > this.limits.maxBytes) this.passed(`${this.limits.maxBytes} bytes (BERTH_UNPACK_MAX_BYTES)`, what);
+  }
+
+  addEntry(what: string): void {
+    if (++this.entries > this.limits.maxEntries) this.passed(`${this.limits.maxEntries} entries (BERTH_UNPACK_MAX_ENTRIES)`, what);
+  }
+
+  private passed(limit: string, what: string): never {
+    throw new UnpackLimitError(`${what}: the image unpacks to more than its limit of ${limit}; nothing of it was kept`);
+  }
+}
+
 /** Applies one layer blob to `root`; checks its uncompressed digest against `diffId` when given. */
-export async function applyLayer(blobPath: string, root: string, diffId: string | undefined, what: string): Promise<string[]> {
-  const algorithm = diffId ? diffId.slice(0, diffId.indexOf(':')) : 'sha256';
+async function applyLayer(blobPath: string, root: string, diffId: string | undefined, what: string, budget: UnpackBudget): Promise<string[]> {
+  const algorithm = diffId ? digestAlgorithm(diffId, `${what}: diff_id`) : 'sha256';
   const hash = createHash(algorithm);
   const extract = tar.extract();
+  // The first limit passed, kept so that it, not the broken streams it leaves, is what the caller hears.
+  let stopped: UnpackLimitError | undefined;
   const feeding = pipeline(
     createReadStream(blobPath),
     decompressorFor(blobPath),
     new Transform({
       transform(chunk: Buffer, _encoding, callback) {
+        try {
+          budget.addBytes(chunk.length, what);
+        } catch (err) {
+          stopped = err as UnpackLimitError;
+          return callback(stopped);
+        }
         hash.update(chunk);
         callback(null, chunk);
       },
@@ -262,11 +300,16 @@ export async function applyLayer(blobPath: string, root: string, diffId: string 
   );
   feeding.catch(() => {}); // reported through the loop below, or awaited after it
   const state: LayerState = { root, what, written: new Set(), skipped: [] };
-  for await (const entry of extract as AsyncIterable<Readable & { header: tar.Header }>) {
-    await applyEntry(entry, state);
-    entry.resume();
+  try {
+    for await (const entry of extract as AsyncIterable<Readable & { header: tar.Header }>) {
+      budget.addEntry(what);
+      await applyEntry(entry, state);
+      entry.resume();
+    }
+    await feeding;
+  } catch (err) {
+    throw stopped ?? err;
   }
-  await feeding;
   if (diffId) {
     const actual = `${algorithm}:${hash.digest('hex')}`;
     if (actual !== diffId) throw new DigestMismatchError(`${what}: uncompressed content has digest ${actual}, the config says ${diffId}`);
@@ -275,15 +318,23 @@ export async function applyLayer(blobPath: string, root: string, diffId: string 
 }
 
 /**
- * Builds a root filesystem from layers (blob paths, lowest first). On any failure the root is removed
- * and the error rethrown: a container never starts from a half-built root.
+ * Builds a root filesystem from layers (blob paths, lowest first), within the limits for the whole
+ * image. On any failure the root is removed and the error rethrown: a container never starts from a
+ * half-built root, and an image that passes a limit leaves nothing on disk.
  */
-export async function unpackLayers(layers: Array<{ path: string; diffId?: string; digest: string }>, root: string): Promise<string[]> {
+export async function unpackLayers(
+  layers: Array<{ path: string; diffId?: string; digest: string }>,
+  root: string,
+  limits: UnpackLimits,
+): Promise<string[]> {
+  // A diff_id the spec does not allow is refused before anything is written.
+  for (const [i, layer] of layers.entries()) if (layer.diffId) digestAlgorithm(layer.diffId, `layer ${i + 1} (${layer.digest}): diff_id`);
   mkdirSync(root, { recursive: true, mode: 0o755 });
+  const budget = new UnpackBudget(limits);
   const skipped: string[] = [];
   try {
     for (const [i, layer] of layers.entries()) {
-      skipped.push(...(await applyLayer(layer.path, root, layer.diffId, `layer ${i + 1} (${layer.digest})`)));
+      skipped.push(...(await applyLayer(layer.path, root, layer.diffId, `layer ${i + 1} (${layer.digest})`, budget)));
     }
   } catch (err) {
     rmSync(root, { recursive: true, force: true });
