@@ -20,6 +20,12 @@ export class RegistryRequestError extends ClientError {
   }
 }
 
+/**
+ * The registry's answer does not match the request: a status, Content-Range, Content-Length or digest
+ * other than the one asked for, or a redirect loop. Asking again would get the same answer.
+ */
+export class RegistryResponseError extends ClientError {}
+
 /** Bytes that do not hash to the digest that names them: nothing of them is kept. */
 export class DigestMismatchError extends ClientError {}
 
