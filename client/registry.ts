@@ -247,16 +247,20 @@ export class RegistryClient {
     const res = await fetch(tokenUrl, request).catch((err: Error) => {
       throw new RegistryRequestError(`token request to ${tokenUrl.origin}${tokenUrl.pathname}: ${err.message}`, 0);
     });
+    const endpoint = `${request.method ?? 'GET'} ${tokenUrl.origin}${tokenUrl.pathname}`;
     if (!res.ok) throw await requestError(request.method ?? 'GET', `${tokenUrl.origin}${tokenUrl.pathname}`, res, this.credentials !== undefined);
-    const body = JSON.parse((await readBounded(res, 'token response')).toString()) as {
-      token?: string;
-      access_token?: string;
-      expires_in?: number;
-    };
-    const token = body.token ?? body.access_token;
-    if (!token) throw new RegistryRequestError(`${tokenUrl.origin}${tokenUrl.pathname} answered without a token`, res.status);
+    if (res.status !== 200) throw await responseMismatch(res, endpoint)(`answered ${res.status} ${res.statusText} (expected 200 and a token)`);
+    let body: { token?: unknown; access_token?: unknown; expires_in?: unknown };
+    try {
+      body = JSON.parse((await readBounded(res, 'token response')).toString()) as typeof body;
+    } catch (err) {
+      if (err instanceof RegistryRequestError) throw err;
+      throw new RegistryResponseError(`${endpoint}: answered with no JSON token`);
+    }
+    const token = body?.token ?? body?.access_token;
+    if (typeof token !== 'string' || token === '') throw new RegistryResponseError(`${endpoint}: answered without a token`);
     // The token spec's default lifetime is 60 s; renew a little early.
-    const lifetime = Math.max(1, (body.expires_in ?? 60) - 5) * 1000;
+    const lifetime = Math.max(1, (typeof body.expires_in === 'number' && Number.isFinite(body.expires_in) ? body.expires_in : 60) - 5) * 1000;
     this.tokens.set(key, { token, expiresAt: Date.now() + lifetime });
     return `Bearer ${token}`;
   }

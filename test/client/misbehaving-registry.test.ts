@@ -34,6 +34,8 @@ interface FakeRegistry {
   layer?: LayerHandler;
   /** How a test wants the manifest served; honest when unset. */
   manifest?: LayerHandler;
+  /** The token endpoint's answer; a JSON token when unset. */
+  token?: { status: number; body: string };
   close(): Promise<void>;
 }
 
@@ -49,7 +51,10 @@ async function startFakeRegistry(layer: Layer, config: Buffer, manifest: Buffer)
     const path = new URL(req.url ?? '/', 'http://fake').pathname;
     fake.seen.push({ method: req.method ?? '', path, ...(req.headers.range ? { range: req.headers.range } : {}), at: performance.now() });
     if (path === '/v2/') return send(res, 200, { 'Content-Type': 'application/json' }, Buffer.from('{}'));
-    if (path === '/token') return send(res, 200, { 'Content-Type': 'application/json' }, jsonBytes({ token: 'a-token', expires_in: 300 }));
+    if (path === '/token') {
+      const { status, body } = fake.token ?? { status: 200, body: JSON.stringify({ token: 'a-token', expires_in: 300 }) };
+      return send(res, status, { 'Content-Type': 'application/json' }, Buffer.from(body));
+    }
     if (path === '/v2/app/manifests/v1') {
       if (fake.manifest) return fake.manifest(req, res, ++counts.manifest);
       return send(res, 200, { 'Content-Type': MediaTypes.ociManifest, 'Docker-Content-Digest': sha256(manifest) }, manifest);
@@ -108,6 +113,7 @@ describe('client: berth pull from a misbehaving registry', function () {
     registry.counts.layer = registry.counts.manifest = 0;
     delete registry.layer;
     delete registry.manifest;
+    delete registry.token;
   });
 
   afterEach(function () {
@@ -202,7 +208,8 @@ describe('client: berth pull from a misbehaving registry', function () {
     expect(layerGets()).to.have.length(11);
   });
 
-  it('answers a challenge once: a registry that refuses every token ends the pull after one token request', async function () {
+  /** Every manifest GET answered 401 with a Bearer challenge whose realm is the fake's /token. */
+  function challengeEveryManifestGet(): void {
     registry.manifest = (_req, res) => {
       res.writeHead(401, {
         'WWW-Authenticate': `Bearer realm="http://${registry.host}/token",service="fake",scope="repository:app:pull"`,
@@ -210,6 +217,24 @@ describe('client: berth pull from a misbehaving registry', function () {
       });
       res.end(JSON.stringify({ errors: [{ code: 'UNAUTHORIZED', message: 'no' }] }));
     };
+  }
+
+  for (const [what, token] of [
+    ['not JSON', { status: 200, body: '<html>sign in</html>' }],
+    ['a 204 without a body', { status: 204, body: '' }],
+  ] as const) {
+    it(`reports a token endpoint that answers ${what} as the registry's fault, not a crash`, async function () {
+      challengeEveryManifestGet();
+      registry.token = token;
+      const result = await berthCli(home, ['pull', image]);
+      expect(result.code).to.equal(1);
+      expect(result.stderr).to.match(new RegExp(`^berth: GET http://${registry.host}/token: .+$`, 'm'));
+      expect(result.stderr).to.not.include('    at ');
+    });
+  }
+
+  it('answers a challenge once: a registry that refuses every token ends the pull after one token request', async function () {
+    challengeEveryManifestGet();
     const result = await berthCli(home, ['pull', image]);
     expect(result.code).to.equal(1);
     expect(result.stderr).to.include('401 UNAUTHORIZED: no');
