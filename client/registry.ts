@@ -5,7 +5,7 @@
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { Credentials } from './credentials.ts';
-import { digestOf, verifyDigest } from './digest.ts';
+import { digestAlgorithm, digestOf, verifyDigest } from './digest.ts';
 import { RegistryRequestError, RegistryResponseError } from './errors.ts';
 import { DOCKER_HUB } from './reference.ts';
 
@@ -118,6 +118,8 @@ export class RegistryClient {
   }
 
   async getManifest(repository: string, reference: string): Promise<FetchedDocument> {
+    // A digest (from an index the registry served) goes into the URL only when it is one.
+    if (reference.includes(':')) digestAlgorithm(reference, `manifest ${repository}@${reference}`);
     const res = await this.request('GET', `/v2/${repository}/manifests/${reference}`, repository, { Accept: ACCEPT_MANIFESTS });
     const bytes = await readBounded(res, `manifest ${repository}:${reference}`);
     const mediaType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim() || sniffMediaType(bytes);

@@ -1,8 +1,8 @@
 // berth pull against a small local registry that misbehaves as no real one should: answers that do not
 // match the request (a 206 to a plain GET, a Content-Range other than the one asked, a Content-Length
-// or Docker-Content-Digest of another blob), connections cut mid-layer, redirect loops and challenges
-// no token meets. Each is a clear error after a bounded number of requests, retries back off, and
-// nothing of the layer stays in the store.
+// or Docker-Content-Digest of another blob), connections cut mid-layer, redirect loops, challenges no
+// token meets, token endpoints that answer no token, and index entries whose digest is a path. Each is
+// a clear error after a bounded number of requests, retries back off, and nothing of the layer stays.
 import { expect } from 'chai';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -232,6 +232,18 @@ describe('client: berth pull from a misbehaving registry', function () {
       expect(result.stderr).to.not.include('    at ');
     });
   }
+
+  it('refuses an index entry whose digest is no digest, before asking for anything with it', async function () {
+    const entry = { mediaType: MediaTypes.ociManifest, digest: 'sha256:../../../token', size: 100, platform: { os: 'linux', architecture: hostArchitecture() } };
+    const index = jsonBytes({ schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: [entry] });
+    registry.manifest = (_req, res) => {
+      res.writeHead(200, { 'Content-Type': MediaTypes.ociIndex, 'Content-Length': index.length, 'Docker-Content-Digest': sha256(index) });
+      res.end(index);
+    };
+    const stderr = await failedPull();
+    expect(stderr).to.include('"sha256:../../../token" is not a sha256 or sha512 digest');
+    expect(registry.seen.map((s) => s.path)).to.deep.equal(['/v2/app/manifests/v1']);
+  });
 
   it('answers a challenge once: a registry that refuses every token ends the pull after one token request', async function () {
     challengeEveryManifestGet();
