@@ -170,7 +170,10 @@ export class RegistryClient {
     return { body, partial: res.status === 206 };
   }
 
-  /** One request, authenticated as the registry asks; any answer but 2xx becomes a RegistryRequestError. */
+  /**
+   * One request, authenticated as the registry asks: an error status becomes a RegistryRequestError, a
+   * success that answers another request (a 206 without Range, a 204) a RegistryResponseError.
+   */
   private async request(method: string, path: string, repository: string | undefined, headers: Record<string, string> = {}): Promise<Response> {
     const scope = repository ? `repository:${repository}:pull` : undefined;
     const url = `${this.baseUrl}${path}`;
@@ -192,6 +195,7 @@ export class RegistryClient {
         if (location === null) return res;
         await res.body?.cancel();
         if (hops >= MAX_REDIRECTS) throw new RegistryResponseError(`${method} ${url}: more than ${MAX_REDIRECTS} redirects`);
+        if (!URL.canParse(location, target)) throw new RegistryResponseError(`${method} ${url}: redirected to ${JSON.stringify(location)}, which is no URL`);
         target = new URL(location, target).href;
       }
     };

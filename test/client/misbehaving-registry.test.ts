@@ -219,6 +219,16 @@ describe('client: berth pull from a misbehaving registry', function () {
     };
   }
 
+  it('refuses a redirect to something that is no URL', async function () {
+    registry.layer = (_req, res) => {
+      res.writeHead(302, { Location: 'http://[not-a-host', 'Content-Length': 0 });
+      res.end();
+    };
+    const stderr = await failedPull();
+    expect(stderr).to.include(`GET http://${registry.host}${layerPath()}: redirected to "http://[not-a-host", which is no URL`);
+    expect(layerGets()).to.have.length(1);
+  });
+
   for (const [what, token] of [
     ['not JSON', { status: 200, body: '<html>sign in</html>' }],
     ['a 204 without a body', { status: 204, body: '' }],
