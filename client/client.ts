@@ -11,7 +11,7 @@ import { formatReference, parseReference, type ImageReference } from './referenc
 import { RegistryClient, registryBaseUrl } from './registry.ts';
 import { chooseRuntime, runContainer, type RuntimeChoice } from './runtime.ts';
 import { LocalStore, type ContainerRecord, type ImageRecord } from './store.ts';
-import { unpackLayers } from './unpack.ts';
+import { unpackLayers, type UnpackLimits } from './unpack.ts';
 import { processLives } from '../platform/index.ts';
 
 export interface ClientOptions {
@@ -22,6 +22,8 @@ export interface ClientOptions {
   /** Registries spoken to over plain HTTP (loopback ones always are). */
   insecureRegistries: string[];
   runtime: RuntimeChoice;
+  /** What one image may unpack to for berth run. */
+  unpackLimits: UnpackLimits;
   /** Where progress goes (stderr). */
   progressStream?: NodeJS.WriteStream;
 }
@@ -93,12 +95,17 @@ export class Client {
 
     const config = JSON.parse(this.store.readBlob(image.config).toString()) as ImageConfig;
     const diffIds = config.rootfs?.diff_ids ?? [];
+    // One diff_id per layer, as the image spec requires: a layer without one would go unchecked.
+    if (diffIds.length !== image.layers.length) {
+      throw new ClientError(`${formatReference(ref)}: the config lists ${diffIds.length} diff_ids for ${image.layers.length} layers`);
+    }
     const { id, dir } = this.store.newContainerDir();
     let proc: ContainerProcess;
     try {
       const skipped = await unpackLayers(
-        image.layers.map((l, i) => ({ path: this.store.blobPath(l.digest), digest: l.digest, ...(diffIds[i] ? { diffId: diffIds[i] } : {}) })),
+        image.layers.map((l, i) => ({ path: this.store.blobPath(l.digest), digest: l.digest, diffId: diffIds[i]! })),
         join(dir, 'rootfs'),
+        this.options.unpackLimits,
       );
       if (skipped.length > 0) process.stderr.write(`berth: skipped device entries: ${skipped.join(', ')}\n`);
       proc = containerProcess(config, { ...options, hostname: options.hostname ?? id }, join(dir, 'rootfs'));

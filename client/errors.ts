@@ -20,11 +20,20 @@ export class RegistryRequestError extends ClientError {
   }
 }
 
+/**
+ * The registry's answer does not match the request: a status, Content-Range, Content-Length or digest
+ * other than the one asked for, or a redirect loop. Asking again would get the same answer.
+ */
+export class RegistryResponseError extends ClientError {}
+
 /** Bytes that do not hash to the digest that names them: nothing of them is kept. */
 export class DigestMismatchError extends ClientError {}
 
-/** A layer entry that would write outside the root filesystem. */
+/** A layer entry that would write or remove outside its place in the root filesystem. */
 export class PathEscapeError extends ClientError {}
+
+/** An image that unpacks to more bytes or entries than its limits allow: nothing of it is kept. */
+export class UnpackLimitError extends ClientError {}
 
 /** No manifest for the wanted platform, or an image this host cannot run. */
 export class PlatformError extends ClientError {}

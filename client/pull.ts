@@ -6,7 +6,8 @@ import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, statSync, truncateSync, unlinkSync, type WriteStream } from 'node:fs';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ClientError, DigestMismatchError, PlatformError, RegistryRequestError } from './errors.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ClientError, DigestMismatchError, PlatformError, RegistryRequestError, RegistryResponseError } from './errors.ts';
 import { formatPlatform, selectPlatform, windowsOnLinuxError, type Platform } from './platform.ts';
 import type { Progress } from './progress.ts';
 import { formatReference, manifestReference, type ImageReference } from './reference.ts';
@@ -159,6 +160,14 @@ async function hashFile(path: string, algorithm: string): Promise<Hash> {
   return hash;
 }
 
+/**
+ * The pause before the attempt after `attempt`: 250 ms, doubling up to 4 s, so that a registry in
+ * trouble is not hammered; with the bounded attempts, a layer's pauses add up to at most seconds.
+ */
+function retryDelay(attempt: number): number {
+  return Math.min(250 * 2 ** (attempt - 1), 4000);
+}
+
 async function downloadLayer(repository: string, layer: LayerDescriptor, options: PullOptions): Promise<void> {
   const { client, store, progress } = options;
   const bar = progress.layer(layer.digest, layer.size);
@@ -182,7 +191,7 @@ async function downloadLayer(repository: string, layer: LayerDescriptor, options
       }
     }
     try {
-      const response = await client.getBlob(repository, layer.digest, offset);
+      const response = await client.getBlob(repository, layer.digest, offset, layer.size);
       if (offset > 0 && !response.partial) truncateSync(partial, (offset = 0)); // the registry ignored Range
       if (offset > 0) bar.resumed(offset);
       hash = offset > 0 ? await hashFile(partial, algorithm) : createHash(algorithm);
@@ -201,7 +210,10 @@ async function downloadLayer(repository: string, layer: LayerDescriptor, options
       // A write still in flight would land after the next attempt measured the file: wait for it.
       const open = file;
       if (open && !open.closed) await new Promise<void>((resolve) => open.once('close', () => resolve()));
-      const fatal = err instanceof DigestMismatchError || (err instanceof RegistryRequestError && err.status >= 400 && err.status < 500);
+      const fatal =
+        err instanceof DigestMismatchError ||
+        err instanceof RegistryResponseError ||
+        (err instanceof RegistryRequestError && err.status >= 400 && err.status < 500);
       if (fatal) {
         if (existsSync(partial)) unlinkSync(partial);
         throw err;
@@ -212,6 +224,7 @@ async function downloadLayer(repository: string, layer: LayerDescriptor, options
           `layer ${layer.digest}: download interrupted at byte ${have} of ${layer.size} (${(err as Error).message}); pull again to resume`,
         );
       }
+      await sleep(retryDelay(attempt));
     }
   }
   const actual = `${algorithm}:${hash.digest('hex')}`;

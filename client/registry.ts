@@ -2,11 +2,11 @@
 // answers 401 with `WWW-Authenticate: Bearer realm=…,service=…,scope=…` is retried with a token from the
 // realm (asked with Basic credentials when we have them, anonymously otherwise), cached per scope until
 // it expires; a `Basic` challenge is answered with the credentials themselves.
-import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { Credentials } from './credentials.ts';
-import { DigestMismatchError, RegistryRequestError } from './errors.ts';
+import { digestAlgorithm, digestOf, verifyDigest } from './digest.ts';
+import { RegistryRequestError, RegistryResponseError } from './errors.ts';
 import { DOCKER_HUB } from './reference.ts';
 
 export const ManifestMediaTypes = {
@@ -17,6 +17,11 @@ export const ManifestMediaTypes = {
 } as const;
 
 const ACCEPT_MANIFESTS = Object.values(ManifestMediaTypes).join(', ');
+
+/** Statuses that send a request elsewhere (Location). */
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+/** Redirects followed for one request (a blob may go registry → storage → CDN); fetch's own is 20. */
+const MAX_REDIRECTS = 10;
 
 /** Manifests and configs are read into memory, so they are bounded (Berth's own manifest limit). */
 export const MAX_DOCUMENT_BYTES = 4 * 1024 * 1024;
@@ -59,18 +64,6 @@ export function parseAuthChallenges(header: string): AuthChallenge[] {
     current.params[token.toLowerCase()] = value;
   }
   return challenges;
-}
-
-export function digestOf(bytes: Buffer, algorithm = 'sha256'): string {
-  return `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`;
-}
-
-/** Throws unless `bytes` hash to `digest` (sha256 or sha512). */
-export function verifyDigest(bytes: Buffer, digest: string, what: string): void {
-  const algorithm = digest.slice(0, digest.indexOf(':'));
-  if (algorithm !== 'sha256' && algorithm !== 'sha512') throw new DigestMismatchError(`${what}: unsupported digest algorithm in ${digest}`);
-  const actual = digestOf(bytes, algorithm);
-  if (actual !== digest) throw new DigestMismatchError(`${what}: content has digest ${actual}, expected ${digest}`);
 }
 
 export interface FetchedDocument {
@@ -125,6 +118,8 @@ export class RegistryClient {
   }
 
   async getManifest(repository: string, reference: string): Promise<FetchedDocument> {
+    // A digest (from an index the registry served) goes into the URL only when it is one.
+    if (reference.includes(':')) digestAlgorithm(reference, `manifest ${repository}@${reference}`);
     const res = await this.request('GET', `/v2/${repository}/manifests/${reference}`, repository, { Accept: ACCEPT_MANIFESTS });
     const bytes = await readBounded(res, `manifest ${repository}:${reference}`);
     const mediaType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim() || sniffMediaType(bytes);
@@ -146,33 +141,63 @@ export class RegistryClient {
 
   /**
    * A blob as a stream, from `offset` on. `partial` tells whether the registry honoured the Range
-   * (206); when it did not, the stream starts at byte 0.
+   * (206); when it did not, the stream starts at byte 0. With the blob's `size` (its descriptor's), an
+   * answer for other bytes than those asked (Content-Range, Content-Length) is refused before its body
+   * is read, as is one the registry says is another blob (Docker-Content-Digest).
    */
-  async getBlob(repository: string, digest: string, offset = 0): Promise<{ body: Readable; partial: boolean; length?: number }> {
+  async getBlob(repository: string, digest: string, offset = 0, size?: number): Promise<{ body: Readable; partial: boolean }> {
     const headers: Record<string, string> = offset > 0 ? { Range: `bytes=${offset}-` } : {};
+    const url = `${this.baseUrl}/v2/${repository}/blobs/${digest}`;
     const res = await this.request('GET', `/v2/${repository}/blobs/${digest}`, repository, headers);
-    if (res.status === 206 && Number(/^bytes (\d+)-/.exec(res.headers.get('content-range') ?? '')?.[1]) !== offset) {
-      // Not the range asked for: start over rather than splice bytes from elsewhere.
-      await res.body?.cancel();
-      return this.getBlob(repository, digest, 0);
+    const mismatch = responseMismatch(res, `GET ${url}`);
+    const served = res.headers.get('docker-content-digest');
+    if (served && served !== digest) throw await mismatch(`answered Docker-Content-Digest ${served} for ${digest}`);
+    if (res.status === 206) {
+      // request() lets a 206 through only to a Range, so `offset` is what was asked.
+      const contentRange = res.headers.get('content-range');
+      const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(contentRange ?? '');
+      const fits = range && Number(range[1]) === offset && (size === undefined || (Number(range[2]) === size - 1 && [String(size), '*'].includes(range[3]!)));
+      if (!fits) throw await mismatch(`answered Content-Range ${contentRange ?? '(none)'} to Range ${headers.Range}${size === undefined ? '' : ` of ${size} bytes`}`);
     }
     const length = res.headers.get('content-length');
+    const asked = size === undefined ? undefined : size - (res.status === 206 ? offset : 0);
+    // A compressed answer (which fetch inflates) counts its length in other bytes.
+    const encoded = (res.headers.get('content-encoding') ?? 'identity') !== 'identity';
+    if (length !== null && asked !== undefined && !encoded && Number(length) !== asked) {
+      throw await mismatch(`answered Content-Length ${length} where ${asked} bytes of ${digest} were asked for`);
+    }
     const body = res.body ? Readable.fromWeb(res.body as WebReadableStream<Uint8Array>) : Readable.from([]);
-    return { body, partial: res.status === 206, ...(length ? { length: Number(length) } : {}) };
+    return { body, partial: res.status === 206 };
   }
 
-  /** One request, authenticated as the registry asks; any answer but 2xx becomes a RegistryRequestError. */
+  /**
+   * One request, authenticated as the registry asks: an error status becomes a RegistryRequestError, a
+   * success that answers another request (a 206 without Range, a 204) a RegistryResponseError.
+   */
   private async request(method: string, path: string, repository: string | undefined, headers: Record<string, string> = {}): Promise<Response> {
     const scope = repository ? `repository:${repository}:pull` : undefined;
     const url = `${this.baseUrl}${path}`;
     const send = async (): Promise<Response> => {
       const authorization = this.challenge ? await this.authorization(this.challenge, scope) : undefined;
-      return fetch(url, {
-        method,
-        headers: { 'User-Agent': this.userAgent, ...headers, ...(authorization ? { Authorization: authorization } : {}) },
-      }).catch((err: Error) => {
-        throw new RegistryRequestError(`${method} ${url}: ${err.cause instanceof Error ? err.cause.message : err.message}`, 0);
-      });
+      // Redirects are followed here, not by fetch: a loop is a clear error, never retried, and the
+      // credentials go only to the registry itself (a blob's redirect to storage or a CDN gets none).
+      let target = url;
+      for (let hops = 0; ; hops++) {
+        const own = new URL(target).origin === new URL(url).origin;
+        const res = await fetch(target, {
+          method,
+          redirect: 'manual',
+          headers: { 'User-Agent': this.userAgent, ...headers, ...(authorization && own ? { Authorization: authorization } : {}) },
+        }).catch((err: Error) => {
+          throw new RegistryRequestError(`${method} ${url}: ${err.cause instanceof Error ? err.cause.message : err.message}`, 0);
+        });
+        const location = REDIRECTS.has(res.status) ? res.headers.get('location') : null;
+        if (location === null) return res;
+        await res.body?.cancel();
+        if (hops >= MAX_REDIRECTS) throw new RegistryResponseError(`${method} ${url}: more than ${MAX_REDIRECTS} redirects`);
+        if (!URL.canParse(location, target)) throw new RegistryResponseError(`${method} ${url}: redirected to ${JSON.stringify(location)}, which is no URL`);
+        target = new URL(location, target).href;
+      }
     };
     let res = await send();
     if (res.status === 401) {
@@ -187,7 +212,15 @@ export class RegistryClient {
         res = await send();
       }
     }
-    if (res.ok) return res;
+    // The distribution spec answers a GET with 200, or 206 to a Range: any other success is not an
+    // answer to this request.
+    const ranged = 'Range' in headers;
+    if (res.status === 200 || (res.status === 206 && ranged)) return res;
+    if (res.ok) {
+      throw await responseMismatch(res, `${method} ${url}`)(
+        `answered ${res.status} ${res.statusText} to a request ${ranged ? 'with' : 'without'} Range (expected 200${ranged ? ' or 206' : ''})`,
+      );
+    }
     throw await requestError(method, url, res, this.credentials !== undefined);
   }
 
@@ -220,16 +253,20 @@ export class RegistryClient {
     const res = await fetch(tokenUrl, request).catch((err: Error) => {
       throw new RegistryRequestError(`token request to ${tokenUrl.origin}${tokenUrl.pathname}: ${err.message}`, 0);
     });
+    const endpoint = `${request.method ?? 'GET'} ${tokenUrl.origin}${tokenUrl.pathname}`;
     if (!res.ok) throw await requestError(request.method ?? 'GET', `${tokenUrl.origin}${tokenUrl.pathname}`, res, this.credentials !== undefined);
-    const body = JSON.parse((await readBounded(res, 'token response')).toString()) as {
-      token?: string;
-      access_token?: string;
-      expires_in?: number;
-    };
-    const token = body.token ?? body.access_token;
-    if (!token) throw new RegistryRequestError(`${tokenUrl.origin}${tokenUrl.pathname} answered without a token`, res.status);
+    if (res.status !== 200) throw await responseMismatch(res, endpoint)(`answered ${res.status} ${res.statusText} (expected 200 and a token)`);
+    let body: { token?: unknown; access_token?: unknown; expires_in?: unknown };
+    try {
+      body = JSON.parse((await readBounded(res, 'token response')).toString()) as typeof body;
+    } catch (err) {
+      if (err instanceof RegistryRequestError) throw err;
+      throw new RegistryResponseError(`${endpoint}: answered with no JSON token`);
+    }
+    const token = body?.token ?? body?.access_token;
+    if (typeof token !== 'string' || token === '') throw new RegistryResponseError(`${endpoint}: answered without a token`);
     // The token spec's default lifetime is 60 s; renew a little early.
-    const lifetime = Math.max(1, (body.expires_in ?? 60) - 5) * 1000;
+    const lifetime = Math.max(1, (typeof body.expires_in === 'number' && Number.isFinite(body.expires_in) ? body.expires_in : 60) - 5) * 1000;
     this.tokens.set(key, { token, expiresAt: Date.now() + lifetime });
     return `Bearer ${token}`;
   }
@@ -238,6 +275,14 @@ export class RegistryClient {
     if (!this.credentials) return undefined;
     return `Basic ${Buffer.from(`${this.credentials.username}:${this.credentials.password}`).toString('base64')}`;
   }
+}
+
+/** A maker of the error for an answer that does not match its request; the body is left unread. */
+function responseMismatch(res: Response, request: string): (why: string) => Promise<RegistryResponseError> {
+  return async (why) => {
+    await res.body?.cancel();
+    return new RegistryResponseError(`${request}: ${why}`);
+  };
 }
 
 async function requestError(method: string, url: string, res: Response, hadCredentials: boolean): Promise<RegistryRequestError> {

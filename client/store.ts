@@ -7,7 +7,7 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClientError, ImageNotFoundError } from './errors.ts';
 import type { Platform } from './platform.ts';
-import { verifyDigest } from './registry.ts';
+import { parseDigest, verifyDigest } from './digest.ts';
 
 export interface LayerDescriptor {
   mediaType: string;
@@ -45,12 +45,10 @@ export interface ContainerRecord {
 
 const CONTAINER_ID = /^[a-f0-9]{12}$/;
 
-const DIGEST = /^(sha256|sha512):([a-f0-9]{64}|[a-f0-9]{128})$/;
-
 function splitDigest(digest: string): [string, string] {
-  const match = DIGEST.exec(digest);
-  if (!match) throw new ClientError(`not a digest this store keeps: ${digest}`);
-  return [match[1]!, match[2]!];
+  const parsed = parseDigest(digest);
+  if (!parsed) throw new ClientError(`not a digest this store keeps: ${digest}`);
+  return [parsed.algorithm, parsed.hex];
 }
 
 export class LocalStore {

@@ -1,8 +1,9 @@
 // Unpacks an image's layers, in order, into a root filesystem: gzip, zstd or plain tar; OCI whiteouts
 // (`.wh.<name>` deletes, `.wh..wh..opq` hides what lower layers put in a directory). No entry may write
-// outside the root: absolute names, `..`, paths through symlinks that lead out and hard links to
-// outside are refused (PathEscapeError) and the caller removes the half-built root. Each layer's
-// uncompressed bytes are checked against the config's diff_id.
+// outside the root: absolute names, `..`, paths through symlinks that lead out, hard links to outside
+// and whiteouts that name no entry of their own directory (`.wh..`, `.wh...`) are refused
+// (PathEscapeError) and the caller removes the half-built root. Each layer's uncompressed bytes are
+// checked against the config's diff_id.
 import { createHash } from 'node:crypto';
 import {
   chmodSync,
@@ -28,7 +29,8 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { Decompress as ZstdDecompress } from 'fzstd';
 import tar from 'tar-stream';
-import { ClientError, DigestMismatchError, PathEscapeError } from './errors.ts';
+import { digestAlgorithm } from './digest.ts';
+import { ClientError, DigestMismatchError, PathEscapeError, UnpackLimitError } from './errors.ts';
 
 const WHITEOUT = '.wh.';
 const OPAQUE = '.wh..wh..opq';
@@ -75,9 +77,32 @@ function decompressorFor(path: string): Transform {
 /** The components of a tar entry name, refusing names that leave the root on their own. */
 function entryComponents(name: string, what: string): string[] {
   if (name.startsWith('/')) throw new PathEscapeError(`${what}: absolute path ${JSON.stringify(name)}`);
+  // A PAX name may hold NUL, which no file system path can: a layer error, not a crash in fs.
+  if (name.includes('\0')) throw new ClientError(`${what}: a NUL byte in ${JSON.stringify(name)}`);
   const components = name.split('/').filter((c) => c !== '' && c !== '.');
   if (components.includes('..')) throw new PathEscapeError(`${what}: ${JSON.stringify(name)} climbs out with ".."`);
   return components;
+}
+
+/**
+ * The name a whiteout entry removes from its own directory (OPAQUE for an opaque one), or undefined when
+ * the entry is no whiteout. A whiteout naming nothing, "." or ".." would remove the directory itself or
+ * the one above it (from the root: the container's folder), and a whiteout with a slash after it is a
+ * folder, which no layer tool writes: both stop the unpack.
+ */
+function whiteoutOf(name: string, components: string[], what: string): string | undefined {
+  const at = components.findIndex((c) => c.startsWith(WHITEOUT));
+  if (at === -1) return undefined;
+  const base = components[at]!;
+  if (at !== components.length - 1 || name.slice(name.lastIndexOf(base) + base.length) !== '') {
+    throw new PathEscapeError(`${what}: whiteout ${JSON.stringify(base)} has a slash after it`);
+  }
+  if (base === OPAQUE) return OPAQUE;
+  const removed = base.slice(WHITEOUT.length);
+  if (removed === '' || removed === '.' || removed === '..') {
+    throw new PathEscapeError(`${what}: whiteout ${JSON.stringify(base)} names no entry of its directory`);
+  }
+  return removed;
 }
 
 function lstatOrUndefined(path: string): Stats | undefined {
@@ -167,16 +192,17 @@ async function applyEntry(entry: Readable & { header: tar.Header }, state: Layer
   const what = `${state.what}: ${header.name}`;
   const components = entryComponents(header.name, what);
   if (components.length === 0) return; // the root itself
+  const whiteout = whiteoutOf(header.name, components, what);
   const base = components[components.length - 1]!;
   const dir = resolveDirectory(state.root, components.slice(0, -1), what);
   const dest = join(dir, base);
 
-  if (base === OPAQUE) {
+  if (whiteout === OPAQUE) {
     clearOpaque(dir, state.written);
     return;
   }
-  if (base.startsWith(WHITEOUT)) {
-    removeEntry(join(dir, base.slice(WHITEOUT.length)));
+  if (whiteout !== undefined) {
+    removeEntry(join(dir, whiteout));
     return;
   }
   state.written.add(dest);
@@ -219,16 +245,53 @@ async function applyEntry(entry: Readable & { header: tar.Header }, state: Layer
   }
 }
 
+/** What one image may unpack to, over all its layers: a small compressed layer can expand without end. */
+export interface UnpackLimits {
+  /** Uncompressed tar bytes. */
+  maxBytes: number;
+  /** Tar entries: files, folders, links and whiteouts. */
+  maxEntries: number;
+}
+
+/** What an image has unpacked so far; throws as soon as a limit is passed. */
+class UnpackBudget {
+  private bytes = 0;
+  private entries = 0;
+
+  constructor(private readonly limits: UnpackLimits) {}
+
+  addBytes(count: number, what: string): void {
+    this.bytes += count;
+    if (this.bytes > this.limits.maxBytes) this.passed(`${this.limits.maxBytes} bytes (BERTH_UNPACK_MAX_BYTES)`, what);
+  }
+
+  addEntry(what: string): void {
+    if (++this.entries > this.limits.maxEntries) this.passed(`${this.limits.maxEntries} entries (BERTH_UNPACK_MAX_ENTRIES)`, what);
+  }
+
+  private passed(limit: string, what: string): never {
+    throw new UnpackLimitError(`${what}: the image unpacks to more than its limit of ${limit}; nothing of it was kept`);
+  }
+}
+
 /** Applies one layer blob to `root`; checks its uncompressed digest against `diffId` when given. */
-export async function applyLayer(blobPath: string, root: string, diffId: string | undefined, what: string): Promise<string[]> {
-  const algorithm = diffId ? diffId.slice(0, diffId.indexOf(':')) : 'sha256';
+async function applyLayer(blobPath: string, root: string, diffId: string | undefined, what: string, budget: UnpackBudget): Promise<string[]> {
+  const algorithm = diffId ? digestAlgorithm(diffId, `${what}: diff_id`) : 'sha256';
   const hash = createHash(algorithm);
   const extract = tar.extract();
+  // The first limit passed, kept so that it, not the broken streams it leaves, is what the caller hears.
+  let stopped: UnpackLimitError | undefined;
   const feeding = pipeline(
     createReadStream(blobPath),
     decompressorFor(blobPath),
     new Transform({
       transform(chunk: Buffer, _encoding, callback) {
+        try {
+          budget.addBytes(chunk.length, what);
+        } catch (err) {
+          stopped = err as UnpackLimitError;
+          return callback(stopped);
+        }
         hash.update(chunk);
         callback(null, chunk);
       },
@@ -237,11 +300,16 @@ export async function applyLayer(blobPath: string, root: string, diffId: string 
   );
   feeding.catch(() => {}); // reported through the loop below, or awaited after it
   const state: LayerState = { root, what, written: new Set(), skipped: [] };
-  for await (const entry of extract as AsyncIterable<Readable & { header: tar.Header }>) {
-    await applyEntry(entry, state);
-    entry.resume();
+  try {
+    for await (const entry of extract as AsyncIterable<Readable & { header: tar.Header }>) {
+      budget.addEntry(what);
+      await applyEntry(entry, state);
+      entry.resume();
+    }
+    await feeding;
+  } catch (err) {
+    throw stopped ?? err;
   }
-  await feeding;
   if (diffId) {
     const actual = `${algorithm}:${hash.digest('hex')}`;
     if (actual !== diffId) throw new DigestMismatchError(`${what}: uncompressed content has digest ${actual}, the config says ${diffId}`);
@@ -250,15 +318,23 @@ export async function applyLayer(blobPath: string, root: string, diffId: string 
 }
 
 /**
- * Builds a root filesystem from layers (blob paths, lowest first). On any failure the root is removed
- * and the error rethrown: a container never starts from a half-built root.
+ * Builds a root filesystem from layers (blob paths, lowest first), within the limits for the whole
+ * image. On any failure the root is removed and the error rethrown: a container never starts from a
+ * half-built root, and an image that passes a limit leaves nothing on disk.
  */
-export async function unpackLayers(layers: Array<{ path: string; diffId?: string; digest: string }>, root: string): Promise<string[]> {
+export async function unpackLayers(
+  layers: Array<{ path: string; diffId?: string; digest: string }>,
+  root: string,
+  limits: UnpackLimits,
+): Promise<string[]> {
+  // A diff_id the spec does not allow is refused before anything is written.
+  for (const [i, layer] of layers.entries()) if (layer.diffId) digestAlgorithm(layer.diffId, `layer ${i + 1} (${layer.digest}): diff_id`);
   mkdirSync(root, { recursive: true, mode: 0o755 });
+  const budget = new UnpackBudget(limits);
   const skipped: string[] = [];
   try {
     for (const [i, layer] of layers.entries()) {
-      skipped.push(...(await applyLayer(layer.path, root, layer.diffId, `layer ${i + 1} (${layer.digest})`)));
+      skipped.push(...(await applyLayer(layer.path, root, layer.diffId, `layer ${i + 1} (${layer.digest})`, budget)));
     }
   } catch (err) {
     rmSync(root, { recursive: true, force: true });

@@ -98,6 +98,8 @@ export const configSchema = z.object({
     .regex(/^[A-Za-z0-9.-]+(:\d{1,5})?(,[A-Za-z0-9.-]+(:\d{1,5})?)*$/, 'expected host[:port],host[:port]')
     .optional(),
   runtime: z.enum(['auto', 'runc', 'crun', 'unshare']),
+  unpackMaxBytes: int(1),
+  unpackMaxEntries: int(1),
 }).superRefine((config, ctx) => {
   if (config.s3Redirect && config.s3Bucket === undefined) {
     ctx.addIssue({
@@ -287,6 +289,12 @@ export const SETTINGS: Record<keyof Config, { env: string; default?: string; hel
   defaultRegistry: { env: 'BERTH_DEFAULT_REGISTRY', default: 'docker.io', help: 'registry of names without a host (berth pull busybox)' },
   insecureRegistries: { env: 'BERTH_INSECURE_REGISTRIES', help: 'host[:port] list the client reaches over plain HTTP (loopback always is)' },
   runtime: { env: 'BERTH_RUNTIME', default: 'auto', help: 'what berth run starts containers with: runc, crun, unshare, or auto (the first installed)' },
+  unpackMaxBytes: {
+    env: 'BERTH_UNPACK_MAX_BYTES',
+    default: String(64 * 1024 ** 3),
+    help: 'uncompressed bytes all layers of one image may unpack to in berth run (a small gzip layer can expand to fill the disk)',
+  },
+  unpackMaxEntries: { env: 'BERTH_UNPACK_MAX_ENTRIES', default: '2000000', help: 'tar entries all layers of one image may hold in berth run' },
 };
 
 export class ConfigError extends Error {

@@ -11,6 +11,7 @@ function makeClient(): Client {
     defaultRegistry: config.defaultRegistry,
     insecureRegistries: config.insecureRegistries?.split(',') ?? [],
     runtime: config.runtime,
+    unpackLimits: { maxBytes: config.unpackMaxBytes, maxEntries: config.unpackMaxEntries },
   });
 }
 

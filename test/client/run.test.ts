@@ -9,7 +9,7 @@ import { requestsSince } from '../helpers/berth-requests.ts';
 import { addImage, berthCli, CAN_RUN, clientHome, filesIn } from '../helpers/berth-client.ts';
 import { busyboxImage, type BusyboxImage } from '../helpers/busybox.ts';
 import { removeDir, Skopeo, tempDir } from '../helpers/clients.ts';
-import { hostArchitecture, makeLayer, OciLayout, type Descriptor } from '../helpers/oci-layout.ts';
+import { hostArchitecture, jsonBytes, makeLayer, OciLayout, type Descriptor } from '../helpers/oci-layout.ts';
 
 // Containers need namespaces; where the environment forbids them (CAN_RUN), the tests that run containers
 // give way to one that checks everything up to the runtime: the bundle berth run writes (and bundle.test.ts).
@@ -232,6 +232,31 @@ describe('client: berth pull and berth run', function () {
     expect(result.code).to.equal(125);
     expect(result.stderr).to.match(/climbs out with "\.\."/);
     expect(existsSync('/tmp/berth-escaped')).to.equal(false);
+    expect(filesIn(home, 'containers')).to.deep.equal([]);
+  });
+
+  it('stops an image that unpacks past BERTH_UNPACK_MAX_BYTES, names the limit and keeps no container', async function () {
+    // 64 MiB of zeros: a layer of about 64 KiB.
+    const bomb = await makeLayer([{ path: 'zeros', content: Buffer.alloc(64 * 1024 * 1024) }]);
+    const manifest = addImage(layout, [busybox.layer, bomb], { architecture: hostArchitecture(), os: 'linux', config: { Cmd: ['true'] } });
+    const image = await push('bomb', manifest, 'client/bomb');
+    const limit = busybox.layer.tar.length + 1024 * 1024;
+    const result = await berthCli(home, ['run', image], { env: { BERTH_UNPACK_MAX_BYTES: String(limit) } });
+    expect(result.code, result.stderr).to.equal(125);
+    expect(result.stderr).to.include(
+      `berth: layer 2 (${bomb.digest}): the image unpacks to more than its limit of ${limit} bytes (BERTH_UNPACK_MAX_BYTES); nothing of it was kept`,
+    );
+    expect(filesIn(home, 'containers')).to.deep.equal([]);
+  });
+
+  it('refuses an image whose config lists fewer diff_ids than it has layers (a layer would go unchecked)', async function () {
+    const extra = await makeLayer([{ path: 'unchecked', content: 'x' }]);
+    const config = { architecture: hostArchitecture(), os: 'linux', config: { Cmd: ['true'] }, rootfs: { type: 'layers', diff_ids: [busybox.layer.diffId] } };
+    const manifest = layout.addManifest(jsonBytes(config), [busybox.layer, extra]);
+    const image = await push('short-diff-ids', manifest, 'client/short-diff-ids');
+    const result = await berthCli(home, ['run', image]);
+    expect(result.code, result.stderr).to.equal(125);
+    expect(result.stderr).to.include(`${image}: the config lists 1 diff_ids for 2 layers`);
     expect(filesIn(home, 'containers')).to.deep.equal([]);
   });
 });
