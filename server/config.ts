@@ -336,13 +336,13 @@ export function usesS3(config: Config): boolean {
   return config.s3Bucket !== undefined;
 }
 
-/** Whether several processes share state through Redis (else this process is the only writer). */
 /** Where the control socket is, or undefined when it is turned off. */
 export function controlSocketPath(config: Config): string | undefined {
   if (config.controlSocket === 'none') return undefined;
   return config.controlSocket ? resolve(config.controlSocket) : join(config.dataDir, 'control.sock');
 }
 
+/** Whether several processes share state through Redis (else this process is the only writer). */
 export function usesRedis(config: Config): boolean {
   return Boolean(config.redisUrl || config.redisSentinels || config.redisCluster);
 }
