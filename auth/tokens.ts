@@ -3,10 +3,16 @@
 // audience, so `alg: none`, HS256 made with the public key, and other services' tokens all fail; a header
 // that names or carries a key (jwk, jku, x5c, x5u) or asks for extensions (crit) is refused outright, so
 // no later change of library or verifier can come to trust a key the token brings along.
-import jwt from 'jsonwebtoken';
+import { createRequire } from 'node:module';
+import type JsonWebToken from 'jsonwebtoken';
 import { randomBytes } from 'node:crypto';
 import type { SigningKey } from './keys.ts';
 import type { Principal, ScopeGrant } from './policy.ts';
+
+// Loaded (synchronously: it is CommonJS) with the first token signed or checked, so an idle server does not
+// carry it and the semver tables it brings.
+let jwtModule: typeof JsonWebToken | undefined;
+const jwt = (): typeof JsonWebToken => (jwtModule ??= createRequire(import.meta.url)('jsonwebtoken') as typeof JsonWebToken);
 
 export interface AccessEntry {
   type: string;
@@ -112,7 +118,7 @@ export class TokenService {
   issue(who: Principal, limit: ScopeGrant[] | undefined, access: AccessEntry[]): IssuedToken {
     const claims = this.claims(who, limit, access);
     // jsonwebtoken keeps the iat given in the payload (noTimestamp would drop it).
-    const token = jwt.sign(claims, this.key.privateKey, { algorithm: 'ES256', keyid: this.key.kid });
+    const token = jwt().sign(claims, this.key.privateKey, { algorithm: 'ES256', keyid: this.key.kid });
     return { token, expiresIn: this.options.ttlSeconds, issuedAt: new Date(claims.iat * 1000).toISOString() };
   }
 
@@ -148,7 +154,7 @@ export class TokenService {
     }
     let claims: TokenClaims;
     try {
-      const decoded = jwt.verify(token, this.key.publicKey, {
+      const decoded = jwt().verify(token, this.key.publicKey, {
         algorithms: ['ES256'],
         issuer: this.options.issuer,
         audience: this.options.service,
