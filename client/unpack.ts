@@ -264,6 +264,19 @@ async function applyEntry(entry: Readable & { header: tar.Header }, state: Layer
   }
 }
 
+/**
+ * A layer whose bytes end inside the last entry's content, which the zeros added as padding completed:
+ * Go's archive/tar refuses it (unexpected EOF), and so does this. tar-stream puts where an entry's content
+ * starts in its header (byteOffset); without it nothing shows the zeros were padding, so that refuses too.
+ */
+function refuseTruncatedContent(last: tar.Header | undefined, received: number, what: string): void {
+  if (last === undefined) return;
+  const start = (last as tar.Header & { byteOffset?: number }).byteOffset;
+  if (start === undefined || start + (last.size ?? 0) > received) {
+    throw new ClientError(`${what}: the layer ends inside the content of ${JSON.stringify(last.name)}`);
+  }
+}
+
 /** What one image may unpack to, over all its layers: a small compressed layer can expand without end. */
 export interface UnpackLimits {
   /** Uncompressed tar bytes. */
@@ -300,6 +313,9 @@ async function applyLayer(blobPath: string, root: string, diffId: string | undef
   const extract = tar.extract();
   // The first limit passed, kept so that it, not the broken streams it leaves, is what the caller hears.
   let stopped: UnpackLimitError | undefined;
+  let received = 0;
+  let padded = 0;
+  let last: tar.Header | undefined;
   const feeding = pipeline(
     createReadStream(blobPath),
     decompressorFor(blobPath),
@@ -312,7 +328,17 @@ async function applyLayer(blobPath: string, root: string, diffId: string | undef
           return callback(stopped);
         }
         hash.update(chunk);
+        received += chunk.length;
         callback(null, chunk);
+      },
+      // umoci 0.4 (`umoci insert`) ends a layer right after the last file's content, without its padding
+      // to a 512-byte block or the end-of-archive blocks. Go's archive/tar, which docker and containerd
+      // read layers with, takes that as the end; tar-stream wants the padding, so zeros complete it here,
+      // after the hash (the diff_id is of the bytes as sent). That they were padding, not content, is
+      // checked after the last entry.
+      flush(callback) {
+        padded = (512 - (received % 512)) % 512;
+        callback(null, Buffer.alloc(padded));
       },
     }),
     extract,
@@ -322,12 +348,16 @@ async function applyLayer(blobPath: string, root: string, diffId: string | undef
   try {
     for await (const entry of extract as AsyncIterable<Readable & { header: tar.Header }>) {
       budget.addEntry(what);
+      last = entry.header;
       await applyEntry(entry, state);
       entry.resume();
     }
     await feeding;
+    if (padded > 0) refuseTruncatedContent(last, received, what);
   } catch (err) {
-    throw stopped ?? err;
+    if (stopped) throw stopped;
+    // A broken tar or compression stream is a layer error, told to the user as such, never a crash.
+    throw err instanceof ClientError ? err : new ClientError(`${what}: ${(err as Error).message}`);
   }
   if (diffId) {
     const actual = `${algorithm}:${hash.digest('hex')}`;

@@ -280,6 +280,42 @@ describe('client: unpacking layers', function () {
     expect(existsSync(root)).to.equal(false);
   });
 
+  describe('a layer that ends early (as `umoci insert` writes them)', function () {
+    /** A tar of `dir/` and a file of `size` bytes, cut to its first `bytes` bytes, as a plain-tar layer. */
+    async function cutLayer(size: number, keep: (fileEnd: number) => number) {
+      const full = await makeTar([{ path: 'dir/', type: 'directory' }, { path: 'dir/file', content: Buffer.alloc(size, 'x') }]);
+      const cut = full.subarray(0, keep(1024 + size)); // after the headers of dir/ and dir/file
+      const path = join(work, `cut-${count++}.tar`);
+      writeFileSync(path, cut);
+      return { path, digest: sha256(cut), diffId: sha256(cut) };
+    }
+
+    it('unpacks one that ends right after the last file\'s content, without padding or end blocks, as docker does', async function () {
+      const root = rootIn();
+      await unpackLayers([await cutLayer(700, (end) => end)], root, LIMITS);
+      expect(readFileSync(join(root, 'dir', 'file'), 'utf8')).to.equal('x'.repeat(700));
+    });
+
+    it('unpacks one that ends inside the last file\'s padding', async function () {
+      const root = rootIn();
+      await unpackLayers([await cutLayer(700, (end) => end + 100)], root, LIMITS);
+      expect(readFileSync(join(root, 'dir', 'file'), 'utf8')).to.equal('x'.repeat(700));
+    });
+
+    for (const [name, keep, message] of [
+      ['inside the last file\'s content, where padding zeros would complete it', (end: number) => end - 200, 'the layer ends inside the content of "dir/file"'],
+      ['inside the last file\'s content, more than a block short', (end: number) => end - 650, 'Unexpected end of data'],
+    ] as const) {
+      it(`refuses one that ends ${name}, and removes the half-built root`, async function () {
+        const root = rootIn();
+        const error = await unpackLayers([await cutLayer(1000, keep)], root, LIMITS).catch((err: unknown) => err);
+        expect(error).to.be.instanceOf(ClientError);
+        expect((error as Error).message).to.match(/^layer 1 \(sha256:[a-f0-9]{64}\): /).and.to.have.string(message);
+        expect(existsSync(root), 'the root').to.equal(false);
+      });
+    }
+  });
+
   it('refuses a layer whose content is not the config\'s diff_id', async function () {
     const [layer] = await layers([{ path: 'file', content: 'x' }]);
     const root = rootIn();
