@@ -8,6 +8,6 @@ export { formatReference, parseReference, type ImageReference } from './referenc
 export { parseAuthChallenges, RegistryClient, registryBaseUrl } from './registry.ts';
 export { hostPlatform, parsePlatform, selectPlatform, type Platform } from './platform.ts';
 export { containerProcess, runtimeSpec, writeBundle, type RunSettings } from './bundle.ts';
-export { unpackLayers, type UnpackLimits } from './unpack.ts';
+export { unpackLayers, type UnpackLimits, type UnpackReport } from './unpack.ts';
 export type { ImageRecord } from './store.ts';
 export type { RuntimeChoice } from './runtime.ts';

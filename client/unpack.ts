@@ -1,9 +1,10 @@
 // Unpacks an image's layers, in order, into a root filesystem: gzip, zstd or plain tar; OCI whiteouts
-// (`.wh.<name>` deletes, `.wh..wh..opq` hides what lower layers put in a directory). No entry may write
-// outside the root: absolute names, `..`, paths through symlinks that lead out, hard links to outside
-// and whiteouts that name no entry of their own directory (`.wh..`, `.wh...`) are refused
-// (PathEscapeError) and the caller removes the half-built root. Each layer's uncompressed bytes are
-// checked against the config's diff_id.
+// (`.wh.<name>` deletes, `.wh..wh..opq` hides what lower layers put in a directory). Entry names resolve
+// inside the root as containerd and docker resolve them: `/bin/sh` and `./bin/sh` are `bin/sh`, `/` and
+// `./` the root itself. No entry may write outside the root: `..` past the root, paths through symlinks
+// that lead out, hard links to outside and whiteouts that name no entry of their own directory (`.wh..`,
+// `.wh...`) are refused (PathEscapeError) and the caller removes the half-built root. Each layer's
+// uncompressed bytes are checked against the config's diff_id.
 import { createHash } from 'node:crypto';
 import {
   chmodSync,
@@ -29,6 +30,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { Decompress as ZstdDecompress } from 'fzstd';
 import tar from 'tar-stream';
+import { NodeMaker } from './device-nodes.ts';
 import { digestAlgorithm } from './digest.ts';
 import { ClientError, DigestMismatchError, PathEscapeError, UnpackLimitError } from './errors.ts';
 
@@ -74,27 +76,36 @@ function decompressorFor(path: string): Transform {
   return new PassThrough();
 }
 
-/** The components of a tar entry name, refusing names that leave the root on their own. */
+/**
+ * The components of a tar entry name below the root. A leading `/` starts at the root, as it does in the
+ * container; `.` and empty components go; `..` takes back the component before it (lexically, as Go's
+ * filepath.Clean that docker applies) and is refused where nothing is left to take back: past the root.
+ */
 function entryComponents(name: string, what: string): string[] {
-  if (name.startsWith('/')) throw new PathEscapeError(`${what}: absolute path ${JSON.stringify(name)}`);
   // A PAX name may hold NUL, which no file system path can: a layer error, not a crash in fs.
   if (name.includes('\0')) throw new ClientError(`${what}: a NUL byte in ${JSON.stringify(name)}`);
-  const components = name.split('/').filter((c) => c !== '' && c !== '.');
-  if (components.includes('..')) throw new PathEscapeError(`${what}: ${JSON.stringify(name)} climbs out with ".."`);
+  const components: string[] = [];
+  for (const component of name.split('/')) {
+    if (component === '' || component === '.') continue;
+    if (component !== '..') components.push(component);
+    else if (components.pop() === undefined) throw new PathEscapeError(`${what}: ${JSON.stringify(name)} climbs out with ".."`);
+  }
   return components;
 }
 
 /**
  * The name a whiteout entry removes from its own directory (OPAQUE for an opaque one), or undefined when
  * the entry is no whiteout. A whiteout naming nothing, "." or ".." would remove the directory itself or
- * the one above it (from the root: the container's folder), and a whiteout with a slash after it is a
- * folder, which no layer tool writes: both stop the unpack.
+ * the one above it (from the root: the container's folder), and a whiteout with anything after it (a
+ * slash, a folder below it, a `..` that leaves it) is no file, which no layer tool writes: all stop the
+ * unpack. The name is read as written, before `..` is taken back.
  */
-function whiteoutOf(name: string, components: string[], what: string): string | undefined {
-  const at = components.findIndex((c) => c.startsWith(WHITEOUT));
+function whiteoutOf(name: string, what: string): string | undefined {
+  const written = name.split('/').filter((c) => c !== '' && c !== '.');
+  const at = written.findIndex((c) => c.startsWith(WHITEOUT));
   if (at === -1) return undefined;
-  const base = components[at]!;
-  if (at !== components.length - 1 || name.slice(name.lastIndexOf(base) + base.length) !== '') {
+  const base = written[at]!;
+  if (at !== written.length - 1 || !name.endsWith(base)) {
     throw new PathEscapeError(`${what}: whiteout ${JSON.stringify(base)} has a slash after it`);
   }
   if (base === OPAQUE) return OPAQUE;
@@ -168,8 +179,7 @@ interface LayerState {
   root: string;
   what: string;
   written: Set<string>;
-  /** Device and FIFO entries skipped (they cannot be made from here, and a container gets /dev anyway). */
-  skipped: string[];
+  nodes: NodeMaker;
 }
 
 const isRoot = process.getuid?.() === 0;
@@ -190,9 +200,10 @@ function applyMetadata(path: string, header: tar.Header, symlink: boolean): void
 async function applyEntry(entry: Readable & { header: tar.Header }, state: LayerState): Promise<void> {
   const { header } = entry;
   const what = `${state.what}: ${header.name}`;
+  const whiteout = whiteoutOf(header.name, what);
   const components = entryComponents(header.name, what);
-  if (components.length === 0) return; // the root itself
-  const whiteout = whiteoutOf(header.name, components, what);
+  // The root itself (`/`, `./`): docker and containerd keep the root as it is, and so does this.
+  if (components.length === 0) return;
   const base = components[components.length - 1]!;
   const dir = resolveDirectory(state.root, components.slice(0, -1), what);
   const dest = join(dir, base);
@@ -240,8 +251,29 @@ async function applyEntry(entry: Readable & { header: tar.Header }, state: Layer
       linkSync(target, dest);
       return;
     }
+    case 'character-device':
+    case 'block-device':
+    case 'fifo': {
+      removeEntry(dest);
+      if (state.nodes.make(dest, header.type, header.devmajor ?? 0, header.devminor ?? 0, what)) applyMetadata(dest, header, false);
+      return;
+    }
     default:
-      state.skipped.push(`${header.name} (${header.type})`);
+      // As docker and containerd: an entry type no layer tool writes (GNU sparse, volume labels) is an error.
+      throw new ClientError(`${what}: unhandled tar entry type ${JSON.stringify(header.type)}`);
+  }
+}
+
+/**
+ * A layer whose bytes end inside the last entry's content, which the zeros added as padding completed:
+ * Go's archive/tar refuses it (unexpected EOF), and so does this. tar-stream puts where an entry's content
+ * starts in its header (byteOffset); without it nothing shows the zeros were padding, so that refuses too.
+ */
+function refuseTruncatedContent(last: tar.Header | undefined, received: number, what: string): void {
+  if (last === undefined) return;
+  const start = (last as tar.Header & { byteOffset?: number }).byteOffset;
+  if (start === undefined || start + (last.size ?? 0) > received) {
+    throw new ClientError(`${what}: the layer ends inside the content of ${JSON.stringify(last.name)}`);
   }
 }
 
@@ -275,12 +307,15 @@ class UnpackBudget {
 }
 
 /** Applies one layer blob to `root`; checks its uncompressed digest against `diffId` when given. */
-async function applyLayer(blobPath: string, root: string, diffId: string | undefined, what: string, budget: UnpackBudget): Promise<string[]> {
+async function applyLayer(blobPath: string, root: string, diffId: string | undefined, what: string, budget: UnpackBudget, nodes: NodeMaker): Promise<void> {
   const algorithm = diffId ? digestAlgorithm(diffId, `${what}: diff_id`) : 'sha256';
   const hash = createHash(algorithm);
   const extract = tar.extract();
   // The first limit passed, kept so that it, not the broken streams it leaves, is what the caller hears.
   let stopped: UnpackLimitError | undefined;
+  let received = 0;
+  let padded = 0;
+  let last: tar.Header | undefined;
   const feeding = pipeline(
     createReadStream(blobPath),
     decompressorFor(blobPath),
@@ -293,28 +328,47 @@ async function applyLayer(blobPath: string, root: string, diffId: string | undef
           return callback(stopped);
         }
         hash.update(chunk);
+        received += chunk.length;
         callback(null, chunk);
+      },
+      // umoci 0.4 (`umoci insert`) ends a layer right after the last file's content, without its padding
+      // to a 512-byte block or the end-of-archive blocks. Go's archive/tar, which docker and containerd
+      // read layers with, takes that as the end; tar-stream wants the padding, so zeros complete it here,
+      // after the hash (the diff_id is of the bytes as sent). That they were padding, not content, is
+      // checked after the last entry.
+      flush(callback) {
+        padded = (512 - (received % 512)) % 512;
+        callback(null, Buffer.alloc(padded));
       },
     }),
     extract,
   );
   feeding.catch(() => {}); // reported through the loop below, or awaited after it
-  const state: LayerState = { root, what, written: new Set(), skipped: [] };
+  const state: LayerState = { root, what, written: new Set(), nodes };
   try {
     for await (const entry of extract as AsyncIterable<Readable & { header: tar.Header }>) {
       budget.addEntry(what);
+      last = entry.header;
       await applyEntry(entry, state);
       entry.resume();
     }
     await feeding;
+    if (padded > 0) refuseTruncatedContent(last, received, what);
   } catch (err) {
-    throw stopped ?? err;
+    if (stopped) throw stopped;
+    // A broken tar or compression stream is a layer error, told to the user as such, never a crash.
+    throw err instanceof ClientError ? err : new ClientError(`${what}: ${(err as Error).message}`);
   }
   if (diffId) {
     const actual = `${algorithm}:${hash.digest('hex')}`;
     if (actual !== diffId) throw new DigestMismatchError(`${what}: uncompressed content has digest ${actual}, the config says ${diffId}`);
   }
-  return state.skipped;
+}
+
+/** What an unpack left out, for the caller to tell its user. */
+export interface UnpackReport {
+  /** Device nodes and FIFOs not made, because making them is not permitted here. */
+  skippedNodes: number;
 }
 
 /**
@@ -326,19 +380,19 @@ export async function unpackLayers(
   layers: Array<{ path: string; diffId?: string; digest: string }>,
   root: string,
   limits: UnpackLimits,
-): Promise<string[]> {
+): Promise<UnpackReport> {
   // A diff_id the spec does not allow is refused before anything is written.
   for (const [i, layer] of layers.entries()) if (layer.diffId) digestAlgorithm(layer.diffId, `layer ${i + 1} (${layer.digest}): diff_id`);
   mkdirSync(root, { recursive: true, mode: 0o755 });
   const budget = new UnpackBudget(limits);
-  const skipped: string[] = [];
+  const nodes = new NodeMaker();
   try {
     for (const [i, layer] of layers.entries()) {
-      skipped.push(...(await applyLayer(layer.path, root, layer.diffId, `layer ${i + 1} (${layer.digest})`, budget)));
+      await applyLayer(layer.path, root, layer.diffId, `layer ${i + 1} (${layer.digest})`, budget, nodes);
     }
   } catch (err) {
     rmSync(root, { recursive: true, force: true });
     throw err;
   }
-  return skipped;
+  return { skippedNodes: nodes.skipped };
 }

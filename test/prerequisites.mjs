@@ -12,12 +12,15 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 // Debian packages, and a command each provides (checked on machines without dpkg). skopeo, a Docker
-// engine, podman (with runc, which `berth run` uses too), busybox for test images, zstd for a test layer;
+// engine, podman (with runc, which `berth run` uses too), buildah and umoci (images as they build them, for
+// `berth run`), busybox for test images, zstd for a test layer;
 // Chromium and a font for the catalog's browser tests and social cards; CNCF Distribution with an
 // htpasswd file (apache2-utils); docker-credential-pass over pass and GnuPG for the client's tests.
 const PACKAGES = [
   ['skopeo', 'skopeo'],
   ['podman', 'podman'],
+  ['buildah', 'buildah'],
+  ['umoci', 'umoci'],
   ['netavark', undefined],
   ['conmon', 'conmon'],
   ['runc', 'runc'],

@@ -2,14 +2,14 @@
 // local store and run with the installed runtime (runc here), and with the unshare + chroot fallback.
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { startBerth, type TestBerth } from '../helpers/berth.ts';
 import { requestsSince } from '../helpers/berth-requests.ts';
 import { addImage, berthCli, CAN_RUN, clientHome, filesIn } from '../helpers/berth-client.ts';
 import { busyboxImage, type BusyboxImage } from '../helpers/busybox.ts';
 import { removeDir, Skopeo, tempDir } from '../helpers/clients.ts';
-import { hostArchitecture, jsonBytes, makeLayer, OciLayout, type Descriptor } from '../helpers/oci-layout.ts';
+import { gzip, hostArchitecture, jsonBytes, makeLayer, OciLayout, sha256, type Descriptor } from '../helpers/oci-layout.ts';
 
 // Containers need namespaces; where the environment forbids them (CAN_RUN), the tests that run containers
 // give way to one that checks everything up to the runtime: the bundle berth run writes (and bundle.test.ts).
@@ -233,6 +233,32 @@ describe('client: berth pull and berth run', function () {
     expect(result.stderr).to.match(/climbs out with "\.\."/);
     expect(existsSync('/tmp/berth-escaped')).to.equal(false);
     expect(filesIn(home, 'containers')).to.deep.equal([]);
+  });
+
+  it('skips the device nodes it may not make (a user namespace) with one warning line that counts them', async function () {
+    const nodes = join(work, 'nodes');
+    mkdirSync(join(nodes, 'srv'), { recursive: true });
+    for (const [name, args] of [['null', ['c', '1', '3']], ['zero', ['c', '1', '5']], ['loop9', ['b', '7', '9']], ['fifo', ['p']]] as const) {
+      const made = spawnSync('mknod', [join(nodes, 'srv', name), ...args], { encoding: 'utf8' });
+      expect(made.status, `mknod ${name}: ${made.stderr}`).to.equal(0);
+    }
+    const tarBytes = spawnSync('tar', ['--format=pax', '-C', nodes, '-cf', '-', '.']).stdout;
+    const gz = gzip(tarBytes);
+    const layer = { tar: tarBytes, diffId: sha256(tarBytes), gz, digest: sha256(gz) };
+    const manifest = addImage(layout, [busybox.layer, layer], { architecture: hostArchitecture(), os: 'linux', config: { Cmd: ['ls', '/srv'] } });
+    const image = await push('nodes', manifest, 'client/nodes');
+    // A fresh store: the pull runs in the namespace too. The container itself cannot start there (unshare may
+    // not call setgroups in it), so the rootfs berth run built, kept without --rm, is looked at instead.
+    const inNamespace = clientHome();
+    try {
+      const result = await berthCli(inNamespace, ['run', image], { within: ['unshare', '--user', '--map-root-user'], env: { BERTH_RUNTIME: 'unshare' } });
+      const warnings = result.stderr.split('\n').filter((line) => line.startsWith('berth:'));
+      expect(warnings, result.stderr).to.deep.equal(['berth: warning: skipped 3 device nodes and FIFOs of the image: making them is not permitted here']);
+      const [container] = filesIn(inNamespace, 'containers');
+      expect(readdirSync(join(inNamespace, 'containers', container!, 'rootfs', 'srv')), 'the FIFO is made').to.deep.equal(['fifo']);
+    } finally {
+      removeDir(inNamespace);
+    }
   });
 
   it('stops an image that unpacks past BERTH_UNPACK_MAX_BYTES, names the limit and keeps no container', async function () {

@@ -1,10 +1,12 @@
 // Unpacking layers into a root filesystem on disk: every way out of the root is refused and the half-
-// built root removed; whiteouts, absolute symlinks, hard links, zstd and the diff_id check.
+// built root removed; absolute and "./" names resolve inside the root; whiteouts, absolute symlinks, hard
+// links, long names, device nodes and FIFOs (skipped and counted where not permitted), zstd and the diff_id.
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import tar from 'tar-stream';
 import { ClientError, PathEscapeError, UnpackLimitError, unpackLayers, type UnpackLimits } from '../../client/index.ts';
 import { DigestMismatchError } from '../../client/errors.ts';
@@ -14,6 +16,11 @@ import { makeLayer, makeTar, sha256, type TarEntry } from '../helpers/oci-layout
 
 /** Far above what these layers hold: the limits have their own tests. */
 const LIMITS: UnpackLimits = { maxBytes: 1024 ** 3, maxEntries: 100_000 };
+
+/** Linux's dev_t of a device number, as fs.Stats.rdev reports it. */
+function makedev(major: number, minor: number): number {
+  return ((major & 0xfff) << 8) | (minor & 0xff) | ((minor & ~0xff) << 12);
+}
 
 describe('client: unpacking layers', function () {
   let work: string;
@@ -46,7 +53,8 @@ describe('client: unpacking layers', function () {
   const ESCAPES: Record<string, TarEntry[][]> = {
     'a name with ..': [[{ path: '../../../../escaped', content: 'x' }]],
     'a name that climbs back out midway': [[{ path: 'etc/../../../../../escaped', content: 'x' }]],
-    'an absolute name': [[{ path: `/${'tmp'}/berth-unpack-absolute-${process.pid}`, content: 'x' }]],
+    'an absolute name with ".." past the root': [[{ path: '/../../../../escaped', content: 'x' }]],
+    'a "./" name with ".." past the root': [[{ path: './etc/../../../../../escaped', content: 'x' }]],
     'a file through a symlink that points out': [
       [{ path: 'out', type: 'symlink', target: '../../../..' }, { path: 'out/escaped', content: 'x' }],
     ],
@@ -66,7 +74,7 @@ describe('client: unpacking layers', function () {
       [{ path: 'out', type: 'symlink', target: '../../../..' }, { path: 'out/escaped/', type: 'directory' }],
     ],
     'a hard link to a file outside': [[{ path: 'passwd', type: 'link', target: '../../../../outside.txt' }]],
-    'a hard link with an absolute target': [[{ path: 'passwd', type: 'link', target: '/etc/passwd' }]],
+    'a hard link with an absolute target past the root': [[{ path: 'passwd', type: 'link', target: '/../../../../outside.txt' }]],
     'a hard link through a symlink that points out': [
       [{ path: 'out', type: 'symlink', target: '../../../..' }, { path: 'passwd', type: 'link', target: 'out/outside.txt' }],
     ],
@@ -84,6 +92,9 @@ describe('client: unpacking layers', function () {
     'a whiteout name with a slash after the prefix (a folder)': [[{ path: 'etc/.wh.passwd/', type: 'directory' }]],
     'a whiteout name with a slash after the prefix (a path through it)': [[{ path: '.wh.etc/passwd', content: 'x' }]],
     'an opaque whiteout with a slash after it': [[{ path: 'etc/.wh..wh..opq/', type: 'directory' }]],
+    // Read as written: a ".." that leaves the whiteout would otherwise make it a plain folder entry.
+    'a whiteout name with ".." after it': [[{ path: 'etc/', type: 'directory' }, { path: 'etc/.wh.passwd/..', type: 'directory' }]],
+    'an absolute whiteout of ".."': [[{ path: 'file', content: 'x' }, { path: '/.wh...', content: '' }]],
   };
 
   for (const [name, layerEntries] of Object.entries(ESCAPES)) {
@@ -103,7 +114,6 @@ describe('client: unpacking layers', function () {
       expect(existsSync(root), 'the root').to.equal(false);
       expect(readdirSync(work).sort()).to.include.members(['a', 'outside.txt']);
       expect(existsSync(join(work, 'escaped')), 'a file outside').to.equal(false);
-      expect(existsSync(`/tmp/berth-unpack-absolute-${process.pid}`)).to.equal(false);
       expect(readFileSync(join(work, 'outside.txt'), 'utf8')).to.equal('the host\'s file\n');
       expect(existsSync(neighbour), 'a file beside the root').to.equal(true);
     });
@@ -140,6 +150,110 @@ describe('client: unpacking layers', function () {
     expect(lstatSync(join(root, 'hard')).ino).to.equal(lstatSync(join(root, 'keep')).ino);
   });
 
+  it('resolves absolute names inside the root, as containerd and docker do ("/" is the root itself)', async function () {
+    const host = `/tmp/berth-unpack-absolute-${process.pid}`;
+    const root = await unpacked(
+      [
+        { path: '/', type: 'directory', mode: 0o700 },
+        { path: '/bin/', type: 'directory' },
+        { path: '/bin/sh', content: '#!sh\n', mode: 0o755 },
+        { path: host, content: 'inside\n' },
+        { path: '/etc/../etc/hosts', content: 'hosts\n' },
+      ],
+      [
+        { path: '/bin/sh-link', type: 'link', target: '/bin/sh' },
+        { path: '/bin/.wh.gone', content: '' },
+        { path: '/.wh.etc', content: '' },
+      ],
+    );
+    expect(readFileSync(join(root, 'bin', 'sh'), 'utf8')).to.equal('#!sh\n');
+    expect(lstatSync(join(root, 'bin', 'sh-link')).ino, 'the hard link').to.equal(lstatSync(join(root, 'bin', 'sh')).ino);
+    expect(readFileSync(join(root, host), 'utf8')).to.equal('inside\n');
+    expect(existsSync(host), 'a file on the host').to.equal(false);
+    expect(existsSync(join(root, 'etc')), 'whited out by an absolute name').to.equal(false);
+    expect(statSync(root).mode & 0o777, 'the root keeps its own mode').to.equal(0o755);
+  });
+
+  describe('layers written by GNU tar: "./" names, long names, hard links, device nodes and FIFOs', function () {
+    // 150 characters: longer than a tar header's name field (100), and no "/" to split it at (ustar prefix).
+    const LONG = 'l'.repeat(150);
+    const DEEP = `deep/${'d'.repeat(60)}/${'e'.repeat(60)}/${'f'.repeat(60)}/${'g'.repeat(60)}`;
+
+    /** A source tree with every kind of entry, made with real files and real device nodes (the suite runs as root). */
+    function sourceTree(): string {
+      const src = join(work, 'src');
+      mkdirSync(join(src, 'bin'), { recursive: true });
+      writeFileSync(join(src, 'bin', 'tool'), 'the tool\n', { mode: 0o755 });
+      linkSync(join(src, 'bin', 'tool'), join(src, 'bin', 'tool-hard'));
+      writeFileSync(join(src, LONG), 'a long name\n');
+      linkSync(join(src, LONG), join(src, `${LONG}-hard`));
+      mkdirSync(join(src, DEEP), { recursive: true });
+      writeFileSync(join(src, DEEP, 'file'), 'deep\n');
+      symlinkSync(`/${DEEP}/file`, join(src, 'deep-link'));
+      mkdirSync(join(src, 'nodes'));
+      for (const [name, args] of [['null', ['c', '1', '3']], ['loop9', ['b', '7', '9']], ['fifo', ['p']]] as const) {
+        const made = spawnSync('mknod', ['-m', '0640', join(src, 'nodes', name), ...args], { encoding: 'utf8' });
+        expect(made.status, `mknod ${name}: ${made.stderr}`).to.equal(0);
+      }
+      return src;
+    }
+
+    /** `tar --format=FORMAT -C src -cf - .`: every name starts with "./", the first entry is "./" itself. */
+    function gnuTarLayer(src: string, format: 'pax' | 'gnu') {
+      const made = spawnSync('tar', [`--format=${format}`, '--numeric-owner', '-C', src, '-cf', '-', '.'], { maxBuffer: 64 * 1024 * 1024 });
+      expect(made.status, String(made.stderr)).to.equal(0);
+      const names = spawnSync('tar', ['-tf', '-'], { input: made.stdout, encoding: 'utf8' }).stdout.split('\n');
+      expect(names[0]).to.equal('./');
+      expect(names).to.include(`./${LONG}`);
+      const gz = gzipSync(made.stdout);
+      const path = join(work, `layer-${format}.tar.gz`);
+      writeFileSync(path, gz);
+      return { path, digest: sha256(gz), diffId: sha256(made.stdout) };
+    }
+
+    for (const format of ['pax', 'gnu'] as const) {
+      it(`unpacks a ${format} layer as docker does, device nodes and FIFOs included (as root)`, async function () {
+        const layer = gnuTarLayer(sourceTree(), format);
+        const root = rootIn();
+        const report = await unpackLayers([layer], root, LIMITS);
+        expect(readFileSync(join(root, 'bin', 'tool'), 'utf8')).to.equal('the tool\n');
+        expect(statSync(join(root, 'bin', 'tool')).mode & 0o777).to.equal(0o755);
+        expect(lstatSync(join(root, 'bin', 'tool-hard')).ino, 'a hard link').to.equal(lstatSync(join(root, 'bin', 'tool')).ino);
+        expect(readFileSync(join(root, LONG), 'utf8')).to.equal('a long name\n');
+        expect(lstatSync(join(root, `${LONG}-hard`)).ino, 'a hard link to a long name').to.equal(lstatSync(join(root, LONG)).ino);
+        expect(readFileSync(join(root, DEEP, 'file'), 'utf8')).to.equal('deep\n');
+        expect(readlinkSync(join(root, 'deep-link'))).to.equal(`/${DEEP}/file`);
+        const fifo = lstatSync(join(root, 'nodes', 'fifo'));
+        expect(fifo.isFIFO(), 'the FIFO').to.equal(true);
+        expect(fifo.mode & 0o777).to.equal(0o640);
+        const chr = lstatSync(join(root, 'nodes', 'null'));
+        expect(chr.isCharacterDevice(), 'the character device').to.equal(true);
+        expect([chr.rdev, chr.mode & 0o777]).to.deep.equal([makedev(1, 3), 0o640]);
+        const blk = lstatSync(join(root, 'nodes', 'loop9'));
+        expect(blk.isBlockDevice(), 'the block device').to.equal(true);
+        expect(blk.rdev).to.equal(makedev(7, 9));
+        expect(report).to.deep.equal({ skippedNodes: 0 });
+      });
+    }
+
+    it('skips the device nodes it may not make (in a user namespace), counts them, and makes the FIFO', async function () {
+      const layer = gnuTarLayer(sourceTree(), 'pax');
+      const root = rootIn();
+      // The same unpackLayers, in a process whose root has no CAP_MKNOD in the machine's namespace.
+      const script = `import { unpackLayers } from ${JSON.stringify(join(import.meta.dirname, '..', '..', 'client', 'index.ts'))};
+        const report = await unpackLayers([${JSON.stringify(layer)}], ${JSON.stringify(root)}, ${JSON.stringify(LIMITS)});
+        console.log(JSON.stringify(report));`;
+      const result = spawnSync('unshare', ['--user', '--map-root-user', process.execPath, '--import', 'tsx', '--input-type=module', '-e', script], {
+        encoding: 'utf8',
+      });
+      expect(result.status, result.stderr).to.equal(0);
+      expect(JSON.parse(result.stdout)).to.deep.equal({ skippedNodes: 2 });
+      expect(readdirSync(join(root, 'nodes'))).to.deep.equal(['fifo']);
+      expect(lstatSync(join(root, 'nodes', 'fifo')).isFIFO()).to.equal(true);
+      expect(readFileSync(join(root, LONG), 'utf8')).to.equal('a long name\n');
+    });
+  });
+
   it('unpacks a zstd layer', async function () {
     const tarBytes = await makeTar([{ path: 'hello.txt', content: 'from zstd\n' }]);
     const zstd = spawnSync('zstd', ['-q', '-c'], { input: tarBytes });
@@ -164,6 +278,42 @@ describe('client: unpacking layers', function () {
     expect(error).to.be.instanceOf(ClientError);
     expect((error as Error).message).to.include('a NUL byte');
     expect(existsSync(root)).to.equal(false);
+  });
+
+  describe('a layer that ends early (as `umoci insert` writes them)', function () {
+    /** A tar of `dir/` and a file of `size` bytes, cut to its first `bytes` bytes, as a plain-tar layer. */
+    async function cutLayer(size: number, keep: (fileEnd: number) => number) {
+      const full = await makeTar([{ path: 'dir/', type: 'directory' }, { path: 'dir/file', content: Buffer.alloc(size, 'x') }]);
+      const cut = full.subarray(0, keep(1024 + size)); // after the headers of dir/ and dir/file
+      const path = join(work, `cut-${count++}.tar`);
+      writeFileSync(path, cut);
+      return { path, digest: sha256(cut), diffId: sha256(cut) };
+    }
+
+    it('unpacks one that ends right after the last file\'s content, without padding or end blocks, as docker does', async function () {
+      const root = rootIn();
+      await unpackLayers([await cutLayer(700, (end) => end)], root, LIMITS);
+      expect(readFileSync(join(root, 'dir', 'file'), 'utf8')).to.equal('x'.repeat(700));
+    });
+
+    it('unpacks one that ends inside the last file\'s padding', async function () {
+      const root = rootIn();
+      await unpackLayers([await cutLayer(700, (end) => end + 100)], root, LIMITS);
+      expect(readFileSync(join(root, 'dir', 'file'), 'utf8')).to.equal('x'.repeat(700));
+    });
+
+    for (const [name, keep, message] of [
+      ['inside the last file\'s content, where padding zeros would complete it', (end: number) => end - 200, 'the layer ends inside the content of "dir/file"'],
+      ['inside the last file\'s content, more than a block short', (end: number) => end - 650, 'Unexpected end of data'],
+    ] as const) {
+      it(`refuses one that ends ${name}, and removes the half-built root`, async function () {
+        const root = rootIn();
+        const error = await unpackLayers([await cutLayer(1000, keep)], root, LIMITS).catch((err: unknown) => err);
+        expect(error).to.be.instanceOf(ClientError);
+        expect((error as Error).message).to.match(/^layer 1 \(sha256:[a-f0-9]{64}\): /).and.to.have.string(message);
+        expect(existsSync(root), 'the root').to.equal(false);
+      });
+    }
   });
 
   it('refuses a layer whose content is not the config\'s diff_id', async function () {

@@ -39,9 +39,17 @@ export function clientHome(): string {
   return mkdtempSync(join(tmpdir(), 'berth-client-'));
 }
 
-/** `berth ARGS…` with the given store; never rejects on a non-zero exit (tests check the code). */
-export function berthCli(home: string, args: string[], options: { env?: Record<string, string>; input?: Buffer } = {}): Promise<RunResult> {
-  return run(process.execPath, ['--import', 'tsx', join(ROOT, 'bin', 'berth.ts'), ...args], {
+/**
+ * `berth ARGS…` with the given store; never rejects on a non-zero exit (tests check the code). `within`:
+ * a command that runs berth (`unshare --user --map-root-user`, say).
+ */
+export function berthCli(
+  home: string,
+  args: string[],
+  options: { env?: Record<string, string>; input?: Buffer; within?: string[] } = {},
+): Promise<RunResult> {
+  const [command, ...rest] = [...(options.within ?? []), process.execPath, '--import', 'tsx', join(ROOT, 'bin', 'berth.ts'), ...args];
+  return run(command!, rest, {
     cwd: ROOT,
     env: { ...process.env, BERTH_HOME: home, ...options.env },
     allowFailure: true,

@@ -150,8 +150,8 @@ export class Skopeo {
 // ---------------------------------------------------------------------------------------------- docker
 
 export interface DockerEngine {
-  /** Runs the docker client against this engine. */
-  docker(args: string[], options?: Omit<RunOptions, 'env'>): Promise<RunResult>;
+  /** Runs the docker client against this engine (`options.env` adds to the engine's environment). */
+  docker(args: string[], options?: RunOptions): Promise<RunResult>;
   /** The docker client's config folder (DOCKER_CONFIG): where `docker login` keeps credentials. */
   configDir: string;
   /** What dockerd logged so far. */
@@ -214,8 +214,8 @@ export async function startDockerd(options: { insecureRegistries: string[] }): P
   );
   const log = () => Buffer.concat(logChunks).toString();
 
-  const docker = (dockerArgs: string[], runOptions: Omit<RunOptions, 'env'> = {}) =>
-    run('docker', dockerArgs, { timeoutMs: 120_000, ...runOptions, env });
+  const docker = (dockerArgs: string[], runOptions: RunOptions = {}) =>
+    run('docker', dockerArgs, { timeoutMs: 120_000, ...runOptions, env: { ...env, ...runOptions.env } });
 
   async function stop(): Promise<void> {
     if (!spawnFailed && daemon.exitCode === null && daemon.signalCode === null) {
