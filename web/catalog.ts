@@ -1,7 +1,7 @@
 // The catalog's questions, answered once for the pages and the JSON API alike: a search with filters,
 // sort and pages; one repository's facts with the Windows verdicts — always through the viewer's visibility.
 import { windowsHostsFor, windowsName } from '../platform/index.ts';
-import { isOfficial, isValidName, summaryOf, type RepositoryEntry, type RepositorySummary, type SearchSort, type Storage, type TagFacts, type TagPage } from '../storage/index.ts';
+import { isOfficial, isValidName, summaryOf, type RepositoryEntry, type RepositorySummary, type SearchSort, type Storage, type PlatformFacts, type TagPage } from '../storage/index.ts';
 import { logoUrl } from './images.ts';
 import type { Visibility } from './session.ts';
 
@@ -105,9 +105,9 @@ export interface WindowsVerdicts {
   hyperv: string[];
 }
 
-/** For each distinct Windows os.version of a tag: which well-known hosts run it, and how. */
-export function windowsVerdicts(tag: TagFacts): WindowsVerdicts[] {
-  const versions = [...new Set(tag.platforms.filter((p) => p.os === 'windows' && p.osVersion).map((p) => p.osVersion!))];
+/** For each distinct Windows os.version among these platforms: which well-known hosts run it, and how. */
+export function windowsVerdicts(platforms: Pick<PlatformFacts, 'os' | 'osVersion'>[]): WindowsVerdicts[] {
+  const versions = [...new Set(platforms.filter((p) => p.os === 'windows' && p.osVersion).map((p) => p.osVersion!))];
   return versions.flatMap((osVersion) => {
     try {
       const hosts = windowsHostsFor(osVersion);
@@ -147,7 +147,7 @@ export function details(entry: RepositoryEntry, page: TagPage, params: TagParams
     tags: page.tags.map((t) => ({
       ...t,
       platforms: t.platforms.map((p) => ({ ...p, windowsName: p.os === 'windows' && p.osVersion ? (safeName(p.osVersion) ?? null) : undefined })),
-      windows: windowsVerdicts(t),
+      windows: windowsVerdicts(t.platforms),
     })),
   };
 }

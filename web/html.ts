@@ -25,6 +25,11 @@ export function html(strings: TemplateStringsArray, ...values: unknown[]): Html 
   return new Html(out);
 }
 
+/** Markup made of pieces, so that a long template can be written as several short ones. */
+export function join(...parts: Html[]): Html {
+  return new Html(parts.map((p) => p.value).join(''));
+}
+
 function render(value: unknown): string {
   if (value instanceof Html) return value.value;
   if (Array.isArray(value)) return value.map(render).join('');
