@@ -119,6 +119,39 @@ describe('web: the catalog in a real browser', function () {
     await shot('repository-multi');
   });
 
+  it('shows each pull command once, and loads pages (icon included) without a 404 or a console error', async () => {
+    const missing: string[] = [];
+    const errors: string[] = [];
+    const onResponse = (res: { status(): number; url(): string }) => res.status() === 404 && missing.push(res.url());
+    const onConsole = (msg: { type(): string; text(): string }) => msg.type() === 'error' && errors.push(msg.text());
+    page.on('response', onResponse);
+    page.on('console', onConsole);
+    try {
+      for (const path of ['/', '/r/alice/multi', '/signin']) {
+        await page.goto(path);
+        await page.waitForLoadState('load');
+      }
+      // The icon the page names, fetched as the browser would: it is there.
+      const icon = await page.evaluate(async () => {
+        const href = document.querySelector('link[rel=icon]')!.getAttribute('href')!;
+        const res = await fetch(href);
+        return { status: res.status, type: res.headers.get('content-type'), svg: (await res.text()).startsWith('<svg') };
+      });
+      expect(icon).to.deep.equal({ status: 200, type: 'image/svg+xml', svg: true });
+      expect((await page.request.get('/favicon.ico')).status()).to.equal(200);
+    } finally {
+      page.off('response', onResponse);
+      page.off('console', onConsole);
+    }
+    expect(missing).to.deep.equal([]);
+    expect(errors).to.deep.equal([]);
+    await page.goto('/r/alice/multi');
+    expect(await page.locator('div.pull').allTextContents()).to.deep.equal([
+      `docker pull ${berth.host}/alice/multi:latestCopy`,
+      `podman pull ${berth.host}/alice/multi:latestCopy`,
+    ]);
+  });
+
   it('hides a private repository from an anonymous visitor', async () => {
     await page.goto('/?q=private');
     expect(await resultNames()).to.deep.equal([]);

@@ -2,7 +2,7 @@
 // style sheet, the small script, and the icon browsers ask for on every page.
 import type Router from '@koa/router';
 import { repository } from '../catalog.ts';
-import { SCRIPT, STYLE } from '../html.ts';
+import { FAVICON_SVG, SCRIPT, STYLE } from '../html.ts';
 import { LOGO_FILE_RE } from '../images.ts';
 import type { PageKit } from './kit.ts';
 
@@ -43,4 +43,7 @@ export function assetPages(router: Router, kit: PageKit): void {
     });
   asset('/static/berth.css', 'text/css', STYLE);
   asset('/static/berth.js', 'application/javascript', SCRIPT);
+  // Pages name the icon; /favicon.ico is where browsers and feed readers look when a page does not.
+  asset('/static/favicon.svg', 'image/svg+xml', FAVICON_SVG);
+  asset('/favicon.ico', 'image/svg+xml', FAVICON_SVG);
 }

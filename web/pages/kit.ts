@@ -73,8 +73,9 @@ export function logo(entry: Pick<RepositorySummary, 'name' | 'logo'>, size: 256 
   );
 }
 
-export function pullCommand(id: string, label: string, command: string): Html {
-  return html`<div class="pull"><span>${label}</span><code id="${id}">${command}</code><button type="button" data-copy="${id}" aria-label="Copy the ${label} command">Copy</button></div>`;
+/** A command to copy: shown once, whole (`docker pull …`); the button names the client for screen readers. */
+export function pullCommand(id: string, client: string, command: string): Html {
+  return html`<div class="pull"><code id="${id}">${command}</code><button type="button" data-copy="${id}" aria-label="Copy the ${client} command">Copy</button></div>`;
 }
 
 /** The registry's host as pull commands name it: the configured public URL's, else the one this page was asked on. */
