@@ -2,11 +2,11 @@
 // tags with their platforms, Windows verdicts and referrers, and its README.
 import type Router from '@koa/router';
 import { isOfficial, type TagFacts } from '../../storage/index.ts';
-import { pageCount, repository, tagPage, tagParams, windowsVerdicts } from '../catalog.ts';
+import { pageCount, repository, TAG_PAGE_SIZE, tagPage, tagParams, windowsVerdicts } from '../catalog.ts';
 import { badges, bytes, html, Html, join, when } from '../html.ts';
 import { platformLabel } from '../images.ts';
 import { renderMarkdown } from '../markdown.ts';
-import { logo, osVersionLabel, pager, pullCommand, registryHost, windowsNotes, type PageKit } from './kit.ts';
+import { logo, option, osVersionLabel, pager, pullCommand, registryHost, windowsNotes, type PageKit } from './kit.ts';
 
 const COLUMNS = ['tag', 'digest', 'compressed size', 'last pushed', 'platform', 'os.version', 'size', 'manifest'];
 
@@ -42,16 +42,19 @@ export function repositoryPages(router: Router, kit: PageKit): void {
     const params = tagParams(ctx.query);
     const found = await tagPage(storage, name, params);
     const pages = pageCount(found.total, params.n);
-    const pageLink = (p: number) => `/r/${name}?${new URLSearchParams({ ...(params.prefix ? { tag: params.prefix } : {}), page: String(p) })}`;
+    // Page links keep the filter, the order and the page size they were made with.
+    const pageLink = (p: number) =>
+      `/r/${name}?${new URLSearchParams({ ...(params.prefix ? { tag: params.prefix } : {}), sort: params.sort, ...(params.n !== TAG_PAGE_SIZE ? { n: String(params.n) } : {}), page: String(p) })}`;
     const og = { image: `${kit.publicBase ?? `${ctx.protocol}://${ctx.host}`}/card/${name}`, description: entry.description || `${name} on Berth` };
     await kit.reply(ctx, 200, name, html`<div class="repo-head">${logo(entry, 256)}<h1>${name}</h1>${isOfficial(name) ? html`<span class="badge">official</span>` : ''}${entry.visibility === 'private' ? html`<span class="badge">private</span>` : ''}
 <p>${entry.description}</p><p>${badges(entry)}</p><p>${entry.pulls} pulls · last pushed ${when(entry.lastPushed)}</p>
 ${owner ? html`<p><a href="/settings/${name}">Settings</a></p>` : ''}</div>
 <h2>Pull</h2>${pullCommand('docker-pull', 'docker', `docker pull ${host}/${name}:${first}`)}${pullCommand('podman-pull', 'podman', `podman pull ${host}/${name}:${first}`)}
-<h2>Tags</h2><p>${entry.tagCount} ${entry.tagCount === 1 ? 'tag' : 'tags'}, newest first</p>
-<form method="get" action="/r/${name}" role="search"><label for="tag">Tags starting with <input id="tag" name="tag" value="${params.prefix ?? ''}"></label> <button type="submit">Filter</button></form>
+<h2>Tags</h2><p>${entry.tagCount} ${entry.tagCount === 1 ? 'tag' : 'tags'}, ${params.sort === 'name' ? 'by name' : 'newest first'}</p>
+<form method="get" action="/r/${name}" role="search"><label for="tag">Tags starting with <input id="tag" name="tag" value="${params.prefix ?? ''}"></label>
+<label for="tag-sort">Sort by <select id="tag-sort" name="sort">${option('pushed', 'last pushed', params.sort)}${option('name', 'name', params.sort)}</select></label> <button type="submit">Filter</button></form>
 <table><thead><tr>${COLUMNS.map((c) => html`<th scope="col">${c}</th>`)}</tr></thead><tbody>${found.tags.map(tagRows)}</tbody></table>
-${pager('tag pages', params.page, pages, pageLink, { prev: 'Newer', next: 'Older' }, ` (${found.total} ${params.prefix ? 'matching' : ''} tags)`)}
+${pager('tag pages', params.page, pages, pageLink, params.sort === 'name' ? { prev: 'Previous', next: 'Next' } : { prev: 'Newer', next: 'Older' }, ` (${found.total} ${params.prefix ? 'matching' : ''} tags)`)}
 ${settings.readme ? html`<h2>README</h2><div class="readme">${new Html(await renderMarkdown(settings.readme))}</div>` : ''}`, og);
   });
 }
