@@ -34,6 +34,7 @@ export {
   UNFLUSHED,
   type StorageDriver, type ListPage, type ByteRange, type FileInfo, type FileWriter, type RedirectOptions } from './driver.ts';
 export { MediaType, MANIFEST_TYPES, INDEX_TYPES } from './media-types.ts';
+export { parseManifest, isForeignLayer, type ParsedManifest, type Descriptor } from './manifest-parser.ts';
 export * from './reference.ts';
 export { GarbageCollector, type GcOptions, type GcReport } from './gc.ts';
 export { PolicyStore, PolicyError, namespaceOf, matchesTagPattern, type Policy, type EffectivePolicy } from './policies.ts';

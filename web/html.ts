@@ -109,6 +109,13 @@ code{font-family:ui-monospace,monospace}
 .repo-head picture img{float:right;width:128px;height:128px}
 .readme{background:#fff;border:1px solid #d0d7de;padding:1rem;border-radius:6px}
 :focus{outline:3px solid #0969da;outline-offset:1px}
+dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;background:#fff;border:1px solid #d0d7de;padding:.6rem;border-radius:6px}
+dl.facts dt{font-weight:600}dl.facts dd{margin:0;overflow-wrap:anywhere}
+caption{text-align:left;font-weight:600;padding:.4rem 0}
+.note{color:#57606a}
+ul.urls{margin:.2rem 0;padding-left:1.2rem;overflow-wrap:anywhere}
+ol#history li{margin-bottom:.3rem;overflow-wrap:anywhere}
+ol#history li.empty-layer code{color:#57606a}
 `;
 
 /** The site's icon: a white B on the header's blue, small enough to send with every first visit. */

@@ -33,6 +33,8 @@ export interface WebDeps {
   logos: Logos;
   /** BERTH_PUBLIC_URL: what link previews and cards name; the request's Host never is. */
   publicUrl?: string;
+  /** BERTH_MAX_MANIFEST_BYTES: an image page reads no manifest or config larger than this. */
+  maxManifestBytes: number;
   /** The server's garbage collection settings, which the admin API shows and runs with. */
   gcSchedule: GcSchedule;
 }

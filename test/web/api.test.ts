@@ -88,7 +88,7 @@ describe('web: the catalog API and forms', function () {
     const vs = newestFirst.filter((t) => t.startsWith('v'));
     expect(page.text).to.include('page 2 of 2');
     for (const tag of newestFirst) {
-      const row = new RegExp(`<th scope="row"[^>]*>${tag}</th>`);
+      const row = new RegExp(`<th scope="row"[^>]*><a href="/r/alice/many/tags/${tag}">${tag}</a></th>`);
       if (vs.slice(2, 4).includes(tag)) expect(page.text).to.match(row);
       else expect(page.text).to.not.match(row);
     }
@@ -122,7 +122,7 @@ describe('web: the catalog API and forms', function () {
     const page = await registry.request('GET', '/r/alice/thousands?sort=name&page=2');
     expect(page.text.match(/<th scope="row"/g)).to.have.length(25);
     expect(page.text).to.include(`page 2 of ${Math.ceil(total / 25)}`);
-    expect(page.text).to.match(new RegExp(`<th scope="row"[^>]*>${sorted[25]}</th>`));
+    expect(page.text).to.match(new RegExp(`<th scope="row"[^>]*><a href="/r/alice/thousands/tags/${sorted[25]}">${sorted[25]}</a></th>`));
     // The links to the neighbouring pages keep the order.
     expect(page.text).to.include('href="/r/alice/thousands?sort=name&amp;page=3" rel="next"');
     expect(page.text).to.include('<option value="name" selected>name</option>');

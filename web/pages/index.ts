@@ -3,6 +3,7 @@
 import type Router from '@koa/router';
 import type { WebDeps } from '../index.ts';
 import { accountPages } from './account.ts';
+import { imagePages } from './image.ts';
 import { assetPages } from './assets.ts';
 import { pageKit } from './kit.ts';
 import { repositoryPages } from './repository.ts';
@@ -12,6 +13,8 @@ import { settingsPages } from './settings.ts';
 export function pageRoutes(router: Router, deps: WebDeps): void {
   const kit = pageKit(deps);
   searchPages(router, kit);
+  // Before the repository page: /r/NAME/tags/TAG would otherwise be read as a repository named so.
+  imagePages(router, kit);
   repositoryPages(router, kit);
   accountPages(router, kit);
   settingsPages(router, kit);

@@ -11,15 +11,15 @@ import { logo, option, osVersionLabel, pager, pullCommand, registryHost, windows
 const COLUMNS = ['tag', 'digest', 'compressed size', 'last pushed', 'platform', 'os.version', 'size', 'manifest'];
 
 /** A tag's rows: one per platform, then its Windows verdicts and its referrers across the table. */
-function tagRows(t: TagFacts): Html {
+function tagRows(name: string, t: TagFacts): Html {
   const span = Math.max(1, t.platforms.length);
   const windows = windowsVerdicts(t.platforms);
   return join(
-    html`<tr><th scope="row" rowspan="${span}">${t.tag}</th><td rowspan="${span}"><code title="${t.digest}">${t.digest.slice(0, 19)}…</code></td>\n`,
+    html`<tr><th scope="row" rowspan="${span}"><a href="/r/${name}/tags/${t.tag}">${t.tag}</a></th><td rowspan="${span}"><code title="${t.digest}">${t.digest.slice(0, 19)}…</code></td>\n`,
     html`<td rowspan="${span}">${bytes(t.size)}</td><td rowspan="${span}">${when(t.pushedAt)}</td>\n`,
     t.platforms.length === 0
       ? html`<td colspan="4">no platform (an artifact)</td></tr>`
-      : html`${t.platforms.map((p, i) => html`${i > 0 ? html`<tr>` : ''}<td class="platform">${platformLabel(p)}</td><td>${osVersionLabel(p.osVersion)}</td><td>${bytes(p.size)}</td><td><code>${p.digest.slice(7, 19)}</code></td></tr>`)}`,
+      : html`${t.platforms.map((p, i) => html`${i > 0 ? html`<tr>` : ''}<td class="platform">${platformLabel(p)}</td><td>${osVersionLabel(p.osVersion)}</td><td>${bytes(p.size)}</td><td><a href="/r/${name}/manifests/${p.digest}"><code>${p.digest.slice(7, 19)}</code></a></td></tr>`)}`,
     html`\n${windows.length > 0 ? html`<tr><td colspan="8" class="windows">${windowsNotes(t.tag, windows)}</td></tr>` : ''}\n`,
     t.referrers.length > 0 ? html`<tr><td colspan="8">Referrers: ${t.referrers.map((r) => html`<span class="badge">${r.artifactType}</span> <code>${r.digest.slice(7, 19)}</code> `)}</td></tr>` : html``,
   );
@@ -53,7 +53,7 @@ ${owner ? html`<p><a href="/settings/${name}">Settings</a></p>` : ''}</div>
 <h2>Tags</h2><p>${entry.tagCount} ${entry.tagCount === 1 ? 'tag' : 'tags'}, ${params.sort === 'name' ? 'by name' : 'newest first'}</p>
 <form method="get" action="/r/${name}" role="search"><label for="tag">Tags starting with <input id="tag" name="tag" value="${params.prefix ?? ''}"></label>
 <label for="tag-sort">Sort by <select id="tag-sort" name="sort">${option('pushed', 'last pushed', params.sort)}${option('name', 'name', params.sort)}</select></label> <button type="submit">Filter</button></form>
-<table><thead><tr>${COLUMNS.map((c) => html`<th scope="col">${c}</th>`)}</tr></thead><tbody>${found.tags.map(tagRows)}</tbody></table>
+<table><thead><tr>${COLUMNS.map((c) => html`<th scope="col">${c}</th>`)}</tr></thead><tbody>${found.tags.map((t) => tagRows(name, t))}</tbody></table>
 ${pager('tag pages', params.page, pages, pageLink, params.sort === 'name' ? { prev: 'Previous', next: 'Next' } : { prev: 'Newer', next: 'Older' }, ` (${found.total} ${params.prefix ? 'matching' : ''} tags)`)}
 ${settings.readme ? html`<h2>README</h2><div class="readme">${new Html(await renderMarkdown(settings.readme))}</div>` : ''}`, og);
   });
