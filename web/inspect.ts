@@ -171,7 +171,7 @@ async function readConfig(storage: Storage, name: string, digestValue: string, l
 /** An index's children with the platform each declares, as the index's own JSON says it. */
 function children(raw: Record<string, unknown>): ChildFacts[] {
   const listed = Array.isArray(raw.manifests) ? raw.manifests.filter(isObject) : [];
-  return listed.slice(0, MAX_ITEMS + 1).flatMap((child) => {
+  return listed.flatMap((child) => {
     const digest = typeof child.digest === 'string' && tryParseDigest(child.digest) ? child.digest : undefined;
     if (!digest) return [];
     const platform = isObject(child.platform) ? child.platform : undefined;
@@ -191,7 +191,8 @@ function children(raw: Record<string, unknown>): ChildFacts[] {
 async function referrerGroups(storage: Storage, name: string, digestValue: string): Promise<ReferrerGroup[]> {
   const digest = tryParseDigest(digestValue)!;
   const groups = new Map<string, ReferrerGroup['referrers']>();
-  for (const r of (await storage.manifests.referrers(name, digest)).slice(0, MAX_ITEMS)) {
+  // Only the first MAX_ITEMS entries are read: a subject may have any number of signatures.
+  for (const r of await storage.manifests.referrers(name, digest, undefined, MAX_ITEMS)) {
     const type = text(r.artifactType ?? r.mediaType) ?? 'unknown';
     const group = groups.get(type) ?? [];
     group.push({ digest: r.digest, size: r.size, created: text(r.annotations?.['org.opencontainers.image.created']) });
