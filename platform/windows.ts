@@ -95,3 +95,25 @@ export function windowsHostsFor(imageVersion: string): Array<{ build: number; na
     verdict: windowsCompatibility(imageVersion, { major: 10, minor: 0, build }),
   }));
 }
+
+/** The Windows base images Microsoft publishes, as their repositories name them (mcr.microsoft.com/windows/…). */
+export type WindowsBaseImage = 'servercore' | 'nanoserver' | 'server';
+const WINDOWS_BASE_IMAGES: ReadonlySet<string> = new Set<WindowsBaseImage>(['servercore', 'nanoserver', 'server']);
+
+/**
+ * Which Windows base image a foreign layer comes from, read from its URL's path as Microsoft's registry
+ * names it (`https://mcr.microsoft.com/v2/windows/servercore/blobs/sha256:…`); undefined when the URL
+ * does not say (an fwlink, a mirror with other paths). The build is the image's os.version, not the URL's.
+ */
+export function windowsBaseImage(url: string): WindowsBaseImage | undefined {
+  let path: string[];
+  try {
+    path = new URL(url).pathname.split('/');
+  } catch {
+    return undefined;
+  }
+  for (let i = 0; i + 1 < path.length; i++) {
+    if (path[i] === 'windows' && WINDOWS_BASE_IMAGES.has(path[i + 1]!)) return path[i + 1] as WindowsBaseImage;
+  }
+  return undefined;
+}

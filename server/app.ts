@@ -93,6 +93,7 @@ export async function createApp(
     counter: coordination.counter,
     readBody: readLimited,
     publicUrl: config.publicUrl,
+    maxManifestBytes: config.maxManifestBytes,
     gcSchedule: { intervalSeconds: config.gcIntervalSeconds, graceSeconds: config.gcGraceSeconds, deleteUntagged: config.gcDeleteUntagged },
   });
   const v2 = distributionRoutes({ config, storage, metrics, gate: new AuthGate(auth, config, guard) });

@@ -21,7 +21,7 @@ export { directIO } from './filesystem-writer.ts';
 export { ManifestStore, type StoredManifest, type ReferrerDescriptor, type ManifestChange } from './manifests.ts';
 export { RepositoryStore, type RepositorySettings } from './repositories.ts';
 export type { VisibilitySnapshot } from './visibility.ts';
-export { SearchIndex, architectureLabel, isOfficial, summaryOf, NEWEST_TAGS, MAX_PLATFORMS, type RepositoryEntry, type RepositorySummary, type TagFacts, type TagPage, type PlatformFacts, type SearchQuery, type SearchSort } from './search.ts';
+export { SearchIndex, architectureLabel, isOfficial, summaryOf, NEWEST_TAGS, MAX_PLATFORMS, type RepositoryEntry, type RepositorySummary, type TagFacts, type TagPage, type PlatformFacts, type SearchQuery, type SearchSort, type TagSort } from './search.ts';
 export { layout, baseName, decodeName } from './layout.ts';
 export { tuneHeapForUploads, dropStartupGarbage } from './young-buffers.ts';
 export { PresenceMarker, serversWithoutSharedState, type ServerPresence } from './presence.ts';
@@ -34,6 +34,7 @@ export {
   UNFLUSHED,
   type StorageDriver, type ListPage, type ByteRange, type FileInfo, type FileWriter, type RedirectOptions } from './driver.ts';
 export { MediaType, MANIFEST_TYPES, INDEX_TYPES } from './media-types.ts';
+export { parseManifest, isForeignLayer, type ParsedManifest, type Descriptor } from './manifest-parser.ts';
 export * from './reference.ts';
 export { GarbageCollector, type GcOptions, type GcReport } from './gc.ts';
 export { PolicyStore, PolicyError, namespaceOf, matchesTagPattern, type Policy, type EffectivePolicy } from './policies.ts';

@@ -390,8 +390,9 @@ export class ManifestStore {
     return this.catalogKnown.get(name, await this.generations.current(name)) === true;
   }
 
-  async referrers(name: string, subject: Digest, artifactType?: string): Promise<ReferrerDescriptor[]> {
-    const entries = await this.driver.list(layout.referrersOf(name, subject));
+  /** The referrers of a subject; with `first`, only the first that many entries are read (a page shows a few). */
+  async referrers(name: string, subject: Digest, artifactType?: string, first?: number): Promise<ReferrerDescriptor[]> {
+    const entries = await this.driver.list(layout.referrersOf(name, subject), first === undefined ? undefined : { limit: first });
     const found = await Promise.all(
       entries.map(async (path) => {
         const raw = await this.driver.getContent(path);

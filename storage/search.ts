@@ -96,6 +96,8 @@ export interface TagPage {
 }
 
 export type SearchSort = 'name' | 'pushed' | 'pulls';
+/** A repository's tags: newest push first, or by name. */
+export type TagSort = 'pushed' | 'name';
 
 export interface SearchQuery {
   q?: string;
@@ -385,7 +387,7 @@ export class SearchIndex {
     });
     // A tag that left the newest few is replaced from the order files (names only; a few documents read).
     const refill = newestLost && entry.newestTags.length < Math.min(NEWEST_TAGS, entry.tagCount);
-    setNewest(entry, refill ? await this.orderPage(name, 0, NEWEST_TAGS) : entry.newestTags.sort(newestFirst));
+    setNewest(entry, refill ? await this.readTags(name, await this.tagNames(name, 'pushed', NEWEST_TAGS)) : entry.newestTags.sort(newestFirst));
     await this.copySettings(entry);
     await this.save(name, entry);
     return true;
@@ -437,34 +439,40 @@ export class SearchIndex {
   }
 
   /**
-   * A page of a repository's tags, newest first, optionally only those whose name starts with `prefix`.
-   * Reads the order files' names and the page's documents, never every tag's facts.
+   * A page of a repository's tags, newest first (or by name), optionally only those whose name starts
+   * with `prefix`. Reads the names of the order files (or of the tags' documents, which sort by name) up
+   * to the page's end and the page's documents, never every tag's facts.
    */
-  async tagPage(name: string, options: { offset: number; n: number; prefix?: string }): Promise<TagPage> {
+  async tagPage(name: string, options: { offset: number; n: number; prefix?: string; sort?: TagSort }): Promise<TagPage> {
     let entry = await this.readEntry(name);
     if (entry && entry.version !== VERSION) {
       await this.rebuild(name);
       entry = await this.readEntry(name);
     }
+    const sort = options.sort ?? 'pushed';
+    const page = (tags: string[]) => this.readTags(name, tags.slice(options.offset, options.offset + options.n));
     if (options.prefix) {
-      // A name prefix says nothing of push times: the order files' names are all read (no document is).
-      const keys = (await this.driver.list(layout.searchOrder(name))).map(baseName).filter((k) => tagOfKey(k).startsWith(options.prefix!));
-      return { total: keys.length, tags: await this.readTags(name, keys.slice(options.offset, options.offset + options.n)) };
+      // A name prefix says nothing of push times: the names are all read (no document is).
+      const tags = (await this.tagNames(name, sort)).filter((t) => t.startsWith(options.prefix!));
+      return { total: tags.length, tags: await page(tags) };
     }
-    return { total: entry?.tagCount ?? 0, tags: await this.orderPage(name, options.offset, options.n) };
+    return { total: entry?.tagCount ?? 0, tags: await page(await this.tagNames(name, sort, options.offset + options.n)) };
   }
 
-  /** Tags `offset` to `offset + n` in the newest-first order, listing the order files only as far as that. */
-  private async orderPage(name: string, offset: number, n: number): Promise<TagFacts[]> {
-    // On S3, one LIST request per thousand order files up to the page's end.
-    const keys = (await this.driver.list(layout.searchOrder(name), { limit: offset + n })).map(baseName);
-    return this.readTags(name, keys.slice(offset, offset + n));
+  /**
+   * The first `limit` tag names in this order (all without a limit): from the order files' names, or from
+   * the tags' documents', which sort by name. On S3, one LIST request per thousand files.
+   */
+  private async tagNames(name: string, sort: TagSort, limit?: number): Promise<string[]> {
+    const byName = sort === 'name';
+    const files = await this.driver.list(byName ? layout.searchTags(name) : layout.searchOrder(name), limit === undefined ? undefined : { limit });
+    return files.map((p) => (byName ? baseName(p) : tagOfKey(baseName(p))));
   }
 
-  /** The facts named by these order files; one a crash tore or a change removed meanwhile is left out. */
-  private async readTags(name: string, keys: string[]): Promise<TagFacts[]> {
-    const tags = await mapLimit(keys, READ_CONCURRENCY, (k) => this.readTag(name, tagOfKey(k)).catch(() => undefined));
-    return tags.filter((t): t is TagFacts => t !== undefined);
+  /** These tags' facts, in this order; one a crash tore or a change removed meanwhile is left out. */
+  private async readTags(name: string, tags: string[]): Promise<TagFacts[]> {
+    const facts = await mapLimit(tags, READ_CONCURRENCY, (tag) => this.readTag(name, tag).catch(() => undefined));
+    return facts.filter((t): t is TagFacts => t !== undefined);
   }
 
   async search(query: SearchQuery): Promise<RepositorySummary[]> {

@@ -1,7 +1,7 @@
 // The catalog's questions, answered once for the pages and the JSON API alike: a search with filters,
 // sort and pages; one repository's facts with the Windows verdicts — always through the viewer's visibility.
 import { windowsHostsFor, windowsName } from '../platform/index.ts';
-import { isOfficial, isValidName, summaryOf, type RepositoryEntry, type RepositorySummary, type SearchSort, type Storage, type TagFacts, type TagPage } from '../storage/index.ts';
+import { isOfficial, isValidName, summaryOf, type RepositoryEntry, type RepositorySummary, type SearchSort, type Storage, type TagSort, type PlatformFacts, type TagPage } from '../storage/index.ts';
 import { logoUrl } from './images.ts';
 import type { Visibility } from './session.ts';
 
@@ -58,16 +58,21 @@ export interface TagParams {
   n: number;
   /** Only tags whose name starts with this. */
   prefix?: string;
+  sort: TagSort;
 }
 
 export const TAG_PAGE_SIZE = 25;
 
-/** A repository's tags are paged, newest first, as Docker Hub pages them (`?page=`, `?n=`, `?tag=` a name prefix). */
+/**
+ * A repository's tags are paged as Docker Hub pages them (`?page=`, `?n=`, `?tag=` a name prefix), newest
+ * first or by name (`?sort=pushed|name`).
+ */
 export function tagParams(query: Record<string, string | string[] | undefined>): TagParams {
   const page = Number(one(query.page));
   const n = Number(one(query.n));
   const prefix = one(query.tag);
   return {
+    sort: one(query.sort) === 'name' ? 'name' : 'pushed',
     page: Number.isSafeInteger(page) && page >= 1 ? page : 1,
     n: Number.isSafeInteger(n) && n >= 1 ? Math.min(n, MAX_PAGE_SIZE) : TAG_PAGE_SIZE,
     // Kept as given (a tag is at most 128 characters): a filter with `*`, `%` or `[` matches the tags that
@@ -80,7 +85,7 @@ const TAG_PREFIX_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 
 export async function tagPage(storage: Storage, name: string, params: TagParams): Promise<TagPage> {
   if (params.prefix !== undefined && !TAG_PREFIX_RE.test(params.prefix)) return { total: 0, tags: [] };
-  return storage.search.tagPage(name, { offset: (params.page - 1) * params.n, n: params.n, prefix: params.prefix });
+  return storage.search.tagPage(name, { offset: (params.page - 1) * params.n, n: params.n, prefix: params.prefix, sort: params.sort });
 }
 
 export async function search(storage: Storage, visibility: Visibility, params: SearchParams): Promise<SearchResult> {
@@ -105,9 +110,9 @@ export interface WindowsVerdicts {
   hyperv: string[];
 }
 
-/** For each distinct Windows os.version of a tag: which well-known hosts run it, and how. */
-export function windowsVerdicts(tag: TagFacts): WindowsVerdicts[] {
-  const versions = [...new Set(tag.platforms.filter((p) => p.os === 'windows' && p.osVersion).map((p) => p.osVersion!))];
+/** For each distinct Windows os.version among these platforms: which well-known hosts run it, and how. */
+export function windowsVerdicts(platforms: Pick<PlatformFacts, 'os' | 'osVersion'>[]): WindowsVerdicts[] {
+  const versions = [...new Set(platforms.filter((p) => p.os === 'windows' && p.osVersion).map((p) => p.osVersion!))];
   return versions.flatMap((osVersion) => {
     try {
       const hosts = windowsHostsFor(osVersion);
@@ -143,11 +148,11 @@ export function summary(entry: RepositorySummary) {
 export function details(entry: RepositoryEntry, page: TagPage, params: TagParams) {
   return {
     ...summary(summaryOf(entry)),
-    tagPage: { page: params.page, n: params.n, tag: params.prefix ?? null, total: page.total, pages: pageCount(page.total, params.n) },
+    tagPage: { page: params.page, n: params.n, tag: params.prefix ?? null, sort: params.sort, total: page.total, pages: pageCount(page.total, params.n) },
     tags: page.tags.map((t) => ({
       ...t,
       platforms: t.platforms.map((p) => ({ ...p, windowsName: p.os === 'windows' && p.osVersion ? (safeName(p.osVersion) ?? null) : undefined })),
-      windows: windowsVerdicts(t),
+      windows: windowsVerdicts(t.platforms),
     })),
   };
 }

@@ -25,6 +25,11 @@ export function html(strings: TemplateStringsArray, ...values: unknown[]): Html 
   return new Html(out);
 }
 
+/** Markup made of pieces, so that a long template can be written as several short ones. */
+export function join(...parts: Html[]): Html {
+  return new Html(parts.map((p) => p.value).join(''));
+}
+
 function render(value: unknown): string {
   if (value instanceof Html) return value.value;
   if (Array.isArray(value)) return value.map(render).join('');
@@ -54,7 +59,7 @@ export function page(options: PageOptions): string {
     ? html`<meta property="og:title" content="${options.title}"><meta property="og:description" content="${options.og.description}"><meta property="og:image" content="${options.og.image}"><meta name="twitter:card" content="summary_large_image">`
     : '';
   return `<!doctype html>${html`<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${options.title} · Berth</title>${og}<link rel="stylesheet" href="/static/berth.css"><script src="/static/berth.js" defer></script></head>
+<title>${options.title} · Berth</title>${og}<link rel="icon" href="/static/favicon.svg" type="image/svg+xml"><link rel="stylesheet" href="/static/berth.css"><script src="/static/berth.js" defer></script></head>
 <body><header><a href="/" class="brand">Berth</a><nav>${nav}</nav></header><main>${options.body}</main></body></html>`}`;
 }
 
@@ -104,7 +109,17 @@ code{font-family:ui-monospace,monospace}
 .repo-head picture img{float:right;width:128px;height:128px}
 .readme{background:#fff;border:1px solid #d0d7de;padding:1rem;border-radius:6px}
 :focus{outline:3px solid #0969da;outline-offset:1px}
+dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;background:#fff;border:1px solid #d0d7de;padding:.6rem;border-radius:6px}
+dl.facts dt{font-weight:600}dl.facts dd{margin:0;overflow-wrap:anywhere}
+caption{text-align:left;font-weight:600;padding:.4rem 0}
+.note{color:#57606a}
+ul.urls{margin:.2rem 0;padding-left:1.2rem;overflow-wrap:anywhere}
+ol#history li{margin-bottom:.3rem;overflow-wrap:anywhere}
+ol#history li.empty-layer code{color:#57606a}
 `;
+
+/** The site's icon: a white B on the header's blue, small enough to send with every first visit. */
+export const FAVICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="6" fill="#0b3d5c"/><text x="16" y="23" font-family="sans-serif" font-size="20" font-weight="700" fill="#fff" text-anchor="middle">B</text></svg>`;
 
 /** Copy buttons (the command stays selectable without JavaScript) and search that updates as you type. */
 export const SCRIPT = `

@@ -139,3 +139,25 @@ export function staleCards(driver: StorageDriver, entryOf: (name: string) => Pro
 export function platformLabel(p: { os: string; architecture: string; variant?: string }): string {
   return `${p.os}/${architectureLabel(p)}`;
 }
+
+/** The pages' one door to logos and cards in storage: they never hold the driver themselves. */
+export class Logos {
+  constructor(
+    private readonly driver: StorageDriver,
+    private readonly publicHost: string | undefined,
+  ) {}
+
+  /** Checks, converts and stores an upload (LogoError when refused); the hex its images are named by. */
+  store(upload: Buffer): Promise<string> {
+    return storeLogo(this.driver, upload);
+  }
+
+  /** One stored logo image by its file name (LOGO_FILE_RE), or undefined. */
+  read(file: string): Promise<Buffer | undefined> {
+    return LOGO_FILE_RE.test(file) ? this.driver.getContent(layout.image(file)) : Promise.resolve(undefined);
+  }
+
+  card(entry: RepositoryEntry): Promise<Buffer> {
+    return socialCard(this.driver, entry, this.publicHost);
+  }
+}

@@ -6,7 +6,8 @@ import type { RateCounter, Storage } from '../storage/index.ts';
 import { adminRoutes, type GcSchedule } from './admin.ts';
 import { apiRoutes } from './api.ts';
 import type { ReadBody } from './forms.ts';
-import { pageRoutes } from './pages.ts';
+import { Logos } from './images.ts';
+import { pageRoutes } from './pages/index.ts';
 import { Sessions } from './session.ts';
 
 /**
@@ -28,14 +29,19 @@ export interface WebDeps {
   /** Reads a request body up to a limit (413 above it). */
   readBody: ReadBody;
   sessions: Sessions;
+  /** Logos and social cards in storage. */
+  logos: Logos;
   /** BERTH_PUBLIC_URL: what link previews and cards name; the request's Host never is. */
   publicUrl?: string;
+  /** BERTH_MAX_MANIFEST_BYTES: an image page reads no manifest or config larger than this. */
+  maxManifestBytes: number;
   /** The server's garbage collection settings, which the admin API shows and runs with. */
   gcSchedule: GcSchedule;
 }
 
-export function webRoutes(router: Router, deps: Omit<WebDeps, 'sessions'>): void {
-  const full: WebDeps = { ...deps, sessions: new Sessions(deps.storage.driver, deps.auth) };
+export function webRoutes(router: Router, deps: Omit<WebDeps, 'sessions' | 'logos'>): void {
+  const publicHost = deps.publicUrl && new URL(deps.publicUrl).host;
+  const full: WebDeps = { ...deps, sessions: new Sessions(deps.storage.driver, deps.auth), logos: new Logos(deps.storage.driver, publicHost) };
   apiRoutes(router, full);
   adminRoutes(router, full, deps.gcSchedule);
   pageRoutes(router, full);

@@ -1,6 +1,6 @@
 // The Windows compatibility rule over the real builds: every image build against every host build.
 import { expect } from 'chai';
-import { parseWindowsVersion, windowsCompatibility, windowsHostsFor, windowsName, WindowsVersionError } from '../../platform/index.ts';
+import { parseWindowsVersion, windowsBaseImage, windowsCompatibility, windowsHostsFor, windowsName, WindowsVersionError } from '../../platform/index.ts';
 
 const BUILDS = [14393, 17763, 20348, 22621, 26100] as const;
 
@@ -60,5 +60,17 @@ describe('platform/windows: isolation verdicts', function () {
       expect(() => parseWindowsVersion(bad), bad).to.throw(WindowsVersionError);
     }
     expect(parseWindowsVersion('10.0.17763.5329')).to.deep.equal({ major: 10, minor: 0, build: 17763, revision: 5329 });
+  });
+});
+
+describe('platform/windows: the base image of a foreign layer', function () {
+  it('reads servercore, nanoserver and server from the registry path of the URL, and nothing else', function () {
+    expect(windowsBaseImage('https://mcr.microsoft.com/v2/windows/servercore/blobs/sha256:' + 'a'.repeat(64))).to.equal('servercore');
+    expect(windowsBaseImage('https://mcr.microsoft.com/v2/windows/nanoserver/blobs/sha256:' + 'b'.repeat(64))).to.equal('nanoserver');
+    expect(windowsBaseImage('https://mcr.microsoft.com/v2/windows/server/blobs/sha256:' + 'c'.repeat(64))).to.equal('server');
+    expect(windowsBaseImage('https://go.microsoft.com/fwlink/?linkid=837858')).to.equal(undefined);
+    expect(windowsBaseImage('https://mirror.example/v2/windows/blobs/servercore')).to.equal(undefined);
+    expect(windowsBaseImage('https://example.com/windowsservercore/x')).to.equal(undefined);
+    expect(windowsBaseImage('not a url at all')).to.equal(undefined);
   });
 });

@@ -295,9 +295,10 @@ describe('security: the web catalog against hostile browsers, pages and pushers'
         expect(res.json.tagPage.total, filter).to.equal(0);
         expect(res.json.tags, filter).to.deep.equal([]);
         const page = await registry.request('GET', `/r/alice/web?tag=${encodeURIComponent(filter)}`);
-        expect(page.text, filter).to.not.match(/<th scope="row"[^>]*>v1<\/th>/);
+        expect(page.text, filter).to.not.match(/<th scope="row"[^>]*><a href="[^"]*">v1<\/a><\/th>/);
       }
       expect((await registry.request('GET', '/api/v1/repositories/alice/web?tag=v')).json.tagPage.total).to.equal(1);
+      expect((await registry.request('GET', '/r/alice/web?tag=v')).text).to.match(/<th scope="row"[^>]*><a href="[^"]*">v1<\/a><\/th>/);
     });
 
     it('shows hostile platform fields, referrer types and descriptions as text on every page, card and API', async () => {
@@ -336,6 +337,22 @@ describe('security: the web catalog against hostile browsers, pages and pushers'
       }
       expect(pages[0]!.text).to.include('&lt;script&gt;window.x=1&lt;/script&gt;');
       expect(pages[0]!.text).to.include('&quot;&gt;&lt;img src=x');
+      // The image pages show the config's, the manifest's and the referrer's hostile values, as text.
+      const imagePages = [
+        await registry.request('GET', '/r/alice/hostile/tags/v1'),
+        await registry.request('GET', `/r/alice/hostile/manifests/${image.digest}`),
+        await registry.request('GET', '/r/alice/hostile/tags/sig'),
+      ];
+      for (const page of imagePages) {
+        expect(page.status).to.equal(200);
+        expect(page.text).to.not.match(/<script>|<img src=x|<svg|<iframe/i);
+      }
+      for (const page of imagePages.slice(0, 2)) {
+        expect(page.text).to.include('&lt;script&gt;window.x=1&lt;/script&gt;');
+        expect(page.text).to.include('&lt;script&gt;alert(5)&lt;/script&gt;');
+        expect(page.text).to.include('&lt;script&gt;alert(6)&lt;/script&gt;');
+        expect(page.text).to.include('application/vnd.x+&lt;script&gt;alert(7)');
+      }
       const api = await registry.request('GET', '/api/v1/repositories/alice/hostile?n=10');
       expect(api.headers['content-type']).to.match(/^application\/json/);
       expect(api.json.description).to.equal(description);

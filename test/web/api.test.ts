@@ -88,10 +88,44 @@ describe('web: the catalog API and forms', function () {
     const vs = newestFirst.filter((t) => t.startsWith('v'));
     expect(page.text).to.include('page 2 of 2');
     for (const tag of newestFirst) {
-      const row = new RegExp(`<th scope="row"[^>]*>${tag}</th>`);
+      const row = new RegExp(`<th scope="row"[^>]*><a href="/r/alice/many/tags/${tag}">${tag}</a></th>`);
       if (vs.slice(2, 4).includes(tag)) expect(page.text).to.match(row);
       else expect(page.text).to.not.match(row);
     }
+  });
+
+  it('sorts a repository\'s tags by name on request, and never makes one page of thousands of tags', async function () {
+    this.timeout(180_000);
+    const owner = new AuthorizedRegistry(berth.url, bearer(await tokenFor(registry, ['repository:alice/thousands:pull,push'], alice)));
+    await owner.pushImage('alice/thousands', 't0000');
+    const manifest = await owner.request('GET', '/v2/alice/thousands/manifests/t0000', { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    const count = 1200;
+    // Pushed in a scrambled order, so that push order and name order differ.
+    const tags = Array.from({ length: count - 1 }, (_, i) => `t${String(((i + 1) * 7919) % count).padStart(4, '0')}`).filter((t) => t !== 't0000');
+    for (let i = 0; i < tags.length; i += 8) {
+      await Promise.all(tags.slice(i, i + 8).map(async (tag) => {
+        const put = await owner.request('PUT', `/v2/alice/thousands/manifests/${tag}`, { body: manifest.body, headers: { 'Content-Type': manifest.headers['content-type']! } });
+        expect(put.status).to.equal(201);
+      }));
+    }
+    const total = tags.length + 1;
+    const huge = await registry.request('GET', '/api/v1/repositories/alice/thousands?n=100000');
+    expect(huge.json.tags).to.have.length(100);
+    expect(huge.json.tagPage).to.include({ n: 100, total, pages: Math.ceil(total / 100), sort: 'pushed' });
+    const byName = await registry.request('GET', '/api/v1/repositories/alice/thousands?sort=name&n=50&page=3');
+    const sorted = ['t0000', ...tags].sort();
+    expect(byName.json.tags.map((t: any) => t.tag)).to.deep.equal(sorted.slice(100, 150));
+    expect(byName.json.tagPage).to.include({ page: 3, n: 50, total, sort: 'name' });
+    const filtered = await registry.request('GET', '/api/v1/repositories/alice/thousands?sort=name&tag=t11&n=5');
+    expect(filtered.json.tags.map((t: any) => t.tag)).to.deep.equal(sorted.filter((t) => t.startsWith('t11')).slice(0, 5));
+    expect(filtered.json.tagPage.total).to.equal(100);
+    const page = await registry.request('GET', '/r/alice/thousands?sort=name&page=2');
+    expect(page.text.match(/<th scope="row"/g)).to.have.length(25);
+    expect(page.text).to.include(`page 2 of ${Math.ceil(total / 25)}`);
+    expect(page.text).to.match(new RegExp(`<th scope="row"[^>]*><a href="/r/alice/thousands/tags/${sorted[25]}">${sorted[25]}</a></th>`));
+    // The links to the neighbouring pages keep the order.
+    expect(page.text).to.include('href="/r/alice/thousands?sort=name&amp;page=3" rel="next"');
+    expect(page.text).to.include('<option value="name" selected>name</option>');
   });
 
   it('counts pulls by tag', async () => {

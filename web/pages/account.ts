@@ -1,0 +1,84 @@
+// Sign in, sign up and sign out: forms that work without JavaScript and carry the CSRF token.
+import type Router from '@koa/router';
+import { AccountError, SIGN_UPS_PER_ADDRESS_PER_HOUR, signUpCounterKey } from '../../auth/index.ts';
+import { retryAfterSeconds } from '../../storage/index.ts';
+import { html, type Html } from '../html.ts';
+import type { Viewer } from '../session.ts';
+import type { PageKit } from './kit.ts';
+
+function signInForm(viewer: Viewer, action: '/signin' | '/signup', error?: string, username = ''): Html {
+  const title = action === '/signin' ? 'Sign in' : 'Sign up';
+  return html`<h1>${title}</h1>${error ? html`<p class="error" role="alert">${error}</p>` : ''}<form method="post" action="${action}">
+<input type="hidden" name="_csrf" value="${viewer.csrf}">
+<p><label for="username">User name</label><br><input id="username" name="username" autocomplete="username" required value="${username}"></p>
+<p><label for="password">Password</label><br><input id="password" name="password" type="password" autocomplete="${action === '/signin' ? 'current-password' : 'new-password'}" required></p>
+<p><button type="submit">${title}</button></p></form>`;
+}
+
+export function accountPages(router: Router, kit: PageKit): void {
+  const { auth, sessions } = kit.deps;
+  const signUp = auth?.mode === 'public-index';
+
+  router.get('/signin', async (ctx) => {
+    if (!auth) return kit.notFound(ctx);
+    await kit.reply(ctx, 200, 'Sign in', signInForm(await sessions.viewer(ctx), '/signin'));
+  });
+
+  router.post('/signin', async (ctx) => {
+    ctx.state.route = 'web-signin';
+    if (!auth) return kit.notFound(ctx);
+    const posted = await kit.postedForm(ctx);
+    if (!posted) return;
+    const username = (posted.form.fields.get('username') ?? '').trim().toLowerCase();
+    // The same limits as /token and Basic on /v2: per account and per address, across every process.
+    let who;
+    try {
+      who = await kit.deps.login!.login(ctx, username, posted.form.fields.get('password') ?? '');
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === 'TOO_MANY_REQUESTS') return kit.reply(ctx, 429, 'Sign in', signInForm(posted.viewer, '/signin', 'Too many failed sign-ins; try again later.', username));
+      if (code !== 'UNAUTHORIZED') throw err;
+    }
+    if (!who || who.principal.kind !== 'user' || who.limit) {
+      auth.audit.record({ who: username.slice(0, 200), action: 'web-signin', allowed: false, address: ctx.ip });
+      return kit.reply(ctx, 401, 'Sign in', signInForm(posted.viewer, '/signin', 'Wrong user name or password.', username));
+    }
+    auth.audit.record({ who: who.principal.name, action: 'web-signin', allowed: true, address: ctx.ip });
+    await sessions.start(ctx, who.principal.name);
+    ctx.redirect('/mine');
+  });
+
+  router.get('/signup', async (ctx) => {
+    if (!signUp) return kit.notFound(ctx);
+    await kit.reply(ctx, 200, 'Sign up', signInForm(await sessions.viewer(ctx), '/signup'));
+  });
+
+  router.post('/signup', async (ctx) => {
+    ctx.state.route = 'web-signup';
+    if (!auth || !signUp) return kit.notFound(ctx);
+    const posted = await kit.postedForm(ctx);
+    if (!posted) return;
+    const username = (posted.form.fields.get('username') ?? '').trim();
+    const hit = await kit.deps.counter.hit(signUpCounterKey(ctx.ip), 3600_000);
+    if (hit && hit.count > SIGN_UPS_PER_ADDRESS_PER_HOUR) {
+      ctx.set('Retry-After', retryAfterSeconds(hit));
+      return kit.reply(ctx, 429, 'Sign up', signInForm(posted.viewer, '/signup', 'Too many sign-ups from this address; try again later.', username));
+    }
+    try {
+      await auth.accounts.signUp(username, posted.form.fields.get('password') ?? '');
+    } catch (err) {
+      if (!(err instanceof AccountError)) throw err;
+      return kit.reply(ctx, 400, 'Sign up', signInForm(posted.viewer, '/signup', err.message, username));
+    }
+    auth.audit.record({ who: username, action: 'web-signup', allowed: true, address: ctx.ip });
+    await sessions.start(ctx, username);
+    ctx.redirect('/mine');
+  });
+
+  router.post('/signout', async (ctx) => {
+    const posted = await kit.postedForm(ctx);
+    if (!posted) return;
+    await sessions.end(ctx);
+    ctx.redirect('/');
+  });
+}

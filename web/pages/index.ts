@@ -1,0 +1,22 @@
+// The pages, one file per family, on the server's router. Server-rendered; a form works without
+// JavaScript; every post carries the CSRF token. Pages read storage only through its services.
+import type Router from '@koa/router';
+import type { WebDeps } from '../index.ts';
+import { accountPages } from './account.ts';
+import { imagePages } from './image.ts';
+import { assetPages } from './assets.ts';
+import { pageKit } from './kit.ts';
+import { repositoryPages } from './repository.ts';
+import { searchPages } from './search.ts';
+import { settingsPages } from './settings.ts';
+
+export function pageRoutes(router: Router, deps: WebDeps): void {
+  const kit = pageKit(deps);
+  searchPages(router, kit);
+  // Before the repository page: /r/NAME/tags/TAG would otherwise be read as a repository named so.
+  imagePages(router, kit);
+  repositoryPages(router, kit);
+  accountPages(router, kit);
+  settingsPages(router, kit);
+  assetPages(router, kit);
+}
