@@ -3,7 +3,7 @@ import { createDriver } from '../../server/app.ts';
 import { ConfigError, loadConfig } from '../../server/config.ts';
 import { onBaseUrl } from '../../server/distribution/blobs.ts';
 import { FilesystemDriver } from '../../storage/index.ts';
-import { S3Driver } from '../../storage/s3.ts';
+import { S3Driver } from '../../storage/s3/index.ts';
 
 // The SDK's one warning that its 2027 releases need Node 22: true, and noise here.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -26,9 +26,9 @@ describe('configuration: the S3 driver', () => {
     });
     const driver = await createDriver(config);
     expect(driver.name).to.equal('s3');
-    expect((driver as S3Driver).bucket).to.equal('registry-blobs');
-    expect((driver as S3Driver).objectKey('/blobs/x')).to.equal('team/registry/blobs/x');
-    (driver as S3Driver).client.destroy();
+    expect((driver as S3Driver).bucket.name).to.equal('registry-blobs');
+    expect((driver as S3Driver).keys.object('/blobs/x')).to.equal('team/registry/blobs/x');
+    await driver.close!();
     expect(await createDriver(loadConfig({}))).to.be.instanceOf(FilesystemDriver);
   });
 
