@@ -20,7 +20,7 @@ import {
 } from '../storage/index.ts';
 import { AuditLog, AuthService, type AuditSink } from '../auth/index.ts';
 import { AuthGate } from './auth-gate.ts';
-import { controlSocketPath, listenAddress, usesRedis, usesS3, type Config } from './config.ts';
+import { controlSocketPath, listenAddress, usesRedis, type Config } from './config.ts';
 import { listenControl } from './control.ts';
 import { distributionRoutes } from './distribution/routes.ts';
 import { createLogger, requestLog, type Logger } from './logging.ts';
@@ -129,15 +129,16 @@ export async function createAuth(config: Config, storage: Storage, coordination:
 
 /** S3 when a bucket is configured, else the folder BERTH_DATA. */
 export async function createDriver(config: Config, logger?: Logger): Promise<StorageDriver> {
-  if (!usesS3(config)) return new FilesystemDriver(config.dataDir);
+  if (!config.s3) return new FilesystemDriver(config.dataDir);
+  const { bucket, prefix, region, endpoint, forcePathStyle, partSize, requestTimeoutMs } = config.s3;
   return createS3Driver({
-    bucket: config.s3Bucket!,
-    prefix: config.s3Prefix,
-    region: config.s3Region,
-    endpoint: config.s3Endpoint,
-    forcePathStyle: config.s3ForcePathStyle,
-    partSize: config.s3PartSize,
-    requestTimeoutMs: config.s3RequestTimeoutMs,
+    bucket,
+    prefix,
+    region,
+    endpoint,
+    forcePathStyle,
+    partSize,
+    requestTimeoutMs,
     logger: logger && {
       warn: (message) => logger.warn({ s3: message }, 'S3 client warning'),
       error: (message) => logger.error({ s3: message }, 'S3 client error'),
@@ -220,7 +221,7 @@ export async function startServer(config: Config, berth: Berth): Promise<Running
   }
   const address = server.address() as AddressInfo;
   const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
-  const where = usesS3(config) ? { bucket: config.s3Bucket, prefix: config.s3Prefix } : { data: config.dataDir };
+  const where = config.s3 ? { bucket: config.s3.bucket, prefix: config.s3.prefix } : { data: config.dataDir };
   berth.logger.info({ url, storage: berth.storage.driver.name, ...where }, 'berth is serving');
   // Once the first requests have loaded what serving needs, start-up's garbage is collected (idle memory).
   setTimeout(dropStartupGarbage, 2000).unref();

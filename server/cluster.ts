@@ -6,7 +6,7 @@ import client from 'prom-client';
 // Straight to the cluster module, not storage/index.ts: the primary only forks and relays, and should not
 // carry the whole registry (S3 SDK, Koa…) in memory. Workers load the app when they start.
 import { ClusterGenerationRelay, ClusterLockArbiter, ClusterRateRelay } from '../storage/cluster.ts';
-import { usesS3, type Config } from './config.ts';
+import type { Config } from './config.ts';
 import { createLogger } from './logging.ts';
 import { isMetricsRequest, type MetricsReply } from './metrics.ts';
 
@@ -30,7 +30,7 @@ export async function serveOne(config: Config): Promise<void> {
 export async function serve(config: Config): Promise<void> {
   // Once, before any worker starts: a registry whose bucket does not answer must not serve (and must not
   // restart workers forever). A local folder needs no check.
-  if (!cluster.isWorker && usesS3(config)) await (await import('./app.ts')).checkStorage(config);
+  if (!cluster.isWorker && config.s3) await (await import('./app.ts')).checkStorage(config);
   if (config.workers <= 1 || cluster.isWorker) return serveOne(config);
   runPrimary(config);
 }

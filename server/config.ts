@@ -1,5 +1,7 @@
 // One typed, validated configuration, read once at start-up from the environment and an optional
-// JSON file (BERTH_CONFIG); the environment wins over the file.
+// JSON file (BERTH_CONFIG); the environment wins over the file. The settings come in concerns, and each
+// program reads only its own: the server (and the commands that open its storage) the server's and S3's,
+// the runtime client (berth pull, run, …) the client's, so that a wrong server setting never stops a pull.
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BlockList, isIP } from 'node:net';
@@ -13,7 +15,7 @@ const bool = z.union([
 ]);
 const int = (min: number) => z.coerce.number().int().min(min);
 
-export const configSchema = z.object({
+const serverSettings = {
   listen: z
     .string()
     .regex(LISTEN_RE, 'expected address:port, e.g. 127.0.0.1:5000')
@@ -46,6 +48,31 @@ export const configSchema = z.object({
   gcDeleteUntagged: bool,
   retentionIntervalSeconds: int(0),
   controlSocket: z.string().min(1).optional(),
+  mode: z.enum(['public-index', 'private', 'open']),
+  trustProxy: bool,
+  trustedProxyHops: int(1).max(32).optional(),
+  trustedProxies: z
+    .string()
+    .refine((v) => v.split(',').every((entry) => parseCidr(entry.trim()) !== undefined), 'expected addresses or CIDR ranges, e.g. 10.0.0.0/8,192.0.2.7')
+    .optional(),
+  authService: z.string().min(1),
+  authIssuer: z.string().min(1),
+  authRealm: z.url().optional(),
+  tokenTtlSeconds: int(60).max(24 * 3600),
+  refreshTokenTtlSeconds: int(60),
+  loginFailuresPerAccount: int(1),
+  loginFailuresPerAccountAndAddress: int(1),
+  loginFailuresPerAddress: int(1),
+  loginFailureWindowSeconds: int(1),
+  reservedNames: z
+    .string()
+    .regex(/^[a-z0-9._-]+(,[a-z0-9._-]+)*$/, 'expected lower-case names separated by commas, e.g. library,admin,api')
+    .transform((v) => v.split(',')),
+  auditLog: z.string().min(1).optional(),
+  pullCountFlushSeconds: int(1),
+};
+
+const s3Settings = {
   s3Bucket: z
     .string()
     .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$/, 'expected a bucket name (3 to 255 letters, digits, ".", "-" or "_")')
@@ -69,28 +96,9 @@ export const configSchema = z.object({
       return url.pathname === '/' && url.search === '' && url.hash === '';
     }, 'expected only a scheme and host, e.g. https://cdn.example.com (the presigned path and query are kept)')
     .optional(),
-  mode: z.enum(['public-index', 'private', 'open']),
-  trustProxy: bool,
-  trustedProxyHops: int(1).max(32).optional(),
-  trustedProxies: z
-    .string()
-    .refine((v) => v.split(',').every((entry) => parseCidr(entry.trim()) !== undefined), 'expected addresses or CIDR ranges, e.g. 10.0.0.0/8,192.0.2.7')
-    .optional(),
-  authService: z.string().min(1),
-  authIssuer: z.string().min(1),
-  authRealm: z.url().optional(),
-  tokenTtlSeconds: int(60).max(24 * 3600),
-  refreshTokenTtlSeconds: int(60),
-  loginFailuresPerAccount: int(1),
-  loginFailuresPerAccountAndAddress: int(1),
-  loginFailuresPerAddress: int(1),
-  loginFailureWindowSeconds: int(1),
-  reservedNames: z
-    .string()
-    .regex(/^[a-z0-9._-]+(,[a-z0-9._-]+)*$/, 'expected lower-case names separated by commas, e.g. library,admin,api')
-    .transform((v) => v.split(',')),
-  auditLog: z.string().min(1).optional(),
-  pullCountFlushSeconds: int(1),
+};
+
+const clientSettings = {
   clientHome: z.string().min(1),
   defaultRegistry: z.string().regex(/^[A-Za-z0-9.-]+(:\d{1,5})?$/, 'expected host[:port], e.g. docker.io'),
   insecureRegistries: z
@@ -100,26 +108,82 @@ export const configSchema = z.object({
   runtime: z.enum(['auto', 'runc', 'crun', 'unshare']),
   unpackMaxBytes: int(1),
   unpackMaxEntries: int(1),
-}).superRefine((config, ctx) => {
-  if (config.s3Redirect && config.s3Bucket === undefined) {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['s3Redirect'],
-      message: 'redirects send clients to presigned S3 URLs, so they need S3 storage: set BERTH_S3_BUCKET, or turn BERTH_S3_REDIRECT off',
-    });
-  }
-  for (const key of ['trustedProxyHops', 'trustedProxies'] as const) {
-    if (config[key] !== undefined && !config.trustProxy) ctx.addIssue({ code: 'custom', path: [key], message: 'has no effect unless BERTH_TRUST_PROXY=true' });
-  }
-  if (config.trustedProxyHops !== undefined && config.trustedProxies !== undefined) {
-    ctx.addIssue({ code: 'custom', path: ['trustedProxyHops'], message: 'set either a number of hops or BERTH_TRUSTED_PROXIES, not both' });
-  }
-  if (config.s3RedirectBaseUrl !== undefined && !config.s3Redirect) {
-    ctx.addIssue({ code: 'custom', path: ['s3RedirectBaseUrl'], message: 'has no effect unless BERTH_S3_REDIRECT=true' });
-  }
-});
+};
 
-export type Config = z.infer<typeof configSchema>;
+/** Where blobs and manifests live when not in BERTH_DATA: one object, present only with a bucket. */
+export interface S3Config {
+  bucket: string;
+  /** Key prefix inside the bucket. */
+  prefix?: string;
+  region: string;
+  /** For S3-compatible stores; AWS when unset. */
+  endpoint?: string;
+  forcePathStyle: boolean;
+  partSize: number;
+  requestTimeoutMs: number;
+  /** Present when a blob GET is answered with a redirect to a presigned URL. */
+  redirect?: {
+    ttlSeconds: number;
+    /** scheme://host[:port] of a CDN that replaces the S3 endpoint in redirect URLs. */
+    baseUrl?: string;
+  };
+}
+
+type S3Settings = z.infer<z.ZodObject<typeof s3Settings>>;
+
+function without<T extends object, K extends keyof T>(object: T, keys: readonly K[]): Omit<T, K> {
+  const rest = { ...object };
+  for (const key of keys) delete rest[key];
+  return rest;
+}
+
+function s3Config(settings: S3Settings): S3Config | undefined {
+  if (settings.s3Bucket === undefined) return undefined;
+  return {
+    bucket: settings.s3Bucket,
+    prefix: settings.s3Prefix,
+    region: settings.s3Region,
+    endpoint: settings.s3Endpoint,
+    forcePathStyle: settings.s3ForcePathStyle,
+    partSize: settings.s3PartSize,
+    requestTimeoutMs: settings.s3RequestTimeoutMs,
+    redirect: settings.s3Redirect ? { ttlSeconds: settings.s3RedirectTtlSeconds, baseUrl: settings.s3RedirectBaseUrl } : undefined,
+  };
+}
+
+/** The server's configuration: its own settings and S3's, checked together where they need each other. */
+const serverSchema = z
+  .object({ ...serverSettings, ...s3Settings })
+  .superRefine((config, ctx) => {
+    if (config.s3Redirect && config.s3Bucket === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['s3Redirect'],
+        message: 'redirects send clients to presigned S3 URLs, so they need S3 storage: set BERTH_S3_BUCKET, or turn BERTH_S3_REDIRECT off',
+      });
+    }
+    for (const key of ['trustedProxyHops', 'trustedProxies'] as const) {
+      if (config[key] !== undefined && !config.trustProxy) ctx.addIssue({ code: 'custom', path: [key], message: 'has no effect unless BERTH_TRUST_PROXY=true' });
+    }
+    if (config.trustedProxyHops !== undefined && config.trustedProxies !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['trustedProxyHops'], message: 'set either a number of hops or BERTH_TRUSTED_PROXIES, not both' });
+    }
+    if (config.s3RedirectBaseUrl !== undefined && !config.s3Redirect) {
+      ctx.addIssue({ code: 'custom', path: ['s3RedirectBaseUrl'], message: 'has no effect unless BERTH_S3_REDIRECT=true' });
+    }
+  })
+  .transform((settings) => {
+    const server = without(settings, Object.keys(s3Settings) as (keyof typeof s3Settings)[]);
+    return { ...server, dataDir: resolve(server.dataDir), s3: s3Config(settings) };
+  });
+
+const clientSchema = z.object(clientSettings);
+
+export type Config = z.output<typeof serverSchema>;
+/** What the runtime client reads: nothing of the server's. */
+export type ClientConfig = z.output<typeof clientSchema>;
+
+type SettingKey = keyof typeof serverSettings | keyof typeof s3Settings | keyof typeof clientSettings;
 
 /** Words that name the registry's own paths and roles, or would pass for them: nobody's namespace. */
 const RESERVED_NAMES = [
@@ -130,7 +194,7 @@ const RESERVED_NAMES = [
 ].join(',');
 
 /** Each setting, the environment variable that sets it, and its default: the README table comes from here. */
-export const SETTINGS: Record<keyof Config, { env: string; default?: string; help: string }> = {
+export const SETTINGS: Record<SettingKey, { env: string; default?: string; help: string }> = {
   listen: { env: 'BERTH_LISTEN', default: '127.0.0.1:5000', help: 'address:port to serve on' },
   dataDir: { env: 'BERTH_DATA', default: './data', help: 'folder for blobs, manifests and upload sessions' },
   logLevel: { env: 'BERTH_LOG_LEVEL', default: 'info', help: 'pino log level (silent to turn logs off)' },
@@ -219,6 +283,11 @@ export const SETTINGS: Record<keyof Config, { env: string; default?: string; hel
   s3Region: { env: 'BERTH_S3_REGION', default: 'us-east-1', help: 'S3 region' },
   s3Prefix: { env: 'BERTH_S3_PREFIX', help: 'key prefix inside the bucket (several registries can share one bucket)' },
   s3ForcePathStyle: { env: 'BERTH_S3_FORCE_PATH_STYLE', default: 'false', help: 'path-style S3 URLs (endpoint/bucket/key), as most S3-compatible stores need' },
+  s3PartSize: {
+    env: 'BERTH_S3_PART_SIZE',
+    default: String(16 * 1024 * 1024),
+    help: 'size of the first 1000 parts of an upload to S3 (then doubling every 1000 parts); at least 5 MiB',
+  },
   s3RequestTimeoutMs: {
     env: 'BERTH_S3_REQUEST_TIMEOUT_MS',
     default: '60000',
@@ -280,11 +349,6 @@ export const SETTINGS: Record<keyof Config, { env: string; default?: string; hel
   },
   auditLog: { env: 'BERTH_AUDIT_LOG', help: 'file the audit log (every auth decision, one JSON line each) is appended to (default: the server log)' },
   pullCountFlushSeconds: { env: 'BERTH_PULL_COUNT_FLUSH_SECONDS', default: '10', help: 'how often pull counts (kept in memory per process) are added to the catalog\'s search index' },
-  s3PartSize: {
-    env: 'BERTH_S3_PART_SIZE',
-    default: String(16 * 1024 * 1024),
-    help: 'size of the first 1000 parts of an upload to S3 (then doubling every 1000 parts); at least 5 MiB',
-  },
   clientHome: { env: 'BERTH_HOME', default: '~/.local/share/berth', help: 'the client\'s local store: blobs, images, containers, credentials' },
   defaultRegistry: { env: 'BERTH_DEFAULT_REGISTRY', default: 'docker.io', help: 'registry of names without a host (berth pull busybox)' },
   insecureRegistries: { env: 'BERTH_INSECURE_REGISTRIES', help: 'host[:port] list the client reaches over plain HTTP (loopback always is)' },
@@ -304,7 +368,18 @@ export class ConfigError extends Error {
   }
 }
 
+/** The server's configuration (its settings and S3's); a wrong one throws ConfigError naming each variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  return validated(serverSchema, { ...serverSettings, ...s3Settings }, env);
+}
+
+/** The runtime client's configuration: its settings alone, whatever the server's say. */
+export function loadClientConfig(env: NodeJS.ProcessEnv = process.env): ClientConfig {
+  return validated(clientSchema, clientSettings, env);
+}
+
+/** The given settings, from the environment, else BERTH_CONFIG's file, else their defaults, through `schema`. */
+function validated<T>(schema: z.ZodType<T>, settings: Partial<Record<SettingKey, unknown>>, env: NodeJS.ProcessEnv): T {
   let fromFile: Record<string, unknown> = {};
   if (env.BERTH_CONFIG) {
     try {
@@ -314,26 +389,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     }
   }
   const raw: Record<string, unknown> = {};
-  for (const [key, setting] of Object.entries(SETTINGS)) {
+  for (const key of Object.keys(settings) as SettingKey[]) {
+    const setting = SETTINGS[key];
     const value = env[setting.env] ?? fromFile[key] ?? setting.default;
     if (value !== undefined && value !== '') raw[key] = value;
   }
-  const parsed = configSchema.safeParse(raw);
+  const parsed = schema.safeParse(raw);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((issue) => {
-      const key = String(issue.path[0]) as keyof Config;
+      const key = String(issue.path[0]) as SettingKey;
       const setting = SETTINGS[key];
       const given = raw[key] === undefined ? 'nothing' : JSON.stringify(raw[key]);
       return `${setting ? setting.env : key}: ${issue.message} (got ${given})`;
     });
     throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
   }
-  return { ...parsed.data, dataDir: resolve(parsed.data.dataDir) };
-}
-
-/** Whether blobs and manifests live in S3 (else in BERTH_DATA). */
-export function usesS3(config: Config): boolean {
-  return config.s3Bucket !== undefined;
+  return parsed.data;
 }
 
 /** Where the control socket is, or undefined when it is turned off. */

@@ -113,22 +113,21 @@ export class PathNotFoundError extends Error {
   }
 }
 
+/** The storage failed or did not answer (a driver's service or network error, a timeout); `cause` says how. */
 export class StorageUnavailableError extends Error {
-  constructor(message: string) {
-    super(message);
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
     this.name = 'StorageUnavailableError';
   }
 }
 
 /**
  * Whether an error means the storage itself failed or did not answer (as opposed to a missing path, a
- * bad path, or a failure of the request's own body): an S3 service or network error, a timeout.
+ * bad path, or a failure of the request's own body). Each driver says so in storage's own words: the S3
+ * driver turns its SDK's failures into StorageUnavailableError.
  */
 export function isStorageFailure(err: unknown): boolean {
-  if (err instanceof StorageUnavailableError) return true;
-  if (typeof err !== 'object' || err === null) return false;
-  const name = (err as { name?: string }).name;
-  return '$metadata' in err || name === 'TimeoutError' || name === 'RequestTimeout';
+  return err instanceof StorageUnavailableError;
 }
 
 export class InvalidPathError extends Error {

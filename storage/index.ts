@@ -90,11 +90,11 @@ export function filesystemStorage(root: string, observer?: UploadObserver, coord
 
 // The AWS SDK and ioredis are loaded only by a process that is configured to use them: each costs memory
 // in every process (workers included) that would otherwise never touch them.
-export type { S3DriverOptions } from './s3.ts';
+export type { S3DriverOptions } from './s3/index.ts';
 export type { RedisConfig } from './redis.ts';
 
-export async function createS3Driver(options: import('./s3.ts').S3DriverOptions): Promise<import('./s3.ts').S3Driver> {
-  const { S3Driver } = await import('./s3.ts');
+export async function createS3Driver(options: import('./s3/index.ts').S3DriverOptions): Promise<import('./s3/index.ts').S3Driver> {
+  const { S3Driver } = await import('./s3/index.ts');
   return new S3Driver(options);
 }
 

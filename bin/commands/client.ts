@@ -2,10 +2,10 @@
 import { homedir } from 'node:os';
 import { Command } from 'commander';
 import { Client, ClientError, formatBytes } from '../../client/index.ts';
-import { collect, configOrExit, readStdin } from './common.ts';
+import { clientConfigOrExit, collect, readStdin } from './common.ts';
 
 function makeClient(): Client {
-  const config = configOrExit();
+  const config = clientConfigOrExit();
   return new Client({
     home: config.clientHome.replace(/^~(?=$|\/)/, homedir()),
     defaultRegistry: config.defaultRegistry,

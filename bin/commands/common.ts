@@ -1,10 +1,20 @@
 // What every berth command shares: the configuration (a wrong value stops the command with its message
 // and exit code 2, as it stops the server), standard input, repeatable options.
-import { ConfigError, loadConfig, type Config } from '../../server/config.ts';
+import { ConfigError, loadClientConfig, loadConfig, type ClientConfig, type Config } from '../../server/config.ts';
 
+/** The server's configuration, for serve and the commands that open its storage. */
 export function configOrExit(env: NodeJS.ProcessEnv = process.env): Config {
+  return orExit(() => loadConfig(env));
+}
+
+/** The runtime client's configuration: a wrong server setting does not stop berth pull. */
+export function clientConfigOrExit(env: NodeJS.ProcessEnv = process.env): ClientConfig {
+  return orExit(() => loadClientConfig(env));
+}
+
+function orExit<T>(load: () => T): T {
   try {
-    return loadConfig(env);
+    return load();
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`berth: ${err.message}\n`);

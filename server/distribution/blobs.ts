@@ -39,13 +39,13 @@ export function onBaseUrl(presigned: string, base: string): string {
 export function blobHandlers(deps: DistributionDeps): Record<string, Handler> {
   const { blobs } = deps.storage;
   const { config } = deps;
-  const redirects = config.s3Redirect && blobs.canRedirect;
+  const redirect = blobs.canRedirect ? config.s3?.redirect : undefined;
 
   /** Where the client can fetch the blob itself, when redirects are on (the caller's access is checked). */
   async function redirectTarget(digest: Digest): Promise<string | undefined> {
-    if (!redirects) return undefined;
-    const url = await blobs.redirectURL(digest, { expiresInSeconds: config.s3RedirectTtlSeconds });
-    return url && config.s3RedirectBaseUrl ? onBaseUrl(url, config.s3RedirectBaseUrl) : url;
+    if (!redirect) return undefined;
+    const url = await blobs.redirectURL(digest, { expiresInSeconds: redirect.ttlSeconds });
+    return url && redirect.baseUrl ? onBaseUrl(url, redirect.baseUrl) : url;
   }
 
   async function locate(name: string, ref: string) {

@@ -183,6 +183,28 @@ describe('client: berth pull', function () {
     expect(existsSync(join(store, 'images.json')), 'images index').to.equal(false);
   });
 
+  it('reads only the client\'s settings: a wrong S3 setting does not stop a pull, while berth serve refuses it', async function () {
+    const layout = new OciLayout(join(work, 'concern'));
+    const layer = await makeLayer([{ path: 'hello', content: 'hello\n' }]);
+    const manifest = addImage(layout, [layer], { architecture: hostArchitecture(), os: 'linux', config: {} });
+    const image = await push(layout, 'v1', manifest, 'client/concern');
+    const badS3 = { BERTH_S3_REGION: 'bad region!' };
+
+    const store = home();
+    const pulled = await berthCli(store, ['pull', image], { env: badS3 });
+    expect(pulled.code, pulled.stderr).to.equal(0);
+    const images = await berthCli(store, ['images'], { env: badS3 });
+    expect(images.stdout).to.include(`${berth.host}/client/concern`);
+    // The client still checks its own settings.
+    const wrongRuntime = await berthCli(store, ['pull', image], { env: { BERTH_RUNTIME: 'docker' } });
+    expect(wrongRuntime.code).to.equal(2);
+    expect(wrongRuntime.stderr).to.include('BERTH_RUNTIME');
+
+    const served = await berthCli(store, ['serve'], { env: { ...badS3, BERTH_LISTEN: '127.0.0.1:0', BERTH_DATA: join(work, 'concern-data') } });
+    expect(served.code).to.equal(2);
+    expect(served.stderr).to.include('BERTH_S3_REGION: expected a region name');
+  });
+
   describe('a Windows-only image on Linux', function () {
     const windowsConfig = (osVersion: string) => ({
       architecture: 'amd64',

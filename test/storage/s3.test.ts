@@ -11,8 +11,8 @@ import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
-import { StorageUnavailableError } from '../../storage/index.ts';
-import { partSizeFor, S3Driver } from '../../storage/s3.ts';
+import { isStorageFailure, PathNotFoundError, StorageUnavailableError } from '../../storage/index.ts';
+import { partSizeFor, S3Driver } from '../../storage/s3/index.ts';
 import { sharedS3, type TestS3 } from '../helpers/s3.ts';
 import { describeStorageDriver } from './driver-contract.ts';
 
@@ -131,7 +131,9 @@ describe('S3Driver', () => {
     } finally {
       s3.failUploadParts(0);
     }
-    expect((error as Error)?.name).to.equal('InternalError');
+    // S3's answer, in storage's own words (the server tells clients to try again), with S3's reason kept.
+    expect(error).to.be.instanceOf(StorageUnavailableError);
+    expect(((error as Error).cause as Error)?.name).to.equal('InternalError');
     expect((await driver.stat('/up/data'))!.size).to.equal(3);
     expect(await s3.pendingUploads(options.prefix!)).to.deep.equal([]);
     const rest = bytes(6 * MiB, 3);
@@ -228,6 +230,32 @@ describe('S3Driver', () => {
     expect(error).to.be.instanceOf(StorageUnavailableError);
     expect((error as Error).message).to.include(`http://127.0.0.1:${closed}`).and.include('ECONNREFUSED');
     await new S3Driver(s3.driverOptions('x/')).ready();
+  });
+
+  it("S3's failures leave the driver in storage's own words: StorageUnavailableError with the SDK's error as its cause", async () => {
+    const failure = async (run: () => Promise<unknown>): Promise<unknown> => {
+      try {
+        await run();
+      } catch (err) {
+        return err;
+      }
+      return 'no failure';
+    };
+    // A bucket that does not exist answers 404, and that is no missing object: the storage is unusable.
+    const missing = new S3Driver({ ...s3.driverOptions('x/'), bucket: 'no-such-bucket' });
+    for (const run of [() => missing.getContent('/a'), () => missing.reader('/a'), () => missing.putContent('/a', 'x'), () => missing.list('/')]) {
+      const error = await failure(run);
+      expect(error).to.be.instanceOf(StorageUnavailableError);
+      expect(isStorageFailure(error)).to.equal(true);
+      expect(((error as Error).cause as Error).name).to.equal('NoSuchBucket');
+    }
+    await missing.close();
+    // The storage contract reads no SDK's fields: only storage's own error says that storage failed.
+    expect(isStorageFailure(Object.assign(new Error('from some SDK'), { $metadata: { httpStatusCode: 503 } }))).to.equal(false);
+    // A missing object in a bucket that exists is absence, as on every driver.
+    const driver = new S3Driver(s3.driverOptions(prefix('absent')));
+    expect(await driver.getContent('/nothing/here')).to.equal(undefined);
+    expect(await failure(() => driver.reader('/nothing/here'))).to.be.instanceOf(PathNotFoundError);
   });
 
   it('the test endpoint is as strict as S3 about multipart uploads (or these tests would prove little)', async () => {

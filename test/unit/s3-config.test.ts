@@ -1,9 +1,9 @@
 import { expect } from 'chai';
 import { createDriver } from '../../server/app.ts';
-import { ConfigError, loadConfig } from '../../server/config.ts';
+import { ConfigError, loadClientConfig, loadConfig } from '../../server/config.ts';
 import { onBaseUrl } from '../../server/distribution/blobs.ts';
 import { FilesystemDriver } from '../../storage/index.ts';
-import { S3Driver } from '../../storage/s3.ts';
+import { S3Driver } from '../../storage/s3/index.ts';
 
 // The SDK's one warning that its 2027 releases need Node 22: true, and noise here.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -16,19 +16,21 @@ describe('configuration: the S3 driver', () => {
       BERTH_S3_PREFIX: 'team/registry',
       BERTH_S3_FORCE_PATH_STYLE: 'true',
     });
-    expect(config).to.include({
-      s3Bucket: 'registry-blobs',
-      s3Endpoint: 'http://127.0.0.1:9000',
-      s3Region: 'us-east-1',
-      s3Prefix: 'team/registry',
-      s3ForcePathStyle: true,
-      s3PartSize: 16 * 1024 * 1024,
+    expect(config.s3).to.deep.equal({
+      bucket: 'registry-blobs',
+      endpoint: 'http://127.0.0.1:9000',
+      region: 'us-east-1',
+      prefix: 'team/registry',
+      forcePathStyle: true,
+      partSize: 16 * 1024 * 1024,
+      requestTimeoutMs: 60_000,
+      redirect: undefined,
     });
     const driver = await createDriver(config);
     expect(driver.name).to.equal('s3');
-    expect((driver as S3Driver).bucket).to.equal('registry-blobs');
-    expect((driver as S3Driver).objectKey('/blobs/x')).to.equal('team/registry/blobs/x');
-    (driver as S3Driver).client.destroy();
+    expect((driver as S3Driver).bucket.name).to.equal('registry-blobs');
+    expect((driver as S3Driver).keys.object('/blobs/x')).to.equal('team/registry/blobs/x');
+    await driver.close!();
     expect(await createDriver(loadConfig({}))).to.be.instanceOf(FilesystemDriver);
   });
 
@@ -45,15 +47,29 @@ describe('configuration: the S3 driver', () => {
   }
 });
 
+describe('configuration by concern', () => {
+  it('the server reads its settings and S3\'s, and refuses a wrong S3 setting even without a bucket', () => {
+    expect(loadConfig({}).s3).to.equal(undefined);
+    expect(() => loadConfig({ BERTH_S3_REGION: 'bad region!' })).to.throw(ConfigError, /BERTH_S3_REGION: expected a region name/);
+    expect(loadConfig({})).to.not.have.any.keys('s3Bucket', 's3Region', 'clientHome', 'runtime');
+  });
+
+  it('the runtime client reads only its own settings: a wrong server or S3 setting does not concern it', () => {
+    const client = loadClientConfig({ BERTH_S3_REGION: 'bad region!', BERTH_LISTEN: 'nowhere', BERTH_DEFAULT_REGISTRY: 'registry.example:5000' });
+    expect(client).to.include({ defaultRegistry: 'registry.example:5000', runtime: 'auto' });
+    expect(client).to.not.have.any.keys('listen', 's3', 's3Region');
+    expect(() => loadClientConfig({ BERTH_RUNTIME: 'docker' })).to.throw(ConfigError, /BERTH_RUNTIME/);
+  });
+});
+
 describe('configuration: blob redirects to presigned S3 URLs', () => {
   const onS3 = { BERTH_S3_BUCKET: 'registry-blobs' };
 
   it('are off by default; on, their URLs live 300 seconds unless told otherwise', () => {
-    const defaults = loadConfig(onS3);
-    expect(defaults).to.include({ s3Redirect: false, s3RedirectTtlSeconds: 300 });
-    expect(defaults.s3RedirectBaseUrl).to.equal(undefined);
+    expect(loadConfig(onS3).s3).to.deep.include({ bucket: 'registry-blobs', redirect: undefined });
+    expect(loadConfig({ ...onS3, BERTH_S3_REDIRECT: 'true' }).s3).to.deep.include({ redirect: { ttlSeconds: 300, baseUrl: undefined } });
     const config = loadConfig({ ...onS3, BERTH_S3_REDIRECT: 'true', BERTH_S3_REDIRECT_TTL_SECONDS: '60', BERTH_S3_REDIRECT_BASE_URL: 'https://cdn.example.com' });
-    expect(config).to.include({ s3Redirect: true, s3RedirectTtlSeconds: 60, s3RedirectBaseUrl: 'https://cdn.example.com' });
+    expect(config.s3).to.deep.include({ redirect: { ttlSeconds: 60, baseUrl: 'https://cdn.example.com' } });
   });
 
   it('need S3 storage: without a bucket, start-up stops and says what to set', () => {
