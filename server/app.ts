@@ -103,7 +103,7 @@ export async function createApp(
   app.use(forwardedClient(config));
   app.use(requestLog(logger));
   app.use(metrics.middleware());
-  app.use(errorMapping(logger));
+  app.use(errorMapping(logger, config.publicUrl));
   app.use(refuseCrossSite(config.publicUrl, () => new RegistryError('DENIED', 'a request made for another site may not change anything here')));
   app.use(rateLimit(config.rateLimitPerMinute, coordination.counter));
   app.use(router.routes());

@@ -3,9 +3,9 @@
 // cache; a process that does not have it rebuilds it by reading back what is stored.
 import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { RegistryError } from '../server/errors.ts';
 import type { BlobStore } from './blobs.ts';
 import { UNFLUSHED, type StorageDriver } from './driver.ts';
+import { StorageError } from './errors.ts';
 import { RunningDigest } from './hasher.ts';
 import { layout } from './layout.ts';
 import { LocalLock, type Lock } from './lock.ts';
@@ -103,7 +103,7 @@ export class UploadStore {
   async require(name: string, id: string, owner: string | undefined): Promise<BlobUpload> {
     const found = await this.get(name, id);
     const upload = found && (found.owner === undefined || found.owner === owner) ? found : undefined;
-    if (!upload) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', undefined, { id: id.slice(0, 100) });
+    if (!upload) throw new StorageError({ kind: 'UploadUnknown', id: id.slice(0, 100) }, 'no such upload session');
     return upload;
   }
 
@@ -140,13 +140,13 @@ export class UploadStore {
           received += chunk.length;
           bodyBytesArrived(chunk.length);
           if (length !== undefined && received > length) {
-            throw new RegistryError('SIZE_INVALID', `chunk is longer than the ${length} bytes announced`);
+            throw new StorageError({ kind: 'SizeInvalid', announced: length, received }, `chunk is longer than the ${length} bytes announced`);
           }
           if (state) await state.digest.update(chunk);
           yield chunk;
         }
         if (length !== undefined && received !== length) {
-          throw new RegistryError('SIZE_INVALID', `chunk has ${received} bytes, ${length} were announced`);
+          throw new StorageError({ kind: 'SizeInvalid', announced: length, received }, `chunk has ${received} bytes, ${length} were announced`);
         }
       }
       try {
@@ -278,25 +278,15 @@ export class UploadStore {
 
 function verify(expected: Digest, actualHex: string): void {
   if (actualHex !== expected.hex) {
-    throw new RegistryError('DIGEST_INVALID', 'provided digest did not match uploaded content', {
-      expected: expected.value,
-      actual: `${expected.algorithm}:${actualHex}`,
-    });
+    throw new StorageError(
+      { kind: 'DigestMismatch', expected: expected.value, actual: `${expected.algorithm}:${actualHex}` },
+      'provided digest did not match uploaded content',
+    );
   }
 }
 
-export function uploadRange(offset: number): string {
-  // Inclusive range of what is stored, as Distribution writes it ("0-0" for an empty upload).
-  return `0-${offset > 0 ? offset - 1 : 0}`;
-}
-
-export function rangeError(upload: BlobUpload, detail: string): RegistryError {
-  return new RegistryError('BLOB_UPLOAD_INVALID', 'requested range not satisfiable', detail, {
-    status: 416,
-    headers: {
-      Range: uploadRange(upload.offset),
-      Location: `/v2/${upload.name}/blobs/uploads/${upload.id}`,
-      'Docker-Upload-UUID': upload.id,
-    },
-  });
+/** A chunk that does not continue the session where it stands (`reason` says how). */
+function rangeError(upload: BlobUpload, reason: string): StorageError {
+  const { id, name, offset } = upload;
+  return new StorageError({ kind: 'RangeInvalid', upload: { id, name, offset }, reason }, `requested range not satisfiable: ${reason}`);
 }

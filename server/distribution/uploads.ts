@@ -1,15 +1,7 @@
 // POST /v2/<name>/blobs/uploads/ and PATCH / PUT / GET / DELETE /v2/<name>/blobs/uploads/<id>
 import type { Context } from 'koa';
-import { RegistryError } from '../errors.ts';
-import {
-  isValidName,
-  parseDigest,
-  rangeError,
-  tryParseDigest,
-  uploadRange,
-  type BlobUpload,
-  type Digest,
-} from '../../storage/index.ts';
+import { rangeNotSatisfiable, RegistryError, uploadSessionHeaders } from '../errors.ts';
+import { isValidName, parseDigest, tryParseDigest, type BlobUpload, type Digest } from '../../storage/index.ts';
 import { declaredLength, hasBody, location, queryString, replyEmpty, type DistributionDeps, type Handler } from './http.ts';
 
 const CONTENT_RANGE_RE = /^(?:bytes[ =])?(\d+)-(\d+)(?:\/(?:\d+|\*))?$/;
@@ -18,12 +10,7 @@ export function uploadHandlers(deps: DistributionDeps): { collection: Record<str
   const { uploads, blobs, quotas } = deps.storage;
 
   function sessionHeaders(upload: BlobUpload): Record<string, string> {
-    return {
-      Location: location(deps, `/v2/${upload.name}/blobs/uploads/${upload.id}`),
-      Range: uploadRange(upload.offset),
-      'Docker-Upload-UUID': upload.id,
-      'Blob-Upload-Session-ID': upload.id,
-    };
+    return { ...uploadSessionHeaders(upload, deps.config.publicUrl), 'Blob-Upload-Session-ID': upload.id };
   }
 
   function created(ctx: Context, name: string, digest: Digest): void {
@@ -46,16 +33,17 @@ export function uploadHandlers(deps: DistributionDeps): { collection: Record<str
 
   /** Content-Range of a chunk, when the client gave one: the chunk's start and its length. */
   function chunkRange(ctx: Context, upload: BlobUpload): { start?: number; length?: number } {
+    const rangeError = (reason: string) => rangeNotSatisfiable(upload, reason, deps.config.publicUrl);
     const length = declaredLength(ctx);
     const header = ctx.get('Content-Range');
     if (!header) return { length };
     const match = CONTENT_RANGE_RE.exec(header.trim());
-    if (!match) throw rangeError(upload, `Content-Range ${JSON.stringify(header.slice(0, 100))} is not <start>-<end>`);
+    if (!match) throw rangeError(`Content-Range ${JSON.stringify(header.slice(0, 100))} is not <start>-<end>`);
     const start = Number(match[1]);
     const end = Number(match[2]);
-    if (end < start) throw rangeError(upload, 'Content-Range ends before it starts');
+    if (end < start) throw rangeError('Content-Range ends before it starts');
     if (length !== undefined && length !== end - start + 1) {
-      throw rangeError(upload, `Content-Range covers ${end - start + 1} bytes but Content-Length is ${length}`);
+      throw rangeError(`Content-Range covers ${end - start + 1} bytes but Content-Length is ${length}`);
     }
     return { start, length: end - start + 1 };
   }

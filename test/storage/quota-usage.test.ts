@@ -11,6 +11,7 @@ import { Readable } from 'node:stream';
 import {
   createStorage,
   FilesystemDriver,
+  isStorageError,
   localCoordination,
   parseDigest,
   type Digest,
@@ -40,7 +41,7 @@ function prng(seed: number): { int(n: number): number; pick<T>(items: readonly T
   return { int, pick: (items) => items[int(items.length)]! };
 }
 
-const isDenied = (err: unknown) => (err as { code?: string }).code === 'DENIED';
+const isDenied = (err: unknown) => isStorageError(err, 'QuotaExceeded');
 
 /** An upload admitted the way the server admits it (server/distribution/uploads.ts): false when refused. */
 async function push(storage: Storage, name: string, content: Buffer): Promise<boolean> {
