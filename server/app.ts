@@ -25,6 +25,7 @@ import { listenControl } from './control.ts';
 import { distributionRoutes } from './distribution/routes.ts';
 import { createLogger, requestLog, type Logger } from './logging.ts';
 import { Metrics } from './metrics.ts';
+import { UploadAdmission } from './admission.ts';
 import { errorMapping, rateLimit } from './middleware.ts';
 import { tokenHandlers } from './token.ts';
 import { LoginGuard } from './login-guard.ts';
@@ -95,7 +96,8 @@ export async function createApp(
     publicUrl: config.publicUrl,
     gcSchedule: { intervalSeconds: config.gcIntervalSeconds, graceSeconds: config.gcGraceSeconds, deleteUntagged: config.gcDeleteUntagged },
   });
-  const v2 = distributionRoutes({ config, storage, metrics, gate: new AuthGate(auth, config, guard) });
+  const admission = new UploadAdmission(config.maxConcurrentUploads, metrics);
+  const v2 = distributionRoutes({ config, storage, gate: new AuthGate(auth, config, guard), admission });
   router.all('/v2', v2);
   router.all('/v2/{*rest}', v2);
 

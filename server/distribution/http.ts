@@ -4,14 +4,14 @@ import type { Readable, Writable } from 'node:stream';
 import { publicLocation, RegistryError } from '../errors.ts';
 import type { Config } from '../config.ts';
 import type { Storage } from '../../storage/index.ts';
-import type { Metrics } from '../metrics.ts';
 import type { AuthGate } from '../auth-gate.ts';
+import type { UploadAdmission } from '../admission.ts';
 
 export interface DistributionDeps {
   config: Config;
   storage: Storage;
-  metrics: Metrics;
   gate: AuthGate;
+  admission: UploadAdmission;
 }
 
 export interface RouteParams {
