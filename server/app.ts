@@ -79,7 +79,7 @@ export async function createApp(
   if (auth) storage.repositories.visibilities().catch((err: Error) => logger.warn({ err: err.message }, 'the visibility index is not ready yet'));
   const guard = auth && new LoginGuard(auth, config, coordination.counter);
   if (auth && guard) {
-    const token = tokenHandlers({ auth, config, counter: coordination.counter, guard });
+    const token = tokenHandlers({ auth, config, guard });
     router.get('/token', token.GET);
     router.post('/token', token.POST);
     router.get('/.well-known/jwks.json', token.jwks);
@@ -91,7 +91,6 @@ export async function createApp(
     storage,
     auth,
     login: guard,
-    counter: coordination.counter,
     readBody: readLimited,
     publicUrl: config.publicUrl,
     gcSchedule: { intervalSeconds: config.gcIntervalSeconds, graceSeconds: config.gcGraceSeconds, deleteUntagged: config.gcDeleteUntagged },
@@ -125,7 +124,7 @@ export async function createAuth(config: Config, storage: Storage, coordination:
     refreshTokenTtlSeconds: config.refreshTokenTtlSeconds,
     reservedNames: config.reservedNames,
   };
-  return AuthService.create(options, storage, coordination.lock, new AuditLog(sink));
+  return AuthService.create(options, storage, coordination, new AuditLog(sink));
 }
 
 /** S3 when a bucket is configured, else the folder BERTH_DATA. */

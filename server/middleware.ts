@@ -31,7 +31,8 @@ async function drainBody(req: IncomingMessage): Promise<boolean> {
 
 function isClientGone(ctx: Context, err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException)?.code;
-  return ctx.req.destroyed || code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || (err as Error)?.message === 'aborted';
+  // Node's "aborted" (a request body cut off) carries ECONNRESET.
+  return ctx.req.destroyed || code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE';
 }
 
 /** `publicUrl` places the Location headers of errors that name an upload session. */

@@ -2,7 +2,7 @@
 // the images they show. Server-rendered; a form works without JavaScript; every post carries the CSRF token.
 import type Router from '@koa/router';
 import type { Context } from 'koa';
-import { AccountError, namespaceOf, SIGN_UPS_PER_ADDRESS_PER_HOUR, signUpCounterKey } from '../auth/index.ts';
+import { namespaceOf } from '../auth/index.ts';
 import { isOfficial, layout, retryAfterSeconds, type RepositoryEntry, type RepositorySummary } from '../storage/index.ts';
 import { PAGE_SIZE, pageCount, repository, search, searchParams, tagPage, tagParams, windowsNameOf, windowsVerdicts, type SearchParams, type SearchResult } from './catalog.ts';
 import { readForm } from './forms.ts';
@@ -179,18 +179,13 @@ ${settings.readme ? html`<h2>README</h2><div class="readme">${new Html(await ren
     const posted = await postedForm(ctx);
     if (!posted) return;
     const username = (posted.form.fields.get('username') ?? '').trim();
-    const hit = await deps.counter.hit(signUpCounterKey(ctx.ip), 3600_000);
-    if (hit && hit.count > SIGN_UPS_PER_ADDRESS_PER_HOUR) {
-      ctx.set('Retry-After', retryAfterSeconds(hit));
+    const result = await auth.signUp(username, posted.form.fields.get('password') ?? '', { address: ctx.ip, via: 'web' });
+    if (!result.ok && result.refused === 'closed') return notFound(ctx);
+    if (!result.ok && result.refused === 'too-many') {
+      ctx.set('Retry-After', retryAfterSeconds(result.window));
       return reply(ctx, 429, 'Sign up', signInForm(posted.viewer, '/signup', 'Too many sign-ups from this address; try again later.', username));
     }
-    try {
-      await auth.accounts.signUp(username, posted.form.fields.get('password') ?? '');
-    } catch (err) {
-      if (!(err instanceof AccountError)) throw err;
-      return reply(ctx, 400, 'Sign up', signInForm(posted.viewer, '/signup', err.message, username));
-    }
-    auth.audit.record({ who: username, action: 'web-signup', allowed: true, address: ctx.ip });
+    if (!result.ok) return reply(ctx, 400, 'Sign up', signInForm(posted.viewer, '/signup', result.reason, username));
     await sessions.start(ctx, username);
     ctx.redirect('/mine');
   });
