@@ -210,8 +210,9 @@ export class UploadStore {
 
   /**
    * Finishes the upload. Its exact size is known now: it is checked once more against the quota, and the
-   * blob linked before another admission into the namespace is checked; a session the quota refuses is
-   * cancelled (its bytes would never fit). Then as `completeAdmitted`.
+   * blob linked before another admission into the namespace is checked. A session refused before it is
+   * admitted (by the quota, or with the quota's lock out of reach) is cancelled: its bytes would not fit.
+   * Then as `completeAdmitted`.
    */
   async complete(upload: BlobUpload, digest: Digest): Promise<{ size: number }> {
     let admitted = false;
