@@ -87,8 +87,17 @@ export interface Authenticated {
   credential: Credential;
 }
 
+/**
+ * Why an account change was refused: a name, password or scope that is not valid; a reserved name; a
+ * name held (or too like one held), or a robot that exists; no such account or credential.
+ */
+export type AccountRefusal = 'invalid' | 'reserved' | 'taken' | 'unknown';
+
 export class AccountError extends Error {
-  constructor(message: string) {
+  constructor(
+    readonly refusal: AccountRefusal,
+    message: string,
+  ) {
     super(message);
     this.name = 'AccountError';
   }
@@ -117,18 +126,16 @@ export function parseScopeGrant(text: string): ScopeGrant {
   const actions = match?.[2]?.split(',');
   const validPattern = pattern === '*' || (pattern !== undefined && /^[a-z0-9]+(?:[._/-][a-z0-9]+)*(?:\/\*)?$/.test(pattern));
   if (!match || !validPattern || !actions?.every((a) => a === '*' || (ACTIONS as string[]).includes(a))) {
-    throw new AccountError(`scope ${JSON.stringify(text)}: expected repository:<name, prefix/* or *>:<pull,push,delete or *>`);
+    throw new AccountError('invalid', `scope ${JSON.stringify(text)}: expected repository:<name, prefix/* or *>:<pull,push,delete or *>`);
   }
   return { pattern: pattern!, actions: actions.includes('*') ? [...ACTIONS] : (actions as Action[]) };
 }
 
-/** `org+name` is stored as /auth/robots/org/name.json: storage paths take no `+`. */
-const robotPath = (name: string) => `/auth/robots/${name.replace('+', '/')}.json`;
-const refreshPath = (id: string) => `${layout.refreshTokensDir}/${id}.json`;
-
-const claimPath = (canonical: string) => `/auth/claims/${canonical}.json`;
-/** Written once every user and organisation made before the claims existed has its claim. */
-const CLAIMS_COMPLETE = '/auth/claims.complete';
+/** A robot's path, from its `org+name`. */
+const robotPath = (name: string) => {
+  const plus = name.indexOf('+');
+  return layout.robot(name.slice(0, plus), name.slice(plus + 1));
+};
 
 const expired = (record: { expiresAt?: string; revokedAt?: string }, now = Date.now()) =>
   record.revokedAt !== undefined || (record.expiresAt !== undefined && Date.parse(record.expiresAt) <= now);
@@ -162,11 +169,11 @@ export class AccountStore {
   // ---- users -------------------------------------------------------------------------------------
 
   async user(name: string): Promise<User | undefined> {
-    return isAccountName(name) ? this.read<User>(`/auth/users/${name}.json`) : undefined;
+    return isAccountName(name) ? this.read<User>(layout.user(name)) : undefined;
   }
 
   users(): Promise<string[]> {
-    return this.names('/auth/users');
+    return this.names(layout.usersDir);
   }
 
   /**
@@ -175,18 +182,18 @@ export class AccountStore {
    * for a sign-up (not an admin) also a retired name, and a namespace that repositories already exist in.
    */
   private claim<T>(name: string, kind: NameClaim['kind'], by: 'admin' | 'sign-up', create: () => Promise<T>): Promise<T> {
-    if (!isAccountName(name)) throw new AccountError(`${JSON.stringify(name)} is not a valid name: 2 to 64 of a-z, 0-9, and . _ - between them`);
+    if (!isAccountName(name)) throw new AccountError('invalid', `${JSON.stringify(name)} is not a valid name: 2 to 64 of a-z, 0-9, and . _ - between them`);
     const canonical = canonicalName(name);
-    if (this.reserved.has(canonical)) throw new AccountError(`${name} is reserved`);
+    if (this.reserved.has(canonical)) throw new AccountError('reserved', `${name} is reserved`);
     return this.lock.run(`auth:claim:${canonical}`, async () => {
       await this.completeClaims();
-      const held = await this.read<NameClaim>(claimPath(canonical));
+      const held = await this.read<NameClaim>(layout.nameClaim(canonical));
       if ((held && !held.retiredAt) || (await this.user(name)) || (await this.organisation(name))) {
-        throw new AccountError(held && held.name !== name ? `${name} is taken: it is too like ${held.name}` : `${name} is taken`);
+        throw new AccountError('taken', held && held.name !== name ? `${name} is taken: it is too like ${held.name}` : `${name} is taken`);
       }
-      if (by === 'sign-up' && held) throw new AccountError(`${name} is taken: it was an account's name, which only an administrator can give out again`);
-      if (by === 'sign-up' && (await this.options.namespaceExists(canonical))) throw new AccountError(`${name} is taken: repositories exist under that name`);
-      await this.write(claimPath(canonical), { name, kind } satisfies NameClaim);
+      if (by === 'sign-up' && held) throw new AccountError('taken', `${name} is taken: it was an account's name, which only an administrator can give out again`);
+      if (by === 'sign-up' && (await this.options.namespaceExists(canonical))) throw new AccountError('taken', `${name} is taken: repositories exist under that name`);
+      await this.write(layout.nameClaim(canonical), { name, kind } satisfies NameClaim);
       return create();
     });
   }
@@ -194,17 +201,17 @@ export class AccountStore {
   /** Claims for the users and organisations made before claims existed: once per storage, by a listing. */
   private completeClaims(): Promise<void> {
     this.claimsComplete ??= (async () => {
-      if (await this.driver.stat(CLAIMS_COMPLETE)) return;
+      if (await this.driver.stat(layout.nameClaimsComplete)) return;
       await this.lock.run('auth:claims', async () => {
         const named = [
           ...(await this.users()).map((name) => ({ name, kind: 'user' as const })),
           ...(await this.organisations()).map((name) => ({ name, kind: 'organisation' as const })),
         ];
         for (const { name, kind } of named) {
-          if (!isAccountName(name) || (await this.driver.stat(claimPath(canonicalName(name))))) continue;
-          await this.write(claimPath(canonicalName(name)), { name, kind } satisfies NameClaim);
+          if (!isAccountName(name) || (await this.driver.stat(layout.nameClaim(canonicalName(name))))) continue;
+          await this.write(layout.nameClaim(canonicalName(name)), { name, kind } satisfies NameClaim);
         }
-        await this.driver.putContent(CLAIMS_COMPLETE, '');
+        await this.driver.putContent(layout.nameClaimsComplete, '');
       });
     })().catch((err: unknown) => {
       this.claimsComplete = undefined;
@@ -224,30 +231,30 @@ export class AccountStore {
   }
 
   private async createUser(name: string, password: string, admin: boolean, by: 'admin' | 'sign-up'): Promise<User> {
-    if (password.length < 8) throw new AccountError('a password needs at least 8 characters');
+    if (password.length < 8) throw new AccountError('invalid', 'a password needs at least 8 characters');
     const passwordHash = await hashPassword(password);
     return this.claim(name, 'user', by, async () => {
       const user: User = { name, passwordHash, admin, createdAt: new Date().toISOString(), epoch: newId() };
-      await this.write(`/auth/users/${name}.json`, user);
+      await this.write(layout.user(name), user);
       return user;
     });
   }
 
   async setPassword(name: string, password: string): Promise<void> {
-    if (password.length < 8) throw new AccountError('a password needs at least 8 characters');
+    if (password.length < 8) throw new AccountError('invalid', 'a password needs at least 8 characters');
     const passwordHash = await hashPassword(password);
     await this.lock.run(`auth:name:${name}`, async () => {
       const user = await this.user(name);
-      if (!user) throw new AccountError(`no user ${name}`);
-      await this.write(`/auth/users/${name}.json`, { ...user, passwordHash, epoch: newId() });
+      if (!user) throw new AccountError('unknown', `no user ${name}`);
+      await this.write(layout.user(name), { ...user, passwordHash, epoch: newId() });
     });
   }
 
   async setAdmin(name: string, admin: boolean): Promise<void> {
     await this.lock.run(`auth:name:${name}`, async () => {
       const user = await this.user(name);
-      if (!user) throw new AccountError(`no user ${name}`);
-      await this.write(`/auth/users/${name}.json`, { ...user, admin });
+      if (!user) throw new AccountError('unknown', `no user ${name}`);
+      await this.write(layout.user(name), { ...user, admin });
     });
   }
 
@@ -259,22 +266,22 @@ export class AccountStore {
    */
   async removeUser(name: string): Promise<{ roles: string[]; robots: string[]; tokens: number }> {
     return this.lock.run(`auth:name:${name}`, async () => {
-      if (!(await this.user(name))) throw new AccountError(`no user ${name}`);
+      if (!(await this.user(name))) throw new AccountError('unknown', `no user ${name}`);
       const roles: string[] = [];
       for (const org of await this.organisations()) {
         if ((await this.organisation(org))?.members[name] === undefined) continue;
         await this.setMember(org, name, undefined);
         roles.push(org);
       }
-      const robots = (await this.names(`/auth/robots/${name}`)).map((robot) => `${name}+${robot}`);
+      const robots = (await this.names(layout.robotsOf(name))).map((robot) => `${name}+${robot}`);
       for (const robot of robots) await this.driver.delete(robotPath(robot));
       const tokens = await this.tokensOf(name);
-      for (const token of tokens) await this.driver.delete(`/auth/tokens/${token.id}.json`);
+      for (const token of tokens) await this.driver.delete(layout.accessToken(token.id));
       const canonical = canonicalName(name);
       await this.lock.run(`auth:claim:${canonical}`, () =>
-        this.write(claimPath(canonical), { name, kind: 'user', retiredAt: new Date().toISOString() } satisfies NameClaim),
+        this.write(layout.nameClaim(canonical), { name, kind: 'user', retiredAt: new Date().toISOString() } satisfies NameClaim),
       );
-      await this.driver.delete(`/auth/users/${name}.json`);
+      await this.driver.delete(layout.user(name));
       return { roles, robots, tokens: tokens.length };
     });
   }
@@ -282,33 +289,33 @@ export class AccountStore {
   // ---- organisations -----------------------------------------------------------------------------
 
   async organisation(name: string): Promise<Organisation | undefined> {
-    return isAccountName(name) ? this.read<Organisation>(`/auth/orgs/${name}.json`) : undefined;
+    return isAccountName(name) ? this.read<Organisation>(layout.organisation(name)) : undefined;
   }
 
   organisations(): Promise<string[]> {
-    return this.names('/auth/orgs');
+    return this.names(layout.organisationsDir);
   }
 
   async addOrganisation(name: string, owner?: string): Promise<Organisation> {
-    if (owner !== undefined && !(await this.user(owner))) throw new AccountError(`no user ${owner}`);
+    if (owner !== undefined && !(await this.user(owner))) throw new AccountError('unknown', `no user ${owner}`);
     return this.claim(name, 'organisation', 'admin', async () => {
       const org: Organisation = { name, members: owner ? { [owner]: 'admin' } : {}, createdAt: new Date().toISOString() };
-      await this.write(`/auth/orgs/${name}.json`, org);
+      await this.write(layout.organisation(name), org);
       return org;
     });
   }
 
   /** Sets a member's role, or removes the member when role is undefined. */
   async setMember(orgName: string, userName: string, role: Role | undefined): Promise<Organisation> {
-    if (role !== undefined && !(await this.user(userName))) throw new AccountError(`no user ${userName}`);
+    if (role !== undefined && !(await this.user(userName))) throw new AccountError('unknown', `no user ${userName}`);
     return this.lock.run(`auth:name:${orgName}`, async () => {
       const org = await this.organisation(orgName);
-      if (!org) throw new AccountError(`no organisation ${orgName}`);
+      if (!org) throw new AccountError('unknown', `no organisation ${orgName}`);
       const members = { ...org.members };
       if (role) members[userName] = role;
       else delete members[userName];
       const updated = { ...org, members };
-      await this.write(`/auth/orgs/${orgName}.json`, updated);
+      await this.write(layout.organisation(orgName), updated);
       return updated;
     });
   }
@@ -317,7 +324,7 @@ export class AccountStore {
 
   /** Creates a personal access token; the returned secret is the only time it is seen. */
   async createToken(owner: string, description: string, scopes: ScopeGrant[], expiresAt?: Date): Promise<{ token: PersonalAccessToken; secret: string }> {
-    if (!(await this.user(owner))) throw new AccountError(`no user ${owner}`);
+    if (!(await this.user(owner))) throw new AccountError('unknown', `no user ${owner}`);
     const id = newId();
     const secret = newSecret();
     const token: PersonalAccessToken = {
@@ -329,17 +336,17 @@ export class AccountStore {
       createdAt: new Date().toISOString(),
       expiresAt: expiresAt?.toISOString(),
     };
-    await this.write(`/auth/tokens/${id}.json`, token);
+    await this.write(layout.accessToken(id), token);
     return { token, secret: `${PAT_PREFIX}${id}.${secret}` };
   }
 
   async token(id: string): Promise<PersonalAccessToken | undefined> {
-    return ID_RE.test(id) ? this.read<PersonalAccessToken>(`/auth/tokens/${id}.json`) : undefined;
+    return ID_RE.test(id) ? this.read<PersonalAccessToken>(layout.accessToken(id)) : undefined;
   }
 
   async tokensOf(owner: string): Promise<PersonalAccessToken[]> {
     const all: PersonalAccessToken[] = [];
-    for (const id of await this.names('/auth/tokens')) {
+    for (const id of await this.names(layout.accessTokensDir)) {
       const token = await this.token(id);
       if (token?.owner === owner) all.push(token);
     }
@@ -348,10 +355,10 @@ export class AccountStore {
 
   async createRobot(namespace: string, name: string, scopes: ScopeGrant[], expiresAt?: Date): Promise<{ robot: Robot; secret: string }> {
     const full = `${namespace}+${name}`;
-    if (!ROBOT_NAME_RE.test(full)) throw new AccountError(`${JSON.stringify(full)} is not a valid robot name`);
-    if (!(await this.organisation(namespace)) && !(await this.user(namespace))) throw new AccountError(`no organisation or user ${namespace}`);
+    if (!ROBOT_NAME_RE.test(full)) throw new AccountError('invalid', `${JSON.stringify(full)} is not a valid robot name`);
+    if (!(await this.organisation(namespace)) && !(await this.user(namespace))) throw new AccountError('unknown', `no organisation or user ${namespace}`);
     return this.lock.run(`auth:robot:${full}`, async () => {
-      if (await this.robot(full)) throw new AccountError(`robot ${full} exists`);
+      if (await this.robot(full)) throw new AccountError('taken', `robot ${full} exists`);
       const secret = newSecret();
       const robot: Robot = {
         name: full,
@@ -380,8 +387,8 @@ export class AccountStore {
       return 'robot';
     }
     const token = await this.token(idOrRobot);
-    if (!token) throw new AccountError(`no token or robot ${idOrRobot}`);
-    await this.write(`/auth/tokens/${token.id}.json`, { ...token, revokedAt });
+    if (!token) throw new AccountError('unknown', `no token or robot ${idOrRobot}`);
+    await this.write(layout.accessToken(token.id), { ...token, revokedAt });
     return 'token';
   }
 
@@ -425,7 +432,7 @@ export class AccountStore {
       createdAt: new Date(now).toISOString(),
       expiresAt: new Date(now + ttlSeconds * 1000).toISOString(),
     };
-    await this.write(refreshPath(id), record);
+    await this.write(layout.refreshToken(id), record);
     return `${REFRESH_PREFIX}${id}.${secret}`;
   }
 
@@ -433,11 +440,11 @@ export class AccountStore {
   async refresh(presented: string): Promise<Authenticated | undefined> {
     if (!presented.startsWith(REFRESH_PREFIX)) return undefined;
     const [id, secret] = presented.slice(REFRESH_PREFIX.length).split('.');
-    const record = id && ID_RE.test(id) ? await this.read<RefreshRecord>(refreshPath(id)) : undefined;
+    const record = id && ID_RE.test(id) ? await this.read<RefreshRecord>(layout.refreshToken(id)) : undefined;
     const ok = secretMatches(record?.secretHash ?? '0'.repeat(64), secret ?? '');
     if (!record || !ok) return undefined;
     if (expired(record)) {
-      await this.driver.delete(refreshPath(record.id));
+      await this.driver.delete(layout.refreshToken(record.id));
       return undefined;
     }
     return this.current(record.subject, record.credential);

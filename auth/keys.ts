@@ -2,9 +2,9 @@
 // replica signs with the same key and tokens survive restarts. `kid` is the key's RFC 7638 JWK thumbprint,
 // which is how Distribution 3 finds a trusted key, so an external Distribution can trust Berth's tokens.
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type JsonWebKey, type KeyObject } from 'node:crypto';
-import type { Lock, StorageDriver } from '../storage/index.ts';
+import { layout, type Lock, type StorageDriver } from '../storage/index.ts';
 
-export const SIGNING_KEY_PATH = '/auth/signing-key.pem';
+export const SIGNING_KEY_PATH = layout.signingKey;
 
 export interface SigningKey {
   kid: string;

@@ -1,8 +1,8 @@
 // The auth room's face: who the caller is (credentials, refresh tokens, bearer tokens) and what they
 // may do (the policy, fed with facts from storage), with every decision written to the audit log.
-import type { RepositoryStore, StorageDriver, Lock } from '../storage/index.ts';
+import type { RepositoryStore, StorageDriver, Lock, RateCounter, RateCount } from '../storage/index.ts';
 import { isValidName, mapLimit } from '../storage/index.ts';
-import { AccountStore, canonicalName, type Authenticated } from './accounts.ts';
+import { AccountError, AccountStore, canonicalName, SIGN_UPS_PER_ADDRESS_PER_HOUR, signUpCounterKey, type Authenticated, type User } from './accounts.ts';
 import type { AuditLog } from './audit.ts';
 import { loadSigningKey, type SigningKey } from './keys.ts';
 import { ACTIONS, allowedActions, defaultVisibility, mayListCatalog, namespaceOf, type Action, type Mode, type Principal, type Role, type ScopeGrant, type Visibility } from './policy.ts';
@@ -37,6 +37,23 @@ export interface AuthOptions {
   reservedNames: readonly string[];
 }
 
+/**
+ * How a sign-up ended. Refused: sign-up is closed (not public-index mode); too many attempts from the
+ * address this hour (`window` says when it ends); the name is taken (or too like one taken); the name or
+ * password is not valid, or the name is reserved (`reason` tells the person why).
+ */
+export type SignUpResult =
+  | { ok: true; user: User }
+  | { ok: false; refused: 'closed' }
+  | { ok: false; refused: 'too-many'; window: RateCount }
+  | { ok: false; refused: 'taken' | 'invalid'; reason: string };
+
+/** Where a sign-up came from: the address it is counted and audited under, and the door (the API or the web form). */
+export interface SignUpOrigin {
+  address: string;
+  via: 'api' | 'web';
+}
+
 export const ANONYMOUS: Authenticated = { principal: { kind: 'anonymous' }, credential: { kind: 'none' } };
 
 export function principalName(who: Principal): string {
@@ -57,6 +74,7 @@ export class AuthService {
     readonly audit: AuditLog,
     driver: StorageDriver,
     lock: Lock,
+    private readonly counter: RateCounter,
   ) {
     this.accounts = new AccountStore(driver, lock, { reserved: options.reservedNames, namespaceExists: (canonical) => this.namespaceExists(canonical) });
   }
@@ -77,12 +95,41 @@ export class AuthService {
   static async create(
     options: AuthOptions,
     storage: { driver: StorageDriver; repositories: RepositoryStore; manifests: RepositoryCatalog },
-    lock: Lock,
+    coordination: { lock: Lock; counter: RateCounter },
     audit: AuditLog,
   ): Promise<AuthService> {
+    const { lock, counter } = coordination;
     const key = await loadSigningKey(storage.driver, lock);
     const tokens = new TokenService(key, { issuer: options.issuer, service: options.service, ttlSeconds: options.tokenTtlSeconds });
-    return new AuthService(storage.manifests, options, key, tokens, storage.repositories, audit, storage.driver, lock);
+    return new AuthService(storage.manifests, options, key, tokens, storage.repositories, audit, storage.driver, lock, counter);
+  }
+
+  /** Whether anyone may sign themselves up: in public-index mode only. */
+  get signUpOpen(): boolean {
+    return this.mode === 'public-index';
+  }
+
+  /**
+   * Sign-up, the one rule for the API and the web form: open in public-index mode only; at most
+   * SIGN_UPS_PER_ADDRESS_PER_HOUR attempts from one address (both doors count together, across every
+   * process; when the count cannot be had, the attempt goes through rather than being refused for a
+   * fault of ours); a name that is nobody's, was nobody's and looks like nobody's (AccountStore.signUp);
+   * every attempt the account store decides is audited.
+   */
+  async signUp(username: string, password: string, origin: SignUpOrigin): Promise<SignUpResult> {
+    if (!this.signUpOpen) return { ok: false, refused: 'closed' };
+    const window = await this.counter.hit(signUpCounterKey(origin.address), 3600_000);
+    if (window && window.count > SIGN_UPS_PER_ADDRESS_PER_HOUR) return { ok: false, refused: 'too-many', window };
+    const action = origin.via === 'web' ? 'web-signup' : 'sign-up';
+    try {
+      const user = await this.accounts.signUp(username, password);
+      this.audit.record({ who: username, action, allowed: true, address: origin.address });
+      return { ok: true, user };
+    } catch (err) {
+      if (!(err instanceof AccountError)) throw err;
+      this.audit.record({ who: username.slice(0, 200), action, allowed: false, reason: err.message, address: origin.address });
+      return { ok: false, refused: err.refusal === 'taken' ? 'taken' : 'invalid', reason: err.message };
+    }
   }
 
   /**

@@ -25,6 +25,7 @@ import { listenControl } from './control.ts';
 import { distributionRoutes } from './distribution/routes.ts';
 import { createLogger, requestLog, type Logger } from './logging.ts';
 import { Metrics } from './metrics.ts';
+import { UploadAdmission } from './admission.ts';
 import { errorMapping, rateLimit } from './middleware.ts';
 import { tokenHandlers } from './token.ts';
 import { LoginGuard } from './login-guard.ts';
@@ -78,7 +79,7 @@ export async function createApp(
   if (auth) storage.repositories.visibilities().catch((err: Error) => logger.warn({ err: err.message }, 'the visibility index is not ready yet'));
   const guard = auth && new LoginGuard(auth, config, coordination.counter);
   if (auth && guard) {
-    const token = tokenHandlers({ auth, config, counter: coordination.counter, guard });
+    const token = tokenHandlers({ auth, config, guard });
     router.get('/token', token.GET);
     router.post('/token', token.POST);
     router.get('/.well-known/jwks.json', token.jwks);
@@ -90,13 +91,13 @@ export async function createApp(
     storage,
     auth,
     login: guard,
-    counter: coordination.counter,
     readBody: readLimited,
     publicUrl: config.publicUrl,
     maxManifestBytes: config.maxManifestBytes,
     gcSchedule: { intervalSeconds: config.gcIntervalSeconds, graceSeconds: config.gcGraceSeconds, deleteUntagged: config.gcDeleteUntagged },
   });
-  const v2 = distributionRoutes({ config, storage, metrics, gate: new AuthGate(auth, config, guard) });
+  const admission = new UploadAdmission(config.maxConcurrentUploads, metrics);
+  const v2 = distributionRoutes({ config, storage, gate: new AuthGate(auth, config, guard), admission });
   router.all('/v2', v2);
   router.all('/v2/{*rest}', v2);
 
@@ -104,7 +105,7 @@ export async function createApp(
   app.use(forwardedClient(config));
   app.use(requestLog(logger));
   app.use(metrics.middleware());
-  app.use(errorMapping(logger));
+  app.use(errorMapping(logger, config.publicUrl));
   app.use(refuseCrossSite(config.publicUrl, () => new RegistryError('DENIED', 'a request made for another site may not change anything here')));
   app.use(rateLimit(config.rateLimitPerMinute, coordination.counter));
   app.use(router.routes());
@@ -124,7 +125,7 @@ export async function createAuth(config: Config, storage: Storage, coordination:
     refreshTokenTtlSeconds: config.refreshTokenTtlSeconds,
     reservedNames: config.reservedNames,
   };
-  return AuthService.create(options, storage, coordination.lock, new AuditLog(sink));
+  return AuthService.create(options, storage, coordination, new AuditLog(sink));
 }
 
 /** S3 when a bucket is configured, else the folder BERTH_DATA. */

@@ -34,7 +34,6 @@ export class Metrics {
     help: 'Blob upload requests streaming data right now',
     registers: [this.registry],
   });
-  private inFlight = 0;
 
   constructor() {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'berth_' });
@@ -66,19 +65,12 @@ export class Metrics {
     this.bytesIn.inc(n);
   }
 
-  uploadsInFlight(): number {
-    return this.inFlight;
+  uploadStarted(): void {
+    this.uploads.inc();
   }
 
-  async trackUpload<T>(fn: () => Promise<T>): Promise<T> {
-    this.inFlight++;
-    this.uploads.inc();
-    try {
-      return await fn();
-    } finally {
-      this.inFlight--;
-      this.uploads.dec();
-    }
+  uploadEnded(): void {
+    this.uploads.dec();
   }
 
   /** This process's metrics, or, in a cluster worker, every worker's, gathered by the primary. */

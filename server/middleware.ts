@@ -2,8 +2,8 @@
 import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
 import type { IncomingMessage } from 'node:http';
-import { InvalidPathError, isStorageFailure, PathNotFoundError, retryAfterSeconds, type RateCounter } from '../storage/index.ts';
-import { RegistryError } from './errors.ts';
+import { isStorageFailure, retryAfterSeconds, type RateCounter } from '../storage/index.ts';
+import { fromStorage, RegistryError } from './errors.ts';
 
 // A refused request's unread body is read off the wire and dropped up to this size, so the client sees
 // the error instead of a connection reset; a larger one gets the error and the connection is closed.
@@ -31,29 +31,21 @@ async function drainBody(req: IncomingMessage): Promise<boolean> {
 
 function isClientGone(ctx: Context, err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException)?.code;
-  return ctx.req.destroyed || code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || (err as Error)?.message === 'aborted';
+  // Node's "aborted" (a request body cut off) carries ECONNRESET.
+  return ctx.req.destroyed || code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE';
 }
 
-export function errorMapping(logger: Logger) {
+/** `publicUrl` places the Location headers of errors that name an upload session. */
+export function errorMapping(logger: Logger, publicUrl?: string) {
   return async (ctx: Context, next: Next): Promise<void> => {
     try {
       await next();
     } catch (err) {
-      let error: RegistryError;
+      let error: RegistryError | undefined;
       if (err instanceof RegistryError) {
         error = err;
-      } else if (err instanceof PathNotFoundError) {
-        // Removed between the check and the read (a concurrent delete): it is gone, say so.
-        error = new RegistryError('BLOB_UNKNOWN', undefined, null);
-      } else if (err instanceof InvalidPathError) {
-        error = new RegistryError('NAME_INVALID', 'invalid name or reference');
-      } else if (isStorageFailure(err)) {
-        // The storage behind Berth failed or stalled (after the retries that are safe): nothing was made
-        // visible, and the client may try again.
-        (ctx.state.log ?? logger).warn({ err: (err as Error).message }, 'storage failure');
-        error = new RegistryError('UNAVAILABLE', 'storage is unavailable; try again shortly', null, {
-          headers: { 'Retry-After': '5' },
-        });
+      } else if ((error = fromStorage(err, publicUrl))) {
+        if (isStorageFailure(err)) (ctx.state.log ?? logger).warn({ err: (err as Error).message }, 'storage failure');
       } else if (isClientGone(ctx, err)) {
         // The client went away mid-body: nothing was committed, and nobody is left to answer.
         (ctx.state.log ?? logger).info({ err: (err as Error).message }, 'client went away');

@@ -2,8 +2,8 @@
 // repeated, `offline_token=true` for a refresh token) and POST /token (the OAuth2 form containerd and
 // podman send: grant_type=password or refresh_token). Also the JWKS document with the signing key.
 import type { Context } from 'koa';
-import { AccountError, ANONYMOUS, SIGN_UPS_PER_ADDRESS_PER_HOUR, signUpCounterKey, parseScopes, principalName, type Authenticated, type AuthService } from '../auth/index.ts';
-import { retryAfterSeconds, type RateCounter } from '../storage/index.ts';
+import { ANONYMOUS, parseScopes, principalName, type Authenticated, type AuthService, type SignUpResult } from '../auth/index.ts';
+import { retryAfterSeconds } from '../storage/index.ts';
 import type { Config } from './config.ts';
 import { readLimited, replyJson } from './distribution/http.ts';
 import { RegistryError } from './errors.ts';
@@ -14,7 +14,6 @@ const MAX_FORM_BYTES = 64 * 1024;
 export interface TokenDeps {
   auth: AuthService;
   config: Config;
-  counter: RateCounter;
   guard: LoginGuard;
 }
 
@@ -23,7 +22,25 @@ function queryValues(ctx: Context, key: string): string[] {
   return value === undefined ? [] : Array.isArray(value) ? value : [value];
 }
 
-export function tokenHandlers({ auth, config, counter, guard }: TokenDeps) {
+const SIGN_UP_CLOSED = 'sign-up is closed on this registry; ask an administrator for an account';
+
+/** A refused sign-up (AuthService.signUp) as the API answers it. */
+function signUpRefusal(result: Exclude<SignUpResult, { ok: true }>): RegistryError {
+  switch (result.refused) {
+    case 'closed':
+      return new RegistryError('DENIED', SIGN_UP_CLOSED);
+    case 'too-many':
+      return new RegistryError('TOO_MANY_REQUESTS', 'too many sign-ups from this address; try again later', null, {
+        headers: { 'Retry-After': retryAfterSeconds(result.window) },
+      });
+    case 'taken':
+      return new RegistryError('DENIED', result.reason, null, { status: 409 });
+    case 'invalid':
+      return new RegistryError('DENIED', result.reason, null, { status: 400 });
+  }
+}
+
+export function tokenHandlers({ auth, config, guard }: TokenDeps) {
   const login = (ctx: Context, username: string, password: string) => guard.login(ctx, username, password);
 
   async function respond(ctx: Context, who: Authenticated, scopes: string[], refreshToken?: string): Promise<void> {
@@ -82,21 +99,12 @@ export function tokenHandlers({ auth, config, counter, guard }: TokenDeps) {
       throw new RegistryError('UNSUPPORTED', 'grant_type must be password or refresh_token', { grant_type: grantType?.slice(0, 50) ?? null }, { status: 400 });
     },
 
-    /**
-     * POST /api/v1/users {username, password}: sign-up, open in public-index mode only. Attempts are
-     * limited per address, so that nobody mass-registers namespaces.
-     */
+    /** POST /api/v1/users {username, password}: sign-up, by the rules of AuthService.signUp. */
     async signUp(ctx: Context): Promise<void> {
       ctx.state.route = 'signup';
-      if (auth.mode !== 'public-index') throw new RegistryError('DENIED', 'sign-up is closed on this registry; ask an administrator for an account');
+      if (!auth.signUpOpen) throw new RegistryError('DENIED', SIGN_UP_CLOSED);
       // Any page can make a browser post text/plain; only a script of this origin can send application/json.
       if (!ctx.is('application/json')) throw new RegistryError('UNSUPPORTED', 'expected an application/json body', null, { status: 415 });
-      const hit = await counter.hit(signUpCounterKey(ctx.ip), 3600_000);
-      if (hit && hit.count > SIGN_UPS_PER_ADDRESS_PER_HOUR) {
-        throw new RegistryError('TOO_MANY_REQUESTS', 'too many sign-ups from this address; try again later', null, {
-          headers: { 'Retry-After': retryAfterSeconds(hit) },
-        });
-      }
       let body: { username?: unknown; password?: unknown };
       try {
         body = JSON.parse((await readLimited(ctx, MAX_FORM_BYTES, 'sign-up request')).toString('utf8')) as typeof body;
@@ -107,14 +115,8 @@ export function tokenHandlers({ auth, config, counter, guard }: TokenDeps) {
       if (typeof body?.username !== 'string' || typeof body.password !== 'string') {
         throw new RegistryError('UNSUPPORTED', 'expected a JSON body {"username": …, "password": …}', null, { status: 400 });
       }
-      try {
-        await auth.accounts.signUp(body.username, body.password);
-      } catch (err) {
-        if (!(err instanceof AccountError)) throw err;
-        auth.audit.record({ who: body.username.slice(0, 200), action: 'sign-up', allowed: false, reason: err.message, address: ctx.ip });
-        throw new RegistryError('DENIED', err.message, null, { status: /taken/.test(err.message) ? 409 : 400 });
-      }
-      auth.audit.record({ who: body.username, action: 'sign-up', allowed: true, address: ctx.ip });
+      const result = await auth.signUp(body.username, body.password, { address: ctx.ip, via: 'api' });
+      if (!result.ok) throw signUpRefusal(result);
       replyJson(ctx, 201, { username: body.username });
     },
 

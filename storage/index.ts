@@ -25,7 +25,8 @@ export { SearchIndex, architectureLabel, isOfficial, summaryOf, NEWEST_TAGS, MAX
 export { layout, baseName, decodeName } from './layout.ts';
 export { tuneHeapForUploads, dropStartupGarbage } from './young-buffers.ts';
 export { PresenceMarker, serversWithoutSharedState, type ServerPresence } from './presence.ts';
-export { UploadStore, type UploadObserver, uploadRange, rangeError, isValidUploadId, type BlobUpload } from './uploads.ts';
+export { UploadStore, type UploadObserver, isValidUploadId, type BlobUpload, type ChunkBounds, type MountSource } from './uploads.ts';
+export { StorageError, isStorageError, type StorageFault, type FaultKind, type FaultOf, type UploadPosition } from './errors.ts';
 export {
   PathNotFoundError,
   InvalidPathError,
@@ -73,7 +74,7 @@ export function createStorage(
   return {
     driver,
     blobs,
-    uploads: new UploadStore(driver, blobs, coordination.lock, observer),
+    uploads: new UploadStore(driver, blobs, quotas, coordination.lock, observer),
     manifests,
     repositories,
     search,

@@ -1,9 +1,12 @@
 // Where each fact lives in storage, in one place. Names and digests arrive here already validated.
 import type { Digest } from './reference.ts';
 
-const repo = (name: string) => `/repositories/${name}`;
+const REPOSITORIES = '/repositories';
+const repo = (name: string) => `${REPOSITORIES}/${name}`;
 
 export const layout = {
+  /** Every blob's folder, by algorithm and the first two hex digits. */
+  blobsDir: '/blobs',
   blobDir: (d: Digest) => `/blobs/${d.algorithm}/${d.hex.slice(0, 2)}/${d.hex}`,
   blobData: (d: Digest) => `/blobs/${d.algorithm}/${d.hex.slice(0, 2)}/${d.hex}/data`,
   /** Reverse index: which repositories hold a blob (for mounts without `from`, and for GC). */
@@ -13,6 +16,8 @@ export const layout = {
   layerLink: (name: string, d: Digest) => `${repo(name)}/_layers/${d.algorithm}/${d.hex}/link`,
   layerLinkDir: (name: string, d: Digest) => `${repo(name)}/_layers/${d.algorithm}/${d.hex}`,
   layersOf: (name: string) => `${repo(name)}/_layers`,
+  /** Every repository's folder; nested names nest their folders. */
+  repositoriesDir: REPOSITORIES,
   repositoryDir: (name: string) => repo(name),
   revision: (name: string, d: Digest) => `${repo(name)}/_manifests/revisions/${d.algorithm}/${d.hex}/meta`,
   revisionDir: (name: string, d: Digest) => `${repo(name)}/_manifests/revisions/${d.algorithm}/${d.hex}`,
@@ -58,8 +63,25 @@ export const layout = {
   /** Browser sessions, by the sha256 of their cookie. */
   session: (id: string) => `/web/sessions/${id}.json`,
   sessionsDir: '/web/sessions',
+  /** The token signing key (auth/keys.ts). */
+  signingKey: '/auth/signing-key.pem',
+  /** Accounts (auth/accounts.ts): users and organisations by name, personal access tokens by id. */
+  usersDir: '/auth/users',
+  user: (name: string) => `/auth/users/${name}.json`,
+  organisationsDir: '/auth/orgs',
+  organisation: (name: string) => `/auth/orgs/${name}.json`,
+  accessTokensDir: '/auth/tokens',
+  accessToken: (id: string) => `/auth/tokens/${id}.json`,
+  /** Robots of a namespace; `org+name` is kept as org/name.json (storage paths take no `+`). */
+  robotsOf: (namespace: string) => `/auth/robots/${namespace}`,
+  robot: (namespace: string, name: string) => `/auth/robots/${namespace}/${name}.json`,
+  /** Who holds a user or organisation name, by its canonical form (auth/accounts.ts). */
+  nameClaim: (canonical: string) => `/auth/claims/${canonical}.json`,
+  /** Written once every account made before the claims existed has its claim. */
+  nameClaimsComplete: '/auth/claims.complete',
   /** Refresh tokens (auth/accounts.ts), by id. */
   refreshTokensDir: '/auth/refresh',
+  refreshToken: (id: string) => `/auth/refresh/${id}.json`,
   catalogEntry: (name: string) => `/catalog/${encodeName(name)}`,
   /**
    * The visibility index (storage/visibility.ts): an empty file per repository whose settings set a

@@ -1,5 +1,5 @@
 // Parses and checks a pushed manifest against its media type; knows nothing of storage.
-import { RegistryError } from '../server/errors.ts';
+import { StorageError } from './errors.ts';
 import { FOREIGN_LAYER_TYPES, INDEX_TYPES, MANIFEST_TYPES, MediaType } from './media-types.ts';
 import { tryParseDigest, type Digest } from './reference.ts';
 
@@ -24,8 +24,8 @@ export interface ParsedManifest {
   annotations?: Record<string, string>;
 }
 
-function invalid(message: string, detail?: unknown): RegistryError {
-  return new RegistryError('MANIFEST_INVALID', message, detail ?? null);
+function invalid(message: string, detail?: unknown): StorageError {
+  return new StorageError({ kind: 'ManifestInvalid', detail: detail ?? null }, message);
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -46,7 +46,7 @@ function descriptor(value: unknown, where: string): Descriptor {
   if (typeof mediaType !== 'string' || mediaType === '') throw invalid(`${where}.mediaType is missing`);
   if (typeof digest !== 'string') throw invalid(`${where}.digest is missing`);
   const parsed = tryParseDigest(digest);
-  if (!parsed) throw new RegistryError('DIGEST_INVALID', `${where}.digest is not a valid digest`, { digest: digest.slice(0, 200) });
+  if (!parsed) throw new StorageError({ kind: 'DigestInvalid', digest: digest.slice(0, 200) }, `${where}.digest is not a valid digest`);
   if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
     throw invalid(`${where}.size must be a non-negative integer`);
   }

@@ -1,6 +1,6 @@
 // ManifestStore: manifests kept byte-for-byte as pushed, tags, the referrers index and the catalog index.
 import { createHash } from 'node:crypto';
-import { RegistryError } from '../server/errors.ts';
+import { StorageError } from './errors.ts';
 import type { BlobStore } from './blobs.ts';
 import { UNFLUSHED, type StorageDriver } from './driver.ts';
 import { baseName, decodeName, layout } from './layout.ts';
@@ -103,7 +103,7 @@ export class ManifestStore {
 
   /**
    * Stores a manifest (and moves its tag). With `immutableTag`, a tag that already names another
-   * manifest is refused with DENIED instead of moved.
+   * manifest is refused (TagImmutable) instead of moved.
    */
   async put(
     name: string,
@@ -116,10 +116,10 @@ export class ManifestStore {
     const hex = createHash(algorithm).update(bytes).digest('hex');
     const digest: Digest = { algorithm, hex, value: `${algorithm}:${hex}` };
     if (reference.kind === 'digest' && reference.digest.hex !== hex) {
-      throw new RegistryError('DIGEST_INVALID', 'the manifest digest does not match the digest in the URL', {
-        expected: reference.digest.value,
-        actual: digest.value,
-      });
+      throw new StorageError(
+        { kind: 'DigestMismatch', expected: reference.digest.value, actual: digest.value },
+        'the manifest digest does not match the digest in the URL',
+      );
     }
     const manifest = parseManifest(bytes, contentType);
     await this.checkReferences(name, manifest);
@@ -137,11 +137,10 @@ export class ManifestStore {
         this.blobs.putContent(digest, bytes),
       ]);
       if (reference.kind === 'tag' && options.immutableTag && previous !== undefined && previous !== digest.value) {
-        throw new RegistryError('DENIED', `tag ${reference.tag} of ${name} is immutable: it cannot be moved to another manifest`, {
-          name,
-          tag: reference.tag,
-          current: previous,
-        });
+        throw new StorageError(
+          { kind: 'TagImmutable', name, tag: reference.tag, current: previous },
+          `tag ${reference.tag} of ${name} is immutable: it cannot be moved to another manifest`,
+        );
       }
       this.content.set(digest.value, bytes);
       const existed = stored !== undefined;
@@ -221,10 +220,10 @@ export class ManifestStore {
         const size = await this.blobs.sizeIn(name, d.digest);
         if (size === undefined) missing.push(d.digest.value);
         else if (size !== d.size) {
-          throw new RegistryError('MANIFEST_INVALID', `descriptor size ${d.size} does not match the stored blob`, {
-            digest: d.digest.value,
-            size,
-          });
+          throw new StorageError(
+            { kind: 'ManifestInvalid', detail: { digest: d.digest.value, size } },
+            `descriptor size ${d.size} does not match the stored blob`,
+          );
         }
       }),
     );
@@ -237,7 +236,7 @@ export class ManifestStore {
       }),
     );
     if (missing.length > 0) {
-      throw new RegistryError('MANIFEST_BLOB_UNKNOWN', undefined, { digests: missing.sort() });
+      throw new StorageError({ kind: 'ManifestBlobUnknown', digests: missing.sort() }, `the manifest references what the repository does not hold: ${missing.join(', ')}`);
     }
   }
 

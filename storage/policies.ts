@@ -2,7 +2,7 @@
 // tags are immutable, which tags retention keeps, and the namespace's quota. They live in storage (never
 // in one process's memory), so every process and replica, and the berth command, see the same ones.
 import { z } from 'zod';
-import { RegistryError } from '../server/errors.ts';
+import { StorageError } from './errors.ts';
 import type { StorageDriver } from './driver.ts';
 import { baseName, decodeName, layout } from './layout.ts';
 import { isValidName } from './reference.ts';
@@ -69,7 +69,7 @@ export class PolicyStore {
     if (!raw) return undefined;
     const parsed = policySchema.safeParse(JSON.parse(raw.toString()));
     // A policy file nobody can read must not silently lift a quota or an immutability: refuse writes.
-    if (!parsed.success) throw new RegistryError('UNAVAILABLE', `the policy of ${scope} in storage is invalid`);
+    if (!parsed.success) throw new StorageError({ kind: 'PolicyUnreadable', scope }, `the policy of ${scope} in storage is invalid`);
     return parsed.data;
   }
 

@@ -4,7 +4,7 @@
 // and the link happen under the namespace's quota lock, so concurrent pushes cannot all pass one check
 // and together exceed the quota. A check reads the usage that links maintain (storage/usage.ts), so its
 // cost does not grow with what the namespace holds.
-import { RegistryError } from '../server/errors.ts';
+import { isStorageError, StorageError } from './errors.ts';
 import type { Lock } from './lock.ts';
 import { namespaceOf, type PolicyStore } from './policies.ts';
 import type { Digest } from './reference.ts';
@@ -37,7 +37,7 @@ export class Quotas {
   }
 
   /**
-   * Refuses with DENIED when `incoming` more bytes would take the repository's namespace past its quota.
+   * Refuses (QuotaExceeded) when `incoming` more bytes would take the repository's namespace past its quota.
    * A blob the namespace already holds adds nothing.
    */
   async check(name: string, incoming: number, digest?: Digest): Promise<void> {
@@ -47,12 +47,10 @@ export class Quotas {
     const usage = await this.records.maintained(namespace);
     if (usage.bytes + incoming <= limit) return;
     if (digest && (await this.records.holds(namespace, digest))) return;
-    throw new RegistryError('DENIED', `the quota of namespace ${namespace} would be exceeded`, {
-      namespace,
-      usageBytes: usage.bytes,
-      limitBytes: limit,
-      requestedBytes: incoming,
-    });
+    throw new StorageError(
+      { kind: 'QuotaExceeded', namespace, usageBytes: usage.bytes, limitBytes: limit, requestedBytes: incoming },
+      `the quota of namespace ${namespace} would be exceeded`,
+    );
   }
 
   /**
@@ -81,7 +79,7 @@ export class Quotas {
     } catch (err) {
       // A policy nobody can read must neither drop a record nor fail the collection that just ran (checks
       // refuse meanwhile): the next run tries again.
-      if (err instanceof RegistryError) return [];
+      if (isStorageError(err, 'PolicyUnreadable')) return [];
       throw err;
     }
     const withQuota = new Set(policies.filter((p) => p.policy.quotaBytes !== undefined).map((p) => p.scope));

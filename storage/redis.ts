@@ -1,9 +1,9 @@
 // Shared state for several Berth processes or replicas, in Redis (ioredis): locks per upload session and
 // per tag, and the generation counters that keep every process's caches honest. When Redis is away,
-// reads go to storage (nothing cached is trusted) and writes that need a lock answer 503 with Retry-After.
+// reads go to storage (nothing cached is trusted) and writes that need a lock fail whole (Unavailable).
 import { randomBytes } from 'node:crypto';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
-import { RegistryError } from '../server/errors.ts';
+import { StorageError } from './errors.ts';
 import type { Coordination, Generations, RateCount, RateCounter } from './coordination.ts';
 import type { Lock } from './lock.ts';
 
@@ -48,10 +48,11 @@ export function connectRedis(config: RedisConfig): Client {
   return new Redis(config.url ?? 'redis://127.0.0.1:6379', common);
 }
 
-function unavailable(err: unknown): RegistryError {
-  return new RegistryError('UNAVAILABLE', 'shared state (Redis) is unavailable; try again shortly', {
-    reason: (err as Error)?.message ?? String(err),
-  }, { headers: { 'Retry-After': '5' } });
+function unavailable(err: unknown): StorageError {
+  return new StorageError(
+    { kind: 'Unavailable', reason: (err as Error)?.message ?? String(err) },
+    'shared state (Redis) is unavailable; try again shortly',
+  );
 }
 
 // A missing counter (a new Redis, or one restarted empty) starts at a random value, so that a process
@@ -123,7 +124,7 @@ export class RedisLock implements Lock {
       }
       if (acquired === 'OK') break;
       if (Date.now() > deadline) {
-        throw new RegistryError('UNAVAILABLE', 'the resource is busy; try again shortly', { key }, { headers: { 'Retry-After': '5' } });
+        throw new StorageError({ kind: 'Busy', key }, 'the resource is busy; try again shortly');
       }
       await new Promise((r) => setTimeout(r, delay));
     }

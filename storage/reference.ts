@@ -1,6 +1,6 @@
 // Parsers for the spec's identifiers: repository names, tags, digests. Every value that reaches a storage
 // path has passed through one of these, so a path can never be steered outside its place.
-import { RegistryError } from '../server/errors.ts';
+import { StorageError } from './errors.ts';
 
 // distribution-spec: [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*
 const NAME_COMPONENT = '[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*';
@@ -24,7 +24,7 @@ export function isValidName(name: string): boolean {
 
 export function parseName(name: string): string {
   if (!isValidName(name)) {
-    throw new RegistryError('NAME_INVALID', 'invalid repository name', { name: name.slice(0, 300) });
+    throw new StorageError({ kind: 'NameInvalid', name: name.slice(0, 300) }, 'invalid repository name');
   }
   return name;
 }
@@ -46,9 +46,10 @@ export function tryParseDigest(value: string): Digest | undefined {
 export function parseDigest(value: string): Digest {
   const digest = tryParseDigest(value);
   if (!digest) {
-    throw new RegistryError('DIGEST_INVALID', 'invalid digest: only sha256 and sha512 in lowercase hex are accepted', {
-      digest: value.slice(0, 200),
-    });
+    throw new StorageError(
+      { kind: 'DigestInvalid', digest: value.slice(0, 200) },
+      'invalid digest: only sha256 and sha512 in lowercase hex are accepted',
+    );
   }
   return digest;
 }

@@ -1,15 +1,20 @@
 // BlobUpload sessions: state lives in storage (the session folder and its data file), so a session
 // survives a restart and can be continued by another process. The running sha256 is kept in memory as a
 // cache; a process that does not have it rebuilds it by reading back what is stored.
+// The push rules live here, so that every caller (the /v2 routes, a mirror, replication, the CLI) follows
+// them by construction: a chunk, a whole blob and a mount are checked against the namespace's quota before
+// bytes are stored, and a blob is admitted (quota checked again, then linked under the blob's lock, so a
+// garbage collection cannot take it in between) only through `complete`, `monolithic` or `mount`.
 import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { RegistryError } from '../server/errors.ts';
 import type { BlobStore } from './blobs.ts';
 import { UNFLUSHED, type StorageDriver } from './driver.ts';
+import { StorageError } from './errors.ts';
 import { RunningDigest } from './hasher.ts';
 import { layout } from './layout.ts';
 import { LocalLock, type Lock } from './lock.ts';
 import { bodyBytesArrived } from './young-buffers.ts';
+import type { Quotas } from './quotas.ts';
 import { isValidName, type Algorithm, type Digest } from './reference.ts';
 
 export interface BlobUpload {
@@ -46,12 +51,29 @@ export interface UploadObserver {
   bytesReceived(n: number): void;
 }
 
+/** Where a chunk begins (when the client said) and how long it is (when known). */
+export interface ChunkBounds {
+  start?: number;
+  length?: number;
+}
+
+/**
+ * Where a mount may take a blob from: `from`, the repository the client named, if any (else any
+ * repository holding the blob), and whether the caller may read a repository (an access decision made
+ * above storage).
+ */
+export interface MountSource {
+  from?: string;
+  mayRead(name: string): Promise<boolean>;
+}
+
 export class UploadStore {
   private readonly hashes = new Map<string, HashState>();
 
   constructor(
     private readonly driver: StorageDriver,
     private readonly blobs: BlobStore,
+    private readonly quotas: Quotas,
     private readonly lock: Lock = new LocalLock(),
     private readonly observer?: UploadObserver,
   ) {}
@@ -103,23 +125,40 @@ export class UploadStore {
   async require(name: string, id: string, owner: string | undefined): Promise<BlobUpload> {
     const found = await this.get(name, id);
     const upload = found && (found.owner === undefined || found.owner === owner) ? found : undefined;
-    if (!upload) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', undefined, { id: id.slice(0, 100) });
+    if (!upload) throw new StorageError({ kind: 'UploadUnknown', id: id.slice(0, 100) }, 'no such upload session');
     return upload;
   }
 
   /**
    * Appends one chunk. `start`, when the client said where the chunk begins, must equal the current
-   * offset; `length`, when known, must equal the bytes that arrive.
+   * offset; `length`, when known, must equal the bytes that arrive, and a chunk whose length would take
+   * the namespace past its quota is refused before its bytes are read.
    */
-  append(upload: BlobUpload, source: Readable, options: { start?: number; length?: number } = {}): Promise<BlobUpload> {
-    return this.lock.run(this.key(upload), () => this.appendLocked(upload, source, options));
+  async append(upload: BlobUpload, source: Readable, chunk: ChunkBounds = {}): Promise<BlobUpload> {
+    if (chunk.length !== undefined) await this.quotas.check(upload.name, upload.offset + chunk.length);
+    return this.appendChecked(upload, source, chunk);
   }
 
-  private async appendLocked(
-    upload: BlobUpload,
-    source: Readable,
-    { start, length }: { start?: number; length?: number },
-  ): Promise<BlobUpload> {
+  private appendChecked(upload: BlobUpload, source: Readable, chunk: ChunkBounds): Promise<BlobUpload> {
+    return this.lock.run(this.key(upload), () => this.appendLocked(upload, source, chunk));
+  }
+
+  /**
+   * A whole blob in one request (the monolithic upload): checked against the quota from its announced
+   * length, stored in a session of its own and completed; the session does not outlive a failure.
+   */
+  async monolithic(name: string, source: Readable, digest: Digest, options: { length?: number; owner?: string } = {}): Promise<{ size: number }> {
+    await this.quotas.check(name, options.length ?? 0, digest);
+    const upload = await this.create(name, options.owner);
+    try {
+      return await this.complete(await this.appendChecked(upload, source, { length: options.length }), digest);
+    } catch (err) {
+      await this.cancel(upload).catch(() => {});
+      throw err;
+    }
+  }
+
+  private async appendLocked(upload: BlobUpload, source: Readable, { start, length }: ChunkBounds): Promise<BlobUpload> {
     const key = this.key(upload);
     const dataPath = layout.uploadData(upload.name, upload.id);
     const writer = await this.driver.writer(dataPath, true);
@@ -140,13 +179,13 @@ export class UploadStore {
           received += chunk.length;
           bodyBytesArrived(chunk.length);
           if (length !== undefined && received > length) {
-            throw new RegistryError('SIZE_INVALID', `chunk is longer than the ${length} bytes announced`);
+            throw new StorageError({ kind: 'SizeInvalid', announced: length, received }, `chunk is longer than the ${length} bytes announced`);
           }
           if (state) await state.digest.update(chunk);
           yield chunk;
         }
         if (length !== undefined && received !== length) {
-          throw new RegistryError('SIZE_INVALID', `chunk has ${received} bytes, ${length} were announced`);
+          throw new StorageError({ kind: 'SizeInvalid', announced: length, received }, `chunk has ${received} bytes, ${length} were announced`);
         }
       }
       try {
@@ -170,10 +209,56 @@ export class UploadStore {
   }
 
   /**
-   * Finishes the upload: checks the digest of everything received, makes it durable and moves it into
+   * Finishes the upload. Its exact size is known now: it is checked once more against the quota, and the
+   * blob linked before another admission into the namespace is checked. A session refused before it is
+   * admitted (by the quota, or with the quota's lock out of reach) is cancelled: its bytes would not fit.
+   * Then as `completeAdmitted`.
+   */
+  async complete(upload: BlobUpload, digest: Digest): Promise<{ size: number }> {
+    let admitted = false;
+    try {
+      return await this.quotas.admit(upload.name, upload.offset, digest, () => {
+        admitted = true;
+        return this.completeAdmitted(upload, digest);
+      });
+    } catch (err) {
+      if (!admitted) await this.cancel(upload);
+      throw err;
+    }
+  }
+
+  /**
+   * Links a blob that `source` holds into `name` without its bytes being sent again (a cross-repository
+   * mount): true when it is linked, false when no readable source holds it (the caller then opens a
+   * session instead). A source the caller may not read counts as one without the blob, so nothing tells
+   * a private repository from a missing one.
+   */
+  async mount(name: string, digest: Digest, source: MountSource): Promise<boolean> {
+    const { from } = source;
+    const sizeAtSource = () => (from !== undefined ? this.blobs.sizeIn(from, digest) : this.blobs.size(digest));
+    const readable = from !== undefined ? isValidName(from) && (await source.mayRead(from)) : await this.anyReadable(digest, source);
+    const size = readable ? await sizeAtSource() : undefined;
+    if (size === undefined) return false;
+    return this.quotas.admit(name, size, digest, () =>
+      // Checked again and linked under the blob's lock, so a garbage collection cannot delete it in between.
+      this.blobs.guarded(digest, async () => {
+        if ((await sizeAtSource()) === undefined) return false;
+        await this.blobs.link(name, digest);
+        return true;
+      }),
+    );
+  }
+
+  private async anyReadable(digest: Digest, source: MountSource): Promise<boolean> {
+    for (const holder of await this.blobs.holders(digest)) if (await source.mayRead(holder)) return true;
+    return false;
+  }
+
+  /**
+   * The admitted upload: checks the digest of everything received, makes it durable and moves it into
    * the blob store in one step, links it to the repository and removes the session.
    */
-  complete(upload: BlobUpload, digest: Digest): Promise<{ size: number }> {
+  private completeAdmitted(upload: BlobUpload, digest: Digest): Promise<{ size: number }> {
     return this.lock.run(this.key(upload), async () => {
       const key = this.key(upload);
       const dataPath = layout.uploadData(upload.name, upload.id);
@@ -278,25 +363,15 @@ export class UploadStore {
 
 function verify(expected: Digest, actualHex: string): void {
   if (actualHex !== expected.hex) {
-    throw new RegistryError('DIGEST_INVALID', 'provided digest did not match uploaded content', {
-      expected: expected.value,
-      actual: `${expected.algorithm}:${actualHex}`,
-    });
+    throw new StorageError(
+      { kind: 'DigestMismatch', expected: expected.value, actual: `${expected.algorithm}:${actualHex}` },
+      'provided digest did not match uploaded content',
+    );
   }
 }
 
-export function uploadRange(offset: number): string {
-  // Inclusive range of what is stored, as Distribution writes it ("0-0" for an empty upload).
-  return `0-${offset > 0 ? offset - 1 : 0}`;
-}
-
-export function rangeError(upload: BlobUpload, detail: string): RegistryError {
-  return new RegistryError('BLOB_UPLOAD_INVALID', 'requested range not satisfiable', detail, {
-    status: 416,
-    headers: {
-      Range: uploadRange(upload.offset),
-      Location: `/v2/${upload.name}/blobs/uploads/${upload.id}`,
-      'Docker-Upload-UUID': upload.id,
-    },
-  });
+/** A chunk that does not continue the session where it stands (`reason` says how). */
+function rangeError(upload: BlobUpload, reason: string): StorageError {
+  const { id, name, offset } = upload;
+  return new StorageError({ kind: 'RangeInvalid', upload: { id, name, offset }, reason }, `requested range not satisfiable: ${reason}`);
 }

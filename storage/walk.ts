@@ -22,7 +22,7 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (it
 }
 
 /** The names of the repositories under a storage folder (default: all), found by their `_` folders. */
-export async function repositoryNames(driver: StorageDriver, under = '/repositories'): Promise<string[]> {
+export async function repositoryNames(driver: StorageDriver, under = layout.repositoriesDir): Promise<string[]> {
   const names: string[] = [];
   const visit = async (dir: string, name: string): Promise<void> => {
     const children = await driver.list(dir);
@@ -31,7 +31,7 @@ export async function repositoryNames(driver: StorageDriver, under = '/repositor
     const nested = children.filter((child) => !baseName(child).startsWith('_'));
     await mapLimit(nested, WALK_CONCURRENCY, (child) => visit(child, name ? `${name}/${baseName(child)}` : baseName(child)));
   };
-  const prefix = under === '/repositories' ? '' : under.slice('/repositories/'.length);
+  const prefix = under === layout.repositoriesDir ? '' : under.slice(`${layout.repositoriesDir}/`.length);
   await visit(under, prefix);
   return names.sort();
 }
@@ -39,7 +39,7 @@ export async function repositoryNames(driver: StorageDriver, under = '/repositor
 /** Every blob stored under /blobs/<alg>/<xx>/<hex>. */
 export async function storedBlobs(driver: StorageDriver): Promise<Digest[]> {
   const digests: Digest[] = [];
-  for (const algorithm of await driver.list('/blobs')) {
+  for (const algorithm of await driver.list(layout.blobsDir)) {
     const shards = await mapLimit(await driver.list(algorithm), WALK_CONCURRENCY, (shard) => driver.list(shard));
     for (const dir of shards.flat()) {
       const digest = tryParseDigest(`${baseName(algorithm)}:${baseName(dir)}`);

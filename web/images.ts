@@ -39,16 +39,17 @@ export async function storeLogo(driver: StorageDriver, upload: Buffer): Promise<
   const sharp = await loadSharp();
   if (upload.length === 0) throw new LogoError('no file was uploaded');
   if (upload.length > MAX_LOGO_BYTES) throw new LogoError(`the logo is larger than ${MAX_LOGO_BYTES / 1024 / 1024} MiB`);
-  let format: string | undefined;
+  let meta: { format?: string; width?: number; height?: number };
   try {
-    const meta = await sharp(upload, { limitInputPixels: MAX_LOGO_PIXELS }).metadata();
-    format = meta.format;
-    if ((meta.width ?? 0) * (meta.height ?? 0) > MAX_LOGO_PIXELS) throw new LogoError('too many pixels');
-  } catch (err) {
-    if (err instanceof LogoError || /pixel limit/i.test((err as Error).message)) {
-      throw new LogoError(`the image has more than ${MAX_LOGO_PIXELS / 1_000_000} million pixels; upload a smaller logo`);
-    }
+    // The header only (no pixel is decoded), without sharp's own pixel limit: the count is judged below,
+    // so that a bomb is told from a file that is not an image by what it is, not by an error's wording.
+    meta = await sharp(upload, { limitInputPixels: false }).metadata();
+  } catch {
     throw new LogoError('the file is not an image: upload a PNG, JPEG or WebP logo');
+  }
+  const { format } = meta;
+  if ((meta.width ?? 0) * (meta.height ?? 0) > MAX_LOGO_PIXELS) {
+    throw new LogoError(`the image has more than ${MAX_LOGO_PIXELS / 1_000_000} million pixels; upload a smaller logo`);
   }
   if (!format || !FORMATS.includes(format)) throw new LogoError(`a ${format} image is not accepted: upload a PNG, JPEG or WebP logo`);
   const hex = createHash('sha256').update(upload).digest('hex');

@@ -2,7 +2,7 @@
 import type Router from '@koa/router';
 import type { Context } from 'koa';
 import type { Authenticated, AuthService } from '../auth/index.ts';
-import type { RateCounter, Storage } from '../storage/index.ts';
+import type { Storage } from '../storage/index.ts';
 import { adminRoutes, type GcSchedule } from './admin.ts';
 import { apiRoutes } from './api.ts';
 import type { ReadBody } from './forms.ts';
@@ -23,7 +23,6 @@ export interface WebDeps {
   storage: Storage;
   /** Undefined in open mode: everyone sees everything, and nobody signs in. */
   auth?: AuthService;
-  counter: RateCounter;
   /** Present whenever auth is. */
   login?: Login;
   /** Reads a request body up to a limit (413 above it). */

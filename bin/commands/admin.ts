@@ -30,7 +30,7 @@ async function withAuth(fn: (auth: AuthService) => Promise<void>): Promise<void>
 }
 
 async function password(options: { passwordStdin?: boolean }): Promise<string> {
-  if (!options.passwordStdin) throw new AccountError('give the password on standard input with --password-stdin');
+  if (!options.passwordStdin) throw new AccountError('invalid', 'give the password on standard input with --password-stdin');
   return readStdin();
 }
 
@@ -119,7 +119,7 @@ export function registerAdminCommands(program: Command): void {
     .option('--remove', 'remove the member')
     .action((orgName: string, userName: string, options: { role?: Role; remove?: boolean }) =>
       withAuth(async (auth) => {
-        if (!options.role && !options.remove) throw new AccountError('give --role read|write|admin or --remove');
+        if (!options.role && !options.remove) throw new AccountError('invalid', 'give --role read|write|admin or --remove');
         await auth.accounts.setMember(orgName, userName, options.remove ? undefined : options.role);
         audit(auth, `org member ${orgName} ${userName}`, { granted: options.remove ? [] : [options.role!] });
         process.stdout.write(options.remove ? `${userName} removed from ${orgName}\n` : `${userName} is ${options.role} in ${orgName}\n`);
@@ -131,7 +131,7 @@ export function registerAdminCommands(program: Command): void {
     .action((orgName: string) =>
       withAuth(async (auth) => {
         const found = await auth.accounts.organisation(orgName);
-        if (!found) throw new AccountError(`no organisation ${orgName}`);
+        if (!found) throw new AccountError('unknown', `no organisation ${orgName}`);
         for (const [member, role] of Object.entries(found.members)) process.stdout.write(`${member} ${role}\n`);
       }),
     );
@@ -154,13 +154,13 @@ export function registerAdminCommands(program: Command): void {
           process.stdout.write(`id: ${created.id}\nuser: ${options.user}\ntoken: ${secret}\n`);
         } else if (options.robot && !options.user) {
           const plus = options.robot.indexOf('+');
-          if (plus < 0) throw new AccountError('--robot takes <org>+<name>');
+          if (plus < 0) throw new AccountError('invalid', '--robot takes <org>+<name>');
           const namespace = options.robot.slice(0, plus);
           const { robot, secret } = await auth.accounts.createRobot(namespace, options.robot.slice(plus + 1), scopes(options.scope, `repository:${namespace}/*:pull`), expiresAt);
           audit(auth, `robot create ${robot.name}`);
           process.stdout.write(`user: ${robot.name}\ntoken: ${secret}\n`);
         } else {
-          throw new AccountError('give either --user or --robot');
+          throw new AccountError('invalid', 'give either --user or --robot');
         }
       }),
     );
@@ -192,8 +192,8 @@ export function registerAdminCommands(program: Command): void {
     .description('make a repository public or private')
     .action((name: string, visibility: string) =>
       withAuth(async (auth) => {
-        if (!isValidName(name)) throw new AccountError(`${JSON.stringify(name)} is not a valid repository name`);
-        if (visibility !== 'public' && visibility !== 'private') throw new AccountError('visibility is public or private');
+        if (!isValidName(name)) throw new AccountError('invalid', `${JSON.stringify(name)} is not a valid repository name`);
+        if (visibility !== 'public' && visibility !== 'private') throw new AccountError('invalid', 'visibility is public or private');
         await auth.setVisibility(name, visibility);
         audit(auth, `repo visibility ${visibility}`, { repository: name });
         process.stdout.write(`${name} is ${visibility}\n`);

@@ -1,17 +1,17 @@
 // Small reply helpers that keep Koa from adding its own body or length where the spec wants neither.
 import type { Context } from 'koa';
 import type { Readable, Writable } from 'node:stream';
-import { RegistryError } from '../errors.ts';
+import { publicLocation, RegistryError } from '../errors.ts';
 import type { Config } from '../config.ts';
 import type { Storage } from '../../storage/index.ts';
-import type { Metrics } from '../metrics.ts';
 import type { AuthGate } from '../auth-gate.ts';
+import type { UploadAdmission } from '../admission.ts';
 
 export interface DistributionDeps {
   config: Config;
   storage: Storage;
-  metrics: Metrics;
   gate: AuthGate;
+  admission: UploadAdmission;
 }
 
 export interface RouteParams {
@@ -144,5 +144,5 @@ export function queryString(ctx: Context, key: string): string | undefined {
 }
 
 export function location(deps: DistributionDeps, path: string): string {
-  return deps.config.publicUrl ? new URL(path, deps.config.publicUrl).toString() : path;
+  return publicLocation(deps.config.publicUrl, path);
 }

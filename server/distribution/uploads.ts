@@ -1,29 +1,16 @@
 // POST /v2/<name>/blobs/uploads/ and PATCH / PUT / GET / DELETE /v2/<name>/blobs/uploads/<id>
 import type { Context } from 'koa';
-import { RegistryError } from '../errors.ts';
-import {
-  isValidName,
-  parseDigest,
-  rangeError,
-  tryParseDigest,
-  uploadRange,
-  type BlobUpload,
-  type Digest,
-} from '../../storage/index.ts';
+import { rangeNotSatisfiable, RegistryError, uploadSessionHeaders } from '../errors.ts';
+import { parseDigest, tryParseDigest, type BlobUpload, type ChunkBounds, type Digest } from '../../storage/index.ts';
 import { declaredLength, hasBody, location, queryString, replyEmpty, type DistributionDeps, type Handler } from './http.ts';
 
 const CONTENT_RANGE_RE = /^(?:bytes[ =])?(\d+)-(\d+)(?:\/(?:\d+|\*))?$/;
 
 export function uploadHandlers(deps: DistributionDeps): { collection: Record<string, Handler>; session: Record<string, Handler> } {
-  const { uploads, blobs, quotas } = deps.storage;
+  const { uploads } = deps.storage;
 
   function sessionHeaders(upload: BlobUpload): Record<string, string> {
-    return {
-      Location: location(deps, `/v2/${upload.name}/blobs/uploads/${upload.id}`),
-      Range: uploadRange(upload.offset),
-      'Docker-Upload-UUID': upload.id,
-      'Blob-Upload-Session-ID': upload.id,
-    };
+    return { ...uploadSessionHeaders(upload, deps.config.publicUrl), 'Blob-Upload-Session-ID': upload.id };
   }
 
   function created(ctx: Context, name: string, digest: Digest): void {
@@ -33,84 +20,35 @@ export function uploadHandlers(deps: DistributionDeps): { collection: Record<str
     });
   }
 
-  /** The upload slot is held while bytes stream in; past the limit a client is told to come back. */
-  async function streaming<T>(fn: () => Promise<T>): Promise<T> {
-    const limit = deps.config.maxConcurrentUploads;
-    if (limit > 0 && deps.metrics.uploadsInFlight() >= limit) {
-      throw new RegistryError('TOO_MANY_REQUESTS', `at most ${limit} uploads are streamed at once`, null, {
-        headers: { 'Retry-After': '1' },
-      });
-    }
-    return deps.metrics.trackUpload(fn);
-  }
-
   /** Content-Range of a chunk, when the client gave one: the chunk's start and its length. */
-  function chunkRange(ctx: Context, upload: BlobUpload): { start?: number; length?: number } {
+  function chunkRange(ctx: Context, upload: BlobUpload): ChunkBounds {
+    const rangeError = (reason: string) => rangeNotSatisfiable(upload, reason, deps.config.publicUrl);
     const length = declaredLength(ctx);
     const header = ctx.get('Content-Range');
     if (!header) return { length };
     const match = CONTENT_RANGE_RE.exec(header.trim());
-    if (!match) throw rangeError(upload, `Content-Range ${JSON.stringify(header.slice(0, 100))} is not <start>-<end>`);
+    if (!match) throw rangeError(`Content-Range ${JSON.stringify(header.slice(0, 100))} is not <start>-<end>`);
     const start = Number(match[1]);
     const end = Number(match[2]);
-    if (end < start) throw rangeError(upload, 'Content-Range ends before it starts');
+    if (end < start) throw rangeError('Content-Range ends before it starts');
     if (length !== undefined && length !== end - start + 1) {
-      throw rangeError(upload, `Content-Range covers ${end - start + 1} bytes but Content-Length is ${length}`);
+      throw rangeError(`Content-Range covers ${end - start + 1} bytes but Content-Length is ${length}`);
     }
     return { start, length: end - start + 1 };
   }
 
-  async function anyPullable(ctx: Context, names: string[]): Promise<boolean> {
-    for (const holder of names) if (await deps.gate.mayPull(ctx, holder)) return true;
-    return false;
-  }
-
-  /** The size of the blob a mount asks for, when it is there and the caller may pull it from there. */
-  async function mountable(ctx: Context, digest: Digest, from: string | undefined): Promise<number | undefined> {
-    if (from !== undefined) {
-      if (!isValidName(from) || !(await deps.gate.mayPull(ctx, from))) return undefined;
-      return blobs.sizeIn(from, digest);
-    }
-    return (await anyPullable(ctx, await blobs.holders(digest))) ? blobs.size(digest) : undefined;
-  }
-
-  async function tryMount(name: string, ctx: Context): Promise<Digest | undefined> {
+  /** The digest a mount linked, when the query asks for one (`mount`, `from`) that a repository the caller may pull holds. */
+  async function tryMount(ctx: Context, name: string): Promise<Digest | undefined> {
     const digest = tryParseDigest(queryString(ctx, 'mount') ?? '');
     if (!digest) return undefined;
-    const from = queryString(ctx, 'from');
-    // A source the caller may not pull is treated as one without the blob: a session opens instead, and
-    // nothing tells a private repository from a missing one.
-    const size = await mountable(ctx, digest, from);
-    if (size === undefined) return undefined;
-    return quotas.admit(name, size, digest, () =>
-      // Checked again and linked under the blob's lock, so a garbage collection cannot delete it in between.
-      blobs.guarded(digest, async () => {
-        if ((await (from !== undefined ? blobs.sizeIn(from, digest) : blobs.size(digest))) === undefined) return undefined;
-        await blobs.link(name, digest);
-        return digest;
-      }),
-    );
+    const mayRead = (source: string) => deps.gate.mayPull(ctx, source);
+    return (await uploads.mount(name, digest, { from: queryString(ctx, 'from'), mayRead })) ? digest : undefined;
   }
 
-  /** The exact size is known now: checked once more against the quota, and linked before another admission is checked. */
-  async function completeWithinQuota(upload: BlobUpload, digest: Digest): Promise<void> {
-    let admitted = false;
-    try {
-      await quotas.admit(upload.name, upload.offset, digest, () => {
-        admitted = true;
-        return uploads.complete(upload, digest);
-      });
-    } catch (err) {
-      if (!admitted) await uploads.cancel(upload);
-      throw err;
-    }
-  }
-
-  /** A chunk whose Content-Length would pass the quota is refused before its bytes are read. */
-  async function appendWithinQuota(ctx: Context, upload: BlobUpload): Promise<BlobUpload> {
-    const { start, length } = chunkRange(ctx, upload);
-    if (length !== undefined) await quotas.check(upload.name, upload.offset + length);
-    return streaming(() => uploads.append(upload, ctx.req, { start, length }));
+  /** The upload slot is held while the chunk streams in (see UploadAdmission). */
+  function appendChunk(ctx: Context, upload: BlobUpload): Promise<BlobUpload> {
+    const chunk = chunkRange(ctx, upload);
+    return deps.admission.run(() => uploads.append(upload, ctx.req, chunk));
   }
 
   /** The session named by the URL, if the caller opened it (see UploadStore.require). */
@@ -118,23 +56,15 @@ export function uploadHandlers(deps: DistributionDeps): { collection: Record<str
 
   const collection: Record<string, Handler> = {
     async POST(ctx, { name }) {
-      const mounted = await tryMount(name, ctx);
+      const mounted = await tryMount(ctx, name);
       if (mounted) return created(ctx, name, mounted);
 
       const digestParam = queryString(ctx, 'digest');
       if (digestParam !== undefined) {
         // Monolithic upload: the whole blob in the POST body.
         const digest = parseDigest(digestParam);
-        const length = declaredLength(ctx);
-        await quotas.check(name, length ?? 0, digest);
-        const upload = await uploads.create(name, deps.gate.owner(ctx));
-        try {
-          const received = await streaming(() => uploads.append(upload, ctx.req, { length }));
-          await completeWithinQuota(received, digest);
-        } catch (err) {
-          await uploads.cancel(upload).catch(() => {});
-          throw err;
-        }
+        const options = { length: declaredLength(ctx), owner: deps.gate.owner(ctx) };
+        await deps.admission.run(() => uploads.monolithic(name, ctx.req, digest, options));
         return created(ctx, name, digest);
       }
 
@@ -152,7 +82,7 @@ export function uploadHandlers(deps: DistributionDeps): { collection: Record<str
     },
 
     async PATCH(ctx, { name, ref }) {
-      const upload = await appendWithinQuota(ctx, await ownSession(ctx, name, ref));
+      const upload = await appendChunk(ctx, await ownSession(ctx, name, ref));
       replyEmpty(ctx, 202, sessionHeaders(upload));
     },
 
@@ -161,8 +91,8 @@ export function uploadHandlers(deps: DistributionDeps): { collection: Record<str
       if (digestParam === undefined) throw new RegistryError('DIGEST_INVALID', 'the digest query parameter is required');
       const digest = parseDigest(digestParam);
       let upload = await ownSession(ctx, name, ref);
-      if (hasBody(ctx)) upload = await appendWithinQuota(ctx, upload);
-      await completeWithinQuota(upload, digest);
+      if (hasBody(ctx)) upload = await appendChunk(ctx, upload);
+      await uploads.complete(upload, digest);
       created(ctx, name, digest);
     },
 

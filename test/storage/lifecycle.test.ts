@@ -10,6 +10,7 @@ import {
   applyRetention,
   createStorage,
   FilesystemDriver,
+  isStorageError,
   localCoordination,
   parseDigest,
   PolicyError,
@@ -234,7 +235,7 @@ function describeLifecycle(driverName: string, make: () => Promise<DriverUnderTe
               try {
                 return await pushImage(pusher, raceRepo(i), `t${i}`, layers, {}, true);
               } catch (err) {
-                if (attempt >= 5 || (err as { code?: string }).code !== 'MANIFEST_BLOB_UNKNOWN') throw err;
+                if (attempt >= 5 || !isStorageError(err, 'ManifestBlobUnknown')) throw err;
               }
             }
           }),

@@ -11,6 +11,7 @@ import { Readable } from 'node:stream';
 import {
   createStorage,
   FilesystemDriver,
+  isStorageError,
   localCoordination,
   parseDigest,
   type Digest,
@@ -40,34 +41,25 @@ function prng(seed: number): { int(n: number): number; pick<T>(items: readonly T
   return { int, pick: (items) => items[int(items.length)]! };
 }
 
-const isDenied = (err: unknown) => (err as { code?: string }).code === 'DENIED';
+const isDenied = (err: unknown) => isStorageError(err, 'QuotaExceeded');
 
-/** An upload admitted the way the server admits it (server/distribution/uploads.ts): false when refused. */
+/** An upload completed through storage's push rules (UploadStore.complete): false when the quota refused it. */
 async function push(storage: Storage, name: string, content: Buffer): Promise<boolean> {
   const digest = digestOf(content);
   const upload = await storage.uploads.append(await storage.uploads.create(name), Readable.from([content]));
   try {
-    await storage.quotas.admit(name, upload.offset, digest, () => storage.uploads.complete(upload, digest));
+    await storage.uploads.complete(upload, digest);
     return true;
   } catch (err) {
-    await storage.uploads.cancel(upload);
     if (isDenied(err)) return false;
     throw err;
   }
 }
 
-/** A mount from `from`, admitted as the server admits it: false when refused or not there. */
+/** A mount from `from` through storage's push rules (UploadStore.mount): false when refused or not there. */
 async function mount(storage: Storage, name: string, from: string, digest: Digest): Promise<boolean> {
-  const size = await storage.blobs.sizeIn(from, digest);
-  if (size === undefined) return false;
   try {
-    return await storage.quotas.admit(name, size, digest, () =>
-      storage.blobs.guarded(digest, async () => {
-        if ((await storage.blobs.sizeIn(from, digest)) === undefined) return false;
-        await storage.blobs.link(name, digest);
-        return true;
-      }),
-    );
+    return await storage.uploads.mount(name, digest, { from, mayRead: async () => true });
   } catch (err) {
     if (isDenied(err)) return false;
     throw err;

@@ -1,6 +1,5 @@
 // Sign in, sign up and sign out: forms that work without JavaScript and carry the CSRF token.
 import type Router from '@koa/router';
-import { AccountError, SIGN_UPS_PER_ADDRESS_PER_HOUR, signUpCounterKey } from '../../auth/index.ts';
 import { retryAfterSeconds } from '../../storage/index.ts';
 import { html, type Html } from '../html.ts';
 import type { Viewer } from '../session.ts';
@@ -59,18 +58,13 @@ export function accountPages(router: Router, kit: PageKit): void {
     const posted = await kit.postedForm(ctx);
     if (!posted) return;
     const username = (posted.form.fields.get('username') ?? '').trim();
-    const hit = await kit.deps.counter.hit(signUpCounterKey(ctx.ip), 3600_000);
-    if (hit && hit.count > SIGN_UPS_PER_ADDRESS_PER_HOUR) {
-      ctx.set('Retry-After', retryAfterSeconds(hit));
+    const result = await auth.signUp(username, posted.form.fields.get('password') ?? '', { address: ctx.ip, via: 'web' });
+    if (!result.ok && result.refused === 'closed') return kit.notFound(ctx);
+    if (!result.ok && result.refused === 'too-many') {
+      ctx.set('Retry-After', retryAfterSeconds(result.window));
       return kit.reply(ctx, 429, 'Sign up', signInForm(posted.viewer, '/signup', 'Too many sign-ups from this address; try again later.', username));
     }
-    try {
-      await auth.accounts.signUp(username, posted.form.fields.get('password') ?? '');
-    } catch (err) {
-      if (!(err instanceof AccountError)) throw err;
-      return kit.reply(ctx, 400, 'Sign up', signInForm(posted.viewer, '/signup', err.message, username));
-    }
-    auth.audit.record({ who: username, action: 'web-signup', allowed: true, address: ctx.ip });
+    if (!result.ok) return kit.reply(ctx, 400, 'Sign up', signInForm(posted.viewer, '/signup', result.reason, username));
     await sessions.start(ctx, username);
     ctx.redirect('/mine');
   });
