@@ -4,8 +4,11 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BlockList, isIP } from 'node:net';
 import { z } from 'zod';
+import type { LdapOptions } from '../auth/index.ts';
 
 const LISTEN_RE = /^(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
+const LDAP_URL_RE = /^ldaps?:\/\/(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?\/?$/;
+const LDAP_ATTRIBUTE_RE = /^[A-Za-z][A-Za-z0-9-]*$/;
 
 const bool = z.union([
   z.boolean(),
@@ -100,6 +103,25 @@ export const configSchema = z.object({
   runtime: z.enum(['auto', 'runc', 'crun', 'unshare']),
   unpackMaxBytes: int(1),
   unpackMaxEntries: int(1),
+  ldapUrl: z.string().regex(LDAP_URL_RE, 'expected ldap://host[:port] or ldaps://host[:port]').optional(),
+  ldapStartTls: bool,
+  ldapCaFile: z.string().min(1).optional(),
+  ldapBindDn: z.string().min(1).optional(),
+  ldapBindPassword: z.string().min(1).optional(),
+  ldapBindPasswordFile: z.string().min(1).optional(),
+  ldapBaseDn: z.string().min(1).optional(),
+  ldapUserFilter: z.string().includes('{username}', { message: 'expected a filter with {username}, e.g. (&(objectClass=inetOrgPerson)(uid={username}))' }),
+  ldapUsernameAttribute: z.string().regex(LDAP_ATTRIBUTE_RE, 'expected an attribute name, e.g. uid'),
+  ldapDisplayNameAttribute: z.string().regex(LDAP_ATTRIBUTE_RE, 'expected an attribute name, e.g. cn'),
+  ldapEmailAttribute: z.string().regex(LDAP_ATTRIBUTE_RE, 'expected an attribute name, e.g. mail'),
+  ldapGroupBaseDn: z.string().min(1).optional(),
+  ldapGroupFilter: z.string().includes('{dn}', { message: 'expected a filter with {dn}, e.g. (&(objectClass=groupOfNames)(member={dn}))' }),
+  ldapGroupRoles: z
+    .string()
+    .refine((v) => parseGroupRoles(v) !== undefined, 'expected GROUP-DN=>ORG:ROLE entries separated by ";", ROLE one of read, write, admin')
+    .optional(),
+  ldapRefreshSeconds: int(1),
+  ldapTimeoutMs: int(100).max(120_000),
 }).superRefine((config, ctx) => {
   if (config.s3Redirect && config.s3Bucket === undefined) {
     ctx.addIssue({
@@ -114,12 +136,33 @@ export const configSchema = z.object({
   if (config.trustedProxyHops !== undefined && config.trustedProxies !== undefined) {
     ctx.addIssue({ code: 'custom', path: ['trustedProxyHops'], message: 'set either a number of hops or BERTH_TRUSTED_PROXIES, not both' });
   }
+  const ldapKeys = ['ldapCaFile', 'ldapBindDn', 'ldapBindPassword', 'ldapBindPasswordFile', 'ldapBaseDn', 'ldapGroupBaseDn', 'ldapGroupRoles'] as const;
+  if (config.ldapUrl === undefined) {
+    for (const key of ldapKeys) if (config[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: 'has no effect unless BERTH_LDAP_URL is set' });
+  } else {
+    if (config.ldapBaseDn === undefined) ctx.addIssue({ code: 'custom', path: ['ldapBaseDn'], message: 'the directory needs a base DN to search users under' });
+    if (config.ldapBindDn === undefined) ctx.addIssue({ code: 'custom', path: ['ldapBindDn'], message: 'the directory needs a service account to search users with' });
+    if ((config.ldapBindPassword === undefined) === (config.ldapBindPasswordFile === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['ldapBindPassword'], message: 'set the service account\'s password either here or in BERTH_LDAP_BIND_PASSWORD_FILE (one of them)' });
+    }
+    if (config.ldapStartTls && config.ldapUrl.startsWith('ldaps:')) ctx.addIssue({ code: 'custom', path: ['ldapStartTls'], message: 'ldaps:// is TLS already; StartTLS is for ldap://' });
+    if (config.ldapCaFile !== undefined && !config.ldapStartTls && config.ldapUrl.startsWith('ldap:')) {
+      ctx.addIssue({ code: 'custom', path: ['ldapCaFile'], message: 'has no effect on plain ldap://: use ldaps:// or BERTH_LDAP_START_TLS=true' });
+    }
+  }
   if (config.s3RedirectBaseUrl !== undefined && !config.s3Redirect) {
     ctx.addIssue({ code: 'custom', path: ['s3RedirectBaseUrl'], message: 'has no effect unless BERTH_S3_REDIRECT=true' });
   }
 });
 
-export type Config = z.infer<typeof configSchema>;
+/** The settings as read, before the directory's are gathered into `ldap`. */
+type Settings = z.infer<typeof configSchema>;
+type LdapKey = Extract<keyof Settings, `ldap${string}`>;
+
+/** The directory (LDAP / Active Directory) that checks passwords, as one typed object (auth's own type). */
+export type LdapSettings = LdapOptions;
+
+export type Config = Omit<Settings, LdapKey> & { ldap?: LdapSettings };
 
 /** Words that name the registry's own paths and roles, or would pass for them: nobody's namespace. */
 const RESERVED_NAMES = [
@@ -130,7 +173,7 @@ const RESERVED_NAMES = [
 ].join(',');
 
 /** Each setting, the environment variable that sets it, and its default: the README table comes from here. */
-export const SETTINGS: Record<keyof Config, { env: string; default?: string; help: string }> = {
+export const SETTINGS: Record<keyof Settings, { env: string; default?: string; help: string; secret?: true }> = {
   listen: { env: 'BERTH_LISTEN', default: '127.0.0.1:5000', help: 'address:port to serve on' },
   dataDir: { env: 'BERTH_DATA', default: './data', help: 'folder for blobs, manifests and upload sessions' },
   logLevel: { env: 'BERTH_LOG_LEVEL', default: 'info', help: 'pino log level (silent to turn logs off)' },
@@ -295,6 +338,40 @@ export const SETTINGS: Record<keyof Config, { env: string; default?: string; hel
     help: 'uncompressed bytes all layers of one image may unpack to in berth run (a small gzip layer can expand to fill the disk)',
   },
   unpackMaxEntries: { env: 'BERTH_UNPACK_MAX_ENTRIES', default: '2000000', help: 'tar entries all layers of one image may hold in berth run' },
+  ldapUrl: {
+    env: 'BERTH_LDAP_URL',
+    help: 'ldap://host[:port] or ldaps://host[:port] of an LDAP directory or Active Directory that checks the passwords of users who have no local account (unset: local accounts only)',
+  },
+  ldapStartTls: { env: 'BERTH_LDAP_START_TLS', default: 'false', help: 'upgrade an ldap:// connection with StartTLS before anything is sent (the certificate is verified)' },
+  ldapCaFile: { env: 'BERTH_LDAP_CA_FILE', help: 'PEM file of the certificates that may sign the directory\'s certificate (default: the system\'s)' },
+  ldapBindDn: { env: 'BERTH_LDAP_BIND_DN', help: 'DN of the service account that searches users and groups, e.g. cn=berth,ou=services,dc=example,dc=org' },
+  ldapBindPassword: { env: 'BERTH_LDAP_BIND_PASSWORD', help: 'the service account\'s password (never logged); or BERTH_LDAP_BIND_PASSWORD_FILE', secret: true },
+  ldapBindPasswordFile: { env: 'BERTH_LDAP_BIND_PASSWORD_FILE', help: 'file holding the service account\'s password (a trailing newline is dropped)' },
+  ldapBaseDn: { env: 'BERTH_LDAP_BASE_DN', help: 'where users are searched (the whole subtree), e.g. ou=people,dc=example,dc=org' },
+  ldapUserFilter: {
+    env: 'BERTH_LDAP_USER_FILTER',
+    default: '(&(objectClass=inetOrgPerson)(uid={username}))',
+    help: 'finds the user by the name they typed ({username}, escaped); a user it does not find has no access, so put the disabled test here (Active Directory: (&(objectClass=user)(sAMAccountName={username})(!(userAccountControl:1.2.840.113556.1.4.803:=2))))',
+  },
+  ldapUsernameAttribute: { env: 'BERTH_LDAP_USERNAME_ATTRIBUTE', default: 'uid', help: 'attribute whose value (in lower case) is the Berth user name (Active Directory: sAMAccountName)' },
+  ldapDisplayNameAttribute: { env: 'BERTH_LDAP_DISPLAY_NAME_ATTRIBUTE', default: 'cn', help: 'attribute kept as the user\'s display name (Active Directory: displayName)' },
+  ldapEmailAttribute: { env: 'BERTH_LDAP_EMAIL_ATTRIBUTE', default: 'mail', help: 'attribute kept as the user\'s e-mail address' },
+  ldapGroupBaseDn: { env: 'BERTH_LDAP_GROUP_BASE_DN', help: 'where groups are searched (default: BERTH_LDAP_BASE_DN)' },
+  ldapGroupFilter: {
+    env: 'BERTH_LDAP_GROUP_FILTER',
+    default: '(&(objectClass=groupOfNames)(member={dn}))',
+    help: 'finds the groups of the user whose DN is {dn} (escaped); Active Directory, nested groups too: (member:1.2.840.113556.1.4.1941:={dn})',
+  },
+  ldapGroupRoles: {
+    env: 'BERTH_LDAP_GROUP_ROLES',
+    help: 'directory groups → organisation roles: GROUP-DN=>ORG:ROLE entries separated by ";", e.g. cn=dev,ou=groups,dc=example,dc=org=>acme:write; a directory user\'s role in each organisation named here is the highest its groups give, or none (an organisation named here is made when first needed)',
+  },
+  ldapRefreshSeconds: {
+    env: 'BERTH_LDAP_REFRESH_SECONDS',
+    default: '300',
+    help: 'a directory user\'s entry and groups are read again at each sign-in and, for refresh tokens, access tokens and sessions in use, when older than this; a user the directory no longer finds is removed with their tokens',
+  },
+  ldapTimeoutMs: { env: 'BERTH_LDAP_TIMEOUT_MS', default: '5000', help: 'how long a directory connection or operation may take before the sign-in answers 503' },
 };
 
 export class ConfigError extends Error {
@@ -321,14 +398,51 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((issue) => {
-      const key = String(issue.path[0]) as keyof Config;
+      const key = String(issue.path[0]) as keyof Settings;
       const setting = SETTINGS[key];
-      const given = raw[key] === undefined ? 'nothing' : JSON.stringify(raw[key]);
+      const given = raw[key] === undefined ? 'nothing' : setting?.secret ? 'a value, not shown' : JSON.stringify(raw[key]);
       return `${setting ? setting.env : key}: ${issue.message} (got ${given})`;
     });
     throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
   }
-  return { ...parsed.data, dataDir: resolve(parsed.data.dataDir) };
+  const { ldapUrl, ldapStartTls, ldapCaFile, ldapBindDn, ldapBindPassword, ldapBindPasswordFile, ldapBaseDn, ldapUserFilter, ldapUsernameAttribute,
+    ldapDisplayNameAttribute, ldapEmailAttribute, ldapGroupBaseDn, ldapGroupFilter, ldapGroupRoles, ldapRefreshSeconds, ldapTimeoutMs, ...rest } = parsed.data;
+  const config: Config = { ...rest, dataDir: resolve(parsed.data.dataDir) };
+  if (ldapUrl === undefined) return config;
+  const readSetting = (key: LdapKey, path: string) => {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`${SETTINGS[key].env}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  };
+  const password = ldapBindPassword ?? readSetting('ldapBindPasswordFile', ldapBindPasswordFile!).replace(/\r?\n$/, '');
+  config.ldap = {
+    url: ldapUrl,
+    startTls: ldapStartTls,
+    ca: ldapCaFile === undefined ? undefined : readSetting('ldapCaFile', ldapCaFile),
+    timeoutMs: ldapTimeoutMs,
+    bindDn: ldapBindDn!,
+    bindPassword: () => password,
+    baseDn: ldapBaseDn!,
+    userFilter: ldapUserFilter,
+    usernameAttribute: ldapUsernameAttribute,
+    displayNameAttribute: ldapDisplayNameAttribute,
+    emailAttribute: ldapEmailAttribute,
+    groupBaseDn: ldapGroupBaseDn ?? ldapBaseDn!,
+    groupFilter: ldapGroupFilter,
+    groupRoles: parseGroupRoles(ldapGroupRoles ?? '') ?? [],
+    refreshSeconds: ldapRefreshSeconds,
+  };
+  return config;
+}
+
+/** `GROUP-DN=>ORG:ROLE;…` as a list, or undefined when an entry is not of that form. */
+function parseGroupRoles(text: string): LdapSettings['groupRoles'] | undefined {
+  const entries = text.split(';').map((e) => e.trim()).filter(Boolean);
+  const parsed = entries.map((entry) => /^(.+?)\s*=>\s*([a-z0-9]+(?:[._-][a-z0-9]+)*):(read|write|admin)$/.exec(entry));
+  if (parsed.some((m) => !m || !/=/.test(m[1]!))) return undefined;
+  return parsed.map((m) => ({ group: m![1]!, organisation: m![2]!, role: m![3] as 'read' | 'write' | 'admin' }));
 }
 
 /** Whether blobs and manifests live in S3 (else in BERTH_DATA). */
