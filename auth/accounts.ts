@@ -27,6 +27,16 @@ export interface User {
    * tokens): refresh tokens obtained with an older password stop working.
    */
   epoch: string;
+  /** Present when the directory checks the user's password (passwordHash is then empty): what it said last. */
+  directory?: DirectoryFacts;
+}
+
+/** What the directory said of a user at its last check. */
+export interface DirectoryFacts {
+  dn: string;
+  checkedAt: string;
+  displayName?: string;
+  email?: string;
 }
 
 export interface Organisation {
@@ -237,6 +247,33 @@ export class AccountStore {
       const user: User = { name, passwordHash, admin, createdAt: new Date().toISOString(), epoch: newId() };
       await this.write(layout.user(name), user);
       return user;
+    });
+  }
+
+  /**
+   * The record of a user whose password the directory checks, made at their first sign-in (the name claimed
+   * as an admin would: the directory is the administrators') and renewed at each check. Undefined when a
+   * local user holds the name: a local account is never taken over by the directory.
+   */
+  async directoryUser(name: string, directory: DirectoryFacts): Promise<User | undefined> {
+    if (!(await this.user(name))) {
+      const made = await this.claim(name, 'user', 'admin', async () => {
+        const user: User = { name, passwordHash: '', admin: false, createdAt: new Date().toISOString(), epoch: newId(), directory };
+        await this.write(`/auth/users/${name}.json`, user);
+        return user;
+      }).catch((err: unknown) => {
+        // Made meanwhile by a sign-in racing this one (renewed below), or the name is not free.
+        if (err instanceof AccountError) return undefined;
+        throw err;
+      });
+      if (made) return made;
+    }
+    return this.lock.run(`auth:name:${name}`, async () => {
+      const user = await this.user(name);
+      if (!user?.directory) return undefined;
+      const renewed = { ...user, directory };
+      await this.write(`/auth/users/${name}.json`, renewed);
+      return renewed;
     });
   }
 

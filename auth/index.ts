@@ -19,3 +19,4 @@ export {
   type RepositoryFacts,
 } from './policy.ts';
 export { TokenService, parseScopes, mergeScopes, principalOf, limitOf, grants, type AccessEntry, type RequestedScope, type TokenClaims, type Verified, type IssuedToken } from './tokens.ts';
+export { LdapDirectory, DirectoryUnavailableError, normalizeDn, type Directory, type DirectoryEntry, type LdapOptions, type PasswordCheck } from './directory.ts';

@@ -27,8 +27,10 @@ export async function verifyPassword(stored: string | undefined, password: strin
   }
 }
 
+/** A random id; never one that starts with "-", which a command line (berth token revoke ID) takes for an option. */
 export function newId(bytes = 9): string {
-  return randomBytes(bytes).toString('base64url');
+  const id = randomBytes(bytes).toString('base64url');
+  return id.startsWith('-') ? `A${id.slice(1)}` : id;
 }
 
 export function newSecret(): string {

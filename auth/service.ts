@@ -2,8 +2,10 @@
 // may do (the policy, fed with facts from storage), with every decision written to the audit log.
 import type { RepositoryStore, StorageDriver, Lock, RateCounter, RateCount } from '../storage/index.ts';
 import { isValidName, mapLimit } from '../storage/index.ts';
-import { AccountError, AccountStore, canonicalName, SIGN_UPS_PER_ADDRESS_PER_HOUR, signUpCounterKey, type Authenticated, type User } from './accounts.ts';
+import { AccountError, AccountStore, canonicalName, PAT_PREFIX, SIGN_UPS_PER_ADDRESS_PER_HOUR, signUpCounterKey, type Authenticated, type User } from './accounts.ts';
 import type { AuditLog } from './audit.ts';
+import { DirectoryAccounts } from './directory-accounts.ts';
+import type { Directory } from './directory.ts';
 import { loadSigningKey, type SigningKey } from './keys.ts';
 import { ACTIONS, allowedActions, defaultVisibility, mayListCatalog, namespaceOf, type Action, type Mode, type Principal, type Role, type ScopeGrant, type Visibility } from './policy.ts';
 import { mergeScopes, TokenService, type AccessEntry, type RequestedScope } from './tokens.ts';
@@ -62,6 +64,8 @@ export function principalName(who: Principal): string {
 
 export class AuthService {
   readonly accounts: AccountStore;
+  /** The users a directory checks the passwords of (BERTH_LDAP_URL), if one is configured. */
+  private readonly directory?: DirectoryAccounts;
   // The canonical namespaces of the catalog's names, made again only when the catalog changes.
   private namespaces?: { names: readonly string[]; canonical: Set<string> };
 
@@ -75,8 +79,10 @@ export class AuthService {
     driver: StorageDriver,
     lock: Lock,
     private readonly counter: RateCounter,
+    directory?: Directory,
   ) {
     this.accounts = new AccountStore(driver, lock, { reserved: options.reservedNames, namespaceExists: (canonical) => this.namespaceExists(canonical) });
+    if (directory) this.directory = new DirectoryAccounts(directory, this.accounts, audit);
   }
 
   /**
@@ -97,11 +103,12 @@ export class AuthService {
     storage: { driver: StorageDriver; repositories: RepositoryStore; manifests: RepositoryCatalog },
     coordination: { lock: Lock; counter: RateCounter },
     audit: AuditLog,
+    directory?: Directory,
   ): Promise<AuthService> {
     const { lock, counter } = coordination;
     const key = await loadSigningKey(storage.driver, lock);
     const tokens = new TokenService(key, { issuer: options.issuer, service: options.service, ttlSeconds: options.tokenTtlSeconds });
-    return new AuthService(storage.manifests, options, key, tokens, storage.repositories, audit, storage.driver, lock, counter);
+    return new AuthService(storage.manifests, options, key, tokens, storage.repositories, audit, storage.driver, lock, counter, directory);
   }
 
   /** Whether anyone may sign themselves up: in public-index mode only. */
@@ -130,6 +137,34 @@ export class AuthService {
       this.audit.record({ who: username.slice(0, 200), action, allowed: false, reason: err.message, address: origin.address });
       return { ok: false, refused: err.refusal === 'taken' ? 'taken' : 'invalid', reason: err.message };
     }
+  }
+
+  // ---- credentials: local accounts from storage, the directory's users from the directory ----------
+  // Each may throw DirectoryUnavailableError when the directory must be asked and does not answer.
+
+  /** Who a user name and password, access token or robot secret prove the caller to be. */
+  async authenticate(username: string, password: string, address?: string): Promise<Authenticated | undefined> {
+    const directory = this.directory;
+    const isPassword = !username.includes('+') && !password.startsWith(PAT_PREFIX);
+    if (directory && isPassword && (await directory.checks(username))) return directory.signIn(username, password, address);
+    const who = await this.accounts.authenticate(username, password);
+    return who && this.confirmed(who, address);
+  }
+
+  /** Who `subject` is now, if the credential they proved themselves with still stands (accounts.current, then the directory). */
+  async current(subject: string, credential: Authenticated['credential'], address?: string): Promise<Authenticated | undefined> {
+    const who = await this.accounts.current(subject, credential);
+    return who && this.confirmed(who, address);
+  }
+
+  /** Who a refresh token stands for, if it and its credential still stand (accounts.refresh, then the directory). */
+  async refresh(presented: string, address?: string): Promise<Authenticated | undefined> {
+    const who = await this.accounts.refresh(presented);
+    return who && this.confirmed(who, address);
+  }
+
+  private confirmed(who: Authenticated, address?: string): Promise<Authenticated | undefined> {
+    return this.directory ? this.directory.confirm(who, address) : Promise.resolve(who);
   }
 
   /**

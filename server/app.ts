@@ -18,7 +18,7 @@ import {
   type StorageDriver,
   type UploadObserver,
 } from '../storage/index.ts';
-import { AuditLog, AuthService, type AuditSink } from '../auth/index.ts';
+import { AuditLog, AuthService, LdapDirectory, type AuditSink } from '../auth/index.ts';
 import { AuthGate } from './auth-gate.ts';
 import { controlSocketPath, listenAddress, usesRedis, type Config } from './config.ts';
 import { listenControl } from './control.ts';
@@ -112,7 +112,10 @@ export async function createApp(
   return { app, auth, storage, coordination, metrics, logger };
 }
 
-/** Accounts, tokens and policy over the same storage; the audit log on the server log unless BERTH_AUDIT_LOG names a file. */
+/**
+ * Accounts, tokens and policy over the same storage, and the directory that checks its users' passwords when
+ * BERTH_LDAP_URL is set; the audit log on the server log unless BERTH_AUDIT_LOG names a file.
+ */
 export async function createAuth(config: Config, storage: Storage, coordination: Coordination, logger: Logger): Promise<AuthService> {
   const sink: AuditSink = config.auditLog
     ? pino({ base: { service: 'berth-audit', pid: process.pid } }, pino.destination({ dest: config.auditLog, mkdir: true, sync: false }))
@@ -125,7 +128,8 @@ export async function createAuth(config: Config, storage: Storage, coordination:
     refreshTokenTtlSeconds: config.refreshTokenTtlSeconds,
     reservedNames: config.reservedNames,
   };
-  return AuthService.create(options, storage, coordination, new AuditLog(sink));
+  const directory = config.ldap && new LdapDirectory(config.ldap);
+  return AuthService.create(options, storage, coordination, new AuditLog(sink), directory);
 }
 
 /** S3 when a bucket is configured, else the folder BERTH_DATA. */

@@ -26,7 +26,7 @@ const MAX_BASIC_CACHED = 1000;
 export class AuthGate {
   // Basic credentials that proved who the caller is, by a hash of the header: a client sending them with
   // every request (curl -u) must not pay a password hash on each. Only the hash is saved, never the
-  // account: each use asks storage whether the credential still stands (accounts.current), so a password
+  // account: each use asks storage whether the credential still stands (AuthService.current), so a password
   // change, a revocation or a removal made by any process counts from the next request, on every worker.
   private readonly basicLogins = new Map<string, Authenticated>();
 
@@ -92,7 +92,7 @@ export class AuthGate {
     if (!credentials) throw this.refuse(ctx, need);
     const key = createHash('sha256').update(header).digest('base64url');
     const cached = this.basicLogins.get(key);
-    let who = cached && (await auth.accounts.current(principalName(cached.principal), cached.credential));
+    let who = cached && (await auth.current(principalName(cached.principal), cached.credential, ctx.ip));
     this.basicLogins.delete(key);
     if (!who) {
       try {

@@ -6,8 +6,11 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BlockList, isIP } from 'node:net';
 import { z } from 'zod';
+import type { LdapOptions } from '../auth/index.ts';
 
 const LISTEN_RE = /^(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
+const LDAP_URL_RE = /^ldaps?:\/\/(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?\/?$/;
+const LDAP_ATTRIBUTE_RE = /^[A-Za-z][A-Za-z0-9-]*$/;
 
 const bool = z.union([
   z.boolean(),
@@ -98,6 +101,29 @@ const s3Settings = {
     .optional(),
 };
 
+/** The directory (LDAP / Active Directory) that checks passwords: gathered into one `ldap` object. */
+const ldapSettings = {
+  ldapUrl: z.string().regex(LDAP_URL_RE, 'expected ldap://host[:port] or ldaps://host[:port]').optional(),
+  ldapStartTls: bool,
+  ldapCaFile: z.string().min(1).optional(),
+  ldapBindDn: z.string().min(1).optional(),
+  ldapBindPassword: z.string().min(1).optional(),
+  ldapBindPasswordFile: z.string().min(1).optional(),
+  ldapBaseDn: z.string().min(1).optional(),
+  ldapUserFilter: z.string().includes('{username}', { message: 'expected a filter with {username}, e.g. (&(objectClass=inetOrgPerson)(uid={username}))' }),
+  ldapUsernameAttribute: z.string().regex(LDAP_ATTRIBUTE_RE, 'expected an attribute name, e.g. uid'),
+  ldapDisplayNameAttribute: z.string().regex(LDAP_ATTRIBUTE_RE, 'expected an attribute name, e.g. cn'),
+  ldapEmailAttribute: z.string().regex(LDAP_ATTRIBUTE_RE, 'expected an attribute name, e.g. mail'),
+  ldapGroupBaseDn: z.string().min(1).optional(),
+  ldapGroupFilter: z.string().includes('{dn}', { message: 'expected a filter with {dn}, e.g. (&(objectClass=groupOfNames)(member={dn}))' }),
+  ldapGroupRoles: z
+    .string()
+    .refine((v) => parseGroupRoles(v) !== undefined, 'expected GROUP-DN=>ORG:ROLE entries separated by ";", ROLE one of read, write, admin')
+    .optional(),
+  ldapRefreshSeconds: int(1),
+  ldapTimeoutMs: int(100).max(120_000),
+};
+
 const clientSettings = {
   clientHome: z.string().min(1),
   defaultRegistry: z.string().regex(/^[A-Za-z0-9.-]+(:\d{1,5})?$/, 'expected host[:port], e.g. docker.io'),
@@ -153,8 +179,23 @@ function s3Config(settings: S3Settings): S3Config | undefined {
 
 /** The server's configuration: its own settings and S3's, checked together where they need each other. */
 const serverSchema = z
-  .object({ ...serverSettings, ...s3Settings })
+  .object({ ...serverSettings, ...s3Settings, ...ldapSettings })
   .superRefine((config, ctx) => {
+  const ldapKeys = ['ldapCaFile', 'ldapBindDn', 'ldapBindPassword', 'ldapBindPasswordFile', 'ldapBaseDn', 'ldapGroupBaseDn', 'ldapGroupRoles'] as const;
+  if (config.ldapUrl === undefined) {
+    for (const key of ldapKeys) if (config[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: 'has no effect unless BERTH_LDAP_URL is set' });
+  } else {
+    if (config.ldapBaseDn === undefined) ctx.addIssue({ code: 'custom', path: ['ldapBaseDn'], message: 'the directory needs a base DN to search users under' });
+    if (config.ldapBindDn === undefined) ctx.addIssue({ code: 'custom', path: ['ldapBindDn'], message: 'the directory needs a service account to search users with' });
+    if ((config.ldapBindPassword === undefined) === (config.ldapBindPasswordFile === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['ldapBindPassword'], message: 'set the service account\'s password either here or in BERTH_LDAP_BIND_PASSWORD_FILE (one of them)' });
+    }
+    if (config.ldapStartTls && config.ldapUrl.startsWith('ldaps:')) ctx.addIssue({ code: 'custom', path: ['ldapStartTls'], message: 'ldaps:// is TLS already; StartTLS is for ldap://' });
+    if (config.ldapCaFile !== undefined && !config.ldapStartTls && config.ldapUrl.startsWith('ldap:')) {
+      ctx.addIssue({ code: 'custom', path: ['ldapCaFile'], message: 'has no effect on plain ldap://: use ldaps:// or BERTH_LDAP_START_TLS=true' });
+    }
+  }
+
     if (config.s3Redirect && config.s3Bucket === undefined) {
       ctx.addIssue({
         code: 'custom',
@@ -173,8 +214,8 @@ const serverSchema = z
     }
   })
   .transform((settings) => {
-    const server = without(settings, Object.keys(s3Settings) as (keyof typeof s3Settings)[]);
-    return { ...server, dataDir: resolve(server.dataDir), s3: s3Config(settings) };
+    const server = without(settings, [...Object.keys(s3Settings), ...Object.keys(ldapSettings)] as (keyof typeof s3Settings | LdapKey)[]);
+    return { ...server, dataDir: resolve(server.dataDir), s3: s3Config(settings), ldap: settings.ldapUrl === undefined ? undefined : ldapConfig(settings) };
   });
 
 const clientSchema = z.object(clientSettings);
@@ -183,7 +224,50 @@ export type Config = z.output<typeof serverSchema>;
 /** What the runtime client reads: nothing of the server's. */
 export type ClientConfig = z.output<typeof clientSchema>;
 
-type SettingKey = keyof typeof serverSettings | keyof typeof s3Settings | keyof typeof clientSettings;
+type SettingKey = keyof typeof serverSettings | keyof typeof s3Settings | LdapKey | keyof typeof clientSettings;
+type LdapKey = keyof typeof ldapSettings;
+type LdapSettingValues = z.infer<z.ZodObject<typeof ldapSettings>>;
+
+/** The directory (LDAP / Active Directory) that checks passwords, as one typed object (auth's own type). */
+export type LdapSettings = LdapOptions;
+
+/** Reads a file a setting names; a ConfigError naming the setting when it cannot. */
+function readSetting(key: LdapKey, path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`${SETTINGS[key].env}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+function ldapConfig(settings: LdapSettingValues): LdapSettings {
+  const password = settings.ldapBindPassword ?? readSetting('ldapBindPasswordFile', settings.ldapBindPasswordFile!).replace(/\r?\n$/, '');
+  return {
+    url: settings.ldapUrl!,
+    startTls: settings.ldapStartTls,
+    ca: settings.ldapCaFile === undefined ? undefined : readSetting('ldapCaFile', settings.ldapCaFile),
+    timeoutMs: settings.ldapTimeoutMs,
+    bindDn: settings.ldapBindDn!,
+    bindPassword: () => password,
+    baseDn: settings.ldapBaseDn!,
+    userFilter: settings.ldapUserFilter,
+    usernameAttribute: settings.ldapUsernameAttribute,
+    displayNameAttribute: settings.ldapDisplayNameAttribute,
+    emailAttribute: settings.ldapEmailAttribute,
+    groupBaseDn: settings.ldapGroupBaseDn ?? settings.ldapBaseDn!,
+    groupFilter: settings.ldapGroupFilter,
+    groupRoles: parseGroupRoles(settings.ldapGroupRoles ?? '') ?? [],
+    refreshSeconds: settings.ldapRefreshSeconds,
+  };
+}
+
+/** `GROUP-DN=>ORG:ROLE;…` as a list, or undefined when an entry is not of that form. */
+function parseGroupRoles(text: string): LdapSettings['groupRoles'] | undefined {
+  const entries = text.split(';').map((e) => e.trim()).filter(Boolean);
+  const parsed = entries.map((entry) => /^(.+?)\s*=>\s*([a-z0-9]+(?:[._-][a-z0-9]+)*):(read|write|admin)$/.exec(entry));
+  if (parsed.some((m) => !m || !/=/.test(m[1]!))) return undefined;
+  return parsed.map((m) => ({ group: m![1]!, organisation: m![2]!, role: m![3] as 'read' | 'write' | 'admin' }));
+}
 
 /** Words that name the registry's own paths and roles, or would pass for them: nobody's namespace. */
 const RESERVED_NAMES = [
@@ -194,7 +278,7 @@ const RESERVED_NAMES = [
 ].join(',');
 
 /** Each setting, the environment variable that sets it, and its default: the README table comes from here. */
-export const SETTINGS: Record<SettingKey, { env: string; default?: string; help: string }> = {
+export const SETTINGS: Record<SettingKey, { env: string; default?: string; help: string; secret?: true }> = {
   listen: { env: 'BERTH_LISTEN', default: '127.0.0.1:5000', help: 'address:port to serve on' },
   dataDir: { env: 'BERTH_DATA', default: './data', help: 'folder for blobs, manifests and upload sessions' },
   logLevel: { env: 'BERTH_LOG_LEVEL', default: 'info', help: 'pino log level (silent to turn logs off)' },
@@ -349,6 +433,40 @@ export const SETTINGS: Record<SettingKey, { env: string; default?: string; help:
   },
   auditLog: { env: 'BERTH_AUDIT_LOG', help: 'file the audit log (every auth decision, one JSON line each) is appended to (default: the server log)' },
   pullCountFlushSeconds: { env: 'BERTH_PULL_COUNT_FLUSH_SECONDS', default: '10', help: 'how often pull counts (kept in memory per process) are added to the catalog\'s search index' },
+  ldapUrl: {
+    env: 'BERTH_LDAP_URL',
+    help: 'ldap://host[:port] or ldaps://host[:port] of an LDAP directory or Active Directory that checks the passwords of users who have no local account (unset: local accounts only)',
+  },
+  ldapStartTls: { env: 'BERTH_LDAP_START_TLS', default: 'false', help: 'upgrade an ldap:// connection with StartTLS before anything is sent (the certificate is verified)' },
+  ldapCaFile: { env: 'BERTH_LDAP_CA_FILE', help: 'PEM file of the certificates that may sign the directory\'s certificate (default: the system\'s)' },
+  ldapBindDn: { env: 'BERTH_LDAP_BIND_DN', help: 'DN of the service account that searches users and groups, e.g. cn=berth,ou=services,dc=example,dc=org' },
+  ldapBindPassword: { env: 'BERTH_LDAP_BIND_PASSWORD', help: 'the service account\'s password (never logged); or BERTH_LDAP_BIND_PASSWORD_FILE', secret: true },
+  ldapBindPasswordFile: { env: 'BERTH_LDAP_BIND_PASSWORD_FILE', help: 'file holding the service account\'s password (a trailing newline is dropped)' },
+  ldapBaseDn: { env: 'BERTH_LDAP_BASE_DN', help: 'where users are searched (the whole subtree), e.g. ou=people,dc=example,dc=org' },
+  ldapUserFilter: {
+    env: 'BERTH_LDAP_USER_FILTER',
+    default: '(&(objectClass=inetOrgPerson)(uid={username}))',
+    help: 'finds the user by the name they typed ({username}, escaped); a user it does not find has no access, so put the disabled test here (Active Directory: (&(objectClass=user)(sAMAccountName={username})(!(userAccountControl:1.2.840.113556.1.4.803:=2))))',
+  },
+  ldapUsernameAttribute: { env: 'BERTH_LDAP_USERNAME_ATTRIBUTE', default: 'uid', help: 'attribute whose value (in lower case) is the Berth user name (Active Directory: sAMAccountName)' },
+  ldapDisplayNameAttribute: { env: 'BERTH_LDAP_DISPLAY_NAME_ATTRIBUTE', default: 'cn', help: 'attribute kept as the user\'s display name (Active Directory: displayName)' },
+  ldapEmailAttribute: { env: 'BERTH_LDAP_EMAIL_ATTRIBUTE', default: 'mail', help: 'attribute kept as the user\'s e-mail address' },
+  ldapGroupBaseDn: { env: 'BERTH_LDAP_GROUP_BASE_DN', help: 'where groups are searched (default: BERTH_LDAP_BASE_DN)' },
+  ldapGroupFilter: {
+    env: 'BERTH_LDAP_GROUP_FILTER',
+    default: '(&(objectClass=groupOfNames)(member={dn}))',
+    help: 'finds the groups of the user whose DN is {dn} (escaped); Active Directory, nested groups too: (member:1.2.840.113556.1.4.1941:={dn})',
+  },
+  ldapGroupRoles: {
+    env: 'BERTH_LDAP_GROUP_ROLES',
+    help: 'directory groups → organisation roles: GROUP-DN=>ORG:ROLE entries separated by ";", e.g. cn=dev,ou=groups,dc=example,dc=org=>acme:write; a directory user\'s role in each organisation named here is the highest its groups give, or none (an organisation named here is made when first needed)',
+  },
+  ldapRefreshSeconds: {
+    env: 'BERTH_LDAP_REFRESH_SECONDS',
+    default: '300',
+    help: 'a directory user\'s entry and groups are read again at each sign-in and, for refresh tokens, access tokens and sessions in use, when older than this; a user the directory no longer finds is removed with their tokens',
+  },
+  ldapTimeoutMs: { env: 'BERTH_LDAP_TIMEOUT_MS', default: '5000', help: 'how long a directory connection or operation may take before the sign-in answers 503' },
   clientHome: { env: 'BERTH_HOME', default: '~/.local/share/berth', help: 'the client\'s local store: blobs, images, containers, credentials' },
   defaultRegistry: { env: 'BERTH_DEFAULT_REGISTRY', default: 'docker.io', help: 'registry of names without a host (berth pull busybox)' },
   insecureRegistries: { env: 'BERTH_INSECURE_REGISTRIES', help: 'host[:port] list the client reaches over plain HTTP (loopback always is)' },
@@ -370,7 +488,7 @@ export class ConfigError extends Error {
 
 /** The server's configuration (its settings and S3's); a wrong one throws ConfigError naming each variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  return validated(serverSchema, { ...serverSettings, ...s3Settings }, env);
+  return validated(serverSchema, { ...serverSettings, ...s3Settings, ...ldapSettings }, env);
 }
 
 /** The runtime client's configuration: its settings alone, whatever the server's say. */
@@ -399,7 +517,7 @@ function validated<T>(schema: z.ZodType<T>, settings: Partial<Record<SettingKey,
     const lines = parsed.error.issues.map((issue) => {
       const key = String(issue.path[0]) as SettingKey;
       const setting = SETTINGS[key];
-      const given = raw[key] === undefined ? 'nothing' : JSON.stringify(raw[key]);
+      const given = raw[key] === undefined ? 'nothing' : setting?.secret ? 'a value, not shown' : JSON.stringify(raw[key]);
       return `${setting ? setting.env : key}: ${issue.message} (got ${given})`;
     });
     throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);

@@ -6,7 +6,7 @@
 // ever for a guesser at many addresses; the account's limit spares the addresses it signed in from lately.
 // Used by the token endpoint, the web sign-in and Basic credentials sent straight to /v2.
 import type { Context } from 'koa';
-import { PAT_PREFIX, type Authenticated, type AuthService } from '../auth/index.ts';
+import { DirectoryUnavailableError, PAT_PREFIX, type Authenticated, type AuthService } from '../auth/index.ts';
 import { retryAfterSeconds, type RateCounter } from '../storage/index.ts';
 import type { Config } from './config.ts';
 import { RegistryError } from './errors.ts';
@@ -32,6 +32,10 @@ const KNOWN_ADDRESS_MS = 30 * 24 * 3600 * 1000;
 const isPassword = (username: string, password: string) => !username.includes('+') && !password.startsWith(PAT_PREFIX);
 
 const accountKey = (username: string) => username.toLowerCase().slice(0, 200);
+
+/** The answer while the directory that checks a password does not answer (its reason goes to the audit log only). */
+export const directoryUnavailable = () =>
+  new RegistryError('UNAVAILABLE', 'the directory that checks passwords does not answer; try again shortly', null, { headers: { 'Retry-After': '10' } });
 
 export class LoginGuard {
   private readonly windowMs: number;
@@ -89,7 +93,15 @@ export class LoginGuard {
     const who = username.slice(0, 200);
     const known = counted.length > 2 && (await this.knownAddress(username, ctx));
     await this.refuseIfLimited(ctx, known ? counted.slice(0, 2) : counted, who);
-    const authenticated = await this.auth.accounts.authenticate(username, password);
+    let authenticated: Authenticated | undefined;
+    try {
+      authenticated = await this.auth.authenticate(username, password, ctx.ip);
+    } catch (err) {
+      // Nobody was decided: not a failure of the caller's, so nothing is counted.
+      if (!(err instanceof DirectoryUnavailableError)) throw err;
+      this.auth.audit.record({ who, action: 'login', allowed: false, reason: err.message, address: ctx.ip });
+      throw directoryUnavailable();
+    }
     this.auth.audit.record({ who, action: 'login', allowed: authenticated !== undefined, address: ctx.ip });
     if (authenticated) {
       if (authenticated.credential.kind === 'password' && !known) await this.counter.hit(this.knownAddressKey(username, ctx), KNOWN_ADDRESS_MS);

@@ -3,7 +3,9 @@ import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
 import type { IncomingMessage } from 'node:http';
 import { isStorageFailure, retryAfterSeconds, type RateCounter } from '../storage/index.ts';
+import { DirectoryUnavailableError } from '../auth/index.ts';
 import { fromStorage, RegistryError } from './errors.ts';
+import { directoryUnavailable } from './login-guard.ts';
 
 // A refused request's unread body is read off the wire and dropped up to this size, so the client sees
 // the error instead of a connection reset; a larger one gets the error and the connection is closed.
@@ -46,6 +48,10 @@ export function errorMapping(logger: Logger, publicUrl?: string) {
         error = err;
       } else if ((error = fromStorage(err, publicUrl))) {
         if (isStorageFailure(err)) (ctx.state.log ?? logger).warn({ err: (err as Error).message }, 'storage failure');
+      } else if (err instanceof DirectoryUnavailableError) {
+        // A token or session of a directory user was due for a check the directory could not answer.
+        (ctx.state.log ?? logger).warn({ err: err.message }, 'directory unavailable');
+        error = directoryUnavailable();
       } else if (isClientGone(ctx, err)) {
         // The client went away mid-body: nothing was committed, and nobody is left to answer.
         (ctx.state.log ?? logger).info({ err: (err as Error).message }, 'client went away');

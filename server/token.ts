@@ -88,7 +88,7 @@ export function tokenHandlers({ auth, config, guard }: TokenDeps) {
         const presented = form.get('refresh_token') ?? '';
         const counted = [guard.perAddress(ctx)];
         await guard.refuseIfLimited(ctx, counted, 'unknown');
-        const who = await auth.accounts.refresh(presented);
+        const who = await auth.refresh(presented, ctx.ip);
         auth.audit.record({ who: who ? principalName(who.principal) : 'unknown', action: 'refresh', allowed: who !== undefined, address: ctx.ip });
         if (!who) {
           await guard.countFailure(counted);

@@ -15,7 +15,8 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 // engine, podman (with runc, which `berth run` uses too), buildah and umoci (images as they build them, for
 // `berth run`), busybox for test images, zstd for a test layer;
 // Chromium and a font for the catalog's browser tests and social cards; CNCF Distribution with an
-// htpasswd file (apache2-utils); docker-credential-pass over pass and GnuPG for the client's tests.
+// htpasswd file (apache2-utils); docker-credential-pass over pass and GnuPG for the client's tests; OpenLDAP
+// (slapd, and ldap-utils to change its entries) for sign-in through a directory.
 const PACKAGES = [
   ['skopeo', 'skopeo'],
   ['podman', 'podman'],
@@ -37,6 +38,8 @@ const PACKAGES = [
   ['gnupg', 'gpg'],
   ['pass', 'pass'],
   ['golang-docker-credential-helpers', 'docker-credential-pass'],
+  ['slapd', 'slapd'],
+  ['ldap-utils', 'ldapmodify'],
 ];
 
 const checkOnly = process.argv.includes('--check');

@@ -4,7 +4,7 @@
 // one in their CSRF cookie (double submit).
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Context } from 'koa';
-import { limitOf, principalOf, type AuthService, type Principal, type ScopeGrant } from '../auth/index.ts';
+import { DirectoryUnavailableError, limitOf, principalOf, type AuthService, type Principal, type ScopeGrant } from '../auth/index.ts';
 import { layout, type RepositorySummary, type StorageDriver } from '../storage/index.ts';
 
 const SESSION_COOKIE = 'berth_session';
@@ -76,10 +76,15 @@ export class Sessions {
       await this.driver.delete(path);
       return undefined;
     }
-    // The account is read each time: a removed user or a changed admin flag takes effect at once.
-    const user = await this.auth.accounts.user(record.user);
-    if (!user || user.epoch !== record.epoch) return undefined;
-    return { principal: { kind: 'user', name: user.name, admin: user.admin }, user: user.name, csrf: record.csrf };
+    // The account is read each time: a removed user or a changed admin flag takes effect at once; a
+    // directory user's entry is read again when their last check is old (while the directory does not
+    // answer, the page is shown as to a visitor).
+    const who = await this.auth.current(record.user, { kind: 'password', epoch: record.epoch ?? '' }, ctx.ip).catch((err: unknown) => {
+      if (err instanceof DirectoryUnavailableError) return undefined;
+      throw err;
+    });
+    if (who?.principal.kind !== 'user') return undefined;
+    return { principal: who.principal, user: who.principal.name, csrf: record.csrf };
   }
 
   private fromToken(ctx: Context): Viewer | undefined {

@@ -21,7 +21,10 @@ describe('e2e: skopeo round trip of every tagged image after garbage collection'
 
   before(async () => {
     berth = await startBerth({
-      env: { BERTH_GC_INTERVAL_SECONDS: '1', BERTH_GC_GRACE_SECONDS: '0', BERTH_GC_DELETE_UNTAGGED: 'true' },
+      // A grace period longer than a push of the index takes on a loaded machine: an index's children are
+      // untagged until the index arrives, and a collection with no grace may take them first (as the
+      // operator who sets no grace asks).
+      env: { BERTH_GC_INTERVAL_SECONDS: '1', BERTH_GC_GRACE_SECONDS: '8', BERTH_GC_DELETE_UNTAGGED: 'true' },
     });
     skopeo = new Skopeo();
     work = tempDir('gc-layouts');

@@ -36,6 +36,7 @@ export function accountPages(router: Router, kit: PageKit): void {
     } catch (err) {
       const code = (err as { code?: string }).code;
       if (code === 'TOO_MANY_REQUESTS') return kit.reply(ctx, 429, 'Sign in', signInForm(posted.viewer, '/signin', 'Too many failed sign-ins; try again later.', username));
+      if (code === 'UNAVAILABLE') return kit.reply(ctx, 503, 'Sign in', signInForm(posted.viewer, '/signin', 'The directory that checks passwords does not answer; try again shortly.', username));
       if (code !== 'UNAUTHORIZED') throw err;
     }
     if (!who || who.principal.kind !== 'user' || who.limit) {

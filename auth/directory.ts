@@ -1,0 +1,197 @@
+// A company directory (LDAP, Active Directory) that checks passwords: the user is searched with a service
+// account, then the directory is asked to bind as them with the password typed. The directory answers
+// who the user is (name, e-mail) and which groups they are in; it never learns anything of Berth's.
+// Each check is one short connection (ldapts), bounded by a timeout, so a directory that is down or
+// silent costs a sign-in a few seconds and a 503, never a hang.
+import { Client, Filter, InvalidCredentialsError, SizeLimitExceededError, type ClientOptions, type Entry } from 'ldapts';
+import type { Role } from './policy.ts';
+
+/** What the directory says of a user. */
+export interface DirectoryEntry {
+  dn: string;
+  /** The Berth user name: the username attribute's value, in lower case. */
+  username: string;
+  displayName?: string;
+  email?: string;
+  /** The DNs of the user's groups, normalised (normalizeDn). */
+  groups: string[];
+}
+
+export type PasswordCheck = { ok: true; entry: DirectoryEntry } | { ok: false; reason: 'no such user' | 'wrong password' | 'ambiguous user' };
+
+/** The directory could not answer (down, silent, refused the service account, TLS not trusted): nobody is decided. */
+export class DirectoryUnavailableError extends Error {
+  constructor(reason: string) {
+    super(`the directory does not answer: ${reason}`);
+    this.name = 'DirectoryUnavailableError';
+  }
+}
+
+/** What AuthService asks of a directory: the shared contract of LDAP (and any later source of passwords). */
+export interface Directory {
+  /** Whether `password` is the user's, and who they are then. Throws DirectoryUnavailableError. */
+  verify(username: string, password: string): Promise<PasswordCheck>;
+  /** The user as the directory has them now (service account only), or undefined: removed or disabled. */
+  lookup(username: string): Promise<DirectoryEntry | undefined>;
+  /** Organisation → role, the highest the entry's groups give, for every organisation the mapping names. */
+  roles(entry: DirectoryEntry): Map<string, Role | undefined>;
+  /** How long a user's entry and roles, once read, stand for tokens and sessions in use. */
+  readonly refreshMs: number;
+}
+
+/** The directory's settings (server/config.ts reads them: BERTH_LDAP_*). */
+export interface LdapOptions {
+  url: string;
+  startTls: boolean;
+  /** The PEM certificates to trust (else the system's). */
+  ca?: string;
+  timeoutMs: number;
+  bindDn: string;
+  /** A function, so that no log line or dump of the settings ever shows the service account's password. */
+  bindPassword: () => string;
+  baseDn: string;
+  userFilter: string;
+  usernameAttribute: string;
+  displayNameAttribute: string;
+  emailAttribute: string;
+  groupBaseDn: string;
+  groupFilter: string;
+  /** Group DN → organisation → role. */
+  groupRoles: ReadonlyArray<{ group: string; organisation: string; role: Role }>;
+  refreshSeconds: number;
+}
+
+/** Directory connections open at once: more sign-ins than this at the same moment get a 503, not a queue. */
+const MAX_CONNECTIONS = 32;
+/** Groups read per user at most. */
+const MAX_GROUPS = 1000;
+const RANK: Record<Role, number> = { read: 1, write: 2, admin: 3 };
+
+/** A DN in one spelling for comparisons: lower case, no spaces around separators. */
+export function normalizeDn(dn: string): string {
+  return dn.trim().toLowerCase().replace(/\s*([,=+])\s*/g, '$1');
+}
+
+const first = (value: Entry[string] | undefined): string | undefined => {
+  const v = Array.isArray(value) ? value[0] : value;
+  return v === undefined ? undefined : Buffer.isBuffer(v) ? v.toString('utf8') : String(v);
+};
+
+export class LdapDirectory implements Directory {
+  readonly refreshMs: number;
+  private open = 0;
+  private readonly groupRoles: LdapOptions['groupRoles'];
+
+  constructor(private readonly options: LdapOptions) {
+    this.refreshMs = options.refreshSeconds * 1000;
+    this.groupRoles = options.groupRoles.map((mapping) => ({ ...mapping, group: normalizeDn(mapping.group) }));
+  }
+
+  roles(entry: DirectoryEntry): Map<string, Role | undefined> {
+    const roles = new Map<string, Role | undefined>();
+    for (const { group, organisation, role } of this.groupRoles) {
+      const held = roles.get(organisation);
+      if (!roles.has(organisation)) roles.set(organisation, undefined);
+      if (entry.groups.includes(group) && (!held || RANK[role] > RANK[held])) roles.set(organisation, role);
+    }
+    return roles;
+  }
+
+  async verify(username: string, password: string): Promise<PasswordCheck> {
+    // An empty password is an unauthenticated bind, which LDAP lets succeed for any DN: never a login.
+    if (password === '') return { ok: false, reason: 'wrong password' };
+    return this.session(async (client) => {
+      const found = await this.findUser(client, username);
+      if (found.length !== 1) return { ok: false, reason: found.length === 0 ? 'no such user' : 'ambiguous user' };
+      const entry = await this.describe(client, found[0]!);
+      try {
+        await client.bind(entry.dn, password);
+      } catch (err) {
+        if (err instanceof InvalidCredentialsError) return { ok: false, reason: 'wrong password' };
+        throw err;
+      }
+      return { ok: true, entry };
+    });
+  }
+
+  async lookup(username: string): Promise<DirectoryEntry | undefined> {
+    return this.session(async (client) => {
+      const found = await this.findUser(client, username);
+      return found.length === 1 ? this.describe(client, found[0]!) : undefined;
+    });
+  }
+
+  /** Runs `work` on a connection bound as the service account; every failure of the directory becomes DirectoryUnavailableError. */
+  private async session<T>(work: (client: Client) => Promise<T>): Promise<T> {
+    if (this.open >= MAX_CONNECTIONS) throw new DirectoryUnavailableError('too many directory requests at once');
+    this.open++;
+    const { url, ca, timeoutMs, startTls } = this.options;
+    const host = new URL(url).hostname.replace(/^\[|\]$/g, '');
+    // A fresh object per use: startTLS adds the socket to the one it is given.
+    const tls = () => ({ ca, servername: /^[\d.:]+$/.test(host) ? undefined : host, rejectUnauthorized: true });
+    const clientOptions: ClientOptions = { url, timeout: timeoutMs, connectTimeout: timeoutMs, strictDN: false };
+    // Only for ldaps://: ldapts given TLS options on ldap:// speaks TLS at once, and StartTLS then fails.
+    if (url.startsWith('ldaps:')) clientOptions.tlsOptions = tls();
+    const client = new Client(clientOptions);
+    // The whole session, not only each step, is bounded: a directory that trickles answers cannot hold a sign-in.
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      return await Promise.race([
+        (async () => {
+          if (startTls) await client.startTLS(tls());
+          try {
+            await client.bind(this.options.bindDn, this.options.bindPassword());
+          } catch (err) {
+            if (err instanceof InvalidCredentialsError) throw new DirectoryUnavailableError('the service account\'s bind was refused (BERTH_LDAP_BIND_DN and its password)');
+            throw err;
+          }
+          return work(client);
+        })(),
+        deadline,
+      ]);
+    } catch (err) {
+      if (err instanceof DirectoryUnavailableError) throw err;
+      throw new DirectoryUnavailableError((err as Error).message || String(err));
+    } finally {
+      clearTimeout(timer);
+      this.open--;
+      client.unbind().catch(() => undefined);
+    }
+  }
+
+  private async findUser(client: Client, username: string): Promise<Entry[]> {
+    const { baseDn, userFilter, usernameAttribute, displayNameAttribute, emailAttribute } = this.options;
+    const filter = userFilter.replaceAll('{username}', Filter.escape(username));
+    const { searchEntries } = await client.search(baseDn, {
+      scope: 'sub',
+      filter,
+      sizeLimit: 2,
+      attributes: [usernameAttribute, displayNameAttribute, emailAttribute],
+    }).catch((err: unknown) => {
+      // Two or more matches: the server stops at the size limit; the name does not say who.
+      if (err instanceof SizeLimitExceededError) return { searchEntries: [{ dn: '' }, { dn: '' }] as Entry[] };
+      throw err;
+    });
+    return searchEntries;
+  }
+
+  private async describe(client: Client, found: Entry): Promise<DirectoryEntry> {
+    const { groupBaseDn, groupFilter, usernameAttribute, displayNameAttribute, emailAttribute } = this.options;
+    const { searchEntries } = await client.search(groupBaseDn, {
+      scope: 'sub',
+      filter: groupFilter.replaceAll('{dn}', Filter.escape(found.dn)),
+      sizeLimit: MAX_GROUPS,
+      attributes: ['1.1'],
+    });
+    return {
+      dn: found.dn,
+      username: (first(found[usernameAttribute]) ?? '').toLowerCase(),
+      displayName: first(found[displayNameAttribute])?.slice(0, 256),
+      email: first(found[emailAttribute])?.slice(0, 256),
+      groups: searchEntries.map((group) => normalizeDn(group.dn)),
+    };
+  }
+}
