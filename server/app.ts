@@ -35,6 +35,7 @@ import { refuseCrossSite, securityHeaders, webRoutes } from '../web/index.ts';
 import { RegistryError } from './errors.ts';
 import { pino } from 'pino';
 import { scheduleLifecycle } from './lifecycle.ts';
+import { Mirrors } from '../mirror/index.ts';
 
 export interface Berth {
   app: Koa;
@@ -96,7 +97,10 @@ export async function createApp(
     maxManifestBytes: config.maxManifestBytes,
     gcSchedule: { intervalSeconds: config.gcIntervalSeconds, graceSeconds: config.gcGraceSeconds, deleteUntagged: config.gcDeleteUntagged },
   });
-  const v2 = distributionRoutes({ config, storage, metrics, gate: new AuthGate(auth, config, guard) });
+  const mirrors = config.mirrors.length > 0
+    ? new Mirrors(config.mirrors, { storage, metrics: metrics.mirror, logger, maxManifestBytes: config.maxManifestBytes })
+    : undefined;
+  const v2 = distributionRoutes({ config, storage, metrics, gate: new AuthGate(auth, config, guard), mirrors });
   router.all('/v2', v2);
   router.all('/v2/{*rest}', v2);
 

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BlockList, isIP } from 'node:net';
 import { z } from 'zod';
+import { mirrorsSchema, withoutSecrets } from '../mirror/index.ts';
 
 const LISTEN_RE = /^(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 
@@ -100,6 +101,7 @@ export const configSchema = z.object({
   runtime: z.enum(['auto', 'runc', 'crun', 'unshare']),
   unpackMaxBytes: int(1),
   unpackMaxEntries: int(1),
+  mirrors: mirrorsSchema,
 }).superRefine((config, ctx) => {
   if (config.s3Redirect && config.s3Bucket === undefined) {
     ctx.addIssue({
@@ -295,6 +297,11 @@ export const SETTINGS: Record<keyof Config, { env: string; default?: string; hel
     help: 'uncompressed bytes all layers of one image may unpack to in berth run (a small gzip layer can expand to fill the disk)',
   },
   unpackMaxEntries: { env: 'BERTH_UNPACK_MAX_ENTRIES', default: '2000000', help: 'tar entries all layers of one image may hold in berth run' },
+  mirrors: {
+    env: 'BERTH_MIRRORS',
+    default: '[]',
+    help: 'pull-through caches, as JSON: [{"prefix": "docker.io", "upstream": "https://registry-1.docker.io", "username", "password", "realms": [other token realm origins the credentials may go to], "tagTtlSeconds": 300, "maxBytes", "dockerMirror": false, "timeoutSeconds": 30}]; GET /v2/<prefix>/<name>/… pulls <name> through the upstream (see Pull-through cache)',
+  },
 };
 
 export class ConfigError extends Error {
@@ -323,8 +330,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const lines = parsed.error.issues.map((issue) => {
       const key = String(issue.path[0]) as keyof Config;
       const setting = SETTINGS[key];
-      const given = raw[key] === undefined ? 'nothing' : JSON.stringify(raw[key]);
-      return `${setting ? setting.env : key}: ${issue.message} (got ${given})`;
+      const value = key === 'mirrors' ? withoutSecrets(raw[key]) : raw[key];
+      const given = value === undefined ? 'nothing' : JSON.stringify(value);
+      const within = issue.path.slice(1).map((p) => `[${String(p)}]`).join('');
+      return `${setting ? setting.env : key}${within}: ${issue.message} (got ${given})`;
     });
     throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
   }

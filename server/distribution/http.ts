@@ -6,12 +6,15 @@ import type { Config } from '../config.ts';
 import type { Storage } from '../../storage/index.ts';
 import type { Metrics } from '../metrics.ts';
 import type { AuthGate } from '../auth-gate.ts';
+import type { Mirrors } from '../../mirror/index.ts';
 
 export interface DistributionDeps {
   config: Config;
   storage: Storage;
   metrics: Metrics;
   gate: AuthGate;
+  /** The pull-through caches, when any are configured. */
+  mirrors?: Mirrors;
 }
 
 export interface RouteParams {
