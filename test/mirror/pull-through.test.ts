@@ -92,6 +92,9 @@ describe('pull-through cache (Distribution upstream)', function () {
     // A normal repository in storage, listed by the catalog and its tags.
     expect((await mirror.request('GET', '/v2/_catalog')).json.repositories).to.include('dist/team/app');
     expect((await mirror.request('GET', '/v2/dist/team/app/tags/list')).json.tags).to.deep.equal(['v1']);
+    // containerd's hosts.toml form: the name without its prefix, the mirror named by ?ns=.
+    expect((await getManifest(mirror, 'team/app', 'v1?ns=dist')).headers['docker-content-digest']).to.equal(image.digest);
+    expect((await getManifest(mirror, 'team/app', 'v1')).status, 'no ns and no dockerMirror: a local name').to.equal(404);
     expect(await metric(mirror, 'berth_mirror_requests_total', { mirror: 'dist', outcome: 'hit' })).to.be.greaterThan(0);
     expect(await metric(mirror, 'berth_mirror_fetched_bytes_total', { mirror: 'dist' })).to.be.greaterThan(0);
   });
