@@ -5,7 +5,7 @@ export { CredentialStore, type Credentials } from './credentials.ts';
 export * from './errors.ts';
 export { formatBytes } from './progress.ts';
 export { formatReference, parseReference, type ImageReference } from './reference.ts';
-export { parseAuthChallenges, RegistryClient, registryBaseUrl } from './registry.ts';
+export { parseAuthChallenges, RegistryClient, registryBaseUrl, type AuthChallenge } from './registry.ts';
 export { hostPlatform, parsePlatform, selectPlatform, type Platform } from './platform.ts';
 export { containerProcess, runtimeSpec, writeBundle, type RunSettings } from './bundle.ts';
 export { unpackLayers, type UnpackLimits, type UnpackReport } from './unpack.ts';

@@ -36,6 +36,7 @@ import { refuseCrossSite, securityHeaders, webRoutes } from '../web/index.ts';
 import { RegistryError } from './errors.ts';
 import { pino } from 'pino';
 import { scheduleLifecycle } from './lifecycle.ts';
+import { Mirrors } from '../mirror/index.ts';
 
 export interface Berth {
   app: Koa;
@@ -97,7 +98,10 @@ export async function createApp(
     gcSchedule: { intervalSeconds: config.gcIntervalSeconds, graceSeconds: config.gcGraceSeconds, deleteUntagged: config.gcDeleteUntagged },
   });
   const admission = new UploadAdmission(config.maxConcurrentUploads, metrics);
-  const v2 = distributionRoutes({ config, storage, gate: new AuthGate(auth, config, guard), admission });
+  const mirrors = config.mirrors.length > 0
+    ? new Mirrors(config.mirrors, { storage, metrics: metrics.mirror, logger, maxManifestBytes: config.maxManifestBytes })
+    : undefined;
+  const v2 = distributionRoutes({ config, storage, gate: new AuthGate(auth, config, guard), admission, mirrors });
   router.all('/v2', v2);
   router.all('/v2/{*rest}', v2);
 

@@ -7,6 +7,7 @@ import { join, resolve } from 'node:path';
 import { BlockList, isIP } from 'node:net';
 import { z } from 'zod';
 import type { LdapOptions } from '../auth/index.ts';
+import { mirrorsSchema, withoutSecrets } from '../mirror/index.ts';
 
 const LISTEN_RE = /^(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 const LDAP_URL_RE = /^ldaps?:\/\/(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?\/?$/;
@@ -73,6 +74,7 @@ const serverSettings = {
     .transform((v) => v.split(',')),
   auditLog: z.string().min(1).optional(),
   pullCountFlushSeconds: int(1),
+  mirrors: mirrorsSchema,
 };
 
 const s3Settings = {
@@ -477,6 +479,11 @@ export const SETTINGS: Record<SettingKey, { env: string; default?: string; help:
     help: 'uncompressed bytes all layers of one image may unpack to in berth run (a small gzip layer can expand to fill the disk)',
   },
   unpackMaxEntries: { env: 'BERTH_UNPACK_MAX_ENTRIES', default: '2000000', help: 'tar entries all layers of one image may hold in berth run' },
+  mirrors: {
+    env: 'BERTH_MIRRORS',
+    default: '[]',
+    help: 'pull-through caches, as JSON: [{"prefix": "docker.io", "upstream": "https://registry-1.docker.io", "username", "password", "realms": [other token realm origins the credentials may go to], "tagTtlSeconds": 300, "maxBytes", "dockerMirror": false, "timeoutSeconds": 30}]; GET /v2/<prefix>/<name>/… pulls <name> through the upstream (see Pull-through cache)',
+  },
 };
 
 export class ConfigError extends Error {
@@ -517,8 +524,10 @@ function validated<T>(schema: z.ZodType<T>, settings: Partial<Record<SettingKey,
     const lines = parsed.error.issues.map((issue) => {
       const key = String(issue.path[0]) as SettingKey;
       const setting = SETTINGS[key];
-      const given = raw[key] === undefined ? 'nothing' : setting?.secret ? 'a value, not shown' : JSON.stringify(raw[key]);
-      return `${setting ? setting.env : key}: ${issue.message} (got ${given})`;
+      const value = key === 'mirrors' ? withoutSecrets(raw[key]) : raw[key];
+      const given = value === undefined ? 'nothing' : setting?.secret ? 'a value, not shown' : JSON.stringify(value);
+      const within = issue.path.slice(1).map((p) => `[${String(p)}]`).join('');
+      return `${setting ? setting.env : key}${within}: ${issue.message} (got ${given})`;
     });
     throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
   }

@@ -34,6 +34,27 @@ export class Metrics {
     help: 'Blob upload requests streaming data right now',
     registers: [this.registry],
   });
+  // Per mirror (its prefix): what was served from the cache, fetched, served stale, and what failed upstream.
+  private readonly mirrorEvents = new client.Counter({
+    name: 'berth_mirror_requests_total',
+    help: 'Pull-through cache lookups by mirror and outcome: hit (served from the cache), miss (fetched upstream), stale (served cached while the upstream failed), upstream_error',
+    labelNames: ['mirror', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  private readonly mirrorBytes = new client.Counter({
+    name: 'berth_mirror_fetched_bytes_total',
+    help: 'Blob bytes fetched from each mirror\'s upstream',
+    labelNames: ['mirror'] as const,
+    registers: [this.registry],
+  });
+  /** The mirror room's counters (MirrorMetrics). */
+  readonly mirror = {
+    hit: (mirror: string) => this.mirrorEvents.inc({ mirror, outcome: 'hit' }),
+    miss: (mirror: string) => this.mirrorEvents.inc({ mirror, outcome: 'miss' }),
+    stale: (mirror: string) => this.mirrorEvents.inc({ mirror, outcome: 'stale' }),
+    upstreamError: (mirror: string) => this.mirrorEvents.inc({ mirror, outcome: 'upstream_error' }),
+    bytesFetched: (mirror: string, n: number) => this.mirrorBytes.inc({ mirror }, n),
+  };
 
   constructor() {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'berth_' });

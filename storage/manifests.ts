@@ -103,14 +103,16 @@ export class ManifestStore {
 
   /**
    * Stores a manifest (and moves its tag). With `immutableTag`, a tag that already names another
-   * manifest is refused (TagImmutable) instead of moved.
+   * manifest is refused (TagImmutable) instead of moved. With `referencesOnDemand` (a pull-through cache's
+   * copy of an upstream manifest) the blobs and children it names need not be here yet: they are fetched
+   * when first pulled.
    */
   async put(
     name: string,
     reference: Reference,
     bytes: Buffer,
     contentType: string | undefined,
-    options: { immutableTag?: boolean } = {},
+    options: { immutableTag?: boolean; referencesOnDemand?: boolean } = {},
   ): Promise<PutResult> {
     const algorithm = reference.kind === 'digest' ? reference.digest.algorithm : 'sha256';
     const hex = createHash(algorithm).update(bytes).digest('hex');
@@ -122,7 +124,8 @@ export class ManifestStore {
       );
     }
     const manifest = parseManifest(bytes, contentType);
-    await this.checkReferences(name, manifest);
+    const checkReferences = options.referencesOnDemand ? async () => {} : () => this.checkReferences(name, manifest);
+    await checkReferences();
 
     // Locks come first: where they cannot be had (shared state away), nothing has been written. The
     // order manifest → tag is the same everywhere, so two writers never wait on each other in a circle.
@@ -157,7 +160,7 @@ export class ManifestStore {
         this.driver.putContent(layout.revision(name, digest), JSON.stringify(meta), existed ? UNFLUSHED : undefined),
         reference.kind === 'tag' ? this.driver.putContent(layout.tagMarker(name, digest, reference.tag), '', UNFLUSHED) : undefined,
       ]);
-      await this.checkAfterWrite(name, digest, bytes, manifest, existed);
+      await this.checkAfterWrite(name, digest, bytes, existed, checkReferences);
       // Round 2: what makes the manifest reachable: its referrer entry and its tag.
       const referrer = manifest.subject && {
         mediaType: manifest.mediaType,
@@ -201,9 +204,9 @@ export class ManifestStore {
    * between the first check and the revision write. Checked again now that the revision is visible to
    * it (see gc.ts): a blob that went is refused, and the revision written here taken back.
    */
-  private async checkAfterWrite(name: string, digest: Digest, bytes: Buffer, manifest: ParsedManifest, existed: boolean): Promise<void> {
+  private async checkAfterWrite(name: string, digest: Digest, bytes: Buffer, existed: boolean, checkReferences: () => Promise<void>): Promise<void> {
     try {
-      await this.checkReferences(name, manifest);
+      await checkReferences();
     } catch (err) {
       if (!existed) await this.driver.delete(layout.revisionDir(name, digest));
       await this.generations.bump(name);

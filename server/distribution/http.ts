@@ -6,12 +6,15 @@ import type { Config } from '../config.ts';
 import type { Storage } from '../../storage/index.ts';
 import type { AuthGate } from '../auth-gate.ts';
 import type { UploadAdmission } from '../admission.ts';
+import type { Mirrors } from '../../mirror/index.ts';
 
 export interface DistributionDeps {
   config: Config;
   storage: Storage;
   gate: AuthGate;
   admission: UploadAdmission;
+  /** The pull-through caches, when any are configured. */
+  mirrors?: Mirrors;
 }
 
 export interface RouteParams {

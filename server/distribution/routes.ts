@@ -5,9 +5,10 @@ import { RegistryError } from '../errors.ts';
 import type { AccessNeed } from '../auth-gate.ts';
 import { parseName } from '../../storage/index.ts';
 import { blobHandlers } from './blobs.ts';
-import { replyJson, type DistributionDeps, type Handler } from './http.ts';
+import { queryString, replyJson, type DistributionDeps, type Handler } from './http.ts';
 import { listingHandlers } from './listing.ts';
 import { manifestHandlers } from './manifests.ts';
+import { mirrorHandlers } from './mirror.ts';
 import { uploadHandlers } from './uploads.ts';
 
 interface Route {
@@ -18,6 +19,8 @@ interface Route {
 }
 
 const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+/** The routes a mirror reaches without its prefix (docker's registry-mirrors, containerd's ?ns=). */
+const PULLED_THROUGH = new Set(['manifest', 'blob']);
 
 /**
  * What a request needs its token to grant: reads pull, writes push, and every DELETE delete, cancelling
@@ -32,6 +35,7 @@ function accessNeed(routeId: string, method: string, name: string): AccessNeed {
 
 export function distributionRoutes(deps: DistributionDeps): (ctx: Context, next: Next) => Promise<void> {
   const uploads = uploadHandlers(deps);
+  const mirrored = deps.mirrors && mirrorHandlers(deps, deps.mirrors);
   const listings = listingHandlers(deps);
   const base: Record<string, Handler> = {
     async GET(ctx) {
@@ -72,9 +76,18 @@ export function distributionRoutes(deps: DistributionDeps): (ctx: Context, next:
           throw new RegistryError('UNSUPPORTED', 'deletion is disabled on this registry');
         }
       }
-      const name = match[1] === undefined ? '' : parseName(match[1]);
+      let name = match[1] === undefined ? '' : parseName(match[1]);
+      let serve = handler;
+      // A mirror's repository: read-only, its manifests and blobs pulled through (mirror.ts); the name
+      // checked and served is the one in storage, under the mirror's prefix.
+      const mirror = name && mirrored ? await deps.mirrors!.route(name, PULLED_THROUGH.has(route.id) && !WRITE_METHODS.has(ctx.method), queryString(ctx, 'ns')) : undefined;
+      if (mirror) {
+        if (WRITE_METHODS.has(ctx.method)) throw new RegistryError('DENIED', `${mirror.mirror.prefix}/ is a mirror of ${mirror.mirror.upstream.origin}: its repositories are read-only`);
+        name = mirror.name;
+        serve = mirrored![route.id]?.[ctx.method] ?? handler;
+      }
       await deps.gate.check(ctx, accessNeed(route.id, ctx.method, name));
-      await handler(ctx, { name, ref: match[2] ?? '' });
+      await serve(ctx, { name, ref: match[2] ?? '' });
       return;
     }
     ctx.state.route = 'unknown';

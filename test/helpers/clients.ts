@@ -156,6 +156,8 @@ export interface DockerEngine {
   configDir: string;
   /** What dockerd logged so far. */
   log(): string;
+  /** The socket of the containerd this dockerd started (for ctr). */
+  containerdSocket: string;
   stop(): Promise<void>;
 }
 
@@ -170,7 +172,7 @@ function dockerdMajorVersion(): number {
  * Starts a private dockerd (no bridge, no iptables, vfs storage) with its own data root, exec root,
  * socket, daemon.json and client config, as CLIENTS.md shows; resolves once `docker info` answers.
  */
-export async function startDockerd(options: { insecureRegistries: string[] }): Promise<DockerEngine> {
+export async function startDockerd(options: { insecureRegistries: string[]; registryMirrors?: string[] }): Promise<DockerEngine> {
   const dir = tempDir('dockerd');
   const socket = join(dir, 'docker.sock');
   const configFile = join(dir, 'daemon.json');
@@ -200,6 +202,7 @@ export async function startDockerd(options: { insecureRegistries: string[] }): P
     '--bridge=none',
     '--storage-driver=vfs',
     ...options.insecureRegistries.flatMap((r) => ['--insecure-registry', r]),
+    ...(options.registryMirrors ?? []).flatMap((r) => ['--registry-mirror', r]),
   ];
   const logChunks: Buffer[] = [];
   const daemon: ChildProcess = spawn('dockerd', args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: false });
@@ -245,7 +248,7 @@ export async function startDockerd(options: { insecureRegistries: string[] }): P
     await stop();
     throw err;
   }
-  return { docker, configDir: join(dir, 'client'), log, stop };
+  return { docker, configDir: join(dir, 'client'), log, containerdSocket: join(dir, 'exec', 'containerd', 'containerd.sock'), stop };
 }
 
 // ---------------------------------------------------------------------------------------------- podman
@@ -262,7 +265,7 @@ export interface Podman {
  * given hosts are insecure, i.e. plain HTTP) and containers.conf (host network namespace, runc, cgroupfs,
  * file events, rlimits under the machine's hard limits), through CONTAINERS_* environment variables.
  */
-export function podmanSetup(options: { insecureRegistries: string[] }): Podman {
+export function podmanSetup(options: { insecureRegistries: string[]; registriesConf?: string }): Podman {
   const dir = tempDir('podman');
   const storageConf = join(dir, 'storage.conf');
   const registriesConf = join(dir, 'registries.conf');
@@ -275,7 +278,8 @@ export function podmanSetup(options: { insecureRegistries: string[] }): Podman {
   writeFileSync(
     registriesConf,
     'unqualified-search-registries = []\n' +
-      options.insecureRegistries.map((r) => `\n[[registry]]\nlocation = "${r}"\ninsecure = true\n`).join(''),
+      options.insecureRegistries.map((r) => `\n[[registry]]\nlocation = "${r}"\ninsecure = true\n`).join('') +
+      (options.registriesConf ?? ''),
   );
   writeFileSync(
     containersConf,

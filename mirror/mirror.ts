@@ -1,0 +1,197 @@
+// One mirror: the repositories under its prefix are copies of the upstream's, fetched when first pulled
+// and kept in storage as ordinary (read-only) repositories. A digest, once stored, is never asked for
+// again; a tag is asked for with HEAD at most once per tagTtlSeconds, and served stale when the upstream
+// cannot answer. Blobs are fetched once however many clients want them (fill.ts).
+import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { parseReference, type Digest, type Reference, type Storage } from '../storage/index.ts';
+import type { MirrorConfig } from './config.ts';
+import { BlobFill } from './fill.ts';
+import { linkStoredBlob, storeBlob, storeManifest } from './store.ts';
+import { Upstream, UpstreamDigestError, UpstreamError } from './upstream.ts';
+
+/** What the mirror counts, per mirror (its prefix). */
+export interface MirrorMetrics {
+  hit(mirror: string): void;
+  miss(mirror: string): void;
+  stale(mirror: string): void;
+  upstreamError(mirror: string): void;
+  bytesFetched(mirror: string, n: number): void;
+}
+
+export interface MirrorLogger {
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+}
+
+export interface MirrorDeps {
+  storage: Storage;
+  metrics?: MirrorMetrics;
+  logger?: MirrorLogger;
+  maxManifestBytes: number;
+}
+
+/** What a blob GET is answered from: storage, or a fill in progress (stream from it). */
+export type BlobSource = { kind: 'stored' } | { kind: 'filling'; fill: BlobFill };
+
+/** Tag checks remembered per process; the oldest are forgotten first (and simply checked again). */
+const MAX_TAG_CHECKS = 50_000;
+/** Resumptions of a blob fill the upstream cut. */
+const MAX_RESUMES = 3;
+
+export class Mirror {
+  readonly prefix: string;
+  readonly upstream: Upstream;
+  /** When each tag (name:tag) was last found current upstream. */
+  private readonly checkedAt = new Map<string, number>();
+  /** Manifest lookups in progress (name@reference), so that concurrent pulls ask the upstream once. */
+  private readonly resolving = new Map<string, Promise<void>>();
+  /** Blob fills in progress, by digest. */
+  private readonly fills = new Map<string, BlobFill>();
+
+  constructor(
+    readonly config: MirrorConfig,
+    private readonly deps: MirrorDeps,
+  ) {
+    this.prefix = config.prefix;
+    this.upstream = new Upstream(config);
+  }
+
+  /** The upstream's name for a repository of this mirror (`docker.io/library/alpine` → `library/alpine`). */
+  upstreamName(name: string): string {
+    return name.slice(this.prefix.length + 1);
+  }
+
+  /**
+   * Makes the manifest `ref` of `name` servable from storage: fetched when missing, checked (HEAD) when
+   * its tag was last checked over tagTtlSeconds ago. A malformed reference is left to the normal handler.
+   */
+  async manifest(name: string, ref: string): Promise<void> {
+    const reference = parseReference(ref);
+    if (!reference) return;
+    const key = `${name}@${ref}`;
+    let pending = this.resolving.get(key);
+    if (!pending) {
+      pending = this.resolve(name, reference).finally(() => this.resolving.delete(key));
+      this.resolving.set(key, pending);
+    }
+    await pending;
+  }
+
+  private async resolve(name: string, reference: Reference): Promise<void> {
+    const { manifests } = this.deps.storage;
+    const local = await manifests.get(name, reference);
+    if (reference.kind === 'digest') {
+      // A digest names the same bytes forever: once stored, the upstream is never asked again.
+      if (local) return this.count('hit');
+      this.count('miss');
+      const fetched = await this.upstreamCall(() => this.upstream.getManifest(this.upstreamName(name), reference.digest.value, this.deps.maxManifestBytes));
+      verify(fetched.bytes, reference.digest, `manifest ${name}@${reference.digest.value}`);
+      await storeManifest(this.deps.storage, name, reference, fetched.bytes, fetched.mediaType);
+      return;
+    }
+    const tagKey = `${name}:${reference.tag}`;
+    if (local && this.fresh(tagKey)) return this.count('hit');
+    let current: { digest?: string };
+    try {
+      current = await this.upstreamCall(() => this.upstream.headManifest(this.upstreamName(name), reference.tag));
+    } catch (err) {
+      if (!local || !(err instanceof UpstreamError) || !err.unavailable) throw err;
+      // The upstream is down, slow or rate-limiting: what we have is better than nothing.
+      this.count('stale');
+      this.deps.logger?.warn({ mirror: this.prefix, name, tag: reference.tag, err: err.message }, 'upstream unavailable: serving the cached tag');
+      return;
+    }
+    if (local && current.digest === local.digest) {
+      this.remember(tagKey);
+      return this.count('hit');
+    }
+    this.count('miss');
+    // By digest when the HEAD named one (what we fetch is then what was current), else by tag.
+    const fetched = await this.upstreamCall(() => this.upstream.getManifest(this.upstreamName(name), current.digest ?? reference.tag, this.deps.maxManifestBytes));
+    const named = current.digest ?? fetched.digest;
+    const algorithm = named?.startsWith('sha512:') ? 'sha512' : 'sha256';
+    const digest = `${algorithm}:${createHash(algorithm).update(fetched.bytes).digest('hex')}`;
+    if (named !== undefined && named !== digest) {
+      this.count('upstreamError');
+      throw new UpstreamDigestError(`manifest ${name}:${reference.tag}: the upstream named ${named} but sent bytes of ${digest}`);
+    }
+    await storeManifest(this.deps.storage, name, reference, fetched.bytes, fetched.mediaType);
+    this.remember(tagKey);
+  }
+
+  /**
+   * Where blob `digest` of `name` is served from: storage when this repository has it (or another one
+   * does: then it is linked here, without the upstream), else the one fill of it in progress.
+   */
+  async blob(name: string, digest: Digest): Promise<BlobSource> {
+    const { blobs } = this.deps.storage;
+    if ((await blobs.sizeIn(name, digest)) !== undefined || (await linkStoredBlob(this.deps.storage, name, digest))) {
+      this.count('hit');
+      return { kind: 'stored' };
+    }
+    const running = this.fills.get(digest.value);
+    if (running) {
+      // A fill for another repository: this one is linked once the bytes are stored.
+      running.finished.then(() => linkStoredBlob(this.deps.storage, name, digest)).catch(() => {});
+      this.count('hit');
+      return { kind: 'filling', fill: running };
+    }
+    this.count('miss');
+    const upstreamName = this.upstreamName(name);
+    const fill = new BlobFill(
+      { open: (offset, signal) => this.upstreamCall(() => this.upstream.getBlob(upstreamName, digest.value, offset, signal)) },
+      (bytes: Readable) => storeBlob(this.deps.storage, name, digest, bytes),
+      {
+        idleTimeoutMs: this.config.timeoutSeconds * 1000,
+        maxResumes: MAX_RESUMES,
+        onBytes: (n) => this.deps.metrics?.bytesFetched(this.prefix, n),
+      },
+    );
+    this.fills.set(digest.value, fill);
+    fill.finished.then(
+      () => this.fills.delete(digest.value),
+      (err: Error) => {
+        this.fills.delete(digest.value);
+        this.count('upstreamError');
+        this.deps.logger?.warn({ mirror: this.prefix, name, digest: digest.value, err: err.message }, 'blob not cached: the fill failed');
+      },
+    );
+    return { kind: 'filling', fill };
+  }
+
+  /** The size of a blob not stored yet, from the upstream (a HEAD before any GET). */
+  blobSize(name: string, digest: Digest): Promise<number | undefined> {
+    return this.upstreamCall(() => this.upstream.blobSize(this.upstreamName(name), digest.value));
+  }
+
+  /** Runs an upstream request; its failure is counted. */
+  private async upstreamCall<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      this.count('upstreamError');
+      throw err;
+    }
+  }
+
+  private fresh(tagKey: string): boolean {
+    const at = this.checkedAt.get(tagKey);
+    return at !== undefined && Date.now() - at < this.config.tagTtlSeconds * 1000;
+  }
+
+  private remember(tagKey: string): void {
+    this.checkedAt.delete(tagKey);
+    this.checkedAt.set(tagKey, Date.now());
+    if (this.checkedAt.size > MAX_TAG_CHECKS) this.checkedAt.delete(this.checkedAt.keys().next().value!);
+  }
+
+  private count(what: 'hit' | 'miss' | 'stale' | 'upstreamError'): void {
+    this.deps.metrics?.[what](this.prefix);
+  }
+}
+
+function verify(bytes: Buffer, digest: Digest, what: string): void {
+  const hex = createHash(digest.algorithm).update(bytes).digest('hex');
+  if (hex !== digest.hex) throw new UpstreamDigestError(`${what}: the upstream sent bytes of ${digest.algorithm}:${hex}`);
+}

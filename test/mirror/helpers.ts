@@ -1,0 +1,62 @@
+// What the mirror suites share: a Berth whose mirrors point at upstreams the test started, and the
+// upstream's access log read as the requests it counts.
+import type { TestDistribution } from '../helpers/distribution.ts';
+import { Registry, sha256, type RawResponse } from '../helpers/registry.ts';
+
+/** BERTH_MIRRORS for the given mirrors. */
+export function mirrorsEnv(mirrors: object[]): Record<string, string> {
+  return { BERTH_MIRRORS: JSON.stringify(mirrors) };
+}
+
+/** The upstream requests (method and path) logged since `from` lines, e.g. `GET /v2/x/blobs/sha256:…`. */
+export function upstreamRequests(upstream: TestDistribution, from = 0): string[] {
+  return upstream.accessLog
+    .slice(from)
+    .map((line) => /"([A-Z]+) (\S+) HTTP/.exec(line))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => `${m[1]} ${m[2]}`);
+}
+
+/** GET of a manifest with the Accept a docker client sends. */
+export function getManifest(registry: Registry, name: string, ref: string, headers: Record<string, string> = {}): Promise<RawResponse> {
+  return registry.request('GET', `/v2/${name}/manifests/${ref}`, {
+    headers: {
+      Accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json',
+      ...headers,
+    },
+  });
+}
+
+/** The value of a counter in Berth's /metrics, 0 when absent. */
+export async function metric(registry: Registry, name: string, labels: Record<string, string>): Promise<number> {
+  const text = (await registry.request('GET', '/metrics')).text;
+  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`)) continue;
+    if (wanted.every((w) => line.includes(w))) return Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return 0;
+}
+
+/** A client of Distribution, which opens a session for a monolithic POST: blobs go as POST, then PUT with the bytes. */
+export class UpstreamRegistry extends Registry {
+  constructor(
+    base: string,
+    private readonly headers: Record<string, string> = {},
+  ) {
+    super(base);
+  }
+
+  override request(method: string, path: string, options: { headers?: Record<string, string>; body?: Buffer | string } = {}): Promise<RawResponse> {
+    return super.request(method, path, { ...options, headers: { ...this.headers, ...options.headers } });
+  }
+
+  override async pushBlob(name: string, data: Buffer | string): Promise<string> {
+    const digest = sha256(data);
+    const location = new URL(await this.startUpload(name), this.base);
+    location.searchParams.set('digest', digest);
+    const res = await this.request('PUT', location.href, { body: data, headers: { 'Content-Type': 'application/octet-stream' } });
+    if (res.status !== 201) throw new Error(`blob push failed: ${res.status} ${res.text}`);
+    return digest;
+  }
+}
