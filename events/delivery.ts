@@ -5,7 +5,6 @@
 // BERTH_WEBHOOK_MAX_ATTEMPTS, the drop recorded. Redirects are not followed; the response body is read
 // away, never kept.
 import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import type { DestinationPolicy } from './destination.ts';
 import type { Endpoint, EndpointStore } from './endpoints.ts';
 import { envelope, EVENTS_MEDIA_TYPE, type RegistryEvent } from './envelope.ts';
@@ -150,7 +149,8 @@ export class Deliverer {
       [TIMESTAMP_HEADER]: timestamp,
       [SIGNATURE_HEADER]: signDelivery(secret, timestamp, body),
     };
-    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    // TLS is loaded by the first https delivery, not by every worker at start.
+    const send = url.protocol === 'https:' ? (await import('node:https')).request : httpRequest;
     return new Promise<Outcome>((resolve) => {
       let settled = false;
       const finish = (outcome: Outcome) => {
