@@ -18,9 +18,11 @@ import {
   type StorageDriver,
   type UploadObserver,
 } from '../storage/index.ts';
-import { AuditLog, AuthService, LdapDirectory, type AuditSink } from '../auth/index.ts';
+import { AuditLog, AuthService, LdapDirectory, principalName, principalOf, type AuditSink, type TokenClaims } from '../auth/index.ts';
+import { Webhooks, type RequestFacts } from '../events/index.ts';
+import { hostname } from 'node:os';
 import { AuthGate } from './auth-gate.ts';
-import { controlSocketPath, listenAddress, usesRedis, type Config } from './config.ts';
+import { controlSocketPath, listenAddress, rangeList, usesRedis, type Config } from './config.ts';
 import { listenControl } from './control.ts';
 import { distributionRoutes } from './distribution/routes.ts';
 import { createLogger, requestLog, type Logger } from './logging.ts';
@@ -46,6 +48,7 @@ export interface Berth {
   coordination: Coordination;
   metrics: Metrics;
   logger: Logger;
+  webhooks: Webhooks;
 }
 
 export async function createApp(
@@ -56,6 +59,9 @@ export async function createApp(
 ): Promise<Berth> {
   const metrics = new Metrics();
   const { storage, coordination } = await openStorage(config, logger, metrics, driver);
+  // The webhooks' event source: storage tells it of pushes, deletes, pulls and collections.
+  const webhooks = openWebhooks(config, storage, coordination, logger);
+  storage.listen(webhooks.listener());
   // Behind a trusted proxy Koa reads the protocol from X-Forwarded-Proto; forwardedClient (first below)
   // sets the client address and leaves Koa only the forwarding headers it may believe.
   const app = new Koa({ proxy: config.trustProxy });
@@ -95,6 +101,7 @@ export async function createApp(
     readBody: readLimited,
     publicUrl: config.publicUrl,
     maxManifestBytes: config.maxManifestBytes,
+    webhooks,
     gcSchedule: { intervalSeconds: config.gcIntervalSeconds, graceSeconds: config.gcGraceSeconds, deleteUntagged: config.gcDeleteUntagged },
   });
   const admission = new UploadAdmission(config.maxConcurrentUploads, metrics);
@@ -108,12 +115,47 @@ export async function createApp(
   app.use(securityHeaders());
   app.use(forwardedClient(config));
   app.use(requestLog(logger));
+  app.use((ctx, next) => webhooks.withRequest(() => requestFacts(ctx), next));
   app.use(metrics.middleware());
   app.use(errorMapping(logger, config.publicUrl));
   app.use(refuseCrossSite(config.publicUrl, () => new RegistryError('DENIED', 'a request made for another site may not change anything here')));
   app.use(rateLimit(config.rateLimitPerMinute, coordination.counter));
   app.use(router.routes());
-  return { app, auth, storage, coordination, metrics, logger };
+  return { app, auth, storage, coordination, metrics, logger, webhooks };
+}
+
+/** The webhook endpoints, queues and delivery over this storage, as configured (the server and `berth webhook`). */
+export function openWebhooks(config: Config, storage: Storage, coordination: Coordination, logger: Logger): Webhooks {
+  return new Webhooks({
+    driver: storage.driver,
+    lock: coordination.lock,
+    allow: config.webhookAllow ? rangeList(config.webhookAllow) : undefined,
+    queueLimit: config.webhookQueueLimit,
+    secretKey: config.webhookSecretKey,
+    timeoutMs: config.webhookTimeoutMs,
+    maxAttempts: config.webhookMaxAttempts,
+    retryBaseMs: config.webhookRetryBaseMs,
+    retryMaxMs: config.webhookRetryMaxMs,
+    pollMs: config.webhookPollMs,
+    publicUrl: config.publicUrl,
+    sourceAddr: config.publicUrl ? new URL(config.publicUrl).host : `${hostname()}:${listenAddress(config).port}`,
+    logger,
+  });
+}
+
+/** The request an event names, read when the event happens (the actor is known once the route checked access). */
+function requestFacts(ctx: Koa.Context): RequestFacts {
+  const claims = ctx.state.claims as TokenClaims | undefined;
+  const viewer = ctx.state.viewer as { principal?: Parameters<typeof principalName>[0] } | undefined;
+  const principal = claims ? principalOf(claims) : viewer?.principal;
+  return {
+    id: String(ctx.state.requestId ?? ''),
+    addr: ctx.ip,
+    host: ctx.host,
+    method: ctx.method,
+    useragent: ctx.get('User-Agent'),
+    ...(principal && principal.kind !== 'anonymous' ? { actor: principalName(principal) } : {}),
+  };
 }
 
 /**
@@ -241,6 +283,7 @@ export async function startServer(config: Config, berth: Berth): Promise<Running
   }, config.pullCountFlushSeconds * 1000);
   pulls.unref();
   const stopLifecycle = scheduleLifecycle(config, berth);
+  berth.webhooks.start();
   const socketPath = controlSocketPath(config);
   const control = socketPath
     ? await listenControl(socketPath, berth.storage.jobs, config.gcGraceSeconds, berth.logger).catch((err: Error) => {
@@ -260,7 +303,9 @@ export async function startServer(config: Config, berth: Berth): Promise<Running
       control?.close();
       server.close(() => {
         clearTimeout(timer);
-        void Promise.resolve(presence?.stop())
+        void berth.webhooks
+          .stop()
+          .then(() => presence?.stop())
           .then(() => berth.coordination.close())
           .then(resolve, resolve);
       });

@@ -75,6 +75,20 @@ const serverSettings = {
   auditLog: z.string().min(1).optional(),
   pullCountFlushSeconds: int(1),
   mirrors: mirrorsSchema,
+  webhookAllow: z
+    .string()
+    .refine((v) => v.split(',').every((entry) => parseCidr(entry.trim()) !== undefined), 'expected addresses or CIDR ranges, e.g. 10.1.2.3,192.168.0.0/16')
+    .optional(),
+  webhookTimeoutMs: int(100).max(120_000),
+  webhookQueueLimit: int(1).max(1_000_000),
+  webhookMaxAttempts: int(1).max(1000),
+  webhookRetryBaseMs: int(10),
+  webhookRetryMaxMs: int(10),
+  webhookPollMs: int(50).max(600_000),
+  webhookSecretKey: z
+    .string()
+    .refine((v) => Buffer.from(v, 'base64').length === 32, 'expected 32 bytes in base64 (openssl rand -base64 32)')
+    .optional(),
 };
 
 const s3Settings = {
@@ -210,6 +224,9 @@ const serverSchema = z
     }
     if (config.trustedProxyHops !== undefined && config.trustedProxies !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['trustedProxyHops'], message: 'set either a number of hops or BERTH_TRUSTED_PROXIES, not both' });
+    }
+    if (config.webhookRetryMaxMs < config.webhookRetryBaseMs) {
+      ctx.addIssue({ code: 'custom', path: ['webhookRetryMaxMs'], message: 'must be at least BERTH_WEBHOOK_RETRY_BASE_MS' });
     }
     if (config.s3RedirectBaseUrl !== undefined && !config.s3Redirect) {
       ctx.addIssue({ code: 'custom', path: ['s3RedirectBaseUrl'], message: 'has no effect unless BERTH_S3_REDIRECT=true' });
@@ -435,6 +452,29 @@ export const SETTINGS: Record<SettingKey, { env: string; default?: string; help:
   },
   auditLog: { env: 'BERTH_AUDIT_LOG', help: 'file the audit log (every auth decision, one JSON line each) is appended to (default: the server log)' },
   pullCountFlushSeconds: { env: 'BERTH_PULL_COUNT_FLUSH_SECONDS', default: '10', help: 'how often pull counts (kept in memory per process) are added to the catalog\'s search index' },
+  mirrors: {
+    env: 'BERTH_MIRRORS',
+    default: '[]',
+    help: 'pull-through caches, as JSON: [{"prefix": "docker.io", "upstream": "https://registry-1.docker.io", "username", "password", "realms": [other token realm origins the credentials may go to], "tagTtlSeconds": 300, "maxBytes", "dockerMirror": false, "timeoutSeconds": 30}]; GET /v2/<prefix>/<name>/… pulls <name> through the upstream (see Pull-through cache)',
+  },
+  webhookAllow: {
+    env: 'BERTH_WEBHOOK_ALLOW',
+    help: 'addresses or CIDR ranges webhooks may reach although they are private, loopback or link-local (refused otherwise, checked again at each connection)',
+  },
+  webhookTimeoutMs: { env: 'BERTH_WEBHOOK_TIMEOUT_MS', default: '10000', help: 'how long one webhook delivery may take, connection included, before it counts as failed' },
+  webhookQueueLimit: {
+    env: 'BERTH_WEBHOOK_QUEUE_LIMIT',
+    default: '1000',
+    help: 'events waiting for one webhook endpoint (in storage); an event beyond it is dropped, and the drop recorded in the endpoint\'s log',
+  },
+  webhookMaxAttempts: { env: 'BERTH_WEBHOOK_MAX_ATTEMPTS', default: '10', help: 'deliveries of one event tried before it is dropped (the drop recorded in the endpoint\'s log)' },
+  webhookRetryBaseMs: { env: 'BERTH_WEBHOOK_RETRY_BASE_MS', default: '2000', help: 'wait after a webhook\'s first failed delivery; it doubles with each failure' },
+  webhookRetryMaxMs: { env: 'BERTH_WEBHOOK_RETRY_MAX_MS', default: '600000', help: 'the longest wait between two deliveries of one webhook event' },
+  webhookPollMs: { env: 'BERTH_WEBHOOK_POLL_MS', default: '1000', help: 'how often a server looks for webhook events queued by other processes (its own are sent at once)' },
+  webhookSecretKey: {
+    env: 'BERTH_WEBHOOK_SECRET_KEY',
+    help: 'key (32 bytes, base64) that seals webhook secrets in storage; unset: a key made once and kept in storage beside the token signing key',
+  },
   ldapUrl: {
     env: 'BERTH_LDAP_URL',
     help: 'ldap://host[:port] or ldaps://host[:port] of an LDAP directory or Active Directory that checks the passwords of users who have no local account (unset: local accounts only)',
@@ -479,11 +519,6 @@ export const SETTINGS: Record<SettingKey, { env: string; default?: string; help:
     help: 'uncompressed bytes all layers of one image may unpack to in berth run (a small gzip layer can expand to fill the disk)',
   },
   unpackMaxEntries: { env: 'BERTH_UNPACK_MAX_ENTRIES', default: '2000000', help: 'tar entries all layers of one image may hold in berth run' },
-  mirrors: {
-    env: 'BERTH_MIRRORS',
-    default: '[]',
-    help: 'pull-through caches, as JSON: [{"prefix": "docker.io", "upstream": "https://registry-1.docker.io", "username", "password", "realms": [other token realm origins the credentials may go to], "tagTtlSeconds": 300, "maxBytes", "dockerMirror": false, "timeoutSeconds": 30}]; GET /v2/<prefix>/<name>/… pulls <name> through the upstream (see Pull-through cache)',
-  },
 };
 
 export class ConfigError extends Error {
@@ -558,9 +593,13 @@ export function parseCidr(text: string): { address: string; prefix: number; fami
 
 /** The ranges of BERTH_TRUSTED_PROXIES (validated by the schema), as a list addresses are checked against. */
 export function trustedProxyList(config: Config): BlockList | undefined {
-  if (config.trustedProxies === undefined) return undefined;
+  return config.trustedProxies === undefined ? undefined : rangeList(config.trustedProxies);
+}
+
+/** A validated list of addresses and CIDR ranges (BERTH_TRUSTED_PROXIES, BERTH_WEBHOOK_ALLOW) as a BlockList. */
+export function rangeList(ranges: string): BlockList {
   const list = new BlockList();
-  for (const entry of config.trustedProxies.split(',')) {
+  for (const entry of ranges.split(',')) {
     const range = parseCidr(entry.trim())!;
     list.addSubnet(range.address, range.prefix, range.family);
   }

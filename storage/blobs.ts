@@ -9,6 +9,7 @@ import type { Digest } from './reference.ts';
 import { StampedCache } from './stamped-cache.ts';
 import { NamespaceUsage } from './usage.ts';
 import { blobHolders } from './walk.ts';
+import type { StorageListener } from './listener.ts';
 
 /** The generation key of a repository's blob links (names never start with '_', so it cannot clash). */
 function linksOf(name: string): string {
@@ -28,6 +29,9 @@ export class BlobStore {
     /** Every link and unlink is counted here, so that quota checks need not walk the namespace. */
     readonly usage: NamespaceUsage = new NamespaceUsage(driver, lock),
   ) {}
+
+  /** Told of a client's blob deletes (the webhooks' event source, injected by the server). */
+  listener?: StorageListener;
 
   /**
    * Runs fn holding the blob's lock: what links a blob (an upload's completion, a mount) and what
@@ -127,6 +131,13 @@ export class BlobStore {
       return existed ? -1 : 0;
     });
     await this.generations.bump(linksOf(name));
+    return existed;
+  }
+
+  /** A client's DELETE of a blob from a repository: the unlink, announced (GC's unlinks are not, one by one). */
+  async remove(name: string, digest: Digest): Promise<boolean> {
+    const existed = await this.unlink(name, digest);
+    if (existed) await this.listener?.blobDeleted?.({ name, digest: digest.value });
     return existed;
   }
 

@@ -11,6 +11,7 @@ import { GarbageCollector } from './gc.ts';
 import { PolicyStore } from './policies.ts';
 import { Quotas } from './quotas.ts';
 import { LifecycleJobs } from './jobs.ts';
+import type { StorageListener } from './listener.ts';
 
 export { BlobStore } from './blobs.ts';
 export { localCoordination, retryAfterSeconds, LocalGenerations, LocalRateCounter, type Coordination, type Generations, type RateCounter, type RateCount } from './coordination.ts';
@@ -42,6 +43,7 @@ export { PolicyStore, PolicyError, namespaceOf, matchesTagPattern, type Policy, 
 export { Quotas, type UsageCorrection } from './quotas.ts';
 export { FolderSweep, mapLimit, SWEEP_PAGE_SIZE } from './walk.ts';
 export { applyRetention, type RetentionResult, type RetentionOptions } from './retention.ts';
+export type { StorageListener, ManifestFacts, ManifestDeletion } from './listener.ts';
 export { LifecycleJobs, gcSummary, readJobRecord, writeJobRecord, type JobName, type JobRecord } from './jobs.ts';
 
 export interface Storage {
@@ -55,6 +57,8 @@ export interface Storage {
   quotas: Quotas;
   gc: GarbageCollector;
   jobs: LifecycleJobs;
+  /** Sets the one listener told of pushes, deletes, pulls and collections (storage never knows who it is). */
+  listen(listener: StorageListener): void;
 }
 
 export function createStorage(
@@ -71,6 +75,7 @@ export function createStorage(
   const policies = new PolicyStore(driver);
   const quotas = new Quotas(blobs.usage, policies, coordination.lock);
   const gc = new GarbageCollector(driver, blobs, manifests, coordination.lock, quotas);
+  const jobs = new LifecycleJobs(driver, gc, manifests, policies, coordination.lock);
   return {
     driver,
     blobs,
@@ -81,7 +86,10 @@ export function createStorage(
     policies,
     quotas,
     gc,
-    jobs: new LifecycleJobs(driver, gc, manifests, policies, coordination.lock),
+    jobs,
+    listen(listener) {
+      manifests.listener = blobs.listener = jobs.listener = listener;
+    },
   };
 }
 

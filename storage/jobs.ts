@@ -9,6 +9,7 @@ import { layout } from './layout.ts';
 import type { Lock } from './lock.ts';
 import type { ManifestStore } from './manifests.ts';
 import type { PolicyStore } from './policies.ts';
+import type { StorageListener } from './listener.ts';
 import { applyRetention, type RetentionOptions, type RetentionResult } from './retention.ts';
 
 export type JobName = 'garbage-collection' | 'retention';
@@ -67,11 +68,17 @@ export class LifecycleJobs {
     private readonly lock: Lock,
   ) {}
 
+  /** Told of each collection that was not a dry run (the webhooks' event source, injected by the server). */
+  listener?: StorageListener;
+
   /** One collection (the collector holds the shared `gc` lock); recorded unless a dry run. */
   collectGarbage(options: GcOptions): Promise<GcReport> {
     return this.track('garbage-collection', async () => {
       const report = await this.gc.run(options);
-      if (!report.dryRun) await writeJobRecord(this.driver, 'garbage-collection', new Date(report.finishedAt ?? Date.now()), gcSummary(report));
+      if (!report.dryRun) {
+        await writeJobRecord(this.driver, 'garbage-collection', new Date(report.finishedAt ?? Date.now()), gcSummary(report));
+        await this.listener?.garbageCollected?.(gcSummary(report));
+      }
       return report;
     });
   }

@@ -9,6 +9,7 @@ import { LocalLock, type Lock } from './lock.ts';
 import { StampedCache } from './stamped-cache.ts';
 import { isForeignLayer, parseManifest, referrerArtifactType, type ParsedManifest } from './manifest-parser.ts';
 import { tryParseDigest, type Digest, type Reference } from './reference.ts';
+import type { StorageListener } from './listener.ts';
 
 export interface StoredManifest {
   readonly digest: string;
@@ -93,6 +94,8 @@ export class ManifestStore {
 
   /** Called after every push or delete with what changed (the search index updates just that). */
   changed?: (change: ManifestChange) => Promise<void>;
+  /** Told of pushes, client deletes and pulls (the webhooks' event source, injected by the server). */
+  listener?: StorageListener;
 
   constructor(
     private readonly driver: StorageDriver,
@@ -178,6 +181,13 @@ export class ManifestStore {
     }));
     await this.addToCatalog(name);
     await this.changed?.({ name, tags: reference.kind === 'tag' ? [reference.tag] : [], subject: manifest.subject?.digest.value });
+    await this.listener?.manifestPushed?.({
+      name,
+      digest: digest.value,
+      mediaType: manifest.mediaType,
+      size: bytes.length,
+      ...(reference.kind === 'tag' ? { tag: reference.tag } : {}),
+    });
     return { digest: digest.value, subject: manifest.subject?.digest.value };
   }
 
@@ -260,6 +270,11 @@ export class ManifestStore {
     return { digest: digest.value, mediaType: meta.mediaType, content };
   }
 
+  /** A client pulled this manifest (the route tells a pull from a page's read): the listener hears of it. */
+  pulled(name: string, manifest: StoredManifest, tag?: string): void {
+    this.listener?.manifestPulled?.({ name, digest: manifest.digest, mediaType: manifest.mediaType, size: manifest.content.length, ...(tag ? { tag } : {}) });
+  }
+
   private async resolveTag(name: string, tag: string, generation: number | undefined): Promise<Digest | undefined> {
     const key = this.tagKey(name, tag);
     const cached = this.tagCache.get(key, generation);
@@ -286,8 +301,10 @@ export class ManifestStore {
   async delete(name: string, reference: Reference): Promise<boolean> {
     if (reference.kind === 'tag') {
       const tag = reference.tag;
-      const existed = await this.lock.run(`tag:${name}:${tag}`, async () => this.removeTag(name, tag, await this.tagTarget(name, tag)));
+      let target: string | undefined;
+      const existed = await this.lock.run(`tag:${name}:${tag}`, async () => this.removeTag(name, tag, (target = await this.tagTarget(name, tag))));
       if (existed) await this.changed?.({ name, tags: [tag] });
+      if (existed) await this.listener?.manifestDeleted?.({ name, tag, digest: target });
       return existed;
     }
     const digest = reference.digest;
@@ -308,6 +325,7 @@ export class ManifestStore {
     });
     if (deleted) await this.removeFromCatalogIfEmpty(name);
     if (deleted) await this.changed?.({ name, tags: removed, subject });
+    if (deleted) await this.listener?.manifestDeleted?.({ name, digest: digest.value });
     return deleted;
   }
 
@@ -319,6 +337,7 @@ export class ManifestStore {
       return true;
     });
     if (deleted) await this.changed?.({ name, tags: [tag] });
+    if (deleted) await this.listener?.manifestDeleted?.({ name, tag, digest });
     return deleted;
   }
 

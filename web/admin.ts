@@ -5,6 +5,7 @@
 import type Router from '@koa/router';
 import type { Context } from 'koa';
 import type { WebDeps } from './index.ts';
+import type { Principal } from '../auth/index.ts';
 import { csrfMatches } from './session.ts';
 
 export interface GcSchedule {
@@ -13,9 +14,41 @@ export interface GcSchedule {
   deleteUntagged: boolean;
 }
 
-function apiError(ctx: Context, status: number, code: string, message: string): void {
+export function apiError(ctx: Context, status: number, code: string, message: string): void {
   ctx.status = status;
   ctx.body = { errors: [{ code, message, detail: null }] };
+}
+
+/** Who calls the admin API: anyone in open mode, else a signed-in principal with an unlimited token or a session. */
+export type ApiCaller = { open: true } | { open: false; principal: Principal; user?: string };
+
+/**
+ * The caller of an admin API request, or undefined once the refusal is answered: nobody signed in (401),
+ * a token limited to some repositories, or a browser write without the session's CSRF token (403).
+ */
+export async function apiCaller(ctx: Context, deps: WebDeps): Promise<ApiCaller | undefined> {
+  if (!deps.auth) return { open: true };
+  const viewer = await deps.sessions.viewer(ctx);
+  const p = viewer.principal;
+  if (p.kind === 'anonymous') {
+    ctx.set('WWW-Authenticate', 'Bearer realm="/token",service="berth"');
+    apiError(ctx, 401, 'UNAUTHORIZED', 'sign in: a bearer token from /token, or a browser session');
+    return undefined;
+  }
+  if (viewer.limit) {
+    apiError(ctx, 403, 'DENIED', 'a token limited to some repositories may not use the admin API');
+    return undefined;
+  }
+  if (ctx.method !== 'GET' && viewer.user && !csrfMatches(viewer, ctx.get('X-CSRF-Token') || undefined)) {
+    apiError(ctx, 403, 'DENIED', 'a request from a browser session carries its CSRF token in X-CSRF-Token');
+    return undefined;
+  }
+  return { open: false, principal: p, user: viewer.user };
+}
+
+/** Whether the caller is a registry admin (anyone in open mode). */
+export function isAdmin(caller: ApiCaller): boolean {
+  return caller.open || (caller.principal.kind === 'user' && caller.principal.admin === true);
 }
 
 export function adminRoutes(router: Router, deps: WebDeps, schedule: GcSchedule): void {
@@ -24,23 +57,10 @@ export function adminRoutes(router: Router, deps: WebDeps, schedule: GcSchedule)
 
   /** Whether the request may use the admin API; answers the refusal itself when not. */
   const admitted = async (ctx: Context): Promise<boolean> => {
-    if (!deps.auth) return true;
-    const viewer = await deps.sessions.viewer(ctx);
-    const p = viewer.principal;
-    if (p.kind === 'anonymous') {
-      ctx.set('WWW-Authenticate', 'Bearer realm="/token",service="berth"');
-      apiError(ctx, 401, 'UNAUTHORIZED', 'sign in as an admin: a bearer token from /token, or a browser session');
-      return false;
-    }
-    if (p.kind !== 'user' || !p.admin || viewer.limit) {
-      apiError(ctx, 403, 'DENIED', 'only an admin (with a token not limited to some repositories) may do this');
-      return false;
-    }
-    if (ctx.method !== 'GET' && viewer.user && !csrfMatches(viewer, ctx.get('X-CSRF-Token') || undefined)) {
-      apiError(ctx, 403, 'DENIED', 'a request from a browser session carries its CSRF token in X-CSRF-Token');
-      return false;
-    }
-    return true;
+    const caller = await apiCaller(ctx, deps);
+    if (!caller) return false;
+    if (!isAdmin(caller)) apiError(ctx, 403, 'DENIED', 'only an admin may do this');
+    return isAdmin(caller);
   };
 
   const status = async () => {

@@ -3,7 +3,9 @@ import type Router from '@koa/router';
 import type { Context } from 'koa';
 import type { Authenticated, AuthService } from '../auth/index.ts';
 import type { Storage } from '../storage/index.ts';
+import type { Webhooks } from '../events/index.ts';
 import { adminRoutes, type GcSchedule } from './admin.ts';
+import { webhookRoutes } from './webhooks.ts';
 import { apiRoutes } from './api.ts';
 import type { ReadBody } from './forms.ts';
 import { Logos } from './images.ts';
@@ -34,6 +36,8 @@ export interface WebDeps {
   publicUrl?: string;
   /** BERTH_MAX_MANIFEST_BYTES: an image page reads no manifest or config larger than this. */
   maxManifestBytes: number;
+  /** Webhook endpoints (the admin API manages them). */
+  webhooks: Webhooks;
   /** The server's garbage collection settings, which the admin API shows and runs with. */
   gcSchedule: GcSchedule;
 }
@@ -43,6 +47,7 @@ export function webRoutes(router: Router, deps: Omit<WebDeps, 'sessions' | 'logo
   const full: WebDeps = { ...deps, sessions: new Sessions(deps.storage.driver, deps.auth), logos: new Logos(deps.storage.driver, publicHost) };
   apiRoutes(router, full);
   adminRoutes(router, full, deps.gcSchedule);
+  webhookRoutes(router, full);
   pageRoutes(router, full);
 }
 

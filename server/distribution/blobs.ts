@@ -114,7 +114,7 @@ export function blobHandlers(deps: DistributionDeps): Record<string, Handler> {
 
     async DELETE(ctx, { name, ref }) {
       const digest = parseDigest(ref);
-      if (!(await blobs.unlink(name, digest))) throw new RegistryError('BLOB_UNKNOWN', undefined, { digest: digest.value });
+      if (!(await blobs.remove(name, digest))) throw new RegistryError('BLOB_UNKNOWN', undefined, { digest: digest.value });
       replyEmpty(ctx, 202, { 'Docker-Content-Digest': digest.value });
     },
   };

@@ -70,6 +70,7 @@ export function manifestHandlers(deps: DistributionDeps): Record<string, Handler
       const manifest = await find(ctx, name, ref);
       // A pull asks for the manifest by tag first (then maybe a platform's by digest): count that one.
       if (!looksLikeDigest(ref)) deps.storage.search.countPull(name);
+      manifests.pulled(name, manifest, looksLikeDigest(ref) ? undefined : ref);
       ctx.status = 200;
       ctx.body = manifest.content;
       ctx.set(headers(manifest));
