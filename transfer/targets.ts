@@ -1,0 +1,61 @@
+// The two places an import writes to: the configured storage itself (berth import without --url), or a
+// registry over HTTP (--url: a running Berth, or any registry), through the runtime client's pusher.
+import type { Readable } from 'node:stream';
+import type { RegistryPusher } from '../client/index.ts';
+import { parseReference, type Digest, type Storage } from '../storage/index.ts';
+import type { BlobOutcome, ImportTarget } from './import.ts';
+
+export function registryTarget(pusher: RegistryPusher): ImportTarget {
+  return {
+    pushBlob: (repository, digest, size, open) => pusher.pushBlob(repository, digest.value, size, open),
+    putManifest: (repository, reference, bytes, mediaType) => pusher.putManifest(repository, reference, bytes, mediaType),
+  };
+}
+
+export function storageTarget(storage: Storage): ImportTarget {
+  return {
+    pushBlob: (repository, digest, size, open) => storeBlob(storage, repository, digest, size, open),
+    async putManifest(repository, ref, bytes, mediaType) {
+      const reference = parseReference(ref)!;
+      // As a PUT of the manifest route: a tag an immutability policy protects is not moved.
+      const immutableTag = reference.kind === 'tag' && (await storage.policies.isImmutable(repository, reference.tag));
+      await storage.manifests.put(repository, reference, bytes, mediaType, { immutableTag });
+    },
+  };
+}
+
+/**
+ * One blob into one repository under the rules a push follows (server/distribution/uploads.ts): linked
+ * there already, nothing; stored elsewhere, a mount (admitted by the quota, checked again and linked
+ * under the blob's lock, so a collection cannot remove it in between); else an upload session (quota
+ * checked first, the bytes hashed as they arrive, completed within the quota, cancelled on failure).
+ * TODO(merge): storage's completeUpload / mount replace the sequences below once they land.
+ */
+async function storeBlob(storage: Storage, name: string, digest: Digest, size: number, open: () => Readable): Promise<BlobOutcome> {
+  const { blobs, quotas, uploads } = storage;
+  if ((await blobs.sizeIn(name, digest)) !== undefined) return 'present';
+  if ((await blobs.size(digest)) !== undefined) {
+    const mounted = await quotas.admit(name, size, digest, () =>
+      blobs.guarded(digest, async () => {
+        if ((await blobs.size(digest)) === undefined) return false;
+        await blobs.link(name, digest);
+        return true;
+      }),
+    );
+    if (mounted) return 'mounted';
+  }
+  await quotas.check(name, size, digest);
+  const upload = await uploads.create(name);
+  let admitted = false;
+  try {
+    const received = await uploads.append(upload, open(), { length: size });
+    await quotas.admit(name, size, digest, () => {
+      admitted = true;
+      return uploads.complete(received, digest);
+    });
+  } catch (err) {
+    if (!admitted) await uploads.cancel(upload).catch(() => {});
+    throw err;
+  }
+  return 'uploaded';
+}
