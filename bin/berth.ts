@@ -33,16 +33,18 @@ program
 // `berth serve` loads only what serving needs: with --workers the primary process only forks and relays,
 // and the other commands would bring the whole registry and client into it (about 20 MiB).
 if (process.argv[2] !== 'serve') {
-  const [admin, client, lifecycle, webhooks] = await Promise.all([
+  const [admin, client, lifecycle, webhooks, transfer] = await Promise.all([
     import('./commands/admin.ts'),
     import('./commands/client.ts'),
     import('./commands/lifecycle.ts'),
     import('./commands/webhooks.ts'),
+    import('./commands/transfer.ts'),
   ]);
   admin.registerAdminCommands(program);
   client.registerClientCommands(program);
   lifecycle.registerLifecycleCommands(program);
   webhooks.registerWebhookCommands(program);
+  transfer.registerTransferCommands(program);
 }
 
 await program.parseAsync(process.argv);

@@ -6,6 +6,7 @@ export * from './errors.ts';
 export { formatBytes } from './progress.ts';
 export { formatReference, parseReference, type ImageReference } from './reference.ts';
 export { parseAuthChallenges, RegistryClient, registryBaseUrl, type AuthChallenge } from './registry.ts';
+export { RegistryPusher, type BlobPush } from './push.ts';
 export { hostPlatform, parsePlatform, selectPlatform, type Platform } from './platform.ts';
 export { containerProcess, runtimeSpec, writeBundle, type RunSettings } from './bundle.ts';
 export { unpackLayers, type UnpackLimits, type UnpackReport } from './unpack.ts';

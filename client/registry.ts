@@ -87,6 +87,15 @@ export interface RegistryClientOptions {
   userAgent?: string;
 }
 
+export interface RequestOptions {
+  /** A token for pull and push (a token realm grants per scope). */
+  push?: boolean;
+  /** The body, made anew for each attempt (a stream cannot be sent twice: after a 401, one is opened again). */
+  body?: () => Buffer | Readable;
+  /** The statuses that answer this request; without them, a GET's (200, or 206 to a Range). */
+  expect?: readonly number[];
+}
+
 interface CachedToken {
   token: string;
   expiresAt: number;
@@ -174,24 +183,35 @@ export class RegistryClient {
    * One request, authenticated as the registry asks: an error status becomes a RegistryRequestError, a
    * success that answers another request (a 206 without Range, a 204) a RegistryResponseError.
    */
-  private async request(method: string, path: string, repository: string | undefined, headers: Record<string, string> = {}): Promise<Response> {
-    const scope = repository ? `repository:${repository}:pull` : undefined;
-    const url = `${this.baseUrl}${path}`;
+  protected async request(
+    method: string,
+    path: string,
+    repository: string | undefined,
+    headers: Record<string, string> = {},
+    options: RequestOptions = {},
+  ): Promise<Response> {
+    const scope = repository ? `repository:${repository}:${options.push ? 'pull,push' : 'pull'}` : undefined;
+    // An upload's Location may be a whole URL (another host, even); credentials go only to the registry's.
+    const url = /^https?:\/\//.test(path) ? path : `${this.baseUrl}${path}`;
+    const readOnly = method === 'GET' || method === 'HEAD';
     const send = async (): Promise<Response> => {
       const authorization = this.challenge ? await this.authorization(this.challenge, scope) : undefined;
       // Redirects are followed here, not by fetch: a loop is a clear error, never retried, and the
       // credentials go only to the registry itself (a blob's redirect to storage or a CDN gets none).
+      // A write is not redirected: its body has been sent.
       let target = url;
       for (let hops = 0; ; hops++) {
-        const own = new URL(target).origin === new URL(url).origin;
+        const own = new URL(target).origin === new URL(this.baseUrl).origin;
+        const body = options.body?.();
         const res = await fetch(target, {
           method,
           redirect: 'manual',
           headers: { 'User-Agent': this.userAgent, ...headers, ...(authorization && own ? { Authorization: authorization } : {}) },
-        }).catch((err: Error) => {
+          ...(body === undefined ? {} : { body: body as BodyInit, duplex: 'half' }),
+        } as RequestInit).catch((err: Error) => {
           throw new RegistryRequestError(`${method} ${url}: ${err.cause instanceof Error ? err.cause.message : err.message}`, 0);
         });
-        const location = REDIRECTS.has(res.status) ? res.headers.get('location') : null;
+        const location = readOnly && REDIRECTS.has(res.status) ? res.headers.get('location') : null;
         if (location === null) return res;
         await res.body?.cancel();
         if (hops >= MAX_REDIRECTS) throw new RegistryResponseError(`${method} ${url}: more than ${MAX_REDIRECTS} redirects`);
@@ -211,6 +231,11 @@ export class RegistryClient {
         this.challenge = challenge;
         res = await send();
       }
+    }
+    if (options.expect) {
+      if (options.expect.includes(res.status)) return res;
+      if (res.ok) throw await responseMismatch(res, `${method} ${url}`)(`answered ${res.status} ${res.statusText} (expected ${options.expect.join(' or ')})`);
+      throw await requestError(method, url, res, this.credentials !== undefined);
     }
     // The distribution spec answers a GET with 200, or 206 to a Range: any other success is not an
     // answer to this request.

@@ -16,6 +16,16 @@ function seconds(value: string): number {
 }
 
 /**
+ * The servers without Redis that use the storage (their pid and host), when the command shares no locks
+ * with them (no BERTH_REDIS_URL): a command that changes what they serve must not run beside them.
+ */
+export async function serversInTheWay(storage: Storage, config: Config): Promise<string | undefined> {
+  if (usesRedis(config)) return undefined;
+  const servers = await serversWithoutSharedState(storage.driver);
+  return servers.length > 0 ? servers.map((s) => `pid ${s.pid} on ${s.host}`).join(', ') : undefined;
+}
+
+/**
  * Opens the configured storage, runs the job, prints its result; errors go to stderr with an exit code.
  * A job that changes what servers serve (`changesServed`) is refused while a server without Redis uses
  * the storage: that server's locks and caches are in its memory, so the job would race its pushes (a
@@ -24,19 +34,16 @@ function seconds(value: string): number {
 async function withStorage(job: (storage: Storage, grace: number) => Promise<unknown>, changesServed = false, config: Config = configOrExit()): Promise<void> {
   const { storage, close } = await openStorage(config);
   try {
-    if (changesServed && !usesRedis(config)) {
-      const servers = await serversWithoutSharedState(storage.driver);
-      if (servers.length > 0) {
-        const which = servers.map((s) => `pid ${s.pid} on ${s.host}`).join(', ');
-        process.stderr.write(
-          `berth: a server without Redis uses this storage (${which}) and no server answers on this machine's control socket ` +
-            `(${controlSocketPath(config) ?? 'BERTH_CONTROL_SOCKET=none'}): that server's locks and caches are its own, so this job would race it. ` +
-            'Run the command where that server runs, use POST /api/v1/admin/gc, let it run the job on its schedule (BERTH_GC_INTERVAL_SECONDS, BERTH_RETENTION_INTERVAL_SECONDS), ' +
-            'or give both BERTH_REDIS_URL.\n',
-        );
-        process.exitCode = 2;
-        return;
-      }
+    const which = changesServed ? await serversInTheWay(storage, config) : undefined;
+    if (which) {
+      process.stderr.write(
+        `berth: a server without Redis uses this storage (${which}) and no server answers on this machine's control socket ` +
+          `(${controlSocketPath(config) ?? 'BERTH_CONTROL_SOCKET=none'}): that server's locks and caches are its own, so this job would race it. ` +
+          'Run the command where that server runs, use POST /api/v1/admin/gc, let it run the job on its schedule (BERTH_GC_INTERVAL_SECONDS, BERTH_RETENTION_INTERVAL_SECONDS), ' +
+          'or give both BERTH_REDIS_URL.\n',
+      );
+      process.exitCode = 2;
+      return;
     }
     process.stdout.write(`${JSON.stringify(await job(storage, config.gcGraceSeconds), null, 2)}\n`);
   } catch (err) {
