@@ -16,7 +16,8 @@ function isLockMessage(message: unknown): message is LockMessage {
 }
 
 interface GenerationMessage {
-  berthGeneration: 'bump' | 'bumped' | 'invalidate' | 'ack';
+  /** 'ready': the worker listens for invalidations (sent once, before it caches anything). */
+  berthGeneration: 'bump' | 'bumped' | 'invalidate' | 'ack' | 'ready';
   name: string;
   id: string;
 }
@@ -44,6 +45,7 @@ class ClusterGenerations implements Generations {
         this.waiting.delete(message.id);
       }
     });
+    process.send!({ berthGeneration: 'ready', name: '', id: '' } satisfies GenerationMessage);
   }
 
   current(name: string): Promise<number> {
@@ -141,6 +143,11 @@ export function clusterWorkerCoordination(): Coordination {
 /** Runs in the primary: relays a worker's bump to every worker and answers once all have acknowledged. */
 export class ClusterGenerationRelay {
   private readonly workers = new Set<Worker>();
+  /**
+   * Workers that listen for invalidations. One still starting drops what it is sent and would never
+   * answer, so a write would wait on it for ever; it has nothing cached yet, so it need not hear.
+   */
+  private readonly ready = new Set<Worker>();
   private readonly pending = new Map<string, { from: Worker; name: string; waitingFor: Set<Worker> }>();
 
   attach(worker: Worker): void {
@@ -149,18 +156,26 @@ export class ClusterGenerationRelay {
       if (!isGenerationMessage(message)) return;
       if (message.berthGeneration === 'bump') this.relay(worker, message);
       else if (message.berthGeneration === 'ack') this.acknowledged(message.id, worker);
+      else if (message.berthGeneration === 'ready') this.ready.add(worker);
     });
     worker.on('exit', () => {
       this.workers.delete(worker);
+      this.ready.delete(worker);
       for (const id of [...this.pending.keys()]) this.acknowledged(id, worker);
     });
   }
 
   private relay(from: Worker, message: GenerationMessage): void {
-    const waitingFor = new Set([...this.workers].filter((w) => w.isConnected()));
+    const connected = [...this.workers].filter((w) => w.isConnected());
+    // Every worker is told (one whose 'ready' is still on its way hears it too); the answer waits only
+    // for those known to listen.
+    const waitingFor = new Set(connected.filter((w) => this.ready.has(w)));
     this.pending.set(message.id, { from, name: message.name, waitingFor });
-    for (const worker of waitingFor) worker.send({ ...message, berthGeneration: 'invalidate' } satisfies GenerationMessage);
-    if (waitingFor.size === 0) this.acknowledged(message.id, from);
+    for (const worker of connected) worker.send({ ...message, berthGeneration: 'invalidate' } satisfies GenerationMessage);
+    if (waitingFor.size === 0) {
+      this.pending.delete(message.id);
+      if (from.isConnected()) from.send({ berthGeneration: 'bumped', name: message.name, id: message.id } satisfies GenerationMessage);
+    }
   }
 
   private acknowledged(id: string, worker: Worker): void {
