@@ -5,7 +5,7 @@ import cluster, { type Worker } from 'node:cluster';
 import client from 'prom-client';
 // Straight to the cluster module, not storage/index.ts: the primary only forks and relays, and should not
 // carry the whole registry (S3 SDK, Koa…) in memory. Workers load the app when they start.
-import { ClusterGenerationRelay, ClusterLockArbiter, ClusterRateRelay } from '../storage/cluster.ts';
+import { ClusterGenerationRelay, ClusterLockArbiter, ClusterRateRelay } from '../storage/index.ts';
 import type { Config } from './config.ts';
 import { createLogger } from './logging.ts';
 import { isMetricsRequest, type MetricsReply } from './metrics.ts';

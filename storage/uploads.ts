@@ -8,11 +8,11 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { BlobStore } from './blobs.ts';
-import { UNFLUSHED, type StorageDriver } from './driver.ts';
+import { UNFLUSHED, type StorageDriver } from './driver/index.ts';
 import { StorageError } from './errors.ts';
 import { RunningDigest } from './hasher.ts';
 import { layout } from './layout.ts';
-import { LocalLock, type Lock } from './lock.ts';
+import { LocalLock, type Lock } from './coordination/index.ts';
 import { bodyBytesArrived } from './young-buffers.ts';
 import type { Quotas } from './quotas.ts';
 import { isValidName, type Algorithm, type Digest } from './reference.ts';
