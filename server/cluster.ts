@@ -13,7 +13,7 @@ import { isMetricsRequest, type MetricsReply } from './metrics.ts';
 /** Serves in this process until SIGTERM/SIGINT, then lets in-flight requests finish and exits. */
 export async function serveOne(config: Config): Promise<void> {
   const { createApp, startServer } = await import('./app.ts');
-  (await import('../storage/index.ts')).tuneHeapForUploads();
+  (await import('./young-buffers.ts')).tuneHeapForUploads();
   const berth = await createApp(config);
   // A bug in one request must not take the registry down for everyone: log it and keep serving.
   process.on('unhandledRejection', (err) => berth.logger.error({ err }, 'unhandled rejection'));

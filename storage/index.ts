@@ -22,7 +22,6 @@ export { RepositoryStore, type RepositorySettings } from './repositories.ts';
 export type { VisibilitySnapshot } from './visibility.ts';
 export { SearchIndex, architectureLabel, isOfficial, summaryOf, NEWEST_TAGS, MAX_PLATFORMS, type RepositoryEntry, type RepositorySummary, type TagFacts, type TagPage, type PlatformFacts, type SearchQuery, type SearchSort, type TagSort } from './search.ts';
 export { layout, baseName, decodeName } from './layout.ts';
-export { tuneHeapForUploads, dropStartupGarbage } from './young-buffers.ts';
 export { PresenceMarker, serversWithoutSharedState, type ServerPresence } from './presence.ts';
 export { UploadStore, type UploadObserver, isValidUploadId, type BlobUpload, type ChunkBounds, type MountSource } from './uploads.ts';
 export { StorageError, isStorageError, type StorageFault, type FaultKind, type FaultOf, type UploadPosition } from './errors.ts';
