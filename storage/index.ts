@@ -1,6 +1,6 @@
 // The storage room's front door: what the rest of Berth may use.
 import { BlobStore } from './blobs.ts';
-import { FilesystemDriver, type StorageDriver } from './driver/index.ts';
+import { checkingPaths, FilesystemDriver, type StorageDriver } from './driver/index.ts';
 import { localCoordination, type Coordination } from './coordination/index.ts';
 import { ManifestStore } from './manifests.ts';
 import { RepositoryStore } from './repositories.ts';
@@ -27,6 +27,7 @@ export { UploadStore, type UploadObserver, isValidUploadId, type BlobUpload, typ
 export { StorageError, isStorageError, type StorageFault, type FaultKind, type FaultOf, type UploadPosition } from './errors.ts';
 export {
   FilesystemDriver,
+  checkingPaths,
   directIO,
   createS3Driver,
   PathNotFoundError,
@@ -62,10 +63,11 @@ export interface Storage {
 }
 
 export function createStorage(
-  driver: StorageDriver,
+  given: StorageDriver,
   observer?: UploadObserver,
   coordination: Coordination = localCoordination(),
 ): Storage {
+  const driver = checkingPaths(given);
   const blobs = new BlobStore(driver, coordination.generations, coordination.lock);
   const manifests = new ManifestStore(driver, blobs, coordination.lock, coordination.generations);
   const repositories = new RepositoryStore(driver, coordination.lock);

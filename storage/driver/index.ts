@@ -6,6 +6,7 @@ export {
   isStorageFailure,
   UNFLUSHED,
   type StorageDriver, type ListPage, type ByteRange, type FileInfo, type FileWriter, type PutOptions, type RedirectOptions } from './driver.ts';
+export { checkingPaths } from './checked.ts';
 export { FilesystemDriver } from './filesystem.ts';
 export { directIO } from './filesystem-writer.ts';
 
