@@ -3,9 +3,9 @@
 // gathers metrics from all of them.
 import cluster, { type Worker } from 'node:cluster';
 import client from 'prom-client';
-// Straight to the cluster module, not storage/index.ts: the primary only forks and relays, and should not
-// carry the whole registry (S3 SDK, Koa…) in memory. Workers load the app when they start.
-import { ClusterGenerationRelay, ClusterLockArbiter, ClusterRateRelay } from '../storage/index.ts';
+// Straight to storage's coordination room, not storage/index.ts: the primary only forks and relays, and
+// should not carry the whole registry (S3 SDK, Koa…) in memory. Workers load the app when they start.
+import { ClusterGenerationRelay, ClusterLockArbiter, ClusterRateRelay } from '../storage/coordination/index.ts';
 import type { Config } from './config.ts';
 import { createLogger } from './logging.ts';
 import { isMetricsRequest, type MetricsReply } from './metrics.ts';
