@@ -9,7 +9,6 @@ import {
   createStorage,
   FilesystemDriver,
   localCoordination,
-  dropStartupGarbage,
   createRedisCoordination,
   createS3Driver,
   PresenceMarker,
@@ -21,6 +20,7 @@ import {
 import { AuditLog, AuthService, LdapDirectory, principalName, principalOf, type AuditSink, type TokenClaims } from '../auth/index.ts';
 import { Webhooks, type RequestFacts } from '../events/index.ts';
 import { hostname } from 'node:os';
+import { bodyBytesArrived, dropStartupGarbage } from './young-buffers.ts';
 import { AuthGate } from './auth-gate.ts';
 import { controlSocketPath, listenAddress, rangeList, usesRedis, type Config } from './config.ts';
 import { listenControl } from './control.ts';
@@ -58,7 +58,12 @@ export async function createApp(
   driver?: StorageDriver,
 ): Promise<Berth> {
   const metrics = new Metrics();
-  const { storage, coordination } = await openStorage(config, logger, metrics, driver);
+  const { storage, coordination } = await openStorage(
+    config,
+    logger,
+    { bytesReceived: (n) => metrics.bytesReceived(n), pieceArrived: bodyBytesArrived },
+    driver,
+  );
   // The webhooks' event source: storage tells it of pushes, deletes, pulls and collections.
   const webhooks = openWebhooks(config, storage, coordination, logger);
   storage.listen(webhooks.listener());

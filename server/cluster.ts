@@ -3,9 +3,9 @@
 // gathers metrics from all of them.
 import cluster, { type Worker } from 'node:cluster';
 import client from 'prom-client';
-// Straight to the cluster module, not storage/index.ts: the primary only forks and relays, and should not
-// carry the whole registry (S3 SDK, Koa…) in memory. Workers load the app when they start.
-import { ClusterGenerationRelay, ClusterLockArbiter, ClusterRateRelay } from '../storage/cluster.ts';
+// Straight to storage's coordination room, not storage/index.ts: the primary only forks and relays, and
+// should not carry the whole registry (S3 SDK, Koa…) in memory. Workers load the app when they start.
+import { ClusterGenerationRelay, ClusterLockArbiter, ClusterRateRelay } from '../storage/coordination/index.ts';
 import type { Config } from './config.ts';
 import { createLogger } from './logging.ts';
 import { isMetricsRequest, type MetricsReply } from './metrics.ts';
@@ -13,7 +13,7 @@ import { isMetricsRequest, type MetricsReply } from './metrics.ts';
 /** Serves in this process until SIGTERM/SIGINT, then lets in-flight requests finish and exits. */
 export async function serveOne(config: Config): Promise<void> {
   const { createApp, startServer } = await import('./app.ts');
-  (await import('../storage/index.ts')).tuneHeapForUploads();
+  (await import('./young-buffers.ts')).tuneHeapForUploads();
   const berth = await createApp(config);
   // A bug in one request must not take the registry down for everyone: log it and keep serving.
   process.on('unhandledRejection', (err) => berth.logger.error({ err }, 'unhandled rejection'));

@@ -1,10 +1,10 @@
 // BlobStore: content-addressed blobs stored once per digest, and the links that say which repository
 // may serve which blob.
 import type { Readable, Writable } from 'node:stream';
-import { UNFLUSHED, type ByteRange, type RedirectOptions, type StorageDriver } from './driver.ts';
+import { UNFLUSHED, type ByteRange, type RedirectOptions, type StorageDriver } from './driver/index.ts';
 import { layout } from './layout.ts';
-import { LocalGenerations, type Generations } from './coordination.ts';
-import { LocalLock, type Lock } from './lock.ts';
+import { LocalGenerations, type Generations } from './coordination/index.ts';
+import { LocalLock, type Lock } from './coordination/index.ts';
 import type { Digest } from './reference.ts';
 import { StampedCache } from './stamped-cache.ts';
 import { NamespaceUsage } from './usage.ts';

@@ -13,9 +13,9 @@
 //   they are gone, and the sweep puts back those of a manifest pushed again during the run.
 // Last, the maintained quota usage of each namespace with a quota is rebuilt from a walk (see Quotas.reconcile).
 import type { BlobStore } from './blobs.ts';
-import type { StorageDriver } from './driver.ts';
+import type { StorageDriver } from './driver/index.ts';
 import { baseName, layout } from './layout.ts';
-import type { Lock } from './lock.ts';
+import type { Lock } from './coordination/index.ts';
 import type { ManifestStore } from './manifests.ts';
 import type { Quotas, UsageCorrection } from './quotas.ts';
 import { tryParseDigest, type Digest } from './reference.ts';

@@ -1,8 +1,7 @@
 // The storage room's front door: what the rest of Berth may use.
 import { BlobStore } from './blobs.ts';
-import type { StorageDriver } from './driver.ts';
-import { FilesystemDriver } from './filesystem.ts';
-import { localCoordination, type Coordination } from './coordination.ts';
+import { checkingPaths, FilesystemDriver, type StorageDriver } from './driver/index.ts';
+import { localCoordination, type Coordination } from './coordination/index.ts';
 import { ManifestStore } from './manifests.ts';
 import { RepositoryStore } from './repositories.ts';
 import { SearchIndex } from './search.ts';
@@ -14,27 +13,29 @@ import { LifecycleJobs } from './jobs.ts';
 import type { StorageListener } from './listener.ts';
 
 export { BlobStore } from './blobs.ts';
-export { localCoordination, retryAfterSeconds, LocalGenerations, LocalRateCounter, type Coordination, type Generations, type RateCounter, type RateCount } from './coordination.ts';
-export { LocalLock, type Lock } from './lock.ts';
-export { clusterWorkerCoordination, ClusterLockArbiter, ClusterGenerationRelay } from './cluster.ts';
-export { FilesystemDriver } from './filesystem.ts';
-export { directIO } from './filesystem-writer.ts';
+export {
+  localCoordination, retryAfterSeconds, LocalGenerations, LocalRateCounter, LocalLock,
+  clusterWorkerCoordination, ClusterLockArbiter, ClusterGenerationRelay, ClusterRateRelay, createRedisCoordination,
+  type Coordination, type Generations, type RateCounter, type RateCount, type Lock, type RedisConfig } from './coordination/index.ts';
 export { ManifestStore, type StoredManifest, type ReferrerDescriptor, type ManifestChange } from './manifests.ts';
 export { RepositoryStore, type RepositorySettings } from './repositories.ts';
 export type { VisibilitySnapshot } from './visibility.ts';
 export { SearchIndex, architectureLabel, isOfficial, summaryOf, NEWEST_TAGS, MAX_PLATFORMS, type RepositoryEntry, type RepositorySummary, type TagFacts, type TagPage, type PlatformFacts, type SearchQuery, type SearchSort, type TagSort } from './search.ts';
 export { layout, baseName, decodeName } from './layout.ts';
-export { tuneHeapForUploads, dropStartupGarbage } from './young-buffers.ts';
 export { PresenceMarker, serversWithoutSharedState, type ServerPresence } from './presence.ts';
 export { UploadStore, type UploadObserver, isValidUploadId, type BlobUpload, type ChunkBounds, type MountSource } from './uploads.ts';
 export { StorageError, isStorageError, type StorageFault, type FaultKind, type FaultOf, type UploadPosition } from './errors.ts';
 export {
+  FilesystemDriver,
+  checkingPaths,
+  directIO,
+  createS3Driver,
   PathNotFoundError,
   InvalidPathError,
   StorageUnavailableError,
   isStorageFailure,
   UNFLUSHED,
-  type StorageDriver, type ListPage, type ByteRange, type FileInfo, type FileWriter, type RedirectOptions } from './driver.ts';
+  type StorageDriver, type ListPage, type ByteRange, type FileInfo, type FileWriter, type RedirectOptions, type S3DriverOptions } from './driver/index.ts';
 export { MediaType, MANIFEST_TYPES, INDEX_TYPES } from './media-types.ts';
 export { parseManifest, isForeignLayer, type ParsedManifest, type Descriptor } from './manifest-parser.ts';
 export * from './reference.ts';
@@ -62,10 +63,11 @@ export interface Storage {
 }
 
 export function createStorage(
-  driver: StorageDriver,
+  given: StorageDriver,
   observer?: UploadObserver,
   coordination: Coordination = localCoordination(),
 ): Storage {
+  const driver = checkingPaths(given);
   const blobs = new BlobStore(driver, coordination.generations, coordination.lock);
   const manifests = new ManifestStore(driver, blobs, coordination.lock, coordination.generations);
   const repositories = new RepositoryStore(driver, coordination.lock);
@@ -95,21 +97,4 @@ export function createStorage(
 
 export function filesystemStorage(root: string, observer?: UploadObserver, coordination?: Coordination): Storage {
   return createStorage(new FilesystemDriver(root), observer, coordination);
-}
-
-// The AWS SDK and ioredis are loaded only by a process that is configured to use them: each costs memory
-// in every process (workers included) that would otherwise never touch them.
-export type { S3DriverOptions } from './s3/index.ts';
-export type { RedisConfig } from './redis.ts';
-
-export async function createS3Driver(options: import('./s3/index.ts').S3DriverOptions): Promise<import('./s3/index.ts').S3Driver> {
-  const { S3Driver } = await import('./s3/index.ts');
-  return new S3Driver(options);
-}
-
-export async function createRedisCoordination(config: import('./redis.ts').RedisConfig): Promise<Coordination> {
-  const { redisCoordination, whenReady } = await import('./redis.ts');
-  const coordination = redisCoordination(config);
-  await whenReady(coordination.redis, 5000);
-  return coordination;
 }

@@ -3,10 +3,10 @@
 // server's control socket, or directly), and the admin API. Each run that changed something is recorded in
 // storage (when, by whom, what it did), so any process can say when the last one ran.
 import { hostname } from 'node:os';
-import type { StorageDriver } from './driver.ts';
+import type { StorageDriver } from './driver/index.ts';
 import type { GarbageCollector, GcOptions, GcReport } from './gc.ts';
 import { layout } from './layout.ts';
-import type { Lock } from './lock.ts';
+import type { Lock } from './coordination/index.ts';
 import type { ManifestStore } from './manifests.ts';
 import type { PolicyStore } from './policies.ts';
 import type { StorageListener } from './listener.ts';

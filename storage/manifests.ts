@@ -2,10 +2,10 @@
 import { createHash } from 'node:crypto';
 import { StorageError } from './errors.ts';
 import type { BlobStore } from './blobs.ts';
-import { UNFLUSHED, type StorageDriver } from './driver.ts';
+import { UNFLUSHED, type StorageDriver } from './driver/index.ts';
 import { baseName, decodeName, layout } from './layout.ts';
-import { LocalGenerations, type Generations } from './coordination.ts';
-import { LocalLock, type Lock } from './lock.ts';
+import { LocalGenerations, type Generations } from './coordination/index.ts';
+import { LocalLock, type Lock } from './coordination/index.ts';
 import { StampedCache } from './stamped-cache.ts';
 import { isForeignLayer, parseManifest, referrerArtifactType, type ParsedManifest } from './manifest-parser.ts';
 import { tryParseDigest, type Digest, type Reference } from './reference.ts';

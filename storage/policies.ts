@@ -3,7 +3,7 @@
 // in one process's memory), so every process and replica, and the berth command, see the same ones.
 import { z } from 'zod';
 import { StorageError } from './errors.ts';
-import type { StorageDriver } from './driver.ts';
+import type { StorageDriver } from './driver/index.ts';
 import { baseName, decodeName, layout } from './layout.ts';
 import { isValidName } from './reference.ts';
 

@@ -3,7 +3,7 @@
 // would race that server's pushes and leave it serving what the job changed.
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { StorageDriver } from './driver.ts';
+import type { StorageDriver } from './driver/index.ts';
 import { layout } from './layout.ts';
 import { processLives } from '../platform/index.ts';
 

@@ -5,7 +5,7 @@
 // and together exceed the quota. A check reads the usage that links maintain (storage/usage.ts), so its
 // cost does not grow with what the namespace holds.
 import { isStorageError, StorageError } from './errors.ts';
-import type { Lock } from './lock.ts';
+import type { Lock } from './coordination/index.ts';
 import { namespaceOf, type PolicyStore } from './policies.ts';
 import type { Digest } from './reference.ts';
 import type { NamespaceUsage, Usage } from './usage.ts';

@@ -1,8 +1,8 @@
 // Settings a repository carries beyond its content: its visibility now; the catalog adds description,
 // README and logo. Kept beside the repository in storage, so every replica sees the same.
-import type { StorageDriver } from './driver.ts';
+import type { StorageDriver } from './driver/index.ts';
 import { layout } from './layout.ts';
-import type { Lock } from './lock.ts';
+import type { Lock } from './coordination/index.ts';
 import { VisibilityIndex, type VisibilitySnapshot } from './visibility.ts';
 
 export interface RepositorySettings {

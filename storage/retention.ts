@@ -1,7 +1,7 @@
 // Retention: per repository (or its namespace), the tags to keep: the last N pushed, those pushed in
 // the last D days, those matching a pattern; immutable tags are always kept. Every other tag is deleted
 // (its manifest stays until a garbage collection with --delete-untagged).
-import type { StorageDriver } from './driver.ts';
+import type { StorageDriver } from './driver/index.ts';
 import { layout } from './layout.ts';
 import type { ManifestStore } from './manifests.ts';
 import { matchesTagPattern, type PolicyStore, type RetentionRule } from './policies.ts';

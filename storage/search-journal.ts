@@ -5,7 +5,7 @@
 // Only a reader that fell more than 1,024 repositories behind one writer (or never loaded) reads
 // everything again.
 import { randomBytes } from 'node:crypto';
-import { UNFLUSHED, type StorageDriver } from './driver.ts';
+import { UNFLUSHED, type StorageDriver } from './driver/index.ts';
 import { baseName, layout } from './layout.ts';
 
 /** Changes a journal keeps: a reader further behind than this loads every summary again. */

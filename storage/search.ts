@@ -14,10 +14,10 @@
 // storage; other processes learn of a change through the `_search` generation. Every document here can be
 // derived again from the manifests and tags, so none is flushed to disk (UNFLUSHED); a torn one is rebuilt.
 import type { BlobStore } from './blobs.ts';
-import type { Generations } from './coordination.ts';
-import { UNFLUSHED, type StorageDriver } from './driver.ts';
+import type { Generations } from './coordination/index.ts';
+import { UNFLUSHED, type StorageDriver } from './driver/index.ts';
 import { baseName, decodeName, layout } from './layout.ts';
-import type { Lock } from './lock.ts';
+import type { Lock } from './coordination/index.ts';
 import type { ManifestChange, ManifestStore } from './manifests.ts';
 import { parseManifest } from './manifest-parser.ts';
 import { tryParseDigest } from './reference.ts';

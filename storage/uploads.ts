@@ -8,12 +8,11 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { BlobStore } from './blobs.ts';
-import { UNFLUSHED, type StorageDriver } from './driver.ts';
+import { UNFLUSHED, type StorageDriver } from './driver/index.ts';
 import { StorageError } from './errors.ts';
 import { RunningDigest } from './hasher.ts';
 import { layout } from './layout.ts';
-import { LocalLock, type Lock } from './lock.ts';
-import { bodyBytesArrived } from './young-buffers.ts';
+import { LocalLock, type Lock } from './coordination/index.ts';
 import type { Quotas } from './quotas.ts';
 import { isValidName, type Algorithm, type Digest } from './reference.ts';
 
@@ -49,6 +48,8 @@ interface HashState {
 
 export interface UploadObserver {
   bytesReceived(n: number): void;
+  /** Each piece of a chunk as it arrives, before it is hashed or stored (the server tunes its heap by them). */
+  pieceArrived?(bytes: number): void;
 }
 
 /** Where a chunk begins (when the client said) and how long it is (when known). */
@@ -174,10 +175,11 @@ export class UploadStore {
       if (cached && cached !== state) this.forget(key);
       this.hashes.delete(key); // re-inserted only if the chunk lands whole
       let received = 0;
+      const observer = this.observer;
       async function* hashed(): AsyncGenerator<Buffer> {
         for await (const chunk of source as AsyncIterable<Buffer>) {
           received += chunk.length;
-          bodyBytesArrived(chunk.length);
+          observer?.pieceArrived?.(chunk.length);
           if (length !== undefined && received > length) {
             throw new StorageError({ kind: 'SizeInvalid', announced: length, received }, `chunk is longer than the ${length} bytes announced`);
           }

@@ -13,9 +13,9 @@
 // admissions take after `quota:<namespace>`, so the bookkeeping cannot share that key. A link into a
 // namespace without a record takes no lock: it writes, then looks again; a record begun in between may have
 // walked past the link or not, so that blob is recounted from its holders under the lock.
-import type { StorageDriver } from './driver.ts';
+import type { StorageDriver } from './driver/index.ts';
 import { baseName, layout } from './layout.ts';
-import type { Lock } from './lock.ts';
+import type { Lock } from './coordination/index.ts';
 import { namespaceOf } from './policies.ts';
 import { tryParseDigest, type Digest } from './reference.ts';
 import { blobHolders, digestFolders, mapLimit, repositoryNames, WALK_CONCURRENCY } from './walk.ts';

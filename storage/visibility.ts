@@ -6,9 +6,9 @@
 // value, and a process serves its copy only while the stamp it read with it is still the stamp in storage:
 // one small read per question, which also sees a change an admin command made from another process.
 import { randomUUID } from 'node:crypto';
-import type { StorageDriver } from './driver.ts';
+import type { StorageDriver } from './driver/index.ts';
 import { baseName, decodeName, layout } from './layout.ts';
-import type { Lock } from './lock.ts';
+import type { Lock } from './coordination/index.ts';
 import { mapLimit, repositoryNames, WALK_CONCURRENCY } from './walk.ts';
 
 export type SetVisibility = 'public' | 'private';

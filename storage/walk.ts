@@ -1,6 +1,6 @@
 // Walks over what storage holds: every repository, every stored blob. For lifecycle jobs (GC, retention,
 // quota usage records), which must see repositories that have blobs but no manifest, so the catalog index is not enough.
-import type { StorageDriver } from './driver.ts';
+import type { StorageDriver } from './driver/index.ts';
 import { baseName, decodeName, layout } from './layout.ts';
 import { tryParseDigest, type Digest } from './reference.ts';
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { FilesystemDriver, type StorageDriver } from '../../storage/index.ts';
-import { S3Driver } from '../../storage/s3/index.ts';
+import { S3Driver } from '../../storage/driver/s3/index.ts';
 import { Registry } from './registry.ts';
 import type { TestS3 } from './s3.ts';
 

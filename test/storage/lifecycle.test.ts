@@ -19,7 +19,7 @@ import {
   type Storage,
   type StorageDriver,
 } from '../../storage/index.ts';
-import { S3Driver } from '../../storage/s3/index.ts';
+import { S3Driver } from '../../storage/driver/s3/index.ts';
 import { storedBlobs } from '../../storage/walk.ts';
 import { sharedS3 } from '../helpers/s3.ts';
 import { waitFor } from '../helpers/wait.ts';

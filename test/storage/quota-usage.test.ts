@@ -18,7 +18,7 @@ import {
   type Storage,
   type StorageDriver,
 } from '../../storage/index.ts';
-import { S3Driver } from '../../storage/s3/index.ts';
+import { S3Driver } from '../../storage/driver/s3/index.ts';
 import { sharedS3 } from '../helpers/s3.ts';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';

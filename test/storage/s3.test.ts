@@ -12,7 +12,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { isStorageFailure, PathNotFoundError, StorageUnavailableError } from '../../storage/index.ts';
-import { partSizeFor, S3Driver } from '../../storage/s3/index.ts';
+import { partSizeFor, S3Driver } from '../../storage/driver/s3/index.ts';
 import { sharedS3, type TestS3 } from '../helpers/s3.ts';
 import { describeStorageDriver } from './driver-contract.ts';
 

@@ -3,7 +3,7 @@ import { createDriver } from '../../server/app.ts';
 import { ConfigError, loadClientConfig, loadConfig } from '../../server/config.ts';
 import { onBaseUrl } from '../../server/distribution/blobs.ts';
 import { FilesystemDriver } from '../../storage/index.ts';
-import { S3Driver } from '../../storage/s3/index.ts';
+import { S3Driver } from '../../storage/driver/s3/index.ts';
 
 // The SDK's one warning that its 2027 releases need Node 22: true, and noise here.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';

@@ -1,6 +1,6 @@
 // The AWS SDK costs memory in every process that loads it, workers included: only a process configured for
-// S3 may load it. So nothing outside storage/s3/ imports the SDK, and storage/s3/ itself is imported only
-// with import() (by storage/index.ts, when a bucket is configured), never by a static import.
+// S3 may load it. So nothing outside storage/driver/s3/ imports the SDK, and storage/driver/s3/ itself is imported
+// only with import() (by storage/driver/index.ts, when a bucket is configured), never by a static import.
 import { expect } from 'chai';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -16,17 +16,17 @@ function sources(dir: string): string[] {
 }
 
 describe('the S3 driver is loaded only by a process configured for S3', () => {
-  it('no source outside storage/s3/ imports the AWS SDK, and none imports storage/s3/ statically', () => {
+  it('no source outside storage/driver/s3/ imports the AWS SDK, and none imports storage/driver/s3/ statically', () => {
     const files = SOURCE_FOLDERS.flatMap((folder) => sources(join(ROOT, folder))).map((file) => relative(ROOT, file));
-    expect(files).to.include('storage/s3/driver.ts');
+    expect(files).to.include('storage/driver/s3/driver.ts');
     const offenders: string[] = [];
-    for (const file of files.filter((f) => !f.startsWith('storage/s3/'))) {
+    for (const file of files.filter((f) => !f.startsWith('storage/driver/s3/'))) {
       for (const [, type, specifier] of readFileSync(join(ROOT, file), 'utf8').matchAll(/^(?:import|export)(\s+type)?\b[^;]*?\bfrom\s+'([^']+)'/gms)) {
         if (type) continue; // erased at run time
         if (specifier!.startsWith('@aws-sdk/') || /(^|\/)s3\/[^/]*$/.test(specifier!)) offenders.push(`${file}: ${specifier}`);
       }
     }
     expect(offenders).to.deep.equal([]);
-    expect(readFileSync(join(ROOT, 'storage', 'index.ts'), 'utf8')).to.include("await import('./s3/index.ts')");
+    expect(readFileSync(join(ROOT, 'storage', 'driver', 'index.ts'), 'utf8')).to.include("await import('./s3/index.ts')");
   });
 });

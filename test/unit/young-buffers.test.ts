@@ -1,8 +1,8 @@
 // The young collection that frees request-body buffers before V8 answers their external memory with a
-// full mark-compact (see storage/young-buffers.ts): it must really run, on this Node.
+// full mark-compact (see server/young-buffers.ts): it must really run, on this Node.
 import { expect } from 'chai';
 import { getHeapSpaceStatistics } from 'node:v8';
-import { bodyBytesArrived } from '../../storage/young-buffers.ts';
+import { bodyBytesArrived } from '../../server/young-buffers.ts';
 
 const RECLAIM_EVERY_BYTES = 16 * 1024 * 1024;
 

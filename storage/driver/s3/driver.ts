@@ -6,7 +6,6 @@ import { Agent as HttpsAgent } from 'node:https';
 import { tmpdir } from 'node:os';
 import type { Readable } from 'node:stream';
 import {
-  checkPath,
   pageOfNames,
   InvalidPathError,
   PathNotFoundError,
@@ -126,19 +125,16 @@ export class S3Driver implements StorageDriver {
   }
 
   async getContent(path: string): Promise<Buffer | undefined> {
-    checkPath(path);
     if (path === '/') return undefined;
     return this.bucket.bytes(this.keys.object(path));
   }
 
   async putContent(path: string, content: Buffer | string): Promise<void> {
-    checkPath(path);
     if (path === '/') throw new InvalidPathError(path);
     await this.bucket.put(this.keys.object(path), typeof content === 'string' ? Buffer.from(content) : content);
   }
 
   async reader(path: string, range?: ByteRange): Promise<Readable> {
-    checkPath(path);
     if (path === '/') throw new PathNotFoundError(path);
     const body = await this.bucket.stream(this.keys.object(path), range);
     if (!body) throw new PathNotFoundError(path);
@@ -146,13 +142,11 @@ export class S3Driver implements StorageDriver {
   }
 
   async redirectURL(path: string, options: RedirectOptions): Promise<string | undefined> {
-    checkPath(path);
     if (path === '/') return undefined;
     return this.bucket.presignedGet(this.keys.object(path), options.expiresInSeconds);
   }
 
   async stat(path: string): Promise<FileInfo | undefined> {
-    checkPath(path);
     if (path === '/') return { path, size: 0, modifiedAt: new Date(), isDirectory: true };
     // A file being written has no object yet (or an older one): its writer state knows its size.
     const [head, state] = await Promise.all([this.bucket.head(this.keys.object(path)), this.sidecars.read(path)]);
@@ -165,7 +159,6 @@ export class S3Driver implements StorageDriver {
   }
 
   async list(path: string, page?: ListPage): Promise<string[]> {
-    checkPath(path);
     const prefix = this.keys.dir(path);
     const names = new Set<string>();
     // Only names after `after` count toward the limit (StartAfter still lets a folder named `after` through).
@@ -205,8 +198,6 @@ export class S3Driver implements StorageDriver {
   }
 
   async move(from: string, to: string): Promise<void> {
-    checkPath(from);
-    checkPath(to);
     const source = this.keys.object(from);
     if (from === '/') throw new PathNotFoundError(from);
     const [head, state] = await Promise.all([this.bucket.head(source), this.sidecars.read(from)]);
@@ -218,7 +209,6 @@ export class S3Driver implements StorageDriver {
   }
 
   async delete(path: string): Promise<boolean> {
-    checkPath(path);
     const [object, under, hidden] = await Promise.all([
       path === '/' ? undefined : this.bucket.head(this.keys.object(path)),
       this.bucket.listKeys(this.keys.dir(path)),
@@ -234,7 +224,6 @@ export class S3Driver implements StorageDriver {
   }
 
   async writer(path: string, append: boolean): Promise<FileWriter> {
-    checkPath(path);
     if (path === '/') throw new InvalidPathError(path);
     const key = this.keys.object(path);
     if (!append) {

@@ -3,7 +3,7 @@
 // reads go to storage (nothing cached is trusted) and writes that need a lock fail whole (Unavailable).
 import { randomBytes } from 'node:crypto';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
-import { StorageError } from './errors.ts';
+import { StorageError } from '../errors.ts';
 import type { Coordination, Generations, RateCount, RateCounter } from './coordination.ts';
 import type { Lock } from './lock.ts';
 
