@@ -124,8 +124,7 @@ export function registerLifecycleCommands(program: Command): void {
     .action((scope: string | undefined) =>
       withStorage(async (storage) => {
         if (scope === undefined) return storage.policies.list();
-        const own = await storage.policies.get(scope);
-        if (!own) throw new PolicyError(`${scope} has no policy`);
+        const own = await storage.policies.require(scope);
         const usage = own.quotaBytes === undefined ? undefined : (await storage.quotas.usage(namespaceOf(scope))).bytes;
         return { scope, policy: own, ...(usage === undefined ? {} : { usageBytes: usage }) };
       }),
@@ -135,7 +134,7 @@ export function registerLifecycleCommands(program: Command): void {
     .description('remove the policy of a repository or namespace')
     .action((scope: string) =>
       withStorage(async (storage) => {
-        if (!(await storage.policies.remove(scope))) throw new PolicyError(`${scope} has no policy`);
+        await storage.policies.removeExisting(scope);
         return { scope, removed: true };
       }),
     );
