@@ -257,8 +257,7 @@ export function accountRoutes(router: Router, deps: WebDeps): void {
 
   router.get('/api/v1/policies/{*scope}', handle('api-policy', async (ctx, caller) => {
     requireAdmin(caller);
-    const scope = ctx.params.scope ?? '';
-    ctx.body = { scope, policy: await deps.storage.policies.require(scope) };
+    ctx.body = await deps.storage.quotas.policyView(ctx.params.scope ?? '');
   }));
 
   router.put('/api/v1/policies/{*scope}', handle('api-policy', async (ctx, caller) => {

@@ -200,7 +200,7 @@ describe('admin API', function () {
       refused(await send(alice, 'PUT', '/api/v1/policies/acme', { quotaBytes: 1000 }), 403);
       const set = await send(chief, 'PUT', '/api/v1/policies/acme', { quotaBytes: 1000, immutableTags: ['v*'] });
       expect(set.status, set.text).to.equal(200);
-      expect((await chief.request('GET', '/api/v1/policies/acme')).json.policy).to.deep.equal({ quotaBytes: 1000, immutableTags: ['v*'] });
+      expect((await chief.request('GET', '/api/v1/policies/acme')).json).to.deep.equal({ scope: 'acme', policy: { quotaBytes: 1000, immutableTags: ['v*'] }, usageBytes: 0 });
       expect(JSON.parse(await cli(served.berth, ['policy', 'show', 'acme'])).policy).to.deep.equal({ quotaBytes: 1000, immutableTags: ['v*'] });
       expect((await chief.request('GET', '/api/v1/policies')).json.policies.map((p: any) => p.scope)).to.include('acme');
 
