@@ -12,6 +12,8 @@ import { loadConfig } from '../../server/config.ts';
 import { OPENAPI_DOCUMENT } from '../../web/openapi.ts';
 import { addUser, AuthorizedRegistry, bearer, cli, tokenFor, tokenRequest } from '../helpers/auth.ts';
 import { useBerth } from '../helpers/berth.ts';
+import { requestsSince } from '../helpers/berth-requests.ts';
+import { waitFor } from '../helpers/wait.ts';
 import type { RawResponse, Registry } from '../helpers/registry.ts';
 
 const JSON_TYPE = { 'Content-Type': 'application/json' };
@@ -40,7 +42,7 @@ describe('admin API', function () {
   });
 
   describe('in private mode', function () {
-    const served = useBerth({ env: { BERTH_MODE: 'private' } });
+    const served = useBerth({ env: { BERTH_MODE: 'private', BERTH_WEBHOOK_ALLOW: '127.0.0.1' } });
     let chief: AuthorizedRegistry, alice: AuthorizedRegistry, bob: AuthorizedRegistry;
 
     const as = async (name: string, password: string) => new AuthorizedRegistry(served.berth.url, bearer(await tokenFor(served.registry, [], [name, password])));
@@ -211,6 +213,36 @@ describe('admin API', function () {
       expect((await chief.request('DELETE', '/api/v1/policies/acme')).status).to.equal(200);
       refused(await chief.request('DELETE', '/api/v1/policies/acme'), 404, 'NOT_FOUND');
       refused(await chief.request('GET', '/api/v1/policies/acme'), 404, 'NOT_FOUND');
+    });
+
+    it('answers the rest of /api/v1 (search, sign-up, GC, webhooks) with no 5xx', async () => {
+      expect((await alice.request('GET', '/api/v1/search?q=app')).status).to.equal(200);
+      const signUp = await send(served.registry, 'POST', '/api/v1/users', { username: 'newcomer', password: 'newcomer-password-1' });
+      expect(signUp.status, 'private mode: no sign-up').to.be.within(400, 499);
+      expect((await chief.request('GET', '/api/v1/admin/gc')).status).to.equal(200);
+      refused(await bob.request('POST', '/api/v1/admin/gc'), 403);
+      const hook = await send(chief, 'POST', '/api/v1/webhooks', { url: 'http://127.0.0.1:9/hook', events: ['push'] });
+      expect(hook.status, hook.text).to.equal(201);
+      expect((await chief.request('GET', '/api/v1/webhooks')).json.endpoints.map((e: any) => e.id)).to.deep.equal([hook.json.id]);
+      expect((await chief.request('GET', `/api/v1/webhooks/${hook.json.id}`)).status).to.equal(200);
+      expect((await chief.request('GET', `/api/v1/webhooks/${hook.json.id}/deliveries`)).status).to.equal(200);
+      expect((await chief.request('DELETE', `/api/v1/webhooks/${hook.json.id}`)).status).to.equal(200);
+    });
+
+    // Last: what the tests above sent, as the server logged it.
+    it('has been asked every operation the OpenAPI document names, and answered none with a 5xx', async () => {
+      const requests = () => requestsSince(served.berth, 0).filter((r) => r.path.startsWith('/api/v1/'));
+      const unasked = () => Object.entries(OPENAPI_DOCUMENT.paths).flatMap(([template, ops]) => {
+        const pattern = new RegExp(`^${template.replace(/\{(\w+)\}/g, (_, name: string) => (name === 'name' || name === 'scope' ? '.+' : '[^/]+'))}(\\?.*)?$`);
+        return Object.keys(ops)
+          .map((m) => m.toUpperCase())
+          .filter((method) => !requests().some((r) => r.method === method && pattern.test(r.path)))
+          .map((method) => `${method} ${template}`);
+      });
+      // The server logs a request after answering it: the last ones may still be on their way.
+      await waitFor(() => unasked().length === 0 || undefined, 'the log of the last requests').catch(() => undefined);
+      expect(unasked()).to.deep.equal([]);
+      expect(requests().filter((r) => r.status >= 500), 'server errors').to.deep.equal([]);
     });
   });
 });
