@@ -18,7 +18,7 @@ import {
   type Role,
   type User,
 } from '../auth/index.ts';
-import { PolicyError } from '../storage/index.ts';
+import { isValidName, PolicyError } from '../storage/index.ts';
 import { apiError, apiRoute, isAdmin, managesNamespace, type ApiCaller } from './admin.ts';
 import type { WebDeps } from './index.ts';
 
@@ -238,8 +238,11 @@ export function accountRoutes(router: Router, deps: WebDeps): void {
     const body = await jsonBody(ctx, deps);
     const visibility = field(body, 'visibility', isString, 'public or private');
     const description = field(body, 'description', isString, 'a string');
-    if (!caller.open && !isAdmin(caller) && !(await accountsOf().allowed(caller.principal, name)).has('delete')) {
-      throw new ApiRefusal(404, 'NOT_FOUND', `no repository ${name.slice(0, 300)} whose settings you manage`);
+    if (!isValidName(name)) throw new ApiRefusal(400, 'NAME_INVALID', `${JSON.stringify(name.slice(0, 300))} is not a valid repository name`);
+    // An admin may set a repository's settings before its first push (as `berth repo visibility`); others
+    // only those of a repository that exists and that they may delete (as the settings page).
+    if (!isAdmin(caller) && !caller.open && !((await deps.storage.manifests.exists(name)) && (await accountsOf().allowed(caller.principal, name)).has('delete'))) {
+      throw new ApiRefusal(404, 'NOT_FOUND', `no repository ${name} whose settings you manage`);
     }
     if (visibility !== undefined) await accountsOf().setVisibility(name, visibility as 'public' | 'private');
     if (description !== undefined) await deps.storage.repositories.update(name, { description });

@@ -193,7 +193,9 @@ describe('admin API', function () {
       refused(await send(bob, 'PATCH', '/api/v1/repositories/alice/app', { visibility: 'private' }), 404);
       refused(await send(alice, 'PATCH', '/api/v1/repositories/alice/app', { visibility: 'secret' }), 400, 'INVALID');
       refused(await send(alice, 'PATCH', '/api/v1/repositories/alice/app', { description: 7 }), 400);
-      refused(await send(chief, 'PATCH', '/api/v1/repositories/Bad..Name', { visibility: 'public' }), 400);
+      refused(await send(chief, 'PATCH', '/api/v1/repositories/Bad..Name', { description: 'x' }), 400, 'NAME_INVALID');
+      refused(await send(alice, 'PATCH', '/api/v1/repositories/alice/not-pushed', { description: 'x' }), 404);
+      expect((await send(chief, 'PATCH', '/api/v1/repositories/alice/not-pushed', { visibility: 'private' })).status, 'an admin may set it before the first push').to.equal(200);
       expect((await send(chief, 'PATCH', '/api/v1/repositories/alice/app', { visibility: 'private' })).json.visibility).to.equal('private');
       expect((await bob.request('GET', '/api/v1/repositories/alice/app')).status).to.equal(404);
     });
