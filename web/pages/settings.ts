@@ -51,11 +51,9 @@ ${auth ? html`<p><label for="visibility">Visibility</label><br><select id="visib
     if (!entry) return kit.notFound(ctx);
     const fields = posted.form.fields;
     const visibility = fields.get('visibility');
-    await storage.repositories.update(entry.name, {
-      description: fields.get('description') ?? '',
-      readme: fields.get('readme') ?? '',
-      ...(auth && (visibility === 'public' || visibility === 'private') ? { visibility } : {}),
-    });
+    await storage.repositories.update(entry.name, { description: fields.get('description') ?? '', readme: fields.get('readme') ?? '' });
+    // Visibility through AuthService, as the CLI and the admin API set it; a form's other values are ignored.
+    if (auth && (visibility === 'public' || visibility === 'private')) await auth.setVisibility(entry.name, visibility);
     await settingsPage(ctx, (await storage.search.entry(entry.name)) ?? entry, 200, 'Saved.');
   });
 
