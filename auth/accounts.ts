@@ -141,6 +141,42 @@ export function parseScopeGrant(text: string): ScopeGrant {
   return { pattern: pattern!, actions: actions.includes('*') ? [...ACTIONS] : (actions as Action[]) };
 }
 
+/** The scopes given as text, or the default when none are (what a token or robot may do unless told). */
+export function parseScopeGrants(texts: readonly string[] | undefined, fallback: string): ScopeGrant[] {
+  return (texts?.length ? texts : [fallback]).map(parseScopeGrant);
+}
+
+/** A personal access token may do what its owner may, unless its scopes say less. */
+export const TOKEN_DEFAULT_SCOPE = 'repository:*:pull,push,delete';
+/** A robot pulls from its namespace, unless its scopes say more. */
+export const robotDefaultScope = (namespace: string) => `repository:${namespace}/*:pull`;
+
+/** A lifetime: `30d`, `12h`, `90m`, `3600s`, or `never` (undefined: no expiry). */
+export function parseExpiry(value: string, now = Date.now()): Date | undefined {
+  if (value === 'never') return undefined;
+  const match = /^(\d{1,6})([smhd])$/.exec(value);
+  if (!match) throw new AccountError('invalid', 'expected a lifetime like 30d, 12h, 90m, 3600s, or never');
+  const seconds = Number(match[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[match[2] as 's' | 'm' | 'h' | 'd'];
+  return new Date(now + seconds * 1000);
+}
+
+/** `org+name` as its namespace and name. */
+export function splitRobotName(full: string): { namespace: string; name: string } {
+  const plus = full.indexOf('+');
+  if (plus < 0) throw new AccountError('invalid', `a robot is named <namespace>+<name>, not ${JSON.stringify(full.slice(0, 80))}`);
+  return { namespace: full.slice(0, plus), name: full.slice(plus + 1) };
+}
+
+/** A token or robot as listed: everything but what checks its secret. */
+export function withoutSecret<T extends { secretHash: string }>(record: T): Omit<T, 'secretHash'> {
+  const { secretHash: _hash, ...rest } = record;
+  return rest;
+}
+
+const ROLES: readonly Role[] = ['read', 'write', 'admin'];
+/** A token's description is a line in a list. */
+const MAX_DESCRIPTION = 300;
+
 /** A robot's path, from its `org+name`. */
 const robotPath = (name: string) => {
   const plus = name.indexOf('+');
@@ -344,6 +380,7 @@ export class AccountStore {
 
   /** Sets a member's role, or removes the member when role is undefined. */
   async setMember(orgName: string, userName: string, role: Role | undefined): Promise<Organisation> {
+    if (role !== undefined && !ROLES.includes(role)) throw new AccountError('invalid', `a role is read, write or admin, not ${JSON.stringify(String(role).slice(0, 40))}`);
     if (role !== undefined && !(await this.user(userName))) throw new AccountError('unknown', `no user ${userName}`);
     return this.lock.run(`auth:name:${orgName}`, async () => {
       const org = await this.organisation(orgName);
@@ -361,6 +398,7 @@ export class AccountStore {
 
   /** Creates a personal access token; the returned secret is the only time it is seen. */
   async createToken(owner: string, description: string, scopes: ScopeGrant[], expiresAt?: Date): Promise<{ token: PersonalAccessToken; secret: string }> {
+    if (typeof description !== 'string' || description.length > MAX_DESCRIPTION) throw new AccountError('invalid', `a token's description is text of at most ${MAX_DESCRIPTION} characters`);
     if (!(await this.user(owner))) throw new AccountError('unknown', `no user ${owner}`);
     const id = newId();
     const secret = newSecret();
@@ -409,6 +447,17 @@ export class AccountStore {
       await this.write(robotPath(full), robot);
       return { robot, secret };
     });
+  }
+
+  /** The robots of a namespace (revoked and expired ones too). */
+  async robotsOf(namespace: string): Promise<Robot[]> {
+    if (!isAccountName(namespace)) return [];
+    const all: Robot[] = [];
+    for (const name of await this.names(layout.robotsOf(namespace))) {
+      const robot = await this.robot(`${namespace}+${name}`);
+      if (robot) all.push(robot);
+    }
+    return all;
   }
 
   async robot(name: string): Promise<Robot | undefined> {

@@ -183,6 +183,8 @@ export class AuthService {
   }
 
   async setVisibility(name: string, visibility: 'public' | 'private'): Promise<void> {
+    if (!isValidName(name)) throw new AccountError('invalid', `${JSON.stringify(name.slice(0, 300))} is not a valid repository name`);
+    if (visibility !== 'public' && visibility !== 'private') throw new AccountError('invalid', 'visibility is public or private');
     await this.repositories.update(name, { visibility });
   }
 

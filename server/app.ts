@@ -42,6 +42,8 @@ import { Mirrors } from '../mirror/index.ts';
 
 export interface Berth {
   app: Koa;
+  /** Every route the app answers (the OpenAPI test reads its stack). */
+  router: Router;
   /** Undefined in `open` mode. */
   auth?: AuthService;
   storage: Storage;
@@ -126,7 +128,7 @@ export async function createApp(
   app.use(refuseCrossSite(config.publicUrl, () => new RegistryError('DENIED', 'a request made for another site may not change anything here')));
   app.use(rateLimit(config.rateLimitPerMinute, coordination.counter));
   app.use(router.routes());
-  return { app, auth, storage, coordination, metrics, logger, webhooks };
+  return { app, router, auth, storage, coordination, metrics, logger, webhooks };
 }
 
 /** The webhook endpoints, queues and delivery over this storage, as configured (the server and `berth webhook`). */

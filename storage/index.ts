@@ -18,7 +18,7 @@ export {
   clusterWorkerCoordination, ClusterLockArbiter, ClusterGenerationRelay, ClusterRateRelay, createRedisCoordination,
   type Coordination, type Generations, type RateCounter, type RateCount, type Lock, type RedisConfig } from './coordination/index.ts';
 export { ManifestStore, type StoredManifest, type ReferrerDescriptor, type ManifestChange } from './manifests.ts';
-export { RepositoryStore, type RepositorySettings } from './repositories.ts';
+export { RepositoryStore, MAX_DESCRIPTION, MAX_README, type RepositorySettings } from './repositories.ts';
 export type { VisibilitySnapshot } from './visibility.ts';
 export { SearchIndex, architectureLabel, isOfficial, summaryOf, NEWEST_TAGS, MAX_PLATFORMS, type RepositoryEntry, type RepositorySummary, type TagFacts, type TagPage, type PlatformFacts, type SearchQuery, type SearchSort, type TagSort } from './search.ts';
 export { layout, baseName, decodeName } from './layout.ts';

@@ -46,7 +46,11 @@ export function matchesTagPattern(tag: string, pattern: string): boolean {
 }
 
 export class PolicyError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    /** `none`: the scope has no policy; `invalid`: the policy or scope given is not one. */
+    readonly kind: 'invalid' | 'none' = 'invalid',
+  ) {
     super(message);
     this.name = 'PolicyError';
   }
@@ -90,6 +94,18 @@ export class PolicyStore {
   async remove(scope: string): Promise<boolean> {
     if (!isValidName(scope)) return false;
     return this.driver.delete(layout.policy(scope));
+  }
+
+  /** The scope's own policy, or a PolicyError (`none`) when it has none. */
+  async require(scope: string): Promise<Policy> {
+    const own = isValidName(scope) ? await this.get(scope) : undefined;
+    if (!own) throw new PolicyError(`${scope.slice(0, 300)} has no policy`, 'none');
+    return own;
+  }
+
+  /** Removes the scope's policy, or a PolicyError (`none`) when it has none. */
+  async removeExisting(scope: string): Promise<void> {
+    if (!(await this.remove(scope))) throw new PolicyError(`${scope.slice(0, 300)} has no policy`, 'none');
   }
 
   async list(): Promise<Array<{ scope: string; policy: Policy }>> {

@@ -6,7 +6,7 @@
 // cost does not grow with what the namespace holds.
 import { isStorageError, StorageError } from './errors.ts';
 import type { Lock } from './coordination/index.ts';
-import { namespaceOf, type PolicyStore } from './policies.ts';
+import { namespaceOf, type Policy, type PolicyStore } from './policies.ts';
 import type { Digest } from './reference.ts';
 import type { NamespaceUsage, Usage } from './usage.ts';
 
@@ -34,6 +34,13 @@ export class Quotas {
     if (maintained) return maintained;
     const measured = [...(await this.records.measure(namespace)).values()];
     return { bytes: measured.reduce((sum, m) => sum + m.size, 0), blobs: measured.length };
+  }
+
+  /** A scope's own policy (PolicyError `none` when it has none), with its namespace's usage when it sets a quota. */
+  async policyView(scope: string): Promise<{ scope: string; policy: Policy; usageBytes?: number }> {
+    const policy = await this.policies.require(scope);
+    if (policy.quotaBytes === undefined) return { scope, policy };
+    return { scope, policy, usageBytes: (await this.usage(namespaceOf(scope))).bytes };
   }
 
   /**

@@ -15,6 +15,17 @@ export interface RepositorySettings {
   logo?: string;
 }
 
+/** The description's and README's bounds, and the description's one line, whoever sets them (pages, API). */
+export const MAX_DESCRIPTION = 300;
+export const MAX_README = 100_000;
+
+function bounded(patch: RepositorySettings): RepositorySettings {
+  const next = { ...patch };
+  if (next.description !== undefined) next.description = next.description.replace(/\s+/g, ' ').trim().slice(0, MAX_DESCRIPTION);
+  if (next.readme !== undefined) next.readme = next.readme.slice(0, MAX_README);
+  return next;
+}
+
 export class RepositoryStore {
   /** Every repository's visibility at once, kept in step with the settings (storage/visibility.ts). */
   private readonly visibilityIndex: VisibilityIndex;
@@ -34,13 +45,13 @@ export class RepositoryStore {
     return content ? (JSON.parse(content.toString()) as RepositorySettings) : undefined;
   }
 
-  /** Merges `patch` into the settings; `onlyIfAbsent` leaves settings that exist untouched (first push). */
+  /** Merges `patch` (its text bounded) into the settings; `onlyIfAbsent` leaves settings that exist untouched (first push). */
   async update(name: string, patch: RepositorySettings, onlyIfAbsent = false): Promise<RepositorySettings> {
     let written = false;
     const next = await this.lock.run(`settings:${name}`, async () => {
       const current = await this.settings(name);
       if (current && onlyIfAbsent) return current;
-      const next = { ...current, ...patch };
+      const next = { ...current, ...bounded(patch) };
       await this.visibilityIndex.change(name, current?.visibility, next.visibility, () =>
         this.driver.putContent(layout.repositorySettings(name), JSON.stringify(next)));
       written = true;

@@ -51,6 +51,39 @@ export function isAdmin(caller: ApiCaller): boolean {
   return caller.open || (caller.principal.kind === 'user' && caller.principal.admin === true);
 }
 
+/** Answers an error a service threw in the API's shape; false when it is not one the caller caused. */
+export type ApiErrorAnswer = (ctx: Context, err: unknown) => boolean;
+
+/**
+ * An admin API route: no caching, the caller admitted (apiCaller) before `fn` runs, and the errors
+ * `answer` knows answered in the API's shape; anything else is the server's fault and goes on up.
+ */
+export function apiRoute(deps: WebDeps, answer: ApiErrorAnswer) {
+  return (route: string, fn: (ctx: Context, caller: ApiCaller) => Promise<void>) => async (ctx: Context) => {
+    ctx.state.route = route;
+    ctx.set('Cache-Control', 'no-store');
+    const caller = await apiCaller(ctx, deps);
+    if (!caller) return;
+    try {
+      await fn(ctx, caller);
+    } catch (err) {
+      if (!answer(ctx, err)) throw err;
+    }
+  };
+}
+
+/**
+ * Whether the caller manages the namespace (undefined: what is the registry's alone): a registry admin,
+ * the user of that name, an organisation's admins.
+ */
+export async function managesNamespace(deps: WebDeps, caller: ApiCaller, namespace: string | undefined): Promise<boolean> {
+  if (isAdmin(caller) || caller.open) return true;
+  const p = caller.principal;
+  if (namespace === undefined || p.kind !== 'user') return false;
+  if (p.name === namespace) return true;
+  return (await deps.auth?.accounts.roleIn(namespace, p)) === 'admin';
+}
+
 export function adminRoutes(router: Router, deps: WebDeps, schedule: GcSchedule): void {
   /** Why the last collection started here failed, until one succeeds. */
   let lastError: string | undefined;

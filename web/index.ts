@@ -6,6 +6,8 @@ import type { Storage } from '../storage/index.ts';
 import type { Webhooks } from '../events/index.ts';
 import { adminRoutes, type GcSchedule } from './admin.ts';
 import { webhookRoutes } from './webhooks.ts';
+import { accountRoutes } from './accounts-api.ts';
+import { openApiRoutes } from './openapi.ts';
 import { apiRoutes } from './api.ts';
 import type { ReadBody } from './forms.ts';
 import { Logos } from './images.ts';
@@ -48,6 +50,8 @@ export function webRoutes(router: Router, deps: Omit<WebDeps, 'sessions' | 'logo
   apiRoutes(router, full);
   adminRoutes(router, full, deps.gcSchedule);
   webhookRoutes(router, full);
+  accountRoutes(router, full);
+  openApiRoutes(router);
   pageRoutes(router, full);
 }
 

@@ -3,9 +3,8 @@
 // namespace's is its admins' too (the user of that name, an organisation's admins). Callers as for the
 // rest of the admin API (web/admin.ts): a bearer token or a session, whose writes carry X-CSRF-Token.
 import type Router from '@koa/router';
-import type { Context } from 'koa';
 import { WebhookError, type EndpointView } from '../events/index.ts';
-import { apiCaller, apiError, isAdmin, type ApiCaller } from './admin.ts';
+import { apiError, apiRoute, managesNamespace, type ApiCaller } from './admin.ts';
 import type { WebDeps } from './index.ts';
 
 /** An endpoint's request body is a URL, a namespace and a few event names: small. */
@@ -14,28 +13,14 @@ const BODY_LIMIT = 16 * 1024;
 const STATUS: Record<WebhookError['code'], number> = { INVALID: 400, DESTINATION_REFUSED: 400, NOT_FOUND: 404, TOO_MANY: 409 };
 
 export function webhookRoutes(router: Router, deps: WebDeps): void {
-  /** Whether the caller manages the namespace's endpoints (undefined: the global ones). */
-  const manages = async (caller: ApiCaller, namespace: string | undefined): Promise<boolean> => {
-    if (isAdmin(caller) || caller.open) return true;
-    const p = caller.principal;
-    if (namespace === undefined || p.kind !== 'user') return false;
-    if (p.name === namespace) return true;
-    return (await deps.auth?.accounts.roleIn(namespace, p)) === 'admin';
-  };
+  const manages = (caller: ApiCaller, namespace: string | undefined) => managesNamespace(deps, caller, namespace);
 
-  /** Runs a route for a caller who manages the endpoint's namespace; answers the refusal or the webhook error itself. */
-  const handle = (route: string, fn: (ctx: Context, caller: ApiCaller) => Promise<void>) => async (ctx: Context) => {
-    ctx.state.route = route;
-    ctx.set('Cache-Control', 'no-store');
-    const caller = await apiCaller(ctx, deps);
-    if (!caller) return;
-    try {
-      await fn(ctx, caller);
-    } catch (err) {
-      if (!(err instanceof WebhookError)) throw err;
-      apiError(ctx, STATUS[err.code], err.code, err.message);
-    }
-  };
+  /** Runs a route for an admitted caller; answers a webhook error itself. */
+  const handle = apiRoute(deps, (ctx, err) => {
+    if (!(err instanceof WebhookError)) return false;
+    apiError(ctx, STATUS[err.code], err.code, err.message);
+    return true;
+  });
 
   /** The endpoint, if the caller manages it; a 404 either way otherwise (an endpoint's existence is not told). */
   const endpointFor = async (caller: ApiCaller, id: string): Promise<EndpointView> => {

@@ -2,10 +2,9 @@
 // berth user | org | token | repo.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { pino } from 'pino';
-import { AccountError, parseScopeGrant, type AuthService, type Role, type ScopeGrant } from '../../auth/index.ts';
+import { AccountError, parseExpiry, parseScopeGrants, robotDefaultScope, splitRobotName, TOKEN_DEFAULT_SCOPE, type AuthService, type Role } from '../../auth/index.ts';
 import { createAuth, openStorage } from '../../server/app.ts';
 import { collect, configOrExit, readStdin } from './common.ts';
-import { isValidName } from '../../storage/index.ts';
 
 /** Runs `fn` with the auth service over the configured storage; prints errors the way a CLI should. */
 async function withAuth(fn: (auth: AuthService) => Promise<void>): Promise<void> {
@@ -32,19 +31,6 @@ async function withAuth(fn: (auth: AuthService) => Promise<void>): Promise<void>
 async function password(options: { passwordStdin?: boolean }): Promise<string> {
   if (!options.passwordStdin) throw new AccountError('invalid', 'give the password on standard input with --password-stdin');
   return readStdin();
-}
-
-/** `30d`, `12h`, `90m`, `3600s` or `never`. */
-function expiry(value: string): Date | undefined {
-  if (value === 'never') return undefined;
-  const match = /^(\d+)([smhd])$/.exec(value);
-  if (!match) throw new InvalidArgumentError('expected a duration like 30d, 12h, 90m, 3600s, or never');
-  const seconds = Number(match[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[match[2] as 's' | 'm' | 'h' | 'd'];
-  return new Date(Date.now() + seconds * 1000);
-}
-
-function scopes(texts: string[] | undefined, fallback: string): ScopeGrant[] {
-  return (texts?.length ? texts : [fallback]).map(parseScopeGrant);
 }
 
 const audit = (auth: AuthService, action: string, fields: Record<string, unknown> = {}) =>
@@ -147,16 +133,14 @@ export function registerAdminCommands(program: Command): void {
     .option('--expires-in <duration>', 'lifetime: 30d, 12h, … or never', '90d')
     .action((options: { user?: string; robot?: string; description: string; scope?: string[]; expiresIn: string }) =>
       withAuth(async (auth) => {
-        const expiresAt = expiry(options.expiresIn);
+        const expiresAt = parseExpiry(options.expiresIn);
         if (options.user && !options.robot) {
-          const { token: created, secret } = await auth.accounts.createToken(options.user, options.description, scopes(options.scope, 'repository:*:pull,push,delete'), expiresAt);
+          const { token: created, secret } = await auth.accounts.createToken(options.user, options.description, parseScopeGrants(options.scope, TOKEN_DEFAULT_SCOPE), expiresAt);
           audit(auth, `token create ${created.id} for ${options.user}`);
           process.stdout.write(`id: ${created.id}\nuser: ${options.user}\ntoken: ${secret}\n`);
         } else if (options.robot && !options.user) {
-          const plus = options.robot.indexOf('+');
-          if (plus < 0) throw new AccountError('invalid', '--robot takes <org>+<name>');
-          const namespace = options.robot.slice(0, plus);
-          const { robot, secret } = await auth.accounts.createRobot(namespace, options.robot.slice(plus + 1), scopes(options.scope, `repository:${namespace}/*:pull`), expiresAt);
+          const { namespace, name } = splitRobotName(options.robot);
+          const { robot, secret } = await auth.accounts.createRobot(namespace, name, parseScopeGrants(options.scope, robotDefaultScope(namespace)), expiresAt);
           audit(auth, `robot create ${robot.name}`);
           process.stdout.write(`user: ${robot.name}\ntoken: ${secret}\n`);
         } else {
@@ -192,9 +176,7 @@ export function registerAdminCommands(program: Command): void {
     .description('make a repository public or private')
     .action((name: string, visibility: string) =>
       withAuth(async (auth) => {
-        if (!isValidName(name)) throw new AccountError('invalid', `${JSON.stringify(name)} is not a valid repository name`);
-        if (visibility !== 'public' && visibility !== 'private') throw new AccountError('invalid', 'visibility is public or private');
-        await auth.setVisibility(name, visibility);
+        await auth.setVisibility(name, visibility as 'public' | 'private');
         audit(auth, `repo visibility ${visibility}`, { repository: name });
         process.stdout.write(`${name} is ${visibility}\n`);
       }),

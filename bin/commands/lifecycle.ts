@@ -8,7 +8,7 @@ import { controlSocketPath, usesRedis, type Config } from '../../server/config.t
 import { askServer, type GcJobRequest, type RetentionJobRequest } from '../../server/control.ts';
 import { configOrExit } from './common.ts';
 import { openStorage } from '../../server/app.ts';
-import { namespaceOf, PolicyError, serversWithoutSharedState, type Storage } from '../../storage/index.ts';
+import { PolicyError, serversWithoutSharedState, type Storage } from '../../storage/index.ts';
 
 function seconds(value: string): number {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError('expected a whole number of seconds');
@@ -123,11 +123,7 @@ export function registerLifecycleCommands(program: Command): void {
     .description('show one policy (with the namespace usage when it has a quota), or all of them')
     .action((scope: string | undefined) =>
       withStorage(async (storage) => {
-        if (scope === undefined) return storage.policies.list();
-        const own = await storage.policies.get(scope);
-        if (!own) throw new PolicyError(`${scope} has no policy`);
-        const usage = own.quotaBytes === undefined ? undefined : (await storage.quotas.usage(namespaceOf(scope))).bytes;
-        return { scope, policy: own, ...(usage === undefined ? {} : { usageBytes: usage }) };
+        return scope === undefined ? storage.policies.list() : storage.quotas.policyView(scope);
       }),
     );
   policy
@@ -135,7 +131,7 @@ export function registerLifecycleCommands(program: Command): void {
     .description('remove the policy of a repository or namespace')
     .action((scope: string) =>
       withStorage(async (storage) => {
-        if (!(await storage.policies.remove(scope))) throw new PolicyError(`${scope} has no policy`);
+        await storage.policies.removeExisting(scope);
         return { scope, removed: true };
       }),
     );

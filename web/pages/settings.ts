@@ -1,7 +1,7 @@
 // A repository's settings, for who may delete it: description, README, visibility, logo.
 import type Router from '@koa/router';
 import type { Context } from 'koa';
-import type { RepositoryEntry } from '../../storage/index.ts';
+import { MAX_DESCRIPTION, type RepositoryEntry } from '../../storage/index.ts';
 import { repository } from '../catalog.ts';
 import { html } from '../html.ts';
 import { LogoError, MAX_LOGO_BYTES } from '../images.ts';
@@ -26,7 +26,7 @@ export function settingsPages(router: Router, kit: PageKit): void {
     await kit.reply(ctx, status, `Settings of ${entry.name}`, html`<h1>Settings of <a href="/r/${entry.name}">${entry.name}</a></h1>
 ${message ? html`<p class="${error ? 'error' : 'notice'}" role="${error ? 'alert' : 'status'}">${message}</p>` : ''}
 <form method="post" action="/settings/${entry.name}"><input type="hidden" name="_csrf" value="${viewer.csrf}">
-<p><label for="description">Description</label><br><input id="description" name="description" maxlength="300" size="80" value="${settings.description ?? ''}"></p>
+<p><label for="description">Description</label><br><input id="description" name="description" maxlength="${MAX_DESCRIPTION}" size="80" value="${settings.description ?? ''}"></p>
 <p><label for="readme">README (Markdown)</label><br><textarea id="readme" name="readme" rows="14" cols="80">${settings.readme ?? ''}</textarea></p>
 ${auth ? html`<p><label for="visibility">Visibility</label><br><select id="visibility" name="visibility">${option('public', 'public', visibility)}${option('private', 'private', visibility)}</select></p>` : ''}
 <p><button type="submit">Save</button></p></form>
@@ -51,11 +51,9 @@ ${auth ? html`<p><label for="visibility">Visibility</label><br><select id="visib
     if (!entry) return kit.notFound(ctx);
     const fields = posted.form.fields;
     const visibility = fields.get('visibility');
-    await storage.repositories.update(entry.name, {
-      description: (fields.get('description') ?? '').replace(/\s+/g, ' ').trim().slice(0, 300),
-      readme: (fields.get('readme') ?? '').slice(0, 100_000),
-      ...(auth && (visibility === 'public' || visibility === 'private') ? { visibility } : {}),
-    });
+    await storage.repositories.update(entry.name, { description: fields.get('description') ?? '', readme: fields.get('readme') ?? '' });
+    // Visibility through AuthService, as the CLI and the admin API set it; a form's other values are ignored.
+    if (auth && (visibility === 'public' || visibility === 'private')) await auth.setVisibility(entry.name, visibility);
     await settingsPage(ctx, (await storage.search.entry(entry.name)) ?? entry, 200, 'Saved.');
   });
 
