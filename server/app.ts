@@ -173,6 +173,7 @@ export async function createAuth(config: Config, storage: Storage, coordination:
     tokenTtlSeconds: config.tokenTtlSeconds,
     refreshTokenTtlSeconds: config.refreshTokenTtlSeconds,
     reservedNames: config.reservedNames,
+    mirrorNamespaces: config.mirrors.map((m) => m.prefix.split('/')[0]!),
   };
   const directory = config.ldap && new LdapDirectory(config.ldap);
   return AuthService.create(options, storage, coordination, new AuditLog(sink), directory);
