@@ -94,6 +94,9 @@ export async function createApp(
   } else {
     logger.warn('BERTH_MODE=open: no authentication; anyone who reaches this registry may push and delete');
   }
+  const mirrors = config.mirrors.length > 0
+    ? new Mirrors(config.mirrors, { storage, metrics: metrics.mirror, logger, maxManifestBytes: config.maxManifestBytes })
+    : undefined;
   webRoutes(router, {
     storage,
     auth,
@@ -103,11 +106,9 @@ export async function createApp(
     maxManifestBytes: config.maxManifestBytes,
     webhooks,
     gcSchedule: { intervalSeconds: config.gcIntervalSeconds, graceSeconds: config.gcGraceSeconds, deleteUntagged: config.gcDeleteUntagged },
+    mirroredFrom: mirrors && ((name) => mirrors.mirroredFrom(name)),
   });
   const admission = new UploadAdmission(config.maxConcurrentUploads, metrics);
-  const mirrors = config.mirrors.length > 0
-    ? new Mirrors(config.mirrors, { storage, metrics: metrics.mirror, logger, maxManifestBytes: config.maxManifestBytes })
-    : undefined;
   const v2 = distributionRoutes({ config, storage, gate: new AuthGate(auth, config, guard), admission, mirrors });
   router.all('/v2', v2);
   router.all('/v2/{*rest}', v2);

@@ -99,6 +99,30 @@ describe('pull-through cache (Distribution upstream)', function () {
     expect(await metric(mirror, 'berth_mirror_fetched_bytes_total', { mirror: 'dist' })).to.be.greaterThan(0);
   });
 
+  it('labels a mirrored repository "mirror of <upstream>/<name>" in the catalog pages and /api/v1, and no other', async () => {
+    const from = `${new URL(upstream.url).host}/team/labelled`;
+    await origin.pushImage('team/labelled', 'v1', { layers: ['labelled layer'] });
+    expect((await getManifest(mirror, 'dist/team/labelled', 'v1')).status).to.equal(200);
+    await mirror.pushImage('local/labelled', 'v1', { layers: ['a local layer'] });
+    const api = await mirror.request('GET', '/api/v1/repositories/dist/team/labelled');
+    expect(api.status, api.text).to.equal(200);
+    expect(api.json.mirrorOf).to.equal(from);
+    expect((await mirror.request('GET', '/api/v1/repositories/local/labelled')).json.mirrorOf).to.equal(null);
+    const page = await mirror.request('GET', '/r/dist/team/labelled');
+    expect(page.text).to.contain(`<span class="badge mirror">mirror of ${from}</span>`);
+    expect((await mirror.request('GET', '/r/local/labelled')).text).not.to.contain('mirror of');
+    const found = await waitFor(async () => {
+      const res = await mirror.request('GET', '/api/v1/search?q=labelled');
+      const names = (res.json.results as { name: string }[]).map((r) => r.name);
+      return names.includes('dist/team/labelled') && names.includes('local/labelled') ? (res.json.results as { name: string; mirrorOf: string | null }[]) : undefined;
+    }, 'both repositories in the search');
+    expect(found.find((r) => r.name === 'dist/team/labelled')!.mirrorOf).to.equal(from);
+    expect(found.find((r) => r.name === 'local/labelled')!.mirrorOf).to.equal(null);
+    const results = (await mirror.request('GET', '/?q=labelled')).text;
+    expect(results).to.match(new RegExp(`<strong>dist/team/labelled</strong></a> <span class="badge mirror">mirror of ${from.replace(/\./g, '\\.')}</span>`));
+    expect(results.match(/mirror of/g)).to.have.length(1);
+  });
+
   it('refuses every write under a mirror prefix with DENIED', async () => {
     const attempts = [
       mirror.request('POST', '/v2/dist/team/app/blobs/uploads/'),
