@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { parseReference, type Digest, type Reference, type Storage } from '../storage/index.ts';
 import type { MirrorConfig } from './config.ts';
+import { Eviction } from './eviction.ts';
 import { BlobFill } from './fill.ts';
 import { linkStoredBlob, storeBlob, storeManifest } from './store.ts';
 import { Upstream, UpstreamDigestError, UpstreamError } from './upstream.ts';
@@ -48,6 +49,8 @@ export class Mirror {
   private readonly resolving = new Map<string, Promise<void>>();
   /** Blob fills in progress, by digest. */
   private readonly fills = new Map<string, BlobFill>();
+  /** maxBytes: the pulls recorded, and the least recently pulled evicted. */
+  readonly eviction: Eviction;
 
   constructor(
     readonly config: MirrorConfig,
@@ -55,6 +58,7 @@ export class Mirror {
   ) {
     this.prefix = config.prefix;
     this.upstream = new Upstream(config);
+    this.eviction = new Eviction(deps.storage, config.prefix, config.maxBytes);
   }
 
   /** The upstream's name for a repository of this mirror (`docker.io/library/alpine` → `library/alpine`). */
@@ -76,6 +80,19 @@ export class Mirror {
       this.resolving.set(key, pending);
     }
     await pending;
+    if (this.config.maxBytes !== undefined) {
+      const stored = await this.deps.storage.manifests.get(name, reference);
+      if (stored) await this.eviction.pulled(name, stored.digest, stored.content);
+    }
+  }
+
+  /** Evicts what was pulled least recently while the mirror holds over maxBytes; in the background, logged. */
+  private trim(): void {
+    if (this.config.maxBytes === undefined) return;
+    this.eviction.trim().then(
+      (evicted) => evicted.length > 0 && this.deps.logger?.info({ mirror: this.prefix, evicted }, 'over maxBytes: evicted the least recently pulled'),
+      (err: Error) => this.deps.logger?.warn({ mirror: this.prefix, err: err.message }, 'eviction failed'),
+    );
   }
 
   private async resolve(name: string, reference: Reference): Promise<void> {
@@ -150,7 +167,10 @@ export class Mirror {
     );
     this.fills.set(digest.value, fill);
     fill.finished.then(
-      () => this.fills.delete(digest.value),
+      () => {
+        this.fills.delete(digest.value);
+        this.trim();
+      },
       (err: Error) => {
         this.fills.delete(digest.value);
         this.count('upstreamError');

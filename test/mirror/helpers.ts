@@ -1,5 +1,8 @@
 // What the mirror suites share: a Berth whose mirrors point at upstreams the test started, and the
 // upstream's access log read as the requests it counts.
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { TestBerth } from '../helpers/berth.ts';
 import type { TestDistribution } from '../helpers/distribution.ts';
 import { Registry, sha256, type RawResponse } from '../helpers/registry.ts';
 
@@ -58,5 +61,15 @@ export class UpstreamRegistry extends Registry {
     const res = await this.request('PUT', location.href, { body: data, headers: { 'Content-Type': 'application/octet-stream' } });
     if (res.status !== 201) throw new Error(`blob push failed: ${res.status} ${res.text}`);
     return digest;
+  }
+}
+
+/** Whether Berth's storage holds the blob's bytes (under any repository). */
+export function storedInBerth(berth: TestBerth, digest: string): boolean {
+  const hex = digest.slice('sha256:'.length);
+  try {
+    return statSync(join(berth.dataDir, 'blobs', 'sha256', hex.slice(0, 2), hex, 'data')).isFile();
+  } catch {
+    return false;
   }
 }

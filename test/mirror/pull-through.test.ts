@@ -3,7 +3,7 @@
 // one upstream GET for many concurrent pulls of a blob, a cut fill resumed, a client that leaves.
 import { expect } from 'chai';
 import { createHash, randomBytes } from 'node:crypto';
-import { readdirSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { startBerth, type TestBerth } from '../helpers/berth.ts';
@@ -11,17 +11,7 @@ import { startDistribution, type TestDistribution } from '../helpers/distributio
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.ts';
 import { errorCode, Registry, sha256 } from '../helpers/registry.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { getManifest, metric, mirrorsEnv, upstreamRequests, UpstreamRegistry } from './helpers.ts';
-
-/** Whether Berth's storage holds the blob's bytes (under any repository). */
-function storedInBerth(berth: TestBerth, digest: string): boolean {
-  const hex = digest.slice('sha256:'.length);
-  try {
-    return statSync(join(berth.dataDir, 'blobs', 'sha256', hex.slice(0, 2), hex, 'data')).isFile();
-  } catch {
-    return false;
-  }
-}
+import { getManifest, metric, mirrorsEnv, storedInBerth, upstreamRequests, UpstreamRegistry } from './helpers.ts';
 
 /** A GET whose body is hashed as it arrives (64 MiB never held whole); a cut connection resolves with complete false. */
 function hashedGet(url: string): Promise<{ status: number; digest: string; bytes: number; complete: boolean }> {
