@@ -5,39 +5,29 @@
 import { expect } from 'chai';
 import { addUser, bearer, cli, tokenFor } from '../helpers/auth.ts';
 import { startBerth, type TestBerth } from '../helpers/berth.ts';
-import { startDistribution, type TestDistribution } from '../helpers/distribution.ts';
 import { errorCode, Registry } from '../helpers/registry.ts';
-import { getManifest, mirrorsEnv, upstreamRequests, UpstreamRegistry } from './helpers.ts';
+import { getManifest, mirrorsEnv, upstreamRequests, useMirror } from './helpers.ts';
 
 describe('pull-through cache: access', function () {
   this.timeout(120_000);
-  let upstream: TestDistribution;
-  let berth: TestBerth;
+  const suite = useMirror((upstream) => [{ prefix: 'dist', upstream }], { BERTH_MODE: 'private' });
+  const { origin, mirror } = suite;
   let open: TestBerth;
-  const origin = new UpstreamRegistry('http://127.0.0.1:0');
-  const mirror = new Registry('http://127.0.0.1:0');
 
   before(async () => {
-    upstream = await startDistribution();
-    origin.base = upstream.url;
-    const env = mirrorsEnv([{ prefix: 'dist', upstream: upstream.url }]);
-    berth = await startBerth({ env: { ...env, BERTH_MODE: 'private' } });
-    open = await startBerth({ env: { ...env, BERTH_MODE: 'public-index' } });
-    mirror.base = berth.url;
-    await addUser(berth, 'bob', 'bob-password-1');
-    await addUser(berth, 'eve', 'eve-password-1');
-    await cli(berth, ['org', 'add', 'dist']);
-    await cli(berth, ['org', 'member', 'dist', 'bob', '--role', 'write']);
+    open = await startBerth({ env: { ...mirrorsEnv([{ prefix: 'dist', upstream: suite.upstream.url }]), BERTH_MODE: 'public-index' } });
+    await addUser(suite.berth, 'bob', 'bob-password-1');
+    await addUser(suite.berth, 'eve', 'eve-password-1');
+    await cli(suite.berth, ['org', 'add', 'dist']);
+    await cli(suite.berth, ['org', 'member', 'dist', 'bob', '--role', 'write']);
     await origin.pushImage('team/app', 'v1', { layers: ['private layer'] });
   });
   after(async () => {
     await open?.destroy();
-    await berth?.destroy();
-    await upstream?.stop();
   });
 
   it('refuses anonymous and non-members with 401 before the upstream is asked', async () => {
-    const before = upstreamRequests(upstream).length;
+    const before = upstreamRequests(suite.upstream).length;
     const anonymous = await getManifest(mirror, 'dist/team/app', 'v1');
     expect(anonymous.status, anonymous.text).to.equal(401);
     expect(errorCode(anonymous)).to.equal('UNAUTHORIZED');
@@ -45,7 +35,7 @@ describe('pull-through cache: access', function () {
     const refused = await getManifest(mirror, 'dist/team/app', 'v1', bearer(eve));
     expect(refused.status, refused.text).to.equal(401);
     expect(refused.headers['www-authenticate']).to.contain('insufficient_scope');
-    expect(upstreamRequests(upstream, before)).to.deep.equal([]);
+    expect(upstreamRequests(suite.upstream, before)).to.deep.equal([]);
   });
 
   it("lets a member of the prefix's organisation pull through, and nothing more", async () => {

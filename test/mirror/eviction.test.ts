@@ -2,12 +2,9 @@
 // links in the mirror's repository), and garbage collection then frees only what no other image links.
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
-import { startBerth, type TestBerth } from '../helpers/berth.ts';
 import { berthJson } from '../helpers/berth-command.ts';
-import { startDistribution, type TestDistribution } from '../helpers/distribution.ts';
-import { Registry } from '../helpers/registry.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { getManifest, mirrorsEnv, storedInBerth, UpstreamRegistry } from './helpers.ts';
+import { getManifest, storedInBerth, useMirror } from './helpers.ts';
 
 const KiB = 1024;
 
@@ -16,22 +13,9 @@ const text = (bytes: number) => randomBytes((bytes * 3) / 4).toString('base64');
 
 describe('pull-through cache: maxBytes eviction', function () {
   this.timeout(120_000);
-  let upstream: TestDistribution;
-  let berth: TestBerth;
-  const origin = new UpstreamRegistry('http://127.0.0.1:0');
-  const mirror = new Registry('http://127.0.0.1:0');
-
-  before(async () => {
-    upstream = await startDistribution();
-    origin.base = upstream.url;
-    // Two of the images below fit (about 93 KiB), three do not.
-    berth = await startBerth({ env: mirrorsEnv([{ prefix: 'dist', upstream: upstream.url, maxBytes: 100_000 }]) });
-    mirror.base = berth.url;
-  });
-  after(async () => {
-    await berth?.destroy();
-    await upstream?.stop();
-  });
+  // Two of the images below fit (about 93 KiB), three do not.
+  const suite = useMirror((upstream) => [{ prefix: 'dist', upstream, maxBytes: 100_000 }]);
+  const { origin, mirror } = suite;
 
   /** Pulls the image whole through the mirror: its manifest, then each blob. */
   async function pull(name: string): Promise<void> {
@@ -54,23 +38,23 @@ describe('pull-through cache: maxBytes eviction', function () {
     await pull('team/a');
     await pull('team/b');
     // A new process records a pull at once: a is now pulled more recently than b.
-    await berth.restart();
+    await suite.berth.restart();
     expect((await getManifest(mirror, 'dist/team/a', 'v1')).status).to.equal(200);
     await pull('team/c');
 
     await waitFor(async () => ((await apiStatus('dist/team/b')) === 404 ? true : undefined), 'b evicted', 10_000);
     expect(await apiStatus('dist/team/a')).to.equal(200);
     expect(await apiStatus('dist/team/c')).to.equal(200);
-    expect(berth.logs.some((line) => line.includes('over maxBytes') && line.includes('dist/team/b'))).to.equal(true);
+    expect(suite.berth.logs.some((line) => line.includes('over maxBytes') && line.includes('dist/team/b'))).to.equal(true);
 
     // GC frees b's own blobs; the layer local/app shares stays, and so do a's and c's.
     await waitFor(async () => {
-      await berthJson(berth, ['gc', '--grace-seconds', '0']);
-      return storedInBerth(berth, b.layers[0]!) ? undefined : true;
+      await berthJson(suite.berth, ['gc', '--grace-seconds', '0']);
+      return storedInBerth(suite.berth, b.layers[0]!) ? undefined : true;
     }, "b's layer collected", 10_000);
-    expect(storedInBerth(berth, b.config)).to.equal(false);
-    expect(storedInBerth(berth, local.layers[0]!)).to.equal(true);
-    for (const digest of [a.layers[0]!, a.config, c.layers[0]!, c.config]) expect(storedInBerth(berth, digest), digest).to.equal(true);
+    expect(storedInBerth(suite.berth, b.config)).to.equal(false);
+    expect(storedInBerth(suite.berth, local.layers[0]!)).to.equal(true);
+    for (const digest of [a.layers[0]!, a.config, c.layers[0]!, c.config]) expect(storedInBerth(suite.berth, digest), digest).to.equal(true);
     const sharedPull = await mirror.request('GET', `/v2/local/app/blobs/${local.layers[0]}`);
     expect(sharedPull.status).to.equal(200);
     expect(sharedPull.text).to.equal(shared);

@@ -2,13 +2,41 @@
 // upstream's access log read as the requests it counts.
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { TestBerth } from '../helpers/berth.ts';
-import type { TestDistribution } from '../helpers/distribution.ts';
+import { startBerth, type TestBerth } from '../helpers/berth.ts';
+import { startDistribution, type TestDistribution } from '../helpers/distribution.ts';
 import { Registry, sha256, type RawResponse } from '../helpers/registry.ts';
 
 /** BERTH_MIRRORS for the given mirrors. */
 export function mirrorsEnv(mirrors: object[]): Record<string, string> {
   return { BERTH_MIRRORS: JSON.stringify(mirrors) };
+}
+
+export interface MirrorSuite {
+  upstream: TestDistribution;
+  berth: TestBerth;
+  /** A client of the upstream (to push what the mirror will pull). */
+  origin: UpstreamRegistry;
+  /** A client of the Berth. */
+  mirror: Registry;
+}
+
+/**
+ * A Distribution upstream and a Berth mirroring it (BERTH_MIRRORS from `mirrors`, given the upstream's
+ * URL, and `env`), started before the suite's tests and stopped after them.
+ */
+export function useMirror(mirrors: (upstreamUrl: string) => object[], env: Record<string, string> = {}): MirrorSuite {
+  const suite = { origin: new UpstreamRegistry('http://127.0.0.1:0'), mirror: new Registry('http://127.0.0.1:0') } as MirrorSuite;
+  before(async () => {
+    suite.upstream = await startDistribution();
+    suite.origin.base = suite.upstream.url;
+    suite.berth = await startBerth({ env: { ...mirrorsEnv(mirrors(suite.upstream.url)), ...env } });
+    suite.mirror.base = suite.berth.url;
+  });
+  after(async () => {
+    await suite.berth?.destroy();
+    await suite.upstream?.stop();
+  });
+  return suite;
 }
 
 /** The upstream requests (method and path) logged since `from` lines, e.g. `GET /v2/x/blobs/sha256:…`. */
