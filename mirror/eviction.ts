@@ -14,7 +14,9 @@ const MAX_REMEMBERED = 50_000;
 /** Blob descriptors a record keeps: a manifest naming more is counted by these only. */
 const MAX_BLOBS_PER_RECORD = 1000;
 /** Records an eviction reads; a mirror holding more manifests is trimmed among the first this many listed. */
-const MAX_RECORDS = 100_000;
+const MAX_RECORDS = 20_000;
+/** A trim reads every record: one starts at most this often per process (one asked for sooner runs then). */
+const TRIM_EVERY_MS = 10_000;
 const READ_CONCURRENCY = 8;
 
 export interface PullRecord {
@@ -53,11 +55,16 @@ export class Eviction {
   private readonly recordedAt = new Map<string, number>();
   private running?: Promise<Evicted[]>;
   private again = false;
+  private lastTrim = 0;
+  /** The bytes the last trim left, plus what this process fetched since: no trim while this is within maxBytes. */
+  private estimate?: number;
 
   constructor(
     private readonly storage: Storage,
     private readonly prefix: string,
     private readonly maxBytes: number | undefined,
+    /** Told of each trim that evicted something, as it ends. */
+    private readonly report: (evicted: Evicted[]) => void = () => {},
   ) {}
 
   private folder(): string {
@@ -81,9 +88,14 @@ export class Eviction {
     await this.storage.driver.putContent(this.path(name, digest), JSON.stringify(record)).catch(() => this.recordedAt.delete(key));
   }
 
-  /** Trims the mirror to maxBytes; runs once at a time per process (a request during a run makes one more run). */
-  trim(): Promise<Evicted[]> {
+  /**
+   * Trims the mirror to maxBytes after `fetched` more bytes were stored: at once when due, else when
+   * TRIM_EVERY_MS has passed since the last; once at a time per process (a request during a run makes one more).
+   */
+  trim(fetched = 0): Promise<Evicted[]> {
     if (this.maxBytes === undefined) return Promise.resolve([]);
+    if (this.estimate !== undefined) this.estimate += fetched;
+    if (this.estimate !== undefined && this.estimate <= this.maxBytes) return Promise.resolve([]);
     if (this.running) {
       this.again = true;
       return this.running;
@@ -92,7 +104,12 @@ export class Eviction {
       const evicted: Evicted[] = [];
       do {
         this.again = false;
-        evicted.push(...(await this.trimOnce(this.maxBytes!)));
+        const wait = this.lastTrim + TRIM_EVERY_MS - Date.now();
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait).unref());
+        this.lastTrim = Date.now();
+        const now = await this.trimOnce(this.maxBytes!);
+        if (now.length > 0) this.report(now);
+        evicted.push(...now);
       } while (this.again);
       return evicted;
     };
@@ -137,6 +154,7 @@ export class Eviction {
       }
       evicted.push({ name: record.name, digest: record.digest });
     }
+    this.estimate = total;
     return evicted;
   }
 

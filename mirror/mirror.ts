@@ -58,7 +58,9 @@ export class Mirror {
   ) {
     this.prefix = config.prefix;
     this.upstream = new Upstream(config);
-    this.eviction = new Eviction(deps.storage, config.prefix, config.maxBytes);
+    this.eviction = new Eviction(deps.storage, config.prefix, config.maxBytes, (evicted) =>
+      this.deps.logger?.info({ mirror: this.prefix, evicted }, 'over maxBytes: evicted the least recently pulled'),
+    );
   }
 
   /** The upstream's name for a repository of this mirror (`docker.io/library/alpine` → `library/alpine`). */
@@ -87,12 +89,9 @@ export class Mirror {
   }
 
   /** Evicts what was pulled least recently while the mirror holds over maxBytes; in the background, logged. */
-  private trim(): void {
+  private trim(fetched: number): void {
     if (this.config.maxBytes === undefined) return;
-    this.eviction.trim().then(
-      (evicted) => evicted.length > 0 && this.deps.logger?.info({ mirror: this.prefix, evicted }, 'over maxBytes: evicted the least recently pulled'),
-      (err: Error) => this.deps.logger?.warn({ mirror: this.prefix, err: err.message }, 'eviction failed'),
-    );
+    this.eviction.trim(fetched).catch((err: Error) => this.deps.logger?.warn({ mirror: this.prefix, err: err.message }, 'eviction failed'));
   }
 
   private async resolve(name: string, reference: Reference): Promise<void> {
@@ -169,7 +168,7 @@ export class Mirror {
     fill.finished.then(
       () => {
         this.fills.delete(digest.value);
-        this.trim();
+        this.trim(fill.size ?? Number.POSITIVE_INFINITY);
       },
       (err: Error) => {
         this.fills.delete(digest.value);
