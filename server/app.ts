@@ -95,7 +95,7 @@ export async function createApp(
     logger.warn('BERTH_MODE=open: no authentication; anyone who reaches this registry may push and delete');
   }
   const mirrors = config.mirrors.length > 0
-    ? new Mirrors(config.mirrors, { storage, metrics: metrics.mirror, logger, maxManifestBytes: config.maxManifestBytes })
+    ? new Mirrors(config.mirrors, { storage, lock: coordination.lock, metrics: metrics.mirror, logger, maxManifestBytes: config.maxManifestBytes })
     : undefined;
   webRoutes(router, {
     storage,

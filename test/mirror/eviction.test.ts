@@ -42,10 +42,11 @@ describe('pull-through cache: maxBytes eviction', function () {
     expect((await getManifest(mirror, 'dist/team/a', 'v1')).status).to.equal(200);
     await pull('team/c');
 
-    await waitFor(async () => ((await apiStatus('dist/team/b')) === 404 ? true : undefined), 'b evicted', 10_000);
+    // The eviction is logged once it is done (its manifest deleted, its blobs unlinked).
+    await waitFor(() => (suite.berth.logs.some((line) => line.includes('over maxBytes') && line.includes('dist/team/b')) ? true : undefined), 'b evicted', 10_000);
+    expect(await apiStatus('dist/team/b')).to.equal(404);
     expect(await apiStatus('dist/team/a')).to.equal(200);
     expect(await apiStatus('dist/team/c')).to.equal(200);
-    expect(suite.berth.logs.some((line) => line.includes('over maxBytes') && line.includes('dist/team/b'))).to.equal(true);
 
     // GC frees b's own blobs; the layer local/app shares stays, and so do a's and c's.
     await waitFor(async () => {

@@ -1,6 +1,8 @@
 // What the mirror suites share: a Berth whose mirrors point at upstreams the test started, and the
 // upstream's access log read as the requests it counts.
+import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import { startBerth, type TestBerth } from '../helpers/berth.ts';
 import { startDistribution, type TestDistribution } from '../helpers/distribution.ts';
@@ -100,4 +102,25 @@ export function storedInBerth(berth: TestBerth, digest: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** A GET whose body is hashed as it arrives (64 MiB never held whole); a cut connection resolves with complete false. */
+export function hashedGet(url: string): Promise<{ status: number; digest: string; bytes: number; complete: boolean }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { agent: false }, (res) => {
+      const hash = createHash('sha256');
+      let bytes = 0;
+      res.on('data', (c: Buffer) => {
+        hash.update(c);
+        bytes += c.length;
+      });
+      let settled = false;
+      const done = (complete: boolean) => !settled && (settled = true) && resolve({ status: res.statusCode ?? 0, digest: `sha256:${hash.digest('hex')}`, bytes, complete });
+      res.on('end', () => done(res.complete));
+      res.on('error', () => done(false));
+      res.on('aborted', () => done(false));
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }

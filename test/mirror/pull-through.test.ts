@@ -2,7 +2,7 @@
 // read-only mirrors, tag freshness, stale serving when the upstream is gone, wrong bytes never cached,
 // one upstream GET for many concurrent pulls of a blob, a cut fill resumed, a client that leaves.
 import { expect } from 'chai';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
@@ -11,28 +11,7 @@ import { startDistribution, type TestDistribution } from '../helpers/distributio
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.ts';
 import { errorCode, Registry, sha256 } from '../helpers/registry.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { getManifest, metric, mirrorsEnv, storedInBerth, upstreamRequests, UpstreamRegistry } from './helpers.ts';
-
-/** A GET whose body is hashed as it arrives (64 MiB never held whole); a cut connection resolves with complete false. */
-function hashedGet(url: string): Promise<{ status: number; digest: string; bytes: number; complete: boolean }> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { agent: false }, (res) => {
-      const hash = createHash('sha256');
-      let bytes = 0;
-      res.on('data', (c: Buffer) => {
-        hash.update(c);
-        bytes += c.length;
-      });
-      let settled = false;
-      const done = (complete: boolean) => !settled && (settled = true) && resolve({ status: res.statusCode ?? 0, digest: `sha256:${hash.digest('hex')}`, bytes, complete });
-      res.on('end', () => done(res.complete));
-      res.on('error', () => done(false));
-      res.on('aborted', () => done(false));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+import { getManifest, hashedGet, metric, mirrorsEnv, storedInBerth, upstreamRequests, UpstreamRegistry } from './helpers.ts';
 
 describe('pull-through cache (Distribution upstream)', function () {
   this.timeout(120_000);
