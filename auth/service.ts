@@ -37,6 +37,11 @@ export interface AuthOptions {
   refreshTokenTtlSeconds: number;
   /** Names no one may sign up for or be given (`library` always). */
   reservedNames: readonly string[];
+  /**
+   * The namespaces that mirrors' repositories are in (each prefix's first component): an organisation an
+   * admin makes under that name grants pull through the mirror to its members; nobody signs up for one.
+   */
+  mirrorNamespaces?: readonly string[];
 }
 
 /**
@@ -90,6 +95,7 @@ export class AuthService {
    * an hour per address): the set is made from the catalog's names once per change of the catalog.
    */
   private async namespaceExists(canonical: string): Promise<boolean> {
+    if (this.options.mirrorNamespaces?.some((namespace) => canonicalName(namespace) === canonical)) return true;
     const names = await this.catalog.catalog();
     if (this.namespaces?.names !== names) {
       const nested = names.filter((name) => name.includes('/'));

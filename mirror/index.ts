@@ -48,4 +48,10 @@ export class Mirrors {
   of(name: string): Mirror | undefined {
     return this.all.find((m) => name.startsWith(`${m.prefix}/`));
   }
+
+  /** What a mirrored repository is a copy of, as an image reference names it (`registry-1.docker.io/library/alpine`). */
+  mirroredFrom(name: string): string | undefined {
+    const mirror = this.of(name);
+    return mirror && `${new URL(mirror.upstream.origin).host}/${name.slice(mirror.prefix.length + 1)}`;
+  }
 }

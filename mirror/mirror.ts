@@ -4,8 +4,9 @@
 // cannot answer. Blobs are fetched once however many clients want them (fill.ts).
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { parseReference, type Digest, type Reference, type Storage } from '../storage/index.ts';
+import { isStorageError, LocalLock, parseReference, type Digest, type Lock, type Reference, type Storage } from '../storage/index.ts';
 import type { MirrorConfig } from './config.ts';
+import { Eviction } from './eviction.ts';
 import { BlobFill } from './fill.ts';
 import { linkStoredBlob, storeBlob, storeManifest } from './store.ts';
 import { Upstream, UpstreamDigestError, UpstreamError } from './upstream.ts';
@@ -26,6 +27,8 @@ export interface MirrorLogger {
 
 export interface MirrorDeps {
   storage: Storage;
+  /** The coordination lock (Redis with replicas): one fill of a blob at a time across every process. */
+  lock?: Lock;
   metrics?: MirrorMetrics;
   logger?: MirrorLogger;
   maxManifestBytes: number;
@@ -38,6 +41,8 @@ export type BlobSource = { kind: 'stored' } | { kind: 'filling'; fill: BlobFill 
 const MAX_TAG_CHECKS = 50_000;
 /** Resumptions of a blob fill the upstream cut. */
 const MAX_RESUMES = 3;
+/** Times a pull waits out the lock's wait (60 s with Redis) while another process fills the blob. */
+const MAX_FILL_WAITS = 30;
 
 export class Mirror {
   readonly prefix: string;
@@ -48,6 +53,11 @@ export class Mirror {
   private readonly resolving = new Map<string, Promise<void>>();
   /** Blob fills in progress, by digest. */
   private readonly fills = new Map<string, BlobFill>();
+  /** Blobs whose fill this process is waiting to start (for the shared lock), by digest. */
+  private readonly claims = new Map<string, Promise<BlobSource>>();
+  private readonly lock: Lock;
+  /** maxBytes: the pulls recorded, and the least recently pulled evicted. */
+  readonly eviction: Eviction;
 
   constructor(
     readonly config: MirrorConfig,
@@ -55,6 +65,10 @@ export class Mirror {
   ) {
     this.prefix = config.prefix;
     this.upstream = new Upstream(config);
+    this.lock = deps.lock ?? new LocalLock();
+    this.eviction = new Eviction(deps.storage, config.prefix, config.maxBytes, (evicted) =>
+      this.deps.logger?.info({ mirror: this.prefix, evicted }, 'over maxBytes: evicted the least recently pulled'),
+    );
   }
 
   /** The upstream's name for a repository of this mirror (`docker.io/library/alpine` → `library/alpine`). */
@@ -76,6 +90,16 @@ export class Mirror {
       this.resolving.set(key, pending);
     }
     await pending;
+    if (this.config.maxBytes !== undefined) {
+      const stored = await this.deps.storage.manifests.get(name, reference);
+      if (stored) await this.eviction.pulled(name, stored.digest, stored.content);
+    }
+  }
+
+  /** Evicts what was pulled least recently while the mirror holds over maxBytes; in the background, logged. */
+  private trim(fetched: number): void {
+    if (this.config.maxBytes === undefined) return;
+    this.eviction.trim(fetched).catch((err: Error) => this.deps.logger?.warn({ mirror: this.prefix, err: err.message }, 'eviction failed'));
   }
 
   private async resolve(name: string, reference: Reference): Promise<void> {
@@ -131,12 +155,48 @@ export class Mirror {
       return { kind: 'stored' };
     }
     const running = this.fills.get(digest.value);
-    if (running) {
-      // A fill for another repository: this one is linked once the bytes are stored.
-      running.finished.then(() => linkStoredBlob(this.deps.storage, name, digest)).catch(() => {});
-      this.count('hit');
-      return { kind: 'filling', fill: running };
-    }
+    if (running) return this.follow(name, digest, { kind: 'filling', fill: running });
+    const waiting = this.claims.get(digest.value);
+    if (waiting) return this.follow(name, digest, await waiting);
+    const claim = this.claimFill(name, digest).finally(() => this.claims.delete(digest.value));
+    this.claims.set(digest.value, claim);
+    return claim;
+  }
+
+  /** A pull of `name` served from a fill or store made for another pull (perhaps of another repository): linked here too. */
+  private async follow(name: string, digest: Digest, source: BlobSource): Promise<BlobSource> {
+    this.count('hit');
+    if (source.kind === 'stored') await linkStoredBlob(this.deps.storage, name, digest);
+    else source.fill.finished.then(() => linkStoredBlob(this.deps.storage, name, digest)).catch(() => {});
+    return source;
+  }
+
+  /**
+   * Starts the one fill of `digest` across every process: under the lock `mirror-fill:<digest>`, held until
+   * the fill ends. A process that waited for it finds the blob stored (another replica filled it) and links
+   * it. A fill that outlasts the lock's wait makes the waiter look again, up to MAX_FILL_WAITS times.
+   */
+  private claimFill(name: string, digest: Digest): Promise<BlobSource> {
+    return new Promise<BlobSource>((resolve, reject) => {
+      const attempt = (waits: number): void => {
+        this.lock
+          .run(`mirror-fill:${digest.value}`, async () => {
+            if (await linkStoredBlob(this.deps.storage, name, digest)) {
+              this.count('hit');
+              return resolve({ kind: 'stored' });
+            }
+            const fill = this.startFill(name, digest);
+            resolve({ kind: 'filling', fill });
+            await fill.finished.catch(() => {});
+          })
+          .catch((err: unknown) => (isStorageError(err, 'Busy') && waits < MAX_FILL_WAITS ? attempt(waits + 1) : reject(err)));
+      };
+      attempt(0);
+    });
+  }
+
+  /** The upstream GET of a blob, into storage and to every client of this process that wants it. */
+  private startFill(name: string, digest: Digest): BlobFill {
     this.count('miss');
     const upstreamName = this.upstreamName(name);
     const fill = new BlobFill(
@@ -150,14 +210,17 @@ export class Mirror {
     );
     this.fills.set(digest.value, fill);
     fill.finished.then(
-      () => this.fills.delete(digest.value),
+      () => {
+        this.fills.delete(digest.value);
+        this.trim(fill.size ?? Number.POSITIVE_INFINITY);
+      },
       (err: Error) => {
         this.fills.delete(digest.value);
         this.count('upstreamError');
         this.deps.logger?.warn({ mirror: this.prefix, name, digest: digest.value, err: err.message }, 'blob not cached: the fill failed');
       },
     );
-    return { kind: 'filling', fill };
+    return fill;
   }
 
   /** The size of a blob not stored yet, from the upstream (a HEAD before any GET). */

@@ -101,6 +101,9 @@ export async function createApp(
   } else {
     logger.warn('BERTH_MODE=open: no authentication; anyone who reaches this registry may push and delete');
   }
+  const mirrors = config.mirrors.length > 0
+    ? new Mirrors(config.mirrors, { storage, lock: coordination.lock, metrics: metrics.mirror, logger, maxManifestBytes: config.maxManifestBytes })
+    : undefined;
   webRoutes(router, {
     storage,
     auth,
@@ -110,11 +113,9 @@ export async function createApp(
     maxManifestBytes: config.maxManifestBytes,
     webhooks,
     gcSchedule: { intervalSeconds: config.gcIntervalSeconds, graceSeconds: config.gcGraceSeconds, deleteUntagged: config.gcDeleteUntagged },
+    mirroredFrom: mirrors && ((name) => mirrors.mirroredFrom(name)),
   });
   const admission = new UploadAdmission(config.maxConcurrentUploads, metrics);
-  const mirrors = config.mirrors.length > 0
-    ? new Mirrors(config.mirrors, { storage, metrics: metrics.mirror, logger, maxManifestBytes: config.maxManifestBytes })
-    : undefined;
   const v2 = distributionRoutes({ config, storage, gate: new AuthGate(auth, config, guard), admission, mirrors });
   router.all('/v2', v2);
   router.all('/v2/{*rest}', v2);
@@ -180,6 +181,7 @@ export async function createAuth(config: Config, storage: Storage, coordination:
     tokenTtlSeconds: config.tokenTtlSeconds,
     refreshTokenTtlSeconds: config.refreshTokenTtlSeconds,
     reservedNames: config.reservedNames,
+    mirrorNamespaces: config.mirrors.map((m) => m.prefix.split('/')[0]!),
   };
   const directory = config.ldap && new LdapDirectory(config.ldap);
   return AuthService.create(options, storage, coordination, new AuditLog(sink), directory);

@@ -13,7 +13,7 @@ export function apiRoutes(router: Router, deps: WebDeps): void {
   router.get('/api/v1/search', async (ctx) => {
     ctx.state.route = 'api-search';
     const result = await search(deps.storage, await visibilityOf(ctx), searchParams(ctx.query));
-    ctx.body = { ...result, results: result.results.map(summary) };
+    ctx.body = { ...result, results: result.results.map((e) => summary(e, deps.mirroredFrom)) };
   });
 
   router.get('/api/v1/repositories/{*name}', async (ctx) => {
@@ -25,7 +25,7 @@ export function apiRoutes(router: Router, deps: WebDeps): void {
       return;
     }
     const params = tagParams(ctx.query);
-    ctx.body = details(entry, await tagPage(deps.storage, entry.name, params), params);
+    ctx.body = details(entry, await tagPage(deps.storage, entry.name, params), params, deps.mirroredFrom);
   });
 
   router.get('/v1/search', async (ctx) => {

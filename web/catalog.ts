@@ -128,9 +128,11 @@ export function windowsVerdicts(platforms: Pick<PlatformFacts, 'os' | 'osVersion
   });
 }
 
-export function summary(entry: RepositorySummary) {
+/** A repository as the API shows it; `mirroredFrom` says what a mirror's repository is a copy of. */
+export function summary(entry: RepositorySummary, mirroredFrom?: (name: string) => string | undefined) {
   return {
     name: entry.name,
+    mirrorOf: mirroredFrom?.(entry.name) ?? null,
     description: entry.description,
     official: isOfficial(entry.name),
     visibility: entry.visibility ?? 'public',
@@ -145,9 +147,9 @@ export function summary(entry: RepositorySummary) {
 }
 
 /** A repository with one page of its tags (`tagPage`: which page, how many match the filter). */
-export function details(entry: RepositoryEntry, page: TagPage, params: TagParams) {
+export function details(entry: RepositoryEntry, page: TagPage, params: TagParams, mirroredFrom?: (name: string) => string | undefined) {
   return {
-    ...summary(summaryOf(entry)),
+    ...summary(summaryOf(entry), mirroredFrom),
     tagPage: { page: params.page, n: params.n, tag: params.prefix ?? null, sort: params.sort, total: page.total, pages: pageCount(page.total, params.n) },
     tags: page.tags.map((t) => ({
       ...t,

@@ -1,11 +1,44 @@
 // What the mirror suites share: a Berth whose mirrors point at upstreams the test started, and the
 // upstream's access log read as the requests it counts.
-import type { TestDistribution } from '../helpers/distribution.ts';
+import { createHash } from 'node:crypto';
+import { statSync } from 'node:fs';
+import { request } from 'node:http';
+import { join } from 'node:path';
+import { startBerth, type TestBerth } from '../helpers/berth.ts';
+import { startDistribution, type TestDistribution } from '../helpers/distribution.ts';
 import { Registry, sha256, type RawResponse } from '../helpers/registry.ts';
 
 /** BERTH_MIRRORS for the given mirrors. */
 export function mirrorsEnv(mirrors: object[]): Record<string, string> {
   return { BERTH_MIRRORS: JSON.stringify(mirrors) };
+}
+
+export interface MirrorSuite {
+  upstream: TestDistribution;
+  berth: TestBerth;
+  /** A client of the upstream (to push what the mirror will pull). */
+  origin: UpstreamRegistry;
+  /** A client of the Berth. */
+  mirror: Registry;
+}
+
+/**
+ * A Distribution upstream and a Berth mirroring it (BERTH_MIRRORS from `mirrors`, given the upstream's
+ * URL, and `env`), started before the suite's tests and stopped after them.
+ */
+export function useMirror(mirrors: (upstreamUrl: string) => object[], env: Record<string, string> = {}): MirrorSuite {
+  const suite = { origin: new UpstreamRegistry('http://127.0.0.1:0'), mirror: new Registry('http://127.0.0.1:0') } as MirrorSuite;
+  before(async () => {
+    suite.upstream = await startDistribution();
+    suite.origin.base = suite.upstream.url;
+    suite.berth = await startBerth({ env: { ...mirrorsEnv(mirrors(suite.upstream.url)), ...env } });
+    suite.mirror.base = suite.berth.url;
+  });
+  after(async () => {
+    await suite.berth?.destroy();
+    await suite.upstream?.stop();
+  });
+  return suite;
 }
 
 /** The upstream requests (method and path) logged since `from` lines, e.g. `GET /v2/x/blobs/sha256:…`. */
@@ -59,4 +92,35 @@ export class UpstreamRegistry extends Registry {
     if (res.status !== 201) throw new Error(`blob push failed: ${res.status} ${res.text}`);
     return digest;
   }
+}
+
+/** Whether Berth's storage holds the blob's bytes (under any repository). */
+export function storedInBerth(berth: TestBerth, digest: string): boolean {
+  const hex = digest.slice('sha256:'.length);
+  try {
+    return statSync(join(berth.dataDir, 'blobs', 'sha256', hex.slice(0, 2), hex, 'data')).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** A GET whose body is hashed as it arrives (64 MiB never held whole); a cut connection resolves with complete false. */
+export function hashedGet(url: string): Promise<{ status: number; digest: string; bytes: number; complete: boolean }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { agent: false }, (res) => {
+      const hash = createHash('sha256');
+      let bytes = 0;
+      res.on('data', (c: Buffer) => {
+        hash.update(c);
+        bytes += c.length;
+      });
+      let settled = false;
+      const done = (complete: boolean) => !settled && (settled = true) && resolve({ status: res.statusCode ?? 0, digest: `sha256:${hash.digest('hex')}`, bytes, complete });
+      res.on('end', () => done(res.complete));
+      res.on('error', () => done(false));
+      res.on('aborted', () => done(false));
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }

@@ -2,8 +2,8 @@
 // read-only mirrors, tag freshness, stale serving when the upstream is gone, wrong bytes never cached,
 // one upstream GET for many concurrent pulls of a blob, a cut fill resumed, a client that leaves.
 import { expect } from 'chai';
-import { createHash, randomBytes } from 'node:crypto';
-import { readdirSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { startBerth, type TestBerth } from '../helpers/berth.ts';
@@ -11,38 +11,7 @@ import { startDistribution, type TestDistribution } from '../helpers/distributio
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.ts';
 import { errorCode, Registry, sha256 } from '../helpers/registry.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { getManifest, metric, mirrorsEnv, upstreamRequests, UpstreamRegistry } from './helpers.ts';
-
-/** Whether Berth's storage holds the blob's bytes (under any repository). */
-function storedInBerth(berth: TestBerth, digest: string): boolean {
-  const hex = digest.slice('sha256:'.length);
-  try {
-    return statSync(join(berth.dataDir, 'blobs', 'sha256', hex.slice(0, 2), hex, 'data')).isFile();
-  } catch {
-    return false;
-  }
-}
-
-/** A GET whose body is hashed as it arrives (64 MiB never held whole); a cut connection resolves with complete false. */
-function hashedGet(url: string): Promise<{ status: number; digest: string; bytes: number; complete: boolean }> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { agent: false }, (res) => {
-      const hash = createHash('sha256');
-      let bytes = 0;
-      res.on('data', (c: Buffer) => {
-        hash.update(c);
-        bytes += c.length;
-      });
-      let settled = false;
-      const done = (complete: boolean) => !settled && (settled = true) && resolve({ status: res.statusCode ?? 0, digest: `sha256:${hash.digest('hex')}`, bytes, complete });
-      res.on('end', () => done(res.complete));
-      res.on('error', () => done(false));
-      res.on('aborted', () => done(false));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+import { getManifest, hashedGet, metric, mirrorsEnv, storedInBerth, upstreamRequests, UpstreamRegistry } from './helpers.ts';
 
 describe('pull-through cache (Distribution upstream)', function () {
   this.timeout(120_000);
@@ -97,6 +66,30 @@ describe('pull-through cache (Distribution upstream)', function () {
     expect((await getManifest(mirror, 'team/app', 'v1')).status, 'no ns and no dockerMirror: a local name').to.equal(404);
     expect(await metric(mirror, 'berth_mirror_requests_total', { mirror: 'dist', outcome: 'hit' })).to.be.greaterThan(0);
     expect(await metric(mirror, 'berth_mirror_fetched_bytes_total', { mirror: 'dist' })).to.be.greaterThan(0);
+  });
+
+  it('labels a mirrored repository "mirror of <upstream>/<name>" in the catalog pages and /api/v1, and no other', async () => {
+    const from = `${new URL(upstream.url).host}/team/labelled`;
+    await origin.pushImage('team/labelled', 'v1', { layers: ['labelled layer'] });
+    expect((await getManifest(mirror, 'dist/team/labelled', 'v1')).status).to.equal(200);
+    await mirror.pushImage('local/labelled', 'v1', { layers: ['a local layer'] });
+    const api = await mirror.request('GET', '/api/v1/repositories/dist/team/labelled');
+    expect(api.status, api.text).to.equal(200);
+    expect(api.json.mirrorOf).to.equal(from);
+    expect((await mirror.request('GET', '/api/v1/repositories/local/labelled')).json.mirrorOf).to.equal(null);
+    const page = await mirror.request('GET', '/r/dist/team/labelled');
+    expect(page.text).to.contain(`<span class="badge mirror">mirror of ${from}</span>`);
+    expect((await mirror.request('GET', '/r/local/labelled')).text).not.to.contain('mirror of');
+    const found = await waitFor(async () => {
+      const res = await mirror.request('GET', '/api/v1/search?q=labelled');
+      const names = (res.json.results as { name: string }[]).map((r) => r.name);
+      return names.includes('dist/team/labelled') && names.includes('local/labelled') ? (res.json.results as { name: string; mirrorOf: string | null }[]) : undefined;
+    }, 'both repositories in the search');
+    expect(found.find((r) => r.name === 'dist/team/labelled')!.mirrorOf).to.equal(from);
+    expect(found.find((r) => r.name === 'local/labelled')!.mirrorOf).to.equal(null);
+    const results = (await mirror.request('GET', '/?q=labelled')).text;
+    expect(results).to.match(new RegExp(`<strong>dist/team/labelled</strong></a> <span class="badge mirror">mirror of ${from.replace(/\./g, '\\.')}</span>`));
+    expect(results.match(/mirror of/g)).to.have.length(1);
   });
 
   it('refuses every write under a mirror prefix with DENIED', async () => {

@@ -65,6 +65,12 @@ export function option(value: string, label: string, selected: string | undefine
   return html`<option value="${value}"${selected === value ? html` selected` : ''}>${label}</option>`;
 }
 
+/** "mirror of registry-1.docker.io/library/alpine" for a repository a mirror holds; nothing otherwise. */
+export function mirrorBadge(deps: Pick<WebDeps, 'mirroredFrom'>, name: string): Html | '' {
+  const from = deps.mirroredFrom?.(name);
+  return from ? html` <span class="badge mirror">mirror of ${from}</span>` : '';
+}
+
 export function logo(entry: Pick<RepositorySummary, 'name' | 'logo'>, size: 256 | 64): Html {
   if (!entry.logo) return html``;
   return join(

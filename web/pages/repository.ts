@@ -6,7 +6,7 @@ import { pageCount, repository, TAG_PAGE_SIZE, tagPage, tagParams, windowsVerdic
 import { badges, bytes, html, Html, join, when } from '../html.ts';
 import { platformLabel } from '../images.ts';
 import { renderMarkdown } from '../markdown.ts';
-import { logo, option, osVersionLabel, pager, pullCommand, registryHost, windowsNotes, type PageKit } from './kit.ts';
+import { logo, mirrorBadge, option, osVersionLabel, pager, pullCommand, registryHost, windowsNotes, type PageKit } from './kit.ts';
 
 const COLUMNS = ['tag', 'digest', 'compressed size', 'last pushed', 'platform', 'os.version', 'size', 'manifest'];
 
@@ -46,7 +46,7 @@ export function repositoryPages(router: Router, kit: PageKit): void {
     const pageLink = (p: number) =>
       `/r/${name}?${new URLSearchParams({ ...(params.prefix ? { tag: params.prefix } : {}), sort: params.sort, ...(params.n !== TAG_PAGE_SIZE ? { n: String(params.n) } : {}), page: String(p) })}`;
     const og = { image: `${kit.publicBase ?? `${ctx.protocol}://${ctx.host}`}/card/${name}`, description: entry.description || `${name} on Berth` };
-    await kit.reply(ctx, 200, name, html`<div class="repo-head">${logo(entry, 256)}<h1>${name}</h1>${isOfficial(name) ? html`<span class="badge">official</span>` : ''}${entry.visibility === 'private' ? html`<span class="badge">private</span>` : ''}
+    await kit.reply(ctx, 200, name, html`<div class="repo-head">${logo(entry, 256)}<h1>${name}</h1>${isOfficial(name) ? html`<span class="badge">official</span>` : ''}${entry.visibility === 'private' ? html`<span class="badge">private</span>` : ''}${mirrorBadge(kit.deps, name)}
 <p>${entry.description}</p><p>${badges(entry)}</p><p>${entry.pulls} pulls · last pushed ${when(entry.lastPushed)}</p>
 ${owner ? html`<p><a href="/settings/${name}">Settings</a></p>` : ''}</div>
 <h2>Pull</h2>${pullCommand('docker-pull', 'docker', `docker pull ${host}/${name}:${first}`)}${pullCommand('podman-pull', 'podman', `podman pull ${host}/${name}:${first}`)}

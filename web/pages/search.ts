@@ -5,15 +5,15 @@ import { namespaceOf } from '../../auth/index.ts';
 import { isOfficial, type RepositorySummary } from '../../storage/index.ts';
 import { PAGE_SIZE, search, searchParams, type SearchParams, type SearchResult } from '../catalog.ts';
 import { badges, html, type Html, join, when } from '../html.ts';
-import { logo, option, pager, type PageKit } from './kit.ts';
+import { logo, mirrorBadge, option, pager, type PageKit } from './kit.ts';
 
 const ARCHITECTURES = ['amd64', 'arm64', 'arm/v7', 'arm/v6', '386', 'ppc64le', 's390x', 'riscv64'];
 
-function results(result: SearchResult, params: SearchParams): Html {
+function results(kit: PageKit, result: SearchResult, params: SearchParams): Html {
   const link = (p: number) => `/?${new URLSearchParams({ q: params.q, os: params.os ?? '', arch: params.architecture ?? '', sort: params.sort, ...(params.official ? { official: '1' } : {}), page: String(p) })}`;
   const item = (e: RepositorySummary) => join(
     html`<li>${logo(e, 64)}<div><a href="/r/${e.name}"><strong>${e.name}</strong></a>`,
-    html`${isOfficial(e.name) ? html` <span class="badge" role="img" aria-label="official image">official</span>` : ''}\n`,
+    html`${isOfficial(e.name) ? html` <span class="badge" role="img" aria-label="official image">official</span>` : ''}${mirrorBadge(kit.deps, e.name)}\n`,
     html`<div>${e.description}</div><div>${badges(e)}</div><small>last pushed ${when(e.lastPushed)} · ${e.pulls} pulls</small></div></li>`,
   );
   return html`<section id="results" aria-live="polite"><p>${result.total} ${result.total === 1 ? 'repository' : 'repositories'}</p>
@@ -41,11 +41,11 @@ export function searchPages(router: Router, kit: PageKit): void {
     const result = await search(storage, await kit.visibility(ctx), params);
     if (ctx.query.partial === '1') {
       ctx.type = 'text/html; charset=utf-8';
-      ctx.body = results(result, params).value;
+      ctx.body = results(kit, result, params).value;
       return;
     }
     await kit.reply(ctx, 200, 'Search', html`<h1>Find an image</h1>
-${searchForm(params)}${results(result, params)}`);
+${searchForm(params)}${results(kit, result, params)}`);
   });
 
   router.get('/mine', async (ctx) => {
@@ -64,6 +64,6 @@ ${searchForm(params)}${results(result, params)}`);
     const mine: RepositorySummary[] = [];
     for (const entry of candidates) if (await visibility.may(entry.name, 'push')) mine.push(entry);
     const params: SearchParams = { q: '', official: false, sort: 'name', page: 1, n: Math.max(PAGE_SIZE, mine.length) };
-    await kit.reply(ctx, 200, 'My repositories', html`<h1>My repositories</h1>${results({ total: mine.length, page: 1, n: params.n, pages: 1, results: mine }, params)}`);
+    await kit.reply(ctx, 200, 'My repositories', html`<h1>My repositories</h1>${results(kit, { total: mine.length, page: 1, n: params.n, pages: 1, results: mine }, params)}`);
   });
 }
