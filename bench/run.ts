@@ -18,7 +18,7 @@
 //   --quick         BENCH_QUICK=1    64 MiB blobs, 256 MiB memory run, 1 s GET runs
 //   --duration=S    BENCH_DURATION   seconds of each manifest GET run (default 3, quick: 1)
 //   --only=LIST     BENCH_ONLY       a subset of mono,chunked,pull,get,rss (repeated, on the four registries)
-//                                    and tags,small,catalog,nested,plain,idle (the scale phases, once)
+//                                    and tags,small,catalog,nested,plain,idle,mirror (the scale phases, once)
 //   --tags=N        BENCH_TAGS       tag PUTs into one repository (default 10000, quick: 2000; the loop
 //                                    stops after 240 s, and the report says how many were done)
 //   --images=N      BENCH_IMAGES     small images at most (default 20000; the phase also stops after
@@ -493,7 +493,8 @@ async function watchRegistry(key: RegistryKey, label: string, port: number, chil
   return reg;
 }
 
-async function startDistribution(dir: string): Promise<Registry> {
+/** A fresh Distribution; `extra` adds top-level configuration (e.g. its `proxy:` section). */
+async function startDistribution(dir: string, extra: string[] = []): Promise<Registry> {
   if (!existsSync(DISTRIBUTION_BIN)) {
     throw new Error(`${DISTRIBUTION_BIN} not found: install Distribution 2.8 with  apt-get install -y docker-registry`);
   }
@@ -523,6 +524,7 @@ async function startDistribution(dir: string): Promise<Registry> {
       '      enabled: false',
       'http:',
       `  addr: 127.0.0.1:${port}`,
+      ...extra,
       '',
     ].join('\n'),
   );
@@ -1017,7 +1019,7 @@ async function main(): Promise<void> {
         {
           tmp,
           startBerth: (dir, env) => started(startBerth(dir, opts.berthNodeArgs, 'berth', env)),
-          startDistribution: (dir) => started(startDistribution(dir)),
+          startDistribution: (dir, extra) => started(startDistribution(dir, extra)),
           stop: async (reg) => {
             await stopRegistry(reg);
             if (registries.includes(reg)) registries.splice(registries.indexOf(reg), 1);

@@ -1,5 +1,6 @@
 // The benchmark's scale phases: what grows (tags in one repository, repositories behind a filtered
-// catalog, an index of indexes), many small images, large pushes from a plain client, and idle memory.
+// catalog, an index of indexes), many small images, large pushes from a plain client, idle memory, and
+// warm pulls through a pull-through cache (Berth's mirrors against Distribution's proxy mode).
 // Each phase starts a fresh Berth (one process, as `npm start` runs it) and then a fresh Distribution, each
 // on an empty data folder of its own, so that no phase pays for what another left behind. The folders stay
 // until the run's cleanup: removing the files of 10,000 repositories takes a minute on a busy disk.
@@ -31,7 +32,7 @@ import {
   type Registry,
 } from './lib.ts';
 
-export const SCALE_PHASES = ['tags', 'small', 'catalog', 'nested', 'plain', 'idle'] as const;
+export const SCALE_PHASES = ['tags', 'small', 'catalog', 'nested', 'plain', 'idle', 'mirror'] as const;
 export type ScalePhase = (typeof SCALE_PHASES)[number];
 
 export interface ScaleOptions {
@@ -54,8 +55,8 @@ export interface ScaleBench {
   tmp: string;
   /** A fresh Berth, in open mode unless `env` says otherwise, its data under `dir` (or BERTH_DATA). */
   startBerth(dir: string, env?: Record<string, string>): Promise<Registry>;
-  /** A fresh Distribution, its configuration and data under `dir`. */
-  startDistribution(dir: string): Promise<Registry>;
+  /** A fresh Distribution, its configuration and data under `dir`; `extra` adds top-level configuration. */
+  startDistribution(dir: string, extra?: string[]): Promise<Registry>;
   stop(reg: Registry): Promise<void>;
   /** Before a measurement: flushes dirty pages, then waits (bounded) until other processes leave the machine mostly idle. */
   settle(): Promise<void>;
@@ -83,6 +84,7 @@ export async function runScalePhases(b: ScaleBench, o: ScaleOptions, phases: Sca
     nested: () => nestedIndexPhase(b, o),
     plain: () => plainClientPhase(b, o),
     idle: () => idlePhase(b),
+    mirror: () => mirrorPhase(b),
   };
   const took: string[] = [];
   for (const phase of phases) {
@@ -514,4 +516,57 @@ async function idlePhase(b: ScaleBench): Promise<void> {
   }
   const most = Math.max(rss.berth, inDefaultMode);
   b.note(`Target, idle memory: Berth at most ${IDLE_TARGET_MIB} MiB: ${format(rss.berth, 0)} MiB in open mode, ${format(inDefaultMode, 0)} MiB in public-index mode, ${verdict(most <= IDLE_TARGET_MIB)}`);
+}
+
+// --------------------------------------------------------------------------- pull-through cache, warm
+
+const MIRROR_IMAGES = 20;
+const MIRROR_PULLS = 2000;
+const MIRROR_SECONDS = 30;
+const ACCEPT_MANIFESTS = `${OCI_MANIFEST}, application/vnd.docker.distribution.manifest.v2+json`;
+
+/** One pull as an engine makes it: the manifest by tag, then its config and layers. */
+async function pullImage(reg: Registry, repo: string, tag: string): Promise<void> {
+  const reply = await send(reg, 'GET', `/v2/${repo}/manifests/${tag}`, { headers: { Accept: ACCEPT_MANIFESTS }, expect: [200], timeoutMs: REQUEST_TIMEOUT_MS });
+  const manifest = JSON.parse(reply.body.toString()) as { config: { digest: string }; layers: Array<{ digest: string }> };
+  for (const { digest } of [manifest.config, ...manifest.layers]) {
+    await send(reg, 'GET', `/v2/${repo}/blobs/${digest}`, { discard: true, expect: [200], timeoutMs: REQUEST_TIMEOUT_MS });
+  }
+}
+
+/**
+ * Warm pulls through a pull-through cache: an upstream Distribution holds 20 small images; Berth mirrors
+ * it under a prefix (BERTH_MIRRORS), Distribution in proxy mode (proxy.remoteurl). Each cache is warmed
+ * by one pull of every image, then pulled by tag 8 at once, as engines pull.
+ */
+async function mirrorPhase(b: ScaleBench): Promise<void> {
+  const upstream = await b.startDistribution(join(b.tmp, 'mirror-upstream'));
+  try {
+    for (let i = 0; i < MIRROR_IMAGES; i++) await pushImage(upstream, `library/app${i}`, 'latest', [randomBytes(64 * 1024), randomBytes(256 * 1024)]);
+    const what = `Pull-through cache, warm: ${MIRROR_IMAGES} images (config + 64 KiB + 256 KiB layers) pulled by tag 8 at once, from an upstream Distribution`;
+    const caches = [
+      { kind: 'berth', start: () => b.startBerth(join(b.tmp, 'mirror-berth'), { BERTH_MIRRORS: JSON.stringify([{ prefix: 'up', upstream: upstream.base, tagTtlSeconds: 300 }]) }), repo: (i: number) => `up/library/app${i}` },
+      { kind: 'distribution', start: () => b.startDistribution(join(b.tmp, 'mirror-distribution'), ['proxy:', `  remoteurl: ${upstream.base}`]), repo: (i: number) => `library/app${i}` },
+    ] as const;
+    const rates: Record<string, number> = {};
+    for (const cache of caches) {
+      const reg = await cache.start();
+      try {
+        for (let i = 0; i < MIRROR_IMAGES; i++) await pullImage(reg, cache.repo(i), 'latest');
+        await b.settle();
+        const t0 = performance.now();
+        const done = await pool(MIRROR_PULLS, CONCURRENCY, MIRROR_SECONDS, (i) => pullImage(reg, cache.repo(i % MIRROR_IMAGES), 'latest'));
+        rates[cache.kind] = done / seconds(t0);
+        b.add({ key: 'mirror-warm', label: `${what} (images/s)`, higherIsBetter: true, decimals: 0 }, reg, rates[cache.kind]!);
+        log(`${reg.label}: ${count(done)} warm pulls through the cache, ${format(rates[cache.kind]!, 0)} images/s`);
+      } catch (err) {
+        throw withOutput(err, reg);
+      } finally {
+        await b.stop(reg);
+      }
+    }
+    b.note(`Pull-through cache: warm pulls by tag, Berth ${format(rates.berth!, 0)} against Distribution's proxy mode ${format(rates.distribution!, 0)} images/s (Distribution asks its upstream for the tag on every pull; Berth at most once per tagTtlSeconds)`);
+  } finally {
+    await b.stop(upstream);
+  }
 }
