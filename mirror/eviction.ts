@@ -5,7 +5,7 @@
 // their tags) and their blobs unlinked from the repository unless a manifest kept there still names them;
 // garbage collection then frees only blobs that no repository links, so a blob a local image shares stays.
 import { createHash } from 'node:crypto';
-import { parseReference, tryParseDigest, type Storage } from '../storage/index.ts';
+import { layout, parseReference, tryParseDigest, type Storage } from '../storage/index.ts';
 
 /** How long a pull's record may lag behind the pulls (each process writes at most once per this, per manifest). */
 const RECORD_EVERY_MS = 60_000;
@@ -68,11 +68,11 @@ export class Eviction {
   ) {}
 
   private folder(): string {
-    return `/mirrors/${encodeURIComponent(this.prefix)}/pulled`;
+    return layout.mirrorPullsDir(this.prefix);
   }
 
   private path(name: string, digest: string): string {
-    return `${this.folder()}/${createHash('sha256').update(`${name}@${digest}`).digest('hex')}.json`;
+    return layout.mirrorPull(this.prefix, createHash('sha256').update(`${name}@${digest}`).digest('hex'));
   }
 
   /** Notes a pull of manifest `digest` of `name` (bytes `content`); written when due. Never throws: a pull is not failed by its bookkeeping. */

@@ -4,7 +4,7 @@
 // cannot answer. Blobs are fetched once however many clients want them (fill.ts).
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { isStorageError, LocalLock, parseReference, type Digest, type Lock, type Reference, type Storage } from '../storage/index.ts';
+import { isStorageError, layout, LocalLock, parseReference, type Digest, type Lock, type Reference, type Storage } from '../storage/index.ts';
 import type { MirrorConfig } from './config.ts';
 import { Eviction } from './eviction.ts';
 import { BlobFill } from './fill.ts';
@@ -37,7 +37,7 @@ export interface MirrorDeps {
 /** What a blob GET is answered from: storage, or a fill in progress (stream from it). */
 export type BlobSource = { kind: 'stored' } | { kind: 'filling'; fill: BlobFill };
 
-/** Tag checks remembered per process; the oldest are forgotten first (and simply checked again). */
+/** Tag checks remembered in memory per process (and in storage for all); the oldest are forgotten first. */
 const MAX_TAG_CHECKS = 50_000;
 /** Resumptions of a blob fill the upstream cut. */
 const MAX_RESUMES = 3;
@@ -115,7 +115,7 @@ export class Mirror {
       return;
     }
     const tagKey = `${name}:${reference.tag}`;
-    if (local && this.fresh(tagKey)) return this.count('hit');
+    if (local && (await this.fresh(tagKey))) return this.count('hit');
     let current: { digest?: string };
     try {
       current = await this.upstreamCall(() => this.upstream.headManifest(this.upstreamName(name), reference.tag));
@@ -238,14 +238,34 @@ export class Mirror {
     }
   }
 
-  private fresh(tagKey: string): boolean {
+  /**
+   * Whether the tag was found current upstream within tagTtlSeconds: by this process (memory), else by any
+   * replica or worker (a small record in storage, read only when this process's own check is stale).
+   */
+  private async fresh(tagKey: string): Promise<boolean> {
+    const ttl = this.config.tagTtlSeconds * 1000;
     const at = this.checkedAt.get(tagKey);
-    return at !== undefined && Date.now() - at < this.config.tagTtlSeconds * 1000;
+    if (at !== undefined && Date.now() - at < ttl) return true;
+    const shared = Number((await this.deps.storage.driver.getContent(this.checkPath(tagKey)).catch(() => undefined))?.toString());
+    if (!Number.isFinite(shared) || Date.now() - shared >= ttl) return false;
+    this.note(tagKey, shared);
+    return true;
+  }
+
+  private checkPath(tagKey: string): string {
+    return layout.mirrorTagCheck(this.prefix, createHash('sha256').update(tagKey).digest('hex'));
   }
 
   private remember(tagKey: string): void {
+    const now = Date.now();
+    this.note(tagKey, now);
+    // Derived and cheap to lose (a lost record costs one HEAD): not flushed.
+    void this.deps.storage.driver.putContent(this.checkPath(tagKey), String(now), { durable: false }).catch(() => {});
+  }
+
+  private note(tagKey: string, at: number): void {
     this.checkedAt.delete(tagKey);
-    this.checkedAt.set(tagKey, Date.now());
+    this.checkedAt.set(tagKey, at);
     if (this.checkedAt.size > MAX_TAG_CHECKS) this.checkedAt.delete(this.checkedAt.keys().next().value!);
   }
 

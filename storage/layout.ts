@@ -95,6 +95,11 @@ export const layout = {
   /** Every open upload session, by id, holding its repository name and start time (JSON): get and expiry read it. */
   openUploadsDir: '/uploads',
   openUpload: (id: string) => `/uploads/${id}`,
+  /** A pull-through cache's last pull of each mirrored manifest (mirror/eviction.ts), by sha256 of name@digest. */
+  mirrorPullsDir: (prefix: string) => `/mirrors/${encodeURIComponent(prefix)}/pulled`,
+  mirrorPull: (prefix: string, key: string) => `/mirrors/${encodeURIComponent(prefix)}/pulled/${key}.json`,
+  /** When a mirrored tag was last found current upstream, shared by every replica (by sha256 of name:tag). */
+  mirrorTagCheck: (prefix: string, key: string) => `/mirrors/${encodeURIComponent(prefix)}/checked/${key}`,
   /** Lifecycle policies (retention, immutable tags, quota) of a repository or namespace, as JSON. */
   policiesDir: '/policies',
   policy: (scope: string) => `/policies/${encodeName(scope)}`,

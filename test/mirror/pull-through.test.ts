@@ -191,7 +191,10 @@ describe('pull-through cache (Distribution upstream)', function () {
     const image = await origin.pushImage('team/kept', 'v1', { layers: ['kept layer'] });
     expect((await getManifest(mirror, 'faulty/team/kept', 'v1')).status).to.equal(200);
     expect((await mirror.request('GET', `/v2/faulty/team/kept/blobs/${image.layers[0]}`)).status).to.equal(200);
-    await berth.restart(); // forgets when the tag was checked: the next pull asks the upstream
+    // Forget when the tag was checked (in memory, by a restart; in storage, where replicas share it): the
+    // next pull asks the upstream.
+    await berth.restart();
+    expect(await berth.storage.delete('/mirrors/faulty/checked')).to.equal(true);
     await proxy.close(); // the upstream is gone
     const res = await getManifest(mirror, 'faulty/team/kept', 'v1');
     expect(res.status, res.text).to.equal(200);
