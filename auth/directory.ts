@@ -3,7 +3,16 @@
 // who the user is (name, e-mail) and which groups they are in; it never learns anything of Berth's.
 // Each check is one short connection (ldapts), bounded by a timeout, so a directory that is down or
 // silent costs a sign-in a few seconds and a 503, never a hang.
-import { Client, Filter, InvalidCredentialsError, SizeLimitExceededError, type ClientOptions, type Entry } from 'ldapts';
+import type { Client, ClientOptions, Entry } from 'ldapts';
+
+// ldapts is loaded with the first directory check: a registry without BERTH_LDAP_URL never carries it.
+type Ldapts = typeof import('ldapts');
+let loaded: Ldapts | undefined;
+async function ldapts(): Promise<Ldapts> {
+  return (loaded ??= await import('ldapts'));
+}
+/** The module, once a session has loaded it (every use below runs inside a session). */
+const lib = (): Ldapts => loaded!;
 import type { Role } from './policy.ts';
 
 /** What the directory says of a user. */
@@ -107,7 +116,7 @@ export class LdapDirectory implements Directory {
       try {
         await client.bind(entry.dn, password);
       } catch (err) {
-        if (err instanceof InvalidCredentialsError) return { ok: false, reason: 'wrong password' };
+        if (err instanceof lib().InvalidCredentialsError) return { ok: false, reason: 'wrong password' };
         throw err;
       }
       return { ok: true, entry };
@@ -132,7 +141,8 @@ export class LdapDirectory implements Directory {
     const clientOptions: ClientOptions = { url, timeout: timeoutMs, connectTimeout: timeoutMs, strictDN: false };
     // Only for ldaps://: ldapts given TLS options on ldap:// speaks TLS at once, and StartTLS then fails.
     if (url.startsWith('ldaps:')) clientOptions.tlsOptions = tls();
-    const client = new Client(clientOptions);
+    const { Client: LdapClient } = await ldapts();
+    const client = new LdapClient(clientOptions);
     // The whole session, not only each step, is bounded: a directory that trickles answers cannot hold a sign-in.
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
@@ -145,7 +155,7 @@ export class LdapDirectory implements Directory {
           try {
             await client.bind(this.options.bindDn, this.options.bindPassword());
           } catch (err) {
-            if (err instanceof InvalidCredentialsError) throw new DirectoryUnavailableError('the service account\'s bind was refused (BERTH_LDAP_BIND_DN and its password)');
+            if (err instanceof lib().InvalidCredentialsError) throw new DirectoryUnavailableError('the service account\'s bind was refused (BERTH_LDAP_BIND_DN and its password)');
             throw err;
           }
           return work(client);
@@ -164,7 +174,7 @@ export class LdapDirectory implements Directory {
 
   private async findUser(client: Client, username: string): Promise<Entry[]> {
     const { baseDn, userFilter, usernameAttribute, displayNameAttribute, emailAttribute } = this.options;
-    const filter = userFilter.replaceAll('{username}', Filter.escape(username));
+    const filter = userFilter.replaceAll('{username}', lib().Filter.escape(username));
     const { searchEntries } = await client.search(baseDn, {
       scope: 'sub',
       filter,
@@ -172,7 +182,7 @@ export class LdapDirectory implements Directory {
       attributes: [usernameAttribute, displayNameAttribute, emailAttribute],
     }).catch((err: unknown) => {
       // Two or more matches: the server stops at the size limit; the name does not say who.
-      if (err instanceof SizeLimitExceededError) return { searchEntries: [{ dn: '' }, { dn: '' }] as Entry[] };
+      if (err instanceof lib().SizeLimitExceededError) return { searchEntries: [{ dn: '' }, { dn: '' }] as Entry[] };
       throw err;
     });
     return searchEntries;
@@ -182,7 +192,7 @@ export class LdapDirectory implements Directory {
     const { groupBaseDn, groupFilter, usernameAttribute, displayNameAttribute, emailAttribute } = this.options;
     const { searchEntries } = await client.search(groupBaseDn, {
       scope: 'sub',
-      filter: groupFilter.replaceAll('{dn}', Filter.escape(found.dn)),
+      filter: groupFilter.replaceAll('{dn}', lib().Filter.escape(found.dn)),
       sizeLimit: MAX_GROUPS,
       attributes: ['1.1'],
     });

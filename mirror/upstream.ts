@@ -4,7 +4,9 @@
 // upstream cannot collect them (Distribution's proxy sent them to any realm, CVE-2026-33540).
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import { parseAuthChallenges, type AuthChallenge } from '../client/index.ts';
+// The challenge parser alone, not the client's door: that brings the runtime client (progress bars, unpacking)
+// into every server that mirrors.
+import { parseAuthChallenges, type AuthChallenge } from '../client/registry.ts';
 import type { MirrorConfig } from './config.ts';
 
 /** The manifest types a pull through the mirror may bring back (Docker's and OCI's). */

@@ -38,7 +38,7 @@ import { refuseCrossSite, securityHeaders, webRoutes } from '../web/index.ts';
 import { RegistryError } from './errors.ts';
 import { pino } from 'pino';
 import { scheduleLifecycle } from './lifecycle.ts';
-import { Mirrors } from '../mirror/index.ts';
+import type { Mirrors } from '../mirror/index.ts';
 
 export interface Berth {
   app: Koa;
@@ -101,9 +101,12 @@ export async function createApp(
   } else {
     logger.warn('BERTH_MODE=open: no authentication; anyone who reaches this registry may push and delete');
   }
-  const mirrors = config.mirrors.length > 0
-    ? new Mirrors(config.mirrors, { storage, lock: coordination.lock, metrics: metrics.mirror, logger, maxManifestBytes: config.maxManifestBytes })
-    : undefined;
+  // The mirror room (and the client code its upstream speaks with) is loaded only where mirrors are
+  // configured: every other server would carry it in memory for nothing.
+  const mirrors: Mirrors | undefined =
+    config.mirrors.length > 0
+      ? new (await import('../mirror/index.ts')).Mirrors(config.mirrors, { storage, lock: coordination.lock, metrics: metrics.mirror, logger, maxManifestBytes: config.maxManifestBytes })
+      : undefined;
   webRoutes(router, {
     storage,
     auth,

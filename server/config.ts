@@ -7,7 +7,8 @@ import { join, resolve } from 'node:path';
 import { BlockList, isIP } from 'node:net';
 import { z } from 'zod';
 import type { LdapOptions } from '../auth/index.ts';
-import { mirrorsSchema, withoutSecrets } from '../mirror/index.ts';
+// The mirror room's settings alone, not its door: the rest of the room loads only where mirrors are configured.
+import { mirrorsSchema, withoutSecrets } from '../mirror/config.ts';
 
 const LISTEN_RE = /^(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 const LDAP_URL_RE = /^ldaps?:\/\/(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?\/?$/;
