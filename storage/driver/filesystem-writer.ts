@@ -3,7 +3,8 @@
 // cache cost about 2.5 ms of kernel CPU per MB on our machines (a 2 GiB push: 5 s of fdatasync), where
 // direct writes of the same bytes cost 0.1 s and leave the page cache to what is read. Direct I/O wants
 // the memory, the file offset and the length aligned to the device's block: bytes are gathered into
-// page-aligned slabs (WebAssembly memory, whose base is page-aligned) and written a full slab at a time;
+// page-aligned slabs (WebAssembly memory, whose base is page-aligned) and written a full slab at a time,
+// after the first MiB of each write (most blobs are smaller; they never open the direct descriptor);
 // the unaligned head of each write and its last, part-filled slab go through the page cache, and
 // commit()'s fdatasync covers both.
 import { constants as fsConstants } from 'node:fs';
@@ -13,6 +14,8 @@ import type { FileWriter } from './driver.ts';
 /** Offsets and lengths of direct writes are multiples of this (any block size up to a page). */
 export const DIRECT_ALIGNMENT = 4096;
 const SLAB_BYTES = 1024 * 1024;
+/** Bytes of a write that go through the page cache before direct writes begin. */
+const DIRECT_AFTER_BYTES = 1024 * 1024;
 /** Slabs are carved from memories of this many; a memory whose slabs are all free again is let go. */
 const SLABS_PER_MEMORY = 8;
 /** Slabs in use at once, over all writers; a writer that finds none left writes through the page cache. */
@@ -90,10 +93,16 @@ export class FilesystemWriter implements FileWriter {
   private unsynced = 0;
   private background: Promise<void> | undefined;
 
+  /**
+   * The same file opened for direct I/O, at the first whole slab: a small blob never needs it, and opening
+   * it for every upload cost a small push a fifth of its rate. Undefined where the filesystem refuses.
+   */
+  private direct?: Promise<fsp.FileHandle | undefined>;
+
   constructor(
     private readonly handle: fsp.FileHandle,
-    /** The same file opened for direct I/O; absent where it is not possible. */
-    private readonly direct: fsp.FileHandle | undefined,
+    /** The file's path, for the direct descriptor. */
+    private readonly path: string,
     private current: number,
   ) {}
 
@@ -127,16 +136,17 @@ export class FilesystemWriter implements FileWriter {
       const { bytesWritten } = await this.handle.writev(done === 0 ? buffers : [Buffer.concat(buffers).subarray(done)], position + done);
       done += bytesWritten;
     }
-    if (!this.direct) this.flushInBackground(bytes);
+    if (!directIO.enabled) this.flushInBackground(bytes);
   }
 
   /** A whole aligned slab straight to the device; through the page cache if the filesystem refuses. */
   async writeDirect(slab: Buffer, length: number, position: number): Promise<void> {
-    if (this.direct && directIO.enabled) {
+    const direct = directIO.enabled ? await (this.direct ??= openDirect(this.path)) : undefined;
+    if (direct && directIO.enabled) {
       try {
         let done = 0;
         while (done < length) {
-          const { bytesWritten } = await this.direct.write(slab, done, length - done, position + done);
+          const { bytesWritten } = await direct.write(slab, done, length - done, position + done);
           directIO.bytesWritten += bytesWritten;
           if (bytesWritten % DIRECT_ALIGNMENT !== 0 && done + bytesWritten < length) {
             // A short direct write that ends unaligned cannot be continued directly.
@@ -155,7 +165,7 @@ export class FilesystemWriter implements FileWriter {
   }
 
   get canWriteDirect(): boolean {
-    return this.direct !== undefined && directIO.enabled;
+    return directIO.enabled && fsConstants.O_DIRECT !== undefined;
   }
 
   private flushInBackground(bytes: number): void {
@@ -179,7 +189,7 @@ export class FilesystemWriter implements FileWriter {
   }
 
   async close(): Promise<void> {
-    await this.direct?.close();
+    await (await this.direct?.catch(() => undefined))?.close();
     // A background flush still running finishes on its own and then closes the file: the reply to a
     // chunk need not wait for the disk, since completion fsyncs everything before the blob is visible.
     const background = this.background;
@@ -207,7 +217,7 @@ class WriteSink {
 
   constructor(
     private readonly writer: FilesystemWriter,
-    start: number,
+    private readonly start: number,
   ) {
     this.position = start;
   }
@@ -223,9 +233,12 @@ class WriteSink {
         if (this.filled === this.slab.length) await this.sendSlab();
         continue;
       }
-      // Not in a slab: the head before an aligned offset, or no direct I/O, or no slab to be had.
+      // Not in a slab: the first MiB of a write (most blobs are smaller: they are written once, through the
+      // page cache, and flushed with the commit), the head before an aligned offset, no direct I/O, or no
+      // slab to be had.
+      const direct = this.writer.canWriteDirect && this.position - this.start >= DIRECT_AFTER_BYTES;
       const aligned = this.position % DIRECT_ALIGNMENT === 0;
-      if (aligned && this.writer.canWriteDirect && this.batchBytes === 0) {
+      if (aligned && direct && this.batchBytes === 0) {
         this.slab = slabs.acquire();
         if (this.slab) {
           this.slabStart = this.position;
@@ -233,7 +246,11 @@ class WriteSink {
           continue;
         }
       }
-      const toAlignment = aligned ? chunk.length - offset : DIRECT_ALIGNMENT - (this.position % DIRECT_ALIGNMENT);
+      // A piece ends at the next aligned offset (before a slab), or where the first MiB ends (so a large
+      // chunk still goes directly after it), or with the chunk.
+      const rest = chunk.length - offset;
+      const firstMiBLeft = this.start + DIRECT_AFTER_BYTES - this.position;
+      const toAlignment = direct ? (aligned ? rest : DIRECT_ALIGNMENT - (this.position % DIRECT_ALIGNMENT)) : this.writer.canWriteDirect && firstMiBLeft > 0 ? firstMiBLeft : rest;
       const piece = chunk.subarray(offset, offset + Math.min(toAlignment, chunk.length - offset));
       if (this.batchBytes === 0) this.batchStart = this.position;
       this.batch.push(piece);
@@ -241,7 +258,7 @@ class WriteSink {
       offset += piece.length;
       this.position += piece.length;
       // The head is sent at once (direct writes follow it); a buffered stream in batches.
-      if (this.batchBytes >= WRITE_BATCH_BYTES || (this.writer.canWriteDirect && this.position % DIRECT_ALIGNMENT === 0)) {
+      if (this.batchBytes >= WRITE_BATCH_BYTES || (direct && this.position % DIRECT_ALIGNMENT === 0)) {
         await this.sendBatch();
       }
     }

@@ -16,7 +16,7 @@ import {
   type PutOptions,
   type StorageDriver,
 } from './driver.ts';
-import { FilesystemWriter, openDirect } from './filesystem-writer.ts';
+import { FilesystemWriter } from './filesystem-writer.ts';
 
 const TEMP_DIR = '_tmp';
 const fsyncFd = promisify(fs.fsync);
@@ -166,14 +166,7 @@ export class FilesystemDriver implements StorageDriver {
       handle = await fsp.open(full, flags);
     }
     const { size } = await handle.stat();
-    let direct: fsp.FileHandle | undefined;
-    try {
-      direct = await openDirect(full);
-    } catch (err) {
-      await handle.close();
-      throw err;
-    }
-    return new FilesystemWriter(handle, direct, size);
+    return new FilesystemWriter(handle, full, size);
   }
 
   async stat(path: string): Promise<FileInfo | undefined> {
