@@ -29,6 +29,7 @@ import { createLogger, requestLog, type Logger } from './logging.ts';
 import { Metrics } from './metrics.ts';
 import { UploadAdmission } from './admission.ts';
 import { errorMapping, rateLimit } from './middleware.ts';
+import { serialiseJsonBodies } from './json-bodies.ts';
 import { tokenHandlers } from './token.ts';
 import { LoginGuard } from './login-guard.ts';
 import { forwardedClient } from './forwarded.ts';
@@ -73,6 +74,7 @@ export async function createApp(
   // sets the client address and leaves Koa only the forwarding headers it may believe.
   const app = new Koa({ proxy: config.trustProxy });
   app.silent = true;
+  serialiseJsonBodies(app);
   app.on('error', (err: Error) => logger.debug({ err: err.message }, 'response stream ended early'));
 
   const router = new Router();
