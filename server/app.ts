@@ -232,7 +232,8 @@ export async function openStorage(
   driver?: StorageDriver,
 ): Promise<{ storage: Storage; coordination: Coordination; close(): Promise<void> }> {
   const coordination = await chooseCoordination(config);
-  const storage = createStorage(driver ?? (await createDriver(config, logger)), observer, coordination);
+  // Blob bytes read from files (berth import) are fresh buffers as a request's are: the same collections keep them from piling up.
+  const storage = createStorage(driver ?? (await createDriver(config, logger)), observer ?? { bytesReceived: () => {}, pieceArrived: bodyBytesArrived }, coordination);
   return {
     storage,
     coordination,
