@@ -106,7 +106,7 @@ export class OpenIdProvider implements IdentitySource {
       const config = await client.discovery(issuer, this.options.clientId, undefined, client.ClientSecretBasic(this.options.clientSecret()), {
         timeout: Math.ceil(this.options.timeoutMs / 1000),
         // Plain HTTP only to a provider on this machine (config.ts refuses it elsewhere): nothing crosses a network.
-        execute: issuer.protocol === 'http:' && isLoopback(issuer.host) ? [client.allowInsecureRequests] : [],
+        execute: issuer.protocol === 'http:' && isLoopback(issuer.hostname) ? [client.allowInsecureRequests] : [],
       });
       return config;
     })().catch((err: unknown) => {
@@ -128,6 +128,8 @@ export class OpenIdProvider implements IdentitySource {
       code_challenge_method: 'S256',
       state: pending.state,
       nonce: pending.nonce,
+      // OpenID Connect Core 11: a provider grants offline_access (the refresh token) only with prompt=consent.
+      ...(this.options.scopes.split(' ').includes('offline_access') ? { prompt: 'consent' } : {}),
     });
     return { url: url.href, pending: await this.sealer.seal(JSON.stringify(pending)) };
   }
@@ -256,8 +258,13 @@ export class OidcSignIn {
     this.accounts = new DirectoryAccounts(this.provider, store, audit);
   }
 
-  begin(): Promise<{ url: string; pending: string }> {
-    return this.provider.begin();
+  async begin(address?: string): Promise<{ url: string; pending: string }> {
+    try {
+      return await this.provider.begin();
+    } catch (err) {
+      if (err instanceof ProviderUnavailableError) this.audit.record({ who: 'anonymous', action: 'oidc sign-in', allowed: false, reason: err.message, address });
+      throw err;
+    }
   }
 
   /** The URL the provider sent the browser back to, with its query: the redirect URL as registered (never the request's Host). */

@@ -67,6 +67,7 @@ export async function startOidcProvider(users: Map<string, ProviderUser>): Promi
         jwks: { keys: [{ ...signingKey, use: 'sig', kid: 'test-key' }] },
         // A new refresh token at each use: Berth must keep the newest, or its next refresh is refused.
         rotateRefreshToken: true,
+        ttl: { Grant: 3600, Session: 3600, Interaction: 600, AccessToken: 600, IdToken: 600, RefreshToken: 3600, AuthorizationCode: 60 },
       });
       provider.on('server_error', () => undefined);
       handler = provider.callback() as typeof handler;

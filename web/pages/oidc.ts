@@ -26,7 +26,7 @@ export function oidcPages(router: Router, kit: PageKit): void {
     ctx.set('Cache-Control', 'no-store');
     let begun;
     try {
-      begun = await oidc.begin();
+      begun = await oidc.begin(ctx.ip);
     } catch (err) {
       if (err instanceof ProviderUnavailableError) return unavailable(ctx);
       throw err;
