@@ -4,16 +4,13 @@
 // session and used as docker uses them (/token with Basic), a user removed at the provider losing them at
 // the next refresh, a forged state and a replayed callback refused, and a provider that does not answer.
 import { expect } from 'chai';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { ConfigError, loadConfig } from '../../server/config.ts';
 import { layout } from '../../storage/index.ts';
 import { addUser, auditOf, decodeJwt, tokenRequest } from '../helpers/auth.ts';
-import { startBerth, type TestBerth } from '../helpers/berth.ts';
-import { Browser, CLIENT_ID, CLIENT_SECRET, startOidcProvider, type ProviderUser, type TestOidc } from '../helpers/oidc.ts';
+import type { TestBerth } from '../helpers/berth.ts';
+import { Browser, CLIENT_SECRET, signInThroughProvider, startBerthWithOidc, startOidcProvider, tokenFromSession, type ProviderUser, type TestOidc } from '../helpers/oidc.ts';
 import { Registry } from '../helpers/registry.ts';
-import { csrfIn, signIn } from '../helpers/web.ts';
+import { signIn } from '../helpers/web.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const REFRESH_SECONDS = 1;
@@ -24,7 +21,6 @@ describe('auth: OpenID Connect sign-in (a real oidc-provider)', function () {
   let oidc: TestOidc;
   let berth: TestBerth;
   let registry: Registry;
-  let secrets: string;
   const users = new Map<string, ProviderUser>([
     ['sub-alice', person('Alice', ['dev'])], // dev → acme:write; the name given in upper case
     ['sub-bob', person('bob', ['readers'])], // readers → acme:read, then moved to dev
@@ -41,48 +37,14 @@ describe('auth: OpenID Connect sign-in (a real oidc-provider)', function () {
     return raw ? (JSON.parse(raw.toString()) as { members: Record<string, string> }).members[user] : undefined;
   };
 
-  /** Signs `sub` in through the provider; the browser, holding the session. */
-  async function signInAs(sub: string): Promise<{ browser: Browser; page: string; status: number; path: string }> {
-    const browser = new Browser();
-    const res = await browser.walk(new URL('/signin/oidc', berth.url), sub, undefined, oidc.issuer);
-    return { browser, page: res.text, status: res.status, path: res.url.pathname };
-  }
-
-  /** A personal access token made through the API with the browser session and its CSRF token. */
-  async function patFor(browser: Browser, user: string): Promise<string> {
-    const mine = await browser.request('GET', new URL('/mine', berth.url));
-    const made = await fetch(new URL(`/api/v1/users/${user}/tokens`, berth.url), {
-      method: 'POST',
-      headers: { Cookie: browser.cookieHeader(new URL(berth.url).origin), 'Content-Type': 'application/json', 'X-CSRF-Token': csrfIn(mine.text) },
-      body: JSON.stringify({ description: 'docker login', scopes: ['repository:acme/*:pull,push'] }),
-    });
-    expect(made.status).to.equal(201);
-    return ((await made.json()) as { secret: string }).secret;
-  }
-
+  const signInAs = (sub: string) => signInThroughProvider(berth, oidc, sub);
+  const patFor = (browser: Browser, user: string) => tokenFromSession(berth, browser, user);
   const pushToken = (user: string, secret: string) => tokenRequest(registry, ['repository:acme/app:pull,push'], [user, secret]);
   const actionsOf = (token: string) => (decodeJwt(token).claims.access as Array<{ actions: string[] }>)[0]?.actions ?? [];
 
   before(async function () {
     oidc = await startOidcProvider(users);
-    secrets = mkdtempSync(join(tmpdir(), 'berth-oidc-secret-'));
-    const secretFile = join(secrets, 'client-secret');
-    writeFileSync(secretFile, `${CLIENT_SECRET}\n`, { mode: 0o600 });
-    // The redirect URL names Berth's port, known once it listens: started plain first, then again with the provider on the same port.
-    const env: Record<string, string> = { BERTH_MODE: 'private' };
-    berth = await startBerth({ env });
-    Object.assign(env, {
-      BERTH_PUBLIC_URL: berth.url,
-      BERTH_OIDC_ISSUER: oidc.issuer,
-      BERTH_OIDC_NAME: 'Test IdP',
-      BERTH_OIDC_CLIENT_ID: CLIENT_ID,
-      BERTH_OIDC_CLIENT_SECRET_FILE: secretFile,
-      BERTH_OIDC_GROUP_ROLES: 'dev=>acme:write; readers=>acme:read',
-      BERTH_OIDC_REFRESH_SECONDS: String(REFRESH_SECONDS),
-      BERTH_OIDC_TIMEOUT_MS: '2000',
-    });
-    await berth.restart();
-    await oidc.configure(`${berth.url}/signin/oidc/callback`);
+    berth = await startBerthWithOidc(oidc, {}, REFRESH_SECONDS);
     registry = new Registry(berth.url);
     await addUser(berth, 'root-admin', 'admin-password-1', true);
     await addUser(berth, 'olivia', 'olivia-local-password');
@@ -91,7 +53,6 @@ describe('auth: OpenID Connect sign-in (a real oidc-provider)', function () {
   after(async () => {
     await berth?.destroy();
     await oidc?.stop().catch(() => undefined);
-    if (secrets) rmSync(secrets, { recursive: true, force: true });
   });
 
   it('refuses an incomplete or insecure provider configuration at start-up', function () {

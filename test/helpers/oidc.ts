@@ -4,7 +4,12 @@
 // flow without Chromium, which it does not need.
 import { generateKeyPairSync } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startBerth, type TestBerth } from './berth.ts';
+import { csrfIn } from './web.ts';
 
 export const CLIENT_ID = 'berth';
 export const CLIENT_SECRET = 'berth-client-secret-that-never-appears-in-logs';
@@ -151,4 +156,54 @@ export class Browser {
     }
     throw new Error('too many hops');
   }
+}
+
+/**
+ * A Berth signing in through `oidc` (refreshing every `refreshSeconds`), the client secret in a file. The
+ * redirect URL names Berth's port, known once it listens: started plain first, then again on that port
+ * with the provider's settings, and the provider's client registered with that URL.
+ */
+export async function startBerthWithOidc(oidc: TestOidc, env: Record<string, string> = {}, refreshSeconds = 1): Promise<TestBerth> {
+  const secrets = mkdtempSync(join(tmpdir(), 'berth-oidc-secret-'));
+  const secretFile = join(secrets, 'client-secret');
+  writeFileSync(secretFile, `${CLIENT_SECRET}\n`, { mode: 0o600 });
+  const settings: Record<string, string> = { BERTH_MODE: 'private', ...env };
+  const berth = await startBerth({ env: settings });
+  Object.assign(settings, {
+    BERTH_PUBLIC_URL: berth.url,
+    BERTH_OIDC_ISSUER: oidc.issuer,
+    BERTH_OIDC_NAME: 'Test IdP',
+    BERTH_OIDC_CLIENT_ID: CLIENT_ID,
+    BERTH_OIDC_CLIENT_SECRET_FILE: secretFile,
+    BERTH_OIDC_GROUP_ROLES: 'dev=>acme:write; readers=>acme:read',
+    BERTH_OIDC_REFRESH_SECONDS: String(refreshSeconds),
+    BERTH_OIDC_TIMEOUT_MS: '2000',
+  });
+  await berth.restart();
+  await oidc.configure(`${berth.url}/signin/oidc/callback`);
+  const destroy = berth.destroy.bind(berth);
+  berth.destroy = async () => {
+    await destroy();
+    rmSync(secrets, { recursive: true, force: true });
+  };
+  return berth;
+}
+
+/** Signs the provider's account `sub` in to `berth` through the provider; the browser, holding the session. */
+export async function signInThroughProvider(berth: TestBerth, oidc: TestOidc, sub: string): Promise<{ browser: Browser; page: string; status: number; path: string }> {
+  const browser = new Browser();
+  const res = await browser.walk(new URL('/signin/oidc', berth.url), sub, undefined, oidc.issuer);
+  return { browser, page: res.text, status: res.status, path: res.url.pathname };
+}
+
+/** A personal access token made through the API with the browser's session and its CSRF token: its secret. */
+export async function tokenFromSession(berth: TestBerth, browser: Browser, user: string, scopes = ['repository:acme/*:pull,push']): Promise<string> {
+  const mine = await browser.request('GET', new URL('/mine', berth.url));
+  const made = await fetch(new URL(`/api/v1/users/${user}/tokens`, berth.url), {
+    method: 'POST',
+    headers: { Cookie: browser.cookieHeader(new URL(berth.url).origin), 'Content-Type': 'application/json', 'X-CSRF-Token': csrfIn(mine.text) },
+    body: JSON.stringify({ description: 'docker login', scopes }),
+  });
+  if (made.status !== 201) throw new Error(`token not made: ${made.status} ${await made.text()}`);
+  return ((await made.json()) as { secret: string }).secret;
 }
