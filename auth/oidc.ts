@@ -77,7 +77,14 @@ function unreachable(err: unknown): boolean {
   return false;
 }
 
-const describe = (err: unknown) => ((err as Error).message || String(err)).slice(0, 300);
+/** The error's message with its causes' (the library's outer message alone is often only "invalid response encountered"). */
+function describe(err: unknown): string {
+  const parts: string[] = [];
+  for (let e = err as { message?: string; cause?: unknown } | undefined, depth = 0; e && depth < 3; e = e.cause as typeof e, depth++) {
+    if (typeof e.message === 'string' && e.message) parts.push(e.message);
+  }
+  return (parts.join(': ') || String(err)).slice(0, 300);
+}
 
 /** The provider, as an IdentitySource: its users read again through their refresh token. */
 export class OpenIdProvider implements IdentitySource {
@@ -105,8 +112,12 @@ export class OpenIdProvider implements IdentitySource {
       const issuer = new URL(this.options.issuer);
       const config = await client.discovery(issuer, this.options.clientId, undefined, client.ClientSecretBasic(this.options.clientSecret()), {
         timeout: Math.ceil(this.options.timeoutMs / 1000),
-        // Plain HTTP only to a provider on this machine (config.ts refuses it elsewhere): nothing crosses a network.
-        execute: issuer.protocol === 'http:' && isLoopback(issuer.hostname) ? [client.allowInsecureRequests] : [],
+        execute: [
+          // Every ID token's signature checked against the provider's JWKS, not only trusted for the TLS it came over.
+          client.enableNonRepudiationChecks,
+          // Plain HTTP only to a provider on this machine (config.ts refuses it elsewhere): nothing crosses a network.
+          ...(issuer.protocol === 'http:' && isLoopback(issuer.hostname) ? [client.allowInsecureRequests] : []),
+        ],
       });
       return config;
     })().catch((err: unknown) => {

@@ -141,6 +141,21 @@ describe('auth: OpenID Connect sign-in (a real oidc-provider)', function () {
     for (const reason of [/state/, /no sign-in was begun/, /answer was refused/]) await waitFor(() => refusals().some((r) => reason.test(r)), `a refusal for ${reason}`);
   });
 
+  it('refuses an ID token whose claims were changed on the way: its signature is checked against the provider\'s JWKS', async function () {
+    oidc.tamperIdToken = (claims) => ({ ...claims, preferred_username: 'root-admin' });
+    try {
+      const forged = await signInAs('sub-bob');
+      expect(forged.status).to.equal(400);
+      expect(forged.browser.cookie(new URL(berth.url).origin, 'berth_session')).to.equal(undefined);
+    } finally {
+      oidc.tamperIdToken = undefined;
+    }
+    expect((await record('root-admin'))?.directory).to.equal(undefined);
+    await waitFor(() => auditOf(berth).some((a) => a.action === 'oidc sign-in' && a.allowed === false && /signature/i.test(String(a.reason))), 'the forged token audited').catch((err: Error) => {
+      throw new Error(`${err.message}: ${JSON.stringify(auditOf(berth).filter((a) => a.allowed === false).slice(-2))}`);
+    });
+  });
+
   it('never hands a local account to the provider\'s user of the same name', async function () {
     const olivia = await signInAs('sub-olivia');
     expect(olivia.status).to.equal(400);

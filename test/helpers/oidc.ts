@@ -29,12 +29,37 @@ export interface TestOidc {
   configure(redirectUri: string): Promise<void>;
   /** Stops answering: every open connection cut, the port closed. */
   stop(): Promise<void>;
+  /**
+   * While set, the ID token of each token response has its claims rewritten and its signature kept: what
+   * an attacker on the way would send, which only the signature check (the provider's JWKS) can tell.
+   */
+  tamperIdToken?: (claims: Record<string, unknown>) => Record<string, unknown>;
+}
+
+/** Rewrites the ID token in a token response's JSON body, keeping the header and the signature. */
+function tampered(body: string, change: (claims: Record<string, unknown>) => Record<string, unknown>): string {
+  const response = JSON.parse(body) as { id_token?: string };
+  if (!response.id_token) return body;
+  const [header, payload, signature] = response.id_token.split('.');
+  const claims = change(JSON.parse(Buffer.from(payload!, 'base64url').toString()) as Record<string, unknown>);
+  return JSON.stringify({ ...response, id_token: [header, Buffer.from(JSON.stringify(claims)).toString('base64url'), signature].join('.') });
 }
 
 export async function startOidcProvider(users: Map<string, ProviderUser>): Promise<TestOidc> {
   let handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   const sockets = new Set<Socket>();
   const server: Server = createServer((req, res) => {
+    const change = oidc.tamperIdToken;
+    if (change && req.method === 'POST' && req.url?.startsWith('/token')) {
+      // The provider answers with one end(body): the body is rewritten there, and its length with it.
+      const end = res.end.bind(res) as (body?: unknown) => ServerResponse;
+      res.end = ((body?: unknown) => {
+        if (typeof body !== 'string' && !Buffer.isBuffer(body)) return end(body);
+        const rewritten = tampered(body.toString(), change);
+        res.setHeader('Content-Length', Buffer.byteLength(rewritten));
+        return end(rewritten);
+      }) as typeof res.end;
+    }
     if (handler) return handler(req, res);
     res.statusCode = 503;
     res.end();
@@ -47,7 +72,7 @@ export async function startOidcProvider(users: Map<string, ProviderUser>): Promi
   const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const { default: Provider } = await import('oidc-provider');
   const signingKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
-  return {
+  const oidc: TestOidc = {
     issuer,
     users,
     async configure(redirectUri) {
@@ -83,6 +108,7 @@ export async function startOidcProvider(users: Map<string, ProviderUser>): Promi
       await closed;
     },
   };
+  return oidc;
 }
 
 export interface BrowserResponse {
