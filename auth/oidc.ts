@@ -193,13 +193,18 @@ export class OpenIdProvider implements IdentitySource {
       try {
         tokens = await client.refreshTokenGrant(config, refreshToken);
       } catch (err) {
-        if (unreachable(err)) throw new ProviderUnavailableError(describe(err));
-        // invalid_grant and its kin: the grant, or the account, is gone at the provider.
-        return undefined;
+        // invalid_grant: the grant, or the account, is gone at the provider. Anything else (our client
+        // refused, a fault of the provider's) decides nothing: a wrong client secret must not remove everyone.
+        if ((err as { error?: unknown }).error === 'invalid_grant') return undefined;
+        throw new ProviderUnavailableError(describe(err));
       }
-      const answer = await this.entryOf(config, tokens, facts.sealedRefreshToken, facts.dn);
-      if (!answer.ok) return undefined;
-      // Stored while the lock is held (DirectoryAccounts stores the same facts again after): a rotated token is never lost.
+      // A rotated refresh token is kept before anything else can fail: the old one will not be taken again.
+      const sealedRefreshToken = tokens.refresh_token ? await this.sealer.seal(tokens.refresh_token) : facts.sealedRefreshToken;
+      if (sealedRefreshToken !== facts.sealedRefreshToken) await this.accounts.directoryUser(username, { ...facts, sealedRefreshToken });
+      const answer = await this.entryOf(config, tokens, { sealedRefreshToken, subject: facts.dn });
+      // The grant stands, so the user does: claims that cannot be read keep them as they were, and say why.
+      if (!answer.ok) throw new ProviderUnavailableError(answer.reason);
+      // Stored while the lock is held (DirectoryAccounts stores the same facts again after).
       await this.accounts.directoryUser(username, factsOf('oidc', answer.entry));
       return answer.entry;
     });
@@ -212,18 +217,19 @@ export class OpenIdProvider implements IdentitySource {
   private async entryOf(
     config: Configuration,
     tokens: TokenEndpointResponse & TokenEndpointResponseHelpers,
-    previousRefreshToken?: string,
-    subject?: string,
+    /** For a refresh: the refresh token kept (sealed) and the subject the user is; a refresh may bring no ID token. */
+    refresh?: { sealedRefreshToken: string; subject: string },
   ): Promise<{ ok: true; entry: DirectoryEntry } | { ok: false; reason: string }> {
     const idClaims = tokens.claims();
-    if (!idClaims) return { ok: false, reason: 'the provider sent no ID token' };
-    if (subject !== undefined && idClaims.sub !== subject) return { ok: false, reason: 'the provider answered for another subject' };
-    let claims: Record<string, unknown> = idClaims;
+    const subject = idClaims?.sub ?? refresh?.subject;
+    if (!subject) return { ok: false, reason: 'the provider sent no ID token' };
+    if (refresh && subject !== refresh.subject) return { ok: false, reason: 'the provider answered for another subject' };
+    let claims: Record<string, unknown> = idClaims ?? { sub: subject };
     const { usernameClaim, groupsClaim } = this.options;
     if ((claims[usernameClaim] === undefined || claims[groupsClaim] === undefined) && config.serverMetadata().userinfo_endpoint) {
       const client = await openIdClient();
       try {
-        claims = { ...(await client.fetchUserInfo(config, tokens.access_token, idClaims.sub)), ...idClaims };
+        claims = { ...(await client.fetchUserInfo(config, tokens.access_token, subject)), ...idClaims };
       } catch (err) {
         if (unreachable(err)) throw new ProviderUnavailableError(describe(err));
         return { ok: false, reason: `the provider's userinfo was refused: ${describe(err)}` };
@@ -237,17 +243,17 @@ export class OpenIdProvider implements IdentitySource {
       .slice(0, MAX_GROUPS);
     // Without a refresh token the user could never be asked again: tokens made here would outlive the account.
     const refreshToken = tokens.refresh_token;
-    if (!refreshToken && !previousRefreshToken) return { ok: false, reason: 'the provider issued no refresh token (add offline_access to BERTH_OIDC_SCOPES, or allow the client refresh tokens)' };
+    if (!refreshToken && !refresh) return { ok: false, reason: 'the provider issued no refresh token (add offline_access to BERTH_OIDC_SCOPES, or allow the client refresh tokens)' };
     const text = (value: unknown) => (typeof value === 'string' ? value.slice(0, MAX_CLAIM) : undefined);
     return {
       ok: true,
       entry: {
-        dn: idClaims.sub,
+        dn: subject,
         username: username.toLowerCase(),
         displayName: text(claims.name),
         email: text(claims.email),
         groups,
-        sealedRefreshToken: refreshToken ? await this.sealer.seal(refreshToken) : previousRefreshToken,
+        sealedRefreshToken: refresh?.sealedRefreshToken ?? (await this.sealer.seal(refreshToken!)),
       },
     };
   }
