@@ -174,7 +174,8 @@ function requestFacts(ctx: Koa.Context): RequestFacts {
 
 /**
  * Accounts, tokens and policy over the same storage, the directory that checks its users' passwords when
- * BERTH_LDAP_URL is set, and the OpenID provider the browser signs in through when BERTH_OIDC_ISSUER is; the audit log on the server log unless BERTH_AUDIT_LOG names a file.
+ * BERTH_LDAP_URL is set, and the OpenID provider the browser signs in through when BERTH_OIDC_ISSUER is;
+ * the audit log on the server log unless BERTH_AUDIT_LOG names a file.
  */
 export async function createAuth(config: Config, storage: Storage, coordination: Coordination, logger: Logger): Promise<AuthService> {
   const sink: AuditSink = config.auditLog
