@@ -6,7 +6,7 @@
 import { expect } from 'chai';
 import { ConfigError, loadConfig } from '../../server/config.ts';
 import { layout } from '../../storage/index.ts';
-import { addUser, auditOf, decodeJwt, tokenRequest } from '../helpers/auth.ts';
+import { addUser, auditOf, bearer, decodeJwt, tokenFor, tokenRequest } from '../helpers/auth.ts';
 import type { TestBerth } from '../helpers/berth.ts';
 import { Browser, CLIENT_SECRET, signInThroughProvider, startBerthWithOidc, startOidcProvider, tokenFromSession, type ProviderUser, type TestOidc } from '../helpers/oidc.ts';
 import { Registry } from '../helpers/registry.ts';
@@ -97,6 +97,12 @@ describe('auth: OpenID Connect sign-in (a real oidc-provider)', function () {
       body: '{}',
     });
     expect(noCsrf.status).to.equal(403);
+    // What the admin API shows of the user says where they come from, never the provider's token (sealed as it is).
+    const admin = await tokenFor(registry, [], ['root-admin', 'admin-password-1']);
+    const listed = await registry.request('GET', '/api/v1/admin/users', { headers: bearer(admin) });
+    const view = (JSON.parse(listed.text) as { users: Array<{ name: string; directory?: Record<string, unknown> }> }).users.find((u) => u.name === 'alice');
+    expect(view?.directory?.source).to.equal('oidc');
+    expect(view?.directory).to.not.have.property('sealedRefreshToken');
     const secret = await patFor(browser, 'alice');
     const token = await pushToken('alice', secret);
     expect(token.status, token.text).to.equal(200);
