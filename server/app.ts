@@ -18,7 +18,7 @@ import {
   type UploadObserver,
 } from '../storage/index.ts';
 import { AuditLog, AuthService, LdapDirectory, principalName, principalOf, type AuditSink, type TokenClaims } from '../auth/index.ts';
-import { Webhooks, type RequestFacts } from '../events/index.ts';
+import { SecretSeal, Webhooks, type RequestFacts } from '../events/index.ts';
 import { hostname } from 'node:os';
 import { bodyBytesArrived, dropStartupGarbage } from './young-buffers.ts';
 import { AuthGate } from './auth-gate.ts';
@@ -119,6 +119,7 @@ export async function createApp(
     webhooks,
     gcSchedule: { intervalSeconds: config.gcIntervalSeconds, graceSeconds: config.gcGraceSeconds, deleteUntagged: config.gcDeleteUntagged },
     mirroredFrom: mirrors && ((name) => mirrors.mirroredFrom(name)),
+    oidcName: config.oidc?.name,
   });
   const admission = new UploadAdmission(config.maxConcurrentUploads, metrics);
   const v2 = distributionRoutes({ config, storage, gate: new AuthGate(auth, config, guard), admission, mirrors });
@@ -172,8 +173,9 @@ function requestFacts(ctx: Koa.Context): RequestFacts {
 }
 
 /**
- * Accounts, tokens and policy over the same storage, and the directory that checks its users' passwords when
- * BERTH_LDAP_URL is set; the audit log on the server log unless BERTH_AUDIT_LOG names a file.
+ * Accounts, tokens and policy over the same storage, the directory that checks its users' passwords when
+ * BERTH_LDAP_URL is set, and the OpenID provider the browser signs in through when BERTH_OIDC_ISSUER is;
+ * the audit log on the server log unless BERTH_AUDIT_LOG names a file.
  */
 export async function createAuth(config: Config, storage: Storage, coordination: Coordination, logger: Logger): Promise<AuthService> {
   const sink: AuditSink = config.auditLog
@@ -189,7 +191,9 @@ export async function createAuth(config: Config, storage: Storage, coordination:
     mirrorNamespaces: config.mirrors.map((m) => m.prefix.split('/')[0]!),
   };
   const directory = config.ldap && new LdapDirectory(config.ldap);
-  return AuthService.create(options, storage, coordination, new AuditLog(sink), directory);
+  // The provider's refresh tokens are sealed with the webhook secrets' key: one key to keep, or one made once in storage.
+  const oidc = config.oidc && { options: config.oidc, sealer: new SecretSeal(storage.driver, coordination.lock, config.webhookSecretKey) };
+  return AuthService.create(options, storage, coordination, new AuditLog(sink), { directory, oidc });
 }
 
 /** S3 when a bucket is configured, else the folder BERTH_DATA. */

@@ -8,7 +8,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../server/config.ts';
-import { AuthorizedRegistry, addUser, basic, cli, decodeJwt, tokenRequest } from '../helpers/auth.ts';
+import { AuthorizedRegistry, addUser, auditOf, basic, cli, decodeJwt, tokenRequest } from '../helpers/auth.ts';
 import { startBerth, type TestBerth } from '../helpers/berth.ts';
 import { groupDn, SERVICE_DN, SERVICE_PASSWORD, startLdap, SUFFIX, userDn, type DirectoryUser, type TestLdap } from '../helpers/ldap.ts';
 import { Registry, errorCode } from '../helpers/registry.ts';
@@ -64,17 +64,6 @@ function actionsIn(token: string, name: string): string[] {
   const access = decodeJwt(token).claims.access as Array<{ name: string; actions: string[] }>;
   return access.find((a) => a.name === name)?.actions ?? [];
 }
-
-/** The audit lines the server logged so far. */
-const auditOf = (berth: TestBerth) =>
-  berth.logs.flatMap((line) => {
-    try {
-      const audit = (JSON.parse(line) as { audit?: Record<string, unknown> }).audit;
-      return audit ? [audit] : [];
-    } catch {
-      return [];
-    }
-  });
 
 describe('auth: LDAP directory (a real slapd)', function () {
   this.timeout(90_000);

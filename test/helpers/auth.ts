@@ -74,3 +74,15 @@ export class AuthorizedRegistry extends Registry {
     return super.request(method, path, { ...options, headers: { ...this.headers, ...options.headers } });
   }
 }
+
+/** The audit lines the server logged so far (written as its log is: a test waits for a line it expects). */
+export function auditOf(berth: TestBerth): Array<Record<string, unknown>> {
+  return berth.logs.flatMap((line) => {
+    try {
+      const audit = (JSON.parse(line) as { audit?: Record<string, unknown> }).audit;
+      return audit ? [audit] : [];
+    } catch {
+      return [];
+    }
+  });
+}
