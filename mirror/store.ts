@@ -14,7 +14,7 @@ export async function storeBlob(storage: Storage, name: string, digest: Digest, 
 /** Links a blob that storage holds already (pulled through another name, or pushed) into `name`; false when it is not there. */
 export function linkStoredBlob(storage: Storage, name: string, digest: Digest): Promise<boolean> {
   // The mirror serves what its upstream serves: any copy held here will do (it is verified by digest).
-  return storage.uploads.mount(name, digest, { mayRead: async () => true });
+  return storage.uploads.linkStored(name, digest);
 }
 
 /** Stores an upstream manifest (verified by the caller) under its tag or digest; its blobs come on demand. */

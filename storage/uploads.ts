@@ -251,6 +251,14 @@ export class UploadStore {
     );
   }
 
+  /**
+   * Links a blob this storage holds (under any repository) into `name`, for a caller that may read every
+   * copy it holds (a mirror, an importer: the blob is known by its digest); false when it is not held.
+   */
+  linkStored(name: string, digest: Digest): Promise<boolean> {
+    return this.mount(name, digest, { mayRead: async () => true });
+  }
+
   private async anyReadable(digest: Digest, source: MountSource): Promise<boolean> {
     for (const holder of await this.blobs.holders(digest)) if (await source.mayRead(holder)) return true;
     return false;
