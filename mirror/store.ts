@@ -3,12 +3,13 @@
 // storage verifies its digest, makes it durable and commits it whole), a blob stored already linked into
 // a mirrored repository (a mount), and a fetched manifest.
 import type { Readable } from 'node:stream';
-import type { Digest, Reference, Storage } from '../storage/index.ts';
+import type { BlobUpload, Digest, Reference, Storage } from '../storage/index.ts';
 
 /** Stores the bytes as the blob `digest` of repository `name`; throws (and keeps nothing) when they do not hash to it. */
-export async function storeBlob(storage: Storage, name: string, digest: Digest, bytes: Readable): Promise<void> {
+export async function storeBlob(storage: Storage, name: string, digest: Digest, bytes: Readable, opened?: (session: BlobUpload) => void): Promise<void> {
   // A session that fails (wrong bytes, a cut, the quota) leaves nothing behind; only a blob is ever visible.
-  await storage.uploads.monolithic(name, bytes, digest);
+  // `opened` learns the session, so that other processes can follow its bytes (shared-fill.ts).
+  await storage.uploads.monolithic(name, bytes, digest, { opened });
 }
 
 /** Links a blob that storage holds already (pulled through another name, or pushed) into `name`; false when it is not there. */

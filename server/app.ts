@@ -107,7 +107,7 @@ export async function createApp(
   // configured: every other server would carry it in memory for nothing.
   const mirrors: Mirrors | undefined =
     config.mirrors.length > 0
-      ? new (await import('../mirror/index.ts')).Mirrors(config.mirrors, { storage, lock: coordination.lock, metrics: metrics.mirror, logger, maxManifestBytes: config.maxManifestBytes })
+      ? new (await import('../mirror/index.ts')).Mirrors(config.mirrors, { storage, lock: coordination.lock, announcements: coordination.announcements, metrics: metrics.mirror, logger, maxManifestBytes: config.maxManifestBytes })
       : undefined;
   webRoutes(router, {
     storage,

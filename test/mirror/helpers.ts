@@ -104,8 +104,14 @@ export function storedInBerth(berth: TestBerth, digest: string): boolean {
   }
 }
 
-/** A GET whose body is hashed as it arrives (64 MiB never held whole); a cut connection resolves with complete false. */
-export function hashedGet(url: string): Promise<{ status: number; digest: string; bytes: number; complete: boolean }> {
+/**
+ * A GET whose body is hashed as it arrives (64 MiB never held whole); a cut connection resolves with
+ * complete false. `onBytes` hears the bytes received so far, and the Content-Length, as they come.
+ */
+export function hashedGet(
+  url: string,
+  onBytes?: (bytes: number, contentLength?: number) => void,
+): Promise<{ status: number; digest: string; bytes: number; complete: boolean }> {
   return new Promise((resolve, reject) => {
     const req = request(url, { agent: false }, (res) => {
       const hash = createHash('sha256');
@@ -113,6 +119,7 @@ export function hashedGet(url: string): Promise<{ status: number; digest: string
       res.on('data', (c: Buffer) => {
         hash.update(c);
         bytes += c.length;
+        onBytes?.(bytes, res.headers['content-length'] === undefined ? undefined : Number(res.headers['content-length']));
       });
       let settled = false;
       const done = (complete: boolean) => !settled && (settled = true) && resolve({ status: res.statusCode ?? 0, digest: `sha256:${hash.digest('hex')}`, bytes, complete });
