@@ -178,10 +178,20 @@ export class RedisAnnouncements implements Announcements {
   private subscriber?: Promise<Client>;
   private readonly watchers = new Watchers();
 
+  private readonly commands: {
+    berthAnnounce(key: string, value: string, ttlMs: string, channel: string): Promise<number>;
+    berthWithdraw(key: string, channel: string): Promise<number>;
+  };
+
   constructor(
     private readonly redis: Client,
     private readonly prefix: string,
-  ) {}
+  ) {
+    // Sent once, then called by SHA: a fill announces itself up to ten times a second.
+    redis.defineCommand('berthAnnounce', { numberOfKeys: 1, lua: ANNOUNCE });
+    redis.defineCommand('berthWithdraw', { numberOfKeys: 1, lua: WITHDRAW });
+    this.commands = redis as unknown as RedisAnnouncements['commands'];
+  }
 
   private channel(key: string): string {
     return `${this.prefix}announce:${key}`;
@@ -190,7 +200,7 @@ export class RedisAnnouncements implements Announcements {
   async announce(key: string, value: string, ttlMs: number): Promise<void> {
     const channel = this.channel(key);
     try {
-      await this.redis.eval(ANNOUNCE, 1, channel, value, String(ttlMs), channel);
+      await this.commands.berthAnnounce(channel, value, String(ttlMs), channel);
     } catch (err) {
       throw unavailable(err);
     }
@@ -199,7 +209,7 @@ export class RedisAnnouncements implements Announcements {
   async withdraw(key: string): Promise<void> {
     const channel = this.channel(key);
     try {
-      await this.redis.eval(WITHDRAW, 1, channel, channel);
+      await this.commands.berthWithdraw(channel, channel);
     } catch (err) {
       throw unavailable(err);
     }
