@@ -138,10 +138,13 @@ export class FollowedFill implements StreamedFill {
     });
     this.finished = new Promise<void>((resolve, reject) => {
       this.settle = (err) => {
-        if (err) failStart(err);
-        else this.markStarted();
-        if (err) reject(err);
-        else resolve();
+        if (err) {
+          failStart(err);
+          reject(err);
+        } else {
+          this.markStarted();
+          resolve();
+        }
       };
     });
     this.started.catch(() => {});
