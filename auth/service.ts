@@ -43,6 +43,12 @@ export interface AuthOptions {
    * admin makes under that name grants pull through the mirror to its members; nobody signs up for one.
    */
   mirrorNamespaces?: readonly string[];
+  /**
+   * The repository a read of `name` is served from when that is another name: docker's registry-mirrors
+   * ask for `library/alpine`, which the docker mirror serves as `<prefix>/library/alpine` (unless a local
+   * repository has the name). Undefined: served as itself.
+   */
+  servedAs?: (name: string) => Promise<string | undefined>;
 }
 
 /**
@@ -293,13 +299,18 @@ export class AuthService {
         this.audit.record({ who: whoName, action: 'token', repository: scope.name.slice(0, 300), allowed: false, reason: 'unknown resource', address });
         continue;
       }
-      const allowed = await this.allowed(who.principal, scope.name, who.limit);
       const asked = scope.actions.includes('*') ? ['pull', 'push', 'delete'] : scope.actions;
+      // A pull alone of a name a mirror serves under another: the token grants (and the gate checks) that
+      // other name, so it never covers a local repository of the asked name created since. A push is
+      // always local, and its pull with it.
+      const pullOnly = asked.length === 1 && asked[0] === 'pull';
+      const name = (pullOnly && (await this.options.servedAs?.(scope.name))) || scope.name;
+      const allowed = await this.allowed(who.principal, name, who.limit);
       const granted = asked.filter((a): a is Action => allowed.has(a as Action));
-      this.audit.record({ who: whoName, action: asked.join(','), repository: scope.name, allowed: granted.length === asked.length, granted, address });
+      this.audit.record({ who: whoName, action: asked.join(','), repository: name, allowed: granted.length === asked.length, granted, address });
       if (granted.length === 0) continue;
-      if (granted.includes('push')) await this.repositories.update(scope.name, { visibility: defaultVisibility(this.mode) }, true);
-      access.push({ type: 'repository', name: scope.name, actions: granted });
+      if (granted.includes('push')) await this.repositories.update(name, { visibility: defaultVisibility(this.mode) }, true);
+      access.push({ type: 'repository', name, actions: granted });
     }
     return access;
   }

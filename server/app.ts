@@ -89,7 +89,14 @@ export async function createApp(
     ctx.type = type;
     ctx.body = body;
   });
-  const auth = config.mode === 'open' ? undefined : await createAuth(config, storage, coordination, logger);
+  // The mirror room (and the client code its upstream speaks with) is loaded only where mirrors are
+  // configured: every other server would carry it in memory for nothing.
+  const mirrors: Mirrors | undefined =
+    config.mirrors.length > 0
+      ? new (await import('../mirror/index.ts')).Mirrors(config.mirrors, { storage, lock: coordination.lock, announcements: coordination.announcements, metrics: metrics.mirror, logger, maxManifestBytes: config.maxManifestBytes })
+      : undefined;
+  const servedAs = mirrors && (async (name: string) => (await mirrors.route(name, true))?.name);
+  const auth = config.mode === 'open' ? undefined : await createAuth(config, storage, coordination, logger, servedAs);
   // The catalog's and the search's filter reads the visibility index: made now (once per storage, from
   // the settings written before it existed) rather than by the first request that needs it.
   if (auth) storage.repositories.visibilities().catch((err: Error) => logger.warn({ err: err.message }, 'the visibility index is not ready yet'));
@@ -103,12 +110,6 @@ export async function createApp(
   } else {
     logger.warn('BERTH_MODE=open: no authentication; anyone who reaches this registry may push and delete');
   }
-  // The mirror room (and the client code its upstream speaks with) is loaded only where mirrors are
-  // configured: every other server would carry it in memory for nothing.
-  const mirrors: Mirrors | undefined =
-    config.mirrors.length > 0
-      ? new (await import('../mirror/index.ts')).Mirrors(config.mirrors, { storage, lock: coordination.lock, metrics: metrics.mirror, logger, maxManifestBytes: config.maxManifestBytes })
-      : undefined;
   webRoutes(router, {
     storage,
     auth,
@@ -177,7 +178,14 @@ function requestFacts(ctx: Koa.Context): RequestFacts {
  * BERTH_LDAP_URL is set, and the OpenID provider the browser signs in through when BERTH_OIDC_ISSUER is;
  * the audit log on the server log unless BERTH_AUDIT_LOG names a file.
  */
-export async function createAuth(config: Config, storage: Storage, coordination: Coordination, logger: Logger): Promise<AuthService> {
+export async function createAuth(
+  config: Config,
+  storage: Storage,
+  coordination: Coordination,
+  logger: Logger,
+  /** Which repository a read of a name is served from, where a mirror serves it under another (AuthOptions.servedAs). */
+  servedAs?: (name: string) => Promise<string | undefined>,
+): Promise<AuthService> {
   const sink: AuditSink = config.auditLog
     ? pino({ base: { service: 'berth-audit', pid: process.pid } }, pino.destination({ dest: config.auditLog, mkdir: true, sync: false }))
     : logger;
@@ -189,6 +197,7 @@ export async function createAuth(config: Config, storage: Storage, coordination:
     refreshTokenTtlSeconds: config.refreshTokenTtlSeconds,
     reservedNames: config.reservedNames,
     mirrorNamespaces: config.mirrors.map((m) => m.prefix.split('/')[0]!),
+    servedAs,
   };
   const directory = config.ldap && new LdapDirectory(config.ldap);
   // The provider's refresh tokens are sealed with the webhook secrets' key: one key to keep, or one made once in storage.

@@ -33,6 +33,8 @@ function isNotFound(err: unknown): boolean {
 
 export class FilesystemDriver implements StorageDriver {
   readonly name = 'filesystem';
+  /** A write lands in the file itself (page cache or direct I/O), and the file's size grows only over written bytes. */
+  readonly readableBeforeCommit = true;
 
   constructor(readonly root: string) {}
 
