@@ -1,14 +1,13 @@
 // EndpointStore: the webhook endpoints, one document in storage (every replica sees the same), read
 // again only when its stamp changed. A namespace's endpoints hear of its repositories; global ones (no
 // namespace) of every repository and of collections. The secret is returned once, at creation; stored
-// sealed (seal.ts), shown to nobody afterwards.
+// sealed (storage's SecretSeal), shown to nobody afterwards.
 import { randomBytes } from 'node:crypto';
-import type { Lock, StorageDriver } from '../storage/index.ts';
+import type { Lock, SecretSeal, StorageDriver } from '../storage/index.ts';
 import type { DestinationPolicy } from './destination.ts';
 import { DEFAULT_EVENT_TYPES, EVENT_TYPES } from './envelope.ts';
 import { WebhookError } from './errors.ts';
 import { paths } from './paths.ts';
-import type { SecretSeal } from './seal.ts';
 
 /** What anyone allowed to see an endpoint sees: never its secret. */
 export interface EndpointView {

@@ -2,14 +2,13 @@
 // pushes, deletes, pulls and collections; it never imports this room), each event queued in storage for
 // every endpoint that wants it, and a Deliverer that sends the queues in order, signed.
 import type { BlockList } from 'node:net';
-import { namespaceOf, type Lock, type StorageDriver, type StorageListener } from '../storage/index.ts';
+import { namespaceOf, SecretSeal, type Lock, type StorageDriver, type StorageListener } from '../storage/index.ts';
 import { Deliverer, type DeliverySettings, type Warn } from './delivery.ts';
 import { DestinationPolicy } from './destination.ts';
 import { EndpointStore, viewOf, type Endpoint, type EndpointView, type NewEndpoint } from './endpoints.ts';
 import { EventFactory, type EventTarget, type RegistryEvent, type RequestFacts } from './envelope.ts';
 import { WebhookError } from './errors.ts';
 import { DeliveryLog, EventQueue, type DeliveryRecord } from './queue.ts';
-import { SecretSeal } from './seal.ts';
 
 export { WebhookError, type WebhookErrorCode } from './errors.ts';
 export { EVENT_TYPES, DEFAULT_EVENT_TYPES, EVENTS_MEDIA_TYPE, type RegistryEvent, type RequestFacts, type EventTarget } from './envelope.ts';
