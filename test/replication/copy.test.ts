@@ -9,6 +9,8 @@ import { startBerth, type TestBerth } from '../helpers/berth.ts';
 import { startDistribution, type TestDistribution } from '../helpers/distribution.ts';
 import { OCI_INDEX, Registry } from '../helpers/registry.ts';
 import { UpstreamRegistry, upstreamRequests } from '../mirror/helpers.ts';
+import { cookiesOf, csrfIn, FORM } from '../helpers/web.ts';
+import { waitFor } from '../helpers/wait.ts';
 import { addRule, manifestBytes, pushIndex, pushReferrer, ruleStatus, runRule } from './helpers.ts';
 
 describe('replication: pull and push rules', function () {
@@ -119,5 +121,20 @@ describe('replication: pull and push rules', function () {
     expect(removed.code, removed.stderr).to.equal(0);
     expect((await local.request('GET', '/api/v1/replication/rules/cli-rule')).status).to.equal(404);
     expect((await local.request('DELETE', '/api/v1/replication/rules/cli-rule')).status).to.equal(404);
+  });
+
+  it('shows the rules and their last runs on a page readable without JavaScript, whose form starts a run', async () => {
+    const page = await local.request('GET', '/admin/replication');
+    expect(page.status).to.equal(200);
+    expect(page.headers['content-type']).to.include('text/html');
+    expect(page.text).to.include('id="rule-from-dist"').and.include('Pulls from').and.include('succeeded');
+    expect(page.text).not.to.include('<script>');
+    const refused = await local.request('POST', '/admin/replication/from-dist/run', { body: '_csrf=wrong', headers: { 'Content-Type': FORM, Cookie: cookiesOf(page) } });
+    expect(refused.status).to.equal(403);
+    const runs = (await ruleStatus(local, 'from-dist')).history.length;
+    const started = await local.request('POST', '/admin/replication/from-dist/run', { body: `_csrf=${csrfIn(page.text)}`, headers: { 'Content-Type': FORM, Cookie: cookiesOf(page) } });
+    expect(started.status, started.text).to.equal(202);
+    expect(started.text).to.include('A run of from-dist started');
+    await waitFor(async () => (await ruleStatus(local, 'from-dist')).history.length > runs || undefined, 'the run the form started');
   });
 });

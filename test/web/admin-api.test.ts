@@ -238,6 +238,9 @@ describe('admin API', function () {
       expect((await chief.request('GET', '/api/v1/replication/rules')).json.rules.map((r: any) => r.name)).to.deep.equal(['api-rule']);
       expect((await send(chief, 'POST', '/api/v1/replication/rules/api-rule/run', {})).status).to.equal(202);
       await waitFor(async () => (await chief.request('GET', '/api/v1/replication/rules/api-rule')).json.last?.outcome, 'the run of api-rule');
+      // Its page: admins only; anyone else finds nothing there.
+      expect((await chief.request('GET', '/admin/replication')).text).to.include('id="rule-api-rule"');
+      expect((await bob.request('GET', '/admin/replication')).status).to.equal(404);
       expect((await chief.request('DELETE', '/api/v1/replication/rules/api-rule')).status).to.equal(200);
     });
 
