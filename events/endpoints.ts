@@ -82,8 +82,9 @@ export class EndpointStore {
     if (request.namespace !== undefined && !NAMESPACE_RE.test(request.namespace)) {
       throw new WebhookError('INVALID', `${JSON.stringify(request.namespace.slice(0, 100))} is not a namespace`);
     }
-    if (request.namespace !== undefined && events.includes('gc')) {
-      throw new WebhookError('INVALID', 'gc events are for global endpoints (a collection is not any namespace\'s)');
+    const global = events.filter((e) => e === 'gc' || e === 'replication');
+    if (request.namespace !== undefined && global.length > 0) {
+      throw new WebhookError('INVALID', `${global.join(' and ')} events are for global endpoints (a collection or a replication rule is not any namespace's)`);
     }
     await this.destinations.check(url);
     const secret = randomBytes(32).toString('base64url');

@@ -108,6 +108,11 @@ export class Webhooks {
     };
   }
 
+  /** A replication run ended (global endpoints that subscribe to replication hear of it). */
+  replicated(summary: Record<string, unknown>): Promise<void> {
+    return this.publish('replication', undefined, { replication: summary });
+  }
+
   /** Queues the event for each endpoint that wants it; never fails what caused it (a failure is logged). */
   private async publish(action: string, target: EventTarget | undefined, extra: Partial<RegistryEvent> = {}, maxAgeMs?: number): Promise<void> {
     try {

@@ -31,6 +31,8 @@ export interface ReplicationOptions {
   staleMs: number;
   maxManifestBytes: number;
   logger: ReplicationLogger;
+  /** Told of each run's end (the server queues a webhook event); never fails the run. */
+  finished?: (summary: Record<string, unknown>) => Promise<void>;
 }
 
 /** A rule as the CLI, the API and the page show it: its settings, the run in progress, the last runs. */
@@ -232,7 +234,9 @@ export class Replication {
       outcome: stopped ? 'stopped' : progress.failed > 0 ? 'partial' : 'succeeded',
       ...(stopped ? { reason: stopped.reason, message: stopped.message } : {}),
     });
-    logger.info({ rule: rule.name, run: run.id, outcome: record.outcome, reason: record.reason, copied: record.copied, skipped: record.skipped, failed: record.failed, bytes: record.bytes }, 'replication run finished');
+    const summary = { rule: rule.name, direction: rule.direction, remote: rule.remote.url, run: run.id, trigger: record.trigger, outcome: record.outcome, ...(record.reason ? { reason: record.reason } : {}), copied: record.copied, skipped: record.skipped, failed: record.failed, bytes: record.bytes };
+    logger.info(summary, 'replication run finished');
+    await this.options.finished?.(summary).catch((err: Error) => logger.warn({ rule: rule.name, err: err.message }, 'the replication event was not queued'));
     return record;
   }
 }

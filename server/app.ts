@@ -73,7 +73,7 @@ export async function createApp(
   // The webhooks' event source: storage tells it of pushes, deletes, pulls and collections.
   const webhooks = openWebhooks(config, storage, coordination, logger);
   // Replication's push rules hear of pushes too (after the webhooks' queueing, never failing the push).
-  const replication = openReplication(config, storage, coordination, logger);
+  const replication = openReplication(config, storage, coordination, logger, (summary) => webhooks.replicated(summary));
   storage.listen(allOf(webhooks.listener(), replication.listener()));
   // Behind a trusted proxy Koa reads the protocol from X-Forwarded-Proto; forwardedClient (first below)
   // sets the client address and leaves Koa only the forwarding headers it may believe.
@@ -143,7 +143,13 @@ export async function createApp(
 }
 
 /** The replication rules and their runs over this storage, as configured (the server and `berth replication`). */
-export function openReplication(config: Config, storage: Storage, coordination: Coordination, logger: Logger): Replication {
+export function openReplication(
+  config: Config,
+  storage: Storage,
+  coordination: Coordination,
+  logger: Logger,
+  finished?: (summary: Record<string, unknown>) => Promise<void>,
+): Replication {
   return new Replication({
     storage,
     lock: coordination.lock,
@@ -153,6 +159,7 @@ export function openReplication(config: Config, storage: Storage, coordination: 
     staleMs: config.replicationStaleSeconds * 1000,
     maxManifestBytes: config.maxManifestBytes,
     logger,
+    finished,
   });
 }
 

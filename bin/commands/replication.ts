@@ -5,7 +5,7 @@
 // comes from standard input (--password-stdin), never from the command line, and is never printed.
 import { InvalidArgumentError, type Command } from 'commander';
 import { pino } from 'pino';
-import { openReplication, openStorage } from '../../server/app.ts';
+import { openReplication, openStorage, openWebhooks } from '../../server/app.ts';
 import { controlSocketPath } from '../../server/config.ts';
 import { askServer } from '../../server/control.ts';
 import { ReplicationError, type ActiveRun, type Replication } from '../../replication/index.ts';
@@ -22,7 +22,10 @@ async function withReplication(fn: (replication: Replication, inTheWay: () => Pr
   const logger = pino({ base: { service: 'berth-replication', pid: process.pid } }, pino.destination(2));
   const opened = await openStorage(config, logger);
   try {
-    const result = await fn(openReplication(config, opened.storage, opened.coordination, logger), () => serversInTheWay(opened.storage, config));
+    // A run here queues its webhook event in storage, where the servers deliver it.
+    const webhooks = openWebhooks(config, opened.storage, opened.coordination, logger);
+    const replication = openReplication(config, opened.storage, opened.coordination, logger, (summary) => webhooks.replicated(summary));
+    const result = await fn(replication, () => serversInTheWay(opened.storage, config));
     if (result !== undefined) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   } catch (err) {
     if (!(err instanceof ReplicationError)) throw err;

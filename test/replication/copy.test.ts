@@ -10,6 +10,7 @@ import { startDistribution, type TestDistribution } from '../helpers/distributio
 import { OCI_INDEX, Registry } from '../helpers/registry.ts';
 import { UpstreamRegistry, upstreamRequests } from '../mirror/helpers.ts';
 import { cookiesOf, csrfIn, FORM } from '../helpers/web.ts';
+import { startReceiver } from '../helpers/receiver.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { addRule, manifestBytes, pushIndex, pushReferrer, ruleStatus, runRule } from './helpers.ts';
 
@@ -23,7 +24,7 @@ describe('replication: pull and push rules', function () {
   const remote = new Registry('http://127.0.0.1:0');
 
   before(async () => {
-    [source, here, there] = await Promise.all([startDistribution(), startBerth({ env: { BERTH_REPLICATION_TICK_SECONDS: '0' } }), startBerth()]);
+    [source, here, there] = await Promise.all([startDistribution(), startBerth({ env: { BERTH_REPLICATION_TICK_SECONDS: '0', BERTH_WEBHOOK_ALLOW: '127.0.0.1' } }), startBerth()]);
     origin = new UpstreamRegistry(source.url);
     local.base = here.url;
     remote.base = there.url;
@@ -136,5 +137,23 @@ describe('replication: pull and push rules', function () {
     expect(started.status, started.text).to.equal(202);
     expect(started.text).to.include('A run of from-dist started');
     await waitFor(async () => (await ruleStatus(local, 'from-dist')).history.length > runs || undefined, 'the run the form started');
+  });
+
+  it('tells global webhook endpoints that subscribe to replication of each run\'s end, signed', async () => {
+    const receiver = await startReceiver();
+    try {
+      const added = await local.request('POST', '/api/v1/webhooks', { body: JSON.stringify({ url: receiver.url, events: ['replication'] }), headers: { 'Content-Type': 'application/json' } });
+      expect(added.status, added.text).to.equal(201);
+      receiver.secret = added.json.secret;
+      const namespaced = await local.request('POST', '/api/v1/webhooks', { body: JSON.stringify({ url: receiver.url, events: ['replication'], namespace: 'team' }), headers: { 'Content-Type': 'application/json' } });
+      expect(namespaced.status).to.equal(400);
+      const run = await runRule(local, 'from-dist');
+      const delivery = await waitFor(() => receiver.deliveries.find((d) => d.json.events[0].replication?.run === run.id), 'the replication event');
+      expect(delivery.verified).to.equal(true);
+      expect(delivery.json.events[0]).to.deep.include({ action: 'replication' });
+      expect(delivery.json.events[0].replication).to.include({ rule: 'from-dist', direction: 'pull', outcome: run.outcome, skipped: run.skipped, copied: run.copied });
+    } finally {
+      await receiver.close();
+    }
   });
 });
