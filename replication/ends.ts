@@ -2,7 +2,7 @@
 // credentials only to the remote's host and listed realms) and writes storage (transfer/'s storageTarget:
 // the push rules of UploadStore and ManifestStore); a push rule reads storage and writes a remote
 // (client/'s RegistryPusher, its credentials restricted the same way). Neither end knows the other.
-import { PassThrough, pipeline, type Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { RegistryPusher } from '../client/index.ts';
 import { credentialsMayGoTo, MANIFEST_ACCEPT, Upstream, UpstreamError } from '../mirror/index.ts';
 import { parseReference, tryParseDigest, type Digest, type Storage } from '../storage/index.ts';
@@ -176,11 +176,17 @@ export function remoteDestination(rule: Rule, credentials: RemoteCredentials): D
   };
 }
 
-/** A stream whose bytes come later: `open` must answer at once, the source opens asynchronously. */
+/**
+ * A stream whose bytes come later (`open` must answer at once, the source opens asynchronously). A
+ * source cut midway fails it as an upstream without an answer, so the copy tries the blob again.
+ */
 export function deferred(opening: () => Promise<Readable>): Readable {
   const out = new PassThrough();
   opening().then(
-    (source) => pipeline(source, out, () => {}),
+    (source) => {
+      source.once('error', (err: Error) => out.destroy(err instanceof UpstreamError ? err : new UpstreamError(`the source stream broke: ${err.message}`, 0, true)));
+      source.pipe(out);
+    },
     (err: Error) => out.destroy(err),
   );
   return out;

@@ -46,6 +46,8 @@ export interface RuleStatus extends RuleView {
 
 /** A push burst (several tags, an index and its children) becomes one run: pushes within this wait join it. */
 const PUSH_SETTLE_MS = 500;
+/** How old the rules a push is matched against may be: a push costs no storage read while they are fresh. */
+const PUSH_RULES_MAX_AGE_MS = 1000;
 
 export class Replication {
   readonly rules: RuleStore;
@@ -57,6 +59,7 @@ export class Replication {
   /** Push rules asked for by a push while waiting to settle or while their run goes on. */
   private readonly wanted = new Map<string, NodeJS.Timeout | true>();
   private stopping = false;
+  private pushRules?: { at: number; rules: Promise<Rule[]> };
 
   constructor(private readonly options: ReplicationOptions) {
     const driver: StorageDriver = options.storage.driver;
@@ -91,11 +94,14 @@ export class Replication {
   }
 
   async add(input: unknown, createdBy?: string): Promise<RuleView> {
-    return viewOf(await this.rules.add(input, createdBy));
+    const added = await this.rules.add(input, createdBy);
+    this.pushRules = undefined;
+    return viewOf(added);
   }
 
   async remove(name: string): Promise<RuleView> {
     const removed = await this.rules.remove(name);
+    this.pushRules = undefined;
     await this.ledger.remove(name);
     return viewOf(removed);
   }
@@ -141,13 +147,23 @@ export class Replication {
       manifestPushed: async (facts) => {
         if (this.stopping) return;
         try {
-          const rules = (await this.rules.all()).filter((r) => r.enabled && r.direction === 'push' && r.onPush && r.repositories.some((p) => matchesRepository(facts.name, p)));
+          const rules = (await this.onPushRules()).filter((r) => r.repositories.some((p) => matchesRepository(facts.name, p)));
           for (const rule of rules) this.want(rule.name);
         } catch (err) {
           this.options.logger.warn({ err: (err as Error).message, repository: facts.name }, 'replication did not hear of a push');
         }
       },
     };
+  }
+
+  /** The enabled push rules with onPush, read at most once a PUSH_RULES_MAX_AGE_MS. */
+  private onPushRules(): Promise<Rule[]> {
+    if (!this.pushRules || Date.now() - this.pushRules.at > PUSH_RULES_MAX_AGE_MS) {
+      const rules = this.rules.all().then((all) => all.filter((r) => r.enabled && r.direction === 'push' && r.onPush));
+      rules.catch(() => (this.pushRules = undefined));
+      this.pushRules = { at: Date.now(), rules };
+    }
+    return this.pushRules.rules;
   }
 
   /** A push asked for a run: after the burst settles; if a run is going, once more after it. */
