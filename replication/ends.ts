@@ -5,7 +5,7 @@
 import { PassThrough, type Readable } from 'node:stream';
 import { RegistryPusher } from '../client/index.ts';
 import { credentialsMayGoTo, MANIFEST_ACCEPT, Upstream, UpstreamError } from '../mirror/index.ts';
-import { parseReference, tryParseDigest, type Digest, type Storage } from '../storage/index.ts';
+import { MediaType, parseReference, tryParseDigest, type Digest, type Storage } from '../storage/index.ts';
 import { storageTarget, type ImportTarget } from '../transfer/index.ts';
 import { RunStopped } from './errors.ts';
 import { isGlob, matchesRepository } from './filters.ts';
@@ -15,6 +15,8 @@ import type { Rule } from './rules.ts';
 export const MAX_LISTED = 10_000;
 const PAGE = 1000;
 const MAX_LIST_BYTES = 4 * 1024 * 1024;
+/** Referrers a fallback tag's index lists (the oldest go first past it). */
+const MAX_FALLBACK_REFERRERS = 1000;
 
 export interface Manifest {
   bytes: Buffer;
@@ -138,10 +140,14 @@ export function remoteSource(rule: Rule, credentials: RemoteCredentials, maxMani
         const manifests = (value as { manifests?: unknown } | null)?.manifests;
         return Array.isArray(manifests) ? manifests.filter((m): m is ReferrerEntry => typeof m?.digest === 'string' && typeof m.mediaType === 'string') : [];
       } catch (err) {
-        // A registry without the referrers API (Distribution 2.x) has none to give.
-        if (err instanceof UpstreamError && (err.status === 404 || err.status === 405)) return [];
-        throw err;
+        if (!(err instanceof UpstreamError && (err.status === 404 || err.status === 405))) throw err;
       }
+      // A registry without the referrers API (Distribution 2.x): the spec's fallback tag, if anyone wrote one.
+      const parsed = tryParseDigest(digest);
+      if (!parsed || (await this.resolve(repository, `${parsed.algorithm}-${parsed.hex}`)) === undefined) return [];
+      const index = await upstream.getManifest(repository, `${parsed.algorithm}-${parsed.hex}`, MAX_LIST_BYTES);
+      const manifests = (JSON.parse(index.bytes.toString('utf8')) as { manifests?: unknown }).manifests;
+      return Array.isArray(manifests) ? manifests.filter((m): m is ReferrerEntry => typeof m?.digest === 'string' && typeof m.mediaType === 'string') : [];
     },
   };
 }
@@ -164,9 +170,36 @@ export function remoteDestination(rule: Rule, credentials: RemoteCredentials): D
     userAgent: 'berth-replication',
     realmMayReceive: (realm) => credentialsMayGoTo(rule.remote.url, rule.remote.realms, realm),
   });
+  /**
+   * A registry without the referrers API (it answered no OCI-Subject) finds a referrer through the
+   * spec's fallback: an index tagged <alg>-<hex> of the subject that lists its referrers.
+   */
+  async function fallbackTag(repository: string, bytes: Buffer, digest: string): Promise<void> {
+    const manifest = JSON.parse(bytes.toString('utf8')) as { mediaType?: string; artifactType?: string; config?: { mediaType?: string }; annotations?: Record<string, string>; subject?: { digest?: string } };
+    const subject = tryParseDigest(manifest.subject?.digest ?? '');
+    if (!subject) return;
+    const tag = `${subject.algorithm}-${subject.hex}`;
+    const current = (await pusher.headManifest(repository, tag)) === undefined ? undefined : await pusher.getManifest(repository, tag);
+    const index = current ? (JSON.parse(current.bytes.toString('utf8')) as { manifests?: Array<{ digest: string }> }) : {};
+    const listed = index.manifests ?? [];
+    if (listed.some((m) => m.digest === digest)) return;
+    const descriptor = {
+      mediaType: manifest.mediaType ?? MediaType.OciManifest,
+      digest,
+      size: bytes.length,
+      ...(manifest.artifactType ?? manifest.config?.mediaType ? { artifactType: manifest.artifactType ?? manifest.config?.mediaType } : {}),
+      ...(manifest.annotations ? { annotations: manifest.annotations } : {}),
+    };
+    const updated = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [...listed, descriptor].slice(-MAX_FALLBACK_REFERRERS) }));
+    await pusher.putManifest(repository, tag, updated, MediaType.OciIndex);
+  }
+
   return {
     pushBlob: (repository, digest, size, open) => pusher.pushBlob(repository, digest.value, size, open),
-    putManifest: (repository, reference, bytes, mediaType) => pusher.putManifest(repository, reference, bytes, mediaType),
+    async putManifest(repository, reference, bytes, mediaType) {
+      const { subject } = await pusher.putManifest(repository, reference, bytes, mediaType);
+      if (!subject && reference.includes(':') && bytes.includes('"subject"')) await fallbackTag(repository, bytes, reference);
+    },
     resolve: (repository, tag) => pusher.headManifest(repository, tag),
     async manifest(repository, digest) {
       if ((await pusher.headManifest(repository, digest)) === undefined) return undefined;

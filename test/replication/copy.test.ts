@@ -156,4 +156,20 @@ describe('replication: pull and push rules', function () {
       await receiver.close();
     }
   });
+
+  it('pushes referrers to a registry without the referrers API under the fallback tag, and pulls them back from it', async () => {
+    const pushed = await pushIndex(local, 'signed/app', '2.0.0', ['linux/amd64']);
+    const signature = await pushReferrer(local, 'signed/app', { mediaType: OCI_INDEX, digest: pushed.digest, size: pushed.index.length });
+    await addRule(local, { name: 'to-dist', direction: 'push', remote: { url: source.url }, repositories: ['signed/app'], tags: { glob: ['2.*'] } });
+    expect(await runRule(local, 'to-dist')).to.include({ outcome: 'succeeded', copied: 1 });
+    const fallback = await manifestBytes(new Registry(source.url), 'signed/app', pushed.digest.replace(':', '-'));
+    expect(fallback.status).to.equal(200);
+    expect(JSON.parse(fallback.body.toString()).manifests.map((m: any) => m.digest)).to.deep.equal([signature]);
+
+    await addRule(local, { name: 'back-from-dist', direction: 'pull', remote: { url: source.url }, repositories: ['signed/app'], destination: 'back', tags: { glob: ['2.*'] } });
+    expect(await runRule(local, 'back-from-dist')).to.include({ outcome: 'succeeded', copied: 1 });
+    const referrers = await local.request('GET', `/v2/back/signed/app/referrers/${pushed.digest}`);
+    expect(referrers.json.manifests.map((m: any) => m.digest)).to.deep.equal([signature]);
+    expect((await manifestBytes(local, 'back/signed/app', signature)).digest).to.equal(signature);
+  });
 });
