@@ -33,18 +33,20 @@ program
 // `berth serve` loads only what serving needs: with --workers the primary process only forks and relays,
 // and the other commands would bring the whole registry and client into it (about 20 MiB).
 if (process.argv[2] !== 'serve') {
-  const [admin, client, lifecycle, webhooks, transfer] = await Promise.all([
+  const [admin, client, lifecycle, webhooks, transfer, replication] = await Promise.all([
     import('./commands/admin.ts'),
     import('./commands/client.ts'),
     import('./commands/lifecycle.ts'),
     import('./commands/webhooks.ts'),
     import('./commands/transfer.ts'),
+    import('./commands/replication.ts'),
   ]);
   admin.registerAdminCommands(program);
   client.registerClientCommands(program);
   lifecycle.registerLifecycleCommands(program);
   webhooks.registerWebhookCommands(program);
   transfer.registerTransferCommands(program);
+  replication.registerReplicationCommands(program);
 }
 
 await program.parseAsync(process.argv);

@@ -15,6 +15,8 @@ export class RegistryRequestError extends ClientError {
     message: string,
     readonly status: number,
     readonly code?: string,
+    /** The registry's Retry-After in seconds (429, 503), when it sent one. */
+    readonly retryAfterSeconds?: number,
   ) {
     super(message);
   }

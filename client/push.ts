@@ -46,8 +46,11 @@ export class RegistryPusher extends RegistryClient {
     return 'uploaded';
   }
 
-  /** PUT of a manifest under a tag or its digest; the registry must agree on the digest of the bytes. */
-  async putManifest(repository: string, reference: string, bytes: Buffer, mediaType: string): Promise<void> {
+  /**
+   * PUT of a manifest under a tag or its digest; the registry must agree on the digest of the bytes.
+   * `subject`: the OCI-Subject the registry answered (it indexed the manifest as a referrer of it).
+   */
+  async putManifest(repository: string, reference: string, bytes: Buffer, mediaType: string): Promise<{ subject?: string }> {
     const res = await this.request('PUT', `/v2/${repository}/manifests/${reference}`, repository, { 'Content-Type': mediaType }, {
       push: true,
       expect: [201],
@@ -59,5 +62,7 @@ export class RegistryPusher extends RegistryClient {
     if (answered && answered !== digest) {
       throw new RegistryResponseError(`PUT /v2/${repository}/manifests/${reference}: the registry stored ${answered}, not ${digest}`);
     }
+    const subject = res.headers.get('oci-subject');
+    return subject ? { subject } : {};
   }
 }

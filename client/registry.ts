@@ -85,6 +85,11 @@ export interface RegistryClientOptions {
   baseUrl: string;
   credentials?: Credentials;
   userAgent?: string;
+  /**
+   * Which token realms may see the credentials (a replication rule's: the registry's own host and the
+   * realms it lists); every realm when absent, as docker login does.
+   */
+  realmMayReceive?: (realm: URL) => boolean;
 }
 
 export interface RequestOptions {
@@ -106,6 +111,7 @@ export class RegistryClient {
   readonly baseUrl: string;
   private readonly credentials?: Credentials;
   private readonly userAgent: string;
+  private readonly realmMayReceive: (realm: URL) => boolean;
   /** Bearer tokens by realm, service and scope. */
   private readonly tokens = new Map<string, CachedToken>();
   /** The challenge this registry last answered with, so later requests authenticate up front. */
@@ -118,6 +124,7 @@ export class RegistryClient {
     this.baseUrl = options.baseUrl.replace(/\/$/, '');
     this.credentials = options.credentials;
     this.userAgent = options.userAgent ?? 'berth';
+    this.realmMayReceive = options.realmMayReceive ?? (() => true);
   }
 
   /** GET /v2/: checks that the registry answers and, with credentials, that it accepts them. */
@@ -260,8 +267,9 @@ export class RegistryClient {
     if (cached && cached.expiresAt > Date.now()) return `Bearer ${cached.token}`;
 
     const tokenUrl = new URL(realm);
-    const identityToken = this.credentials?.identityToken;
-    const basic = identityToken ? undefined : this.basic();
+    const mayReceive = this.realmMayReceive(tokenUrl);
+    const identityToken = mayReceive ? this.credentials?.identityToken : undefined;
+    const basic = identityToken || !mayReceive ? undefined : this.basic();
     const request: RequestInit = { headers: { 'User-Agent': this.userAgent, ...(basic ? { Authorization: basic } : {}) } };
     if (identityToken) {
       // The OAuth2 form of the token spec: the refresh token docker login kept stands for the password.
@@ -324,7 +332,8 @@ async function requestError(method: string, url: string, res: Response, hadCrede
     // not the spec's JSON: the status says enough
   }
   const hint = res.status === 401 ? (hadCredentials ? ' (the credentials were refused)' : ' (try berth login)') : '';
-  return new RegistryRequestError(`${method} ${url}: ${res.status} ${detail || res.statusText}${hint}`, res.status, code);
+  const retryAfter = /^\d+$/.test(res.headers.get('retry-after') ?? '') ? Number(res.headers.get('retry-after')) : undefined;
+  return new RegistryRequestError(`${method} ${url}: ${res.status} ${detail || res.statusText}${hint}`, res.status, code, retryAfter);
 }
 
 /** Reads a response body, refusing more than `limit` bytes. */

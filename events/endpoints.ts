@@ -1,14 +1,13 @@
 // EndpointStore: the webhook endpoints, one document in storage (every replica sees the same), read
 // again only when its stamp changed. A namespace's endpoints hear of its repositories; global ones (no
 // namespace) of every repository and of collections. The secret is returned once, at creation; stored
-// sealed (seal.ts), shown to nobody afterwards.
+// sealed (storage's SecretSeal), shown to nobody afterwards.
 import { randomBytes } from 'node:crypto';
-import type { Lock, StorageDriver } from '../storage/index.ts';
+import type { Lock, SecretSeal, StorageDriver } from '../storage/index.ts';
 import type { DestinationPolicy } from './destination.ts';
 import { DEFAULT_EVENT_TYPES, EVENT_TYPES } from './envelope.ts';
 import { WebhookError } from './errors.ts';
 import { paths } from './paths.ts';
-import type { SecretSeal } from './seal.ts';
 
 /** What anyone allowed to see an endpoint sees: never its secret. */
 export interface EndpointView {
@@ -83,8 +82,9 @@ export class EndpointStore {
     if (request.namespace !== undefined && !NAMESPACE_RE.test(request.namespace)) {
       throw new WebhookError('INVALID', `${JSON.stringify(request.namespace.slice(0, 100))} is not a namespace`);
     }
-    if (request.namespace !== undefined && events.includes('gc')) {
-      throw new WebhookError('INVALID', 'gc events are for global endpoints (a collection is not any namespace\'s)');
+    const global = events.filter((e) => e === 'gc' || e === 'replication');
+    if (request.namespace !== undefined && global.length > 0) {
+      throw new WebhookError('INVALID', `${global.join(' and ')} events are for global endpoints (a collection or a replication rule is not any namespace's)`);
     }
     await this.destinations.check(url);
     const secret = randomBytes(32).toString('base64url');

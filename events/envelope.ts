@@ -7,10 +7,10 @@ import { randomUUID } from 'node:crypto';
 export const EVENTS_MEDIA_TYPE = 'application/vnd.docker.distribution.events.v1+json';
 
 /**
- * The actions an endpoint may subscribe to. The list is open: replication will add its own; an endpoint
- * stores names, not positions. Pull is opt-in (one event per manifest served).
+ * The actions an endpoint may subscribe to. The list is open: an endpoint stores names, not positions.
+ * Pull is opt-in (one event per manifest served); replication is a rule's run ended.
  */
-export const EVENT_TYPES = ['push', 'delete', 'pull', 'gc'] as const;
+export const EVENT_TYPES = ['push', 'delete', 'pull', 'gc', 'replication'] as const;
 export const DEFAULT_EVENT_TYPES = ['push', 'delete'];
 
 export interface EventTarget {
@@ -45,6 +45,8 @@ export interface RegistryEvent {
   source: { addr: string; instanceID: string };
   /** A collection's counts (action gc only: Distribution has no such event). */
   gc?: Record<string, unknown>;
+  /** A replication run's end: the rule, its outcome and counts (action replication only). */
+  replication?: Record<string, unknown>;
 }
 
 export function envelope(events: RegistryEvent[]): Buffer {

@@ -2,17 +2,15 @@
 // pushes, deletes, pulls and collections; it never imports this room), each event queued in storage for
 // every endpoint that wants it, and a Deliverer that sends the queues in order, signed.
 import type { BlockList } from 'node:net';
-import { namespaceOf, type Lock, type StorageDriver, type StorageListener } from '../storage/index.ts';
+import { namespaceOf, SecretSeal, type Lock, type StorageDriver, type StorageListener } from '../storage/index.ts';
 import { Deliverer, type DeliverySettings, type Warn } from './delivery.ts';
 import { DestinationPolicy } from './destination.ts';
 import { EndpointStore, viewOf, type Endpoint, type EndpointView, type NewEndpoint } from './endpoints.ts';
 import { EventFactory, type EventTarget, type RegistryEvent, type RequestFacts } from './envelope.ts';
 import { WebhookError } from './errors.ts';
 import { DeliveryLog, EventQueue, type DeliveryRecord } from './queue.ts';
-import { SecretSeal } from './seal.ts';
 
 export { WebhookError, type WebhookErrorCode } from './errors.ts';
-export { SecretSeal } from './seal.ts';
 export { EVENT_TYPES, DEFAULT_EVENT_TYPES, EVENTS_MEDIA_TYPE, type RegistryEvent, type RequestFacts, type EventTarget } from './envelope.ts';
 export { signDelivery, verifyDelivery, SIGNATURE_HEADER, TIMESTAMP_HEADER } from './signature.ts';
 export { nonPublicRange, DestinationPolicy } from './destination.ts';
@@ -108,6 +106,11 @@ export class Webhooks {
       },
       garbageCollected: (summary) => this.publish('gc', undefined, { gc: summary }),
     };
+  }
+
+  /** A replication run ended (global endpoints that subscribe to replication hear of it). */
+  replicated(summary: Record<string, unknown>): Promise<void> {
+    return this.publish('replication', undefined, { replication: summary });
   }
 
   /** Queues the event for each endpoint that wants it; never fails what caused it (a failure is logged). */

@@ -5,7 +5,6 @@ export const paths = {
   endpoints: '/webhooks/endpoints.json',
   /** A random value rewritten with every change of the endpoints: processes reread them when it differs. */
   stamp: '/webhooks/stamp',
-  sealingKey: '/webhooks/sealing-key',
   queue,
   /** The next sequence number to be written, and the count of events dropped because the queue was full. */
   tail: (id: string) => `${queue(id)}/tail.json`,

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { isValidName } from '../storage/reference.ts';
 
 /** An http(s) origin with nothing after it: where an upstream registry or a token realm lives. */
-const origin = z
+export const originSchema = z
   .url({ protocol: /^https?$/ })
   .refine((v) => {
     const url = new URL(v);
@@ -16,11 +16,11 @@ export const mirrorSchema = z
   .object({
     /** The first name components under which this mirror's repositories appear: `docker.io` serves `docker.io/library/alpine`. */
     prefix: z.string().refine(isValidName, 'expected repository name components, e.g. docker.io or mirrors/ghcr.io'),
-    upstream: origin,
+    upstream: originSchema,
     username: z.string().min(1).optional(),
     password: z.string().min(1).optional(),
     /** Token realms on other hosts that may see the credentials (the upstream's own host always may). */
-    realms: z.array(origin).max(16).default([]),
+    realms: z.array(originSchema).max(16).default([]),
     tagTtlSeconds: z.number().int().min(0).max(7 * 24 * 3600).default(300),
     maxBytes: z.number().int().min(1).optional(),
     dockerMirror: z.boolean().default(false),

@@ -4,11 +4,11 @@
 import type { MirrorConfig } from './config.ts';
 import { Mirror, type MirrorDeps } from './mirror.ts';
 
-export { mirrorsSchema, mirrorSchema, withoutSecrets, type MirrorConfig } from './config.ts';
+export { mirrorsSchema, mirrorSchema, originSchema, withoutSecrets, type MirrorConfig } from './config.ts';
 export { Mirror, type BlobSource, type MirrorDeps, type MirrorLogger, type MirrorMetrics } from './mirror.ts';
 export { BlobFill, type StreamedFill } from './fill.ts';
 export { FollowedFill, type FillNotice } from './shared-fill.ts';
-export { Upstream, UpstreamError, UpstreamDigestError } from './upstream.ts';
+export { Upstream, UpstreamError, UpstreamDigestError, credentialsMayGoTo, retryAfter, MANIFEST_ACCEPT, type UpstreamSettings, type UpstreamManifest } from './upstream.ts';
 
 export interface MirrorRoute {
   mirror: Mirror;

@@ -1,7 +1,8 @@
 // The upstream registry of one mirror, as its client: manifests (HEAD and GET) and blobs (GET, from an
 // offset), with the Docker token flow. Credentials go only to the upstream's own host and to the token
 // realms the mirror lists: a realm an upstream names on any other host is asked anonymously, so an
-// upstream cannot collect them (Distribution's proxy sent them to any realm, CVE-2026-33540).
+// upstream cannot collect them (Distribution's proxy sent them to any realm, CVE-2026-33540). The mirror
+// and the replication room's pull rules both read through it.
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 // The challenge parser alone, not the client's door: that brings the runtime client (progress bars, unpacking)
@@ -23,6 +24,7 @@ const MAX_REDIRECTS = 5;
 const MAX_TOKENS = 1000;
 /** An error body read for its spec errors; the rest is left unread. */
 const MAX_ERROR_BYTES = 64 * 1024;
+const USER_AGENT = 'berth-mirror';
 
 /**
  * The upstream failed to answer usefully. `unavailable` (no answer, a timeout, 429, a 5xx): a cached tag
@@ -35,6 +37,8 @@ export class UpstreamError extends Error {
     readonly unavailable: boolean,
     /** The upstream's own spec errors, when it sent them. */
     readonly errors: Array<{ code: string; message: string; detail?: unknown }> = [],
+    /** The upstream's Retry-After (429, 503), in seconds, when it sent one. */
+    readonly retryAfterSeconds?: number,
   ) {
     super(message);
     this.name = 'UpstreamError';
@@ -56,6 +60,16 @@ export interface UpstreamManifest {
   digest?: string;
 }
 
+/** What a client of one upstream needs: where it is, the credentials, the realms they may also go to, patience. */
+export type UpstreamSettings = Pick<MirrorConfig, 'upstream' | 'username' | 'password' | 'realms' | 'timeoutSeconds'>;
+
+/** Whether a token realm may see an upstream's credentials: the upstream's own host (no weaker scheme), or a listed realm. */
+export function credentialsMayGoTo(upstream: string, realms: readonly string[], realm: URL): boolean {
+  const own = new URL(upstream);
+  const sameHost = realm.hostname === own.hostname && (realm.protocol === 'https:' || own.protocol === 'http:');
+  return sameHost || realms.includes(realm.origin);
+}
+
 interface CachedToken {
   authorization: string;
   expiresAt: number;
@@ -69,7 +83,7 @@ export class Upstream {
   /** Tokens fetched from a realm (tests read it: a cached token is not asked for again). */
   tokenRequests = 0;
 
-  constructor(private readonly config: MirrorConfig) {
+  constructor(private readonly config: UpstreamSettings) {
     this.origin = config.upstream;
   }
 
@@ -84,6 +98,24 @@ export class Upstream {
     const res = await this.request('GET', `/v2/${name}/manifests/${reference}`, name, { Accept: MANIFEST_ACCEPT });
     const bytes = await readBounded(res, maxBytes, `manifest ${name}:${reference}`);
     return { bytes, mediaType: mediaTypeOf(res), digest: res.headers.get('docker-content-digest') ?? undefined };
+  }
+
+  /**
+   * A small JSON document of the API (a tags list, a referrers index, the catalog), at most `maxBytes`;
+   * with the path of the next page when the upstream's Link header names one. `scope` is the token's.
+   */
+  async document(path: string, scope: string, maxBytes: number): Promise<{ value: unknown; next?: string }> {
+    const res = await this.requestScoped('GET', path, scope, { Accept: 'application/json' });
+    const bytes = await readBounded(res, maxBytes, `GET ${path}`);
+    let value: unknown;
+    try {
+      value = JSON.parse(bytes.toString('utf8'));
+    } catch {
+      throw new UpstreamError(`${this.origin}${path}: answered with no JSON`, 502, false);
+    }
+    const link = /<([^>]+)>\s*;\s*rel="?next"?/.exec(res.headers.get('link') ?? '')?.[1];
+    const next = link && URL.canParse(link, this.origin) ? new URL(link, this.origin) : undefined;
+    return { value, ...(next && next.origin === this.origin ? { next: next.pathname + next.search } : {}) };
   }
 
   /** The blob's size upstream (HEAD), for a HEAD of a blob not cached yet. */
@@ -119,8 +151,11 @@ export class Upstream {
   }
 
   /** One request with the authorization the upstream asks for; any status but 200 (206 to a Range) is an UpstreamError. */
-  private async request(method: string, path: string, name: string, headers: Record<string, string>, signal?: AbortSignal): Promise<Response> {
-    const scope = `repository:${name}:pull`;
+  private request(method: string, path: string, name: string, headers: Record<string, string>, signal?: AbortSignal): Promise<Response> {
+    return this.requestScoped(method, path, `repository:${name}:pull`, headers, signal);
+  }
+
+  private async requestScoped(method: string, path: string, scope: string, headers: Record<string, string>, signal?: AbortSignal): Promise<Response> {
     let res = await this.send(method, path, headers, this.challenge && (await this.authorization(this.challenge, scope)), signal);
     if (res.status === 401) {
       const challenge = parseAuthChallenges(res.headers.get('www-authenticate') ?? '').find((c) => c.scheme === 'bearer' || c.scheme === 'basic');
@@ -143,7 +178,7 @@ export class Upstream {
         method,
         redirect: 'manual',
         signal: signal ?? AbortSignal.timeout(this.config.timeoutSeconds * 1000),
-        headers: { 'User-Agent': 'berth-mirror', ...headers, ...(authorization && own ? { Authorization: authorization } : {}) },
+        headers: { 'User-Agent': USER_AGENT, ...headers, ...(authorization && own ? { Authorization: authorization } : {}) },
       });
       const location = REDIRECTS.has(res.status) ? res.headers.get('location') : null;
       if (location === null) return res;
@@ -167,9 +202,7 @@ export class Upstream {
 
   /** Whether a token realm may see the credentials: the upstream's own host (no weaker scheme), or one the mirror lists. */
   credentialsMayGoTo(realm: URL): boolean {
-    const upstream = new URL(this.origin);
-    const sameHost = realm.hostname === upstream.hostname && (realm.protocol === 'https:' || upstream.protocol === 'http:');
-    return sameHost || this.config.realms.includes(realm.origin);
+    return credentialsMayGoTo(this.origin, this.config.realms, realm);
   }
 
   private basic(): string | undefined {
@@ -194,7 +227,7 @@ export class Upstream {
     const res = await this.fetch(url.href, {
       redirect: 'error',
       signal: AbortSignal.timeout(this.config.timeoutSeconds * 1000),
-      headers: { 'User-Agent': 'berth-mirror', ...(basic ? { Authorization: basic } : {}) },
+      headers: { 'User-Agent': USER_AGENT, ...(basic ? { Authorization: basic } : {}) },
     });
     const endpoint = `token ${url.origin}${url.pathname}`;
     if (res.status !== 200) throw await upstreamError(endpoint, res);
@@ -236,7 +269,15 @@ async function upstreamError(request: string, res: Response): Promise<UpstreamEr
     // not the spec's JSON: the status says enough
   }
   const unavailable = res.status === 429 || res.status >= 500;
-  return new UpstreamError(`${request}: ${res.status}`, res.status, unavailable, errors);
+  return new UpstreamError(`${request}: ${res.status}`, res.status, unavailable, errors, retryAfter(res.headers.get('retry-after')));
+}
+
+/** Retry-After as seconds (a number of seconds, or an HTTP date), when it is one. */
+export function retryAfter(header: string | null): number | undefined {
+  if (header === null || header.trim() === '') return undefined;
+  if (/^\d+$/.test(header.trim())) return Number(header.trim());
+  const at = Date.parse(header);
+  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - Date.now()) / 1000));
 }
 
 /** A response body read whole, refusing more than `limit` bytes. */

@@ -12,13 +12,15 @@ import {
   createRedisCoordination,
   createS3Driver,
   PresenceMarker,
+  SecretSeal,
+  allOf,
   type Coordination,
   type Storage,
   type StorageDriver,
   type UploadObserver,
 } from '../storage/index.ts';
 import { AuditLog, AuthService, LdapDirectory, principalName, principalOf, type AuditSink, type TokenClaims } from '../auth/index.ts';
-import { SecretSeal, Webhooks, type RequestFacts } from '../events/index.ts';
+import { Webhooks, type RequestFacts } from '../events/index.ts';
 import { hostname } from 'node:os';
 import { bodyBytesArrived, dropStartupGarbage } from './young-buffers.ts';
 import { AuthGate } from './auth-gate.ts';
@@ -40,6 +42,7 @@ import { RegistryError } from './errors.ts';
 import { pino } from 'pino';
 import { scheduleLifecycle } from './lifecycle.ts';
 import type { Mirrors } from '../mirror/index.ts';
+import { Replication } from '../replication/index.ts';
 
 export interface Berth {
   app: Koa;
@@ -52,6 +55,7 @@ export interface Berth {
   metrics: Metrics;
   logger: Logger;
   webhooks: Webhooks;
+  replication: Replication;
 }
 
 export async function createApp(
@@ -69,7 +73,9 @@ export async function createApp(
   );
   // The webhooks' event source: storage tells it of pushes, deletes, pulls and collections.
   const webhooks = openWebhooks(config, storage, coordination, logger);
-  storage.listen(webhooks.listener());
+  // Replication's push rules hear of pushes too (after the webhooks' queueing, never failing the push).
+  const replication = openReplication(config, storage, coordination, logger, (summary) => webhooks.replicated(summary));
+  storage.listen(allOf(webhooks.listener(), replication.listener()));
   // Behind a trusted proxy Koa reads the protocol from X-Forwarded-Proto; forwardedClient (first below)
   // sets the client address and leaves Koa only the forwarding headers it may believe.
   const app = new Koa({ proxy: config.trustProxy });
@@ -118,6 +124,7 @@ export async function createApp(
     publicUrl: config.publicUrl,
     maxManifestBytes: config.maxManifestBytes,
     webhooks,
+    replication,
     gcSchedule: { intervalSeconds: config.gcIntervalSeconds, graceSeconds: config.gcGraceSeconds, deleteUntagged: config.gcDeleteUntagged },
     mirroredFrom: mirrors && ((name) => mirrors.mirroredFrom(name)),
     oidcName: config.oidc?.name,
@@ -136,7 +143,28 @@ export async function createApp(
   app.use(refuseCrossSite(config.publicUrl, () => new RegistryError('DENIED', 'a request made for another site may not change anything here')));
   app.use(rateLimit(config.rateLimitPerMinute, coordination.counter));
   app.use(router.routes());
-  return { app, router, auth, storage, coordination, metrics, logger, webhooks };
+  return { app, router, auth, storage, coordination, metrics, logger, webhooks, replication };
+}
+
+/** The replication rules and their runs over this storage, as configured (the server and `berth replication`). */
+export function openReplication(
+  config: Config,
+  storage: Storage,
+  coordination: Coordination,
+  logger: Logger,
+  finished?: (summary: Record<string, unknown>) => Promise<void>,
+): Replication {
+  return new Replication({
+    storage,
+    lock: coordination.lock,
+    seal: new SecretSeal(storage.driver, coordination.lock, config.webhookSecretKey),
+    retry: { maxAttempts: config.replicationMaxAttempts, baseMs: config.replicationRetryBaseMs, maxMs: config.replicationRetryMaxMs },
+    tickMs: config.replicationTickSeconds * 1000,
+    staleMs: config.replicationStaleSeconds * 1000,
+    maxManifestBytes: config.maxManifestBytes,
+    logger,
+    finished,
+  });
 }
 
 /** The webhook endpoints, queues and delivery over this storage, as configured (the server and `berth webhook`). */
@@ -312,9 +340,10 @@ export async function startServer(config: Config, berth: Berth): Promise<Running
   pulls.unref();
   const stopLifecycle = scheduleLifecycle(config, berth);
   berth.webhooks.start();
+  berth.replication.start();
   const socketPath = controlSocketPath(config);
   const control = socketPath
-    ? await listenControl(socketPath, berth.storage.jobs, config.gcGraceSeconds, berth.logger).catch((err: Error) => {
+    ? await listenControl(socketPath, berth.storage.jobs, config.gcGraceSeconds, berth.logger, berth.replication).catch((err: Error) => {
         berth.logger.warn({ err: err.message, path: socketPath }, 'no control socket: `berth gc` and `berth retention run` cannot hand their job to this server');
         return undefined;
       })
@@ -331,8 +360,7 @@ export async function startServer(config: Config, berth: Berth): Promise<Running
       control?.close();
       server.close(() => {
         clearTimeout(timer);
-        void berth.webhooks
-          .stop()
+        void Promise.all([berth.webhooks.stop(), berth.replication.stop()])
           .then(() => presence?.stop())
           .then(() => berth.coordination.close())
           .then(resolve, resolve);

@@ -90,6 +90,11 @@ const serverSettings = {
     .string()
     .refine((v) => Buffer.from(v, 'base64').length === 32, 'expected 32 bytes in base64 (openssl rand -base64 32)')
     .optional(),
+  replicationTickSeconds: int(0).max(86_400),
+  replicationMaxAttempts: int(1).max(100),
+  replicationRetryBaseMs: int(10),
+  replicationRetryMaxMs: int(10).max(3_600_000),
+  replicationStaleSeconds: int(3).max(3600),
 };
 
 const s3Settings = {
@@ -269,6 +274,9 @@ const serverSchema = z
     }
     if (config.webhookRetryMaxMs < config.webhookRetryBaseMs) {
       ctx.addIssue({ code: 'custom', path: ['webhookRetryMaxMs'], message: 'must be at least BERTH_WEBHOOK_RETRY_BASE_MS' });
+    }
+    if (config.replicationRetryMaxMs < config.replicationRetryBaseMs) {
+      ctx.addIssue({ code: 'custom', path: ['replicationRetryMaxMs'], message: 'must be at least BERTH_REPLICATION_RETRY_BASE_MS' });
     }
     if (config.s3RedirectBaseUrl !== undefined && !config.s3Redirect) {
       ctx.addIssue({ code: 'custom', path: ['s3RedirectBaseUrl'], message: 'has no effect unless BERTH_S3_REDIRECT=true' });
@@ -543,7 +551,20 @@ export const SETTINGS: Record<SettingKey, { env: string; default?: string; help:
   webhookPollMs: { env: 'BERTH_WEBHOOK_POLL_MS', default: '1000', help: 'how often a server looks for webhook events queued by other processes (its own are sent at once)' },
   webhookSecretKey: {
     env: 'BERTH_WEBHOOK_SECRET_KEY',
-    help: 'key (32 bytes, base64) that seals webhook secrets and OpenID refresh tokens in storage; unset: a key made once and kept in storage beside the token signing key',
+    help: 'key (32 bytes, base64) that seals webhook secrets, OpenID refresh tokens and replication rules\' remote passwords in storage; unset: a key made once and kept in storage beside the token signing key',
+  },
+  replicationTickSeconds: {
+    env: 'BERTH_REPLICATION_TICK_SECONDS',
+    default: '30',
+    help: 'how often a server looks for replication rules whose schedule is due or whose run was interrupted (0: never; manual and on-push runs still happen)',
+  },
+  replicationMaxAttempts: { env: 'BERTH_REPLICATION_MAX_ATTEMPTS', default: '5', help: 'tries of one replication request that meets 429, a 5xx or no answer, before the run stops' },
+  replicationRetryBaseMs: { env: 'BERTH_REPLICATION_RETRY_BASE_MS', default: '1000', help: 'wait after a replication request\'s first 429/5xx without Retry-After; it doubles with each failure' },
+  replicationRetryMaxMs: { env: 'BERTH_REPLICATION_RETRY_MAX_MS', default: '60000', help: 'the longest wait between two tries of a replication request (a longer Retry-After stops the run)' },
+  replicationStaleSeconds: {
+    env: 'BERTH_REPLICATION_STALE_SECONDS',
+    default: '30',
+    help: 'a replication run whose process has not said it is alive for this long counts as interrupted: it may be resumed (by the schedule tick or berth replication run)',
   },
   ldapUrl: {
     env: 'BERTH_LDAP_URL',

@@ -1,5 +1,5 @@
-// The control socket: a Unix socket in the data folder (BERTH_CONTROL_SOCKET) through which `berth gc` and
-// `berth retention run` hand their job to the running server, so that they work beside it: a server
+// The control socket: a Unix socket in the data folder (BERTH_CONTROL_SOCKET) through which `berth gc`,
+// `berth retention run` and `berth replication run` hand their job to the running server, so that they work beside it: a server
 // without Redis keeps its locks and caches in memory, and only a job it runs itself cannot race its pushes.
 // Only the socket's owner (the user the server runs as) and root can connect: file permissions are the
 // authentication, as for Docker's and containerd's sockets. HTTP on the socket keeps it debuggable
@@ -9,6 +9,7 @@ import { connect } from 'node:net';
 import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { LifecycleJobs } from '../storage/index.ts';
+import { ReplicationError, type Replication } from '../replication/index.ts';
 import type { Logger } from './logging.ts';
 
 const MAX_BODY_BYTES = 4096;
@@ -21,6 +22,11 @@ export interface GcJobRequest {
 
 export interface RetentionJobRequest {
   dryRun?: boolean;
+}
+
+/** A replication rule to run now (its run goes on after the answer, which is the run as claimed). */
+export interface ReplicationJobRequest {
+  rule: string;
 }
 
 class BadRequest extends Error {}
@@ -50,7 +56,7 @@ function flag(body: Record<string, unknown>, name: string): boolean | undefined 
 }
 
 /** Serves the control socket at `path`; undefined when another process of this server already does. */
-export async function listenControl(path: string, jobs: LifecycleJobs, defaultGraceSeconds: number, logger: Logger): Promise<Server | undefined> {
+export async function listenControl(path: string, jobs: LifecycleJobs, defaultGraceSeconds: number, logger: Logger, replication?: Replication): Promise<Server | undefined> {
   const server = createServer({ requestTimeout: 0 }, (req, res) => {
     const reply = (status: number, value: unknown) => {
       res.writeHead(status, { 'content-type': 'application/json' });
@@ -68,9 +74,17 @@ export async function listenControl(path: string, jobs: LifecycleJobs, defaultGr
         logger.info({ via: 'control socket', dryRun: flag(body, 'dryRun') === true }, 'retention asked for');
         return reply(200, await jobs.applyRetention({ dryRun: flag(body, 'dryRun') }));
       }
-      reply(404, { error: `no ${req.method} ${req.url} here: POST /gc or POST /retention` });
+      if (req.method === 'POST' && req.url === '/replication' && replication) {
+        if (typeof body.rule !== 'string') throw new BadRequest('rule must be a rule\'s name');
+        logger.info({ via: 'control socket', rule: body.rule }, 'replication run asked for');
+        const { run, done } = await replication.begin(body.rule);
+        done.catch(() => {}); // the run reports its own end
+        return reply(200, run);
+      }
+      reply(404, { error: `no ${req.method} ${req.url} here: POST /gc, POST /retention or POST /replication` });
     })().catch((err: Error) => {
       if (err instanceof BadRequest) return reply(400, { error: err.message });
+      if (err instanceof ReplicationError) return reply(err.code === 'NOT_FOUND' ? 404 : err.code === 'RUNNING' ? 409 : 400, { error: err.message });
       logger.error({ err: err.message }, 'control socket job failed');
       reply(500, { error: err.message });
     });
@@ -115,7 +129,11 @@ export type ControlReply = { ok: true; result: unknown } | { ok: false; status: 
  * Asks the server on the control socket to run a job; undefined when no server listens there (the caller
  * then decides whether it may run the job itself).
  */
-export function askServer(path: string, job: 'gc' | 'retention', body: GcJobRequest | RetentionJobRequest): Promise<ControlReply | undefined> {
+export function askServer(
+  path: string,
+  job: 'gc' | 'retention' | 'replication',
+  body: GcJobRequest | RetentionJobRequest | ReplicationJobRequest,
+): Promise<ControlReply | undefined> {
   return new Promise((resolve, reject) => {
     const req = request({ socketPath: path, path: `/${job}`, method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
       const chunks: Buffer[] = [];

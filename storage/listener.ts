@@ -30,3 +30,20 @@ export interface StorageListener {
   /** After a collection that was not a dry run, with its counts. */
   garbageCollected?(summary: Record<string, unknown>): Promise<void>;
 }
+
+/** Several listeners as one (storage holds one): each told in turn, each one's failure its own. */
+export function allOf(...listeners: StorageListener[]): StorageListener {
+  const each = <K extends keyof StorageListener>(key: K) => listeners.map((l) => l[key]?.bind(l)).filter((f) => f !== undefined) as Array<NonNullable<StorageListener[K]>>;
+  const pushed = each('manifestPushed');
+  const deleted = each('manifestDeleted');
+  const blobDeleted = each('blobDeleted');
+  const pulled = each('manifestPulled');
+  const collected = each('garbageCollected');
+  return {
+    manifestPushed: async (facts) => void (await Promise.allSettled(pushed.map((f) => f(facts)))),
+    manifestDeleted: async (deletion) => void (await Promise.allSettled(deleted.map((f) => f(deletion)))),
+    blobDeleted: async (facts) => void (await Promise.allSettled(blobDeleted.map((f) => f(facts)))),
+    manifestPulled: (facts) => pulled.forEach((f) => f(facts)),
+    garbageCollected: async (summary) => void (await Promise.allSettled(collected.map((f) => f(summary)))),
+  };
+}

@@ -8,7 +8,7 @@ import type { BlobOutcome, ImportTarget } from './import.ts';
 export function registryTarget(pusher: RegistryPusher): ImportTarget {
   return {
     pushBlob: (repository, digest, size, open) => pusher.pushBlob(repository, digest.value, size, open),
-    putManifest: (repository, reference, bytes, mediaType) => pusher.putManifest(repository, reference, bytes, mediaType),
+    putManifest: async (repository, reference, bytes, mediaType) => void (await pusher.putManifest(repository, reference, bytes, mediaType)),
   };
 }
 

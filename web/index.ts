@@ -4,8 +4,10 @@ import type { Context } from 'koa';
 import type { Authenticated, AuthService } from '../auth/index.ts';
 import type { Storage } from '../storage/index.ts';
 import type { Webhooks } from '../events/index.ts';
+import type { Replication } from '../replication/index.ts';
 import { adminRoutes, type GcSchedule } from './admin.ts';
 import { webhookRoutes } from './webhooks.ts';
+import { replicationRoutes } from './replication.ts';
 import { accountRoutes } from './accounts-api.ts';
 import { openApiRoutes } from './openapi.ts';
 import { apiRoutes } from './api.ts';
@@ -40,6 +42,8 @@ export interface WebDeps {
   maxManifestBytes: number;
   /** Webhook endpoints (the admin API manages them). */
   webhooks: Webhooks;
+  /** Replication rules and their runs (the admin API and page manage them). */
+  replication: Replication;
   /** The server's garbage collection settings, which the admin API shows and runs with. */
   gcSchedule: GcSchedule;
   /** The OpenID provider's name on the sign-in page (BERTH_OIDC_NAME), when one is configured. */
@@ -54,6 +58,7 @@ export function webRoutes(router: Router, deps: Omit<WebDeps, 'sessions' | 'logo
   apiRoutes(router, full);
   adminRoutes(router, full, deps.gcSchedule);
   webhookRoutes(router, full);
+  replicationRoutes(router, full);
   accountRoutes(router, full);
   openApiRoutes(router);
   pageRoutes(router, full);

@@ -83,6 +83,15 @@ const PATHS: Record<string, Record<string, Operation>> = {
   },
   '/api/v1/webhooks/{id}': { get: { summary: 'A webhook endpoint' }, delete: { summary: 'Remove a webhook endpoint' } },
   '/api/v1/webhooks/{id}/deliveries': { get: { summary: 'A webhook endpoint\'s queued and failed deliveries' } },
+  '/api/v1/replication/rules': {
+    get: { summary: 'Every replication rule with its run in progress and last runs', who: ADMIN, result: object({ rules: { type: 'array', items: ref('ReplicationStatus') } }) },
+    post: { summary: 'Add a replication rule; its remote password is never shown again', who: ADMIN, body: ref('ReplicationRule'), ok: 201, result: ref('ReplicationStatus') },
+  },
+  '/api/v1/replication/rules/{name}': {
+    get: { summary: 'A replication rule, its run in progress and its history', who: ADMIN, result: ref('ReplicationStatus') },
+    delete: { summary: 'Remove a replication rule and its history', who: ADMIN },
+  },
+  '/api/v1/replication/rules/{name}/run': { post: { summary: 'Start a run of the rule now (409 while one runs anywhere)', who: ADMIN, ok: 202, result: ref('ReplicationRun') } },
 };
 
 const scopeGrant = object({ pattern: str, actions: { type: 'array', items: { enum: ['pull', 'push', 'delete'] } } });
@@ -105,6 +114,25 @@ export const OPENAPI_DOCUMENT = {
         quotaBytes: { type: 'integer', minimum: 0, description: 'namespaces only' },
         retention: { type: 'object', description: 'keepLast, keepDays, keepTags (see README)' },
       }),
+      ReplicationRule: object(
+        {
+          name: str,
+          direction: { enum: ['pull', 'push'] },
+          remote: object({ url: str, username: str, password: str, realms: { ...strings, description: 'token realm origins on other hosts that may see the credentials' }, timeoutSeconds: { type: 'integer' } }, ['url']),
+          repositories: { ...strings, description: 'names or globs (* within a component, ** across); a pull rule\'s globs need the remote\'s /v2/_catalog' },
+          destination: { type: 'string', description: 'the namespace the copies go under' },
+          tags: object({ glob: strings, regex: str, semver: str }),
+          platforms: { ...strings, description: 'os/architecture[/variant]' },
+          reduceIndex: { type: 'boolean', description: 'copy an index reduced to the platforms: a new index with its own digest' },
+          newest: { type: 'integer', minimum: 1 },
+          intervalSeconds: { type: 'integer', minimum: 0 },
+          onPush: { type: 'boolean', description: 'push rules: run after each push to a matching repository' },
+          enabled: { type: 'boolean' },
+        },
+        ['name', 'direction', 'remote', 'repositories'],
+      ),
+      ReplicationRun: object({ id: str, trigger: { enum: ['manual', 'schedule', 'push', 'resume'] }, startedAt: str, finishedAt: str, outcome: { enum: ['succeeded', 'partial', 'stopped'] }, reason: { enum: ['storage-full', 'refused', 'unavailable'] }, message: str, copied: { type: 'integer' }, skipped: { type: 'integer' }, failed: { type: 'integer' }, bytes: { type: 'integer' }, failures: strings }),
+      ReplicationStatus: { type: 'object', description: 'the rule (remote.hasPassword instead of the password), running, interrupted, last, history', properties: { running: ref('ReplicationRun'), last: ref('ReplicationRun'), history: { type: 'array', items: ref('ReplicationRun') } } },
     },
   },
   security: [{ bearer: [] }],

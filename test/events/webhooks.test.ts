@@ -101,7 +101,11 @@ describe('webhooks', function () {
       expect(receiver.deliveries[1]!.json.events[0].target).to.include({ repository: 'hooks/app', tag: 'v1', digest: pushed.digest });
       expect(receiver.deliveries[1]!.verified).to.equal(true);
 
-      const log = await deliveries(registry, id);
+      // The receiver records a delivery before it answers, the log is written after the answer: waited for.
+      const log = await waitFor(async () => {
+        const read = await deliveries(registry, id);
+        return read.deliveries.length >= 2 ? read : undefined;
+      }, 'the second delivery in the log');
       expect(log.deliveries.map((d: any) => [d.outcome, d.status, d.attempt])).to.deep.equal([['delivered', 204, 1], ['delivered', 204, 1]]);
       // The secret is in no file of the storage in the clear, and in no log line.
       for (const file of filesUnder(berth.dataDir)) expect(readFileSync(file).includes(receiver.secret!), file).to.equal(false);

@@ -7,7 +7,7 @@ import type { AddressInfo, Socket } from 'node:net';
 export interface FaultRule {
   /** Which requests the rule hits, e.g. (m, url) => m === 'GET'. */
   match(method: string, url: string): boolean;
-  fault: { status: number; code: string } | 'stall' | { cutAfterBytes: number } | Hold;
+  fault: { status: number; code: string; headers?: Record<string, string> } | 'stall' | { cutAfterBytes: number } | Hold;
   /** How many matching requests it still hits. */
   remaining: number;
 }
@@ -29,8 +29,8 @@ export interface FaultProxy {
   injected: number;
   /** Response bodies held (Hold) right now. */
   holding: number;
-  /** Every request seen, with its Range header. */
-  requests: Array<{ method: string; url: string; range?: string }>;
+  /** Every request seen, with its Range header and when it came (ms). */
+  requests: Array<{ method: string; url: string; range?: string; at: number }>;
   close(): Promise<void>;
 }
 
@@ -76,7 +76,7 @@ export async function startFaultProxy(upstream: string, options: FaultProxyOptio
   const proxy: FaultProxy = { url: '', rules: [], injected: 0, holding: 0, requests: [], close: async () => {} };
 
   const server: Server = createServer((req: IncomingMessage, res) => {
-    proxy.requests.push({ method: req.method ?? '', url: req.url ?? '', ...(req.headers.range ? { range: req.headers.range } : {}) });
+    proxy.requests.push({ method: req.method ?? '', url: req.url ?? '', ...(req.headers.range ? { range: req.headers.range } : {}), at: Date.now() });
     const rule = proxy.rules.find((r) => r.remaining > 0 && r.match(req.method ?? '', req.url ?? ''));
     let cutAfter: number | undefined;
     let hold: Hold | undefined;
@@ -93,9 +93,9 @@ export async function startFaultProxy(upstream: string, options: FaultProxyOptio
       proxy.injected++;
       req.resume(); // read the body off the wire, as a real store would
       if (rule.fault === 'stall') return; // never answer
-      const { status, code } = rule.fault as { status: number; code: string };
+      const { status, code, headers } = rule.fault as { status: number; code: string; headers?: Record<string, string> };
       req.on('end', () => {
-        res.writeHead(status, { 'Content-Type': 'application/xml' });
+        res.writeHead(status, { 'Content-Type': 'application/xml', ...headers });
         res.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>injected by the test</Message></Error>`);
       });
       return;

@@ -2,36 +2,15 @@
 // (Basic), and a second Berth in public-index mode (the Bearer token flow Docker Hub uses), whose token
 // realm may be moved to another loopback address (another host) that records what it is sent.
 import { expect } from 'chai';
-import { createServer, request, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { addUser, AuthorizedRegistry, basic, cli } from '../helpers/auth.ts';
 import { startBerth, type TestBerth } from '../helpers/berth.ts';
 import { startDistribution, type TestDistribution } from '../helpers/distribution.ts';
 import { errorCode, Registry } from '../helpers/registry.ts';
 import { freePort } from '../helpers/redis.ts';
+import { startRealm } from '../helpers/realm.ts';
 import { getManifest, mirrorsEnv, UpstreamRegistry } from './helpers.ts';
 
 const PASSWORD = 'correct horse battery staple';
-
-/** A token realm on 127.0.0.2 (another host) that passes requests on to `target` and records their headers. */
-async function startRealm(target: () => string): Promise<{ url: string; seen: IncomingHttpHeaders[]; close(): Promise<void> }> {
-  const seen: IncomingHttpHeaders[] = [];
-  const server: Server = createServer((req, res) => {
-    seen.push(req.headers);
-    const forward = request(`${target()}${req.url}`, { method: req.method, headers: { ...req.headers, host: new URL(target()).host } }, (up) => {
-      res.writeHead(up.statusCode ?? 502, up.headers);
-      up.pipe(res);
-    });
-    forward.on('error', () => res.destroy());
-    req.pipe(forward);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.2', () => resolve()));
-  return {
-    url: `http://127.0.0.2:${(server.address() as AddressInfo).port}`,
-    seen,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
-}
 
 describe('pull-through cache: upstream authentication', function () {
   this.timeout(120_000);

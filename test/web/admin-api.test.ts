@@ -229,6 +229,19 @@ describe('admin API', function () {
       expect((await chief.request('GET', `/api/v1/webhooks/${hook.json.id}`)).status).to.equal(200);
       expect((await chief.request('GET', `/api/v1/webhooks/${hook.json.id}/deliveries`)).status).to.equal(200);
       expect((await chief.request('DELETE', `/api/v1/webhooks/${hook.json.id}`)).status).to.equal(200);
+
+      // Replication rules: admins only (a rule reads and writes any repository).
+      const rule = { name: 'api-rule', direction: 'push', remote: { url: 'http://127.0.0.1:9' }, repositories: ['nothing/matches'] };
+      refused(await send(bob, 'POST', '/api/v1/replication/rules', rule), 403);
+      expect((await send(chief, 'POST', '/api/v1/replication/rules', rule)).status).to.equal(201);
+      refused(await bob.request('GET', '/api/v1/replication/rules'), 403);
+      expect((await chief.request('GET', '/api/v1/replication/rules')).json.rules.map((r: any) => r.name)).to.deep.equal(['api-rule']);
+      expect((await send(chief, 'POST', '/api/v1/replication/rules/api-rule/run', {})).status).to.equal(202);
+      await waitFor(async () => (await chief.request('GET', '/api/v1/replication/rules/api-rule')).json.last?.outcome, 'the run of api-rule');
+      // Its page: admins only; anyone else finds nothing there.
+      expect((await chief.request('GET', '/admin/replication')).text).to.include('id="rule-api-rule"');
+      expect((await bob.request('GET', '/admin/replication')).status).to.equal(404);
+      expect((await chief.request('DELETE', '/api/v1/replication/rules/api-rule')).status).to.equal(200);
     });
 
     // Last: what the tests above sent, as the server logged it.

@@ -10,6 +10,7 @@ import { pageKit } from './kit.ts';
 import { repositoryPages } from './repository.ts';
 import { searchPages } from './search.ts';
 import { settingsPages } from './settings.ts';
+import { replicationPages } from './replication.ts';
 
 export function pageRoutes(router: Router, deps: WebDeps): void {
   const kit = pageKit(deps);
@@ -20,5 +21,6 @@ export function pageRoutes(router: Router, deps: WebDeps): void {
   accountPages(router, kit);
   oidcPages(router, kit);
   settingsPages(router, kit);
+  replicationPages(router, kit);
   assetPages(router, kit);
 }

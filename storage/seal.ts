@@ -1,9 +1,13 @@
-// Endpoint secrets are needed in the clear to sign (a hash would not do), so they are sealed
-// (AES-256-GCM) before they are stored: with BERTH_WEBHOOK_SECRET_KEY, a key that never touches storage;
-// else a key made once and kept in storage, as the token signing key is. Only server code opens them.
+// Secrets the server must use in the clear (a webhook endpoint's signing secret, a replication rule's
+// remote password: a hash would not do) are sealed (AES-256-GCM) before they are stored: with
+// BERTH_WEBHOOK_SECRET_KEY, a key that never touches storage; else a key made once and kept in storage, as
+// the token signing key is. Only server code opens them. One key for every room that seals.
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import type { Lock, StorageDriver } from '../storage/index.ts';
-import { paths } from './paths.ts';
+import type { Lock } from './coordination/index.ts';
+import type { StorageDriver } from './driver/index.ts';
+
+/** Where the key lives (made first for the webhooks, whose path it keeps). */
+const SEALING_KEY = '/webhooks/sealing-key';
 
 export class SecretSeal {
   private key?: Promise<Buffer>;
@@ -45,14 +49,14 @@ export class SecretSeal {
 
   private async load(): Promise<Buffer> {
     if (this.configuredKey) return Buffer.from(this.configuredKey, 'base64');
-    const stored = await this.driver.getContent(paths.sealingKey);
+    const stored = await this.driver.getContent(SEALING_KEY);
     if (stored) return Buffer.from(stored.toString(), 'base64');
     // Made under a lock, so that two first starts agree on one key.
     return this.lock.run('webhooks:sealing-key', async () => {
-      const again = await this.driver.getContent(paths.sealingKey);
+      const again = await this.driver.getContent(SEALING_KEY);
       if (again) return Buffer.from(again.toString(), 'base64');
       const key = randomBytes(32);
-      await this.driver.putContent(paths.sealingKey, key.toString('base64'));
+      await this.driver.putContent(SEALING_KEY, key.toString('base64'));
       return key;
     });
   }

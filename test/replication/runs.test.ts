@@ -1,0 +1,104 @@
+// How a run meets trouble, against real registries behind a fault-injecting proxy: 429 with Retry-After
+// is waited out, a refusal that will not change and a full destination stop the run with the reason in
+// its status, a second run of a busy rule is refused, and a run whose server was killed midway is
+// resumed by the restarted server without fetching again the blobs it had finished.
+import { expect } from 'chai';
+import { startBerth, type TestBerth } from '../helpers/berth.ts';
+import { startDistribution, type TestDistribution } from '../helpers/distribution.ts';
+import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.ts';
+import { Registry } from '../helpers/registry.ts';
+import { waitFor } from '../helpers/wait.ts';
+import { UpstreamRegistry } from '../mirror/helpers.ts';
+import { addRule, manifestBytes, ruleStatus, runRule, waitForRun } from './helpers.ts';
+
+const QUICK = { BERTH_REPLICATION_TICK_SECONDS: '1', BERTH_REPLICATION_STALE_SECONDS: '3', BERTH_REPLICATION_RETRY_BASE_MS: '50', BERTH_REPLICATION_RETRY_MAX_MS: '5000' };
+
+describe('replication: runs that meet trouble', function () {
+  this.timeout(60_000);
+  let source: TestDistribution;
+  let proxy: FaultProxy;
+  let here: TestBerth;
+  const local = new Registry('http://127.0.0.1:0');
+
+  before(async () => {
+    [source, here] = await Promise.all([startDistribution(), startBerth({ env: QUICK })]);
+    proxy = await startFaultProxy(source.url);
+    local.base = here.url;
+    await new UpstreamRegistry(source.url).pushImage('team/app', 'v1', { layers: ['first layer', 'second layer'] });
+  });
+  after(() => Promise.all([here?.destroy(), proxy?.close(), source?.stop()]));
+  afterEach(() => void (proxy.rules = []));
+
+  const rule = (name: string) => ({ name, direction: 'pull', remote: { url: proxy.url }, repositories: ['team/app'], destination: name });
+
+  it('waits out a 429 for the Retry-After it names, then copies', async () => {
+    await addRule(local, rule('patient'));
+    proxy.rules = [{ match: (m, url) => m === 'HEAD' && url === '/v2/team/app/manifests/v1', fault: { status: 429, code: 'TOOMANYREQUESTS', headers: { 'Retry-After': '1' } }, remaining: 1 }];
+    const from = proxy.requests.length;
+    const run = await runRule(local, 'patient');
+    expect(run).to.include({ outcome: 'succeeded', copied: 1 });
+    const heads = proxy.requests.slice(from).filter((r) => r.method === 'HEAD' && r.url === '/v2/team/app/manifests/v1');
+    expect(heads).to.have.length(2);
+    expect(heads[1]!.at - heads[0]!.at).to.be.at.least(950);
+  });
+
+  it('stops at a refusal that asking again will not change, and says so in its status', async () => {
+    await addRule(local, rule('refused'));
+    proxy.rules = [{ match: (_m, url) => url.startsWith('/v2/team/app/tags/list'), fault: { status: 403, code: 'DENIED' }, remaining: 100 }];
+    const from = proxy.requests.length;
+    const run = await runRule(local, 'refused');
+    expect(run).to.include({ outcome: 'stopped', reason: 'refused' });
+    expect(run.message).to.include('403');
+    expect(proxy.requests.slice(from).filter((r) => r.url.startsWith('/v2/team/app/tags/list')), 'asked once').to.have.length(1);
+    expect((await ruleStatus(local, 'refused')).last).to.include({ outcome: 'stopped', reason: 'refused' });
+  });
+
+  it('stops when the destination is full (507), without retrying', async () => {
+    const there = await startBerth();
+    const full = await startFaultProxy(there.url);
+    try {
+      await local.pushImage('out/app', 'v1', { layers: ['layer to push'] });
+      full.rules = [{ match: (m, url) => (m === 'PUT' || m === 'POST') && url.includes('/blobs/uploads/'), fault: { status: 507, code: 'InsufficientStorage' }, remaining: 100 }];
+      await addRule(local, { name: 'full', direction: 'push', remote: { url: full.url }, repositories: ['out/app'] });
+      const run = await runRule(local, 'full');
+      expect(run).to.include({ outcome: 'stopped', reason: 'storage-full' });
+      expect(full.injected, 'one refused upload, not retried').to.equal(1);
+    } finally {
+      await full.close();
+      await there.destroy();
+    }
+  });
+
+  it('refuses a second run of a rule while one runs, and resumes a run whose server was killed without fetching its finished blobs again', async () => {
+    // Blobs of its own: none of them in storage yet (a blob stored for another rule would be mounted, not fetched).
+    const pushed = await new UpstreamRegistry(source.url).pushImage('team/resume', 'v1', { layers: ['resume layer one', 'resume layer two'], config: { os: 'linux', architecture: 'amd64', rootfs: { type: 'layers', diff_ids: [] }, resume: true } });
+    await addRule(local, { ...rule('resumed'), repositories: ['team/resume'] });
+    const manifest = JSON.parse(pushed.manifest.toString());
+    const [config, first, second] = [manifest.config.digest, manifest.layers[0].digest, manifest.layers[1].digest] as string[];
+    proxy.rules = [{ match: (m, url) => m === 'GET' && url === `/v2/team/resume/blobs/${second}`, fault: 'stall', remaining: 1 }];
+    const from = proxy.requests.length;
+    const injected = proxy.injected;
+    const started = await local.request('POST', '/api/v1/replication/rules/resumed/run');
+    expect(started.status).to.equal(202);
+    await waitFor(() => proxy.injected > injected || undefined, 'the run to reach the second layer', 20_000);
+    const again = await local.request('POST', '/api/v1/replication/rules/resumed/run');
+    expect(again.status).to.equal(409);
+    expect(again.json.errors[0].code).to.equal('RUNNING');
+
+    const exited = new Promise((r) => here.process.once('exit', r));
+    here.process.kill('SIGKILL');
+    await exited;
+    proxy.rules = [];
+    await here.restart();
+    const status = await ruleStatus(local, 'resumed');
+    expect(status.running?.id).to.equal(started.json.id);
+
+    const resumed = await waitForRun(local, 'resumed', undefined, 30_000);
+    expect(resumed).to.include({ trigger: 'resume', outcome: 'succeeded', copied: 1 });
+    const gets = (digest: string) => proxy.requests.slice(from).filter((r) => r.method === 'GET' && r.url === `/v2/team/resume/blobs/${digest}`).length;
+    expect(gets(config), 'the config, finished before the kill').to.equal(1);
+    expect(gets(first), 'the first layer, finished before the kill').to.equal(1);
+    expect(gets(second), 'the stalled layer, fetched again').to.equal(2);
+    expect((await manifestBytes(local, 'resumed/team/resume', 'v1')).body.equals(pushed.manifest)).to.equal(true);
+  });
+});
