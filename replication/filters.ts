@@ -1,7 +1,8 @@
 // What a rule copies, decided from names and descriptors alone: repository globs, tag filters (glob,
 // regular expression, semver range: all that are given must pass), the newest N of what passes, and
 // platforms (os/architecture[/variant]).
-import semver from 'semver';
+import { createRequire } from 'node:module';
+import type SemVerModule from 'semver';
 import { matchesTagPattern } from '../storage/index.ts';
 import type { Rule } from './rules.ts';
 
@@ -19,8 +20,13 @@ export function isGlob(pattern: string): boolean {
 }
 
 /** The version a tag stands for (a leading v allowed), when it is one. */
-function versionOf(tag: string): semver.SemVer | null {
-  return semver.parse(tag.replace(/^v(?=\d)/, ''), { loose: false });
+// Loaded by the first rule with a semver filter or a newest-N: every server imports this file for its
+// repository globs, and semver alone is half a MiB of heap.
+let loaded: typeof SemVerModule | undefined;
+const semver = (): typeof SemVerModule => (loaded ??= createRequire(import.meta.url)('semver') as typeof SemVerModule);
+
+function versionOf(tag: string): SemVerModule.SemVer | null {
+  return semver().parse(tag.replace(/^v(?=\d)/, ''), { loose: false });
 }
 
 export function tagPasses(tag: string, filter: Rule['tags']): boolean {
@@ -28,7 +34,7 @@ export function tagPasses(tag: string, filter: Rule['tags']): boolean {
   if (filter.regex !== undefined && !new RegExp(`^(?:${filter.regex})$`).test(tag)) return false;
   if (filter.semver !== undefined) {
     const version = versionOf(tag);
-    if (!version || !semver.satisfies(version, filter.semver, { includePrerelease: false })) return false;
+    if (!version || !semver().satisfies(version, filter.semver, { includePrerelease: false })) return false;
   }
   return true;
 }
@@ -44,7 +50,7 @@ export function selectTags(tags: readonly string[], rule: Pick<Rule, 'tags' | 'n
   const ordered = passing
     .map((tag) => ({ tag, version: versionOf(tag) }))
     .sort((a, b) => {
-      if (a.version && b.version) return semver.rcompare(a.version, b.version) || (a.tag < b.tag ? 1 : -1);
+      if (a.version && b.version) return semver().rcompare(a.version, b.version) || (a.tag < b.tag ? 1 : -1);
       if (a.version || b.version) return a.version ? -1 : 1;
       return a.tag < b.tag ? 1 : a.tag > b.tag ? -1 : 0;
     });

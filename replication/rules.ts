@@ -4,7 +4,7 @@
 // (an interval, each push). The remote password is sealed before it is stored and never shown again.
 import { z } from 'zod';
 import { isValidName, type Lock, type SecretSeal, type StorageDriver } from '../storage/index.ts';
-import { originSchema } from '../mirror/index.ts';
+import { originSchema } from '../mirror/config.ts';
 import { ReplicationError } from './errors.ts';
 import { paths } from './paths.ts';
 
