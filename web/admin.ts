@@ -5,7 +5,7 @@
 import type Router from '@koa/router';
 import type { Context } from 'koa';
 import type { WebDeps } from './index.ts';
-import type { Principal } from '../auth/index.ts';
+import type { Actor, Principal } from '../auth/index.ts';
 import { csrfMatches } from './session.ts';
 
 export interface GcSchedule {
@@ -72,16 +72,14 @@ export function apiRoute(deps: WebDeps, answer: ApiErrorAnswer) {
   };
 }
 
-/**
- * Whether the caller manages the namespace (undefined: what is the registry's alone): a registry admin,
- * the user of that name, an organisation's admins.
- */
-export async function managesNamespace(deps: WebDeps, caller: ApiCaller, namespace: string | undefined): Promise<boolean> {
-  if (isAdmin(caller) || caller.open) return true;
-  const p = caller.principal;
-  if (namespace === undefined || p.kind !== 'user') return false;
-  if (p.name === namespace) return true;
-  return (await deps.auth?.accounts.roleIn(namespace, p)) === 'admin';
+/** The caller as the service layer knows it: open mode's anyone is the registry's operator. */
+export function actorOf(caller: ApiCaller, via: string, ctx?: Context): Actor {
+  return caller.open ? { kind: 'operator', name: 'anonymous', via } : { kind: 'principal', principal: caller.principal, via, address: ctx?.ip };
+}
+
+/** Whether the caller manages the namespace: the service's rule (AccountManagement.managesNamespace). */
+export function managesNamespace(deps: WebDeps, caller: ApiCaller, namespace: string | undefined): Promise<boolean> {
+  return deps.management.managesNamespace(actorOf(caller, 'admin API'), namespace);
 }
 
 export function adminRoutes(router: Router, deps: WebDeps, schedule: GcSchedule): void {
