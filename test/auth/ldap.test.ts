@@ -3,6 +3,7 @@
 // directory groups as organisation roles, users removed or disabled in the directory losing every
 // credential at the next refresh, local accounts beside it, and a directory that is down or silent.
 import { expect } from 'chai';
+import { auditOf } from '../helpers/audit.ts';
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -64,17 +65,6 @@ function actionsIn(token: string, name: string): string[] {
   const access = decodeJwt(token).claims.access as Array<{ name: string; actions: string[] }>;
   return access.find((a) => a.name === name)?.actions ?? [];
 }
-
-/** The audit lines the server logged so far. */
-const auditOf = (berth: TestBerth) =>
-  berth.logs.flatMap((line) => {
-    try {
-      const audit = (JSON.parse(line) as { audit?: Record<string, unknown> }).audit;
-      return audit ? [audit] : [];
-    } catch {
-      return [];
-    }
-  });
 
 describe('auth: LDAP directory (a real slapd)', function () {
   this.timeout(90_000);

@@ -9,6 +9,9 @@ import { pageKit } from './kit.ts';
 import { repositoryPages } from './repository.ts';
 import { searchPages } from './search.ts';
 import { settingsPages } from './settings.ts';
+import { overviewPage } from './manage.ts';
+import { namespacePages } from './namespaces.ts';
+import { tokenPages } from './tokens.ts';
 
 export function pageRoutes(router: Router, deps: WebDeps): void {
   const kit = pageKit(deps);
@@ -18,5 +21,8 @@ export function pageRoutes(router: Router, deps: WebDeps): void {
   repositoryPages(router, kit);
   accountPages(router, kit);
   settingsPages(router, kit);
+  overviewPage(router, kit);
+  tokenPages(router, kit);
+  namespacePages(router, kit);
   assetPages(router, kit);
 }
