@@ -160,7 +160,7 @@ export class AccountManagement {
     const action = `token revoke ${id.slice(0, 80)}`;
     this.requireSelfOrAdmin(actor, owner, action);
     const accounts = this.store();
-    if ((await accounts.token(id))?.owner !== owner) this.refuse(actor, action, 'unknown', `no token ${id.slice(0, 80)} of ${owner.slice(0, 80)}`);
+    if ((await accounts.token(id))?.owner !== owner) this.refuse(actor, action, 'unknown', `no token ${id.slice(0, 80)}${owner ? ` of ${owner.slice(0, 80)}` : ''}`);
     await accounts.revoke(id);
     this.record(actor, action, true);
   }
