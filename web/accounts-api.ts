@@ -7,14 +7,13 @@ import type Router from '@koa/router';
 import type { Context } from 'koa';
 import {
   AccountError,
-  principalName,
   type AccountRefusal,
   type AuthService,
   type Role,
   type User,
 } from '../auth/index.ts';
 import { isValidName, PolicyError } from '../storage/index.ts';
-import { actorOf, apiError, apiRoute, isAdmin, type ApiCaller } from './admin.ts';
+import { actorOf, apiError, apiRoute, auditApi, isAdmin, type ApiCaller } from './admin.ts';
 import type { WebDeps } from './index.ts';
 
 /** A body here is a name, a password, a few scopes or a policy: small. */
@@ -65,16 +64,12 @@ const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.length <=
 const userView = (u: User) => ({ name: u.name, admin: u.admin, createdAt: u.createdAt, ...(u.directory ? { directory: u.directory } : {}) });
 
 export function accountRoutes(router: Router, deps: WebDeps): void {
-  const who = (caller: ApiCaller) => (caller.open ? 'anonymous' : principalName(caller.principal));
 
   /** The accounts, or a refusal in open mode (nobody has an account there). */
   const accountsOf = (): AuthService => {
     if (!deps.auth) throw new ApiRefusal(404, 'NOT_FOUND', 'this registry runs in open mode: it has no accounts');
     return deps.auth;
   };
-
-  const audit = (caller: ApiCaller, action: string, fields: { repository?: string; granted?: string[]; reason?: string } = {}) =>
-    deps.auth?.audit.record({ who: who(caller), action, allowed: true, reason: 'admin API', ...fields });
 
   /** Runs a route for an admitted caller; answers refusals and the services' errors in the API's shape. */
   const handle = apiRoute(deps, (ctx, err) => {
@@ -85,37 +80,40 @@ export function accountRoutes(router: Router, deps: WebDeps): void {
     return true;
   });
 
-  const requireAdmin = (caller: ApiCaller) => {
-    if (!isAdmin(caller)) throw denied('only an admin may do this');
+  /** Registry admins only; a refusal is audited here (the service audits its own). */
+  const requireAdmin = (ctx: Context, caller: ApiCaller) => {
+    if (isAdmin(caller)) return;
+    auditApi(deps, ctx, caller, `${ctx.method} ${ctx.path.slice(0, 300)}`, false, { reason: 'not an admin' });
+    throw denied('only an admin may do this');
   };
 
   // ---- users (registry admins) ------------------------------------------------------------------
 
   router.get('/api/v1/admin/users', handle('api-admin-users', async (ctx, caller) => {
-    requireAdmin(caller);
+    requireAdmin(ctx, caller);
     const accounts = accountsOf().accounts;
     const users = await Promise.all((await accounts.users()).map((name) => accounts.user(name)));
     ctx.body = { users: users.filter((u): u is User => u !== undefined).map(userView) };
   }));
 
   router.post('/api/v1/admin/users', handle('api-admin-users', async (ctx, caller) => {
-    requireAdmin(caller);
+    requireAdmin(ctx, caller);
     const body = await jsonBody(ctx, deps);
     const name = field(body, 'name', isString, 'a string') ?? '';
     const password = field(body, 'password', isString, 'a string') ?? '';
     const admin = field(body, 'admin', isBoolean, 'true or false') ?? false;
     const user = await accountsOf().accounts.addUser(name, password, admin);
-    audit(caller, `user add ${name}`, { granted: admin ? ['admin'] : [] });
+    auditApi(deps, ctx, caller, `user add ${name}`, true, { granted: admin ? ['admin'] : [] });
     ctx.status = 201;
     ctx.set('Location', `/api/v1/admin/users/${name}`);
     ctx.body = userView(user);
   }));
 
   router.delete('/api/v1/admin/users/:name', handle('api-admin-user', async (ctx, caller) => {
-    requireAdmin(caller);
+    requireAdmin(ctx, caller);
     const name = ctx.params.name!;
     const removed = await accountsOf().accounts.removeUser(name);
-    audit(caller, `user rm ${name}`, { reason: `admin API; removed roles in: ${removed.roles.join(' ') || 'none'}; robots: ${removed.robots.join(' ') || 'none'}; access tokens: ${removed.tokens}` });
+    auditApi(deps, ctx, caller, `user rm ${name}`, true, { reason: `removed roles in: ${removed.roles.join(' ') || 'none'}; robots: ${removed.robots.join(' ') || 'none'}; access tokens: ${removed.tokens}` });
     ctx.body = { name, removed: true, ...removed };
   }));
 
@@ -127,11 +125,11 @@ export function accountRoutes(router: Router, deps: WebDeps): void {
   }));
 
   router.post('/api/v1/organisations', handle('api-organisations', async (ctx, caller) => {
-    requireAdmin(caller);
+    requireAdmin(ctx, caller);
     const body = await jsonBody(ctx, deps);
     const name = field(body, 'name', isString, 'a string') ?? '';
     const org = await accountsOf().accounts.addOrganisation(name, field(body, 'owner', isString, 'a user name'));
-    audit(caller, `org add ${name}`);
+    auditApi(deps, ctx, caller, `org add ${name}`, true);
     ctx.status = 201;
     ctx.set('Location', `/api/v1/organisations/${name}`);
     ctx.body = org;
@@ -221,7 +219,7 @@ export function accountRoutes(router: Router, deps: WebDeps): void {
     }
     if (visibility !== undefined) await accountsOf().setVisibility(name, visibility as 'public' | 'private');
     if (description !== undefined) await deps.storage.repositories.update(name, { description });
-    audit(caller, 'repo settings', { repository: name, reason: `admin API; ${Object.keys(body).filter((k) => k === 'visibility' || k === 'description').join(', ')}` });
+    auditApi(deps, ctx, caller, 'repo settings', true, { repository: name, reason: `${Object.keys(body).filter((k) => k === 'visibility' || k === 'description').join(', ')}` });
     const settings = (await deps.storage.repositories.settings(name)) ?? {};
     ctx.body = { name, visibility: settings.visibility ?? null, description: settings.description ?? '' };
   }));

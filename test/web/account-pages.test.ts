@@ -234,23 +234,40 @@ describe('web: the account pages in a real browser', function () {
     expect(cookiesOf(visitor)).not.to.include('berth_session');
   });
 
-  it('audits every identity decision the pages made, and no secret reaches the log', async () => {
-    const audit = auditOf(berth);
-    const has = (who: string, action: RegExp, allowed: boolean) =>
-      expect(audit.some((a) => a.who === who && action.test(a.action) && a.allowed === allowed), `${who} ${action} ${allowed}`).to.equal(true);
-    has('alice', /^web-signin$/, true);
-    has('alice', /^token create \S+ for alice$/, true);
-    has('alice', /^token revoke /, true);
-    has('alice', /^org member acme bob$/, true);
-    has('alice', /^org member acme ghost$/, false);
-    has('bob', /^org member acme bob$/, false);
-    has('bob', /^web-form$/, false);
-    has('alice', /^robot create acme\+ci$/, true);
-    has('alice', /^robot revoke acme\+ci$/, true);
-    has('alice', /^policy set$/, true);
-    has('chief', /^policy set$/, true);
+  it('audits every identity decision: sign-in, tokens, credentials, members, policies, admin actions; no secret reaches the log', async () => {
+    // A few more decisions to find: a wrong password on the form, a sign-out, an admin action and a refused one.
+    const form = await registry.request('GET', '/signin');
+    const wrong = await registry.request('POST', '/signin', { headers: { Cookie: cookiesOf(form), 'Content-Type': FORM }, body: new URLSearchParams({ _csrf: csrfIn(form.text), username: 'alice', password: 'not-alices' }).toString() });
+    expect(wrong.status).to.equal(401);
+    const bobs = await signedIn(bob);
+    await bobs.click('header button:has-text("Sign out")');
+    await bobs.waitForURL(/\/signin$/); // private mode: the front page asks to sign in first
+    expect((await admin.request('POST', '/api/v1/admin/gc')).status).to.be.oneOf([202, 409]);
+    const asBob = new AuthorizedRegistry(berth.url, bearer(await tokenFor(registry, [], [...bob])));
+    expect((await asBob.request('POST', '/api/v1/admin/gc')).status).to.equal(403);
+
+    const audited = (who: string, action: RegExp, allowed: boolean) =>
+      waitFor(() => auditOf(berth).some((a) => a.who === who && action.test(a.action) && a.allowed === allowed) || undefined, `an audit line: ${who} ${action} ${allowed}`);
+    await audited('alice', /^web-signin$/, true);
+    await audited('alice', /^web-signin$/, false);
+    await audited('alice', /^login$/, false); // the revoked token, at /token
+    await audited('alice', /^pull,push$/, false); // a token issued with less than asked: its scope
+    await audited('bob', /^web-signout$/, true);
+    await audited('alice', /^token create \S+ for alice$/, true);
+    await audited('alice', /^token revoke /, true);
+    await audited('alice', /^org member acme bob$/, true);
+    await audited('alice', /^org member acme ghost$/, false);
+    await audited('bob', /^org member acme bob$/, false);
+    await audited('bob', /^web-form$/, false);
+    await audited('alice', /^robot create acme\+ci$/, true);
+    await audited('alice', /^robot revoke acme\+ci$/, true);
+    await audited('alice', /^policy set$/, true);
+    await audited('chief', /^policy set$/, true);
+    await audited('chief', /^POST \/api\/v1\/admin\/gc$/, true);
+    await audited('bob', /^POST \/api\/v1\/admin\/gc$/, false);
     const log = berth.logs.join('\n');
+    expect(secrets).to.have.lengthOf(3);
     for (const secret of secrets) expect(log).not.to.include(secret.split('.').pop()!);
-    for (const password of [chief[1], alice[1], bob[1]]) expect(log).not.to.include(password);
+    for (const password of [chief[1], alice[1], bob[1], 'not-alices']) expect(log).not.to.include(password);
   });
 });

@@ -54,6 +54,7 @@ ${auth ? html`<p><label for="visibility">Visibility</label><br><select id="visib
     await storage.repositories.update(entry.name, { description: fields.get('description') ?? '', readme: fields.get('readme') ?? '' });
     // Visibility through AuthService, as the CLI and the admin API set it; a form's other values are ignored.
     if (auth && (visibility === 'public' || visibility === 'private')) await auth.setVisibility(entry.name, visibility);
+    auth?.audit.record({ who: posted.viewer.user ?? 'anonymous', action: 'repo settings', repository: entry.name, allowed: true, reason: `web; visibility ${visibility ?? 'unchanged'}`, address: ctx.ip });
     await settingsPage(ctx, (await storage.search.entry(entry.name)) ?? entry, 200, 'Saved.');
   });
 
