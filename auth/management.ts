@@ -209,8 +209,11 @@ export class AccountManagement {
   }
 
   private async requirePolicyScope(actor: Actor, scope: string, action: string): Promise<void> {
-    if (!isRegistryAdmin(actor) && !isValidName(scope)) this.refuse(actor, action, 'unknown', 'no such namespace or repository that you manage');
-    if (isValidName(scope)) await this.requireManager(actor, namespaceOfScope(scope), action);
+    if (!isValidName(scope)) {
+      this.record(actor, action, false, { reason: 'not a repository or namespace name' });
+      throw new AccountError('invalid', `${JSON.stringify(scope.slice(0, 300))} is not a repository or namespace name`);
+    }
+    await this.requireManager(actor, namespaceOfScope(scope), action);
   }
 
   /** The scope's own policy (PolicyError `none` when it has none), with the namespace's usage under a quota. */

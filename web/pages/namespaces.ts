@@ -54,7 +54,7 @@ export function namespacePages(router: Router, kit: PageKit): void {
     const robots = await management.robots(m.actor, ns);
     return html`<h2>Robot accounts</h2>
 <table id="robots"><thead><tr><th>Log in as</th><th>Scopes</th><th>Created</th><th>Expires</th><th>State</th><th></th></tr></thead><tbody>${robots.map((r) => html`<tr data-robot="${r.name}"><td><code>${r.name}</code></td><td><code>${scopeText(r.scopes)}</code></td><td>${when(r.createdAt)}</td><td>${r.expiresAt ? when(r.expiresAt) : 'never'}</td><td>${credentialState(r)}</td>
-<td><form method="post" action="/account/namespaces/${ns}/robots/${r.name.slice(ns.length + 1)}/delete" class="inline"><input type="hidden" name="_csrf" value="${m.viewer.csrf}"><button type="submit" aria-label="Delete robot ${r.name}">Delete</button></form></td></tr>`)}</tbody></table>
+<td>${r.revokedAt ? '' : html`<form method="post" action="/account/namespaces/${ns}/robots/${r.name.slice(ns.length + 1)}/delete" class="inline"><input type="hidden" name="_csrf" value="${m.viewer.csrf}"><button type="submit" aria-label="Delete robot ${r.name}">Delete</button></form>`}</td></tr>`)}</tbody></table>
 <form method="post" action="/account/namespaces/${ns}/robots" id="new-robot"><input type="hidden" name="_csrf" value="${m.viewer.csrf}">
 <p><label for="robot-name">Name</label><br>${ns}+<input id="robot-name" name="name" required></p>${credentialFields(robotDefaultScope(ns))}<p><button type="submit">Create robot</button></p></form>`;
   };
