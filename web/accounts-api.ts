@@ -212,9 +212,7 @@ export function accountRoutes(router: Router, deps: WebDeps): void {
     const visibility = field(body, 'visibility', isString, 'public or private');
     const description = field(body, 'description', isString, 'a string');
     if (!isValidName(name)) throw new ApiRefusal(400, 'NAME_INVALID', `${JSON.stringify(name.slice(0, 300))} is not a valid repository name`);
-    // An admin may set a repository's settings before its first push (as `berth repo visibility`); others
-    // only those of a repository that exists and that they may delete (as the settings page).
-    if (!isAdmin(caller) && !caller.open && !((await deps.storage.manifests.exists(name)) && (await accountsOf().allowed(caller.principal, name)).has('delete'))) {
+    if (!caller.open && !(await accountsOf().managesRepository(caller.principal, name))) {
       throw new ApiRefusal(404, 'NOT_FOUND', `no repository ${name} whose settings you manage`);
     }
     if (visibility !== undefined) await accountsOf().setVisibility(name, visibility as 'public' | 'private');

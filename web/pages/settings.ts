@@ -15,7 +15,7 @@ export function settingsPages(router: Router, kit: PageKit): void {
     const viewer = await sessions.viewer(ctx);
     const visibility = await kit.visibility(ctx);
     const entry = await repository(storage, visibility, name);
-    if (!entry || (auth && !viewer.user) || !(await visibility.may(name, 'delete'))) return undefined;
+    if (!entry || (auth && !(viewer.user && (await auth.managesRepository(viewer.principal, name, viewer.limit))))) return undefined;
     return entry;
   }
 
