@@ -17,6 +17,7 @@ import {
   type Organisation,
   type PersonalAccessToken,
   type Robot,
+  type User,
 } from './accounts.ts';
 import type { AuditLog } from './audit.ts';
 import type { Principal, Role } from './policy.ts';
@@ -99,6 +100,47 @@ export class AccountManagement {
   private requireSelfOrAdmin(actor: Actor, user: string, action: string): void {
     const self = actor.kind === 'principal' && actor.principal.kind === 'user' && actor.principal.name === user;
     if (!self && !isRegistryAdmin(actor)) this.refuse(actor, action, 'denied', 'only the user or an admin may manage these tokens');
+  }
+
+  // ---- users and organisations (registry admins) ------------------------------------------------
+
+  private requireAdmin(actor: Actor, action: string): void {
+    if (!isRegistryAdmin(actor)) this.refuse(actor, action, 'denied', 'only an admin may do this');
+  }
+
+  /** Runs an admin's change of accounts, audited whether the store takes it or refuses it. */
+  private async adminChange<T>(actor: Actor, action: string, change: (accounts: AccountStore) => Promise<T>, granted?: (result: T) => { granted?: string[]; reason?: string }): Promise<T> {
+    this.requireAdmin(actor, action);
+    try {
+      const result = await change(this.store());
+      this.record(actor, action, true, granted?.(result));
+      return result;
+    } catch (err) {
+      if (err instanceof AccountError) this.record(actor, action, false, { reason: err.message });
+      throw err;
+    }
+  }
+
+  async users(actor: Actor): Promise<User[]> {
+    this.requireAdmin(actor, 'user list');
+    const accounts = this.store();
+    const users = await Promise.all((await accounts.users()).map((name) => accounts.user(name)));
+    return users.filter((u): u is User => u !== undefined);
+  }
+
+  addUser(actor: Actor, name: string, password: string, admin: boolean): Promise<User> {
+    return this.adminChange(actor, `user add ${name.slice(0, 80)}`, (a) => a.addUser(name, password, admin), () => ({ granted: admin ? ['admin'] : [] }));
+  }
+
+  /** Removes a user with their roles, robots and tokens; the name stays retired. */
+  removeUser(actor: Actor, name: string): Promise<{ roles: string[]; robots: string[]; tokens: number }> {
+    return this.adminChange(actor, `user rm ${name.slice(0, 80)}`, (a) => a.removeUser(name), (removed) => ({
+      reason: `removed roles in: ${removed.roles.join(' ') || 'none'}; robots: ${removed.robots.join(' ') || 'none'}; access tokens: ${removed.tokens}`,
+    }));
+  }
+
+  addOrganisation(actor: Actor, name: string, owner?: string): Promise<Organisation> {
+    return this.adminChange(actor, `org add ${name.slice(0, 80)}`, (a) => a.addOrganisation(name, owner), () => ({ granted: owner ? [`${owner}:admin`] : [] }));
   }
 
   // ---- organisations and members ----------------------------------------------------------------

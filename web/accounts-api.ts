@@ -13,7 +13,7 @@ import {
   type User,
 } from '../auth/index.ts';
 import { isValidName, PolicyError } from '../storage/index.ts';
-import { actorOf, apiError, apiRoute, auditApi, isAdmin, type ApiCaller } from './admin.ts';
+import { actorOf, apiError, apiRoute, auditApi, type ApiCaller } from './admin.ts';
 import type { WebDeps } from './index.ts';
 
 /** A body here is a name, a password, a few scopes or a policy: small. */
@@ -33,8 +33,6 @@ class ApiRefusal extends Error {
     super(message);
   }
 }
-
-const denied = (message: string) => new ApiRefusal(403, 'DENIED', message);
 
 /** A JSON object body, sent as application/json and within the limit (413 above it, from readBody). */
 async function jsonBody(ctx: Context, deps: WebDeps): Promise<Record<string, unknown>> {
@@ -80,41 +78,28 @@ export function accountRoutes(router: Router, deps: WebDeps): void {
     return true;
   });
 
-  /** Registry admins only; a refusal is audited here (the service audits its own). */
-  const requireAdmin = (ctx: Context, caller: ApiCaller) => {
-    if (isAdmin(caller)) return;
-    auditApi(deps, ctx, caller, `${ctx.method} ${ctx.path.slice(0, 300)}`, false, { reason: 'not an admin' });
-    throw denied('only an admin may do this');
-  };
 
   // ---- users (registry admins) ------------------------------------------------------------------
 
   router.get('/api/v1/admin/users', handle('api-admin-users', async (ctx, caller) => {
-    requireAdmin(ctx, caller);
-    const accounts = accountsOf().accounts;
-    const users = await Promise.all((await accounts.users()).map((name) => accounts.user(name)));
-    ctx.body = { users: users.filter((u): u is User => u !== undefined).map(userView) };
+    accountsOf();
+    ctx.body = { users: (await deps.management.users(actorOf(caller, VIA, ctx))).map(userView) };
   }));
 
   router.post('/api/v1/admin/users', handle('api-admin-users', async (ctx, caller) => {
-    requireAdmin(ctx, caller);
+    accountsOf();
     const body = await jsonBody(ctx, deps);
     const name = field(body, 'name', isString, 'a string') ?? '';
-    const password = field(body, 'password', isString, 'a string') ?? '';
-    const admin = field(body, 'admin', isBoolean, 'true or false') ?? false;
-    const user = await accountsOf().accounts.addUser(name, password, admin);
-    auditApi(deps, ctx, caller, `user add ${name}`, true, { granted: admin ? ['admin'] : [] });
+    const user = await deps.management.addUser(actorOf(caller, VIA, ctx), name, field(body, 'password', isString, 'a string') ?? '', field(body, 'admin', isBoolean, 'true or false') ?? false);
     ctx.status = 201;
     ctx.set('Location', `/api/v1/admin/users/${name}`);
     ctx.body = userView(user);
   }));
 
   router.delete('/api/v1/admin/users/:name', handle('api-admin-user', async (ctx, caller) => {
-    requireAdmin(ctx, caller);
+    accountsOf();
     const name = ctx.params.name!;
-    const removed = await accountsOf().accounts.removeUser(name);
-    auditApi(deps, ctx, caller, `user rm ${name}`, true, { reason: `removed roles in: ${removed.roles.join(' ') || 'none'}; robots: ${removed.robots.join(' ') || 'none'}; access tokens: ${removed.tokens}` });
-    ctx.body = { name, removed: true, ...removed };
+    ctx.body = { name, removed: true, ...(await deps.management.removeUser(actorOf(caller, VIA, ctx), name)) };
   }));
 
   // ---- organisations and members ----------------------------------------------------------------
@@ -125,11 +110,10 @@ export function accountRoutes(router: Router, deps: WebDeps): void {
   }));
 
   router.post('/api/v1/organisations', handle('api-organisations', async (ctx, caller) => {
-    requireAdmin(ctx, caller);
+    accountsOf();
     const body = await jsonBody(ctx, deps);
     const name = field(body, 'name', isString, 'a string') ?? '';
-    const org = await accountsOf().accounts.addOrganisation(name, field(body, 'owner', isString, 'a user name'));
-    auditApi(deps, ctx, caller, `org add ${name}`, true);
+    const org = await deps.management.addOrganisation(actorOf(caller, VIA, ctx), name, field(body, 'owner', isString, 'a user name'));
     ctx.status = 201;
     ctx.set('Location', `/api/v1/organisations/${name}`);
     ctx.body = org;

@@ -47,9 +47,8 @@ export function registerAdminCommands(program: Command): void {
     .option('--password-stdin', 'read the password from standard input')
     .option('--admin', 'make the user an administrator (owns library/, may do everything)')
     .action((name: string, options: { passwordStdin?: boolean; admin?: boolean }) =>
-      withAuth(async (auth) => {
-        await auth.accounts.addUser(name, await password(options), options.admin === true);
-        audit(auth, 'user add', { repository: undefined, granted: options.admin ? ['admin'] : [] });
+      withAuth(async (_auth, management) => {
+        await management.addUser(OPERATOR, name, await password(options), options.admin === true);
         process.stdout.write(`user ${name} created${options.admin ? ' (admin)' : ''}\n`);
       }),
     );
@@ -68,10 +67,8 @@ export function registerAdminCommands(program: Command): void {
     .command('rm <name>')
     .description('remove a user, their organisation roles, robots and tokens; the name is kept for admins to give out again')
     .action((name: string) =>
-      withAuth(async (auth) => {
-        const removed = await auth.accounts.removeUser(name);
-        const what = `roles in: ${removed.roles.join(' ') || 'none'}; robots: ${removed.robots.join(' ') || 'none'}; access tokens: ${removed.tokens}`;
-        audit(auth, `user rm ${name}`, { reason: `admin command; removed ${what}` });
+      withAuth(async (_auth, management) => {
+        const removed = await management.removeUser(OPERATOR, name);
         process.stdout.write(`user ${name} removed, with ${removed.roles.length} organisation role(s)${removed.roles.length ? ` (${removed.roles.join(', ')})` : ''}, ` +
           `${removed.robots.length} robot(s)${removed.robots.length ? ` (${removed.robots.join(', ')})` : ''} and ${removed.tokens} access token(s); ` +
           `only an admin can create ${name} again\n`);
@@ -95,9 +92,8 @@ export function registerAdminCommands(program: Command): void {
     .description('create an organisation (its name is a namespace: <name>/…)')
     .option('--owner <user>', 'first member, with the admin role')
     .action((name: string, options: { owner?: string }) =>
-      withAuth(async (auth) => {
-        await auth.accounts.addOrganisation(name, options.owner);
-        audit(auth, `org add ${name}`);
+      withAuth(async (_auth, management) => {
+        await management.addOrganisation(OPERATOR, name, options.owner);
         process.stdout.write(`organisation ${name} created\n`);
       }),
     );
