@@ -48,6 +48,9 @@ export interface PolicyView {
 }
 
 export const DEFAULT_CREDENTIAL_LIFETIME = '90d';
+/** Live (not revoked) tokens of a user, robots of a namespace: what a list page shows stays bounded. */
+export const MAX_LIVE_CREDENTIALS = 100;
+const live = (records: Array<{ revokedAt?: string }>) => records.filter((r) => r.revokedAt === undefined).length;
 
 const actorName = (actor: Actor) => (actor.kind === 'operator' ? actor.name : actor.principal.kind === 'anonymous' ? 'anonymous' : actor.principal.name);
 
@@ -189,6 +192,7 @@ export class AccountManagement {
     try {
       const scopes = parseScopeGrants(request.scopes, TOKEN_DEFAULT_SCOPE);
       const expiresAt = parseExpiry(request.expiresIn || DEFAULT_CREDENTIAL_LIFETIME);
+      if (live(await this.store().tokensOf(owner)) >= MAX_LIVE_CREDENTIALS) throw new AccountError('denied', `${owner.slice(0, 80)} has ${MAX_LIVE_CREDENTIALS} tokens: revoke one first`);
       const { token, secret } = await this.store().createToken(owner, request.description ?? '', scopes, expiresAt);
       this.record(actor, `token create ${token.id} for ${owner}`, true, { granted: scopes.map((s) => `${s.pattern}:${s.actions.join(',')}`) });
       return { token: withoutSecret(token), secret };
@@ -221,6 +225,7 @@ export class AccountManagement {
     try {
       const scopes = parseScopeGrants(request.scopes, robotDefaultScope(namespace));
       const expiresAt = parseExpiry(request.expiresIn || DEFAULT_CREDENTIAL_LIFETIME);
+      if (live(await this.store().robotsOf(namespace)) >= MAX_LIVE_CREDENTIALS) throw new AccountError('denied', `${namespace.slice(0, 80)} has ${MAX_LIVE_CREDENTIALS} robots: delete one first`);
       const { robot, secret } = await this.store().createRobot(namespace, request.name, scopes, expiresAt);
       this.record(actor, action, true, { granted: scopes.map((s) => `${s.pattern}:${s.actions.join(',')}`) });
       return { robot: withoutSecret(robot), secret };
