@@ -31,12 +31,19 @@ export interface User {
   directory?: DirectoryFacts;
 }
 
-/** What the directory said of a user at its last check. */
+/** What the directory (or the OpenID provider) said of a user at its last check. */
 export interface DirectoryFacts {
+  /** Which source the user is of: an LDAP directory when absent (records made before there were two). */
+  source?: 'oidc';
+  /** Who the user is at the source: their DN, or the provider's subject (`sub`). */
   dn: string;
   checkedAt: string;
   displayName?: string;
   email?: string;
+  /** The groups the provider named at the last check (an OpenID provider's user only). */
+  groups?: string[];
+  /** The provider's refresh token, sealed (an OpenID provider's user only). */
+  sealedRefreshToken?: string;
 }
 
 export interface Organisation {
@@ -307,7 +314,8 @@ export class AccountStore {
     }
     return this.lock.run(`auth:name:${name}`, async () => {
       const user = await this.user(name);
-      if (!user?.directory) return undefined;
+      // Another source's user keeps their name: an LDAP user is never taken over by a provider's, nor back.
+      if (!user?.directory || user.directory.source !== directory.source) return undefined;
       const renewed = { ...user, directory };
       await this.write(`/auth/users/${name}.json`, renewed);
       return renewed;

@@ -13,6 +13,7 @@ async function ldapts(): Promise<Ldapts> {
 }
 /** The module, once a session has loaded it (every use below runs inside a session). */
 const lib = (): Ldapts => loaded!;
+import { rolesFromGroups, type GroupRole } from './group-roles.ts';
 import type { Role } from './policy.ts';
 
 /** What the directory says of a user. */
@@ -22,30 +23,40 @@ export interface DirectoryEntry {
   username: string;
   displayName?: string;
   email?: string;
-  /** The DNs of the user's groups, normalised (normalizeDn). */
+  /** The DNs of the user's groups, normalised (normalizeDn); an OpenID provider's group names. */
   groups: string[];
+  /** An OpenID provider's refresh token for the user, sealed: what reads them again without a browser. */
+  sealedRefreshToken?: string;
 }
 
 export type PasswordCheck = { ok: true; entry: DirectoryEntry } | { ok: false; reason: 'no such user' | 'wrong password' | 'ambiguous user' };
 
 /** The directory could not answer (down, silent, refused the service account, TLS not trusted): nobody is decided. */
 export class DirectoryUnavailableError extends Error {
-  constructor(reason: string) {
-    super(`the directory does not answer: ${reason}`);
+  constructor(reason: string, who = 'the directory') {
+    super(`${who} does not answer: ${reason}`);
     this.name = 'DirectoryUnavailableError';
   }
 }
 
-/** What AuthService asks of a directory: the shared contract of LDAP (and any later source of passwords). */
-export interface Directory {
-  /** Whether `password` is the user's, and who they are then. Throws DirectoryUnavailableError. */
-  verify(username: string, password: string): Promise<PasswordCheck>;
-  /** The user as the directory has them now (service account only), or undefined: removed or disabled. */
+/**
+ * A source of identities whose users have a local record here (DirectoryAccounts): read again once their
+ * last check is old, their groups as organisation roles. `kind` tells its users from another source's.
+ */
+export interface IdentitySource {
+  readonly kind: 'ldap' | 'oidc';
+  /** The user as the source has them now, or undefined: removed or disabled. Throws DirectoryUnavailableError. */
   lookup(username: string): Promise<DirectoryEntry | undefined>;
   /** Organisation → role, the highest the entry's groups give, for every organisation the mapping names. */
   roles(entry: DirectoryEntry): Map<string, Role | undefined>;
   /** How long a user's entry and roles, once read, stand for tokens and sessions in use. */
   readonly refreshMs: number;
+}
+
+/** What AuthService asks of a directory that checks passwords: the shared contract of LDAP (and any later one). */
+export interface Directory extends IdentitySource {
+  /** Whether `password` is the user's, and who they are then. Throws DirectoryUnavailableError. */
+  verify(username: string, password: string): Promise<PasswordCheck>;
 }
 
 /** The directory's settings (server/config.ts reads them: BERTH_LDAP_*). */
@@ -66,15 +77,14 @@ export interface LdapOptions {
   groupBaseDn: string;
   groupFilter: string;
   /** Group DN → organisation → role. */
-  groupRoles: ReadonlyArray<{ group: string; organisation: string; role: Role }>;
+  groupRoles: readonly GroupRole[];
   refreshSeconds: number;
 }
 
 /** Directory connections open at once: more sign-ins than this at the same moment get a 503, not a queue. */
 const MAX_CONNECTIONS = 32;
-/** Groups read per user at most. */
-const MAX_GROUPS = 1000;
-const RANK: Record<Role, number> = { read: 1, write: 2, admin: 3 };
+/** Groups read per user at most (an OpenID provider's claim too). */
+export const MAX_GROUPS = 1000;
 
 /** A DN in one spelling for comparisons: lower case, no spaces around separators. */
 export function normalizeDn(dn: string): string {
@@ -87,23 +97,16 @@ const first = (value: Entry[string] | undefined): string | undefined => {
 };
 
 export class LdapDirectory implements Directory {
+  readonly kind = 'ldap';
   readonly refreshMs: number;
   private open = 0;
-  private readonly groupRoles: LdapOptions['groupRoles'];
 
   constructor(private readonly options: LdapOptions) {
     this.refreshMs = options.refreshSeconds * 1000;
-    this.groupRoles = options.groupRoles.map((mapping) => ({ ...mapping, group: normalizeDn(mapping.group) }));
   }
 
   roles(entry: DirectoryEntry): Map<string, Role | undefined> {
-    const roles = new Map<string, Role | undefined>();
-    for (const { group, organisation, role } of this.groupRoles) {
-      const held = roles.get(organisation);
-      if (!roles.has(organisation)) roles.set(organisation, undefined);
-      if (entry.groups.includes(group) && (!held || RANK[role] > RANK[held])) roles.set(organisation, role);
-    }
-    return roles;
+    return rolesFromGroups(entry.groups, this.options.groupRoles, normalizeDn);
   }
 
   async verify(username: string, password: string): Promise<PasswordCheck> {

@@ -6,6 +6,7 @@ import { AccountError, AccountStore, canonicalName, PAT_PREFIX, SIGN_UPS_PER_ADD
 import type { AuditLog } from './audit.ts';
 import { DirectoryAccounts } from './directory-accounts.ts';
 import type { Directory } from './directory.ts';
+import { OidcSignIn, type OidcOptions, type Sealer } from './oidc.ts';
 import { loadSigningKey, type SigningKey } from './keys.ts';
 import { ACTIONS, allowedActions, defaultVisibility, mayListCatalog, namespaceOf, type Action, type Mode, type Principal, type Role, type ScopeGrant, type Visibility } from './policy.ts';
 import { mergeScopes, TokenService, type AccessEntry, type RequestedScope } from './tokens.ts';
@@ -42,6 +43,12 @@ export interface AuthOptions {
    * admin makes under that name grants pull through the mirror to its members; nobody signs up for one.
    */
   mirrorNamespaces?: readonly string[];
+  /**
+   * The repository a read of `name` is served from when that is another name: docker's registry-mirrors
+   * ask for `library/alpine`, which the docker mirror serves as `<prefix>/library/alpine` (unless a local
+   * repository has the name). Undefined: served as itself.
+   */
+  servedAs?: (name: string) => Promise<string | undefined>;
 }
 
 /**
@@ -61,6 +68,14 @@ export interface SignUpOrigin {
   via: 'api' | 'web';
 }
 
+/** Where users who have no local password come from, besides local accounts. */
+export interface IdentitySources {
+  /** A directory that checks passwords (BERTH_LDAP_URL). */
+  directory?: Directory;
+  /** An OpenID provider the browser signs in through (BERTH_OIDC_ISSUER); `sealer` seals its refresh tokens and the sign-in cookie. */
+  oidc?: { options: OidcOptions; sealer: Sealer };
+}
+
 export const ANONYMOUS: Authenticated = { principal: { kind: 'anonymous' }, credential: { kind: 'none' } };
 
 export function principalName(who: Principal): string {
@@ -70,7 +85,9 @@ export function principalName(who: Principal): string {
 export class AuthService {
   readonly accounts: AccountStore;
   /** The users a directory checks the passwords of (BERTH_LDAP_URL), if one is configured. */
-  private readonly directory?: DirectoryAccounts;
+  private readonly directory?: DirectoryAccounts<Directory>;
+  /** Sign-in through an OpenID provider (BERTH_OIDC_ISSUER), if one is configured. */
+  readonly oidc?: OidcSignIn;
   // The canonical namespaces of the catalog's names, made again only when the catalog changes.
   private namespaces?: { names: readonly string[]; canonical: Set<string> };
 
@@ -84,10 +101,11 @@ export class AuthService {
     driver: StorageDriver,
     lock: Lock,
     private readonly counter: RateCounter,
-    directory?: Directory,
+    sources: IdentitySources,
   ) {
     this.accounts = new AccountStore(driver, lock, { reserved: options.reservedNames, namespaceExists: (canonical) => this.namespaceExists(canonical) });
-    if (directory) this.directory = new DirectoryAccounts(directory, this.accounts, audit);
+    if (sources.directory) this.directory = new DirectoryAccounts(sources.directory, this.accounts, audit);
+    if (sources.oidc) this.oidc = new OidcSignIn(sources.oidc.options, this.accounts, lock, sources.oidc.sealer, audit);
   }
 
   /**
@@ -109,12 +127,12 @@ export class AuthService {
     storage: { driver: StorageDriver; repositories: RepositoryStore; manifests: RepositoryCatalog },
     coordination: { lock: Lock; counter: RateCounter },
     audit: AuditLog,
-    directory?: Directory,
+    sources: IdentitySources = {},
   ): Promise<AuthService> {
     const { lock, counter } = coordination;
     const key = await loadSigningKey(storage.driver, lock);
     const tokens = new TokenService(key, { issuer: options.issuer, service: options.service, ttlSeconds: options.tokenTtlSeconds });
-    return new AuthService(storage.manifests, options, key, tokens, storage.repositories, audit, storage.driver, lock, counter, directory);
+    return new AuthService(storage.manifests, options, key, tokens, storage.repositories, audit, storage.driver, lock, counter, sources);
   }
 
   /** Whether anyone may sign themselves up: in public-index mode only. */
@@ -169,8 +187,10 @@ export class AuthService {
     return who && this.confirmed(who, address);
   }
 
-  private confirmed(who: Authenticated, address?: string): Promise<Authenticated | undefined> {
-    return this.directory ? this.directory.confirm(who, address) : Promise.resolve(who);
+  /** `who` if the source of their account (a directory, a provider: each confirms only its own users) still has them. */
+  private async confirmed(who: Authenticated, address?: string): Promise<Authenticated | undefined> {
+    const confirmed = this.directory ? await this.directory.confirm(who, address) : who;
+    return confirmed && this.oidc ? this.oidc.accounts.confirm(confirmed, address) : confirmed;
   }
 
   /**
@@ -290,13 +310,18 @@ export class AuthService {
         this.audit.record({ who: whoName, action: 'token', repository: scope.name.slice(0, 300), allowed: false, reason: 'unknown resource', address });
         continue;
       }
-      const allowed = await this.allowed(who.principal, scope.name, who.limit);
       const asked = scope.actions.includes('*') ? ['pull', 'push', 'delete'] : scope.actions;
+      // A pull alone of a name a mirror serves under another: the token grants (and the gate checks) that
+      // other name, so it never covers a local repository of the asked name created since. A push is
+      // always local, and its pull with it.
+      const pullOnly = asked.length === 1 && asked[0] === 'pull';
+      const name = (pullOnly && (await this.options.servedAs?.(scope.name))) || scope.name;
+      const allowed = await this.allowed(who.principal, name, who.limit);
       const granted = asked.filter((a): a is Action => allowed.has(a as Action));
-      this.audit.record({ who: whoName, action: asked.join(','), repository: scope.name, allowed: granted.length === asked.length, granted, address });
+      this.audit.record({ who: whoName, action: asked.join(','), repository: name, allowed: granted.length === asked.length, granted, address });
       if (granted.length === 0) continue;
-      if (granted.includes('push')) await this.repositories.update(scope.name, { visibility: defaultVisibility(this.mode) }, true);
-      access.push({ type: 'repository', name: scope.name, actions: granted });
+      if (granted.includes('push')) await this.repositories.update(name, { visibility: defaultVisibility(this.mode) }, true);
+      access.push({ type: 'repository', name, actions: granted });
     }
     return access;
   }

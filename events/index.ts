@@ -12,6 +12,7 @@ import { DeliveryLog, EventQueue, type DeliveryRecord } from './queue.ts';
 import { SecretSeal } from './seal.ts';
 
 export { WebhookError, type WebhookErrorCode } from './errors.ts';
+export { SecretSeal } from './seal.ts';
 export { EVENT_TYPES, DEFAULT_EVENT_TYPES, EVENTS_MEDIA_TYPE, type RegistryEvent, type RequestFacts, type EventTarget } from './envelope.ts';
 export { signDelivery, verifyDelivery, SIGNATURE_HEADER, TIMESTAMP_HEADER } from './signature.ts';
 export { nonPublicRange, DestinationPolicy } from './destination.ts';

@@ -32,7 +32,18 @@ export interface FillOptions {
 
 const READ_SIZE = 256 * 1024;
 
-export class BlobFill {
+/** A fill as a client's GET sees it: this process's own (BlobFill) or one followed from another (shared-fill.ts). */
+export interface StreamedFill {
+  readonly state: 'running' | 'done' | 'failed';
+  /** The blob's size, when the upstream said it. */
+  readonly size?: number;
+  readonly started: Promise<void>;
+  readonly finished: Promise<void>;
+  /** A stream of the blob from byte 0 as its bytes arrive; call only while the fill runs. */
+  reader(): Readable;
+}
+
+export class BlobFill implements StreamedFill {
   state: 'running' | 'done' | 'failed' = 'running';
   error?: Error;
   /** The blob's size, when the upstream said it (before the first byte). */
@@ -43,6 +54,8 @@ export class BlobFill {
   readonly started: Promise<void>;
   /** Resolves when the blob is stored and verified; rejects when the fill failed. */
   readonly finished: Promise<void>;
+  /** Whether `started` has resolved. */
+  hasStarted = false;
   /** How many times the upstream was asked (a resumption counts). */
   requests = 0;
   private readonly events = new EventEmitter();
@@ -62,7 +75,10 @@ export class BlobFill {
       failStart = reject;
     });
     this.started.catch(() => {});
-    this.events.once('started', () => markStarted());
+    this.events.once('started', () => {
+      this.hasStarted = true;
+      markStarted();
+    });
     this.finished = this.run().then(
       () => {
         this.state = 'done';

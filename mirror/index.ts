@@ -6,7 +6,8 @@ import { Mirror, type MirrorDeps } from './mirror.ts';
 
 export { mirrorsSchema, mirrorSchema, withoutSecrets, type MirrorConfig } from './config.ts';
 export { Mirror, type BlobSource, type MirrorDeps, type MirrorLogger, type MirrorMetrics } from './mirror.ts';
-export { BlobFill } from './fill.ts';
+export { BlobFill, type StreamedFill } from './fill.ts';
+export { FollowedFill, type FillNotice } from './shared-fill.ts';
 export { Upstream, UpstreamError, UpstreamDigestError } from './upstream.ts';
 
 export interface MirrorRoute {

@@ -4,10 +4,11 @@
 // cannot answer. Blobs are fetched once however many clients want them (fill.ts).
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { isStorageError, layout, LocalLock, parseReference, type Digest, type Lock, type Reference, type Storage } from '../storage/index.ts';
+import { isStorageError, layout, LocalLock, parseReference, type Announcements, type Digest, type Lock, type Reference, type Storage } from '../storage/index.ts';
 import type { MirrorConfig } from './config.ts';
 import { Eviction } from './eviction.ts';
-import { BlobFill } from './fill.ts';
+import { BlobFill, type StreamedFill } from './fill.ts';
+import { fillKey, FillAnnouncer, FollowedFill } from './shared-fill.ts';
 import { linkStoredBlob, storeBlob, storeManifest } from './store.ts';
 import { Upstream, UpstreamDigestError, UpstreamError } from './upstream.ts';
 
@@ -29,13 +30,15 @@ export interface MirrorDeps {
   storage: Storage;
   /** The coordination lock (Redis with replicas): one fill of a blob at a time across every process. */
   lock?: Lock;
+  /** Where a fill says how far it is, so that clients of other processes stream it too (shared-fill.ts). */
+  announcements?: Announcements;
   metrics?: MirrorMetrics;
   logger?: MirrorLogger;
   maxManifestBytes: number;
 }
 
-/** What a blob GET is answered from: storage, or a fill in progress (stream from it). */
-export type BlobSource = { kind: 'stored' } | { kind: 'filling'; fill: BlobFill };
+/** What a blob GET is answered from: storage, or a fill in progress, here or in another process (stream from it). */
+export type BlobSource = { kind: 'stored' } | { kind: 'filling'; fill: StreamedFill };
 
 /** Tag checks remembered in memory per process (and in storage for all); the oldest are forgotten first. */
 const MAX_TAG_CHECKS = 50_000;
@@ -53,6 +56,8 @@ export class Mirror {
   private readonly resolving = new Map<string, Promise<void>>();
   /** Blob fills in progress, by digest. */
   private readonly fills = new Map<string, BlobFill>();
+  /** Fills of other processes this process's clients are streamed from, by digest. */
+  private readonly followed = new Map<string, FollowedFill>();
   /** Blobs whose fill this process is waiting to start (for the shared lock), by digest. */
   private readonly claims = new Map<string, Promise<BlobSource>>();
   private readonly lock: Lock;
@@ -154,7 +159,7 @@ export class Mirror {
       this.count('hit');
       return { kind: 'stored' };
     }
-    const running = this.fills.get(digest.value);
+    const running = this.fills.get(digest.value) ?? this.followed.get(digest.value);
     if (running) return this.follow(name, digest, { kind: 'filling', fill: running });
     const waiting = this.claims.get(digest.value);
     if (waiting) return this.follow(name, digest, await waiting);
@@ -173,35 +178,103 @@ export class Mirror {
 
   /**
    * Starts the one fill of `digest` across every process: under the lock `mirror-fill:<digest>`, held until
-   * the fill ends. A process that waited for it finds the blob stored (another replica filled it) and links
-   * it. A fill that outlasts the lock's wait makes the waiter look again, up to MAX_FILL_WAITS times.
+   * the fill ends. A process that waits for the lock follows the fill as soon as its filler announces it
+   * (shared-fill.ts), or else, once it holds the lock, finds the blob stored and links it. A fill that
+   * outlasts the lock's wait makes the waiter look again, up to MAX_FILL_WAITS times.
    */
   private claimFill(name: string, digest: Digest): Promise<BlobSource> {
     return new Promise<BlobSource>((resolve, reject) => {
+      let settled = false;
+      const settle = (source: BlobSource) => {
+        if (settled) return;
+        settled = true;
+        resolve(source);
+      };
+      const stopFollowing = this.followElsewhere(name, digest, () => settled, settle);
       const attempt = (waits: number): void => {
         this.lock
           .run(`mirror-fill:${digest.value}`, async () => {
+            // Followed elsewhere already: the lock came only after that fill; its end (stored or not) decides.
+            if (settled) return;
             if (await linkStoredBlob(this.deps.storage, name, digest)) {
               this.count('hit');
-              return resolve({ kind: 'stored' });
+              return settle({ kind: 'stored' });
             }
-            const fill = this.startFill(name, digest);
-            resolve({ kind: 'filling', fill });
-            await fill.finished.catch(() => {});
+            const { fill, ended } = this.startFill(name, digest);
+            settle({ kind: 'filling', fill });
+            await ended;
           })
-          .catch((err: unknown) => (isStorageError(err, 'Busy') && waits < MAX_FILL_WAITS ? attempt(waits + 1) : reject(err)));
+          .then(
+            () => stopFollowing(),
+            (err: unknown) => {
+              if (settled) return stopFollowing();
+              if (isStorageError(err, 'Busy') && waits < MAX_FILL_WAITS) return attempt(waits + 1);
+              stopFollowing();
+              reject(err);
+            },
+          );
       };
       attempt(0);
     });
   }
 
-  /** The upstream GET of a blob, into storage and to every client of this process that wants it. */
-  private startFill(name: string, digest: Digest): BlobFill {
+  /**
+   * Watches for a fill of `digest` another process announces, and when one is heard before `settled()`,
+   * gives it to `settle` (its blob then linked into `name` too). Returns what stops the watch while nothing
+   * is followed; a followed fill stops it itself when it ends.
+   */
+  private followElsewhere(name: string, digest: Digest, settled: () => boolean, settle: (source: BlobSource) => void): () => void {
+    const { announcements } = this.deps;
+    if (!announcements || !FillAnnouncer.wanted(this.deps.storage)) return () => {};
+    let followed: FollowedFill | undefined;
+    let stop: (() => void) | undefined;
+    let stopped = false;
+    const stopUnlessFollowing = () => {
+      stopped = true;
+      if (!followed) stop?.();
+    };
+    announcements
+      .watch(fillKey(digest), (value) => {
+        if (followed) return followed.heard(value);
+        if (value === undefined || settled() || stopped) return;
+        const fill = FollowedFill.from(this.deps.storage, digest, value, (this.config.timeoutSeconds + 10) * 1000);
+        if (!fill) return;
+        followed = fill;
+        this.followed.set(digest.value, fill);
+        this.count('hit');
+        fill.finished.then(() => linkStoredBlob(this.deps.storage, name, digest)).catch(() => {});
+        fill.finished
+          .catch(() => {})
+          .finally(() => {
+            stop?.();
+            if (this.followed.get(digest.value) === fill) this.followed.delete(digest.value);
+          });
+        settle({ kind: 'filling', fill });
+      })
+      .then(
+        (unwatch) => {
+          stop = unwatch;
+          if ((stopped && !followed) || (followed && followed.state !== 'running')) unwatch();
+        },
+        // No announcements to be had (shared state away, too many at once): the lock alone decides.
+        () => {},
+      );
+    return stopUnlessFollowing;
+  }
+
+  /**
+   * The upstream GET of a blob, into storage and to every client of this process that wants it (and, where
+   * storage allows, announced to the others); `ended` resolves once it is over and no longer announced.
+   */
+  private startFill(name: string, digest: Digest): { fill: BlobFill; ended: Promise<void> } {
     this.count('miss');
     const upstreamName = this.upstreamName(name);
-    const fill = new BlobFill(
+    const { announcements } = this.deps;
+    let fill: BlobFill | undefined;
+    const announcer = announcements && FillAnnouncer.wanted(this.deps.storage) ? new FillAnnouncer(announcements, this.deps.storage, digest, () => fill) : undefined;
+    fill = new BlobFill(
       { open: (offset, signal) => this.upstreamCall(() => this.upstream.getBlob(upstreamName, digest.value, offset, signal)) },
-      (bytes: Readable) => storeBlob(this.deps.storage, name, digest, bytes),
+      (bytes: Readable) => storeBlob(this.deps.storage, name, digest, bytes, (session) => announcer?.opened(session)),
       {
         idleTimeoutMs: this.config.timeoutSeconds * 1000,
         maxResumes: MAX_RESUMES,
@@ -209,10 +282,11 @@ export class Mirror {
       },
     );
     this.fills.set(digest.value, fill);
+    const filled = fill;
     fill.finished.then(
       () => {
         this.fills.delete(digest.value);
-        this.trim(fill.size ?? Number.POSITIVE_INFINITY);
+        this.trim(filled.size ?? Number.POSITIVE_INFINITY);
       },
       (err: Error) => {
         this.fills.delete(digest.value);
@@ -220,7 +294,9 @@ export class Mirror {
         this.deps.logger?.warn({ mirror: this.prefix, name, digest: digest.value, err: err.message }, 'blob not cached: the fill failed');
       },
     );
-    return fill;
+    // Withdrawn only once stored (followers then find the blob) or failed (they are cut short).
+    const ended = fill.finished.catch(() => {}).then(() => announcer?.end());
+    return { fill, ended };
   }
 
   /** The size of a blob not stored yet, from the upstream (a HEAD before any GET). */

@@ -3,18 +3,19 @@
 // storage verifies its digest, makes it durable and commits it whole), a blob stored already linked into
 // a mirrored repository (a mount), and a fetched manifest.
 import type { Readable } from 'node:stream';
-import type { Digest, Reference, Storage } from '../storage/index.ts';
+import type { BlobUpload, Digest, Reference, Storage } from '../storage/index.ts';
 
 /** Stores the bytes as the blob `digest` of repository `name`; throws (and keeps nothing) when they do not hash to it. */
-export async function storeBlob(storage: Storage, name: string, digest: Digest, bytes: Readable): Promise<void> {
+export async function storeBlob(storage: Storage, name: string, digest: Digest, bytes: Readable, opened?: (session: BlobUpload) => void): Promise<void> {
   // A session that fails (wrong bytes, a cut, the quota) leaves nothing behind; only a blob is ever visible.
-  await storage.uploads.monolithic(name, bytes, digest);
+  // `opened` learns the session, so that other processes can follow its bytes (shared-fill.ts).
+  await storage.uploads.monolithic(name, bytes, digest, { opened });
 }
 
 /** Links a blob that storage holds already (pulled through another name, or pushed) into `name`; false when it is not there. */
 export function linkStoredBlob(storage: Storage, name: string, digest: Digest): Promise<boolean> {
   // The mirror serves what its upstream serves: any copy held here will do (it is verified by digest).
-  return storage.uploads.mount(name, digest, { mayRead: async () => true });
+  return storage.uploads.linkStored(name, digest);
 }
 
 /** Stores an upstream manifest (verified by the caller) under its tag or digest; its blobs come on demand. */

@@ -18,7 +18,7 @@ import {
   type UploadObserver,
 } from '../storage/index.ts';
 import { AuditLog, AuthService, LdapDirectory, principalName, principalOf, type AuditSink, type TokenClaims } from '../auth/index.ts';
-import { Webhooks, type RequestFacts } from '../events/index.ts';
+import { SecretSeal, Webhooks, type RequestFacts } from '../events/index.ts';
 import { hostname } from 'node:os';
 import { bodyBytesArrived, dropStartupGarbage } from './young-buffers.ts';
 import { AuthGate } from './auth-gate.ts';
@@ -29,6 +29,7 @@ import { createLogger, requestLog, type Logger } from './logging.ts';
 import { Metrics } from './metrics.ts';
 import { UploadAdmission } from './admission.ts';
 import { errorMapping, rateLimit } from './middleware.ts';
+import { serialiseJsonBodies } from './json-bodies.ts';
 import { tokenHandlers } from './token.ts';
 import { LoginGuard } from './login-guard.ts';
 import { forwardedClient } from './forwarded.ts';
@@ -73,6 +74,7 @@ export async function createApp(
   // sets the client address and leaves Koa only the forwarding headers it may believe.
   const app = new Koa({ proxy: config.trustProxy });
   app.silent = true;
+  serialiseJsonBodies(app);
   app.on('error', (err: Error) => logger.debug({ err: err.message }, 'response stream ended early'));
 
   const router = new Router();
@@ -87,7 +89,14 @@ export async function createApp(
     ctx.type = type;
     ctx.body = body;
   });
-  const auth = config.mode === 'open' ? undefined : await createAuth(config, storage, coordination, logger);
+  // The mirror room (and the client code its upstream speaks with) is loaded only where mirrors are
+  // configured: every other server would carry it in memory for nothing.
+  const mirrors: Mirrors | undefined =
+    config.mirrors.length > 0
+      ? new (await import('../mirror/index.ts')).Mirrors(config.mirrors, { storage, lock: coordination.lock, announcements: coordination.announcements, metrics: metrics.mirror, logger, maxManifestBytes: config.maxManifestBytes })
+      : undefined;
+  const servedAs = mirrors && (async (name: string) => (await mirrors.route(name, true))?.name);
+  const auth = config.mode === 'open' ? undefined : await createAuth(config, storage, coordination, logger, servedAs);
   // The catalog's and the search's filter reads the visibility index: made now (once per storage, from
   // the settings written before it existed) rather than by the first request that needs it.
   if (auth) storage.repositories.visibilities().catch((err: Error) => logger.warn({ err: err.message }, 'the visibility index is not ready yet'));
@@ -101,12 +110,6 @@ export async function createApp(
   } else {
     logger.warn('BERTH_MODE=open: no authentication; anyone who reaches this registry may push and delete');
   }
-  // The mirror room (and the client code its upstream speaks with) is loaded only where mirrors are
-  // configured: every other server would carry it in memory for nothing.
-  const mirrors: Mirrors | undefined =
-    config.mirrors.length > 0
-      ? new (await import('../mirror/index.ts')).Mirrors(config.mirrors, { storage, lock: coordination.lock, metrics: metrics.mirror, logger, maxManifestBytes: config.maxManifestBytes })
-      : undefined;
   webRoutes(router, {
     storage,
     auth,
@@ -117,6 +120,7 @@ export async function createApp(
     webhooks,
     gcSchedule: { intervalSeconds: config.gcIntervalSeconds, graceSeconds: config.gcGraceSeconds, deleteUntagged: config.gcDeleteUntagged },
     mirroredFrom: mirrors && ((name) => mirrors.mirroredFrom(name)),
+    oidcName: config.oidc?.name,
   });
   const admission = new UploadAdmission(config.maxConcurrentUploads, metrics);
   const v2 = distributionRoutes({ config, storage, gate: new AuthGate(auth, config, guard), admission, mirrors });
@@ -170,10 +174,18 @@ function requestFacts(ctx: Koa.Context): RequestFacts {
 }
 
 /**
- * Accounts, tokens and policy over the same storage, and the directory that checks its users' passwords when
- * BERTH_LDAP_URL is set; the audit log on the server log unless BERTH_AUDIT_LOG names a file.
+ * Accounts, tokens and policy over the same storage, the directory that checks its users' passwords when
+ * BERTH_LDAP_URL is set, and the OpenID provider the browser signs in through when BERTH_OIDC_ISSUER is;
+ * the audit log on the server log unless BERTH_AUDIT_LOG names a file.
  */
-export async function createAuth(config: Config, storage: Storage, coordination: Coordination, logger: Logger): Promise<AuthService> {
+export async function createAuth(
+  config: Config,
+  storage: Storage,
+  coordination: Coordination,
+  logger: Logger,
+  /** Which repository a read of a name is served from, where a mirror serves it under another (AuthOptions.servedAs). */
+  servedAs?: (name: string) => Promise<string | undefined>,
+): Promise<AuthService> {
   const sink: AuditSink = config.auditLog
     ? pino({ base: { service: 'berth-audit', pid: process.pid } }, pino.destination({ dest: config.auditLog, mkdir: true, sync: false }))
     : logger;
@@ -185,9 +197,12 @@ export async function createAuth(config: Config, storage: Storage, coordination:
     refreshTokenTtlSeconds: config.refreshTokenTtlSeconds,
     reservedNames: config.reservedNames,
     mirrorNamespaces: config.mirrors.map((m) => m.prefix.split('/')[0]!),
+    servedAs,
   };
   const directory = config.ldap && new LdapDirectory(config.ldap);
-  return AuthService.create(options, storage, coordination, new AuditLog(sink), directory);
+  // The provider's refresh tokens are sealed with the webhook secrets' key: one key to keep, or one made once in storage.
+  const oidc = config.oidc && { options: config.oidc, sealer: new SecretSeal(storage.driver, coordination.lock, config.webhookSecretKey) };
+  return AuthService.create(options, storage, coordination, new AuditLog(sink), { directory, oidc });
 }
 
 /** S3 when a bucket is configured, else the folder BERTH_DATA. */
@@ -230,7 +245,8 @@ export async function openStorage(
   driver?: StorageDriver,
 ): Promise<{ storage: Storage; coordination: Coordination; close(): Promise<void> }> {
   const coordination = await chooseCoordination(config);
-  const storage = createStorage(driver ?? (await createDriver(config, logger)), observer, coordination);
+  // Blob bytes read from files (berth import) are fresh buffers as a request's are: the same collections keep them from piling up.
+  const storage = createStorage(driver ?? (await createDriver(config, logger)), observer ?? { bytesReceived: () => {}, pieceArrived: bodyBytesArrived }, coordination);
   return {
     storage,
     coordination,

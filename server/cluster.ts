@@ -2,13 +2,13 @@
 // replaces one that dies, arbitrates locks and relays cache invalidations when there is no Redis, and
 // gathers metrics from all of them.
 import cluster, { type Worker } from 'node:cluster';
-import client from 'prom-client';
 // Straight to storage's coordination room, not storage/index.ts: the primary only forks and relays, and
 // should not carry the whole registry (S3 SDK, Koa…) in memory. Workers load the app when they start.
-import { ClusterGenerationRelay, ClusterLockArbiter, ClusterRateRelay } from '../storage/coordination/index.ts';
+import { ClusterAnnouncementRelay, ClusterGenerationRelay, ClusterLockArbiter, ClusterRateRelay } from '../storage/coordination/index.ts';
 import type { Config } from './config.ts';
 import { createLogger } from './logging.ts';
 import { isMetricsRequest, type MetricsReply } from './metrics.ts';
+import { aggregatorRegistry } from './prometheus.ts';
 
 /** Serves in this process until SIGTERM/SIGINT, then lets in-flight requests finish and exits. */
 export async function serveOne(config: Config): Promise<void> {
@@ -40,7 +40,8 @@ function runPrimary(config: Config): void {
   const arbiter = new ClusterLockArbiter();
   const relay = new ClusterGenerationRelay();
   const rates = new ClusterRateRelay();
-  const aggregator = new client.AggregatorRegistry();
+  const announcements = new ClusterAnnouncementRelay();
+  const aggregator = new (aggregatorRegistry())();
   let stopping = false;
 
   const fork = (): Worker => {
@@ -48,6 +49,7 @@ function runPrimary(config: Config): void {
     arbiter.attach(worker);
     relay.attach(worker);
     rates.attach(worker);
+    announcements.attach(worker);
     worker.on('message', (message: unknown) => {
       if (!isMetricsRequest(message)) return;
       void aggregator.clusterMetrics().then(

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BlockList, isIP } from 'node:net';
 import { z } from 'zod';
-import type { LdapOptions } from '../auth/index.ts';
+import type { LdapOptions, OidcOptions } from '../auth/index.ts';
 // The mirror room's settings alone, not its door: the rest of the room loads only where mirrors are configured.
 import { mirrorsSchema, withoutSecrets } from '../mirror/config.ts';
 
@@ -141,6 +141,34 @@ const ldapSettings = {
   ldapTimeoutMs: int(100).max(120_000),
 };
 
+/** The OpenID Connect provider the browser signs in through: gathered into one `oidc` object. */
+const oidcSettings = {
+  oidcIssuer: z
+    .url({ protocol: /^https?$/ })
+    .refine((v) => {
+      const url = new URL(v);
+      return url.protocol === 'https:' || url.hostname === 'localhost' || url.hostname === '[::1]' || /^127(?:\.\d{1,3}){3}$/.test(url.hostname);
+    }, 'expected an https:// URL (plain http:// only on this machine: localhost, 127.0.0.1, [::1])')
+    .optional(),
+  oidcName: z.string().min(1).max(60),
+  oidcClientId: z.string().min(1).optional(),
+  oidcClientSecret: z.string().min(1).optional(),
+  oidcClientSecretFile: z.string().min(1).optional(),
+  oidcRedirectUrl: z.url({ protocol: /^https?$/ }).optional(),
+  oidcScopes: z
+    .string()
+    .regex(/^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/, 'expected scopes separated by single spaces, e.g. openid profile email offline_access')
+    .refine((v) => v.split(' ').includes('openid'), 'the scopes must include openid'),
+  oidcUsernameClaim: z.string().regex(/^[\w.:-]{1,100}$/, 'expected a claim name, e.g. preferred_username'),
+  oidcGroupsClaim: z.string().regex(/^[\w.:-]{1,100}$/, 'expected a claim name, e.g. groups'),
+  oidcGroupRoles: z
+    .string()
+    .refine((v) => parseGroupRoles(v, false) !== undefined, 'expected GROUP=>ORG:ROLE entries separated by ";", ROLE one of read, write, admin')
+    .optional(),
+  oidcRefreshSeconds: int(1),
+  oidcTimeoutMs: int(100).max(120_000),
+};
+
 const clientSettings = {
   clientHome: z.string().min(1),
   defaultRegistry: z.string().regex(/^[A-Za-z0-9.-]+(:\d{1,5})?$/, 'expected host[:port], e.g. docker.io'),
@@ -196,7 +224,7 @@ function s3Config(settings: S3Settings): S3Config | undefined {
 
 /** The server's configuration: its own settings and S3's, checked together where they need each other. */
 const serverSchema = z
-  .object({ ...serverSettings, ...s3Settings, ...ldapSettings })
+  .object({ ...serverSettings, ...s3Settings, ...ldapSettings, ...oidcSettings })
   .superRefine((config, ctx) => {
   const ldapKeys = ['ldapCaFile', 'ldapBindDn', 'ldapBindPassword', 'ldapBindPasswordFile', 'ldapBaseDn', 'ldapGroupBaseDn', 'ldapGroupRoles'] as const;
   if (config.ldapUrl === undefined) {
@@ -211,6 +239,19 @@ const serverSchema = z
     if (config.ldapCaFile !== undefined && !config.ldapStartTls && config.ldapUrl.startsWith('ldap:')) {
       ctx.addIssue({ code: 'custom', path: ['ldapCaFile'], message: 'has no effect on plain ldap://: use ldaps:// or BERTH_LDAP_START_TLS=true' });
     }
+  }
+  const oidcKeys = ['oidcClientId', 'oidcClientSecret', 'oidcClientSecretFile', 'oidcRedirectUrl', 'oidcGroupRoles'] as const;
+  if (config.oidcIssuer === undefined) {
+    for (const key of oidcKeys) if (config[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: 'has no effect unless BERTH_OIDC_ISSUER is set' });
+  } else {
+    if (config.oidcClientId === undefined) ctx.addIssue({ code: 'custom', path: ['oidcClientId'], message: 'the provider needs the client id Berth was registered with' });
+    if ((config.oidcClientSecret === undefined) === (config.oidcClientSecretFile === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['oidcClientSecret'], message: 'set the client secret either here or in BERTH_OIDC_CLIENT_SECRET_FILE (one of them)' });
+    }
+    if (config.oidcRedirectUrl === undefined && config.publicUrl === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['oidcRedirectUrl'], message: 'the provider sends the browser back to an absolute URL: set this, or BERTH_PUBLIC_URL' });
+    }
+    if (config.mode === 'open') ctx.addIssue({ code: 'custom', path: ['oidcIssuer'], message: 'BERTH_MODE=open has no accounts to sign in to' });
   }
 
     if (config.s3Redirect && config.s3Bucket === undefined) {
@@ -234,8 +275,14 @@ const serverSchema = z
     }
   })
   .transform((settings) => {
-    const server = without(settings, [...Object.keys(s3Settings), ...Object.keys(ldapSettings)] as (keyof typeof s3Settings | LdapKey)[]);
-    return { ...server, dataDir: resolve(server.dataDir), s3: s3Config(settings), ldap: settings.ldapUrl === undefined ? undefined : ldapConfig(settings) };
+    const server = without(settings, [...Object.keys(s3Settings), ...Object.keys(ldapSettings), ...Object.keys(oidcSettings)] as (keyof typeof s3Settings | LdapKey | OidcKey)[]);
+    return {
+      ...server,
+      dataDir: resolve(server.dataDir),
+      s3: s3Config(settings),
+      ldap: settings.ldapUrl === undefined ? undefined : ldapConfig(settings),
+      oidc: settings.oidcIssuer === undefined ? undefined : oidcConfig(settings, settings.publicUrl),
+    };
   });
 
 const clientSchema = z.object(clientSettings);
@@ -244,7 +291,12 @@ export type Config = z.output<typeof serverSchema>;
 /** What the runtime client reads: nothing of the server's. */
 export type ClientConfig = z.output<typeof clientSchema>;
 
-type SettingKey = keyof typeof serverSettings | keyof typeof s3Settings | LdapKey | keyof typeof clientSettings;
+type SettingKey = keyof typeof serverSettings | keyof typeof s3Settings | LdapKey | OidcKey | keyof typeof clientSettings;
+type OidcKey = keyof typeof oidcSettings;
+type OidcSettingValues = z.infer<z.ZodObject<typeof oidcSettings>>;
+
+/** The OpenID provider the browser signs in through, as one typed object (auth's own type) and its display name. */
+export type OidcSettings = OidcOptions & { name: string };
 type LdapKey = keyof typeof ldapSettings;
 type LdapSettingValues = z.infer<z.ZodObject<typeof ldapSettings>>;
 
@@ -252,7 +304,7 @@ type LdapSettingValues = z.infer<z.ZodObject<typeof ldapSettings>>;
 export type LdapSettings = LdapOptions;
 
 /** Reads a file a setting names; a ConfigError naming the setting when it cannot. */
-function readSetting(key: LdapKey, path: string): string {
+function readSetting(key: LdapKey | OidcKey, path: string): string {
   try {
     return readFileSync(path, 'utf8');
   } catch (err) {
@@ -281,11 +333,28 @@ function ldapConfig(settings: LdapSettingValues): LdapSettings {
   };
 }
 
-/** `GROUP-DN=>ORG:ROLE;…` as a list, or undefined when an entry is not of that form. */
-function parseGroupRoles(text: string): LdapSettings['groupRoles'] | undefined {
+function oidcConfig(settings: OidcSettingValues, publicUrl: string | undefined): OidcSettings {
+  const secret = settings.oidcClientSecret ?? readSetting('oidcClientSecretFile', settings.oidcClientSecretFile!).replace(/\r?\n$/, '');
+  return {
+    name: settings.oidcName,
+    issuer: settings.oidcIssuer!,
+    clientId: settings.oidcClientId!,
+    clientSecret: () => secret,
+    redirectUrl: settings.oidcRedirectUrl ?? new URL('/signin/oidc/callback', publicUrl).href,
+    scopes: settings.oidcScopes,
+    usernameClaim: settings.oidcUsernameClaim,
+    groupsClaim: settings.oidcGroupsClaim,
+    groupRoles: parseGroupRoles(settings.oidcGroupRoles ?? '', false) ?? [],
+    refreshSeconds: settings.oidcRefreshSeconds,
+    timeoutMs: settings.oidcTimeoutMs,
+  };
+}
+
+/** `GROUP=>ORG:ROLE;…` as a list, or undefined when an entry is not of that form (a directory's groups are DNs). */
+function parseGroupRoles(text: string, dn = true): LdapSettings['groupRoles'] | undefined {
   const entries = text.split(';').map((e) => e.trim()).filter(Boolean);
   const parsed = entries.map((entry) => /^(.+?)\s*=>\s*([a-z0-9]+(?:[._-][a-z0-9]+)*):(read|write|admin)$/.exec(entry));
-  if (parsed.some((m) => !m || !/=/.test(m[1]!))) return undefined;
+  if (parsed.some((m) => !m || (dn && !/=/.test(m[1]!)))) return undefined;
   return parsed.map((m) => ({ group: m![1]!, organisation: m![2]!, role: m![3] as 'read' | 'write' | 'admin' }));
 }
 
@@ -474,7 +543,7 @@ export const SETTINGS: Record<SettingKey, { env: string; default?: string; help:
   webhookPollMs: { env: 'BERTH_WEBHOOK_POLL_MS', default: '1000', help: 'how often a server looks for webhook events queued by other processes (its own are sent at once)' },
   webhookSecretKey: {
     env: 'BERTH_WEBHOOK_SECRET_KEY',
-    help: 'key (32 bytes, base64) that seals webhook secrets in storage; unset: a key made once and kept in storage beside the token signing key',
+    help: 'key (32 bytes, base64) that seals webhook secrets and OpenID refresh tokens in storage; unset: a key made once and kept in storage beside the token signing key',
   },
   ldapUrl: {
     env: 'BERTH_LDAP_URL',
@@ -510,6 +579,35 @@ export const SETTINGS: Record<SettingKey, { env: string; default?: string; help:
     help: 'a directory user\'s entry and groups are read again at each sign-in and, for refresh tokens, access tokens and sessions in use, when older than this; a user the directory no longer finds is removed with their tokens',
   },
   ldapTimeoutMs: { env: 'BERTH_LDAP_TIMEOUT_MS', default: '5000', help: 'how long a directory connection or operation may take before the sign-in answers 503' },
+  oidcIssuer: {
+    env: 'BERTH_OIDC_ISSUER',
+    help: 'issuer URL of an OpenID Connect provider the web sign-in offers (its /.well-known/openid-configuration is read); its users get an account at their first sign-in and use personal access tokens for docker login (unset: no OpenID sign-in)',
+  },
+  oidcName: { env: 'BERTH_OIDC_NAME', default: 'OpenID Connect', help: 'the provider\'s name on the sign-in page ("Sign in with …")' },
+  oidcClientId: { env: 'BERTH_OIDC_CLIENT_ID', help: 'the client id Berth is registered with at the provider' },
+  oidcClientSecret: { env: 'BERTH_OIDC_CLIENT_SECRET', help: 'the client\'s secret (never logged); or BERTH_OIDC_CLIENT_SECRET_FILE', secret: true },
+  oidcClientSecretFile: { env: 'BERTH_OIDC_CLIENT_SECRET_FILE', help: 'file holding the client\'s secret (a trailing newline is dropped)' },
+  oidcRedirectUrl: {
+    env: 'BERTH_OIDC_REDIRECT_URL',
+    help: 'where the provider sends the browser back (register it there): default BERTH_PUBLIC_URL + /signin/oidc/callback',
+  },
+  oidcScopes: {
+    env: 'BERTH_OIDC_SCOPES',
+    default: 'openid profile email offline_access',
+    help: 'scopes asked for, separated by spaces; openid is required, and the provider must issue a refresh token (offline_access on most), or the sign-in is refused',
+  },
+  oidcUsernameClaim: { env: 'BERTH_OIDC_USERNAME_CLAIM', default: 'preferred_username', help: 'claim whose value (in lower case) is the Berth user name (from the ID token, else userinfo)' },
+  oidcGroupsClaim: { env: 'BERTH_OIDC_GROUPS_CLAIM', default: 'groups', help: 'claim listing the user\'s groups (a list of names, or one name)' },
+  oidcGroupRoles: {
+    env: 'BERTH_OIDC_GROUP_ROLES',
+    help: 'provider groups → organisation roles: GROUP=>ORG:ROLE entries separated by ";", e.g. dev=>acme:write; as for BERTH_LDAP_GROUP_ROLES, a user\'s role in each organisation named is the highest their groups give, or none',
+  },
+  oidcRefreshSeconds: {
+    env: 'BERTH_OIDC_REFRESH_SECONDS',
+    default: '300',
+    help: 'a provider user\'s claims and groups are asked again with their refresh token when older than this, for tokens and sessions in use; a refused refresh (the user or the grant gone) removes the user with their tokens',
+  },
+  oidcTimeoutMs: { env: 'BERTH_OIDC_TIMEOUT_MS', default: '5000', help: 'how long a request to the provider may take before the sign-in (or the token in use) answers 503' },
   clientHome: { env: 'BERTH_HOME', default: '~/.local/share/berth', help: 'the client\'s local store: blobs, images, containers, credentials' },
   defaultRegistry: { env: 'BERTH_DEFAULT_REGISTRY', default: 'docker.io', help: 'registry of names without a host (berth pull busybox)' },
   insecureRegistries: { env: 'BERTH_INSECURE_REGISTRIES', help: 'host[:port] list the client reaches over plain HTTP (loopback always is)' },
@@ -531,7 +629,7 @@ export class ConfigError extends Error {
 
 /** The server's configuration (its settings and S3's); a wrong one throws ConfigError naming each variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  return validated(serverSchema, { ...serverSettings, ...s3Settings, ...ldapSettings }, env);
+  return validated(serverSchema, { ...serverSettings, ...s3Settings, ...ldapSettings, ...oidcSettings }, env);
 }
 
 /** The runtime client's configuration: its settings alone, whatever the server's say. */

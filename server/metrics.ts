@@ -1,47 +1,47 @@
 // Prometheus metrics: requests by route and status, latency, bytes in and out, uploads in progress.
 import cluster from 'node:cluster';
 import { randomUUID } from 'node:crypto';
-import client from 'prom-client';
+import { aggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from './prometheus.ts';
 import type { Context, Next } from 'koa';
 
 export class Metrics {
-  readonly registry = new client.Registry();
-  private readonly requests = new client.Counter({
+  readonly registry = new Registry();
+  private readonly requests = new Counter({
     name: 'berth_http_requests_total',
     help: 'HTTP requests by method, route and status',
     labelNames: ['method', 'route', 'status'] as const,
     registers: [this.registry],
   });
-  private readonly latency = new client.Histogram({
+  private readonly latency = new Histogram({
     name: 'berth_http_request_duration_seconds',
     help: 'HTTP request latency by method and route',
     labelNames: ['method', 'route'] as const,
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60],
     registers: [this.registry],
   });
-  private readonly bytesIn = new client.Counter({
+  private readonly bytesIn = new Counter({
     name: 'berth_http_received_bytes_total',
     help: 'Request body bytes received',
     registers: [this.registry],
   });
-  private readonly bytesOut = new client.Counter({
+  private readonly bytesOut = new Counter({
     name: 'berth_http_sent_bytes_total',
     help: 'Response body bytes sent',
     registers: [this.registry],
   });
-  private readonly uploads = new client.Gauge({
+  private readonly uploads = new Gauge({
     name: 'berth_uploads_in_progress',
     help: 'Blob upload requests streaming data right now',
     registers: [this.registry],
   });
   // Per mirror (its prefix): what was served from the cache, fetched, served stale, and what failed upstream.
-  private readonly mirrorEvents = new client.Counter({
+  private readonly mirrorEvents = new Counter({
     name: 'berth_mirror_requests_total',
     help: 'Pull-through cache lookups by mirror and outcome: hit (served from the cache), miss (fetched upstream), stale (served cached while the upstream failed), upstream_error',
     labelNames: ['mirror', 'outcome'] as const,
     registers: [this.registry],
   });
-  private readonly mirrorBytes = new client.Counter({
+  private readonly mirrorBytes = new Counter({
     name: 'berth_mirror_fetched_bytes_total',
     help: 'Blob bytes fetched from each mirror\'s upstream',
     labelNames: ['mirror'] as const,
@@ -57,12 +57,13 @@ export class Metrics {
   };
 
   constructor() {
-    client.collectDefaultMetrics({ register: this.registry, prefix: 'berth_' });
+    collectDefaultMetrics(this.registry, 'berth_');
     // In a cluster worker, the primary's AggregatorRegistry asks for this registry.
     // (Constructing one installs prom-client's worker-side listener.)
     if (cluster.isWorker) {
-      client.AggregatorRegistry.setRegistries([this.registry]);
-      new client.AggregatorRegistry();
+      const AggregatorRegistry = aggregatorRegistry();
+      AggregatorRegistry.setRegistries([this.registry]);
+      new AggregatorRegistry();
     }
   }
 

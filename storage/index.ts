@@ -15,8 +15,8 @@ import type { StorageListener } from './listener.ts';
 export { BlobStore } from './blobs.ts';
 export {
   localCoordination, retryAfterSeconds, LocalGenerations, LocalRateCounter, LocalLock,
-  clusterWorkerCoordination, ClusterLockArbiter, ClusterGenerationRelay, ClusterRateRelay, createRedisCoordination,
-  type Coordination, type Generations, type RateCounter, type RateCount, type Lock, type RedisConfig } from './coordination/index.ts';
+  clusterWorkerCoordination, ClusterLockArbiter, ClusterGenerationRelay, ClusterRateRelay, ClusterAnnouncementRelay, createRedisCoordination,
+  LocalAnnouncements, type Announcements, type Coordination, type Generations, type RateCounter, type RateCount, type Lock, type RedisConfig } from './coordination/index.ts';
 export { ManifestStore, type StoredManifest, type ReferrerDescriptor, type ManifestChange } from './manifests.ts';
 export { RepositoryStore, MAX_DESCRIPTION, MAX_README, type RepositorySettings } from './repositories.ts';
 export type { VisibilitySnapshot } from './visibility.ts';

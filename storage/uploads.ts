@@ -8,7 +8,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { BlobStore } from './blobs.ts';
-import { UNFLUSHED, type StorageDriver } from './driver/index.ts';
+import { PathNotFoundError, UNFLUSHED, type ByteRange, type StorageDriver } from './driver/index.ts';
 import { StorageError } from './errors.ts';
 import { RunningDigest } from './hasher.ts';
 import { layout } from './layout.ts';
@@ -148,9 +148,16 @@ export class UploadStore {
    * A whole blob in one request (the monolithic upload): checked against the quota from its announced
    * length, stored in a session of its own and completed; the session does not outlive a failure.
    */
-  async monolithic(name: string, source: Readable, digest: Digest, options: { length?: number; owner?: string } = {}): Promise<{ size: number }> {
+  async monolithic(
+    name: string,
+    source: Readable,
+    digest: Digest,
+    /** `opened`: told the session once it exists, before any byte is stored (to follow it with readReceived). */
+    options: { length?: number; owner?: string; opened?: (upload: BlobUpload) => void } = {},
+  ): Promise<{ size: number }> {
     await this.quotas.check(name, options.length ?? 0, digest);
     const upload = await this.create(name, options.owner);
+    options.opened?.(upload);
     try {
       return await this.complete(await this.appendChecked(upload, source, { length: options.length }), digest);
     } catch (err) {
@@ -251,6 +258,14 @@ export class UploadStore {
     );
   }
 
+  /**
+   * Links a blob this storage holds (under any repository) into `name`, for a caller that may read every
+   * copy it holds (a mirror, an importer: the blob is known by its digest); false when it is not held.
+   */
+  linkStored(name: string, digest: Digest): Promise<boolean> {
+    return this.mount(name, digest, { mayRead: async () => true });
+  }
+
   private async anyReadable(digest: Digest, source: MountSource): Promise<boolean> {
     for (const holder of await this.blobs.holders(digest)) if (await source.mayRead(holder)) return true;
     return false;
@@ -303,6 +318,30 @@ export class UploadStore {
       await this.driver.delete(layout.uploadDir(upload.name, upload.id));
       await this.driver.delete(layout.openUpload(upload.id));
     });
+  }
+
+  /** Whether a session's bytes can be read while it still receives them (readReceived), by any process sharing the storage. */
+  get readableWhileReceiving(): boolean {
+    return this.driver.readableBeforeCommit === true;
+  }
+
+  /**
+   * Bytes `range` of what session `id` of `name` has received so far, for a reader that follows a session
+   * another process writes (the bytes are unverified until it completes: the reader must hold back what a
+   * failed digest would make wrong). Undefined when the session is gone (completed or cancelled), when the
+   * range is not received yet, or where the storage reads nothing before completion (S3).
+   */
+  async readReceived(name: string, id: string, range: ByteRange): Promise<Readable | undefined> {
+    if (!this.readableWhileReceiving || !isValidUploadId(id) || !isValidName(name)) return undefined;
+    const path = layout.uploadData(name, id);
+    const received = (await this.driver.stat(path))?.size ?? 0;
+    if (range.end >= received) return undefined;
+    try {
+      return await this.driver.reader(path, range);
+    } catch (err) {
+      if (err instanceof PathNotFoundError) return undefined;
+      throw err;
+    }
   }
 
   /**

@@ -34,7 +34,7 @@ async function storeBlob(storage: Storage, name: string, digest: Digest, size: n
   const { blobs, uploads } = storage;
   if ((await blobs.sizeIn(name, digest)) !== undefined) return 'present';
   // The importer may read everything it holds: any copy here is the blob (it is known by its digest).
-  if ((await blobs.size(digest)) !== undefined && (await uploads.mount(name, digest, { mayRead: async () => true }))) return 'mounted';
+  if ((await blobs.size(digest)) !== undefined && (await uploads.linkStored(name, digest))) return 'mounted';
   await uploads.monolithic(name, open(), digest, { length: size });
   return 'uploaded';
 }

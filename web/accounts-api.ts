@@ -59,7 +59,11 @@ const isBoolean = (v: unknown): v is boolean => typeof v === 'boolean';
 const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.length <= 100 && v.every(isString);
 
 /** A user as the API shows one: never the password's hash nor its epoch. */
-const userView = (u: User) => ({ name: u.name, admin: u.admin, createdAt: u.createdAt, ...(u.directory ? { directory: u.directory } : {}) });
+/** A user as the API shows them: what their source said of them, never the provider's refresh token (sealed as it is). */
+const userView = (u: User) => {
+  const { sealedRefreshToken: _kept, ...directory } = u.directory ?? { dn: '', checkedAt: '' };
+  return { name: u.name, admin: u.admin, createdAt: u.createdAt, ...(u.directory ? { directory } : {}) };
+};
 
 export function accountRoutes(router: Router, deps: WebDeps): void {
 

@@ -42,6 +42,8 @@ export interface WebDeps {
   webhooks: Webhooks;
   /** The server's garbage collection settings, which the admin API shows and runs with. */
   gcSchedule: GcSchedule;
+  /** The OpenID provider's name on the sign-in page (BERTH_OIDC_NAME), when one is configured. */
+  oidcName?: string;
   /** What a repository is a pull-through copy of (`registry-1.docker.io/library/alpine`), when a mirror holds it. */
   mirroredFrom?: (name: string) => string | undefined;
   /** Who may manage which members, tokens, robots and policies, and the managing: the API's and the pages' one service. */

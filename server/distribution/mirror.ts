@@ -4,7 +4,7 @@
 import type { Context } from 'koa';
 import { RegistryError, type ErrorCode } from '../errors.ts';
 import { parseDigest } from '../../storage/index.ts';
-import { UpstreamDigestError, UpstreamError, type Mirror, type Mirrors } from '../../mirror/index.ts';
+import type { Mirror, Mirrors, UpstreamError } from '../../mirror/index.ts';
 import { blobHandlers } from './blobs.ts';
 import { manifestHandlers } from './manifests.ts';
 import { replyHead, type DistributionDeps, type Handler, type RouteParams } from './http.ts';
@@ -12,13 +12,18 @@ import { replyHead, type DistributionDeps, type Handler, type RouteParams } from
 /** Upstream codes passed on as they are (the spec's own); any other refusal is told as the status's nearest. */
 const PASSED_ON = new Set<ErrorCode>(['BLOB_UNKNOWN', 'MANIFEST_UNKNOWN', 'NAME_UNKNOWN', 'NAME_INVALID', 'MANIFEST_INVALID', 'DENIED', 'UNSUPPORTED']);
 
+// The mirror room is loaded only when mirrors are configured (server/app.ts), so its errors are told
+// apart by name: importing their classes here would load the room into every server.
+const isUpstreamError = (err: unknown): err is UpstreamError => err instanceof Error && err.name === 'UpstreamError';
+const isDigestError = (err: unknown): boolean => err instanceof Error && err.name === 'UpstreamDigestError';
+
 /** The spec error a client gets for a mirror's failure. */
 export function mirrorError(mirror: Mirror, err: unknown, notFound: ErrorCode): unknown {
   const upstream = { upstream: mirror.upstream.origin };
-  if (err instanceof UpstreamDigestError) {
+  if (isDigestError(err)) {
     return new RegistryError('UNKNOWN', 'the upstream registry sent content that does not match its digest; nothing was cached', upstream, { status: 502 });
   }
-  if (!(err instanceof UpstreamError)) return err;
+  if (!isUpstreamError(err)) return err;
   if (err.unavailable) {
     return new RegistryError('UNAVAILABLE', `the upstream registry did not answer (${err.status || 'no answer'})`, upstream, { headers: { 'Retry-After': '5' } });
   }

@@ -2,6 +2,7 @@
 // process arbitrates the locks over IPC and relays cache invalidations to every worker.
 import type { Worker } from 'node:cluster';
 import { randomUUID } from 'node:crypto';
+import { AnnouncementBoard, Watchers, type Announcements } from './announcements.ts';
 import { LocalGenerations, LocalRateCounter, type Coordination, type Generations, type RateCount, type RateCounter } from './coordination.ts';
 import type { Lock } from './lock.ts';
 
@@ -11,9 +12,12 @@ interface LockMessage {
   id: string;
 }
 
-function isLockMessage(message: unknown): message is LockMessage {
-  return typeof message === 'object' && message !== null && 'berthLock' in message;
+/** Whether an IPC message is one of ours of a kind: an object carrying the kind's tag field. */
+function tagged<T>(tag: string): (message: unknown) => message is T {
+  return (message: unknown): message is T => typeof message === 'object' && message !== null && tag in message;
 }
+
+const isLockMessage = tagged<LockMessage>('berthLock');
 
 interface GenerationMessage {
   /** 'ready': the worker listens for invalidations (sent once, before it caches anything). */
@@ -22,9 +26,7 @@ interface GenerationMessage {
   id: string;
 }
 
-function isGenerationMessage(message: unknown): message is GenerationMessage {
-  return typeof message === 'object' && message !== null && 'berthGeneration' in message;
-}
+const isGenerationMessage = tagged<GenerationMessage>('berthGeneration');
 
 /**
  * Each worker keeps its own counters and reads them without asking anyone; a write announces itself
@@ -96,9 +98,7 @@ interface RateMessage {
   count?: RateCount;
 }
 
-function isRateMessage(message: unknown): message is RateMessage {
-  return typeof message === 'object' && message !== null && 'berthRate' in message;
-}
+const isRateMessage = tagged<RateMessage>('berthRate');
 
 /** Every worker counts in the primary, so a limit holds for the whole machine, not per worker. */
 class ClusterRateCounter implements RateCounter {
@@ -136,8 +136,120 @@ export class ClusterRateRelay {
   }
 }
 
+interface AnnounceMessage {
+  /** Worker to primary: set, delete, watch, unwatch; primary to worker: current (the answer to a watch), changed. */
+  berthAnnounce: 'set' | 'delete' | 'watch' | 'unwatch' | 'current' | 'changed';
+  key: string;
+  value?: string;
+  ttlMs?: number;
+  id?: string;
+}
+
+const isAnnounceMessage = tagged<AnnounceMessage>('berthAnnounce');
+
+/** The values live in the primary; a worker hears the changes of the keys it watches, in order, over its IPC channel. */
+class ClusterAnnouncements implements Announcements {
+  private readonly watchers = new Watchers();
+  private readonly waiting = new Map<string, (value: string | undefined) => void>();
+
+  constructor() {
+    process.on('message', (message: unknown) => {
+      if (!isAnnounceMessage(message)) return;
+      if (message.berthAnnounce === 'current') {
+        this.waiting.get(message.id!)?.(message.value);
+        this.waiting.delete(message.id!);
+      } else if (message.berthAnnounce === 'changed') {
+        this.watchers.tell(message.key, message.value);
+      }
+    });
+  }
+
+  async announce(key: string, value: string, ttlMs: number): Promise<void> {
+    process.send!({ berthAnnounce: 'set', key, value, ttlMs } satisfies AnnounceMessage);
+  }
+
+  async withdraw(key: string): Promise<void> {
+    process.send!({ berthAnnounce: 'delete', key } satisfies AnnounceMessage);
+  }
+
+  async watch(key: string, onChange: (value: string | undefined) => void): Promise<() => void> {
+    this.watchers.add(key, onChange);
+    const id = randomUUID();
+    const current = new Promise<string | undefined>((resolve) => this.waiting.set(id, resolve));
+    process.send!({ berthAnnounce: 'watch', key, id } satisfies AnnounceMessage);
+    onChange(await current);
+    let stopped = false;
+    return () => {
+      if (stopped) return;
+      stopped = true;
+      this.watchers.remove(key, onChange);
+      process.send!({ berthAnnounce: 'unwatch', key } satisfies AnnounceMessage);
+    };
+  }
+}
+
+/** Runs in the primary: holds every worker's announcements and tells each change to the workers watching its key. */
+export class ClusterAnnouncementRelay {
+  private readonly board = new AnnouncementBoard();
+  /** Per watched key: how many watches each worker holds, and the board listener that relays to them. */
+  private readonly watched = new Map<string, { workers: Map<Worker, number>; stop: () => void }>();
+
+  attach(worker: Worker): void {
+    worker.on('message', (message: unknown) => {
+      if (!isAnnounceMessage(message)) return;
+      const { key } = message;
+      try {
+        if (message.berthAnnounce === 'set') this.board.set(key, message.value!, message.ttlMs!);
+        else if (message.berthAnnounce === 'delete') this.board.delete(key);
+        else if (message.berthAnnounce === 'unwatch') this.unwatch(worker, key, 1);
+        else if (message.berthAnnounce === 'watch') {
+          this.watch(worker, key);
+          worker.send({ berthAnnounce: 'current', key, id: message.id, value: this.board.get(key) } satisfies AnnounceMessage);
+        }
+      } catch {
+        // Over the bound: the value is not kept (its watchers wait for the fill the old way), the watch answers none.
+        if (message.berthAnnounce === 'watch' && worker.isConnected()) worker.send({ berthAnnounce: 'current', key, id: message.id } satisfies AnnounceMessage);
+      }
+    });
+    worker.on('exit', () => {
+      for (const key of [...this.watched.keys()]) this.unwatch(worker, key, Infinity);
+    });
+  }
+
+  private watch(worker: Worker, key: string): void {
+    let entry = this.watched.get(key);
+    if (!entry) {
+      const workers = new Map<Worker, number>();
+      const stop = this.board.on(key, (value) => {
+        for (const w of workers.keys()) if (w.isConnected()) w.send({ berthAnnounce: 'changed', key, value } satisfies AnnounceMessage);
+      });
+      entry = { workers, stop };
+      this.watched.set(key, entry);
+    }
+    entry.workers.set(worker, (entry.workers.get(worker) ?? 0) + 1);
+  }
+
+  private unwatch(worker: Worker, key: string, count: number): void {
+    const entry = this.watched.get(key);
+    const held = entry?.workers.get(worker);
+    if (!entry || held === undefined) return;
+    if (held > count) entry.workers.set(worker, held - count);
+    else entry.workers.delete(worker);
+    if (entry.workers.size === 0) {
+      entry.stop();
+      this.watched.delete(key);
+    }
+  }
+}
+
 export function clusterWorkerCoordination(): Coordination {
-  return { lock: new ClusterLock(), generations: new ClusterGenerations(), counter: new ClusterRateCounter(), close: async () => {} };
+  return {
+    lock: new ClusterLock(),
+    generations: new ClusterGenerations(),
+    counter: new ClusterRateCounter(),
+    announcements: new ClusterAnnouncements(),
+    close: async () => {},
+  };
 }
 
 /** Runs in the primary: relays a worker's bump to every worker and answers once all have acknowledged. */

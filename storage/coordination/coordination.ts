@@ -1,6 +1,7 @@
 // What several Berth processes must agree on: who writes an upload session or a tag right now (Lock),
 // whether a fact a process cached about a repository is still current (Generations), and how often a
-// client has come lately (RateCounter).
+// client has come lately (RateCounter), and how far a job one of them runs has come (Announcements).
+import { LocalAnnouncements, type Announcements } from './announcements.ts';
 import { LocalLock, type Lock } from './lock.ts';
 
 export interface Generations {
@@ -38,6 +39,7 @@ export interface Coordination {
   lock: Lock;
   generations: Generations;
   counter: RateCounter;
+  announcements: Announcements;
   close(): Promise<void>;
 }
 
@@ -72,5 +74,5 @@ export class LocalGenerations implements Generations {
 }
 
 export function localCoordination(): Coordination {
-  return { lock: new LocalLock(), generations: new LocalGenerations(), counter: new LocalRateCounter(), close: async () => {} };
+  return { lock: new LocalLock(), generations: new LocalGenerations(), counter: new LocalRateCounter(), announcements: new LocalAnnouncements(), close: async () => {} };
 }

@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { StorageError } from '../errors.ts';
+import { Watchers, type Announcements } from './announcements.ts';
 import type { Coordination, Generations, RateCount, RateCounter } from './coordination.ts';
 import type { Lock } from './lock.ts';
 
@@ -164,6 +165,95 @@ export class RedisRateCounter implements RateCounter {
   }
 }
 
+// A value and its change go together: a watcher that subscribed first and then reads never misses the
+// change that made the value it reads. '+' carries a value, '-' a withdrawal.
+const ANNOUNCE = `redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) return redis.call('publish', ARGV[3], '+' .. ARGV[1])`;
+const WITHDRAW = `redis.call('del', KEYS[1]) return redis.call('publish', ARGV[1], '-')`;
+
+/**
+ * Each value is a key with a time-to-live; each change is published on the key's channel. Watching takes
+ * a second connection (a subscribed connection can do nothing else), opened at the first watch.
+ */
+export class RedisAnnouncements implements Announcements {
+  private subscriber?: Promise<Client>;
+  private readonly watchers = new Watchers();
+
+  private readonly commands: {
+    berthAnnounce(key: string, value: string, ttlMs: string, channel: string): Promise<number>;
+    berthWithdraw(key: string, channel: string): Promise<number>;
+  };
+
+  constructor(
+    private readonly redis: Client,
+    private readonly prefix: string,
+  ) {
+    // Sent once, then called by SHA: a fill announces itself up to ten times a second.
+    redis.defineCommand('berthAnnounce', { numberOfKeys: 1, lua: ANNOUNCE });
+    redis.defineCommand('berthWithdraw', { numberOfKeys: 1, lua: WITHDRAW });
+    this.commands = redis as unknown as RedisAnnouncements['commands'];
+  }
+
+  private channel(key: string): string {
+    return `${this.prefix}announce:${key}`;
+  }
+
+  async announce(key: string, value: string, ttlMs: number): Promise<void> {
+    const channel = this.channel(key);
+    try {
+      await this.commands.berthAnnounce(channel, value, String(ttlMs), channel);
+    } catch (err) {
+      throw unavailable(err);
+    }
+  }
+
+  async withdraw(key: string): Promise<void> {
+    const channel = this.channel(key);
+    try {
+      await this.commands.berthWithdraw(channel, channel);
+    } catch (err) {
+      throw unavailable(err);
+    }
+  }
+
+  async watch(key: string, onChange: (value: string | undefined) => void): Promise<() => void> {
+    const channel = this.channel(key);
+    const first = this.watchers.add(channel, onChange);
+    const stop = () => {
+      if (this.watchers.remove(channel, onChange)) void this.subscriber?.then((s) => s.unsubscribe(channel)).catch(() => {});
+    };
+    try {
+      const subscriber = await this.subscribed();
+      if (first) await subscriber.subscribe(channel);
+      onChange((await this.redis.get(channel)) ?? undefined);
+    } catch (err) {
+      stop();
+      throw unavailable(err);
+    }
+    return stop;
+  }
+
+  private subscribed(): Promise<Client> {
+    this.subscriber ??= (async () => {
+      const subscriber = this.redis.duplicate();
+      subscriber.on('error', () => {});
+      subscriber.on('message', (channel: string, message: string) => {
+        this.watchers.tell(channel, message.startsWith('+') ? message.slice(1) : undefined);
+      });
+      if (!(await whenReady(subscriber, 5000))) {
+        subscriber.disconnect();
+        this.subscriber = undefined;
+        throw new Error('no connection for announcements');
+      }
+      return subscriber;
+    })();
+    return this.subscriber;
+  }
+
+  close(): void {
+    void this.subscriber?.then((s) => s.disconnect()).catch(() => {});
+  }
+}
+
 /**
  * Waits (bounded) until the connection is ready, so that a server does not start answering while its
  * first writes would still find Redis unconnected. A Redis that is down at start does not stop Berth:
@@ -188,12 +278,15 @@ export function redisCoordination(config: RedisConfig): Coordination & { redis: 
   const redis = connectRedis(config);
   // Connection trouble is reported per request (503) and logged by the caller; never an unhandled event.
   redis.on('error', () => {});
+  const announcements = new RedisAnnouncements(redis, config.keyPrefix);
   return {
     redis,
+    announcements,
     lock: new RedisLock(redis, config.keyPrefix),
     generations: new RedisGenerations(redis, config.keyPrefix),
     counter: new RedisRateCounter(redis, config.keyPrefix),
     close: async () => {
+      announcements.close();
       redis.disconnect();
     },
   };

@@ -10,6 +10,7 @@ export function checkingPaths(driver: StorageDriver): StorageDriver {
   if (checked.has(driver)) return driver;
   const wrapper: StorageDriver = {
     name: driver.name,
+    ...(driver.readableBeforeCommit && { readableBeforeCommit: true }),
     ...(driver.ready && { ready: () => driver.ready!() }),
     ...(driver.close && { close: () => driver.close!() }),
     getContent: async (path: string) => driver.getContent(checkPath(path)),

@@ -65,6 +65,12 @@ export interface RedirectOptions {
 
 export interface StorageDriver {
   readonly name: string;
+  /**
+   * True where what a writer wrote is readable (`reader`) before `commit`, up to the size `stat` reports,
+   * by this process and every other one sharing the storage (a filesystem; not S3, whose parts are read
+   * only once the multipart upload completes).
+   */
+  readonly readableBeforeCommit?: boolean;
   /** Checks once, at start-up, that the storage answers; throws StorageUnavailableError otherwise. */
   ready?(): Promise<void>;
   /** Releases connections (an S3 client's sockets); the driver is not used after it. */

@@ -77,9 +77,12 @@ const slabs = new Slabs();
  */
 export const directIO = { enabled: true, bytesWritten: 0 };
 
+/** Whether a direct write may be tried: the platform has O_DIRECT and no filesystem refused it yet. */
+const directAvailable = (): boolean => directIO.enabled && fsConstants.O_DIRECT !== undefined;
+
 /** Opens a second descriptor on the file for direct writes, or none where the filesystem refuses them. */
 export async function openDirect(path: string): Promise<fsp.FileHandle | undefined> {
-  if (!directIO.enabled || !fsConstants.O_DIRECT) return undefined;
+  if (!directAvailable()) return undefined;
   try {
     return await fsp.open(path, fsConstants.O_WRONLY | fsConstants.O_DIRECT);
   } catch (err) {
@@ -165,7 +168,7 @@ export class FilesystemWriter implements FileWriter {
   }
 
   get canWriteDirect(): boolean {
-    return directIO.enabled && fsConstants.O_DIRECT !== undefined;
+    return directAvailable();
   }
 
   private flushInBackground(bytes: number): void {

@@ -33,6 +33,8 @@ function isNotFound(err: unknown): boolean {
 
 export class FilesystemDriver implements StorageDriver {
   readonly name = 'filesystem';
+  /** A write lands in the file itself (page cache or direct I/O), and the file's size grows only over written bytes. */
+  readonly readableBeforeCommit = true;
 
   constructor(readonly root: string) {}
 
@@ -224,8 +226,8 @@ export class FilesystemDriver implements StorageDriver {
       if (isNotFound(err)) return false;
       throw err;
     }
-    // A file goes in one step (unlink is atomic); a folder is renamed away first, so that readers see it
-    // whole or not at all, then removed at leisure.
+    // A file goes in one step (unlink is atomic); a folder with files is renamed away first, so that readers
+    // see it whole or not at all, then removed at leisure.
     if (!info.isDirectory()) {
       try {
         fs.unlinkSync(full);
@@ -234,6 +236,14 @@ export class FilesystemDriver implements StorageDriver {
         if (isNotFound(err)) return false;
         throw err;
       }
+    }
+    // An empty folder (an upload's, once its data moved to the blob store) goes in one step too.
+    try {
+      fs.rmdirSync(full);
+      return true;
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      if ((err as NodeJS.ErrnoException).code !== 'ENOTEMPTY' && (err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
     const temp = await this.tempPath();
     try {

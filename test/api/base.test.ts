@@ -37,6 +37,17 @@ describe('base endpoint, health and metrics', () => {
     expect(res.text).to.include('berth_uploads_in_progress 0');
   });
 
+  it('exposes the process metrics (prom-client defaults, CPU counted from the process start)', async () => {
+    const res = await registry.request('GET', '/metrics');
+    for (const name of ['berth_process_start_time_seconds', 'berth_process_resident_memory_bytes', 'berth_nodejs_eventloop_lag_p99_seconds', 'berth_nodejs_heap_size_used_bytes', 'berth_nodejs_version_info', 'berth_process_open_fds']) {
+      expect(res.text).to.match(new RegExp(`^${name}(\\{[^}]*\\})? \\d`, 'm'), name);
+    }
+    const cpu = (name: string) => Number(new RegExp(`^berth_${name} (\\S+)$`, 'm').exec(res.text)?.[1]);
+    // The server loaded its modules and answered requests before this scrape: CPU was spent.
+    expect(cpu('process_cpu_seconds_total')).to.be.greaterThan(0.1);
+    expect(cpu('process_cpu_seconds_total')).to.be.closeTo(cpu('process_cpu_user_seconds_total') + cpu('process_cpu_system_seconds_total'), 1e-6);
+  });
+
   it('every request gets a request id, echoed when the client sent a valid one', async () => {
     const own = await registry.request('GET', '/v2/', { headers: { 'X-Request-Id': 'trace-abc.123' } });
     expect(own.headers['x-request-id']).to.equal('trace-abc.123');

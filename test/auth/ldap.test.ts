@@ -3,13 +3,12 @@
 // directory groups as organisation roles, users removed or disabled in the directory losing every
 // credential at the next refresh, local accounts beside it, and a directory that is down or silent.
 import { expect } from 'chai';
-import { auditOf } from '../helpers/audit.ts';
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../server/config.ts';
-import { AuthorizedRegistry, addUser, basic, cli, decodeJwt, tokenRequest } from '../helpers/auth.ts';
+import { AuthorizedRegistry, addUser, auditOf, basic, cli, decodeJwt, tokenRequest } from '../helpers/auth.ts';
 import { startBerth, type TestBerth } from '../helpers/berth.ts';
 import { groupDn, SERVICE_DN, SERVICE_PASSWORD, startLdap, SUFFIX, userDn, type DirectoryUser, type TestLdap } from '../helpers/ldap.ts';
 import { Registry, errorCode } from '../helpers/registry.ts';

@@ -5,6 +5,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import {
+  ClusterAnnouncementRelay,
   ClusterGenerationRelay,
   ClusterLockArbiter,
   ClusterRateRelay,
@@ -15,16 +16,25 @@ import {
 export type MemberRequest =
   | { contract: 'hit'; id: string; key: string; windowMs: number; amount?: number }
   | { contract: 'current' | 'bump' | 'lock'; id: string; key: string }
-  | { contract: 'leave'; id: string };
+  | { contract: 'leave'; id: string }
+  | { contract: 'announce'; id: string; key: string; value: string; ttlMs: number }
+  | { contract: 'withdraw' | 'watch'; id: string; key: string }
+  | { contract: 'unwatch'; id: string };
 
-type MemberReply = { contract: 'ready' } | { contract: 'entered'; id: string } | { contract: 'result'; id: string; value?: unknown; error?: string };
+type MemberReply =
+  | { contract: 'ready' }
+  | { contract: 'entered'; id: string }
+  | { contract: 'heard'; id: string; value?: string }
+  | { contract: 'result'; id: string; value?: unknown; error?: string };
 
 /** A Coordination whose every call is made by the worker's own clusterWorkerCoordination. */
 function clusterMember(worker: Worker): Coordination {
   const results = new Map<string, { resolve(value: unknown): void; reject(err: Error): void }>();
   const entered = new Map<string, () => void>();
+  const heard = new Map<string, (value: string | undefined) => void>();
   worker.on('message', (message: MemberReply) => {
     if (message?.contract === 'entered') entered.get(message.id)?.();
+    if (message?.contract === 'heard') heard.get(message.id)?.(message.value);
     if (message?.contract !== 'result') return;
     const waiting = results.get(message.id);
     results.delete(message.id);
@@ -57,6 +67,19 @@ function clusterMember(worker: Worker): Coordination {
         }
       },
     },
+    announcements: {
+      announce: (key, value, ttlMs) => ask<void>({ contract: 'announce', id: randomUUID(), key, value, ttlMs }),
+      withdraw: (key) => ask<void>({ contract: 'withdraw', id: randomUUID(), key }),
+      async watch(key, onChange) {
+        const id = randomUUID();
+        heard.set(id, onChange);
+        await ask<void>({ contract: 'watch', id, key });
+        return () => {
+          heard.delete(id);
+          worker.send({ contract: 'unwatch', id } satisfies MemberRequest);
+        };
+      },
+    },
     close: async () => {},
   };
 }
@@ -67,12 +90,14 @@ export async function clusterMembers(count: number): Promise<{ members: Coordina
   const arbiter = new ClusterLockArbiter();
   const relay = new ClusterGenerationRelay();
   const rates = new ClusterRateRelay();
+  const announcements = new ClusterAnnouncementRelay();
   const workers = await Promise.all(
     Array.from({ length: count }, async () => {
       const worker = cluster.fork();
       arbiter.attach(worker);
       relay.attach(worker);
       rates.attach(worker);
+      announcements.attach(worker);
       await new Promise<void>((resolve, reject) => {
         worker.once('exit', (code) => reject(new Error(`coordination worker exited with ${code}`)));
         worker.on('message', (message: MemberReply) => message?.contract === 'ready' && resolve());

@@ -5,6 +5,7 @@ import type { MemberRequest } from './coordination-cluster.ts';
 
 const coordination = clusterWorkerCoordination();
 const leaving = new Map<string, () => void>();
+const unwatching = new Map<string, () => void>();
 
 function answer(id: string, value?: unknown, error?: string): void {
   process.send!({ contract: 'result', id, value, error });
@@ -31,6 +32,20 @@ process.on('message', (message: MemberRequest) => {
     case 'leave':
       leaving.get(id)?.();
       leaving.delete(id);
+      return;
+    case 'announce':
+      return void done(coordination.announcements.announce(message.key, message.value, message.ttlMs));
+    case 'withdraw':
+      return void done(coordination.announcements.withdraw(message.key));
+    case 'watch':
+      return void done(
+        coordination.announcements
+          .watch(message.key, (value) => process.send!({ contract: 'heard', id, value }))
+          .then((stop) => void unwatching.set(id, stop)),
+      );
+    case 'unwatch':
+      unwatching.get(id)?.();
+      unwatching.delete(id);
   }
 });
 process.send!({ contract: 'ready' });

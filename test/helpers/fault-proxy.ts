@@ -1,15 +1,25 @@
 // A small HTTP proxy in front of a real server (s3rver, a Berth) that injects the faults a real network
 // or store can show but those servers never do on their own: error answers, requests that stall
 // without an answer, and connections cut in the middle of a response body.
-import { createServer, request, type IncomingMessage, type Server } from 'node:http';
+import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
 export interface FaultRule {
   /** Which requests the rule hits, e.g. (m, url) => m === 'GET'. */
   match(method: string, url: string): boolean;
-  fault: { status: number; code: string } | 'stall' | { cutAfterBytes: number };
+  fault: { status: number; code: string } | 'stall' | { cutAfterBytes: number } | Hold;
   /** How many matching requests it still hits. */
   remaining: number;
+}
+
+/**
+ * A response body passed up to `holdAfterBytes`, then held until `until` resolves: the rest follows then
+ * (or, with `thenCut`, the connection is dropped), as a slow or stalling upstream would.
+ */
+export interface Hold {
+  holdAfterBytes: number;
+  until: Promise<void>;
+  thenCut?: boolean;
 }
 
 export interface FaultProxy {
@@ -17,6 +27,8 @@ export interface FaultProxy {
   rules: FaultRule[];
   /** Requests the rules hit so far. */
   injected: number;
+  /** Response bodies held (Hold) right now. */
+  holding: number;
   /** Every request seen, with its Range header. */
   requests: Array<{ method: string; url: string; range?: string }>;
   close(): Promise<void>;
@@ -30,19 +42,52 @@ export interface FaultProxyOptions {
   originHost?: boolean;
 }
 
+/** Passes the first bytes, holds the rest until released, then sends it (or cuts the connection). */
+function holdBody(upstreamRes: IncomingMessage, res: ServerResponse, hold: Hold, proxy: FaultProxy): void {
+  let left = hold.holdAfterBytes; // -1 once the hold is over
+  upstreamRes.on('data', (chunk: Buffer) => {
+    if (left < 0 || chunk.length <= left) {
+      if (left >= 0) left -= chunk.length;
+      res.write(chunk);
+      return;
+    }
+    res.write(chunk.subarray(0, left));
+    const rest = chunk.subarray(left);
+    left = -1;
+    upstreamRes.pause();
+    proxy.holding++;
+    void hold.until.then(() => {
+      proxy.holding--;
+      if (hold.thenCut) {
+        upstreamRes.destroy();
+        res.socket?.destroy();
+        return;
+      }
+      res.write(rest);
+      upstreamRes.resume();
+    });
+  });
+  upstreamRes.on('end', () => res.end());
+}
+
 export async function startFaultProxy(upstream: string, options: FaultProxyOptions = {}): Promise<FaultProxy> {
   const target = new URL(upstream);
   const sockets = new Set<Socket>();
-  const proxy: FaultProxy = { url: '', rules: [], injected: 0, requests: [], close: async () => {} };
+  const proxy: FaultProxy = { url: '', rules: [], injected: 0, holding: 0, requests: [], close: async () => {} };
 
   const server: Server = createServer((req: IncomingMessage, res) => {
     proxy.requests.push({ method: req.method ?? '', url: req.url ?? '', ...(req.headers.range ? { range: req.headers.range } : {}) });
     const rule = proxy.rules.find((r) => r.remaining > 0 && r.match(req.method ?? '', req.url ?? ''));
     let cutAfter: number | undefined;
+    let hold: Hold | undefined;
     if (rule && typeof rule.fault === 'object' && 'cutAfterBytes' in rule.fault) {
       rule.remaining--;
       proxy.injected++;
       cutAfter = rule.fault.cutAfterBytes;
+    } else if (rule && typeof rule.fault === 'object' && 'holdAfterBytes' in rule.fault) {
+      rule.remaining--;
+      proxy.injected++;
+      hold = rule.fault;
     } else if (rule) {
       rule.remaining--;
       proxy.injected++;
@@ -65,6 +110,7 @@ export async function startFaultProxy(upstream: string, options: FaultProxyOptio
       },
       (upstreamRes) => {
         res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
+        if (hold) return void holdBody(upstreamRes, res, hold, proxy);
         if (cutAfter === undefined) return void upstreamRes.pipe(res);
         // Pass the first bytes of the body, then drop the connection as a broken network would.
         let left = cutAfter;

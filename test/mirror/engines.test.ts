@@ -10,7 +10,7 @@ import { busyboxImage, type BusyboxImage } from '../helpers/busybox.ts';
 import { podmanSetup, removeDir, run, Skopeo, startDockerd, tempDir, type DockerEngine, type Podman } from '../helpers/clients.ts';
 import { startDistribution, type TestDistribution } from '../helpers/distribution.ts';
 import { Registry } from '../helpers/registry.ts';
-import { getManifest, mirrorsEnv, upstreamRequests } from './helpers.ts';
+import { getManifest, mirrorsEnv, seedBusybox, upstreamRequests } from './helpers.ts';
 
 describe('pull-through cache: the engines\' mirror settings', function () {
   this.timeout(300_000);
@@ -24,13 +24,7 @@ describe('pull-through cache: the engines\' mirror settings', function () {
     upstream = await startDistribution();
     image = await busyboxImage('mirror');
     skopeo = new Skopeo();
-    const dir = tempDir('mirror-archive');
-    try {
-      writeFileSync(join(dir, 'busybox.tar'), await image.archive(['busybox:latest']));
-      await skopeo.run(['copy', '--dest-tls-verify=false', `docker-archive:${join(dir, 'busybox.tar')}`, `docker://${upstream.host}/library/busybox:latest`]);
-    } finally {
-      removeDir(dir);
-    }
+    await seedBusybox(upstream, image, skopeo);
     berth = await startBerth({ env: mirrorsEnv([{ prefix: 'docker.io', upstream: upstream.url, dockerMirror: true }]) });
     mirror.base = berth.url;
   });

@@ -1,10 +1,12 @@
 // What the mirror suites share: a Berth whose mirrors point at upstreams the test started, and the
 // upstream's access log read as the requests it counts.
 import { createHash } from 'node:crypto';
-import { statSync } from 'node:fs';
+import { statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { startBerth, type TestBerth } from '../helpers/berth.ts';
+import type { BusyboxImage } from '../helpers/busybox.ts';
+import { removeDir, tempDir, type Skopeo } from '../helpers/clients.ts';
 import { startDistribution, type TestDistribution } from '../helpers/distribution.ts';
 import { Registry, sha256, type RawResponse } from '../helpers/registry.ts';
 
@@ -39,6 +41,17 @@ export function useMirror(mirrors: (upstreamUrl: string) => object[], env: Recor
     await suite.upstream?.stop();
   });
   return suite;
+}
+
+/** Copies the busybox image into the upstream as library/busybox:latest, where Docker Hub would hold it. */
+export async function seedBusybox(upstream: TestDistribution, image: BusyboxImage, skopeo: Skopeo): Promise<void> {
+  const dir = tempDir('mirror-archive');
+  try {
+    writeFileSync(join(dir, 'busybox.tar'), await image.archive(['busybox:latest']));
+    await skopeo.run(['copy', '--dest-tls-verify=false', `docker-archive:${join(dir, 'busybox.tar')}`, `docker://${upstream.host}/library/busybox:latest`]);
+  } finally {
+    removeDir(dir);
+  }
 }
 
 /** The upstream requests (method and path) logged since `from` lines, e.g. `GET /v2/x/blobs/sha256:…`. */
@@ -104,8 +117,14 @@ export function storedInBerth(berth: TestBerth, digest: string): boolean {
   }
 }
 
-/** A GET whose body is hashed as it arrives (64 MiB never held whole); a cut connection resolves with complete false. */
-export function hashedGet(url: string): Promise<{ status: number; digest: string; bytes: number; complete: boolean }> {
+/**
+ * A GET whose body is hashed as it arrives (64 MiB never held whole); a cut connection resolves with
+ * complete false. `onBytes` hears the bytes received so far, and the Content-Length, as they come.
+ */
+export function hashedGet(
+  url: string,
+  onBytes?: (bytes: number, contentLength?: number) => void,
+): Promise<{ status: number; digest: string; bytes: number; complete: boolean }> {
   return new Promise((resolve, reject) => {
     const req = request(url, { agent: false }, (res) => {
       const hash = createHash('sha256');
@@ -113,6 +132,7 @@ export function hashedGet(url: string): Promise<{ status: number; digest: string
       res.on('data', (c: Buffer) => {
         hash.update(c);
         bytes += c.length;
+        onBytes?.(bytes, res.headers['content-length'] === undefined ? undefined : Number(res.headers['content-length']));
       });
       let settled = false;
       const done = (complete: boolean) => !settled && (settled = true) && resolve({ status: res.statusCode ?? 0, digest: `sha256:${hash.digest('hex')}`, bytes, complete });

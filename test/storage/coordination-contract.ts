@@ -4,6 +4,7 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
 import type { Coordination } from '../../storage/index.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 export interface CoordinationUnderTest {
   /** Two members sharing one state, as two processes of one registry do (the same one twice for local). */
@@ -113,6 +114,41 @@ export function describeCoordination(name: string, make: () => Promise<Coordinat
       expect(read.count).to.equal(5);
       expect(read.resetMs).to.be.greaterThan(0).and.at.most(windowMs);
       expect((await b.counter.hit(key('rate-other'), windowMs))!.count, 'another key').to.equal(1);
+    });
+
+    it('announcements: a watcher hears the current value, each change in order, and the withdrawal; not after it stops', async () => {
+      const k = key('announce');
+      await a.announcements.announce(k, 'one', 10_000);
+      const heard: Array<string | undefined> = [];
+      const others: Array<string | undefined> = [];
+      const stop = await b.announcements.watch(k, (v) => heard.push(v));
+      const stopOther = await b.announcements.watch(k, (v) => others.push(v));
+      expect(heard).to.deep.equal(['one']);
+      await a.announcements.announce(k, 'two', 10_000);
+      await a.announcements.withdraw(k);
+      await waitFor(() => heard.includes(undefined), 'the withdrawal heard', 5_000);
+      // A watcher may hear a value twice (it subscribed while it changed), never out of order.
+      expect(heard.filter((v, i) => v !== heard[i - 1])).to.deep.equal(['one', 'two', undefined]);
+      stop();
+      await a.announcements.announce(k, 'three', 10_000);
+      await waitFor(() => others.includes('three'), 'the other watcher hears on', 5_000);
+      expect(heard.at(-1), 'a stopped watcher hears nothing more').to.equal(undefined);
+      stopOther();
+      const unknown: Array<string | undefined> = [];
+      (await a.announcements.watch(key('never'), (v) => unknown.push(v)))();
+      expect(unknown).to.deep.equal([undefined]);
+    });
+
+    it('announcements: a value not announced again within its time-to-live is gone', async () => {
+      const k = key('ttl');
+      await a.announcements.announce(k, 'short', 100);
+      const current = async () => {
+        let value: string | undefined = 'unset';
+        (await b.announcements.watch(k, (v) => (value = v)))();
+        return value;
+      };
+      await waitFor(async () => (await current()) === undefined, 'the value to expire', 5_000);
+      expect(await current()).to.equal(undefined);
     });
 
     it('rate counter: a window that ended starts again from nothing', async () => {

@@ -211,6 +211,39 @@ export function describeStorageDriver(name: string, make: () => Promise<DriverUn
       expect((await driver.stat('/w/session'))!.isDirectory).to.equal(true);
     });
 
+    it('readableBeforeCommit: a driver that claims it lets another process read, mid-write, every byte stat reports', async () => {
+      // Claimed or not, the path-checking wrapper storage uses says the same (S3 does not claim it).
+      expect(driver.readableBeforeCommit === true).to.equal(subject.driver.readableBeforeCommit === true);
+      if (!driver.readableBeforeCommit) return void expect(subject.driver.name).to.equal('s3');
+      const data = pattern(6 * MiB + 4321, 5);
+      let resume!: () => void;
+      const paused = new Promise<void>((resolve) => (resume = resolve));
+      let reachedPause!: () => void;
+      const atPause = new Promise<void>((resolve) => (reachedPause = resolve));
+      const writer = await driver.writer('/w/follow/data', false);
+      const writing = writer.write(
+        (async function* () {
+          const half = 3 * MiB + 777;
+          for (let i = 0; i < half; i += 64 * 1024) yield data.subarray(i, Math.min(i + 64 * 1024, half));
+          reachedPause();
+          await paused;
+          for (let i = half; i < data.length; i += 64 * 1024) yield data.subarray(i, Math.min(i + 64 * 1024, data.length));
+        })(),
+      );
+      await atPause;
+      const other = subject.reopen();
+      // Whatever part of the first half is on the way to the file, what stat reports is there, byte-exact.
+      const midway = (await other.stat('/w/follow/data'))!.size;
+      expect(midway).to.be.at.most(3 * MiB + 777);
+      if (midway > 0) expect((await readAll(await other.reader('/w/follow/data', { start: 0, end: midway - 1 }))).equals(data.subarray(0, midway))).to.equal(true);
+      resume();
+      await writing;
+      const written = (await other.stat('/w/follow/data'))!.size;
+      expect(written).to.equal(data.length);
+      expect((await readAll(await other.reader('/w/follow/data', { start: 0, end: written - 1 }))).equals(data)).to.equal(true);
+      await writer.close();
+    });
+
     it('many small writes, each through a new writer, reassemble exactly (past several 5 MiB parts)', async () => {
       const pieces: Buffer[] = [];
       for (let i = 0; i < 44; i++) pieces.push(pattern(250_000 + i * 997, i));

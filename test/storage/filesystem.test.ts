@@ -51,3 +51,33 @@ describe('filesystem driver: direct I/O', () => {
     }
   });
 });
+
+// An upload's folder is empty once its data moved into the blob store: it is removed in one step, and a
+// folder that still holds files is removed whole.
+describe('filesystem driver: deleting folders', () => {
+  let root: string;
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), 'berth-fs-delete-'));
+  });
+  afterEach(() => rm(root, { recursive: true, force: true }));
+
+  it('removes an empty folder, and says false for one already gone', async () => {
+    const driver = new FilesystemDriver(root);
+    await driver.putContent('/a/b/file', 'x');
+    await driver.move('/a/b/file', '/c/file');
+    expect(await driver.list('/a')).to.deep.equal(['/a/b']);
+    expect(await driver.delete('/a/b')).to.equal(true);
+    expect(await driver.list('/a')).to.deep.equal([]);
+    expect(await driver.delete('/a/b')).to.equal(false);
+    expect((await driver.getContent('/c/file'))?.toString()).to.equal('x');
+  });
+
+  it('removes a folder with files in it, files and all', async () => {
+    const driver = new FilesystemDriver(root);
+    await driver.putContent('/d/e/one', '1');
+    await driver.putContent('/d/e/f/two', '2');
+    expect(await driver.delete('/d/e')).to.equal(true);
+    expect(await driver.list('/d')).to.deep.equal([]);
+    expect(await driver.getContent('/d/e/f/two')).to.equal(undefined);
+  });
+});

@@ -78,8 +78,10 @@ describe('storage: push rules', () => {
 
     const big = bytes(40, 'f');
     await storage.uploads.monolithic('other/src', Readable.from([big]), digestOf(big));
-    const refused = await storage.uploads.mount('team/app', digestOf(big), { mayRead: anyone }).catch((err: unknown) => err);
+    // linkStored (a mirror's, an importer's mount of any copy held) follows the same quota.
+    const refused = await storage.uploads.linkStored('team/app', digestOf(big)).catch((err: unknown) => err);
     expect(isStorageError(refused, 'QuotaExceeded'), String(refused)).to.equal(true);
     expect(await storage.blobs.sizeIn('team/app', digestOf(big))).to.equal(undefined);
+    expect(await storage.uploads.linkStored('team/app', digestOf(bytes(5, 'g'))), 'a blob held nowhere').to.equal(false);
   });
 });

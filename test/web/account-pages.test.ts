@@ -5,9 +5,8 @@
 // controls and a forged post without the CSRF token is refused; the admins' lifecycle runs. Then the same
 // forms as plain HTTP posts (no JavaScript), and the audit log: every decision in it, no secret anywhere.
 import { expect } from 'chai';
-import { auditOf } from '../helpers/audit.ts';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { addUser, bearer, tokenFor, tokenRequest } from '../helpers/auth.ts';
+import { addUser, auditOf, bearer, tokenFor, tokenRequest } from '../helpers/auth.ts';
 import { startBerth, type TestBerth } from '../helpers/berth.ts';
 import { AuthorizedRegistry } from '../helpers/auth.ts';
 import { Registry } from '../helpers/registry.ts';

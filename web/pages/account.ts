@@ -5,13 +5,15 @@ import { html, type Html } from '../html.ts';
 import type { Viewer } from '../session.ts';
 import type { PageKit } from './kit.ts';
 
-function signInForm(viewer: Viewer, action: '/signin' | '/signup', error?: string, username = ''): Html {
+function signInForm(viewer: Viewer, action: '/signin' | '/signup', error?: string, username = '', provider?: string): Html {
   const title = action === '/signin' ? 'Sign in' : 'Sign up';
+  // The OpenID provider's door (web/pages/oidc.ts), beside the password form that local accounts keep.
+  const other = action === '/signin' && provider ? html`<p><a class="button" href="/signin/oidc">Sign in with ${provider}</a></p>` : '';
   return html`<h1>${title}</h1>${error ? html`<p class="error" role="alert">${error}</p>` : ''}<form method="post" action="${action}">
 <input type="hidden" name="_csrf" value="${viewer.csrf}">
 <p><label for="username">User name</label><br><input id="username" name="username" autocomplete="username" required value="${username}"></p>
 <p><label for="password">Password</label><br><input id="password" name="password" type="password" autocomplete="${action === '/signin' ? 'current-password' : 'new-password'}" required></p>
-<p><button type="submit">${title}</button></p></form>`;
+<p><button type="submit">${title}</button></p></form>${other}`;
 }
 
 export function accountPages(router: Router, kit: PageKit): void {
@@ -20,7 +22,7 @@ export function accountPages(router: Router, kit: PageKit): void {
 
   router.get('/signin', async (ctx) => {
     if (!auth) return kit.notFound(ctx);
-    await kit.reply(ctx, 200, 'Sign in', signInForm(await sessions.viewer(ctx), '/signin'));
+    await kit.reply(ctx, 200, 'Sign in', signInForm(await sessions.viewer(ctx), '/signin', undefined, '', kit.deps.auth?.oidc && kit.deps.oidcName));
   });
 
   router.post('/signin', async (ctx) => {

@@ -4,6 +4,7 @@ import type Router from '@koa/router';
 import type { WebDeps } from '../index.ts';
 import { accountPages } from './account.ts';
 import { imagePages } from './image.ts';
+import { oidcPages } from './oidc.ts';
 import { assetPages } from './assets.ts';
 import { pageKit } from './kit.ts';
 import { repositoryPages } from './repository.ts';
@@ -20,6 +21,7 @@ export function pageRoutes(router: Router, deps: WebDeps): void {
   imagePages(router, kit);
   repositoryPages(router, kit);
   accountPages(router, kit);
+  oidcPages(router, kit);
   settingsPages(router, kit);
   overviewPage(router, kit);
   tokenPages(router, kit);
