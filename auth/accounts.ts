@@ -106,9 +106,10 @@ export interface Authenticated {
 
 /**
  * Why an account change was refused: a name, password or scope that is not valid; a reserved name; a
- * name held (or too like one held), or a robot that exists; no such account or credential.
+ * name held (or too like one held), or a robot that exists; no such account or credential (or none the
+ * asker may know of); known to the asker, but not theirs to change.
  */
-export type AccountRefusal = 'invalid' | 'reserved' | 'taken' | 'unknown';
+export type AccountRefusal = 'invalid' | 'reserved' | 'taken' | 'unknown' | 'denied';
 
 export class AccountError extends Error {
   constructor(

@@ -226,6 +226,17 @@ export class AuthService {
   }
 
   /**
+   * Whether `who` may change a repository's settings (visibility, description, README, logo): a registry
+   * admin, even before its first push (as `berth repo visibility`); anyone else only for a repository that
+   * exists and that they may delete. The rule of the admin API and the settings page alike.
+   */
+  async managesRepository(who: Principal, name: string, limit?: readonly ScopeGrant[]): Promise<boolean> {
+    if (!isValidName(name)) return false;
+    if (who.kind === 'user' && who.admin && !limit) return true;
+    return (await this.catalog.exists(name)) && (await this.allowed(who, name, limit)).has('delete');
+  }
+
+  /**
    * Which of `names` `who` may pull, in their order: the filter of the catalog and the search. The
    * visibilities come from the index RepositoryStore keeps in memory, so a repository the caller cannot see
    * costs a look in memory, never a storage read; a role is looked up only for a private repository in an

@@ -5,7 +5,7 @@
 import type Router from '@koa/router';
 import type { Context } from 'koa';
 import type { WebDeps } from './index.ts';
-import type { Principal } from '../auth/index.ts';
+import type { Actor, Principal } from '../auth/index.ts';
 import { csrfMatches } from './session.ts';
 
 export interface GcSchedule {
@@ -35,13 +35,14 @@ export async function apiCaller(ctx: Context, deps: WebDeps): Promise<ApiCaller 
     apiError(ctx, 401, 'UNAUTHORIZED', 'sign in: a bearer token from /token, or a browser session');
     return undefined;
   }
-  if (viewer.limit) {
-    apiError(ctx, 403, 'DENIED', 'a token limited to some repositories may not use the admin API');
+  const refuse = (message: string) => {
+    auditApi(deps, ctx, p.name, `${ctx.method} ${ctx.path.slice(0, 300)}`, false, { reason: message });
+    apiError(ctx, 403, 'DENIED', message);
     return undefined;
-  }
+  };
+  if (viewer.limit) return refuse('a token limited to some repositories may not use the admin API');
   if (ctx.method !== 'GET' && viewer.user && !csrfMatches(viewer, ctx.get('X-CSRF-Token') || undefined)) {
-    apiError(ctx, 403, 'DENIED', 'a request from a browser session carries its CSRF token in X-CSRF-Token');
-    return undefined;
+    return refuse('a request from a browser session carries its CSRF token in X-CSRF-Token');
   }
   return { open: false, principal: p, user: viewer.user };
 }
@@ -72,16 +73,20 @@ export function apiRoute(deps: WebDeps, answer: ApiErrorAnswer) {
   };
 }
 
-/**
- * Whether the caller manages the namespace (undefined: what is the registry's alone): a registry admin,
- * the user of that name, an organisation's admins.
- */
-export async function managesNamespace(deps: WebDeps, caller: ApiCaller, namespace: string | undefined): Promise<boolean> {
-  if (isAdmin(caller) || caller.open) return true;
-  const p = caller.principal;
-  if (namespace === undefined || p.kind !== 'user') return false;
-  if (p.name === namespace) return true;
-  return (await deps.auth?.accounts.roleIn(namespace, p)) === 'admin';
+/** An admin API decision in the audit log: who asked (by the caller's name, or `anonymous`), what, and the answer. */
+export function auditApi(deps: WebDeps, ctx: Context, who: ApiCaller | string, action: string, allowed: boolean, fields: { repository?: string; granted?: string[]; reason?: string } = {}): void {
+  const name = typeof who === 'string' ? who : who.open ? 'anonymous' : who.principal.kind === 'anonymous' ? 'anonymous' : who.principal.name;
+  deps.auth?.audit.record({ who: name, action, allowed, ...fields, reason: ['admin API', fields.reason].filter(Boolean).join('; '), address: ctx.ip });
+}
+
+/** The caller as the service layer knows it: open mode's anyone is the registry's operator. */
+export function actorOf(caller: ApiCaller, via: string, ctx?: Context): Actor {
+  return caller.open ? { kind: 'operator', name: 'anonymous', via } : { kind: 'principal', principal: caller.principal, via, address: ctx?.ip };
+}
+
+/** Whether the caller manages the namespace: the service's rule (AccountManagement.managesNamespace). */
+export function managesNamespace(deps: WebDeps, caller: ApiCaller, namespace: string | undefined): Promise<boolean> {
+  return deps.management.managesNamespace(actorOf(caller, 'admin API'), namespace);
 }
 
 export function adminRoutes(router: Router, deps: WebDeps, schedule: GcSchedule): void {
@@ -92,6 +97,7 @@ export function adminRoutes(router: Router, deps: WebDeps, schedule: GcSchedule)
   const admitted = async (ctx: Context): Promise<boolean> => {
     const caller = await apiCaller(ctx, deps);
     if (!caller) return false;
+    if (ctx.method !== 'GET') auditApi(deps, ctx, caller, `${ctx.method} ${ctx.path}`, isAdmin(caller), isAdmin(caller) ? {} : { reason: 'not an admin' });
     if (!isAdmin(caller)) apiError(ctx, 403, 'DENIED', 'only an admin may do this');
     return isAdmin(caller);
   };

@@ -50,7 +50,7 @@ export interface PageOptions {
 
 export function page(options: PageOptions): string {
   const nav = options.user
-    ? html`<a href="/mine">My repositories</a>
+    ? html`<a href="/mine">My repositories</a> <a href="/account">Account</a>
         <form method="post" action="/signout" class="inline"><input type="hidden" name="_csrf" value="${options.csrf}"><button type="submit">Sign out ${options.user}</button></form>`
     : options.signIn
       ? html`<a href="/signin">Sign in</a>${options.signUp ? html` <a href="/signup">Sign up</a>` : ''}`

@@ -1,7 +1,7 @@
 // The web room's front door: the catalog pages, the JSON API and docker search, on the server's router.
 import type Router from '@koa/router';
 import type { Context } from 'koa';
-import type { Authenticated, AuthService } from '../auth/index.ts';
+import { AccountManagement, type Authenticated, type AuthService } from '../auth/index.ts';
 import type { Storage } from '../storage/index.ts';
 import type { Webhooks } from '../events/index.ts';
 import type { Replication } from '../replication/index.ts';
@@ -50,11 +50,15 @@ export interface WebDeps {
   oidcName?: string;
   /** What a repository is a pull-through copy of (`registry-1.docker.io/library/alpine`), when a mirror holds it. */
   mirroredFrom?: (name: string) => string | undefined;
+  /** Who may manage which members, tokens, robots and policies, and the managing: the API's and the pages' one service. */
+  management: AccountManagement;
 }
 
-export function webRoutes(router: Router, deps: Omit<WebDeps, 'sessions' | 'logos'>): void {
+export function webRoutes(router: Router, deps: Omit<WebDeps, 'sessions' | 'logos' | 'management'>): void {
   const publicHost = deps.publicUrl && new URL(deps.publicUrl).host;
-  const full: WebDeps = { ...deps, sessions: new Sessions(deps.storage.driver, deps.auth), logos: new Logos(deps.storage.driver, publicHost) };
+  const full: WebDeps = { ...deps, sessions: new Sessions(deps.storage.driver, deps.auth), logos: new Logos(deps.storage.driver, publicHost),
+    management: new AccountManagement(deps.auth?.accounts, deps.auth?.audit, deps.storage.policies, deps.storage.quotas),
+  };
   apiRoutes(router, full);
   adminRoutes(router, full, deps.gcSchedule);
   webhookRoutes(router, full);

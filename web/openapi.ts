@@ -73,9 +73,9 @@ const PATHS: Record<string, Record<string, Operation>> = {
   '/api/v1/namespaces/{namespace}/robots/{name}': { delete: { summary: 'Revoke a robot account', who: MANAGER } },
   '/api/v1/policies': { get: { summary: 'Every lifecycle policy', who: ADMIN } },
   '/api/v1/policies/{scope}': {
-    get: { summary: 'The policy of a repository or namespace, with the namespace\'s usage when it sets a quota', who: ADMIN, result: object({ scope: str, policy: ref('Policy'), usageBytes: { type: 'integer' } }, ['scope', 'policy']) },
-    put: { summary: 'Replace the policy of a repository or namespace', who: ADMIN, body: ref('Policy') },
-    delete: { summary: 'Remove the policy of a repository or namespace', who: ADMIN },
+    get: { summary: 'The policy of a repository or namespace, with the namespace\'s usage when it sets a quota', who: MANAGER, result: object({ scope: str, policy: ref('Policy'), usageBytes: { type: 'integer' } }, ['scope', 'policy']) },
+    put: { summary: 'Replace the policy of a repository or namespace (a quota: registry admins only; others leave it as it is)', who: MANAGER, body: ref('Policy') },
+    delete: { summary: 'Remove the policy of a repository or namespace (one with a quota: registry admins only)', who: MANAGER },
   },
   '/api/v1/webhooks': {
     get: { summary: 'The webhook endpoints the caller manages' },

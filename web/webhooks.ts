@@ -4,7 +4,7 @@
 // rest of the admin API (web/admin.ts): a bearer token or a session, whose writes carry X-CSRF-Token.
 import type Router from '@koa/router';
 import { WebhookError, type EndpointView } from '../events/index.ts';
-import { apiError, apiRoute, managesNamespace, type ApiCaller } from './admin.ts';
+import { apiError, apiRoute, auditApi, managesNamespace, type ApiCaller } from './admin.ts';
 import type { WebDeps } from './index.ts';
 
 /** An endpoint's request body is a URL, a namespace and a few event names: small. */
@@ -39,11 +39,13 @@ export function webhookRoutes(router: Router, deps: WebDeps): void {
     const body = parseJson((await deps.readBody(ctx, BODY_LIMIT, 'webhook')).toString('utf8'));
     const namespace = body.namespace === undefined || body.namespace === null ? undefined : String(body.namespace);
     if (!(await manages(caller, namespace))) {
+      auditApi(deps, ctx, caller, `webhook add ${namespace ?? '(global)'}`, false, { reason: 'not a manager of the namespace' });
       apiError(ctx, 403, 'DENIED', namespace === undefined ? 'only an admin may add a global endpoint' : `only an admin of ${namespace} may add its endpoints`);
       return;
     }
     const createdBy = caller.open ? undefined : caller.user ?? (caller.principal.kind === 'anonymous' ? undefined : caller.principal.name);
     const added = await deps.webhooks.add({ namespace, url: body.url as string, events: body.events as string[] | undefined, createdBy });
+    auditApi(deps, ctx, caller, `webhook add ${added.endpoint.id} ${namespace ?? '(global)'}`, true);
     ctx.status = 201;
     ctx.set('Location', `/api/v1/webhooks/${added.endpoint.id}`);
     // The only time the secret leaves the server.
@@ -59,6 +61,7 @@ export function webhookRoutes(router: Router, deps: WebDeps): void {
   router.delete('/api/v1/webhooks/:id', handle('api-webhook', async (ctx, caller) => {
     await endpointFor(caller, ctx.params.id!);
     ctx.body = await deps.webhooks.remove(ctx.params.id!);
+    auditApi(deps, ctx, caller, `webhook rm ${ctx.params.id!}`, true);
   }));
 
   router.get('/api/v1/webhooks/:id/deliveries', handle('api-webhook-deliveries', async (ctx, caller) => {

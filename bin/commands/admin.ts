@@ -2,12 +2,12 @@
 // berth user | org | token | repo.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { pino } from 'pino';
-import { AccountError, parseExpiry, parseScopeGrants, robotDefaultScope, splitRobotName, TOKEN_DEFAULT_SCOPE, type AuthService, type Role } from '../../auth/index.ts';
+import { AccountError, AccountManagement, splitRobotName, type Actor, type AuthService, type Role } from '../../auth/index.ts';
 import { createAuth, openStorage } from '../../server/app.ts';
 import { collect, configOrExit, readStdin } from './common.ts';
 
 /** Runs `fn` with the auth service over the configured storage; prints errors the way a CLI should. */
-async function withAuth(fn: (auth: AuthService) => Promise<void>): Promise<void> {
+async function withAuth(fn: (auth: AuthService, management: AccountManagement) => Promise<void>): Promise<void> {
   let opened: Awaited<ReturnType<typeof openStorage>> | undefined;
   try {
     const config = configOrExit();
@@ -15,7 +15,7 @@ async function withAuth(fn: (auth: AuthService) => Promise<void>): Promise<void>
     const logger = pino({ base: { service: 'berth-admin', pid: process.pid } }, pino.destination(2));
     opened = await openStorage(config, logger);
     const auth = await createAuth({ ...config, mode: config.mode === 'open' ? 'public-index' : config.mode }, opened.storage, opened.coordination, logger);
-    await fn(auth);
+    await fn(auth, new AccountManagement(auth.accounts, auth.audit, opened.storage.policies, opened.storage.quotas));
   } catch (err) {
     if (err instanceof AccountError || err instanceof InvalidArgumentError) {
       process.stderr.write(`berth: ${err.message}\n`);
@@ -33,6 +33,9 @@ async function password(options: { passwordStdin?: boolean }): Promise<string> {
   return readStdin();
 }
 
+/** Who runs the command, to the service: the registry's operator, named by their login. */
+const OPERATOR: Actor = { kind: 'operator', name: process.env.USER ?? 'admin', via: 'admin command' };
+
 const audit = (auth: AuthService, action: string, fields: Record<string, unknown> = {}) =>
   auth.audit.record({ who: process.env.USER ?? 'admin', action, allowed: true, reason: 'admin command', ...fields });
 
@@ -44,9 +47,8 @@ export function registerAdminCommands(program: Command): void {
     .option('--password-stdin', 'read the password from standard input')
     .option('--admin', 'make the user an administrator (owns library/, may do everything)')
     .action((name: string, options: { passwordStdin?: boolean; admin?: boolean }) =>
-      withAuth(async (auth) => {
-        await auth.accounts.addUser(name, await password(options), options.admin === true);
-        audit(auth, 'user add', { repository: undefined, granted: options.admin ? ['admin'] : [] });
+      withAuth(async (_auth, management) => {
+        await management.addUser(OPERATOR, name, await password(options), options.admin === true);
         process.stdout.write(`user ${name} created${options.admin ? ' (admin)' : ''}\n`);
       }),
     );
@@ -65,10 +67,8 @@ export function registerAdminCommands(program: Command): void {
     .command('rm <name>')
     .description('remove a user, their organisation roles, robots and tokens; the name is kept for admins to give out again')
     .action((name: string) =>
-      withAuth(async (auth) => {
-        const removed = await auth.accounts.removeUser(name);
-        const what = `roles in: ${removed.roles.join(' ') || 'none'}; robots: ${removed.robots.join(' ') || 'none'}; access tokens: ${removed.tokens}`;
-        audit(auth, `user rm ${name}`, { reason: `admin command; removed ${what}` });
+      withAuth(async (_auth, management) => {
+        const removed = await management.removeUser(OPERATOR, name);
         process.stdout.write(`user ${name} removed, with ${removed.roles.length} organisation role(s)${removed.roles.length ? ` (${removed.roles.join(', ')})` : ''}, ` +
           `${removed.robots.length} robot(s)${removed.robots.length ? ` (${removed.robots.join(', ')})` : ''} and ${removed.tokens} access token(s); ` +
           `only an admin can create ${name} again\n`);
@@ -92,9 +92,8 @@ export function registerAdminCommands(program: Command): void {
     .description('create an organisation (its name is a namespace: <name>/…)')
     .option('--owner <user>', 'first member, with the admin role')
     .action((name: string, options: { owner?: string }) =>
-      withAuth(async (auth) => {
-        await auth.accounts.addOrganisation(name, options.owner);
-        audit(auth, `org add ${name}`);
+      withAuth(async (_auth, management) => {
+        await management.addOrganisation(OPERATOR, name, options.owner);
         process.stdout.write(`organisation ${name} created\n`);
       }),
     );
@@ -104,10 +103,9 @@ export function registerAdminCommands(program: Command): void {
     .addOption(new Option('--role <role>', 'read: pull; write: pull and push; admin: also delete').choices(['read', 'write', 'admin']))
     .option('--remove', 'remove the member')
     .action((orgName: string, userName: string, options: { role?: Role; remove?: boolean }) =>
-      withAuth(async (auth) => {
+      withAuth(async (_auth, management) => {
         if (!options.role && !options.remove) throw new AccountError('invalid', 'give --role read|write|admin or --remove');
-        await auth.accounts.setMember(orgName, userName, options.remove ? undefined : options.role);
-        audit(auth, `org member ${orgName} ${userName}`, { granted: options.remove ? [] : [options.role!] });
+        await management.setMember(OPERATOR, orgName, userName, options.remove ? undefined : options.role);
         process.stdout.write(options.remove ? `${userName} removed from ${orgName}\n` : `${userName} is ${options.role} in ${orgName}\n`);
       }),
     );
@@ -132,16 +130,14 @@ export function registerAdminCommands(program: Command): void {
     .option('--scope <scope>', 'repository:<name, prefix/* or *>:<pull,push,delete> (repeatable)', collect)
     .option('--expires-in <duration>', 'lifetime: 30d, 12h, … or never', '90d')
     .action((options: { user?: string; robot?: string; description: string; scope?: string[]; expiresIn: string }) =>
-      withAuth(async (auth) => {
-        const expiresAt = parseExpiry(options.expiresIn);
+      withAuth(async (_auth, management) => {
+        const request = { scopes: options.scope, expiresIn: options.expiresIn };
         if (options.user && !options.robot) {
-          const { token: created, secret } = await auth.accounts.createToken(options.user, options.description, parseScopeGrants(options.scope, TOKEN_DEFAULT_SCOPE), expiresAt);
-          audit(auth, `token create ${created.id} for ${options.user}`);
+          const { token: created, secret } = await management.createToken(OPERATOR, options.user, { ...request, description: options.description });
           process.stdout.write(`id: ${created.id}\nuser: ${options.user}\ntoken: ${secret}\n`);
         } else if (options.robot && !options.user) {
           const { namespace, name } = splitRobotName(options.robot);
-          const { robot, secret } = await auth.accounts.createRobot(namespace, name, parseScopeGrants(options.scope, robotDefaultScope(namespace)), expiresAt);
-          audit(auth, `robot create ${robot.name}`);
+          const { robot, secret } = await management.createRobot(OPERATOR, namespace, { ...request, name });
           process.stdout.write(`user: ${robot.name}\ntoken: ${secret}\n`);
         } else {
           throw new AccountError('invalid', 'give either --user or --robot');
@@ -152,9 +148,15 @@ export function registerAdminCommands(program: Command): void {
     .command('revoke <id>')
     .description('revoke a personal access token (by id) or a robot (by org+name), and the refresh tokens it gave')
     .action((id: string) =>
-      withAuth(async (auth) => {
-        const what = await auth.accounts.revoke(id);
-        audit(auth, `${what} revoke ${id}`);
+      withAuth(async (auth, management) => {
+        let what = 'robot';
+        if (id.includes('+')) {
+          const { namespace, name } = splitRobotName(id);
+          await management.deleteRobot(OPERATOR, namespace, name);
+        } else {
+          what = 'token';
+          await management.revokeToken(OPERATOR, (await auth.accounts.token(id))?.owner ?? '', id);
+        }
         process.stdout.write(`${what} ${id} revoked\n`);
       }),
     );

@@ -123,6 +123,35 @@ describe('auth: LDAP directory (a real slapd)', function () {
     expect(berth.logs.join('\n')).not.to.include(SERVICE_PASSWORD);
   });
 
+  it('audits a directory user\'s decisions; their account pages and the log show no directory password nor their token', async function () {
+    const cookie = await signIn(registry, ...creds(dave));
+    const tokensPage = await registry.request('GET', '/account/tokens', { headers: { Cookie: cookie } });
+    expect(tokensPage.status).to.equal(200);
+    const made = await registry.request('POST', '/account/tokens', {
+      headers: { Cookie: cookie, 'Content-Type': FORM },
+      body: new URLSearchParams({ _csrf: csrfIn(tokensPage.text), description: 'laptop', scopes: 'repository:acme/*:pull', expiresIn: '30d' }).toString(),
+    });
+    expect(made.status, made.text).to.equal(201);
+    const secret = /<code id="secret">([^<]+)<\/code>/.exec(made.text)![1]!;
+    // A token a directory user made logs in (docker login) while the directory still has them.
+    const token = await tokenRequest(registry, ['repository:acme/app:pull'], [dave.uid, secret]);
+    expect(token.status, token.text).to.equal(200);
+    expect(actionsIn(token.json.token, 'acme/app')).to.deep.equal(['pull']);
+
+    for (const path of ['/account', '/account/tokens', '/account/namespaces/dave']) {
+      const shown = await registry.request('GET', path, { headers: { Cookie: cookie } });
+      expect(shown.status, path).to.equal(200);
+      for (const hidden of [SERVICE_PASSWORD, dave.password, secret]) expect(shown.text, path).not.to.include(hidden);
+    }
+    await waitFor(() => auditOf(berth).some((a) => a.who === 'dave' && /^token create \S+ for dave$/.test(a.action) && a.allowed) || undefined, 'the token\'s audit line');
+    const daves = auditOf(berth).filter((a) => a.who === 'dave');
+    expect(daves.some((a) => a.action === 'web-signin' && a.allowed), 'web sign-in').to.equal(true);
+    expect(daves.some((a) => a.action === 'login' && a.allowed), 'login with the token').to.equal(true);
+    expect(daves.some((a) => a.action === 'directory role' && a.reason === 'acme:write'), 'the role the groups map to').to.equal(true);
+    const log = berth.logs.join('\n');
+    for (const hidden of [SERVICE_PASSWORD, dave.password, secret.split('.').pop()!]) expect(log).not.to.include(hidden);
+  });
+
   it('refuses a wrong or empty password, audits it and counts it in the login limits', async function () {
     for (const password of ['not-ivans-password', '']) {
       const res = await tokenRequest(registry, [], ['ivan', password]);

@@ -75,11 +75,23 @@ export class AuthorizedRegistry extends Registry {
   }
 }
 
+/** One audit line: auth/audit.ts's AuditEvent, as logged. */
+export interface AuditLine {
+  who: string;
+  action: string;
+  allowed: boolean;
+  repository?: string;
+  granted?: string[];
+  reason?: string;
+  address?: string;
+  [field: string]: unknown;
+}
+
 /** The audit lines the server logged so far (written as its log is: a test waits for a line it expects). */
-export function auditOf(berth: TestBerth): Array<Record<string, unknown>> {
+export function auditOf(berth: TestBerth): AuditLine[] {
   return berth.logs.flatMap((line) => {
     try {
-      const audit = (JSON.parse(line) as { audit?: Record<string, unknown> }).audit;
+      const audit = (JSON.parse(line) as { audit?: AuditLine }).audit;
       return audit ? [audit] : [];
     } catch {
       return [];

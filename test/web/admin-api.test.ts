@@ -202,6 +202,13 @@ describe('admin API', function () {
 
     it('lets admins get, set and remove policies, validated as the CLI validates them', async () => {
       refused(await send(alice, 'PUT', '/api/v1/policies/acme', { quotaBytes: 1000 }), 403);
+      // The namespace's managers set its immutable tags and retention (the service's rule, as on the pages).
+      const managed = await send(alice, 'PUT', '/api/v1/policies/acme/app', { immutableTags: ['v*'] });
+      expect(managed.status, managed.text).to.equal(200);
+      refused(await send(bob, 'PUT', '/api/v1/policies/acme/app', { immutableTags: [] }), 404);
+      refused(await bob.request('GET', '/api/v1/policies/acme/app'), 404);
+      expect((await alice.request('DELETE', '/api/v1/policies/acme/app')).status).to.equal(200);
+      refused(await chief.request('GET', '/api/v1/policies/..%2Fx'), 400, 'INVALID');
       const set = await send(chief, 'PUT', '/api/v1/policies/acme', { quotaBytes: 1000, immutableTags: ['v*'] });
       expect(set.status, set.text).to.equal(200);
       expect((await chief.request('GET', '/api/v1/policies/acme')).json).to.deep.equal({ scope: 'acme', policy: { quotaBytes: 1000, immutableTags: ['v*'] }, usageBytes: 0 });

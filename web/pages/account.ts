@@ -75,6 +75,7 @@ export function accountPages(router: Router, kit: PageKit): void {
   router.post('/signout', async (ctx) => {
     const posted = await kit.postedForm(ctx);
     if (!posted) return;
+    if (posted.viewer.user) auth?.audit.record({ who: posted.viewer.user, action: 'web-signout', allowed: true, address: ctx.ip });
     await sessions.end(ctx);
     ctx.redirect('/');
   });

@@ -11,6 +11,9 @@ import { repositoryPages } from './repository.ts';
 import { searchPages } from './search.ts';
 import { settingsPages } from './settings.ts';
 import { replicationPages } from './replication.ts';
+import { overviewPage } from './manage.ts';
+import { namespacePages } from './namespaces.ts';
+import { tokenPages } from './tokens.ts';
 
 export function pageRoutes(router: Router, deps: WebDeps): void {
   const kit = pageKit(deps);
@@ -22,5 +25,8 @@ export function pageRoutes(router: Router, deps: WebDeps): void {
   oidcPages(router, kit);
   settingsPages(router, kit);
   replicationPages(router, kit);
+  overviewPage(router, kit);
+  tokenPages(router, kit);
+  namespacePages(router, kit);
   assetPages(router, kit);
 }

@@ -46,6 +46,8 @@ export function pageKit(deps: WebDeps): PageKit {
       const viewer = await sessions.viewer(ctx);
       const form = await readForm(ctx, deps.readBody, limit);
       if (!csrfMatches(viewer, form.fields.get('_csrf'))) {
+        // A forged post is an identity decision too: whose session a stranger's page tried to use.
+        auth?.audit.record({ who: viewer.user ?? 'anonymous', action: 'web-form', allowed: false, reason: `CSRF token missing or wrong: ${ctx.method} ${ctx.path.slice(0, 300)}`, address: ctx.ip });
         await kit.reply(ctx, 403, 'Refused', html`<h1>Refused</h1><p class="error">The form's security token is missing or wrong. Reload the page and try again.</p>`);
         return undefined;
       }

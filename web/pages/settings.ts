@@ -15,7 +15,7 @@ export function settingsPages(router: Router, kit: PageKit): void {
     const viewer = await sessions.viewer(ctx);
     const visibility = await kit.visibility(ctx);
     const entry = await repository(storage, visibility, name);
-    if (!entry || (auth && !viewer.user) || !(await visibility.may(name, 'delete'))) return undefined;
+    if (!entry || (auth && !(viewer.user && (await auth.managesRepository(viewer.principal, name, viewer.limit))))) return undefined;
     return entry;
   }
 
@@ -54,6 +54,7 @@ ${auth ? html`<p><label for="visibility">Visibility</label><br><select id="visib
     await storage.repositories.update(entry.name, { description: fields.get('description') ?? '', readme: fields.get('readme') ?? '' });
     // Visibility through AuthService, as the CLI and the admin API set it; a form's other values are ignored.
     if (auth && (visibility === 'public' || visibility === 'private')) await auth.setVisibility(entry.name, visibility);
+    auth?.audit.record({ who: posted.viewer.user ?? 'anonymous', action: 'repo settings', repository: entry.name, allowed: true, reason: `web; visibility ${visibility ?? 'unchanged'}`, address: ctx.ip });
     await settingsPage(ctx, (await storage.search.entry(entry.name)) ?? entry, 200, 'Saved.');
   });
 
