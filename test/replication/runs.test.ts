@@ -3,6 +3,11 @@
 // its status, a second run of a busy rule is refused, and a run whose server was killed midway is
 // resumed by the restarted server without fetching again the blobs it had finished.
 import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, statfsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startBerth, type TestBerth } from '../helpers/berth.ts';
 import { startDistribution, type TestDistribution } from '../helpers/distribution.ts';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.ts';
@@ -66,6 +71,32 @@ describe('replication: runs that meet trouble', function () {
     } finally {
       await full.close();
       await there.destroy();
+    }
+  });
+
+  it('stops when this registry\'s own disk is full (ENOSPC), without retrying, and keeps no partial blob', async () => {
+    // A real full disk: Berth's storage on a 2 MiB tmpfs, a source layer of 4 MiB (the suite runs as root, as CI does).
+    const dir = mkdtempSync(join(tmpdir(), 'berth-full-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', dir]);
+    let small: TestBerth | undefined;
+    try {
+      small = await startBerth({ dataDir: dir, env: QUICK });
+      const there = new Registry(small.url);
+      const { layers } = await new UpstreamRegistry(source.url).pushImage('team/big', 'v1', { layers: [randomBytes(2 * 1024 * 1024).toString('hex')] });
+      await addRule(there, { ...rule('disk-full'), repositories: ['team/big'] });
+      const from = proxy.requests.length;
+      const run = await runRule(there, 'disk-full');
+      expect(run).to.include({ outcome: 'stopped', reason: 'storage-full' });
+      expect(proxy.requests.slice(from).filter((r) => r.method === 'GET' && r.url === `/v2/team/big/blobs/${layers[0]}`), 'fetched once, not retried').to.have.length(1);
+      expect((await ruleStatus(there, 'disk-full')).last).to.include({ outcome: 'stopped', reason: 'storage-full' });
+      expect((await there.request('GET', '/v2/disk-full/team/big/manifests/v1')).status).to.equal(404);
+      // The server still answers, and the space the failed copy took is given back.
+      expect((await there.request('GET', '/v2/')).status).to.equal(200);
+      expect(statfsSync(dir).bfree * statfsSync(dir).bsize).to.be.greaterThan(1024 * 1024);
+    } finally {
+      await small?.destroy();
+      execFileSync('umount', [dir]);
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
