@@ -47,6 +47,20 @@ describe('replication: runs that meet trouble', function () {
     expect(heads[1]!.at - heads[0]!.at).to.be.at.least(950);
   });
 
+  it('backs off from a 5xx that lasts, doubling its wait, and stops as unavailable once its attempts are used', async () => {
+    await addRule(local, rule('down'));
+    proxy.rules = [{ match: (m, url) => m === 'HEAD' && url === '/v2/team/app/manifests/v1', fault: { status: 503, code: 'UNAVAILABLE' }, remaining: 100 }];
+    const from = proxy.requests.length;
+    const run = await runRule(local, 'down');
+    expect(run).to.include({ outcome: 'stopped', reason: 'unavailable' });
+    const heads = proxy.requests.slice(from).filter((r) => r.method === 'HEAD' && r.url === '/v2/team/app/manifests/v1');
+    expect(heads, 'BERTH_REPLICATION_MAX_ATTEMPTS (5) tries').to.have.length(5);
+    const waits = heads.slice(1).map((h, i) => h.at - heads[i]!.at);
+    // 50 ms, then doubling (BERTH_REPLICATION_RETRY_BASE_MS=50): each wait at least the one before.
+    expect(waits[0]).to.be.at.least(45);
+    expect(waits[3]).to.be.at.least(350);
+  });
+
   it('stops at a refusal that asking again will not change, and says so in its status', async () => {
     await addRule(local, rule('refused'));
     proxy.rules = [{ match: (_m, url) => url.startsWith('/v2/team/app/tags/list'), fault: { status: 403, code: 'DENIED' }, remaining: 100 }];
