@@ -1067,7 +1067,7 @@ async function main(): Promise<void> {
           `${big ? `, the ${sizeLabel(big.size)} one generated on the fly` : ''}; one keep-alive connection.`,
       );
     }
-    lines.push('- Before each measurement the script flushes dirty pages (`sync`), so no registry pays for the previous one\'s unflushed writes; Berth fsyncs every blob before it becomes visible, Distribution 2.8 does not');
+    lines.push('- Before each measurement the script flushes dirty pages (`sync`), so no registry pays for the previous one\'s unflushed writes; Berth fsyncs every blob before it becomes visible, Distribution 2.8 each file it commits');
     if (droppedCaches) lines.push('- Before each push measurement the script also drops the clean page cache (`/proc/sys/vm/drop_caches`), then pushes a 4 MiB blob to every registry (unmeasured) and reads the source blob once: the gigabytes earlier repetitions wrote would otherwise fill memory and make later pushes wait for page reclaim');
     if (opts.quietWaitS > 0) lines.push(`- Before each measurement the script waited (up to ${opts.quietWaitS} s) until other processes used less than a third of a core`);
     if (opts.only.has('get')) lines.push(`- Manifest GETs: ${generator}, ${opts.durationS} s per run, keep-alive, after a 1 s warm-up`);
