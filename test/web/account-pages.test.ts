@@ -205,6 +205,8 @@ describe('web: the account pages in a real browser', function () {
     await page.goto('/account');
     const row = page.locator('#runs tr', { hasText: 'Garbage collection' });
     expect(await row.locator('td').nth(3).textContent()).to.include('"blobsRemoved"');
+    await page.click('a[href="/admin/replication"]');
+    expect(await page.locator('h1').first().textContent()).to.match(/replication/i);
   });
 
   it('works without JavaScript: the same forms as plain HTTP posts', async () => {

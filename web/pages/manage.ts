@@ -115,14 +115,12 @@ export function overviewPage(router: Router, kit: PageKit): void {
     const namespaces = [viewer.user, ...organisations.map((o) => o.name).filter((n) => n !== viewer.user)];
     const admin = isRegistryAdmin(actor);
     const runs = admin ? await Promise.all(JOBS.map(async (j) => ({ ...j, last: await storage.jobs.last(j.job) }))) : [];
-    // Replication keeps its own page; linked once a room serves it.
-    const replication = router.stack.some((layer) => layer.path === '/admin/replication');
     await kit.reply(ctx, 200, 'Your account', html`<h1>Your account</h1>
 <p><a href="/account/tokens">Personal access tokens</a>: for <code>docker login</code> and scripts.</p>
 <h2>Namespaces you manage</h2><ul class="namespaces">${namespaces.map((n) => html`<li><a href="/account/namespaces/${n}">${n}</a>${n === viewer.user ? ' (yours)' : ' (organisation)'}</li>`)}</ul>
 ${admin ? html`<h2>Lifecycle runs</h2><table id="runs"><thead><tr><th>Job</th><th>Last finished</th><th>By</th><th>What it did</th></tr></thead><tbody>${runs.map(
       (r) => html`<tr><td>${r.title}</td><td>${when(r.last?.finishedAt)}</td><td>${r.last?.by ?? ''}</td><td><code>${r.last?.summary ? JSON.stringify(r.last.summary) : 'no run yet'}</code></td></tr>`,
     )}</tbody></table>
-${replication ? html`<p>The last replication runs: <a href="/admin/replication">replication</a>.</p>` : ''}` : ''}`);
+<p>Replication rules and their last runs: <a href="/admin/replication">replication</a>.</p>` : ''}`);
   });
 }
