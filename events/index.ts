@@ -2,7 +2,7 @@
 // pushes, deletes, pulls and collections; it never imports this room), each event queued in storage for
 // every endpoint that wants it, and a Deliverer that sends the queues in order, signed.
 import type { BlockList } from 'node:net';
-import { namespaceOf, SecretSeal, type Lock, type StorageDriver, type StorageListener } from '../storage/index.ts';
+import { namespaceOf, type SecretSeal, type Lock, type StorageDriver, type StorageListener } from '../storage/index.ts';
 import { Deliverer, type DeliverySettings, type Warn } from './delivery.ts';
 import { DestinationPolicy } from './destination.ts';
 import { EndpointStore, viewOf, type Endpoint, type EndpointView, type NewEndpoint } from './endpoints.ts';
@@ -23,8 +23,8 @@ export interface WebhookOptions extends DeliverySettings {
   /** BERTH_WEBHOOK_ALLOW as a list. */
   allow?: BlockList;
   queueLimit: number;
-  /** BERTH_WEBHOOK_SECRET_KEY */
-  secretKey?: string;
+  /** Seals endpoint secrets: the storage's one seal (shared with replication and OpenID sign-in). */
+  seal: SecretSeal;
   publicUrl?: string;
   /** The `source.addr` of events: this server's host:port. */
   sourceAddr: string;
@@ -44,7 +44,7 @@ export class Webhooks {
 
   constructor(options: WebhookOptions) {
     const destinations = new DestinationPolicy(options.allow);
-    this.endpoints = new EndpointStore(options.driver, options.lock, new SecretSeal(options.driver, options.lock, options.secretKey), destinations);
+    this.endpoints = new EndpointStore(options.driver, options.lock, options.seal, destinations);
     this.log = new DeliveryLog(options.driver, options.lock);
     this.queue = new EventQueue(options.driver, options.lock, options.queueLimit, this.log);
     this.deliverer = new Deliverer(this.endpoints, this.queue, this.log, destinations, options, options.logger);

@@ -146,6 +146,18 @@ export async function createApp(
   return { app, router, auth, storage, coordination, metrics, logger, webhooks, replication };
 }
 
+const seals = new WeakMap<Storage, SecretSeal>();
+
+/**
+ * The one SecretSeal of a storage, for every room that seals (webhook secrets, replication passwords,
+ * OpenID refresh tokens): its key is read, or made, once per process.
+ */
+function sealOf(config: Config, storage: Storage, coordination: Coordination): SecretSeal {
+  let seal = seals.get(storage);
+  if (!seal) seals.set(storage, (seal = new SecretSeal(storage.driver, coordination.lock, config.webhookSecretKey)));
+  return seal;
+}
+
 /** The replication rules and their runs over this storage, as configured (the server and `berth replication`). */
 export function openReplication(
   config: Config,
@@ -157,7 +169,7 @@ export function openReplication(
   return new Replication({
     storage,
     lock: coordination.lock,
-    seal: new SecretSeal(storage.driver, coordination.lock, config.webhookSecretKey),
+    seal: sealOf(config, storage, coordination),
     retry: { maxAttempts: config.replicationMaxAttempts, baseMs: config.replicationRetryBaseMs, maxMs: config.replicationRetryMaxMs },
     tickMs: config.replicationTickSeconds * 1000,
     staleMs: config.replicationStaleSeconds * 1000,
@@ -174,7 +186,7 @@ export function openWebhooks(config: Config, storage: Storage, coordination: Coo
     lock: coordination.lock,
     allow: config.webhookAllow ? rangeList(config.webhookAllow) : undefined,
     queueLimit: config.webhookQueueLimit,
-    secretKey: config.webhookSecretKey,
+    seal: sealOf(config, storage, coordination),
     timeoutMs: config.webhookTimeoutMs,
     maxAttempts: config.webhookMaxAttempts,
     retryBaseMs: config.webhookRetryBaseMs,
@@ -229,7 +241,7 @@ export async function createAuth(
   };
   const directory = config.ldap && new LdapDirectory(config.ldap);
   // The provider's refresh tokens are sealed with the webhook secrets' key: one key to keep, or one made once in storage.
-  const oidc = config.oidc && { options: config.oidc, sealer: new SecretSeal(storage.driver, coordination.lock, config.webhookSecretKey) };
+  const oidc = config.oidc && { options: config.oidc, sealer: sealOf(config, storage, coordination) };
   return AuthService.create(options, storage, coordination, new AuditLog(sink), { directory, oidc });
 }
 
