@@ -89,6 +89,14 @@ export function managesNamespace(deps: WebDeps, caller: ApiCaller, namespace: st
   return deps.management.managesNamespace(actorOf(caller, 'admin API'), namespace);
 }
 
+/** Whether the caller is a registry admin; anyone else is refused (403). A write is audited either way. */
+export function admitAdmin(deps: WebDeps, ctx: Context, caller: ApiCaller, refusal = 'only an admin may do this'): boolean {
+  const admin = isAdmin(caller);
+  if (ctx.method !== 'GET') auditApi(deps, ctx, caller, `${ctx.method} ${ctx.path}`, admin, admin ? {} : { reason: 'not an admin' });
+  if (!admin) apiError(ctx, 403, 'DENIED', refusal);
+  return admin;
+}
+
 export function adminRoutes(router: Router, deps: WebDeps, schedule: GcSchedule): void {
   /** Why the last collection started here failed, until one succeeds. */
   let lastError: string | undefined;
@@ -96,10 +104,7 @@ export function adminRoutes(router: Router, deps: WebDeps, schedule: GcSchedule)
   /** Whether the request may use the admin API; answers the refusal itself when not. */
   const admitted = async (ctx: Context): Promise<boolean> => {
     const caller = await apiCaller(ctx, deps);
-    if (!caller) return false;
-    if (ctx.method !== 'GET') auditApi(deps, ctx, caller, `${ctx.method} ${ctx.path}`, isAdmin(caller), isAdmin(caller) ? {} : { reason: 'not an admin' });
-    if (!isAdmin(caller)) apiError(ctx, 403, 'DENIED', 'only an admin may do this');
-    return isAdmin(caller);
+    return caller !== undefined && admitAdmin(deps, ctx, caller);
   };
 
   const status = async () => {

@@ -5,7 +5,7 @@
 import type Router from '@koa/router';
 import type { Context } from 'koa';
 import { ReplicationError } from '../replication/index.ts';
-import { apiError, apiRoute, isAdmin, type ApiCaller } from './admin.ts';
+import { admitAdmin, apiError, apiRoute, type ApiCaller } from './admin.ts';
 import type { WebDeps } from './index.ts';
 
 /** A rule is a few names and filters: small. */
@@ -22,8 +22,7 @@ export function replicationRoutes(router: Router, deps: WebDeps): void {
   /** An admin-only route: anyone else is refused before anything is read. */
   const admins = (name: string, fn: (ctx: Context, caller: ApiCaller) => Promise<void>) =>
     route(name, async (ctx, caller) => {
-      if (!isAdmin(caller)) return apiError(ctx, 403, 'DENIED', 'only an admin may manage replication');
-      await fn(ctx, caller);
+      if (admitAdmin(deps, ctx, caller, 'only an admin may manage replication')) await fn(ctx, caller);
     });
 
   router.get('/api/v1/replication/rules', admins('api-replication', async (ctx) => {

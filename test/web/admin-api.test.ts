@@ -10,7 +10,7 @@ import { pino } from 'pino';
 import { createApp } from '../../server/app.ts';
 import { loadConfig } from '../../server/config.ts';
 import { OPENAPI_DOCUMENT } from '../../web/openapi.ts';
-import { addUser, AuthorizedRegistry, bearer, cli, tokenFor, tokenRequest } from '../helpers/auth.ts';
+import { addUser, auditOf, AuthorizedRegistry, bearer, cli, tokenFor, tokenRequest } from '../helpers/auth.ts';
 import { useBerth } from '../helpers/berth.ts';
 import { requestsSince } from '../helpers/berth-requests.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -240,6 +240,8 @@ describe('admin API', function () {
       // Replication rules: admins only (a rule reads and writes any repository).
       const rule = { name: 'api-rule', direction: 'push', remote: { url: 'http://127.0.0.1:9' }, repositories: ['nothing/matches'] };
       refused(await send(bob, 'POST', '/api/v1/replication/rules', rule), 403);
+      // Refused as every admin API write is: in the audit log.
+      await waitFor(() => auditOf(served.berth).some((a) => a.who === 'bob' && a.action === 'POST /api/v1/replication/rules' && !a.allowed) || undefined, 'the refusal audited');
       expect((await send(chief, 'POST', '/api/v1/replication/rules', rule)).status).to.equal(201);
       refused(await bob.request('GET', '/api/v1/replication/rules'), 403);
       expect((await chief.request('GET', '/api/v1/replication/rules')).json.rules.map((r: any) => r.name)).to.deep.equal(['api-rule']);
