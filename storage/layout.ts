@@ -29,8 +29,10 @@ export const layout = {
   tagsDir: (name: string) => `${repo(name)}/_manifests/tags`,
   tag: (name: string, tag: string) => `${repo(name)}/_manifests/tags/${tag}/link`,
   tagDir: (name: string, tag: string) => `${repo(name)}/_manifests/tags/${tag}`,
-  uploadDir: (name: string, id: string) => `${repo(name)}/_uploads/${id}`,
-  uploadData: (name: string, id: string) => `${repo(name)}/_uploads/${id}/data`,
+  /** An upload session's bytes: one file, no folder of its own (a folder costs an inode made and freed per blob). */
+  uploadData: (name: string, id: string) => `${repo(name)}/_uploads/${id}`,
+  /** Where sessions opened by older versions keep their bytes, in a folder of their own. */
+  uploadDataInFolder: (name: string, id: string) => `${repo(name)}/_uploads/${id}/data`,
   /** Where sessions opened by older versions kept their start time (now in the index entry). */
   uploadStartedAt: (name: string, id: string) => `${repo(name)}/_uploads/${id}/startedat`,
   referrersOf: (name: string, subject: Digest) => `${repo(name)}/_referrers/${subject.algorithm}/${subject.hex}`,

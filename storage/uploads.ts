@@ -1,4 +1,4 @@
-// BlobUpload sessions: state lives in storage (the session folder and its data file), so a session
+// BlobUpload sessions: state lives in storage (the session's entry and its data file), so a session
 // survives a restart and can be continued by another process. The running sha256 is kept in memory as a
 // cache; a process that does not have it rebuilds it by reading back what is stored.
 // The push rules live here, so that every caller (the /v2 routes, a mirror, replication, the CLI) follows
@@ -99,9 +99,29 @@ export class UploadStore {
     if (!entry || entry.name !== name) return undefined;
     const started = entry.startedAt ?? (await this.driver.getContent(layout.uploadStartedAt(name, id)))?.toString();
     if (!started) return undefined;
-    const data = await this.driver.stat(layout.uploadData(name, id));
-    if (!data) return undefined;
+    let data = await this.driver.stat(layout.uploadData(name, id));
+    if (!data || data.isDirectory) {
+      data = await this.driver.stat(layout.uploadDataInFolder(name, id));
+      if (!data) return undefined;
+      this.inFolder.add(`${name}@${id}`);
+    }
     return { id, name, offset: data.size, startedAt: new Date(started), owner: entry.owner };
+  }
+
+  /**
+   * Sessions opened by an older version that this process has met (get), whose bytes are in a folder of
+   * their own; bounded by the sessions open when the new version started.
+   */
+  private readonly inFolder = new Set<string>();
+
+  private dataPath(name: string, id: string): string {
+    return this.inFolder.has(`${name}@${id}`) ? layout.uploadDataInFolder(name, id) : layout.uploadData(name, id);
+  }
+
+  /** Removes a session's bytes (its file, or an older version's folder: one path names both). */
+  private async removeData(name: string, id: string): Promise<void> {
+    await this.driver.delete(layout.uploadData(name, id));
+    this.inFolder.delete(`${name}@${id}`);
   }
 
   /** The index entry of a session: JSON; a session opened by an older version holds its name alone. */
@@ -168,7 +188,7 @@ export class UploadStore {
 
   private async appendLocked(upload: BlobUpload, source: Readable, { start, length }: ChunkBounds): Promise<BlobUpload> {
     const key = this.key(upload);
-    const dataPath = layout.uploadData(upload.name, upload.id);
+    const dataPath = this.dataPath(upload.name, upload.id);
     const writer = await this.driver.writer(dataPath, true);
     try {
       const offset = writer.size;
@@ -278,7 +298,7 @@ export class UploadStore {
   private completeAdmitted(upload: BlobUpload, digest: Digest): Promise<{ size: number }> {
     return this.lock.run(this.key(upload), async () => {
       const key = this.key(upload);
-      const dataPath = layout.uploadData(upload.name, upload.id);
+      const dataPath = this.dataPath(upload.name, upload.id);
       const writer = await this.driver.writer(dataPath, true);
       let size: number;
       let committed = true;
@@ -305,7 +325,7 @@ export class UploadStore {
         await this.blobs.commit(dataPath, digest);
         await this.blobs.link(upload.name, digest);
       });
-      await this.driver.delete(layout.uploadDir(upload.name, upload.id));
+      await this.removeData(upload.name, upload.id);
       await this.driver.delete(layout.openUpload(upload.id));
       this.forget(key);
       return { size };
@@ -315,7 +335,7 @@ export class UploadStore {
   cancel(upload: BlobUpload): Promise<void> {
     return this.lock.run(this.key(upload), async () => {
       this.forget(this.key(upload));
-      await this.driver.delete(layout.uploadDir(upload.name, upload.id));
+      await this.removeData(upload.name, upload.id);
       await this.driver.delete(layout.openUpload(upload.id));
     });
   }
@@ -333,7 +353,7 @@ export class UploadStore {
    */
   async readReceived(name: string, id: string, range: ByteRange): Promise<Readable | undefined> {
     if (!this.readableWhileReceiving || !isValidUploadId(id) || !isValidName(name)) return undefined;
-    const path = layout.uploadData(name, id);
+    const path = this.dataPath(name, id);
     const received = (await this.driver.stat(path))?.size ?? 0;
     if (range.end >= received) return undefined;
     try {
@@ -359,7 +379,7 @@ export class UploadStore {
       // A session that is gone already (finished between the listing and now) only loses its index entry.
       await this.lock.run(`${name}@${id}`, async () => {
         this.forget(`${name}@${id}`);
-        await this.driver.delete(layout.uploadDir(name, id));
+        await this.removeData(name, id);
         await this.driver.delete(entry);
       });
       if (upload) removed++;

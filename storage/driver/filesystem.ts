@@ -23,6 +23,20 @@ const fsyncFd = promisify(fs.fsync);
 /** Temp names: unique per process by a random prefix (another process may share the folder), then a counter. */
 const TEMP_PREFIX = `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
 let tempCounter = 0;
+/**
+ * Spare files: small files this process deleted or replaced, kept (renamed into the temp folder) to be
+ * written again as the temp file of a later `putContent` instead of being freed. Freeing an inode is what
+ * makes later file creation slow on ext4 without a journal (the usual cloud VM root disk): every allocation
+ * skips each inode freed in the last seconds to minutes, one inode table lookup each, so a push that frees
+ * ten and makes forty files paid more for those skips than for everything else it did. A spare is used
+ * only after SPARE_MIN_AGE_MS, so a reader in another process that opened the old file has long read its
+ * few bytes; one whose inode gained another name meanwhile (nlink above 1) is never written.
+ */
+const SPARE_LIMIT = 256;
+const SPARE_MAX_BYTES = 64 * 1024;
+const SPARE_MIN_AGE_MS = 2000;
+/** Temp files left by processes that ended (spares, crashed writes) are removed at start once this old. */
+const TEMP_STALE_MS = 10 * 60 * 1000;
 const COPY_RING = 4;
 const COPY_BUFFER_BYTES = 1024 * 1024;
 
@@ -36,7 +50,11 @@ export class FilesystemDriver implements StorageDriver {
   /** A write lands in the file itself (page cache or direct I/O), and the file's size grows only over written bytes. */
   readonly readableBeforeCommit = true;
 
-  constructor(readonly root: string) {}
+  constructor(
+    readonly root: string,
+    /** How long a freed small file waits before it is written again (tests shorten it). */
+    private readonly spareMinAgeMs = SPARE_MIN_AGE_MS,
+  ) {}
 
   private full(path: string): string {
     return join(this.root, path);
@@ -47,8 +65,80 @@ export class FilesystemDriver implements StorageDriver {
 
   private async tempPath(): Promise<string> {
     const dir = join(this.root, TEMP_DIR);
-    await (this.tempReady ??= fsp.mkdir(dir, { recursive: true }));
+    await (this.tempReady ??= fsp.mkdir(dir, { recursive: true }).then(() => this.sweepTemp(dir)));
     return join(dir, `${TEMP_PREFIX}-${++tempCounter}`);
+  }
+
+  /** Oldest first; each is a name in the temp folder this process gave to a freed small file. */
+  private readonly spares: Array<{ path: string; at: number }> = [];
+
+  /** A spare old enough to write again, opened and truncated; undefined when none is. */
+  private openSpare(): { path: string; fd: number } | undefined {
+    while (this.spares.length > 0 && this.spares[0]!.at <= Date.now() - this.spareMinAgeMs) {
+      const { path } = this.spares.shift()!;
+      let fd: number;
+      try {
+        fd = fs.openSync(path, fsConstants.O_WRONLY);
+      } catch {
+        continue;
+      }
+      // Another name for the same inode (a replaced file two writers kept at once): never written, or
+      // both names would end up as one file. Dropping this name frees nothing the other still holds.
+      if (fs.fstatSync(fd).nlink === 1) {
+        fs.ftruncateSync(fd, 0);
+        return { path, fd };
+      }
+      fs.closeSync(fd);
+      fs.rmSync(path, { force: true });
+    }
+    return undefined;
+  }
+
+  /** Gives a small file this process frees a name in the temp folder instead (false: freed as usual). */
+  private keepAsSpare(full: string, size: number): boolean {
+    if (this.spares.length >= SPARE_LIMIT || size > SPARE_MAX_BYTES || this.tempReady === undefined) return false;
+    const spare = join(this.root, TEMP_DIR, `${TEMP_PREFIX}-${++tempCounter}`);
+    try {
+      fs.renameSync(full, spare);
+    } catch {
+      return false;
+    }
+    this.spares.push({ path: spare, at: Date.now() });
+    return true;
+  }
+
+  /**
+   * A second name (in the temp folder) for the small file `target` that a write is about to replace, so
+   * the rename over it leaves the old inode as a spare; undefined when there is no such file.
+   */
+  private linkReplaced(target: string): string | undefined {
+    if (this.spares.length >= SPARE_LIMIT) return undefined;
+    const spare = join(this.root, TEMP_DIR, `${TEMP_PREFIX}-${++tempCounter}`);
+    try {
+      fs.linkSync(target, spare);
+    } catch {
+      return undefined;
+    }
+    try {
+      if (fs.statSync(spare).size <= SPARE_MAX_BYTES) return spare;
+    } catch {
+      // Removed meanwhile: nothing to keep.
+    }
+    fs.rmSync(spare, { force: true });
+    return undefined;
+  }
+
+  /** Removes temp files (spares and writes of ended processes) untouched for TEMP_STALE_MS; best effort. */
+  private async sweepTemp(dir: string): Promise<void> {
+    void (async () => {
+      const before = Date.now() - TEMP_STALE_MS;
+      for (const name of await fsp.readdir(dir)) {
+        if (name.startsWith(TEMP_PREFIX)) continue;
+        const path = join(dir, name);
+        const info = await fsp.lstat(path).catch(() => undefined);
+        if (info && info.mtimeMs < before && info.ctimeMs < before) await fsp.rm(path, { recursive: true, force: true });
+      }
+    })().catch(() => {});
   }
 
   /**
@@ -68,15 +158,21 @@ export class FilesystemDriver implements StorageDriver {
 
   async putContent(path: string, content: Buffer | string, options?: PutOptions): Promise<void> {
     const target = this.full(path);
-    const temp = await this.tempPath();
+    let temp: string;
     let fd: number;
-    try {
-      fd = fs.openSync(temp, 'w');
-    } catch (err) {
-      // The temp folder was removed meanwhile (by hand, by a test): made again.
-      if (!isNotFound(err)) throw err;
-      this.tempReady = undefined;
-      return this.putContent(path, content, options);
+    const spare = this.openSpare();
+    if (spare) {
+      ({ path: temp, fd } = spare);
+    } else {
+      temp = await this.tempPath();
+      try {
+        fd = fs.openSync(temp, 'w');
+      } catch (err) {
+        // The temp folder was removed meanwhile (by hand, by a test): made again.
+        if (!isNotFound(err)) throw err;
+        this.tempReady = undefined;
+        return this.putContent(path, content, options);
+      }
     }
     try {
       fs.writeFileSync(fd, content);
@@ -84,7 +180,14 @@ export class FilesystemDriver implements StorageDriver {
     } finally {
       fs.closeSync(fd);
     }
-    this.renameInto(temp, target);
+    const replaced = this.linkReplaced(target);
+    try {
+      this.renameInto(temp, target);
+    } catch (err) {
+      if (replaced) fs.rmSync(replaced, { force: true });
+      throw err;
+    }
+    if (replaced) this.spares.push({ path: replaced, at: Date.now() });
   }
 
   async reader(path: string, range?: ByteRange): Promise<Readable> {
@@ -229,6 +332,7 @@ export class FilesystemDriver implements StorageDriver {
     // A file goes in one step (unlink is atomic); a folder with files is renamed away first, so that readers
     // see it whole or not at all, then removed at leisure.
     if (!info.isDirectory()) {
+      if (info.isFile() && this.keepAsSpare(full, info.size)) return true;
       try {
         fs.unlinkSync(full);
         return true;

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { filesystemStorage } from '../../storage/index.ts';
 
 describe('unit: upload sessions', () => {
@@ -18,7 +19,9 @@ describe('unit: upload sessions', () => {
     const storage = filesystemStorage(dir);
     const upload = await storage.uploads.create('acme/app');
     expect(JSON.parse((await storage.driver.getContent(`/uploads/${upload.id}`))!.toString())).to.deep.equal({ name: 'acme/app', startedAt: upload.startedAt.toISOString() });
-    expect(await storage.driver.list(`/repositories/acme/app/_uploads/${upload.id}`)).to.deep.equal([`/repositories/acme/app/_uploads/${upload.id}/data`]);
+    // The bytes are one file, with no folder of their own.
+    expect(await storage.driver.list('/repositories/acme/app/_uploads')).to.deep.equal([`/repositories/acme/app/_uploads/${upload.id}`]);
+    expect((await storage.driver.stat(`/repositories/acme/app/_uploads/${upload.id}`))?.isDirectory).to.equal(false);
     expect((await storage.uploads.get('acme/app', upload.id))?.startedAt.toISOString()).to.equal(upload.startedAt.toISOString());
     expect(await storage.uploads.get('acme/other', upload.id)).to.equal(undefined);
   });
@@ -32,6 +35,10 @@ describe('unit: upload sessions', () => {
     await storage.driver.putContent(`/repositories/acme/app/_uploads/${id}/data`, 'abc');
     const upload = await storage.uploads.get('acme/app', id);
     expect(upload).to.deep.include({ id, name: 'acme/app', offset: 3 });
+    // Its bytes stay in its folder: a chunk continues them there, and completion takes them from there.
+    const resumed = await storage.uploads.append(upload!, Readable.from([Buffer.from('def')]), { start: 3 });
+    expect(resumed.offset).to.equal(6);
+    expect((await storage.driver.getContent(`/repositories/acme/app/_uploads/${id}/data`))?.toString()).to.equal('abcdef');
     expect(upload?.startedAt.toISOString()).to.equal(started.toISOString());
     expect(await storage.uploads.purgeExpired(new Date(Date.now() - 60_000))).to.equal(1);
     expect(await storage.uploads.get('acme/app', id)).to.equal(undefined);
