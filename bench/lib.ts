@@ -2,8 +2,9 @@
 // measurement uses, small images, process memory, and the number formatting of the report.
 import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 
@@ -201,3 +202,35 @@ export async function pushImage(reg: Registry, repo: string, tag: string, layers
   await putManifest(reg, repo, tag, manifest, OCI_MANIFEST);
   return { manifest, digest: sha256(manifest) };
 }
+
+/**
+ * Waits (at most `limitS`) until making files costs about what it costs on a quiet disk. On ext4 without a
+ * journal (the usual cloud VM root disk) every inode freed in the last 60 to 360 seconds slows each later
+ * file creation in its group: a registry that removes its upload folders, or a previous run's clean-up,
+ * would otherwise make whichever registry runs next pay for it. The probe's files stay (freeing them would
+ * be the very thing waited out) until the run's clean-up.
+ */
+export async function waitForSettledDisk(dir: string, tag: string, limitS = 150): Promise<void> {
+  const deadline = Date.now() + limitS * 1000;
+  for (let first = true; ; first = false) {
+    const probe = join(dir, `settle-probe-${++settleProbes}`);
+    mkdirSync(probe, { recursive: true });
+    const t0 = performance.now();
+    for (let i = 0; i < 100; i++) closeSync(openSync(join(probe, String(i)), 'wx'));
+    const us = ((performance.now() - t0) * 1000) / 100;
+    bestCreateUs = Math.min(bestCreateUs, us);
+    if (us <= Math.max(SETTLED_CREATE_US, 2 * bestCreateUs)) {
+      if (!first) log(`${tag} the disk has settled (${Math.round(us)} µs per file made)`);
+      return;
+    }
+    if (Date.now() >= deadline) {
+      log(`${tag} making a file still costs ${Math.round(us)} µs: going on anyway`);
+      return;
+    }
+    if (first) log(`${tag} making a file costs ${Math.round(us)} µs (recently freed inodes): waiting up to ${limitS} s for the disk to settle`);
+    await new Promise((resolve) => setTimeout(resolve, 5000));
+  }
+}
+const SETTLED_CREATE_US = 100;
+let bestCreateUs = Infinity;
+let settleProbes = 0;

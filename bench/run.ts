@@ -69,6 +69,7 @@ import {
   type Registry,
   type RegistryKey,
   type Reply,
+  waitForSettledDisk,
 } from './lib.ts';
 import { runScalePhases, SCALE_PHASES, type ScaleOptions, type ScalePhase } from './scale.ts';
 
@@ -1024,7 +1025,10 @@ async function main(): Promise<void> {
             await stopRegistry(reg);
             if (registries.includes(reg)) registries.splice(registries.indexOf(reg), 1);
           },
-          settle: () => waitForQuiet('[scale]'),
+          settle: async () => {
+            await waitForQuiet('[scale]');
+            await waitForSettledDisk(tmp, '[scale]');
+          },
           add,
           note: (line) => notes.push(line),
         },

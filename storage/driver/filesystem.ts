@@ -72,8 +72,12 @@ export class FilesystemDriver implements StorageDriver {
   /** Oldest first; each is a name in the temp folder this process gave to a freed small file. */
   private readonly spares: Array<{ path: string; at: number }> = [];
 
-  /** A spare old enough to write again, opened and truncated; undefined when none is. */
-  private openSpare(): { path: string; fd: number } | undefined {
+  /**
+   * A spare old enough to write again, opened for writing from its start, with the size it had (cut to the
+   * new content's length after the write: truncating to zero would free its block, and ext4 then flushes
+   * the file on close); undefined when none is.
+   */
+  private openSpare(): { path: string; fd: number; size: number } | undefined {
     while (this.spares.length > 0 && this.spares[0]!.at <= Date.now() - this.spareMinAgeMs) {
       const { path } = this.spares.shift()!;
       let fd: number;
@@ -84,10 +88,8 @@ export class FilesystemDriver implements StorageDriver {
       }
       // Another name for the same inode (a replaced file two writers kept at once): never written, or
       // both names would end up as one file. Dropping this name frees nothing the other still holds.
-      if (fs.fstatSync(fd).nlink === 1) {
-        fs.ftruncateSync(fd, 0);
-        return { path, fd };
-      }
+      const { nlink, size } = fs.fstatSync(fd);
+      if (nlink === 1) return { path, fd, size };
       fs.closeSync(fd);
       fs.rmSync(path, { force: true });
     }
@@ -113,19 +115,16 @@ export class FilesystemDriver implements StorageDriver {
    */
   private linkReplaced(target: string): string | undefined {
     if (this.spares.length >= SPARE_LIMIT) return undefined;
+    // Looked at first: most writes make a new file, and a failed link would cost a thrown error each.
+    const old = fs.lstatSync(target, { throwIfNoEntry: false });
+    if (!old?.isFile() || old.size > SPARE_MAX_BYTES) return undefined;
     const spare = join(this.root, TEMP_DIR, `${TEMP_PREFIX}-${++tempCounter}`);
     try {
       fs.linkSync(target, spare);
+      return spare;
     } catch {
       return undefined;
     }
-    try {
-      if (fs.statSync(spare).size <= SPARE_MAX_BYTES) return spare;
-    } catch {
-      // Removed meanwhile: nothing to keep.
-    }
-    fs.rmSync(spare, { force: true });
-    return undefined;
   }
 
   /** Removes temp files (spares and writes of ended processes) untouched for TEMP_STALE_MS; best effort. */
@@ -160,13 +159,16 @@ export class FilesystemDriver implements StorageDriver {
     const target = this.full(path);
     let temp: string;
     let fd: number;
+    let oldSize = 0;
     const spare = this.openSpare();
     if (spare) {
-      ({ path: temp, fd } = spare);
+      ({ path: temp, fd, size: oldSize } = spare);
     } else {
       temp = await this.tempPath();
       try {
-        fd = fs.openSync(temp, 'w');
+        // A new name: no O_TRUNC, which on ext4 marks the file to be flushed on close (the guard for programs
+        // that replace a file by truncating it), an extra write per file that the rename does not need.
+        fd = fs.openSync(temp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL);
       } catch (err) {
         // The temp folder was removed meanwhile (by hand, by a test): made again.
         if (!isNotFound(err)) throw err;
@@ -176,6 +178,8 @@ export class FilesystemDriver implements StorageDriver {
     }
     try {
       fs.writeFileSync(fd, content);
+      const length = typeof content === 'string' ? Buffer.byteLength(content) : content.length;
+      if (oldSize > length) fs.ftruncateSync(fd, length);
       if (options?.durable !== false) await fsyncFd(fd);
     } finally {
       fs.closeSync(fd);
@@ -276,8 +280,9 @@ export class FilesystemDriver implements StorageDriver {
 
   async stat(path: string): Promise<FileInfo | undefined> {
     try {
-      const st = fs.statSync(this.full(path));
-      return { path, size: st.size, modifiedAt: st.mtime, isDirectory: st.isDirectory() };
+      // Missing is an answer, not an error: a thrown one costs more than the system call.
+      const st = fs.statSync(this.full(path), { throwIfNoEntry: false });
+      return st && { path, size: st.size, modifiedAt: st.mtime, isDirectory: st.isDirectory() };
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;
@@ -322,13 +327,14 @@ export class FilesystemDriver implements StorageDriver {
 
   async delete(path: string): Promise<boolean> {
     const full = this.full(path);
-    let info: fs.Stats;
+    let info: fs.Stats | undefined;
     try {
-      info = fs.lstatSync(full);
+      info = fs.lstatSync(full, { throwIfNoEntry: false });
     } catch (err) {
       if (isNotFound(err)) return false;
       throw err;
     }
+    if (!info) return false;
     // A file goes in one step (unlink is atomic); a folder with files is renamed away first, so that readers
     // see it whole or not at all, then removed at leisure.
     if (!info.isDirectory()) {
