@@ -32,9 +32,13 @@ let tempCounter = 0;
  * only after SPARE_MIN_AGE_MS, so a reader in another process that opened the old file has long read its
  * few bytes; one whose inode gained another name meanwhile (nlink above 1) is never written.
  */
-const SPARE_LIMIT = 256;
+const SPARE_LIMIT = 4096;
 const SPARE_MAX_BYTES = 64 * 1024;
-const SPARE_MIN_AGE_MS = 2000;
+/**
+ * Long beside a read of a few kilobytes, short enough that the spares a burst of writes makes (two per tag
+ * PUT, 400 a second) are written again before the limit is reached and the rest freed after all.
+ */
+const SPARE_MIN_AGE_MS = 500;
 /** Temp files left by processes that ended (spares, crashed writes) are removed at start once this old. */
 const TEMP_STALE_MS = 10 * 60 * 1000;
 const COPY_RING = 4;
