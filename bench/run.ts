@@ -1079,7 +1079,8 @@ async function main(): Promise<void> {
     if (scalePhases.length > 0) {
       lines.push(
         `- Scale phases (${scalePhases.join(', ')}; bench/scale.ts), measured once${classic ? ', after the others' : ''}: each on a fresh Berth (one process, as above, ` +
-          'open mode unless said otherwise) and then a fresh Distribution, started for it on an empty data folder and stopped after it; ' +
+          'open mode unless said otherwise) and then a fresh Distribution, started for it on an empty data folder and stopped after it, ' +
+          'each measurement after the disk has settled (making a file back near its quietest cost: on ext4 without a journal, inodes freed in the last minutes slow every file creation, so a registry would pay for the one before it); ' +
           '"8 at once" is 8 requests in flight through a pool of 8 keep-alive connections. MB = 10^6 bytes.',
       );
     }
