@@ -1,12 +1,13 @@
 // Upload sessions keep their start time in their index entry (/uploads/<id>); sessions opened by an older
 // version (the name alone there, the time in a startedat file) still resume and still expire.
 import { expect } from 'chai';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { filesystemStorage } from '../../storage/index.ts';
+import { parseDigest } from '../../storage/reference.ts';
 
 describe('unit: upload sessions', () => {
   let dir: string;
@@ -42,6 +43,19 @@ describe('unit: upload sessions', () => {
     expect(upload?.startedAt.toISOString()).to.equal(started.toISOString());
     expect(await storage.uploads.purgeExpired(new Date(Date.now() - 60_000))).to.equal(1);
     expect(await storage.uploads.get('acme/app', id)).to.equal(undefined);
+    expect(await storage.driver.list('/uploads')).to.deep.equal([]);
+  });
+
+  it('complete a session an older version opened, from its folder, and leave nothing of it', async () => {
+    const storage = filesystemStorage(dir);
+    const id = randomUUID();
+    await storage.driver.putContent(`/uploads/${id}`, JSON.stringify({ name: 'acme/app', startedAt: new Date().toISOString() }));
+    await storage.driver.putContent(`/repositories/acme/app/_uploads/${id}/data`, 'older bytes');
+    const upload = await storage.uploads.get('acme/app', id);
+    const digest = parseDigest(`sha256:${createHash('sha256').update('older bytes').digest('hex')}`);
+    expect(await storage.uploads.complete(upload!, digest)).to.deep.equal({ size: 11 });
+    expect(await storage.blobs.sizeIn('acme/app', digest)).to.equal(11);
+    expect(await storage.driver.list('/repositories/acme/app/_uploads')).to.deep.equal([]);
     expect(await storage.driver.list('/uploads')).to.deep.equal([]);
   });
 });
