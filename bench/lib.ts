@@ -7,6 +7,7 @@ import http from 'node:http';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export const MiB = 1024 * 1024;
 
@@ -228,7 +229,7 @@ export async function waitForSettledDisk(dir: string, tag: string, limitS = 150)
       return;
     }
     if (first) log(`${tag} making a file costs ${Math.round(us)} µs (recently freed inodes): waiting up to ${limitS} s for the disk to settle`);
-    await new Promise((resolve) => setTimeout(resolve, 5000));
+    await sleep(5000);
   }
 }
 const SETTLED_CREATE_US = 100;

@@ -103,7 +103,7 @@ export class UploadStore {
     if (!data || data.isDirectory) {
       data = await this.driver.stat(layout.uploadDataInFolder(name, id));
       if (!data) return undefined;
-      this.inFolder.add(`${name}@${id}`);
+      this.inFolder.add(sessionKey(name, id));
     }
     return { id, name, offset: data.size, startedAt: new Date(started), owner: entry.owner };
   }
@@ -115,13 +115,13 @@ export class UploadStore {
   private readonly inFolder = new Set<string>();
 
   private dataPath(name: string, id: string): string {
-    return this.inFolder.has(`${name}@${id}`) ? layout.uploadDataInFolder(name, id) : layout.uploadData(name, id);
+    return this.inFolder.has(sessionKey(name, id)) ? layout.uploadDataInFolder(name, id) : layout.uploadData(name, id);
   }
 
   /** Removes a session's bytes (its file, or an older version's folder: one path names both). */
   private async removeData(name: string, id: string): Promise<void> {
     await this.driver.delete(layout.uploadData(name, id));
-    this.inFolder.delete(`${name}@${id}`);
+    this.inFolder.delete(sessionKey(name, id));
   }
 
   /** The index entry of a session: JSON; a session opened by an older version holds its name alone. */
@@ -377,8 +377,8 @@ export class UploadStore {
       const upload = await this.get(name, id);
       if (upload && upload.startedAt >= startedBefore) continue;
       // A session that is gone already (finished between the listing and now) only loses its index entry.
-      await this.lock.run(`${name}@${id}`, async () => {
-        this.forget(`${name}@${id}`);
+      await this.lock.run(sessionKey(name, id), async () => {
+        this.forget(sessionKey(name, id));
         await this.removeData(name, id);
         await this.driver.delete(entry);
       });
@@ -408,7 +408,7 @@ export class UploadStore {
   }
 
   private key(upload: BlobUpload): string {
-    return `${upload.name}@${upload.id}`;
+    return sessionKey(upload.name, upload.id);
   }
 
   /** The digest of the bytes already stored (after a restart, on another process, or for sha512). */
@@ -420,6 +420,11 @@ export class UploadStore {
     }
     return hash.digest('hex');
   }
+}
+
+/** A session's key for its lock, its running digest and the sessions in a folder of their own. */
+function sessionKey(name: string, id: string): string {
+  return `${name}@${id}`;
 }
 
 function verify(expected: Digest, actualHex: string): void {
