@@ -54,11 +54,17 @@ export class FilesystemDriver implements StorageDriver {
   /** A write lands in the file itself (page cache or direct I/O), and the file's size grows only over written bytes. */
   readonly readableBeforeCommit = true;
 
+  private readonly spareMinAgeMs: number;
+  private readonly tempStaleMs: number;
+
   constructor(
     readonly root: string,
-    /** How long a freed small file waits before it is written again (tests shorten it). */
-    private readonly spareMinAgeMs = SPARE_MIN_AGE_MS,
-  ) {}
+    /** How long a freed small file waits before it is written again, and when a temp file counts as left behind (tests shorten them). */
+    timing: { spareMinAgeMs?: number; tempStaleMs?: number } = {},
+  ) {
+    this.spareMinAgeMs = timing.spareMinAgeMs ?? SPARE_MIN_AGE_MS;
+    this.tempStaleMs = timing.tempStaleMs ?? TEMP_STALE_MS;
+  }
 
   private full(path: string): string {
     return join(this.root, path);
@@ -68,9 +74,13 @@ export class FilesystemDriver implements StorageDriver {
   private tempReady?: Promise<unknown>;
 
   private async tempPath(): Promise<string> {
-    const dir = join(this.root, TEMP_DIR);
-    await (this.tempReady ??= fsp.mkdir(dir, { recursive: true }).then(() => this.sweepTemp(dir)));
-    return join(dir, `${TEMP_PREFIX}-${++tempCounter}`);
+    await (this.tempReady ??= fsp.mkdir(join(this.root, TEMP_DIR), { recursive: true }).then(() => this.sweepTemp()));
+    return this.tempName();
+  }
+
+  /** A new name in the temp folder, for a temp file or a spare. */
+  private tempName(): string {
+    return join(this.root, TEMP_DIR, `${TEMP_PREFIX}-${++tempCounter}`);
   }
 
   /** Oldest first; each is a name in the temp folder this process gave to a freed small file. */
@@ -103,7 +113,7 @@ export class FilesystemDriver implements StorageDriver {
   /** Gives a small file this process frees a name in the temp folder instead (false: freed as usual). */
   private keepAsSpare(full: string, size: number): boolean {
     if (this.spares.length >= SPARE_LIMIT || size > SPARE_MAX_BYTES || this.tempReady === undefined) return false;
-    const spare = join(this.root, TEMP_DIR, `${TEMP_PREFIX}-${++tempCounter}`);
+    const spare = this.tempName();
     try {
       fs.renameSync(full, spare);
     } catch {
@@ -122,7 +132,7 @@ export class FilesystemDriver implements StorageDriver {
     // Looked at first: most writes make a new file, and a failed link would cost a thrown error each.
     const old = fs.lstatSync(target, { throwIfNoEntry: false });
     if (!old?.isFile() || old.size > SPARE_MAX_BYTES) return undefined;
-    const spare = join(this.root, TEMP_DIR, `${TEMP_PREFIX}-${++tempCounter}`);
+    const spare = this.tempName();
     try {
       fs.linkSync(target, spare);
       return spare;
@@ -131,17 +141,22 @@ export class FilesystemDriver implements StorageDriver {
     }
   }
 
-  /** Removes temp files (spares and writes of ended processes) untouched for TEMP_STALE_MS; best effort. */
-  private async sweepTemp(dir: string): Promise<void> {
-    void (async () => {
-      const before = Date.now() - TEMP_STALE_MS;
+  /**
+   * Removes temp files (spares and writes of ended processes) untouched for tempStaleMs, in the background
+   * (the first write does not wait for it); best effort.
+   */
+  private sweepTemp(): void {
+    const dir = join(this.root, TEMP_DIR);
+    const before = Date.now() - this.tempStaleMs;
+    const sweep = async () => {
       for (const name of await fsp.readdir(dir)) {
         if (name.startsWith(TEMP_PREFIX)) continue;
         const path = join(dir, name);
         const info = await fsp.lstat(path).catch(() => undefined);
         if (info && info.mtimeMs < before && info.ctimeMs < before) await fsp.rm(path, { recursive: true, force: true });
       }
-    })().catch(() => {});
+    };
+    sweep().catch(() => {});
   }
 
   /**

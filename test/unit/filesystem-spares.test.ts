@@ -3,10 +3,11 @@
 // creation for a minute or more. What a reader sees must not change: a kept file is never one that still
 // has another name, and every write still lands whole.
 import { expect } from 'chai';
-import { linkSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, linkSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FilesystemDriver } from '../../storage/driver/filesystem.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 describe('unit: filesystem driver spare inodes', () => {
   let dir: string;
@@ -14,7 +15,7 @@ describe('unit: filesystem driver spare inodes', () => {
   const ino = (path: string) => statSync(join(dir, path)).ino;
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'berth-spares-'));
-    driver = new FilesystemDriver(dir, 0);
+    driver = new FilesystemDriver(dir, { spareMinAgeMs: 0 });
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -59,11 +60,25 @@ describe('unit: filesystem driver spare inodes', () => {
   });
 
   it('waits the minimum age before writing a freed file again', async () => {
-    const patient = new FilesystemDriver(dir, 60_000);
+    const patient = new FilesystemDriver(dir, { spareMinAgeMs: 60_000 });
     await patient.putContent('/young', 'freed just now');
     const freed = ino('/young');
     await patient.delete('/young');
     await patient.putContent('/fresh', 'y');
     expect(ino('/fresh')).to.not.equal(freed);
+  });
+
+  it('removes temp files left by ended processes once they are old, never its own process\'s', async () => {
+    // Its own spare first: a file of this process in the temp folder, as old as the foreign one.
+    await driver.putContent('/kept', 'this process\'s spare');
+    await driver.delete('/kept');
+    const [own] = readdirSync(join(dir, '_tmp'));
+    writeFileSync(join(dir, '_tmp', 'ended-process-1'), 'left behind');
+    const written = statSync(join(dir, '_tmp', 'ended-process-1')).ctimeMs;
+    await waitFor(() => Date.now() > written + 1 || undefined, 'the clock to pass the file\'s change time');
+    // A later start (another driver on the same folder) sweeps, with everything older than 0 ms stale.
+    await new FilesystemDriver(dir, { tempStaleMs: 0 }).putContent('/next', 'starts the sweep');
+    await waitFor(() => !existsSync(join(dir, '_tmp', 'ended-process-1')) || undefined, 'the left-behind temp file to go');
+    expect(existsSync(join(dir, '_tmp', own!))).to.equal(true);
   });
 });
