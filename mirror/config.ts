@@ -1,11 +1,13 @@
 // What a mirror is configured with: one entry of `mirrors` (the JSON config file, or the same JSON in
 // BERTH_MIRRORS), validated at start-up with the rest of the configuration (server/config.ts).
-import { z } from 'zod';
+import { z } from 'zod/v3';
 import { isValidName } from '../storage/reference.ts';
 
 /** An http(s) origin with nothing after it: where an upstream registry or a token realm lives. */
 export const originSchema = z
-  .url({ protocol: /^https?$/ })
+  .string()
+  .url()
+  .refine((v) => /^https?:\/\//i.test(v), 'expected an http or https URL')
   .refine((v) => {
     const url = new URL(v);
     return (url.pathname === '/' || url.pathname === '') && url.search === '' && url.hash === '' && url.username === '' && url.password === '';

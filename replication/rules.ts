@@ -2,7 +2,7 @@
 // MAX_RULES. A rule names its remote (an origin, credentials, the other token realms the credentials may
 // go to), its direction, what it copies (repository globs, tag filters, platforms, newest N) and when
 // (an interval, each push). The remote password is sealed before it is stored and never shown again.
-import { z } from 'zod';
+import { z } from 'zod/v3';
 import { isValidName, type Lock, type SecretSeal, type StorageDriver } from '../storage/index.ts';
 import { originSchema } from '../mirror/config.ts';
 import { ReplicationError } from './errors.ts';

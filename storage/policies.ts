@@ -1,7 +1,7 @@
 // Lifecycle policies of a repository or a namespace (the first path segment of repository names): which
 // tags are immutable, which tags retention keeps, and the namespace's quota. They live in storage (never
 // in one process's memory), so every process and replica, and the berth command, see the same ones.
-import { z } from 'zod';
+import { z } from 'zod/v3';
 import { StorageError } from './errors.ts';
 import type { StorageDriver } from './driver/index.ts';
 import { baseName, decodeName, layout } from './layout.ts';
