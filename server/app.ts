@@ -65,6 +65,7 @@ export async function createApp(
   driver?: StorageDriver,
 ): Promise<Berth> {
   const metrics = new Metrics();
+  await metrics.joinCluster();
   const { storage, coordination } = await openStorage(
     config,
     logger,

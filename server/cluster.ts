@@ -32,16 +32,16 @@ export async function serve(config: Config): Promise<void> {
   // restart workers forever). A local folder needs no check.
   if (!cluster.isWorker && config.s3) await (await import('./app.ts')).checkStorage(config);
   if (config.workers <= 1 || cluster.isWorker) return serveOne(config);
-  runPrimary(config);
+  await runPrimary(config);
 }
 
-function runPrimary(config: Config): void {
+async function runPrimary(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel);
   const arbiter = new ClusterLockArbiter();
   const relay = new ClusterGenerationRelay();
   const rates = new ClusterRateRelay();
   const announcements = new ClusterAnnouncementRelay();
-  const aggregator = new (aggregatorRegistry())();
+  const aggregator = new (await aggregatorRegistry())();
   let stopping = false;
 
   const fork = (): Worker => {

@@ -58,13 +58,15 @@ export class Metrics {
 
   constructor() {
     collectDefaultMetrics(this.registry, 'berth_');
-    // In a cluster worker, the primary's AggregatorRegistry asks for this registry.
-    // (Constructing one installs prom-client's worker-side listener.)
-    if (cluster.isWorker) {
-      const AggregatorRegistry = aggregatorRegistry();
-      AggregatorRegistry.setRegistries([this.registry]);
-      new AggregatorRegistry();
-    }
+  }
+
+  /** In a cluster worker, lets the primary's AggregatorRegistry ask for this registry; elsewhere nothing. */
+  async joinCluster(): Promise<void> {
+    if (!cluster.isWorker) return;
+    const AggregatorRegistry = await aggregatorRegistry();
+    AggregatorRegistry.setRegistries([this.registry]);
+    // Constructing one installs prom-client's worker-side listener.
+    new AggregatorRegistry();
   }
 
   /** Records every request once its response has been sent (or the client went away). */

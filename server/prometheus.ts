@@ -3,34 +3,53 @@
 // 60 more modules in every process, a third of the idle server's growth over bare Node. So the classes
 // come from their own files, the default metrics are prom-client's own but for CPU, and CPU is counted
 // here with the same names. prom-client is pinned in package.json: these paths are its files, not its API.
-import { createRequire } from 'node:module';
+// They are imported statically, so the build (build.mjs) bundles them with the rest of the server.
 import type client from 'prom-client';
+import RegistryPart from 'prom-client/lib/registry.js';
+import CounterPart from 'prom-client/lib/counter.js';
+import GaugePart from 'prom-client/lib/gauge.js';
+import HistogramPart from 'prom-client/lib/histogram.js';
+import processStartTime from 'prom-client/lib/metrics/processStartTime.js';
+import osMemoryHeap from 'prom-client/lib/metrics/osMemoryHeap.js';
+import processOpenFileDescriptors from 'prom-client/lib/metrics/processOpenFileDescriptors.js';
+import processMaxFileDescriptors from 'prom-client/lib/metrics/processMaxFileDescriptors.js';
+import eventLoopLag from 'prom-client/lib/metrics/eventLoopLag.js';
+import processResources from 'prom-client/lib/metrics/processResources.js';
+import processHandles from 'prom-client/lib/metrics/processHandles.js';
+import processRequests from 'prom-client/lib/metrics/processRequests.js';
+import heapSizeAndUsed from 'prom-client/lib/metrics/heapSizeAndUsed.js';
+import heapSpacesSizeAndUsed from 'prom-client/lib/metrics/heapSpacesSizeAndUsed.js';
+import version from 'prom-client/lib/metrics/version.js';
+import gc from 'prom-client/lib/metrics/gc.js';
 
-const load = createRequire(import.meta.url);
-
-export const Registry = load('prom-client/lib/registry') as typeof client.Registry;
-export const Counter = load('prom-client/lib/counter') as typeof client.Counter;
-export const Gauge = load('prom-client/lib/gauge') as typeof client.Gauge;
-export const Histogram = load('prom-client/lib/histogram') as typeof client.Histogram;
+export const Registry = RegistryPart as typeof client.Registry;
+export const Counter = CounterPart as typeof client.Counter;
+export const Gauge = GaugePart as typeof client.Gauge;
+export const Histogram = HistogramPart as typeof client.Histogram;
 export type Registry = client.Registry;
 
-/** The cluster aggregation (primary and workers), only in a process run with --workers. */
-export const aggregatorRegistry = (): typeof client.AggregatorRegistry => load('prom-client/lib/cluster') as typeof client.AggregatorRegistry;
+/**
+ * The cluster aggregation (primary and workers), loaded only in a process run with --workers. Imported,
+ * not required: it must share the bundle's copy of the registry class, which it checks with instanceof.
+ */
+export async function aggregatorRegistry(): Promise<typeof client.AggregatorRegistry> {
+  return (await import('prom-client/lib/cluster.js')).default as typeof client.AggregatorRegistry;
+}
 
-/** Files of prom-client's default metrics (lib/defaultMetrics.js) but processCpuTotal. */
-const DEFAULT_METRICS = [
-  'processStartTime',
-  'osMemoryHeap',
-  'processOpenFileDescriptors',
-  'processMaxFileDescriptors',
-  'eventLoopLag',
-  'processResources',
-  'processHandles',
-  'processRequests',
-  'heapSizeAndUsed',
-  'heapSpacesSizeAndUsed',
-  'version',
-  'gc',
+/** prom-client's default metrics (lib/defaultMetrics.js) but processCpuTotal. */
+const DEFAULT_METRICS: unknown[] = [
+  processStartTime,
+  osMemoryHeap,
+  processOpenFileDescriptors,
+  processMaxFileDescriptors,
+  eventLoopLag,
+  processResources,
+  processHandles,
+  processRequests,
+  heapSizeAndUsed,
+  heapSpacesSizeAndUsed,
+  version,
+  gc,
 ];
 
 type DefaultMetric = (registry: Registry, config: { prefix: string; eventLoopMonitoringPrecision: number }) => void;
@@ -38,7 +57,7 @@ type DefaultMetric = (registry: Registry, config: { prefix: string; eventLoopMon
 /** prom-client's default metrics with `prefix`, as collectDefaultMetrics would register them. */
 export function collectDefaultMetrics(registry: Registry, prefix: string): void {
   const config = { prefix, eventLoopMonitoringPrecision: 10 };
-  for (const name of DEFAULT_METRICS) (load(`prom-client/lib/metrics/${name}`) as DefaultMetric)(registry, config);
+  for (const metric of DEFAULT_METRICS) (metric as DefaultMetric)(registry, config);
   processCpu(registry, prefix);
 }
 
