@@ -45,7 +45,7 @@ async function seed(dir: string): Promise<void> {
 }
 
 async function start(dir: string): Promise<{ url: string; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bin', 'berth.ts'), 'serve'], {
+  const child = spawn(process.execPath, [join(ROOT, 'dist', 'bin', 'berth.js'), 'serve'], {
     cwd: ROOT,
     env: { ...process.env, BERTH_LISTEN: '127.0.0.1:0', BERTH_DATA: dir, BERTH_MODE: 'public-index', BERTH_WORKERS: '1', BERTH_LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'inherit'],

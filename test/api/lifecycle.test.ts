@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import { startBerth } from '../helpers/berth.ts';
 import { Registry, sha256 } from '../helpers/registry.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { berthArgs } from '../helpers/built.ts';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 
@@ -120,7 +121,7 @@ describe('server lifecycle: restart, configuration, graceful shutdown', () => {
 
   it('a wrong configuration value stops start-up with a message that names the variable', () => {
     const run = (env: Record<string, string>) =>
-      spawnSync(process.execPath, ['--import', 'tsx', 'bin/berth.ts', 'serve'], {
+      spawnSync(process.execPath, berthArgs(['serve']), {
         cwd: ROOT,
         env: { ...process.env, BERTH_DATA: '/tmp/berth-never-used', ...env },
         encoding: 'utf8',

@@ -12,6 +12,7 @@ import { berthCommand } from '../helpers/berth-command.ts';
 import { removeDir, run, Skopeo, tempDir, type RunResult } from '../helpers/clients.ts';
 import { hexOf, jsonBytes, MediaTypes, OciLayout, pseudoRandomBytes, sha256, type Descriptor } from '../helpers/oci-layout.ts';
 import { Registry } from '../helpers/registry.ts';
+import { berthArgs } from '../helpers/built.ts';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const REF_NAME = 'org.opencontainers.image.ref.name';
@@ -19,7 +20,7 @@ const PASSWORD = 'correct horse battery staple';
 
 /** The berth command on a data folder no server uses. */
 function berthOn(dataDir: string, args: string[], input?: string): Promise<RunResult> {
-  return run(process.execPath, ['--import', 'tsx', 'bin/berth.ts', ...args], {
+  return run(process.execPath, berthArgs(args), {
     cwd: ROOT,
     env: { ...process.env, BERTH_DATA: dataDir, BERTH_LOG_LEVEL: 'silent' },
     input: input === undefined ? undefined : Buffer.from(input),
@@ -209,13 +210,13 @@ describe('e2e: air-gapped transfer (berth export / berth import)', function () {
 
     const refused = await berthCommand(index_, args.slice(0, -3), { allowFailure: true });
     expect(refused.code, 'without credentials').to.equal(2);
-    const wrong = await run(process.execPath, ['--import', 'tsx', 'bin/berth.ts', ...args], { cwd: ROOT, input: Buffer.from('wrong\n'), allowFailure: true });
+    const wrong = await run(process.execPath, berthArgs(args), { cwd: ROOT, input: Buffer.from('wrong\n'), allowFailure: true });
     expect(wrong.code, 'wrong password').to.equal(2);
     expect(refused.stderr).to.contain('401');
     expect(wrong.stderr).to.contain('the credentials were refused');
     expect((await new Registry(index_.url).request('GET', '/v2/alice/e2e/app/tags/list', { headers: bearer(await tokenFor(new Registry(index_.url), ['repository:alice/e2e/app:pull'], ['alice', PASSWORD])) })).status, 'nothing pushed yet').to.equal(404);
 
-    const res = await run(process.execPath, ['--import', 'tsx', 'bin/berth.ts', ...args], { cwd: ROOT, input: Buffer.from(`${PASSWORD}\n`) });
+    const res = await run(process.execPath, berthArgs(args), { cwd: ROOT, input: Buffer.from(`${PASSWORD}\n`) });
     const report = JSON.parse(res.stdout);
     expect(report.images).to.deep.equal(['alice/e2e/app:1.0']);
     // 2 configs, 2 layers, the empty config and the 2 artifacts' blobs: each streamed in one PUT.

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { removeDir, run, type RunResult } from './clients.ts';
 import { jsonBytes, type Descriptor, type Layer, type OciLayout, type TarEntry } from './oci-layout.ts';
+import { berthArgs } from './built.ts';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 
@@ -48,7 +49,7 @@ export function berthCli(
   args: string[],
   options: { env?: Record<string, string>; input?: Buffer; within?: string[] } = {},
 ): Promise<RunResult> {
-  const [command, ...rest] = [...(options.within ?? []), process.execPath, '--import', 'tsx', join(ROOT, 'bin', 'berth.ts'), ...args];
+  const [command, ...rest] = [...(options.within ?? []), process.execPath, ...berthArgs(args)];
   return run(command!, rest, {
     cwd: ROOT,
     env: { ...process.env, BERTH_HOME: home, ...options.env },

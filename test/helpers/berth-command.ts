@@ -2,11 +2,12 @@
 import { resolve } from 'node:path';
 import type { TestBerth } from './berth.ts';
 import { run, type RunResult } from './clients.ts';
+import { berthArgs } from './built.ts';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 
 export function berthCommand(berth: TestBerth, args: string[], options: { allowFailure?: boolean; env?: Record<string, string> } = {}): Promise<RunResult> {
-  return run(process.execPath, ['--import', 'tsx', 'bin/berth.ts', ...args], {
+  return run(process.execPath, berthArgs(args), {
     cwd: ROOT,
     env: { ...process.env, ...berth.storageEnv, BERTH_LOG_LEVEL: 'silent', ...options.env },
     timeoutMs: 60_000,

@@ -8,6 +8,7 @@ import { FilesystemDriver, type StorageDriver } from '../../storage/index.ts';
 import { S3Driver } from '../../storage/driver/s3/index.ts';
 import { Registry } from './registry.ts';
 import type { TestS3 } from './s3.ts';
+import { berthArgs } from './built.ts';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 
@@ -91,7 +92,7 @@ export async function startBerth(options: StartOptions = {}): Promise<TestBerth>
   });
 
   async function launch(): Promise<void> {
-    child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bin', 'berth.ts'), 'serve'], {
+    child = spawn(process.execPath, berthArgs(['serve']), {
       cwd: ROOT,
       env: environment(),
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -145,7 +146,7 @@ export async function startBerth(options: StartOptions = {}): Promise<TestBerth>
     logs,
     stop,
     cli(args: string[], stdin?: string): Promise<CliResult> {
-      const cli = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bin', 'berth.ts'), ...args], {
+      const cli = spawn(process.execPath, berthArgs(args), {
         cwd: ROOT,
         env: environment(),
         stdio: ['pipe', 'pipe', 'pipe'],
