@@ -197,6 +197,7 @@ const expired = (record: { expiresAt?: string; revokedAt?: string }, now = Date.
 export class AccountStore {
   private readonly reserved: Set<string>;
   private claimsComplete?: Promise<void>;
+  private tokenOwnersComplete?: Promise<void>;
 
   constructor(
     private readonly driver: StorageDriver,
@@ -359,6 +360,7 @@ export class AccountStore {
       for (const robot of robots) await this.driver.delete(robotPath(robot));
       const tokens = await this.tokensOf(name);
       for (const token of tokens) await this.driver.delete(layout.accessToken(token.id));
+      await this.driver.delete(layout.accessTokensOf(name));
       const canonical = canonicalName(name);
       await this.lock.run(`auth:claim:${canonical}`, () =>
         this.write(layout.nameClaim(canonical), { name, kind: 'user', retiredAt: new Date().toISOString() } satisfies NameClaim),
@@ -420,6 +422,10 @@ export class AccountStore {
       createdAt: new Date().toISOString(),
       expiresAt: expiresAt?.toISOString(),
     };
+    await this.completeTokenOwners();
+    // The owner's entry first: a crash between the two leaves an entry without a token (skipped when
+    // listed), never a token its owner's list misses.
+    await this.driver.putContent(layout.accessTokenOf(owner, id), '');
     await this.write(layout.accessToken(id), token);
     return { token, secret: `${PAT_PREFIX}${id}.${secret}` };
   }
@@ -428,13 +434,35 @@ export class AccountStore {
     return ID_RE.test(id) ? this.read<PersonalAccessToken>(layout.accessToken(id)) : undefined;
   }
 
+  /** The user's tokens, read from their own folder: the cost grows with their tokens, not with everyone's. */
   async tokensOf(owner: string): Promise<PersonalAccessToken[]> {
+    if (!isAccountName(owner)) return [];
+    await this.completeTokenOwners();
     const all: PersonalAccessToken[] = [];
-    for (const id of await this.names(layout.accessTokensDir)) {
+    for (const id of await this.names(layout.accessTokensOf(owner))) {
       const token = await this.token(id);
       if (token?.owner === owner) all.push(token);
     }
     return all;
+  }
+
+  /** Owners' entries for the tokens made before they existed: once per storage, by a listing of every token. */
+  private completeTokenOwners(): Promise<void> {
+    this.tokenOwnersComplete ??= (async () => {
+      if (await this.driver.stat(layout.accessTokenOwnersComplete)) return;
+      await this.lock.run('auth:token-owners', async () => {
+        if (await this.driver.stat(layout.accessTokenOwnersComplete)) return;
+        for (const id of await this.names(layout.accessTokensDir)) {
+          const token = await this.token(id);
+          if (token && isAccountName(token.owner)) await this.driver.putContent(layout.accessTokenOf(token.owner, token.id), '');
+        }
+        await this.driver.putContent(layout.accessTokenOwnersComplete, '');
+      });
+    })().catch((err: unknown) => {
+      this.tokenOwnersComplete = undefined;
+      throw err;
+    });
+    return this.tokenOwnersComplete;
   }
 
   async createRobot(namespace: string, name: string, scopes: ScopeGrant[], expiresAt?: Date): Promise<{ robot: Robot; secret: string }> {

@@ -74,6 +74,11 @@ export const layout = {
   organisation: (name: string) => `/auth/orgs/${name}.json`,
   accessTokensDir: '/auth/tokens',
   accessToken: (id: string) => `/auth/tokens/${id}.json`,
+  /** The ids of a user's tokens (an empty file each), so listing them reads only theirs, not every token. */
+  accessTokensOf: (owner: string) => `/auth/token-owners/${owner}`,
+  accessTokenOf: (owner: string, id: string) => `/auth/token-owners/${owner}/${id}`,
+  /** Written once every token made before the owners' folders existed is in its owner's folder. */
+  accessTokenOwnersComplete: '/auth/token-owners.complete',
   /** Robots of a namespace; `org+name` is kept as org/name.json (storage paths take no `+`). */
   robotsOf: (namespace: string) => `/auth/robots/${namespace}`,
   robot: (namespace: string, name: string) => `/auth/robots/${namespace}/${name}.json`,
