@@ -198,6 +198,7 @@ export class AccountStore {
   private readonly reserved: Set<string>;
   private claimsComplete?: Promise<void>;
   private tokenOwnersComplete?: Promise<void>;
+  private membershipsComplete?: Promise<void>;
 
   constructor(
     private readonly driver: StorageDriver,
@@ -351,11 +352,11 @@ export class AccountStore {
     return this.lock.run(`auth:name:${name}`, async () => {
       if (!(await this.user(name))) throw new AccountError('unknown', `no user ${name}`);
       const roles: string[] = [];
-      for (const org of await this.organisations()) {
-        if ((await this.organisation(org))?.members[name] === undefined) continue;
-        await this.setMember(org, name, undefined);
-        roles.push(org);
+      for (const org of await this.organisationsOf(name)) {
+        await this.setMember(org.name, name, undefined);
+        roles.push(org.name);
       }
+      await this.driver.delete(layout.membershipsOf(name));
       const robots = (await this.names(layout.robotsOf(name))).map((robot) => `${name}+${robot}`);
       for (const robot of robots) await this.driver.delete(robotPath(robot));
       const tokens = await this.tokensOf(name);
@@ -384,9 +385,52 @@ export class AccountStore {
     if (owner !== undefined && !(await this.user(owner))) throw new AccountError('unknown', `no user ${owner}`);
     return this.claim(name, 'organisation', 'admin', async () => {
       const org: Organisation = { name, members: owner ? { [owner]: 'admin' } : {}, createdAt: new Date().toISOString() };
+      if (owner) await this.fileMembership(owner, name);
       await this.write(layout.organisation(name), org);
       return org;
     });
+  }
+
+  /**
+   * The organisations `user` is a member of, from their memberships folder: the cost grows with their
+   * organisations, not with every organisation. Each is checked against the organisation's own record.
+   */
+  async organisationsOf(user: string): Promise<Organisation[]> {
+    if (!isAccountName(user)) return [];
+    await this.completeMemberships();
+    const found: Organisation[] = [];
+    for (const name of await this.names(layout.membershipsOf(user))) {
+      const org = await this.organisation(name);
+      if (org?.members[user] !== undefined) found.push(org);
+    }
+    return found;
+  }
+
+  /** Files a membership before the organisation's record names it: a crash leaves at most an entry the record denies. */
+  private async fileMembership(user: string, organisation: string): Promise<void> {
+    await this.completeMemberships();
+    await this.driver.putContent(layout.membership(user, organisation), '');
+  }
+
+  /** Memberships of the organisations made before the folders existed: once per storage, by a listing. */
+  private completeMemberships(): Promise<void> {
+    this.membershipsComplete ??= (async () => {
+      if (await this.driver.stat(layout.membershipsComplete)) return;
+      await this.lock.run('auth:memberships', async () => {
+        if (await this.driver.stat(layout.membershipsComplete)) return;
+        for (const name of await this.organisations()) {
+          const org = await this.organisation(name);
+          for (const user of Object.keys(org?.members ?? {})) {
+            if (isAccountName(user)) await this.driver.putContent(layout.membership(user, name), '');
+          }
+        }
+        await this.driver.putContent(layout.membershipsComplete, '');
+      });
+    })().catch((err: unknown) => {
+      this.membershipsComplete = undefined;
+      throw err;
+    });
+    return this.membershipsComplete;
   }
 
   /** Sets a member's role, or removes the member when role is undefined. */
@@ -400,7 +444,9 @@ export class AccountStore {
       if (role) members[userName] = role;
       else delete members[userName];
       const updated = { ...org, members };
+      if (role) await this.fileMembership(userName, orgName);
       await this.write(layout.organisation(orgName), updated);
+      if (!role && isAccountName(userName)) await this.driver.delete(layout.membership(userName, orgName));
       return updated;
     });
   }

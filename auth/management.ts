@@ -151,10 +151,14 @@ export class AccountManagement {
   /** The organisations the actor manages (all of them for an admin), by name. */
   async managedOrganisations(actor: Actor): Promise<Organisation[]> {
     const accounts = this.store();
-    const all = await Promise.all((await accounts.organisations()).map((name) => accounts.organisation(name)));
-    const found = all.filter((o): o is Organisation => o !== undefined);
-    const managed = await Promise.all(found.map((o) => this.managesNamespace(actor, o.name)));
-    return found.filter((_, i) => managed[i]);
+    if (actor.kind === 'operator' || isRegistryAdmin(actor)) {
+      const all = await Promise.all((await accounts.organisations()).map((name) => accounts.organisation(name)));
+      return all.filter((o): o is Organisation => o !== undefined);
+    }
+    // A user's own organisations only: what every account page shows must not read every organisation.
+    if (actor.principal.kind !== 'user') return [];
+    const user = actor.principal.name;
+    return (await accounts.organisationsOf(user)).filter((org) => org.members[user] === 'admin');
   }
 
   async organisation(actor: Actor, name: string): Promise<Organisation> {

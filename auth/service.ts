@@ -275,19 +275,13 @@ export class AuthService {
     return found;
   }
 
-  /** `who`'s role per namespace, each looked up once; only organisations are read. */
+  /** `who`'s role per namespace, from their own organisations, read once: not from every organisation. */
   private roleLookup(who: Principal): (namespace: string) => Promise<Role | undefined> {
     if (who.kind !== 'user') return async () => undefined;
-    let organisations: Promise<Set<string>> | undefined;
-    const roles = new Map<string, Promise<Role | undefined>>();
-    return (namespace) => {
-      let role = roles.get(namespace);
-      if (!role) {
-        organisations ??= this.accounts.organisations().then((names) => new Set(names));
-        role = organisations.then((orgs) => (orgs.has(namespace) ? this.accounts.roleIn(namespace, who) : undefined));
-        roles.set(namespace, role);
-      }
-      return role;
+    let roles: Promise<Map<string, Role>> | undefined;
+    return async (namespace) => {
+      roles ??= this.accounts.organisationsOf(who.name).then((orgs) => new Map(orgs.map((org) => [org.name, org.members[who.name]!])));
+      return (await roles).get(namespace);
     };
   }
 

@@ -86,6 +86,14 @@ export const layout = {
   nameClaim: (canonical: string) => `/auth/claims/${canonical}.json`,
   /** Written once every account made before the claims existed has its claim. */
   nameClaimsComplete: '/auth/claims.complete',
+  /**
+   * The organisations a user may be a member of (an empty file each; the organisation's record decides),
+   * so a user's organisations are found without reading every organisation.
+   */
+  membershipsOf: (user: string) => `/auth/memberships/${user}`,
+  membership: (user: string, organisation: string) => `/auth/memberships/${user}/${organisation}`,
+  /** Written once every membership made before the memberships' folders existed is filed. */
+  membershipsComplete: '/auth/memberships.complete',
   /** Refresh tokens (auth/accounts.ts), by id. */
   refreshTokensDir: '/auth/refresh',
   refreshToken: (id: string) => `/auth/refresh/${id}.json`,

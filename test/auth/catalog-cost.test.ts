@@ -120,21 +120,21 @@ describe('auth: the catalog and the search cost nothing per repository the calle
     }
   });
 
-  it('reads for a signed-in user one listing of organisations and one document per organisation, not per repository', async () => {
+  it('reads for a signed-in user one listing of their memberships and one document per organisation they are in, not per repository', async () => {
     const bob: [string, string] = ['bob', 'bob-password-1'];
     const bearer = { Authorization: `Bearer ${await token('registry:catalog:*', bob)}` };
     const { body, reads: made } = await readsOf('/v2/_catalog?n=2', bearer);
     expect(body.repositories).to.deep.equal(['crew/tool', 'zz/bare']);
     expect(made.filter((r) => r.includes('/repositories/'))).to.deep.equal([]);
-    // Besides the stamp and the list of organisations: bob's role in crew (his), and in vault, whose 20
-    // private repositories sort before zz/bare — one document for the organisation, none per repository;
-    // the 2,000 private repositories of namespaces that are no organisation cost nothing.
-    expect(made.sort()).to.deep.equal([`getContent ${layout.visibilityStamp}`, 'getContent /auth/orgs/crew.json', 'getContent /auth/orgs/vault.json', 'list /auth/orgs'].sort());
+    // Besides the stamp: the list of bob's memberships and his organisation crew's document. Neither vault,
+    // whose 20 private repositories sort before zz/bare, nor the 2,000 private repositories of namespaces
+    // that are no organisation cost a read: nothing grows with the organisations he is not in.
+    expect(made.sort()).to.deep.equal([`getContent ${layout.visibilityStamp}`, 'getContent /auth/orgs/crew.json', `list ${layout.membershipsOf('bob')}`].sort());
     const search = await readsOf('/api/v1/search?n=3', { Authorization: `Bearer ${await token('', bob)}` });
     expect(search.body.results.map((r: { name: string }) => r.name)).to.deep.equal(['crew/tool', 'zz/bare', 'zz/pub0']);
     expect(search.body.total).to.equal(PUBLIC.length + 1);
-    // Of what bob cannot see, only the organisation vault's document (once) is read: not one of its 20 repositories.
-    expect(ofHidden(search.reads)).to.deep.equal(['getContent /auth/orgs/vault.json']);
+    // Of what bob cannot see nothing is read: not the organisation vault, nor one of its 20 repositories.
+    expect(ofHidden(search.reads)).to.deep.equal([]);
   });
 
   it('reads exactly as much with twice as many private repositories', async () => {
