@@ -196,9 +196,8 @@ const expired = (record: { expiresAt?: string; revokedAt?: string }, now = Date.
 
 export class AccountStore {
   private readonly reserved: Set<string>;
-  private claimsComplete?: Promise<void>;
-  private tokenOwnersComplete?: Promise<void>;
-  private membershipsComplete?: Promise<void>;
+  /** The indexes made complete (or being made) by this process, by their marker's path. */
+  private readonly completions = new Map<string, Promise<void>>();
 
   constructor(
     private readonly driver: StorageDriver,
@@ -254,26 +253,41 @@ export class AccountStore {
     });
   }
 
+  /**
+   * Makes an index cover what was stored before it existed: `fill` runs once per storage, under a lock,
+   * until `marker` is written after it; each process checks the marker once. A failure is tried again.
+   */
+  private complete(marker: string, fill: () => Promise<void>): Promise<void> {
+    let done = this.completions.get(marker);
+    if (!done) {
+      done = (async () => {
+        if (await this.driver.stat(marker)) return;
+        await this.lock.run(`auth:complete:${marker}`, async () => {
+          if (await this.driver.stat(marker)) return;
+          await fill();
+          await this.driver.putContent(marker, '');
+        });
+      })().catch((err: unknown) => {
+        this.completions.delete(marker);
+        throw err;
+      });
+      this.completions.set(marker, done);
+    }
+    return done;
+  }
+
   /** Claims for the users and organisations made before claims existed: once per storage, by a listing. */
   private completeClaims(): Promise<void> {
-    this.claimsComplete ??= (async () => {
-      if (await this.driver.stat(layout.nameClaimsComplete)) return;
-      await this.lock.run('auth:claims', async () => {
-        const named = [
-          ...(await this.users()).map((name) => ({ name, kind: 'user' as const })),
-          ...(await this.organisations()).map((name) => ({ name, kind: 'organisation' as const })),
-        ];
-        for (const { name, kind } of named) {
-          if (!isAccountName(name) || (await this.driver.stat(layout.nameClaim(canonicalName(name))))) continue;
-          await this.write(layout.nameClaim(canonicalName(name)), { name, kind } satisfies NameClaim);
-        }
-        await this.driver.putContent(layout.nameClaimsComplete, '');
-      });
-    })().catch((err: unknown) => {
-      this.claimsComplete = undefined;
-      throw err;
+    return this.complete(layout.nameClaimsComplete, async () => {
+      const named = [
+        ...(await this.users()).map((name) => ({ name, kind: 'user' as const })),
+        ...(await this.organisations()).map((name) => ({ name, kind: 'organisation' as const })),
+      ];
+      for (const { name, kind } of named) {
+        if (!isAccountName(name) || (await this.driver.stat(layout.nameClaim(canonicalName(name))))) continue;
+        await this.write(layout.nameClaim(canonicalName(name)), { name, kind } satisfies NameClaim);
+      }
     });
-    return this.claimsComplete;
   }
 
   /** A user made by an admin: may take a removed user's name, or a namespace an admin already pushed to. */
@@ -414,23 +428,14 @@ export class AccountStore {
 
   /** Memberships of the organisations made before the folders existed: once per storage, by a listing. */
   private completeMemberships(): Promise<void> {
-    this.membershipsComplete ??= (async () => {
-      if (await this.driver.stat(layout.membershipsComplete)) return;
-      await this.lock.run('auth:memberships', async () => {
-        if (await this.driver.stat(layout.membershipsComplete)) return;
-        for (const name of await this.organisations()) {
-          const org = await this.organisation(name);
-          for (const user of Object.keys(org?.members ?? {})) {
-            if (isAccountName(user)) await this.driver.putContent(layout.membership(user, name), '');
-          }
+    return this.complete(layout.membershipsComplete, async () => {
+      for (const name of await this.organisations()) {
+        const org = await this.organisation(name);
+        for (const user of Object.keys(org?.members ?? {})) {
+          if (isAccountName(user)) await this.driver.putContent(layout.membership(user, name), '');
         }
-        await this.driver.putContent(layout.membershipsComplete, '');
-      });
-    })().catch((err: unknown) => {
-      this.membershipsComplete = undefined;
-      throw err;
+      }
     });
-    return this.membershipsComplete;
   }
 
   /** Sets a member's role, or removes the member when role is undefined. */
@@ -494,21 +499,12 @@ export class AccountStore {
 
   /** Owners' entries for the tokens made before they existed: once per storage, by a listing of every token. */
   private completeTokenOwners(): Promise<void> {
-    this.tokenOwnersComplete ??= (async () => {
-      if (await this.driver.stat(layout.accessTokenOwnersComplete)) return;
-      await this.lock.run('auth:token-owners', async () => {
-        if (await this.driver.stat(layout.accessTokenOwnersComplete)) return;
-        for (const id of await this.names(layout.accessTokensDir)) {
-          const token = await this.token(id);
-          if (token && isAccountName(token.owner)) await this.driver.putContent(layout.accessTokenOf(token.owner, token.id), '');
-        }
-        await this.driver.putContent(layout.accessTokenOwnersComplete, '');
-      });
-    })().catch((err: unknown) => {
-      this.tokenOwnersComplete = undefined;
-      throw err;
+    return this.complete(layout.accessTokenOwnersComplete, async () => {
+      for (const id of await this.names(layout.accessTokensDir)) {
+        const token = await this.token(id);
+        if (token && isAccountName(token.owner)) await this.driver.putContent(layout.accessTokenOf(token.owner, token.id), '');
+      }
     });
-    return this.tokenOwnersComplete;
   }
 
   async createRobot(namespace: string, name: string, scopes: ScopeGrant[], expiresAt?: Date): Promise<{ robot: Robot; secret: string }> {

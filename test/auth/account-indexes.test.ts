@@ -27,137 +27,132 @@ function counting(driver: StorageDriver, dir: string = layout.accessTokensDir): 
   return { driver: wrapped, reads: () => reads };
 }
 
-describe('auth: personal access tokens listed by owner', function () {
+describe('auth: account indexes', function () {
   this.timeout(30_000);
   let dir: string;
 
   beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'berth-token-owners-'));
+    dir = await mkdtemp(join(tmpdir(), 'berth-account-indexes-'));
   });
   afterEach(() => rm(dir, { recursive: true, force: true }));
 
-  it("reads only the owner's tokens, however many others hold", async () => {
-    const { driver, reads: tokenReads } = counting(new FilesystemDriver(dir));
-    const accounts = new AccountStore(driver, localCoordination().lock);
-    await accounts.addUser('alice', 'alice-password-1');
-    await accounts.addUser('bob', 'bob-password-12');
-    for (let i = 0; i < 60; i++) await accounts.createToken('bob', `b${i}`, []);
-    const mine = [await accounts.createToken('alice', 'laptop', []), await accounts.createToken('alice', 'ci', [])];
+  describe('personal access tokens listed by owner', () => {
+    it("reads only the owner's tokens, however many others hold", async () => {
+      const { driver, reads: tokenReads } = counting(new FilesystemDriver(dir));
+      const accounts = new AccountStore(driver, localCoordination().lock);
+      await accounts.addUser('alice', 'alice-password-1');
+      await accounts.addUser('bob', 'bob-password-12');
+      for (let i = 0; i < 60; i++) await accounts.createToken('bob', `b${i}`, []);
+      const mine = [await accounts.createToken('alice', 'laptop', []), await accounts.createToken('alice', 'ci', [])];
 
-    const before = tokenReads();
-    const listed = await accounts.tokensOf('alice');
-    expect(listed.map((t) => t.id).sort()).to.deep.equal(mine.map((m) => m.token.id).sort());
-    expect(tokenReads() - before, 'token records read to list alice\'s two').to.equal(2);
-    expect(await accounts.tokensOf('bob')).to.have.length(60);
-    expect(await accounts.tokensOf('nobody')).to.deep.equal([]);
-    expect(await accounts.tokensOf('../auth')).to.deep.equal([]);
+      const before = tokenReads();
+      const listed = await accounts.tokensOf('alice');
+      expect(listed.map((t) => t.id).sort()).to.deep.equal(mine.map((m) => m.token.id).sort());
+      expect(tokenReads() - before, 'token records read to list alice\'s two').to.equal(2);
+      expect(await accounts.tokensOf('bob')).to.have.length(60);
+      expect(await accounts.tokensOf('nobody')).to.deep.equal([]);
+      expect(await accounts.tokensOf('../auth')).to.deep.equal([]);
+    });
+
+    it('finds the tokens made before the owners\' folders existed, once per storage', async () => {
+      const driver = new FilesystemDriver(dir);
+      const first = new AccountStore(driver, localCoordination().lock);
+      await first.addUser('carol', 'carol-password-1');
+      await first.addUser('dave', 'dave-password-12');
+      const carols = [await first.createToken('carol', 'one', []), await first.createToken('carol', 'two', [])];
+      await first.createToken('dave', 'three', []);
+      // The storage as an older Berth left it: token records only.
+      await driver.delete('/auth/token-owners');
+      await driver.delete(layout.accessTokenOwnersComplete);
+
+      const { driver: counted, reads: tokenReads } = counting(driver);
+      const upgraded = new AccountStore(counted, localCoordination().lock);
+      expect((await upgraded.tokensOf('carol')).map((t) => t.id).sort()).to.deep.equal(carols.map((c) => c.token.id).sort());
+      expect(await driver.stat(layout.accessTokenOwnersComplete), 'the completion is recorded').not.to.equal(undefined);
+      expect(await upgraded.tokensOf('dave')).to.have.length(1);
+
+      // Another process on the same storage finds the folders complete and lists without the walk.
+      const { driver: again, reads: readsAgain } = counting(driver);
+      const later = new AccountStore(again, localCoordination().lock);
+      expect(await later.tokensOf('carol')).to.have.length(2);
+      expect(readsAgain()).to.equal(2);
+      expect(tokenReads()).to.be.greaterThan(2); // the upgrade read every token once
+    });
+
+    it("removing a user removes their tokens and their folder, and nobody else's", async () => {
+      const driver = new FilesystemDriver(dir);
+      const accounts = new AccountStore(driver, localCoordination().lock);
+      await accounts.addUser('erin', 'erin-password-1');
+      await accounts.addUser('frank', 'frank-password-1');
+      const erins = await accounts.createToken('erin', 'one', []);
+      await accounts.createToken('frank', 'two', []);
+      const removed = await accounts.removeUser('erin');
+      expect(removed.tokens).to.equal(1);
+      expect(await accounts.token(erins.token.id)).to.equal(undefined);
+      expect(await driver.list('/auth/token-owners')).to.deep.equal(['/auth/token-owners/frank']);
+      expect(await accounts.tokensOf('frank')).to.have.length(1);
+    });
   });
 
-  it('finds the tokens made before the owners\' folders existed, once per storage', async () => {
-    const driver = new FilesystemDriver(dir);
-    const first = new AccountStore(driver, localCoordination().lock);
-    await first.addUser('carol', 'carol-password-1');
-    await first.addUser('dave', 'dave-password-12');
-    const carols = [await first.createToken('carol', 'one', []), await first.createToken('carol', 'two', [])];
-    await first.createToken('dave', 'three', []);
-    // The storage as an older Berth left it: token records only.
-    await driver.delete('/auth/token-owners');
-    await driver.delete(layout.accessTokenOwnersComplete);
+  describe('organisations listed by member', () => {
 
-    const { driver: counted, reads: tokenReads } = counting(driver);
-    const upgraded = new AccountStore(counted, localCoordination().lock);
-    expect((await upgraded.tokensOf('carol')).map((t) => t.id).sort()).to.deep.equal(carols.map((c) => c.token.id).sort());
-    expect(await driver.stat(layout.accessTokenOwnersComplete), 'the completion is recorded').not.to.equal(undefined);
-    expect(await upgraded.tokensOf('dave')).to.have.length(1);
+    it("reads only the member's organisations, and follows each change of role", async () => {
+      const { driver, reads: orgReads } = counting(new FilesystemDriver(dir), '/auth/orgs');
+      const accounts = new AccountStore(driver, localCoordination().lock);
+      await accounts.addUser('alice', 'alice-password-1');
+      await accounts.addUser('bob', 'bob-password-12');
+      for (let i = 0; i < 40; i++) await accounts.addOrganisation(`other${i}`, 'bob');
+      await accounts.addOrganisation('acme', 'alice');
+      await accounts.addOrganisation('umbrella');
+      await accounts.setMember('umbrella', 'alice', 'read');
 
-    // Another process on the same storage finds the folders complete and lists without the walk.
-    const { driver: again, reads: readsAgain } = counting(driver);
-    const later = new AccountStore(again, localCoordination().lock);
-    expect(await later.tokensOf('carol')).to.have.length(2);
-    expect(readsAgain()).to.equal(2);
-    expect(tokenReads()).to.be.greaterThan(2); // the upgrade read every token once
-  });
+      const before = orgReads();
+      const orgs = await accounts.organisationsOf('alice');
+      expect(orgs.map((o) => `${o.name}:${o.members.alice}`).sort()).to.deep.equal(['acme:admin', 'umbrella:read']);
+      expect(orgReads() - before, "organisation records read to find alice's two").to.equal(2);
 
-  it("removing a user removes their tokens and their folder, and nobody else's", async () => {
-    const driver = new FilesystemDriver(dir);
-    const accounts = new AccountStore(driver, localCoordination().lock);
-    await accounts.addUser('erin', 'erin-password-1');
-    await accounts.addUser('frank', 'frank-password-1');
-    const erins = await accounts.createToken('erin', 'one', []);
-    await accounts.createToken('frank', 'two', []);
-    const removed = await accounts.removeUser('erin');
-    expect(removed.tokens).to.equal(1);
-    expect(await accounts.token(erins.token.id)).to.equal(undefined);
-    expect(await driver.list('/auth/token-owners')).to.deep.equal(['/auth/token-owners/frank']);
-    expect(await accounts.tokensOf('frank')).to.have.length(1);
-  });
-});
+      await accounts.setMember('umbrella', 'alice', 'write');
+      expect((await accounts.organisationsOf('alice')).map((o) => `${o.name}:${o.members.alice}`).sort()).to.deep.equal(['acme:admin', 'umbrella:write']);
+      await accounts.setMember('umbrella', 'alice', undefined);
+      expect((await accounts.organisationsOf('alice')).map((o) => o.name)).to.deep.equal(['acme']);
+      expect(await driver.list(layout.membershipsOf('alice'))).to.deep.equal([layout.membership('alice', 'acme')]);
+      expect(await accounts.organisationsOf('bob')).to.have.length(40);
+      expect(await accounts.organisationsOf('../orgs')).to.deep.equal([]);
+    });
 
-describe('auth: organisations listed by member', function () {
-  this.timeout(30_000);
-  let dir: string;
+    it("finds the memberships made before the folders existed, once per storage", async () => {
+      const driver = new FilesystemDriver(dir);
+      const first = new AccountStore(driver, localCoordination().lock);
+      await first.addUser('carol', 'carol-password-1');
+      await first.addOrganisation('acme', 'carol');
+      await first.addOrganisation('initech');
+      await first.setMember('initech', 'carol', 'read');
+      await first.addOrganisation('empty');
+      // The storage as an older Berth left it: organisation records only.
+      await driver.delete('/auth/memberships');
+      await driver.delete(layout.membershipsComplete);
 
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'berth-memberships-'));
-  });
-  afterEach(() => rm(dir, { recursive: true, force: true }));
+      const upgraded = new AccountStore(driver, localCoordination().lock);
+      expect((await upgraded.organisationsOf('carol')).map((o) => o.name).sort()).to.deep.equal(['acme', 'initech']);
+      expect(await driver.stat(layout.membershipsComplete), 'the completion is recorded').not.to.equal(undefined);
+      const { driver: again, reads: orgReads } = counting(driver, '/auth/orgs');
+      expect(await new AccountStore(again, localCoordination().lock).organisationsOf('carol')).to.have.length(2);
+      expect(orgReads()).to.equal(2);
+    });
 
-  it("reads only the member's organisations, and follows each change of role", async () => {
-    const { driver, reads: orgReads } = counting(new FilesystemDriver(dir), '/auth/orgs');
-    const accounts = new AccountStore(driver, localCoordination().lock);
-    await accounts.addUser('alice', 'alice-password-1');
-    await accounts.addUser('bob', 'bob-password-12');
-    for (let i = 0; i < 40; i++) await accounts.addOrganisation(`other${i}`, 'bob');
-    await accounts.addOrganisation('acme', 'alice');
-    await accounts.addOrganisation('umbrella');
-    await accounts.setMember('umbrella', 'alice', 'read');
-
-    const before = orgReads();
-    const orgs = await accounts.organisationsOf('alice');
-    expect(orgs.map((o) => `${o.name}:${o.members.alice}`).sort()).to.deep.equal(['acme:admin', 'umbrella:read']);
-    expect(orgReads() - before, "organisation records read to find alice's two").to.equal(2);
-
-    await accounts.setMember('umbrella', 'alice', 'write');
-    expect((await accounts.organisationsOf('alice')).map((o) => `${o.name}:${o.members.alice}`).sort()).to.deep.equal(['acme:admin', 'umbrella:write']);
-    await accounts.setMember('umbrella', 'alice', undefined);
-    expect((await accounts.organisationsOf('alice')).map((o) => o.name)).to.deep.equal(['acme']);
-    expect(await driver.list(layout.membershipsOf('alice'))).to.deep.equal([layout.membership('alice', 'acme')]);
-    expect(await accounts.organisationsOf('bob')).to.have.length(40);
-    expect(await accounts.organisationsOf('../orgs')).to.deep.equal([]);
-  });
-
-  it("finds the memberships made before the folders existed, once per storage", async () => {
-    const driver = new FilesystemDriver(dir);
-    const first = new AccountStore(driver, localCoordination().lock);
-    await first.addUser('carol', 'carol-password-1');
-    await first.addOrganisation('acme', 'carol');
-    await first.addOrganisation('initech');
-    await first.setMember('initech', 'carol', 'read');
-    await first.addOrganisation('empty');
-    // The storage as an older Berth left it: organisation records only.
-    await driver.delete('/auth/memberships');
-    await driver.delete(layout.membershipsComplete);
-
-    const upgraded = new AccountStore(driver, localCoordination().lock);
-    expect((await upgraded.organisationsOf('carol')).map((o) => o.name).sort()).to.deep.equal(['acme', 'initech']);
-    expect(await driver.stat(layout.membershipsComplete), 'the completion is recorded').not.to.equal(undefined);
-    const { driver: again, reads: orgReads } = counting(driver, '/auth/orgs');
-    expect(await new AccountStore(again, localCoordination().lock).organisationsOf('carol')).to.have.length(2);
-    expect(orgReads()).to.equal(2);
-  });
-
-  it("removing a user takes their roles in their organisations and their folder, and leaves the others", async () => {
-    const driver = new FilesystemDriver(dir);
-    const accounts = new AccountStore(driver, localCoordination().lock);
-    await accounts.addUser('erin', 'erin-password-1');
-    await accounts.addUser('frank', 'frank-password-1');
-    await accounts.addOrganisation('acme', 'frank');
-    await accounts.setMember('acme', 'erin', 'write');
-    await accounts.addOrganisation('solo', 'frank');
-    const removed = await accounts.removeUser('erin');
-    expect(removed.roles).to.deep.equal(['acme']);
-    expect((await accounts.organisation('acme'))!.members).to.deep.equal({ frank: 'admin' });
-    expect(await driver.list('/auth/memberships')).to.deep.equal([layout.membershipsOf('frank')]);
-    expect((await accounts.organisationsOf('frank')).map((o) => o.name).sort()).to.deep.equal(['acme', 'solo']);
+    it("removing a user takes their roles in their organisations and their folder, and leaves the others", async () => {
+      const driver = new FilesystemDriver(dir);
+      const accounts = new AccountStore(driver, localCoordination().lock);
+      await accounts.addUser('erin', 'erin-password-1');
+      await accounts.addUser('frank', 'frank-password-1');
+      await accounts.addOrganisation('acme', 'frank');
+      await accounts.setMember('acme', 'erin', 'write');
+      await accounts.addOrganisation('solo', 'frank');
+      const removed = await accounts.removeUser('erin');
+      expect(removed.roles).to.deep.equal(['acme']);
+      expect((await accounts.organisation('acme'))!.members).to.deep.equal({ frank: 'admin' });
+      expect(await driver.list('/auth/memberships')).to.deep.equal([layout.membershipsOf('frank')]);
+      expect((await accounts.organisationsOf('frank')).map((o) => o.name).sort()).to.deep.equal(['acme', 'solo']);
+    });
   });
 });
