@@ -232,6 +232,15 @@ export class AccountStore {
   }
 
   /**
+   * One page of user names in the order of their records' file names, after `after` (a name): a page
+   * costs its own size, not the number of users.
+   */
+  async usersPage(limit: number, after?: string): Promise<string[]> {
+    const entries = await this.driver.list(layout.usersDir, { after: after === undefined ? undefined : `${after}.json`, limit });
+    return entries.map((e) => e.slice(e.lastIndexOf('/') + 1).replace(/\.json$/, ''));
+  }
+
+  /**
    * Claims `name` for a new user or organisation, then runs `create`, under the lock of its canonical
    * form. Refused: an invalid or reserved name, one held by a user or organisation or too like one; and
    * for a sign-up (not an admin) also a retired name, and a namespace that repositories already exist in.

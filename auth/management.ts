@@ -124,11 +124,15 @@ export class AccountManagement {
     }
   }
 
-  async users(actor: Actor): Promise<User[]> {
+  /** A page of at most `n` users after the name `last`, and the name to ask the next page after, if any. */
+  async users(actor: Actor, n: number, last?: string): Promise<{ users: User[]; next?: string }> {
     this.requireAdmin(actor, 'user list');
+    if (last !== undefined && !isAccountName(last)) throw new AccountError('invalid', 'last is a user name');
     const accounts = this.store();
-    const users = await Promise.all((await accounts.users()).map((name) => accounts.user(name)));
-    return users.filter((u): u is User => u !== undefined);
+    const names = await accounts.usersPage(n + 1, last);
+    const shown = names.slice(0, n);
+    const users = (await Promise.all(shown.map((name) => accounts.user(name)))).filter((u): u is User => u !== undefined);
+    return { users, ...(names.length > n ? { next: shown[shown.length - 1] } : {}) };
   }
 
   addUser(actor: Actor, name: string, password: string, admin: boolean): Promise<User> {

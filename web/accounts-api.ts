@@ -22,6 +22,9 @@ const BODY_LIMIT = 64 * 1024;
 const ACCOUNT_STATUS: Record<AccountRefusal, number> = { invalid: 400, reserved: 409, taken: 409, unknown: 404, denied: 403 };
 /** How these requests are named in the audit log. */
 const VIA = 'admin API';
+/** Users per page of the admin list: what one answer reads stays bounded however many users there are. */
+const DEFAULT_USERS_PAGE = 100;
+const MAX_USERS_PAGE = 1000;
 
 /** A request the API refuses before any service sees it. */
 class ApiRefusal extends Error {
@@ -85,9 +88,19 @@ export function accountRoutes(router: Router, deps: WebDeps): void {
 
   // ---- users (registry admins) ------------------------------------------------------------------
 
+  // A page at a time, as Harbor and Docker Hub list accounts: n (default 100, at most 1,000) and last,
+  // with a Link header to the next page as the registry's own listings have.
   router.get('/api/v1/admin/users', handle('api-admin-users', async (ctx, caller) => {
     accountsOf();
-    ctx.body = { users: (await deps.management.users(actorOf(caller, VIA, ctx))).map(userView) };
+    const nParam = typeof ctx.query.n === 'string' ? ctx.query.n : undefined;
+    const last = typeof ctx.query.last === 'string' ? ctx.query.last : undefined;
+    if (nParam !== undefined && !(/^\d{1,4}$/.test(nParam) && Number(nParam) >= 1 && Number(nParam) <= MAX_USERS_PAGE)) {
+      throw new ApiRefusal(400, 'INVALID', `n is a number from 1 to ${MAX_USERS_PAGE}`);
+    }
+    const n = nParam === undefined ? DEFAULT_USERS_PAGE : Number(nParam);
+    const page = await deps.management.users(actorOf(caller, VIA, ctx), n, last);
+    if (page.next) ctx.set('Link', `</api/v1/admin/users?${new URLSearchParams({ n: String(n), last: page.next }).toString()}>; rel="next"`);
+    ctx.body = { users: page.users.map(userView) };
   }));
 
   router.post('/api/v1/admin/users', handle('api-admin-users', async (ctx, caller) => {

@@ -47,7 +47,7 @@ const PATHS: Record<string, Record<string, Operation>> = {
   },
   '/api/v1/users': { post: { summary: 'Sign up (when sign-up is open)', body: object({ username: str, password: str }, ['username', 'password']), ok: 201 } },
   '/api/v1/admin/users': {
-    get: { summary: 'List users', who: ADMIN, result: object({ users: { type: 'array', items: ref('User') } }) },
+    get: { summary: 'List users, a page at a time: ?n= (100 when absent, at most 1000) and ?last=; a Link header names the next page', who: ADMIN, result: object({ users: { type: 'array', items: ref('User') } }) },
     post: { summary: 'Create a user', who: ADMIN, body: object({ name: str, password: str, admin: { type: 'boolean' } }, ['name', 'password']), ok: 201, result: ref('User') },
   },
   '/api/v1/admin/users/{name}': { delete: { summary: 'Remove a user, their roles, robots and tokens; the name is retired', who: ADMIN } },

@@ -87,6 +87,24 @@ describe('admin API', function () {
       expect(listed.json.users.map((u: any) => u.name)).to.include.members(['alice', 'bob', 'chief', 'dora']);
       expect(listed.text).not.to.match(/passwordHash|epoch/);
 
+      // A page at a time: n users, and a Link to the next page until the last; every user once.
+      const seen: string[] = [];
+      let next: string | undefined = '/api/v1/admin/users?n=2';
+      for (let pages = 0; next !== undefined; pages++) {
+        expect(pages, 'pages to list four users two at a time').to.be.below(3);
+        const page = await chief.request('GET', next);
+        expect(page.status, page.text).to.equal(200);
+        expect(page.json.users.length).to.be.within(1, 2);
+        seen.push(...page.json.users.map((u: any) => u.name));
+        next = page.headers.link?.match(/^<([^>]+)>; rel="next"$/)?.[1];
+      }
+      expect(seen.sort()).to.deep.equal((listed.json.users as any[]).map((u) => u.name).sort());
+      expect(seen).to.have.length(4);
+      refused(await chief.request('GET', '/api/v1/admin/users?n=0'), 400, 'INVALID');
+      refused(await chief.request('GET', '/api/v1/admin/users?n=abc'), 400, 'INVALID');
+      refused(await chief.request('GET', '/api/v1/admin/users?n=1001'), 400, 'INVALID');
+      refused(await chief.request('GET', '/api/v1/admin/users?last=../etc'), 400, 'INVALID');
+
       refused(await send(chief, 'POST', '/api/v1/admin/users', { name: 'dora', password: 'dora-password-2' }), 409, 'TAKEN');
       refused(await send(chief, 'POST', '/api/v1/admin/users', { name: 'Not A Name!', password: 'x-password-123' }), 400, 'INVALID');
       refused(await send(chief, 'POST', '/api/v1/admin/users', { name: 'erin', password: 42 }), 400, 'INVALID');
