@@ -184,6 +184,11 @@ export function withoutSecret<T extends { secretHash: string }>(record: T): Omit
 const ROLES: readonly Role[] = ['read', 'write', 'admin'];
 /** A token's description is a line in a list. */
 const MAX_DESCRIPTION = 300;
+/**
+ * Revoked tokens of a user, and revoked robots of a namespace, kept to be shown as revoked; older ones are
+ * removed, so that creating and revoking in a loop cannot grow a list (and what reading it costs) without bound.
+ */
+export const MAX_REVOKED_KEPT = 100;
 
 /** A robot's path, from its `org+name`. */
 const robotPath = (name: string) => {
@@ -558,11 +563,16 @@ export class AccountStore {
     const robot = await this.robot(idOrRobot);
     if (robot) {
       await this.write(robotPath(robot.name), { ...robot, revokedAt });
+      await pruneRevoked(await this.robotsOf(robot.namespace), (old) => this.driver.delete(robotPath(old.name)));
       return 'robot';
     }
     const token = await this.token(idOrRobot);
     if (!token) throw new AccountError('unknown', `no token or robot ${idOrRobot}`);
     await this.write(layout.accessToken(token.id), { ...token, revokedAt });
+    await pruneRevoked(await this.tokensOf(token.owner), async (old) => {
+      await this.driver.delete(layout.accessToken(old.id));
+      if (isAccountName(old.owner)) await this.driver.delete(layout.accessTokenOf(old.owner, old.id));
+    });
     return 'token';
   }
 
@@ -657,4 +667,10 @@ export class AccountStore {
     if (principal.kind !== 'user') return undefined;
     return (await this.organisation(namespace))?.members[principal.name];
   }
+}
+
+/** Removes the revoked records beyond the newest MAX_REVOKED_KEPT (by when they were revoked). */
+async function pruneRevoked<T extends { revokedAt?: string }>(records: T[], remove: (record: T) => Promise<unknown>): Promise<void> {
+  const revoked = records.filter((r) => r.revokedAt !== undefined).sort((a, b) => (a.revokedAt! < b.revokedAt! ? 1 : a.revokedAt! > b.revokedAt! ? -1 : 0));
+  for (const old of revoked.slice(MAX_REVOKED_KEPT)) await remove(old);
 }

@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AccountStore } from '../../auth/index.ts';
+import { AccountStore, MAX_REVOKED_KEPT } from '../../auth/index.ts';
 import { FilesystemDriver, layout, localCoordination, type StorageDriver } from '../../storage/index.ts';
 
 /** The real driver, counting the records under `dir` (the tokens' unless said) read through it. */
@@ -92,6 +92,35 @@ describe('auth: account indexes', function () {
       expect(await driver.list('/auth/token-owners')).to.deep.equal(['/auth/token-owners/frank']);
       expect(await accounts.tokensOf('frank')).to.have.length(1);
     });
+  });
+
+  it(`keeps the newest ${MAX_REVOKED_KEPT} revoked tokens of a user and revoked robots of a namespace, so revoking in a loop grows no list`, async () => {
+    const driver = new FilesystemDriver(dir);
+    const accounts = new AccountStore(driver, localCoordination().lock);
+    await accounts.addUser('gina', 'gina-password-1');
+    await accounts.addUser('hal', 'hal-password-123');
+    const others = await accounts.createToken('hal', 'kept', []);
+    await accounts.revoke(others.token.id);
+    let last = '';
+    for (let i = 0; i < MAX_REVOKED_KEPT + 5; i++) {
+      const made = await accounts.createToken('gina', `t${i}`, []);
+      await accounts.revoke(made.token.id);
+      last = made.token.id;
+    }
+    const live = await accounts.createToken('gina', 'live', []);
+    const tokens = await accounts.tokensOf('gina');
+    expect(tokens).to.have.length(MAX_REVOKED_KEPT + 1);
+    expect(tokens.map((t) => t.id)).to.include.members([last, live.token.id]);
+    expect(await driver.list(layout.accessTokensOf('gina'))).to.have.length(MAX_REVOKED_KEPT + 1);
+    expect(await accounts.tokensOf('hal'), "another user's revoked token stays").to.have.length(1);
+
+    for (let i = 0; i < MAX_REVOKED_KEPT + 2; i++) {
+      await accounts.createRobot('gina', `r${i}`, []);
+      await accounts.revoke(`gina+r${i}`);
+    }
+    const robots = await accounts.robotsOf('gina');
+    expect(robots).to.have.length(MAX_REVOKED_KEPT);
+    expect(robots.map((r) => r.name)).to.include(`gina+r${MAX_REVOKED_KEPT + 1}`);
   });
 
   describe('organisations listed by member', () => {
