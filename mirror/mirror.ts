@@ -8,7 +8,7 @@ import { isStorageError, layout, LocalLock, parseReference, type Announcements, 
 import type { MirrorConfig } from './config.ts';
 import { Eviction } from './eviction.ts';
 import { BlobFill, type StreamedFill } from './fill.ts';
-import { fillKey, FillAnnouncer, FollowedFill } from './shared-fill.ts';
+import { fillKey, FillAnnouncer, FOLLOWER_IDLE_MS, FollowedFill } from './shared-fill.ts';
 import { linkStoredBlob, storeBlob, storeManifest } from './store.ts';
 import { Upstream, UpstreamDigestError, UpstreamError } from './upstream.ts';
 
@@ -237,7 +237,7 @@ export class Mirror {
       .watch(fillKey(digest), (value) => {
         if (followed) return followed.heard(value);
         if (value === undefined || settled() || stopped) return;
-        const fill = FollowedFill.from(this.deps.storage, digest, value, (this.config.timeoutSeconds + 10) * 1000);
+        const fill = FollowedFill.from(this.deps.storage, digest, value, FOLLOWER_IDLE_MS);
         if (!fill) return;
         followed = fill;
         this.followed.set(digest.value, fill);

@@ -29,6 +29,12 @@ const ANNOUNCE_EVERY_MS = 100;
 const HEARTBEAT_MS = 2000;
 /** An announcement not renewed for this long is gone (its filler died). */
 const ANNOUNCEMENT_TTL_MS = 10_000;
+/**
+ * A follower that hears nothing for this long gives its fill up: the filler announces at least every
+ * HEARTBEAT_MS, bytes or not (a silent upstream included), so silence this long means it died. Redis says
+ * nothing when an announcement expires, so without this a follower waited for the upstream's whole timeout.
+ */
+export const FOLLOWER_IDLE_MS = ANNOUNCEMENT_TTL_MS;
 /** Bytes one read of the session asks for. */
 const READ_SPAN = 4 * 1024 * 1024;
 

@@ -63,6 +63,7 @@ describe('pull-through cache: replicas', function () {
   let proxy: FaultProxy;
   let redis: TestRedis;
   let dataDir: string;
+  let env: Record<string, string>;
   let replicas: TestBerth[] = [];
 
   before(async () => {
@@ -74,7 +75,7 @@ describe('pull-through cache: replicas', function () {
       { prefix: 'dist', upstream: upstream.url },
       { prefix: 'slow', upstream: proxy.url },
     ];
-    const env = { ...mirrorsEnv(mirrors), BERTH_REDIS_URL: redis.url };
+    env = { ...mirrorsEnv(mirrors), BERTH_REDIS_URL: redis.url };
     replicas = [await startBerth({ dataDir, env }), await startBerth({ dataDir, env })];
   });
   after(async () => {
@@ -130,6 +131,34 @@ describe('pull-through cache: replicas', function () {
     const retry = await new Registry(b.url).request('HEAD', `/v2/slow/team/failed/blobs/${digest}`);
     expect(retry.status, 'not cached: a HEAD asks the upstream for the size').to.equal(200);
     expect(storedInBerth(b, digest)).to.equal(false);
+  });
+
+  it("cuts the other replica's client short within seconds of the filling replica's death, not after the upstream's timeout", async () => {
+    const data = randomBytes(8 * MiB);
+    const digest = await new UpstreamRegistry(upstream.url).pushBlob('team/orphaned', data);
+    const hold = release();
+    proxy.rules.push({ match: (m, url) => m === 'GET' && url.includes(digest), fault: { holdAfterBytes: 2 * MiB, until: hold.until }, remaining: 1 });
+    // A third replica fills, and dies while the upstream holds the rest back (the mirror's timeout: 30 s).
+    const filler = await startBerth({ dataDir, env });
+    try {
+      hashedGet(`${filler.url}/v2/slow/team/orphaned/blobs/${digest}`).catch(() => {});
+      await waitFor(() => proxy.holding === 1, 'the upstream to hold the blob back after 2 MiB', 30_000);
+      let received = 0;
+      const followed = hashedGet(`${replicas[1]!.url}/v2/slow/team/orphaned/blobs/${digest}`, (bytes) => (received = bytes));
+      await waitFor(() => received > 0, "replica B's client to receive its first bytes", 30_000);
+      const died = performance.now();
+      filler.process.kill('SIGKILL');
+      const pull = await followed;
+      const waited = (performance.now() - died) / 1000;
+      expect(pull.complete, 'a body cut short: the client retries').to.equal(false);
+      expect(pull.bytes).to.be.below(data.length);
+      // Its announcements stop: B gives the fill up once the last one is 10 s old, where it used to wait
+      // for the upstream's timeout plus 10 s (40 s here), though the filler was gone.
+      expect(waited, 'seconds B waited for a dead filler').to.be.below(25);
+    } finally {
+      hold.now();
+      await filler.destroy();
+    }
   });
 
   it('asks the upstream for a tag once per tagTtlSeconds across replicas, not once per replica', async () => {
