@@ -4,10 +4,14 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { pino } from 'pino';
 import { AccountError, AccountManagement, splitRobotName, type Actor, type AuthService, type Role } from '../../auth/index.ts';
 import { createAuth, openStorage } from '../../server/app.ts';
+import { PolicyError } from '../../storage/index.ts';
 import { collect, configOrExit, readStdin } from './common.ts';
 
-/** Runs `fn` with the auth service over the configured storage; prints errors the way a CLI should. */
-async function withAuth(fn: (auth: AuthService, management: AccountManagement) => Promise<void>): Promise<void> {
+/**
+ * Runs `fn` with the auth service over the configured storage; prints errors the way a CLI should (a
+ * refused account change exits 1, a refused policy 2).
+ */
+export async function withAuth(fn: (auth: AuthService, management: AccountManagement) => Promise<void>): Promise<void> {
   let opened: Awaited<ReturnType<typeof openStorage>> | undefined;
   try {
     const config = configOrExit();
@@ -17,9 +21,9 @@ async function withAuth(fn: (auth: AuthService, management: AccountManagement) =
     const auth = await createAuth({ ...config, mode: config.mode === 'open' ? 'public-index' : config.mode }, opened.storage, opened.coordination, logger);
     await fn(auth, new AccountManagement(auth.accounts, auth.audit, opened.storage.policies, opened.storage.quotas));
   } catch (err) {
-    if (err instanceof AccountError || err instanceof InvalidArgumentError) {
+    if (err instanceof AccountError || err instanceof InvalidArgumentError || err instanceof PolicyError) {
       process.stderr.write(`berth: ${err.message}\n`);
-      process.exitCode = 1;
+      process.exitCode = err instanceof PolicyError ? 2 : 1;
       return;
     }
     throw err;
@@ -34,7 +38,7 @@ async function password(options: { passwordStdin?: boolean }): Promise<string> {
 }
 
 /** Who runs the command, to the service: the registry's operator, named by their login. */
-const OPERATOR: Actor = { kind: 'operator', name: process.env.USER ?? 'admin', via: 'admin command' };
+export const OPERATOR: Actor = { kind: 'operator', name: process.env.USER ?? 'admin', via: 'admin command' };
 
 const audit = (auth: AuthService, action: string, fields: Record<string, unknown> = {}) =>
   auth.audit.record({ who: process.env.USER ?? 'admin', action, allowed: true, reason: 'admin command', ...fields });

@@ -6,6 +6,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { controlSocketPath, usesRedis, type Config } from '../../server/config.ts';
 import { askServer, type GcJobRequest, type RetentionJobRequest } from '../../server/control.ts';
+import { withAuth, OPERATOR } from './admin.ts';
 import { configOrExit } from './common.ts';
 import { openStorage } from '../../server/app.ts';
 import { PolicyError, serversWithoutSharedState, type Storage } from '../../storage/index.ts';
@@ -31,6 +32,10 @@ export async function serversInTheWay(storage: Storage, config: Config): Promise
  * the storage: that server's locks and caches are in its memory, so the job would race its pushes (a
  * collection could sweep a blob a push just linked) and it would go on serving what the job removed.
  */
+function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
 async function withStorage(job: (storage: Storage, grace: number) => Promise<unknown>, changesServed = false, config: Config = configOrExit()): Promise<void> {
   const { storage, close } = await openStorage(config);
   try {
@@ -45,7 +50,7 @@ async function withStorage(job: (storage: Storage, grace: number) => Promise<unk
       process.exitCode = 2;
       return;
     }
-    process.stdout.write(`${JSON.stringify(await job(storage, config.gcGraceSeconds), null, 2)}\n`);
+    printJson(await job(storage, config.gcGraceSeconds));
   } catch (err) {
     if (!(err instanceof PolicyError)) throw err;
     process.stderr.write(`berth: ${err.message}\n`);
@@ -70,7 +75,7 @@ async function throughServer(
   const reply = socket ? await askServer(socket, job, request) : undefined;
   if (!reply) return withStorage(here, changesServed, config);
   if (reply.ok) {
-    process.stdout.write(`${JSON.stringify(reply.result, null, 2)}\n`);
+    printJson(reply.result);
     return;
   }
   process.stderr.write(`berth: the server refused the job (${reply.status}): ${reply.error}\n`);
@@ -104,18 +109,19 @@ export function registerLifecycleCommands(program: Command): void {
     );
 
   const policy = program.command('policy').description('lifecycle policies of a repository or namespace');
+  // Changes go through the account service as the operator, so they are audited as the admin API's are.
   policy
     .command('set <scope> <json>')
     .description('replace the policy of a repository or namespace, e.g. \'{"immutableTags":["v*"],"quotaBytes":1000000,"retention":{"keepLast":5}}\'')
     .action((scope: string, json: string) =>
-      withStorage(async (storage) => {
+      withAuth(async (_auth, management) => {
         let value: unknown;
         try {
           value = JSON.parse(json);
         } catch {
           throw new PolicyError('the policy is not valid JSON');
         }
-        return { scope, policy: await storage.policies.set(scope, value) };
+        printJson({ scope, policy: await management.setPolicy(OPERATOR, scope, value) });
       }),
     );
   policy
@@ -130,9 +136,9 @@ export function registerLifecycleCommands(program: Command): void {
     .command('rm <scope>')
     .description('remove the policy of a repository or namespace')
     .action((scope: string) =>
-      withStorage(async (storage) => {
-        await storage.policies.removeExisting(scope);
-        return { scope, removed: true };
+      withAuth(async (_auth, management) => {
+        await management.removePolicy(OPERATOR, scope);
+        printJson({ scope, removed: true });
       }),
     );
 }

@@ -61,6 +61,29 @@ describe('lifecycle policies: immutable tags and quotas', () => {
     const notJson = await berthCommand(server.berth, ['policy', 'set', 'ns', '{'], { allowFailure: true });
     expect(notJson.code).to.equal(2);
     expect(notJson.stderr).to.include('not valid JSON');
+    const badScope = await berthCommand(server.berth, ['policy', 'set', '../etc', '{}'], { allowFailure: true });
+    expect(badScope.code).to.equal(1);
+    expect(badScope.stderr).to.include('is not a repository or namespace name');
+  });
+
+  it('berth policy set and rm are audited, as the admin API\'s changes are, with the operator who ran them', async () => {
+    const audited = (stderr: string) =>
+      stderr.split('\n').flatMap((line) => {
+        try {
+          const audit = (JSON.parse(line) as { audit?: { who: string; action: string; allowed: boolean; repository?: string; reason?: string } }).audit;
+          return audit ? [audit] : [];
+        } catch {
+          return [];
+        }
+      });
+    const set = await berthCommand(server.berth, ['policy', 'set', 'audited', JSON.stringify({ immutableTags: ['v*'] })]);
+    expect(JSON.parse(set.stdout)).to.deep.equal({ scope: 'audited', policy: { immutableTags: ['v*'] } });
+    expect(audited(set.stderr)).to.deep.equal([{ who: process.env.USER ?? 'admin', action: 'policy set', allowed: true, repository: 'audited', reason: 'admin command' }]);
+    const removed = await berthCommand(server.berth, ['policy', 'rm', 'audited']);
+    expect(audited(removed.stderr).map((a) => [a.action, a.allowed, a.repository])).to.deep.equal([['policy rm', true, 'audited']]);
+    const again = await berthCommand(server.berth, ['policy', 'rm', 'audited'], { allowFailure: true });
+    expect(again.code).to.equal(2);
+    expect(again.stderr).to.include('audited has no policy');
   });
 
   it('a push past the namespace quota is refused with DENIED, usage and limit, and stores nothing', async () => {
