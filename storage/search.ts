@@ -128,8 +128,13 @@ const LOOK_AGAIN_MS = 30_000;
 /** A snapshot of the summaries is written after this many changes caught up, or this long after the last. */
 const SNAPSHOT_EVERY_CHANGES = 4096;
 const SNAPSHOT_EVERY_MS = 10 * 60_000;
-/** Journals of processes gone for a week are removed: an older snapshot might miss their changes. */
-const SNAPSHOT_TRUSTED_MS = 86_400_000;
+/**
+ * How old a snapshot may be and still be caught up through the journals. A journal is removed a week after
+ * its writer's last change (search-journal.ts), so every change made after a snapshot stays in some journal
+ * for at least a week after it; six days leave a day's margin, and a quiet registry restarted after a long
+ * weekend starts from its snapshot, not by reading every repository's summary.
+ */
+const SNAPSHOT_TRUSTED_MS = 6 * 86_400_000;
 
 interface SearchSnapshot {
   version: number;

@@ -3,7 +3,7 @@
 // a full recomputation from storage — on the replica that wrote, on a second replica sharing storage and
 // Redis, and after a restart. And that a hostile nested index costs its distinct manifests only.
 import { expect } from 'chai';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -11,6 +11,7 @@ import {
   createStorage,
   FilesystemDriver,
   filesystemStorage,
+  layout,
   MAX_PLATFORMS,
   NEWEST_TAGS,
   parseDigest,
@@ -246,6 +247,26 @@ describe('storage: the search index kept per tag', () => {
     expect(found.find((e) => e.name === 'team/app-3')?.description).to.equal('after the snapshot');
     // The snapshot, the journals (one per process that wrote) and the one summary changed since.
     expect(driver.gets).to.be.at.most(5);
+  });
+
+  it('trusts a snapshot five days old (the journals outlive it), and reads everything again after a week', async () => {
+    const first = filesystemStorage(dir);
+    for (let i = 0; i < 30; i++) await pushImage(first, `team/app-${i}`, 'v1', PLATFORMS[i % 4]!, `o${i}`);
+    expect(await first.search.search({})).to.have.length(30);
+    await first.search.settled();
+    const snapshotFile = join(dir, layout.searchSnapshot);
+    const aged = (days: number) => {
+      const snapshot = JSON.parse(readFileSync(snapshotFile, 'utf8')) as { savedAt: number };
+      writeFileSync(snapshotFile, JSON.stringify({ ...snapshot, savedAt: Date.now() - days * 86_400_000 }));
+    };
+    aged(5);
+    const recent = new CountingDriver(dir);
+    expect(await createStorage(recent).search.search({})).to.have.length(30);
+    expect(recent.gets, 'the snapshot and the journals').to.be.at.most(4);
+    aged(8);
+    const stale = new CountingDriver(dir);
+    expect(await createStorage(stale).search.search({})).to.have.length(30);
+    expect(stale.gets, 'every summary again').to.be.at.least(30);
   });
 
   it('pages tags newest first with a name prefix', async () => {
