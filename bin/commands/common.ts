@@ -31,6 +31,11 @@ export async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
 }
 
+/** A command's report on standard output: indented JSON, one document. */
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
 /** For options given more than once: commander's collector. */
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];

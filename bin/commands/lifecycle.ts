@@ -7,7 +7,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { controlSocketPath, usesRedis, type Config } from '../../server/config.ts';
 import { askServer, type GcJobRequest, type RetentionJobRequest } from '../../server/control.ts';
 import { withAuth, OPERATOR } from './admin.ts';
-import { configOrExit } from './common.ts';
+import { configOrExit, printJson } from './common.ts';
 import { openStorage } from '../../server/app.ts';
 import { PolicyError, serversWithoutSharedState, type Storage } from '../../storage/index.ts';
 
@@ -32,10 +32,6 @@ export async function serversInTheWay(storage: Storage, config: Config): Promise
  * the storage: that server's locks and caches are in its memory, so the job would race its pushes (a
  * collection could sweep a blob a push just linked) and it would go on serving what the job removed.
  */
-function printJson(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
-}
-
 async function withStorage(job: (storage: Storage, grace: number) => Promise<unknown>, changesServed = false, config: Config = configOrExit()): Promise<void> {
   const { storage, close } = await openStorage(config);
   try {

@@ -9,7 +9,7 @@ import { openReplication, openStorage, openWebhooks } from '../../server/app.ts'
 import { controlSocketPath } from '../../server/config.ts';
 import { askServer } from '../../server/control.ts';
 import { ReplicationError, type ActiveRun, type Replication } from '../../replication/index.ts';
-import { collect, configOrExit, readStdin } from './common.ts';
+import { collect, configOrExit, printJson, readStdin } from './common.ts';
 import { serversInTheWay } from './lifecycle.ts';
 
 function whole(value: string): number {
@@ -26,7 +26,7 @@ async function withReplication(fn: (replication: Replication, inTheWay: () => Pr
     const webhooks = openWebhooks(config, opened.storage, opened.coordination, logger);
     const replication = openReplication(config, opened.storage, opened.coordination, logger, (summary) => webhooks.replicated(summary));
     const result = await fn(replication, () => serversInTheWay(opened.storage, config));
-    if (result !== undefined) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    if (result !== undefined) printJson(result);
   } catch (err) {
     if (!(err instanceof ReplicationError)) throw err;
     process.stderr.write(`berth: ${err.message}\n`);

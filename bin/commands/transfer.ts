@@ -9,13 +9,13 @@ import { ClientError, CredentialStore, RegistryPusher, type Credentials } from '
 import { openStorage } from '../../server/app.ts';
 import { RegistryError } from '../../server/errors.ts';
 import { exportImages, importLayout, openLayout, openSink, registryTarget, storageTarget, TransferError, type ImportTarget } from '../../transfer/index.ts';
-import { clientConfigOrExit, configOrExit, readStdin } from './common.ts';
+import { clientConfigOrExit, configOrExit, printJson, readStdin } from './common.ts';
 import { serversInTheWay } from './lifecycle.ts';
 
 /** Runs a command body and prints its report; a known failure prints one line and exits 2. */
 async function reported(body: () => Promise<unknown>): Promise<void> {
   try {
-    process.stdout.write(`${JSON.stringify(await body(), null, 2)}\n`);
+    printJson(await body());
   } catch (err) {
     if (!(err instanceof TransferError || err instanceof RegistryError || err instanceof ClientError)) throw err;
     const detail = err instanceof RegistryError && err.detail ? ` ${JSON.stringify(err.detail)}` : '';

@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { pino } from 'pino';
 import { EVENT_TYPES, WebhookError, type Webhooks } from '../../events/index.ts';
 import { openStorage, openWebhooks } from '../../server/app.ts';
-import { collect, configOrExit } from './common.ts';
+import { collect, configOrExit, printJson } from './common.ts';
 
 async function withWebhooks(fn: (webhooks: Webhooks) => Promise<unknown>): Promise<void> {
   const config = configOrExit();
@@ -13,7 +13,7 @@ async function withWebhooks(fn: (webhooks: Webhooks) => Promise<unknown>): Promi
   const opened = await openStorage(config, logger);
   try {
     const result = await fn(openWebhooks(config, opened.storage, opened.coordination, logger));
-    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    printJson(result);
   } catch (err) {
     if (!(err instanceof WebhookError)) throw err;
     process.stderr.write(`berth: ${err.message}\n`);
