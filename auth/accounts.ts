@@ -1,7 +1,7 @@
 // Accounts, kept durably in storage (the same disk or bucket as the images, so one backup holds both):
 // users, organisations with members and roles, personal access tokens, robot accounts and refresh tokens.
 // Secrets are stored only as hashes; a generated secret is shown once, when it is made.
-import { layout, type Lock, type StorageDriver } from '../storage/index.ts';
+import { baseName, layout, type Lock, type StorageDriver } from '../storage/index.ts';
 import { ACTIONS, type Action, type Principal, type Role, type ScopeGrant } from './policy.ts';
 import { hashPassword, hashSecret, newId, newSecret, secretMatches, verifyPassword } from './secrets.ts';
 
@@ -190,6 +190,9 @@ const MAX_DESCRIPTION = 300;
  */
 export const MAX_REVOKED_KEPT = 100;
 
+/** A record's name, from its path: the file's name without `.json`. */
+const recordName = (path: string) => baseName(path).replace(/\.json$/, '');
+
 /** A robot's path, from its `org+name`. */
 const robotPath = (name: string) => {
   const plus = name.indexOf('+');
@@ -222,8 +225,17 @@ export class AccountStore {
   }
 
   private async names(dir: string): Promise<string[]> {
-    const entries = await this.driver.list(dir);
-    return entries.map((e) => e.slice(e.lastIndexOf('/') + 1).replace(/\.json$/, '')).sort();
+    return (await this.driver.list(dir)).map(recordName).sort();
+  }
+
+  /** The records named in `dir` (read by `read`, from each name) that `keep` accepts, in the names' order. */
+  private async recordsIn<T>(dir: string, read: (name: string) => Promise<T | undefined>, keep: (record: T) => boolean): Promise<T[]> {
+    const found: T[] = [];
+    for (const name of await this.names(dir)) {
+      const record = await read(name);
+      if (record !== undefined && keep(record)) found.push(record);
+    }
+    return found;
   }
 
   // ---- users -------------------------------------------------------------------------------------
@@ -241,8 +253,7 @@ export class AccountStore {
    * costs its own size, not the number of users.
    */
   async usersPage(limit: number, after?: string): Promise<string[]> {
-    const entries = await this.driver.list(layout.usersDir, { after: after === undefined ? undefined : `${after}.json`, limit });
-    return entries.map((e) => e.slice(e.lastIndexOf('/') + 1).replace(/\.json$/, ''));
+    return (await this.driver.list(layout.usersDir, { after: after === undefined ? undefined : `${after}.json`, limit })).map(recordName);
   }
 
   /**
@@ -426,12 +437,7 @@ export class AccountStore {
   async organisationsOf(user: string): Promise<Organisation[]> {
     if (!isAccountName(user)) return [];
     await this.completeMemberships();
-    const found: Organisation[] = [];
-    for (const name of await this.names(layout.membershipsOf(user))) {
-      const org = await this.organisation(name);
-      if (org?.members[user] !== undefined) found.push(org);
-    }
-    return found;
+    return this.recordsIn(layout.membershipsOf(user), (name) => this.organisation(name), (org) => org.members[user] !== undefined);
   }
 
   /** Files a membership before the organisation's record names it: a crash leaves at most an entry the record denies. */
@@ -503,12 +509,7 @@ export class AccountStore {
   async tokensOf(owner: string): Promise<PersonalAccessToken[]> {
     if (!isAccountName(owner)) return [];
     await this.completeTokenOwners();
-    const all: PersonalAccessToken[] = [];
-    for (const id of await this.names(layout.accessTokensOf(owner))) {
-      const token = await this.token(id);
-      if (token?.owner === owner) all.push(token);
-    }
-    return all;
+    return this.recordsIn(layout.accessTokensOf(owner), (id) => this.token(id), (token) => token.owner === owner);
   }
 
   /** Owners' entries for the tokens made before they existed: once per storage, by a listing of every token. */
@@ -545,12 +546,7 @@ export class AccountStore {
   /** The robots of a namespace (revoked and expired ones too). */
   async robotsOf(namespace: string): Promise<Robot[]> {
     if (!isAccountName(namespace)) return [];
-    const all: Robot[] = [];
-    for (const name of await this.names(layout.robotsOf(namespace))) {
-      const robot = await this.robot(`${namespace}+${name}`);
-      if (robot) all.push(robot);
-    }
-    return all;
+    return this.recordsIn(layout.robotsOf(namespace), (name) => this.robot(`${namespace}+${name}`), () => true);
   }
 
   async robot(name: string): Promise<Robot | undefined> {
