@@ -1,6 +1,6 @@
 // What the benchmark's files share: the registries as the client sees them, the HTTP client every
 // measurement uses, small images, process memory, and the number formatting of the report.
-import type { ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -10,6 +10,12 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export const MiB = 1024 * 1024;
+
+/** Builds the bundle Berth is run from (`npm run build`, as `npm start` does) in the checkout at `root`. */
+export function buildBundle(root: string): void {
+  const build = spawnSync('npm', ['run', 'build', '--silent'], { cwd: root, stdio: 'inherit' });
+  if (build.status !== 0) throw new Error('npm run build failed');
+}
 
 export function log(message: string): void {
   process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${message}\n`);

@@ -52,6 +52,7 @@ import { dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
+  buildBundle,
   format,
   locationOf,
   log,
@@ -714,10 +715,7 @@ function cell(values: number[] | undefined, decimals: number): string {
 // ------------------------------------------------------------------------------------------------- main
 
 async function main(): Promise<void> {
-  if (!process.env.BENCH_NO_BUILD) {
-    const build = spawnSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'inherit' });
-    if (build.status !== 0) throw new Error('npm run build failed');
-  }
+  if (!process.env.BENCH_NO_BUILD) buildBundle(ROOT);
   const opts = parseOptions(process.argv.slice(2));
   const t0 = Date.now();
   const startedAt = new Date();

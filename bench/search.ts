@@ -1,12 +1,13 @@
 // Search over 10,000 repositories: writes 10,000 search-index documents (as pushes would have made them)
 // into a fresh data folder, starts Berth on it (public-index mode, anonymous visitor), and times
 // /api/v1/search for a few typical queries. A benchmark, not a test: `npx tsx bench/search.ts [count]`.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { FilesystemDriver, layout, type RepositoryEntry } from '../storage/index.ts';
+import { buildBundle } from './lib.ts';
 
 const COUNT = Number(process.argv[2] ?? 10_000);
 const ROOT = resolve(import.meta.dirname, '..');
@@ -46,8 +47,7 @@ async function seed(dir: string): Promise<void> {
 
 async function start(dir: string): Promise<{ url: string; stop(): Promise<void> }> {
   // The server as npm start runs it: the bundle, built from the sources as they are now.
-  const build = spawnSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'inherit' });
-  if (build.status !== 0) throw new Error('npm run build failed');
+  buildBundle(ROOT);
   const child = spawn(process.execPath, [join(ROOT, 'dist', 'bin', 'berth.js'), 'serve'], {
     cwd: ROOT,
     env: { ...process.env, BERTH_LISTEN: '127.0.0.1:0', BERTH_DATA: dir, BERTH_MODE: 'public-index', BERTH_WORKERS: '1', BERTH_LOG_LEVEL: 'info' },
