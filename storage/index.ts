@@ -30,6 +30,7 @@ export {
   checkingPaths,
   directIO,
   createS3Driver,
+  getContents,
   PathNotFoundError,
   InvalidPathError,
   StorageUnavailableError,

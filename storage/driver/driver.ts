@@ -33,6 +33,25 @@ export function pageOfNames(sorted: readonly string[], page?: ListPage): string[
   return page?.limit === undefined ? [...after] : after.slice(0, page.limit);
 }
 
+/** Reads of a `getContents` without the driver's fast path kept in flight at once (network round trips on S3). */
+const CONTENTS_CONCURRENCY = 64;
+
+/**
+ * Many small files through the driver's `getContents`, or `getContent` several at a time; `each` is called
+ * with a path's index and content as it arrives (in no given order without the fast path).
+ */
+export async function getContents(driver: StorageDriver, paths: readonly string[], each: (index: number, content: Buffer | undefined) => void): Promise<void> {
+  if (driver.getContents) return driver.getContents(paths, each);
+  let next = 0;
+  const reader = async () => {
+    while (next < paths.length) {
+      const i = next++;
+      each(i, await driver.getContent(paths[i]!));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(CONTENTS_CONCURRENCY, paths.length) }, reader));
+}
+
 /** Inclusive byte range, as HTTP writes it. */
 export interface ByteRange {
   readonly start: number;
@@ -77,6 +96,12 @@ export interface StorageDriver {
   close?(): Promise<void>;
   /** Small files only (links, metadata, manifests). */
   getContent(path: string): Promise<Buffer | undefined>;
+  /**
+   * Optional fast path for reading many small files at once (every search summary at a first start):
+   * calls `each` with each path's index and content (undefined when missing), in the paths' order.
+   * Drivers without it are read through `getContent` (see `getContents`).
+   */
+  getContents?(paths: readonly string[], each: (index: number, content: Buffer | undefined) => void): Promise<void>;
   /**
    * Replaces the file atomically: readers see the old content or the new one, never a mix. Durable when
    * it resolves, unless `durable: false` says the content can be derived again (an index): then a crash

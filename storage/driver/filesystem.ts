@@ -16,6 +16,7 @@ import {
   type PutOptions,
   type StorageDriver,
 } from './driver.ts';
+import { readFiles } from './filesystem-reads.ts';
 import { FilesystemWriter } from './filesystem-writer.ts';
 
 const TEMP_DIR = '_tmp';
@@ -172,6 +173,13 @@ export class FilesystemDriver implements StorageDriver {
       if (isNotFound(err) || (err as NodeJS.ErrnoException).code === 'EISDIR') return undefined;
       throw err;
     }
+  }
+
+  async getContents(paths: readonly string[], each: (index: number, content: Buffer | undefined) => void): Promise<void> {
+    await readFiles(
+      paths.map((p) => this.full(p)),
+      each,
+    );
   }
 
   async putContent(path: string, content: Buffer | string, options?: PutOptions): Promise<void> {

@@ -21,7 +21,7 @@ describe('storage checks every path before its driver sees it', () => {
         const value = Reflect.get(target, key, receiver);
         if (typeof value !== 'function') return value;
         return (...args: unknown[]) => {
-          seen.push(...args.filter((a): a is string => typeof a === 'string' && a.startsWith('/')));
+          seen.push(...args.flat().filter((a): a is string => typeof a === 'string' && a.startsWith('/')));
           return value.apply(target, args);
         };
       },
@@ -39,6 +39,7 @@ describe('storage checks every path before its driver sees it', () => {
     ['list', (d: StorageDriver) => d.list('/a/../../escape')],
     ['move', (d: StorageDriver) => d.move('/ok/file', '/a/../../escape')],
     ['delete', (d: StorageDriver) => d.delete('/a/../../escape')],
+    ['getContents', (d: StorageDriver) => d.getContents!(['/ok/file', '/a/../../escape'], () => {})],
   ] as const) {
     it(`${method}: refused with InvalidPathError, the driver never called`, async () => {
       seen.length = 0;

@@ -2,7 +2,7 @@
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
-import { checkingPaths, InvalidPathError, PathNotFoundError, type StorageDriver } from '../../storage/index.ts';
+import { checkingPaths, getContents, InvalidPathError, PathNotFoundError, type StorageDriver } from '../../storage/index.ts';
 
 async function readAll(stream: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -94,6 +94,29 @@ export function describeStorageDriver(name: string, make: () => Promise<DriverUn
       await driver.putContent('/c/a/file', 'hello');
       expect((await driver.getContent('/c/a/file'))!.toString()).to.equal('hello');
       expect(await driver.getContent('/c/a/missing')).to.equal(undefined);
+    });
+
+    it('getContents (the driver\'s bulk read, or getContent several at a time) gives each file by its index; a missing one or a folder undefined', async () => {
+      const paths = Array.from({ length: 40 }, (_, i) => `/many/${String(i).padStart(2, '0')}`);
+      await Promise.all(paths.map((p, i) => (i % 7 === 3 ? undefined : driver.putContent(p, `file ${i} `.repeat(i + 1)))));
+      await driver.putContent('/many/folder/inside', 'x');
+      const asked = [...paths, '/many/folder', '/nowhere/at/all'];
+      const got = new Map<number, string | undefined>();
+      await getContents(driver, asked, (i, content) => {
+        expect(got.has(i), `index ${i} given twice`).to.equal(false);
+        got.set(i, content?.toString());
+      });
+      expect(got.size).to.equal(asked.length);
+      paths.forEach((_, i) => expect(got.get(i)).to.equal(i % 7 === 3 ? undefined : `file ${i} `.repeat(i + 1)));
+      expect(got.get(paths.length)).to.equal(undefined);
+      expect(got.get(paths.length + 1)).to.equal(undefined);
+      let error: unknown;
+      try {
+        await getContents(driver, ['/many/00', '/many/../escape'], () => {});
+      } catch (err) {
+        error = err;
+      }
+      expect(error).to.be.instanceOf(InvalidPathError);
     });
 
     it('putContent replaces content whole', async () => {

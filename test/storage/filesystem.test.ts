@@ -52,6 +52,70 @@ describe('filesystem driver: direct I/O', () => {
   });
 });
 
+// Thousands of small files (every search summary at a first start) are read on a thread of their own.
+describe('filesystem driver: reading many files at once', () => {
+  let root: string;
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), 'berth-fs-many-'));
+  });
+  after(() => rm(root, { recursive: true, force: true }));
+
+  it('gives every one of 3,000 files (several batches of the reading thread) by its index, in order; missing ones and folders undefined', async () => {
+    const driver = new FilesystemDriver(root);
+    const paths = Array.from({ length: 3000 }, (_, i) => `/many/${i}.json`);
+    for (let i = 0; i < paths.length; i += 500) {
+      await Promise.all(paths.slice(i, i + 500).map((p, j) => ((i + j) % 97 === 5 ? undefined : driver.putContent(p, JSON.stringify({ i: i + j, pad: 'x'.repeat((i + j) % 300) })))));
+    }
+    await driver.putContent('/many/folder/inside', 'x');
+    const asked = [...paths, '/many/folder'];
+    const order: number[] = [];
+    const contents: (string | undefined)[] = [];
+    await driver.getContents(asked, (i, content) => {
+      order.push(i);
+      contents[i] = content?.toString();
+    });
+    expect(order).to.deep.equal(asked.map((_, i) => i));
+    paths.forEach((_, i) => {
+      if (i % 97 === 5) expect(contents[i], `file ${i}`).to.equal(undefined);
+      else expect(JSON.parse(contents[i]!), `file ${i}`).to.deep.equal({ i, pad: 'x'.repeat(i % 300) });
+    });
+    expect(contents[paths.length]).to.equal(undefined);
+  });
+
+  it('a file that cannot be read fails the whole read, and the next read works', async () => {
+    const driver = new FilesystemDriver(root);
+    const paths = Array.from({ length: 2500 }, (_, i) => `/many/${i}.json`);
+    // A name longer than any filesystem takes: ENAMETOOLONG, not a missing file.
+    const unreadable = [...paths.slice(0, 1500), `/many/${'n'.repeat(300)}`, ...paths.slice(1500)];
+    let seen = 0;
+    let error: unknown;
+    try {
+      await driver.getContents(unreadable, () => seen++);
+    } catch (err) {
+      error = err;
+    }
+    expect((error as NodeJS.ErrnoException)?.code).to.equal('ENAMETOOLONG');
+    expect(seen).to.be.below(unreadable.length);
+    let read = 0;
+    await driver.getContents(paths, (_, content) => (read += content ? 1 : 0));
+    expect(read).to.be.above(2400);
+  });
+
+  it('a caller that throws stops the read with its error', async () => {
+    const driver = new FilesystemDriver(root);
+    const paths = Array.from({ length: 2500 }, (_, i) => `/many/${i}.json`);
+    let error: unknown;
+    try {
+      await driver.getContents(paths, (i) => {
+        if (i === 1200) throw new Error('enough');
+      });
+    } catch (err) {
+      error = err;
+    }
+    expect((error as Error)?.message).to.equal('enough');
+  });
+});
+
 // An upload's folder is empty once its data moved into the blob store: it is removed in one step, and a
 // folder that still holds files is removed whole.
 describe('filesystem driver: deleting folders', () => {

@@ -48,6 +48,10 @@ class CountingDriver extends FilesystemDriver {
     this.gets++;
     return super.getContent(path);
   }
+  override getContents(paths: readonly string[], each: (index: number, content: Buffer | undefined) => void) {
+    this.gets += paths.length;
+    return super.getContents(paths, each);
+  }
   override list(path: string, page?: ListPage) {
     this.lists++;
     return super.list(path, page);
