@@ -252,8 +252,12 @@ export class AccountStore {
    * One page of user names in the order of their records' file names, after `after` (a name): a page
    * costs its own size, not the number of users.
    */
-  async usersPage(limit: number, after?: string): Promise<string[]> {
-    return (await this.driver.list(layout.usersDir, { after: after === undefined ? undefined : `${after}.json`, limit })).map(recordName);
+  usersPage(limit: number, after?: string): Promise<string[]> {
+    return this.namesPage(layout.usersDir, limit, after);
+  }
+
+  private async namesPage(dir: string, limit: number, after?: string): Promise<string[]> {
+    return (await this.driver.list(dir, { after: after === undefined ? undefined : `${after}.json`, limit })).map(recordName);
   }
 
   /**
@@ -418,6 +422,11 @@ export class AccountStore {
 
   organisations(): Promise<string[]> {
     return this.names(layout.organisationsDir);
+  }
+
+  /** One page of organisation names after `after`, as usersPage gives users. */
+  organisationsPage(limit: number, after?: string): Promise<string[]> {
+    return this.namesPage(layout.organisationsDir, limit, after);
   }
 
   async addOrganisation(name: string, owner?: string): Promise<Organisation> {

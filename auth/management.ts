@@ -152,17 +152,28 @@ export class AccountManagement {
 
   // ---- organisations and members ----------------------------------------------------------------
 
-  /** The organisations the actor manages (all of them for an admin), by name. */
-  async managedOrganisations(actor: Actor): Promise<Organisation[]> {
+  /**
+   * A page of at most `n` of the organisations the actor manages (any of them for an admin), by name after
+   * `last`, and the name to ask the next page after, if any: an admin's page reads its own organisations,
+   * not every one.
+   */
+  async managedOrganisations(actor: Actor, n: number, last?: string): Promise<{ organisations: Organisation[]; next?: string }> {
+    if (last !== undefined && !isAccountName(last)) throw new AccountError('invalid', 'last is an organisation name');
     const accounts = this.store();
     if (actor.kind === 'operator' || isRegistryAdmin(actor)) {
-      const all = await Promise.all((await accounts.organisations()).map((name) => accounts.organisation(name)));
-      return all.filter((o): o is Organisation => o !== undefined);
+      const names = await accounts.organisationsPage(n + 1, last);
+      const shown = names.slice(0, n);
+      const organisations = (await Promise.all(shown.map((name) => accounts.organisation(name)))).filter((o): o is Organisation => o !== undefined);
+      return { organisations, ...(names.length > n ? { next: shown[shown.length - 1] } : {}) };
     }
-    // A user's own organisations only: what every account page shows must not read every organisation.
-    if (actor.principal.kind !== 'user') return [];
+    if (actor.principal.kind !== 'user') return { organisations: [] };
+    // A user's own organisations only, from their memberships.
     const user = actor.principal.name;
-    return (await accounts.organisationsOf(user)).filter((org) => org.members[user] === 'admin');
+    const managed = (await accounts.organisationsOf(user))
+      .filter((org) => org.members[user] === 'admin' && (last === undefined || org.name > last))
+      .sort((a, b) => (a.name < b.name ? -1 : 1));
+    const organisations = managed.slice(0, n);
+    return { organisations, ...(managed.length > n ? { next: organisations[organisations.length - 1]!.name } : {}) };
   }
 
   async organisation(actor: Actor, name: string): Promise<Organisation> {

@@ -22,9 +22,9 @@ const BODY_LIMIT = 64 * 1024;
 const ACCOUNT_STATUS: Record<AccountRefusal, number> = { invalid: 400, reserved: 409, taken: 409, unknown: 404, denied: 403 };
 /** How these requests are named in the audit log. */
 const VIA = 'admin API';
-/** Users per page of the admin list: what one answer reads stays bounded however many users there are. */
-const DEFAULT_USERS_PAGE = 100;
-const MAX_USERS_PAGE = 1000;
+/** Users or organisations per page of a list: what one answer reads stays bounded however many there are. */
+const DEFAULT_PAGE = 100;
+const MAX_PAGE = 1000;
 
 /** A request the API refuses before any service sees it. */
 class ApiRefusal extends Error {
@@ -35,6 +35,21 @@ class ApiRefusal extends Error {
   ) {
     super(message);
   }
+}
+
+/** A list's page as asked: ?n= (DEFAULT_PAGE when absent, at most MAX_PAGE) and ?last= (checked by the service). */
+function pageAsked(ctx: Context): { n: number; last?: string } {
+  const nParam = typeof ctx.query.n === 'string' ? ctx.query.n : undefined;
+  const last = typeof ctx.query.last === 'string' ? ctx.query.last : undefined;
+  if (nParam !== undefined && !(/^\d{1,4}$/.test(nParam) && Number(nParam) >= 1 && Number(nParam) <= MAX_PAGE)) {
+    throw new ApiRefusal(400, 'INVALID', `n is a number from 1 to ${MAX_PAGE}`);
+  }
+  return { n: nParam === undefined ? DEFAULT_PAGE : Number(nParam), ...(last !== undefined ? { last } : {}) };
+}
+
+/** A Link header to the next page, as the registry's own listings give one. */
+function linkNext(ctx: Context, path: string, n: number, next: string | undefined): void {
+  if (next !== undefined) ctx.set('Link', `<${path}?${new URLSearchParams({ n: String(n), last: next }).toString()}>; rel="next"`);
 }
 
 /** A JSON object body, sent as application/json and within the limit (413 above it, from readBody). */
@@ -92,14 +107,9 @@ export function accountRoutes(router: Router, deps: WebDeps): void {
   // with a Link header to the next page as the registry's own listings have.
   router.get('/api/v1/admin/users', handle('api-admin-users', async (ctx, caller) => {
     accountsOf();
-    const nParam = typeof ctx.query.n === 'string' ? ctx.query.n : undefined;
-    const last = typeof ctx.query.last === 'string' ? ctx.query.last : undefined;
-    if (nParam !== undefined && !(/^\d{1,4}$/.test(nParam) && Number(nParam) >= 1 && Number(nParam) <= MAX_USERS_PAGE)) {
-      throw new ApiRefusal(400, 'INVALID', `n is a number from 1 to ${MAX_USERS_PAGE}`);
-    }
-    const n = nParam === undefined ? DEFAULT_USERS_PAGE : Number(nParam);
+    const { n, last } = pageAsked(ctx);
     const page = await deps.management.users(actorOf(caller, VIA, ctx), n, last);
-    if (page.next) ctx.set('Link', `</api/v1/admin/users?${new URLSearchParams({ n: String(n), last: page.next }).toString()}>; rel="next"`);
+    linkNext(ctx, '/api/v1/admin/users', n, page.next);
     ctx.body = { users: page.users.map(userView) };
   }));
 
@@ -123,7 +133,10 @@ export function accountRoutes(router: Router, deps: WebDeps): void {
 
   router.get('/api/v1/organisations', handle('api-organisations', async (ctx, caller) => {
     accountsOf();
-    ctx.body = { organisations: await deps.management.managedOrganisations(actorOf(caller, VIA, ctx)) };
+    const { n, last } = pageAsked(ctx);
+    const page = await deps.management.managedOrganisations(actorOf(caller, VIA, ctx), n, last);
+    linkNext(ctx, '/api/v1/organisations', n, page.next);
+    ctx.body = { organisations: page.organisations };
   }));
 
   router.post('/api/v1/organisations', handle('api-organisations', async (ctx, caller) => {

@@ -53,7 +53,7 @@ const PATHS: Record<string, Record<string, Operation>> = {
   '/api/v1/admin/users/{name}': { delete: { summary: 'Remove a user, their roles, robots and tokens; the name is retired', who: ADMIN } },
   '/api/v1/admin/gc': { get: { summary: 'The last garbage collection and the next', who: ADMIN }, post: { summary: 'Start a garbage collection', who: ADMIN, ok: 202 } },
   '/api/v1/organisations': {
-    get: { summary: 'The organisations the caller manages', result: object({ organisations: { type: 'array', items: ref('Organisation') } }) },
+    get: { summary: 'The organisations the caller manages (any of them for an admin), a page at a time: ?n= (100 when absent, at most 1000) and ?last=; a Link header names the next page', result: object({ organisations: { type: 'array', items: ref('Organisation') } }) },
     post: { summary: 'Create an organisation', who: ADMIN, body: object({ name: str, owner: str }, ['name']), ok: 201, result: ref('Organisation') },
   },
   '/api/v1/organisations/{name}': { get: { summary: 'An organisation and its members', who: MANAGER, result: ref('Organisation') } },

@@ -6,8 +6,8 @@ import { expect } from 'chai';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AccountStore, MAX_REVOKED_KEPT } from '../../auth/index.ts';
-import { FilesystemDriver, layout, localCoordination, type StorageDriver } from '../../storage/index.ts';
+import { AccountManagement, AccountStore, MAX_REVOKED_KEPT, type Actor } from '../../auth/index.ts';
+import { createStorage, FilesystemDriver, layout, localCoordination, type StorageDriver } from '../../storage/index.ts';
 
 /** The real driver, counting the records under `dir` (the tokens' unless said) read through it. */
 function counting(driver: StorageDriver, dir: string = layout.accessTokensDir): { driver: StorageDriver; reads: () => number } {
@@ -147,6 +147,41 @@ describe('auth: account indexes', function () {
       expect(await driver.list(layout.membershipsOf('alice'))).to.deep.equal([layout.membership('alice', 'acme')]);
       expect(await accounts.organisationsOf('bob')).to.have.length(40);
       expect(await accounts.organisationsOf('../orgs')).to.deep.equal([]);
+    });
+
+    it("gives an admin every organisation a page at a time, each page reading its own records; a member their own", async () => {
+      const { driver, reads: orgReads } = counting(new FilesystemDriver(dir), layout.organisationsDir);
+      const coordination = localCoordination();
+      const storage = createStorage(driver, undefined, coordination);
+      const accounts = new AccountStore(storage.driver, coordination.lock);
+      const management = new AccountManagement(accounts, undefined, storage.policies, storage.quotas);
+      const operator: Actor = { kind: 'operator', name: 'root', via: 'test' };
+      const chief: Actor = { kind: 'principal', principal: { kind: 'user', name: 'chief', admin: true }, via: 'test' };
+      const alice: Actor = { kind: 'principal', principal: { kind: 'user', name: 'alice', admin: false }, via: 'test' };
+      await accounts.addUser('alice', 'alice-password-1');
+      const names = Array.from({ length: 45 }, (_, i) => `org${String(i).padStart(2, '0')}`);
+      for (const name of names) await accounts.addOrganisation(name, Number(name.slice(3)) % 10 === 0 ? 'alice' : undefined);
+
+      const seen: string[] = [];
+      let last: string | undefined;
+      for (let pages = 0; ; pages++) {
+        expect(pages, 'pages of 20 to list 45').to.be.below(3);
+        const before = orgReads();
+        const page = await management.managedOrganisations(chief, 20, last);
+        expect(orgReads() - before, 'organisation records read for one page').to.equal(page.organisations.length);
+        expect(page.organisations.length).to.be.within(1, 20);
+        seen.push(...page.organisations.map((o) => o.name));
+        if (!page.next) break;
+        last = page.next;
+      }
+      expect(seen).to.deep.equal(names);
+      expect((await management.managedOrganisations(operator, 1000)).organisations).to.have.length(45);
+
+      const own = await management.managedOrganisations(alice, 2);
+      expect(own.organisations.map((o) => o.name)).to.deep.equal(['org00', 'org10']);
+      expect((await management.managedOrganisations(alice, 2, own.next)).organisations.map((o) => o.name)).to.deep.equal(['org20', 'org30']);
+      expect((await management.managedOrganisations(alice, 10, 'org30')).organisations.map((o) => o.name)).to.deep.equal(['org40']);
+      expect(await management.managedOrganisations(chief, 10, '../etc').catch((err: unknown) => err)).to.have.property('refusal', 'invalid');
     });
 
     it("finds the memberships made before the folders existed, once per storage", async () => {

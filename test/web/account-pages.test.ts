@@ -209,6 +209,22 @@ describe('web: the account pages in a real browser', function () {
     expect(await page.locator('h1').first().textContent()).to.match(/replication/i);
   });
 
+  it('lists an admin every organisation a page of 100 at a time, with a link to the next', async () => {
+    const send = (path: string, body: unknown) => admin.request('POST', path, { body: JSON.stringify(body), headers: { 'Content-Type': 'application/json' } });
+    const made = Array.from({ length: 100 }, (_, i) => `team${String(i).padStart(3, '0')}`);
+    for (const name of made) expect((await send('/api/v1/organisations', { name })).status).to.equal(201);
+    const page = await signedIn(chief);
+    await page.goto('/account');
+    const first = await page.locator('ul.namespaces a').allTextContents();
+    // The admin's own namespace, then the first 100 organisations: acme and team000 to team098.
+    expect(first).to.have.length(101);
+    expect(first.slice(0, 3)).to.deep.equal(['chief', 'acme', 'team000']);
+    await page.click('a[rel=next]');
+    await page.waitForURL(/\/account\?last=team098$/);
+    expect(await page.locator('ul.namespaces a').allTextContents()).to.deep.equal(['team099']);
+    expect(await page.locator('a[rel=next]').count()).to.equal(0);
+  });
+
   it('works without JavaScript: the same forms as plain HTTP posts', async () => {
     const cookie = await signIn(registry, ...bob);
     const headers = { Cookie: cookie, 'Content-Type': FORM };

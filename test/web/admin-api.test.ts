@@ -134,6 +134,16 @@ describe('admin API', function () {
       refused(await send(chief, 'POST', '/api/v1/organisations', { name: 'nobodys', owner: 'ghost' }), 404);
 
       expect((await alice.request('GET', '/api/v1/organisations')).json.organisations.map((o: any) => o.name)).to.deep.equal(['acme']);
+      // An admin manages them all, a page at a time with a Link to the next.
+      expect((await send(chief, 'POST', '/api/v1/organisations', { name: 'acme2' })).status).to.equal(201);
+      const firstPage = await chief.request('GET', '/api/v1/organisations?n=1');
+      expect(firstPage.json.organisations.map((o: any) => o.name)).to.deep.equal(['acme']);
+      const nextPage = firstPage.headers.link?.match(/^<([^>]+)>; rel="next"$/)?.[1];
+      expect(nextPage).to.equal('/api/v1/organisations?n=1&last=acme');
+      const secondPage = await chief.request('GET', nextPage!);
+      expect(secondPage.json.organisations.map((o: any) => o.name)).to.include('acme2');
+      refused(await chief.request('GET', '/api/v1/organisations?n=1001'), 400, 'INVALID');
+      refused(await chief.request('GET', '/api/v1/organisations?last=../etc'), 400, 'INVALID');
       expect((await bob.request('GET', '/api/v1/organisations')).json.organisations).to.deep.equal([]);
       refused(await bob.request('GET', '/api/v1/organisations/acme'), 404);
 

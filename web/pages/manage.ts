@@ -4,7 +4,7 @@
 // last lifecycle runs). Every rule is AccountManagement's; these pages only draw and read forms.
 import type Router from '@koa/router';
 import type { Context } from 'koa';
-import { AccountError, isRegistryAdmin, type Actor, type ScopeGrant } from '../../auth/index.ts';
+import { AccountError, isAccountName, isRegistryAdmin, type Actor, type ScopeGrant } from '../../auth/index.ts';
 import { PolicyError, type JobName } from '../../storage/index.ts';
 import { html, type Html, when } from '../html.ts';
 import type { Viewer } from '../session.ts';
@@ -97,6 +97,9 @@ export function secretOnce(what: string, username: string, secret: string, host:
 <p>Log in with it: <code>docker login ${host} -u ${username}</code>, then paste it as the password.</p></section>`;
 }
 
+/** Organisations listed on one account page (an admin manages all of them). */
+const ORGANISATIONS_PAGE = 100;
+
 const JOBS: Array<{ job: JobName; title: string }> = [
   { job: 'garbage-collection', title: 'Garbage collection' },
   { job: 'retention', title: 'Retention' },
@@ -111,13 +114,16 @@ export function overviewPage(router: Router, kit: PageKit): void {
     const manager = await signedIn(kit, ctx);
     if (!manager) return;
     const { actor, viewer } = manager;
-    const organisations = await management.managedOrganisations(actor);
-    const namespaces = [viewer.user, ...organisations.map((o) => o.name).filter((n) => n !== viewer.user)];
+    // An admin manages every organisation: a page of them at a time, after ?last=.
+    const last = typeof ctx.query.last === 'string' && isAccountName(ctx.query.last) ? ctx.query.last : undefined;
+    const { organisations, next } = await management.managedOrganisations(actor, ORGANISATIONS_PAGE, last);
+    const namespaces = [...(last === undefined ? [viewer.user] : []), ...organisations.map((o) => o.name).filter((n) => n !== viewer.user)];
     const admin = isRegistryAdmin(actor);
     const runs = admin ? await Promise.all(JOBS.map(async (j) => ({ ...j, last: await storage.jobs.last(j.job) }))) : [];
     await kit.reply(ctx, 200, 'Your account', html`<h1>Your account</h1>
 <p><a href="/account/tokens">Personal access tokens</a>: for <code>docker login</code> and scripts.</p>
 <h2>Namespaces you manage</h2><ul class="namespaces">${namespaces.map((n) => html`<li><a href="/account/namespaces/${n}">${n}</a>${n === viewer.user ? ' (yours)' : ' (organisation)'}</li>`)}</ul>
+${next ? html`<p><a rel="next" href="/account?last=${next}">More organisations</a></p>` : ''}
 ${admin ? html`<h2>Lifecycle runs</h2><table id="runs"><thead><tr><th>Job</th><th>Last finished</th><th>By</th><th>What it did</th></tr></thead><tbody>${runs.map(
       (r) => html`<tr><td>${r.title}</td><td>${when(r.last?.finishedAt)}</td><td>${r.last?.by ?? ''}</td><td><code>${r.last?.summary ? JSON.stringify(r.last.summary) : 'no run yet'}</code></td></tr>`,
     )}</tbody></table>
