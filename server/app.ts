@@ -248,7 +248,7 @@ export async function createAuth(
 
 /** S3 when a bucket is configured, else the folder BERTH_DATA. */
 export async function createDriver(config: Config, logger?: Logger): Promise<StorageDriver> {
-  if (!config.s3) return new FilesystemDriver(config.dataDir);
+  if (!config.s3) return new FilesystemDriver(config.dataDir, { directIO: config.directIo });
   const { bucket, prefix, region, endpoint, forcePathStyle, partSize, requestTimeoutMs } = config.s3;
   return createS3Driver({
     bucket,

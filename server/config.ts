@@ -29,6 +29,7 @@ const serverSettings = {
     .regex(LISTEN_RE, 'expected address:port, e.g. 127.0.0.1:5000')
     .refine((v) => Number(LISTEN_RE.exec(v)?.[1]) <= 65535, 'port must be at most 65535'),
   dataDir: z.string().min(1),
+  directIo: bool,
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   deleteEnabled: bool,
   readOnly: bool,
@@ -279,6 +280,9 @@ const serverSchema = z
     if (config.replicationRetryMaxMs < config.replicationRetryBaseMs) {
       ctx.addIssue({ code: 'custom', path: ['replicationRetryMaxMs'], message: 'must be at least BERTH_REPLICATION_RETRY_BASE_MS' });
     }
+    if (config.directIo && config.s3Bucket !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['directIo'], message: 'has no effect with BERTH_S3_BUCKET (blobs are not in BERTH_DATA)' });
+    }
     if (config.s3RedirectBaseUrl !== undefined && !config.s3Redirect) {
       ctx.addIssue({ code: 'custom', path: ['s3RedirectBaseUrl'], message: 'has no effect unless BERTH_S3_REDIRECT=true' });
     }
@@ -379,6 +383,11 @@ const RESERVED_NAMES = [
 export const SETTINGS: Record<SettingKey, { env: string; default?: string; help: string; secret?: true }> = {
   listen: { env: 'BERTH_LISTEN', default: '127.0.0.1:5000', help: 'address:port to serve on' },
   dataDir: { env: 'BERTH_DATA', default: './data', help: 'folder for blobs, manifests and upload sessions' },
+  directIo: {
+    env: 'BERTH_DIRECT_IO',
+    default: 'false',
+    help: 'write large blobs in BERTH_DATA with O_DIRECT instead of through the page cache: less kernel CPU where flushing the page cache is costly, but each write waits for the device (ignored where the filesystem refuses it)',
+  },
   logLevel: { env: 'BERTH_LOG_LEVEL', default: 'info', help: 'pino log level (silent to turn logs off)' },
   deleteEnabled: { env: 'BERTH_DELETE_ENABLED', default: 'true', help: 'allow DELETE of manifests, tags and blobs' },
   readOnly: { env: 'BERTH_READ_ONLY', default: 'false', help: 'refuse every write with DENIED (maintenance mode)' },

@@ -1,12 +1,15 @@
-// The filesystem driver's FileWriter. Blob bytes go to disk with direct I/O (O_DIRECT) where the
-// filesystem allows it: a blob must be durable before it is visible, and flushing it through the page
-// cache cost about 2.5 ms of kernel CPU per MB on our machines (a 2 GiB push: 5 s of fdatasync), where
-// direct writes of the same bytes cost 0.1 s and leave the page cache to what is read. Direct I/O wants
-// the memory, the file offset and the length aligned to the device's block: bytes are gathered into
-// page-aligned slabs (WebAssembly memory, whose base is page-aligned) and written a full slab at a time,
-// after the first MiB of each write (most blobs are smaller; they never open the direct descriptor);
-// the unaligned head of each write and its last, part-filled slab go through the page cache, and
-// commit()'s fdatasync covers both.
+// The filesystem driver's FileWriter. A blob must be durable before it is visible: its bytes go through
+// the page cache, a background fdatasync every 32 MiB keeps the unflushed part small, and commit()'s
+// fdatasync writes the rest. Or, where the driver is asked for it (BERTH_DIRECT_IO), with direct I/O
+// (O_DIRECT), which costs the kernel less CPU where flushing the page cache is costly: on 12-02 our
+// virtual disk took 2.5 ms of kernel CPU per MB to flush (2 GiB: 5 s), and direct writes carried eight
+// pushes at once at 625-740 MB/s; on 12-03 the same disk flushed at 1.2 ms per MB and direct writes,
+// each waiting for the device, held one push to 200-310 MB/s where the page cache carried it at 360-500.
+// Direct I/O wants the memory, the file offset and the length aligned to the device's block: bytes are
+// gathered into page-aligned slabs (WebAssembly memory, whose base is page-aligned) and written a full slab
+// at a time, after the first MiB of each write (most blobs are smaller; they never open the direct
+// descriptor); the unaligned head of each write and its last, part-filled slab go through the page cache,
+// and commit()'s fdatasync covers both.
 import { constants as fsConstants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import type { FileWriter } from './driver.ts';
@@ -41,6 +44,14 @@ const IN_FLIGHT = 2;
  * behind it: every 8 MiB cost a push a tenth of its rate, every 32 MiB leaves commit() some 30 ms.
  */
 const BACKGROUND_SYNC_BYTES = 32 * 1024 * 1024;
+/**
+ * Background flushes running at once, over all writers. Each holds one of libuv's four threads for as long
+ * as the device takes, and every file operation (the next write included) queues behind them: eight pushes
+ * at once, each with its own flush running, waited for the pool. A writer whose turn does not come flushes
+ * more at its next turn, or at commit().
+ */
+const MAX_BACKGROUND_FLUSHES = 2;
+let backgroundFlushes = 0;
 
 interface SlabMemory {
   readonly free: Buffer[];
@@ -123,6 +134,8 @@ export class FilesystemWriter implements FileWriter {
     /** The file's path, for the direct descriptor. */
     private readonly path: string,
     private current: number,
+    /** Whether whole slabs go to the device directly (BERTH_DIRECT_IO) rather than through the page cache. */
+    private readonly directWanted: boolean,
   ) {}
 
   get size(): number {
@@ -155,7 +168,7 @@ export class FilesystemWriter implements FileWriter {
       const { bytesWritten } = await this.handle.writev(done === 0 ? buffers : [Buffer.concat(buffers).subarray(done)], position + done);
       done += bytesWritten;
     }
-    if (!directIO.enabled) this.flushInBackground(bytes);
+    if (!this.canWriteDirect) this.flushInBackground(bytes);
   }
 
   /** A whole aligned slab straight to the device; through the page cache if the filesystem refuses. */
@@ -187,22 +200,22 @@ export class FilesystemWriter implements FileWriter {
   }
 
   get canWriteDirect(): boolean {
-    return directAvailable();
+    return this.directWanted && directAvailable();
   }
 
   private flushInBackground(bytes: number): void {
     this.unsynced += bytes;
-    if (this.unsynced < BACKGROUND_SYNC_BYTES || this.background) return;
+    if (this.unsynced < BACKGROUND_SYNC_BYTES || this.background || backgroundFlushes >= MAX_BACKGROUND_FLUSHES) return;
     this.unsynced = 0;
-    this.background = this.handle.datasync().then(
-      () => {
+    backgroundFlushes++;
+    this.background = this.handle
+      .datasync()
+      // commit() syncs again and reports any error that persists.
+      .catch(() => {})
+      .finally(() => {
+        backgroundFlushes--;
         this.background = undefined;
-      },
-      () => {
-        // commit() syncs again and reports any error that persists.
-        this.background = undefined;
-      },
-    );
+      });
   }
 
   async commit(): Promise<void> {

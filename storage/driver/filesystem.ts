@@ -57,14 +57,20 @@ export class FilesystemDriver implements StorageDriver {
 
   private readonly spareMinAgeMs: number;
   private readonly tempStaleMs: number;
+  /** Large blobs written with O_DIRECT (BERTH_DIRECT_IO) instead of through the page cache. */
+  private readonly directIO: boolean;
 
   constructor(
     readonly root: string,
-    /** How long a freed small file waits before it is written again, and when a temp file counts as left behind (tests shorten them). */
-    timing: { spareMinAgeMs?: number; tempStaleMs?: number } = {},
+    /**
+     * How long a freed small file waits before it is written again, and when a temp file counts as left
+     * behind (tests shorten them); whether large blobs go to the device directly.
+     */
+    options: { spareMinAgeMs?: number; tempStaleMs?: number; directIO?: boolean } = {},
   ) {
-    this.spareMinAgeMs = timing.spareMinAgeMs ?? SPARE_MIN_AGE_MS;
-    this.tempStaleMs = timing.tempStaleMs ?? TEMP_STALE_MS;
+    this.spareMinAgeMs = options.spareMinAgeMs ?? SPARE_MIN_AGE_MS;
+    this.tempStaleMs = options.tempStaleMs ?? TEMP_STALE_MS;
+    this.directIO = options.directIO ?? false;
   }
 
   private full(path: string): string {
@@ -302,7 +308,7 @@ export class FilesystemDriver implements StorageDriver {
       handle = await fsp.open(full, flags);
     }
     const { size } = await handle.stat();
-    return new FilesystemWriter(handle, full, size);
+    return new FilesystemWriter(handle, full, size, this.directIO);
   }
 
   async stat(path: string): Promise<FileInfo | undefined> {

@@ -15,39 +15,50 @@ describeStorageDriver('filesystem', async () => {
   };
 });
 
-// Where the filesystem refuses direct I/O, blobs go through the page cache: the same contract holds.
-describeStorageDriver('filesystem, page cache only (no direct I/O)', async () => {
+// BERTH_DIRECT_IO: whole slabs of a large write go to the device directly; the same contract holds.
+describeStorageDriver('filesystem, direct I/O', async () => {
   const root = await mkdtemp(join(tmpdir(), 'berth-fs-driver-'));
-  directIO.enabled = false;
   return {
-    driver: new FilesystemDriver(root),
-    reopen: () => new FilesystemDriver(root),
-    cleanup: async () => {
-      directIO.enabled = true;
-      await rm(root, { recursive: true, force: true });
-    },
+    driver: new FilesystemDriver(root, { directIO: true }),
+    reopen: () => new FilesystemDriver(root, { directIO: true }),
+    cleanup: () => rm(root, { recursive: true, force: true }),
   };
 });
 
 describe('filesystem driver: direct I/O', () => {
-  it('writes whole slabs of a large write straight to the device; its first MiB and the unaligned rest through the page cache', async () => {
+  /** Writes 5 MiB and 100 bytes (10 bytes first) through a new driver; the bytes written directly. */
+  async function largeWrite(options: { directIO?: boolean }): Promise<number> {
     const root = await mkdtemp(join(tmpdir(), 'berth-fs-direct-'));
     try {
-      const driver = new FilesystemDriver(root);
+      const driver = new FilesystemDriver(root, options);
       const before = directIO.bytesWritten;
       const writer = await driver.writer('/blob', false);
-      // 10 bytes first, so the direct part starts at a block past the first MiB and ends at the last whole slab.
       const data = Buffer.alloc(5 * 1024 * 1024 + 100, 7);
       await writer.write(Readable.from([data.subarray(0, 10), data.subarray(10)]));
       await writer.commit();
       await writer.close();
-      expect(directIO.enabled, 'this machine\'s filesystem takes direct I/O').to.equal(true);
-      const direct = directIO.bytesWritten - before;
-      expect(direct % 4096).to.equal(0);
-      expect(direct).to.be.within(2 * 1024 * 1024, data.length - 1024 * 1024);
       expect((await driver.getContent('/blob'))!.equals(data)).to.equal(true);
+      return directIO.bytesWritten - before;
     } finally {
       await rm(root, { recursive: true, force: true });
+    }
+  }
+
+  it('with directIO, writes whole slabs of a large write straight to the device; its first MiB and the unaligned rest through the page cache', async () => {
+    // 10 bytes first, so the direct part starts at a block past the first MiB and ends at the last whole slab.
+    const direct = await largeWrite({ directIO: true });
+    expect(directIO.enabled, 'this machine\'s filesystem takes direct I/O').to.equal(true);
+    expect(direct % 4096).to.equal(0);
+    expect(direct).to.be.within(2 * 1024 * 1024, 4 * 1024 * 1024);
+  });
+
+  it('by default, and where the filesystem refused direct I/O, writes everything through the page cache', async () => {
+    expect(await largeWrite({})).to.equal(0);
+    directIO.enabled = false;
+    try {
+      expect(await largeWrite({ directIO: true })).to.equal(0);
+    } finally {
+      directIO.enabled = true;
     }
   });
 });

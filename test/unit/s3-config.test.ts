@@ -2,7 +2,11 @@ import { expect } from 'chai';
 import { createDriver } from '../../server/app.ts';
 import { ConfigError, loadClientConfig, loadConfig } from '../../server/config.ts';
 import { onBaseUrl } from '../../server/distribution/blobs.ts';
-import { FilesystemDriver } from '../../storage/index.ts';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { directIO, FilesystemDriver } from '../../storage/index.ts';
 import { S3Driver } from '../../storage/driver/s3/index.ts';
 
 // The SDK's one warning that its 2027 releases need Node 22: true, and noise here.
@@ -93,6 +97,23 @@ describe('configuration: blob redirects to presigned S3 URLs', () => {
       ConfigError,
       'BERTH_S3_REDIRECT_BASE_URL: has no effect unless BERTH_S3_REDIRECT=true',
     );
+  });
+
+  it('refuse BERTH_DIRECT_IO with S3 (blobs are not in BERTH_DATA); the filesystem driver takes it', async () => {
+    expect(() => loadConfig({ ...onS3, BERTH_DIRECT_IO: 'true' })).to.throw(ConfigError, 'BERTH_DIRECT_IO: has no effect with BERTH_S3_BUCKET');
+    expect(loadConfig({}).directIo).to.equal(false);
+    const dir = await mkdtemp(join(tmpdir(), 'berth-direct-config-'));
+    try {
+      const driver = await createDriver(loadConfig({ BERTH_DIRECT_IO: 'true', BERTH_DATA: dir }));
+      const before = directIO.bytesWritten;
+      const writer = await driver.writer('/blob', false);
+      await writer.write(Readable.from([Buffer.alloc(6 * 1024 * 1024, 1)]));
+      await writer.commit();
+      await writer.close();
+      expect(directIO.bytesWritten - before, 'bytes written directly').to.be.at.least(4 * 1024 * 1024);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('move a presigned URL onto the CDN keeping its path and signed query byte for byte', () => {
