@@ -116,12 +116,12 @@ export async function startFaultProxy(upstream: string, options: FaultProxyOptio
         let left = cutAfter;
         upstreamRes.on('data', (chunk: Buffer) => {
           if (left <= 0) return;
-          res.write(chunk.subarray(0, left));
+          const last = chunk.length >= left;
+          // Dropped once the bytes are on the wire: destroying the socket at once also dropped the writes
+          // still queued in it, so a busy machine passed fewer bytes than the rule says, even none.
+          res.write(chunk.subarray(0, left), last ? () => res.socket?.destroy() : undefined);
           left -= chunk.length;
-          if (left <= 0) {
-            upstreamRes.destroy();
-            res.socket?.destroy();
-          }
+          if (last) upstreamRes.destroy();
         });
         upstreamRes.on('end', () => res.end());
       },
