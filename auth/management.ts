@@ -48,6 +48,17 @@ export interface PolicyView {
 }
 
 export const DEFAULT_CREDENTIAL_LIFETIME = '90d';
+
+/**
+ * The records of the first `n` of `names` (up to n + 1, as a store's page gives them), read by `read`, and
+ * the name to ask the next page after when there is more.
+ */
+async function pageOfRecords<T>(names: string[], n: number, read: (name: string) => Promise<T | undefined>): Promise<{ records: T[]; next?: string }> {
+  const shown = names.slice(0, n);
+  const records = (await Promise.all(shown.map(read))).filter((r): r is Awaited<T> => r !== undefined) as T[];
+  return { records, ...(names.length > n ? { next: shown[shown.length - 1] } : {}) };
+}
+
 /** Live (not revoked) tokens of a user, robots of a namespace: what a list page shows stays bounded. */
 export const MAX_LIVE_CREDENTIALS = 100;
 const live = (records: Array<{ revokedAt?: string }>) => records.filter((r) => r.revokedAt === undefined).length;
@@ -129,10 +140,8 @@ export class AccountManagement {
     this.requireAdmin(actor, 'user list');
     if (last !== undefined && !isAccountName(last)) throw new AccountError('invalid', 'last is a user name');
     const accounts = this.store();
-    const names = await accounts.usersPage(n + 1, last);
-    const shown = names.slice(0, n);
-    const users = (await Promise.all(shown.map((name) => accounts.user(name)))).filter((u): u is User => u !== undefined);
-    return { users, ...(names.length > n ? { next: shown[shown.length - 1] } : {}) };
+    const { records: users, next } = await pageOfRecords(await accounts.usersPage(n + 1, last), n, (name) => accounts.user(name));
+    return { users, ...(next !== undefined ? { next } : {}) };
   }
 
   addUser(actor: Actor, name: string, password: string, admin: boolean): Promise<User> {
@@ -161,10 +170,8 @@ export class AccountManagement {
     if (last !== undefined && !isAccountName(last)) throw new AccountError('invalid', 'last is an organisation name');
     const accounts = this.store();
     if (actor.kind === 'operator' || isRegistryAdmin(actor)) {
-      const names = await accounts.organisationsPage(n + 1, last);
-      const shown = names.slice(0, n);
-      const organisations = (await Promise.all(shown.map((name) => accounts.organisation(name)))).filter((o): o is Organisation => o !== undefined);
-      return { organisations, ...(names.length > n ? { next: shown[shown.length - 1] } : {}) };
+      const { records: organisations, next } = await pageOfRecords(await accounts.organisationsPage(n + 1, last), n, (name) => accounts.organisation(name));
+      return { organisations, ...(next !== undefined ? { next } : {}) };
     }
     if (actor.principal.kind !== 'user') return { organisations: [] };
     // A user's own organisations only, from their memberships.
