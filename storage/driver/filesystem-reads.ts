@@ -55,7 +55,8 @@ interface Reply {
   error?: { message: string; code?: string };
 }
 
-function readHere(file: string): Buffer | undefined {
+/** A small file's bytes, read at once; undefined when it (or a folder on its path) is missing, or it is a folder. */
+export function readIfPresent(file: string): Buffer | undefined {
   try {
     return readFileSync(file);
   } catch (err) {
@@ -71,7 +72,7 @@ function readHere(file: string): Buffer | undefined {
  */
 export async function readFiles(files: readonly string[], each: (index: number, content: Buffer | undefined) => void): Promise<void> {
   if (files.length < THREAD_FROM_FILES) {
-    for (let i = 0; i < files.length; i++) each(i, readHere(files[i]!));
+    for (let i = 0; i < files.length; i++) each(i, readIfPresent(files[i]!));
     return;
   }
   const worker = new Worker(WORKER_SOURCE, { eval: true, resourceLimits: { maxYoungGenerationSizeMb: 4 } });

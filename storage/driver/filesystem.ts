@@ -16,7 +16,7 @@ import {
   type PutOptions,
   type StorageDriver,
 } from './driver.ts';
-import { readFiles } from './filesystem-reads.ts';
+import { readFiles, readIfPresent } from './filesystem-reads.ts';
 import { FilesystemWriter } from './filesystem-writer.ts';
 
 const TEMP_DIR = '_tmp';
@@ -173,12 +173,7 @@ export class FilesystemDriver implements StorageDriver {
    * device, stays asynchronous. Blobs are streamed (reader, copyTo, writer) and never read this way.
    */
   async getContent(path: string): Promise<Buffer | undefined> {
-    try {
-      return fs.readFileSync(this.full(path));
-    } catch (err) {
-      if (isNotFound(err) || (err as NodeJS.ErrnoException).code === 'EISDIR') return undefined;
-      throw err;
-    }
+    return readIfPresent(this.full(path));
   }
 
   async getContents(paths: readonly string[], each: (index: number, content: Buffer | undefined) => void): Promise<void> {
