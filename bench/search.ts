@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { FilesystemDriver, layout, type RepositoryEntry } from '../storage/index.ts';
+import { FilesystemDriver, layout, searchDocument, type RepositoryEntry } from '../storage/index.ts';
 import { buildBundle } from './lib.ts';
 
 const COUNT = Number(process.argv[2] ?? 10_000);
@@ -38,7 +38,7 @@ async function seed(dir: string): Promise<void> {
           pulls: (n * 7919) % 100_000,
           version: 2,
         };
-        await driver.putContent(layout.searchEntry(name), JSON.stringify(entry));
+        await driver.putContent(layout.searchEntry(name), searchDocument(entry));
         await driver.putContent(layout.catalogEntry(name), '');
       }),
     );

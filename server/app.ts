@@ -347,8 +347,10 @@ export async function startServer(config: Config, berth: Berth): Promise<Running
   setTimeout(dropStartupGarbage, 2000).unref();
 
   // Pulls are counted in memory and added to the search index now and then: one write per repository.
+  // The same tick renews a day-old search snapshot, so that a quiet registry still restarts from it.
   const pulls = setInterval(() => {
     berth.storage.search.flushPulls().catch((err: Error) => berth.logger.warn({ err: err.message }, 'pull counts not saved; will try again'));
+    berth.storage.search.renewSnapshot().catch((err: Error) => berth.logger.warn({ err: err.message }, 'search snapshot not renewed; will try again'));
   }, config.pullCountFlushSeconds * 1000);
   pulls.unref();
   const stopLifecycle = scheduleLifecycle(config, berth);

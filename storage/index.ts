@@ -20,7 +20,7 @@ export {
 export { ManifestStore, type StoredManifest, type ReferrerDescriptor, type ManifestChange } from './manifests.ts';
 export { RepositoryStore, MAX_DESCRIPTION, MAX_README, type RepositorySettings } from './repositories.ts';
 export type { VisibilitySnapshot } from './visibility.ts';
-export { SearchIndex, architectureLabel, isOfficial, summaryOf, NEWEST_TAGS, MAX_PLATFORMS, type RepositoryEntry, type RepositorySummary, type TagFacts, type TagPage, type PlatformFacts, type SearchQuery, type SearchSort, type TagSort } from './search.ts';
+export { SearchIndex, architectureLabel, isOfficial, summaryOf, searchDocument, NEWEST_TAGS, MAX_PLATFORMS, type RepositoryEntry, type RepositorySummary, type TagFacts, type TagPage, type PlatformFacts, type SearchQuery, type SearchSort, type TagSort } from './search.ts';
 export { layout, baseName, decodeName } from './layout.ts';
 export { PresenceMarker, serversWithoutSharedState, type ServerPresence } from './presence.ts';
 export { UploadStore, type UploadObserver, isValidUploadId, type BlobUpload, type ChunkBounds, type MountSource } from './uploads.ts';
@@ -30,7 +30,7 @@ export {
   checkingPaths,
   directIO,
   createS3Driver,
-  getContents,
+  getFolderContents,
   PathNotFoundError,
   InvalidPathError,
   StorageUnavailableError,

@@ -15,7 +15,7 @@
 // derived again from the manifests and tags, so none is flushed to disk (UNFLUSHED); a torn one is rebuilt.
 import type { BlobStore } from './blobs.ts';
 import type { Generations } from './coordination/index.ts';
-import { getContents, UNFLUSHED, type StorageDriver } from './driver/index.ts';
+import { getFolderContents, UNFLUSHED, type StorageDriver } from './driver/index.ts';
 import { baseName, decodeName, layout } from './layout.ts';
 import type { Lock } from './coordination/index.ts';
 import type { ManifestChange, ManifestStore } from './manifests.ts';
@@ -135,6 +135,8 @@ const SNAPSHOT_EVERY_MS = 10 * 60_000;
  * weekend starts from its snapshot, not by reading every repository's summary.
  */
 const SNAPSHOT_TRUSTED_MS = 6 * 86_400_000;
+/** A snapshot no change has renewed for this long is written again by a process holding the summaries. */
+const SNAPSHOT_RENEW_MS = 86_400_000;
 
 interface SearchSnapshot {
   version: number;
@@ -210,6 +212,20 @@ function orderKey(tag: TagFacts): string {
 
 /** A search document that does not parse (a crash while it was written without a flush). */
 class TornDocument extends Error {}
+
+/**
+ * A repository's search document as stored: `[VERSION, summary]` on the first line, then the whole entry.
+ * A start without a snapshot parses the first line alone of each document: for 100,000 documents 0.34 s
+ * against 0.58 s for the whole entries, whose tag facts are garbage at once. JSON.stringify writes no raw
+ * line break, so the first one ends the summary.
+ */
+export function searchDocument(entry: RepositoryEntry): string {
+  return `${JSON.stringify([VERSION, summaryOf(entry)])}\n${JSON.stringify(entry)}`;
+}
+
+const LINE_BREAK = 0x0a;
+const DOCUMENT_SUFFIX = '.json';
+const CLOSING_BRACE = 0x7d;
 
 function parsed<T>(raw: Buffer): T | undefined {
   try {
@@ -400,8 +416,8 @@ export class SearchIndex {
 
   /** Stores a summary and announces it. */
   private async save(name: string, entry: RepositoryEntry): Promise<void> {
-    await this.driver.putContent(layout.searchEntry(name), JSON.stringify(entry), UNFLUSHED);
-    await this.announce(name, entry);
+    await this.driver.putContent(layout.searchEntry(name), searchDocument(entry), UNFLUSHED);
+    await this.announce(name, summaryOf(entry));
   }
 
   private async writeTag(name: string, tag: TagFacts): Promise<void> {
@@ -503,8 +519,8 @@ export class SearchIndex {
   }
 
   /** Writes a summary into memory and the journal, then tells the other processes. */
-  private async announce(name: string, entry: RepositoryEntry | undefined): Promise<void> {
-    if (entry) this.entries.set(name, summaryOf(entry));
+  private async announce(name: string, summary: RepositorySummary | undefined): Promise<void> {
+    if (summary) this.entries.set(name, summary);
     else this.entries.delete(name);
     await this.journal.record(name);
     await this.generations.bump(SEARCH);
@@ -530,8 +546,8 @@ export class SearchIndex {
       this.saveSnapshot();
     } else {
       await mapLimit([...plan.names], READ_CONCURRENCY, async (name) => {
-        const entry = await this.readEntry(name);
-        if (entry) this.entries.set(name, summaryOf(entry));
+        const summary = this.storedSummary(name, await this.driver.getContent(layout.searchEntry(name)));
+        if (summary) this.entries.set(name, summary);
         else this.entries.delete(name);
       });
       this.changesSinceSnapshot += plan.names.size;
@@ -569,6 +585,18 @@ export class SearchIndex {
       .finally(() => (this.snapshotting = undefined));
   }
 
+  /**
+   * Keeps the snapshot trusted on a quiet registry: one that no change renewed for a day is written again
+   * by a process that holds the summaries, once caught up. Without it a registry that took no push for six
+   * days would read every repository's summary at its next start.
+   */
+  async renewSnapshot(olderThanMs = SNAPSHOT_RENEW_MS): Promise<void> {
+    if (!this.loaded || Date.now() - this.snapshotAt < olderThanMs) return;
+    await this.fresh();
+    if (Date.now() - this.snapshotAt >= olderThanMs) this.saveSnapshot();
+    await this.snapshotting;
+  }
+
   /** Resolves when no snapshot is being written (tests, shutdown). */
   async settled(): Promise<void> {
     await this.snapshotting;
@@ -576,14 +604,14 @@ export class SearchIndex {
 
   private async load(): Promise<void> {
     await this.journal.mark();
-    const paths = (await this.driver.list(layout.searchDir)).filter((p) => p.endsWith('.json'));
     const entries = new Map<string, RepositorySummary>();
-    // Through the driver's bulk read: on a filesystem the files are read on a thread of their own while
-    // this one parses them (100,000 summaries: 2.4 s read and parsed here).
-    await getContents(this.driver, paths, (i, raw) => {
-      const name = decodeName(baseName(paths[i]!).replace(/\.json$/, ''));
-      const entry = this.storedEntry(name, raw);
-      if (entry) entries.set(name, summaryOf(entry));
+    // Through the driver's bulk read: on a filesystem the files are read on threads of their own while
+    // this one parses their first lines (read and parsed whole here, 100,000 documents took 2.4 s).
+    await getFolderContents(this.driver, layout.searchDir, (file, raw) => {
+      if (!file.endsWith(DOCUMENT_SUFFIX)) return;
+      const name = decodeName(file.slice(0, -DOCUMENT_SUFFIX.length));
+      const summary = this.storedSummary(name, raw);
+      if (summary) entries.set(name, summary);
     });
     this.entries = entries;
     this.loaded = true;
@@ -594,8 +622,22 @@ export class SearchIndex {
     return this.storedEntry(name, await this.driver.getContent(layout.searchEntry(name)));
   }
 
+  /** A summary as stored: the document's first line, or (a document of an older shape) made from its entry. */
+  private storedSummary(name: string, raw: Buffer | undefined): RepositorySummary | undefined {
+    if (!raw) return undefined;
+    const lineBreak = raw.indexOf(LINE_BREAK);
+    // A document cut short by a crash ends before its closing brace: rebuilt by the next change, as a torn entry is.
+    if (lineBreak >= 0 && raw[raw.length - 1] === CLOSING_BRACE) {
+      const head = parsed<[number, RepositorySummary]>(raw.subarray(0, lineBreak));
+      if (Array.isArray(head) && head[0] === VERSION && head[1]) return head[1];
+    }
+    const entry = this.storedEntry(name, raw);
+    return entry && summaryOf(entry);
+  }
+
   private storedEntry(name: string, raw: Buffer | undefined): RepositoryEntry | undefined {
-    const stored = raw && parsed<RepositoryEntry & { tags?: TagFacts[] }>(raw);
+    const lineBreak = raw ? raw.indexOf(LINE_BREAK) : -1;
+    const stored = raw && parsed<RepositoryEntry & { tags?: TagFacts[] }>(lineBreak < 0 ? raw : raw.subarray(lineBreak + 1));
     // Missing or torn by a crash: the next change rebuilds it.
     if (!stored) return undefined;
     if (stored.version === VERSION) return stored;

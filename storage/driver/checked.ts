@@ -14,7 +14,7 @@ export function checkingPaths(driver: StorageDriver): StorageDriver {
     ...(driver.ready && { ready: () => driver.ready!() }),
     ...(driver.close && { close: () => driver.close!() }),
     getContent: async (path: string) => driver.getContent(checkPath(path)),
-    ...(driver.getContents && { getContents: async (paths: readonly string[], each: (index: number, content: Buffer | undefined) => void) => driver.getContents!(paths.map(checkPath), each) }),
+    ...(driver.getFolderContents && { getFolderContents: async (path: string, each: (name: string, content: Buffer) => void) => driver.getFolderContents!(checkPath(path), each) }),
     putContent: async (path: string, content: Buffer | string, options?: PutOptions) => driver.putContent(checkPath(path), content, options),
     reader: async (path: string, range?: ByteRange) => driver.reader(checkPath(path), range),
     ...(driver.copyTo && { copyTo: async (path: string, sink: Writable, range?: ByteRange) => driver.copyTo!(checkPath(path), sink, range) }),

@@ -33,20 +33,22 @@ export function pageOfNames(sorted: readonly string[], page?: ListPage): string[
   return page?.limit === undefined ? [...after] : after.slice(0, page.limit);
 }
 
-/** Reads of a `getContents` without the driver's fast path kept in flight at once (network round trips on S3). */
+/** Reads of a `getFolderContents` without the driver's fast path kept in flight at once (network round trips on S3). */
 const CONTENTS_CONCURRENCY = 64;
 
 /**
- * Many small files through the driver's `getContents`, or `getContent` several at a time; `each` is called
- * with a path's index and content as it arrives (in no given order without the fast path).
+ * Every file directly in a folder, through the driver's `getFolderContents`, or `list` and `getContent`
+ * several at a time: `each` is called with a file's name and content as it arrives, in no given order.
  */
-export async function getContents(driver: StorageDriver, paths: readonly string[], each: (index: number, content: Buffer | undefined) => void): Promise<void> {
-  if (driver.getContents) return driver.getContents(paths, each);
+export async function getFolderContents(driver: StorageDriver, path: string, each: (name: string, content: Buffer) => void): Promise<void> {
+  if (driver.getFolderContents) return driver.getFolderContents(path, each);
+  const paths = await driver.list(path);
   let next = 0;
   const reader = async () => {
     while (next < paths.length) {
-      const i = next++;
-      each(i, await driver.getContent(paths[i]!));
+      const child = paths[next++]!;
+      const content = await driver.getContent(child);
+      if (content) each(child.slice(child.lastIndexOf('/') + 1), content);
     }
   };
   await Promise.all(Array.from({ length: Math.min(CONTENTS_CONCURRENCY, paths.length) }, reader));
@@ -97,11 +99,12 @@ export interface StorageDriver {
   /** Small files only (links, metadata, manifests). */
   getContent(path: string): Promise<Buffer | undefined>;
   /**
-   * Optional fast path for reading many small files at once (every search summary at a first start):
-   * calls `each` with each path's index and content (undefined when missing), in the paths' order.
-   * Drivers without it are read through `getContent` (see `getContents`).
+   * Optional fast path for reading every small file directly in a folder (every search summary at a first
+   * start): calls `each` with each file's name and content, in no given order. A missing folder has none;
+   * a child folder, or a file removed while the folder is read, is left out. Drivers without it are read
+   * through `list` and `getContent` (see `getFolderContents`).
    */
-  getContents?(paths: readonly string[], each: (index: number, content: Buffer | undefined) => void): Promise<void>;
+  getFolderContents?(path: string, each: (name: string, content: Buffer) => void): Promise<void>;
   /**
    * Replaces the file atomically: readers see the old content or the new one, never a mix. Durable when
    * it resolves, unless `durable: false` says the content can be derived again (an index): then a crash

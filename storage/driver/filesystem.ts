@@ -21,6 +21,7 @@ import { FilesystemWriter } from './filesystem-writer.ts';
 
 const TEMP_DIR = '_tmp';
 const fsyncFd = promisify(fs.fsync);
+const SLASH = 0x2f;
 /** Temp names: unique per process by a random prefix (another process may share the folder), then a counter. */
 const TEMP_PREFIX = `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
 let tempCounter = 0;
@@ -59,6 +60,8 @@ export class FilesystemDriver implements StorageDriver {
   private readonly tempStaleMs: number;
   /** Large blobs written with O_DIRECT (BERTH_DIRECT_IO) instead of through the page cache. */
   private readonly directIO: boolean;
+  /** The root as join begins every path with. */
+  private readonly prefix: string;
 
   constructor(
     readonly root: string,
@@ -71,9 +74,14 @@ export class FilesystemDriver implements StorageDriver {
     this.spareMinAgeMs = options.spareMinAgeMs ?? SPARE_MIN_AGE_MS;
     this.tempStaleMs = options.tempStaleMs ?? TEMP_STALE_MS;
     this.directIO = options.directIO ?? false;
+    const normalised = join(root, '.');
+    this.prefix = normalised === '/' ? '' : normalised;
   }
 
   private full(path: string): string {
+    // A path that join would leave as it is (every path through the checked wrapper) is appended to the
+    // root: 100,000 joins cost a start-up without a search snapshot 0.1 s.
+    if (path.charCodeAt(0) === SLASH && !path.includes('//') && !path.includes('/.')) return this.prefix + path;
     return join(this.root, path);
   }
 
@@ -176,11 +184,16 @@ export class FilesystemDriver implements StorageDriver {
     return readIfPresent(this.full(path));
   }
 
-  async getContents(paths: readonly string[], each: (index: number, content: Buffer | undefined) => void): Promise<void> {
-    await readFiles(
-      paths.map((p) => this.full(p)),
-      each,
-    );
+  async getFolderContents(path: string, each: (name: string, content: Buffer) => void): Promise<void> {
+    const folder = this.full(path);
+    let names: string[];
+    try {
+      names = await fsp.readdir(folder);
+    } catch (err) {
+      if (isNotFound(err)) return;
+      throw err;
+    }
+    await readFiles(`${folder}/`, names, each);
   }
 
   async putContent(path: string, content: Buffer | string, options?: PutOptions): Promise<void> {

@@ -5,7 +5,7 @@ export {
   StorageUnavailableError,
   isStorageFailure,
   UNFLUSHED,
-  getContents,
+  getFolderContents,
   type StorageDriver, type ListPage, type ByteRange, type FileInfo, type FileWriter, type PutOptions, type RedirectOptions } from './driver.ts';
 export { checkingPaths } from './checked.ts';
 export { FilesystemDriver } from './filesystem.ts';

@@ -39,7 +39,7 @@ describe('storage checks every path before its driver sees it', () => {
     ['list', (d: StorageDriver) => d.list('/a/../../escape')],
     ['move', (d: StorageDriver) => d.move('/ok/file', '/a/../../escape')],
     ['delete', (d: StorageDriver) => d.delete('/a/../../escape')],
-    ['getContents', (d: StorageDriver) => d.getContents!(['/ok/file', '/a/../../escape'], () => {})],
+    ['getFolderContents', (d: StorageDriver) => d.getFolderContents!('/a/../../escape', () => {})],
   ] as const) {
     it(`${method}: refused with InvalidPathError, the driver never called`, async () => {
       seen.length = 0;

@@ -2,7 +2,7 @@
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
-import { checkingPaths, getContents, InvalidPathError, PathNotFoundError, type StorageDriver } from '../../storage/index.ts';
+import { checkingPaths, getFolderContents, InvalidPathError, PathNotFoundError, type StorageDriver } from '../../storage/index.ts';
 
 async function readAll(stream: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -96,23 +96,24 @@ export function describeStorageDriver(name: string, make: () => Promise<DriverUn
       expect(await driver.getContent('/c/a/missing')).to.equal(undefined);
     });
 
-    it('getContents (the driver\'s bulk read, or getContent several at a time) gives each file by its index; a missing one or a folder undefined', async () => {
-      const paths = Array.from({ length: 40 }, (_, i) => `/many/${String(i).padStart(2, '0')}`);
-      await Promise.all(paths.map((p, i) => (i % 7 === 3 ? undefined : driver.putContent(p, `file ${i} `.repeat(i + 1)))));
+    it('getFolderContents (the driver\'s bulk read, or list and getContent several at a time) gives each file of a folder once by its name; child folders and missing folders none', async () => {
+      const names = Array.from({ length: 40 }, (_, i) => String(i).padStart(2, '0'));
+      await Promise.all(names.map((n, i) => (i % 7 === 3 ? undefined : driver.putContent(`/many/${n}`, `file ${i} `.repeat(i + 1)))));
       await driver.putContent('/many/folder/inside', 'x');
-      const asked = [...paths, '/many/folder', '/nowhere/at/all'];
-      const got = new Map<number, string | undefined>();
-      await getContents(driver, asked, (i, content) => {
-        expect(got.has(i), `index ${i} given twice`).to.equal(false);
-        got.set(i, content?.toString());
+      const got = new Map<string, string>();
+      await getFolderContents(driver, '/many', (name, content) => {
+        expect(got.has(name), `${name} given twice`).to.equal(false);
+        got.set(name, content.toString());
       });
-      expect(got.size).to.equal(asked.length);
-      paths.forEach((_, i) => expect(got.get(i)).to.equal(i % 7 === 3 ? undefined : `file ${i} `.repeat(i + 1)));
-      expect(got.get(paths.length)).to.equal(undefined);
-      expect(got.get(paths.length + 1)).to.equal(undefined);
+      const expected = new Map(names.flatMap((n, i) => (i % 7 === 3 ? [] : [[n, `file ${i} `.repeat(i + 1)] as const])));
+      expect(got).to.deep.equal(expected);
+      let nowhere = 0;
+      await getFolderContents(driver, '/nowhere/at/all', () => nowhere++);
+      await getFolderContents(driver, '/many/00', () => nowhere++);
+      expect(nowhere).to.equal(0);
       let error: unknown;
       try {
-        await getContents(driver, ['/many/00', '/many/../escape'], () => {});
+        await getFolderContents(driver, '/many/../escape', () => {});
       } catch (err) {
         error = err;
       }

@@ -48,9 +48,11 @@ class CountingDriver extends FilesystemDriver {
     this.gets++;
     return super.getContent(path);
   }
-  override getContents(paths: readonly string[], each: (index: number, content: Buffer | undefined) => void) {
-    this.gets += paths.length;
-    return super.getContents(paths, each);
+  override getFolderContents(path: string, each: (name: string, content: Buffer) => void) {
+    return super.getFolderContents(path, (name, content) => {
+      this.gets++;
+      each(name, content);
+    });
   }
   override list(path: string, page?: ListPage) {
     this.lists++;
@@ -184,6 +186,10 @@ describe('storage: the search index kept per tag', () => {
     const restarted = filesystemStorage(dir);
     await expectConsistent(restarted, 'after a restart');
     expect((await restarted.search.entry(NAME))?.tagCount).to.be.greaterThan(0);
+    // A first start without a snapshot reads each summary from the first line of its document.
+    await restarted.search.settled();
+    rmSync(join(dir, layout.searchSnapshot), { force: true });
+    await expectConsistent(filesystemStorage(dir), 'after a first start without a snapshot');
   });
   const indexChildren = new Set<string>();
 
@@ -271,6 +277,54 @@ describe('storage: the search index kept per tag', () => {
     const stale = new CountingDriver(dir);
     expect(await createStorage(stale).search.search({})).to.have.length(30);
     expect(stale.gets, 'every summary again').to.be.at.least(30);
+  });
+
+  it('a first start without a snapshot takes each summary from its document\'s first line; an entry alone (the older shape) is summarised, a torn document left out', async () => {
+    const first = filesystemStorage(dir);
+    for (let i = 0; i < 12; i++) await pushImage(first, `team/app-${i}`, 'v1', PLATFORMS[i % 4]!, `h${i}`);
+    const entries = await Promise.all(Array.from({ length: 12 }, async (_, i) => (await first.search.entry(`team/app-${i}`))!));
+    const documentOf = (i: number) => join(dir, layout.searchEntry(`team/app-${i}`));
+    const firstLine = (i: number) => readFileSync(documentOf(i), 'utf8').split('\n')[0]!;
+    expect(JSON.parse(firstLine(0))[1]).to.deep.equal(JSON.parse(JSON.stringify(summaryOf(entries[0]!))));
+    // The first line is what a first start reads: one that says otherwise than its entry shows through.
+    const withFirstLine = (i: number, version: number, description: string) => {
+      const [, summary] = JSON.parse(firstLine(i)) as [number, object];
+      writeFileSync(documentOf(i), JSON.stringify([version, { ...summary, description }]) + readFileSync(documentOf(i), 'utf8').slice(firstLine(i).length));
+    };
+    withFirstLine(1, 2, 'from the first line');
+    writeFileSync(documentOf(2), JSON.stringify(entries[2]));
+    writeFileSync(documentOf(3), readFileSync(documentOf(3)).subarray(0, 300));
+    writeFileSync(documentOf(4), readFileSync(documentOf(4), 'utf8').slice(0, -20));
+    // A first line of another version is not trusted: the entry below it is summarised instead.
+    withFirstLine(5, 999, 'from an unknown version');
+    rmSync(join(dir, layout.searchSnapshot), { force: true });
+    const found = new Map((await filesystemStorage(dir).search.search({})).map((e) => [e.name, e]));
+    expect([...found.keys()].sort()).to.deep.equal(entries.map((e) => e.name).filter((n) => n !== 'team/app-3' && n !== 'team/app-4').sort());
+    expect(found.get('team/app-1')!.description).to.equal('from the first line');
+    expect(JSON.parse(JSON.stringify(found.get('team/app-2')))).to.deep.equal(JSON.parse(JSON.stringify(summaryOf(entries[2]!))));
+    expect(found.get('team/app-5')!.description).to.equal(entries[5]!.description);
+    for (const i of [0, 6, 11]) expect(JSON.parse(JSON.stringify(found.get(`team/app-${i}`)))).to.deep.equal(JSON.parse(JSON.stringify(summaryOf(entries[i]!))));
+  });
+
+  it('renews a day-old snapshot in a process that holds the summaries, so that a quiet registry still restarts from it', async () => {
+    const first = filesystemStorage(dir);
+    for (let i = 0; i < 30; i++) await pushImage(first, `team/app-${i}`, 'v1', PLATFORMS[i % 4]!, `r${i}`);
+    const running = filesystemStorage(dir);
+    expect(await running.search.search({})).to.have.length(30);
+    await running.search.settled();
+    const snapshotFile = join(dir, layout.searchSnapshot);
+    const savedAt = () => (JSON.parse(readFileSync(snapshotFile, 'utf8')) as { savedAt: number }).savedAt;
+    const saved = savedAt();
+    // Not yet a day old: left as it is.
+    await running.search.renewSnapshot();
+    expect(savedAt()).to.equal(saved);
+    // Quiet for a week: without the renewal, the next start would read every summary (see above).
+    writeFileSync(snapshotFile, JSON.stringify({ ...JSON.parse(readFileSync(snapshotFile, 'utf8')), savedAt: Date.now() - 8 * 86_400_000 }));
+    await running.search.renewSnapshot(0);
+    expect(savedAt()).to.be.at.least(saved);
+    const next = new CountingDriver(dir);
+    expect(await createStorage(next).search.search({})).to.have.length(30);
+    expect(next.gets, 'the snapshot and the journals').to.be.at.most(4);
   });
 
   it('pages tags newest first with a name prefix', async () => {
