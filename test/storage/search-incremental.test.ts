@@ -189,7 +189,10 @@ describe('storage: the search index kept per tag', () => {
     // A first start without a snapshot reads each summary from the first line of its document.
     await restarted.search.settled();
     rmSync(join(dir, layout.searchSnapshot), { force: true });
-    await expectConsistent(filesystemStorage(dir), 'after a first start without a snapshot');
+    const unsnapshotted = filesystemStorage(dir);
+    await expectConsistent(unsnapshotted, 'after a first start without a snapshot');
+    // The snapshot that load writes is written in the background: done before the folder is removed.
+    await unsnapshotted.search.settled();
   });
   const indexChildren = new Set<string>();
 
@@ -275,7 +278,9 @@ describe('storage: the search index kept per tag', () => {
     expect(recent.gets, 'the snapshot and the journals').to.be.at.most(4);
     aged(8);
     const stale = new CountingDriver(dir);
-    expect(await createStorage(stale).search.search({})).to.have.length(30);
+    const staleStorage = createStorage(stale);
+    expect(await staleStorage.search.search({})).to.have.length(30);
+    await staleStorage.search.settled();
     expect(stale.gets, 'every summary again').to.be.at.least(30);
   });
 
@@ -298,7 +303,9 @@ describe('storage: the search index kept per tag', () => {
     // A first line of another version is not trusted: the entry below it is summarised instead.
     withFirstLine(5, 999, 'from an unknown version');
     rmSync(join(dir, layout.searchSnapshot), { force: true });
-    const found = new Map((await filesystemStorage(dir).search.search({})).map((e) => [e.name, e]));
+    const started = filesystemStorage(dir);
+    const found = new Map((await started.search.search({})).map((e) => [e.name, e]));
+    await started.search.settled();
     expect([...found.keys()].sort()).to.deep.equal(entries.map((e) => e.name).filter((n) => n !== 'team/app-3' && n !== 'team/app-4').sort());
     expect(found.get('team/app-1')!.description).to.equal('from the first line');
     expect(JSON.parse(JSON.stringify(found.get('team/app-2')))).to.deep.equal(JSON.parse(JSON.stringify(summaryOf(entries[2]!))));
@@ -323,7 +330,9 @@ describe('storage: the search index kept per tag', () => {
     await running.search.renewSnapshot(0);
     expect(savedAt()).to.be.at.least(saved);
     const next = new CountingDriver(dir);
-    expect(await createStorage(next).search.search({})).to.have.length(30);
+    const nextStorage = createStorage(next);
+    expect(await nextStorage.search.search({})).to.have.length(30);
+    await nextStorage.search.settled();
     expect(next.gets, 'the snapshot and the journals').to.be.at.most(4);
   });
 
