@@ -3,6 +3,7 @@ import type { Digest } from './reference.ts';
 
 const REPOSITORIES = '/repositories';
 const repo = (name: string) => `${REPOSITORIES}/${name}`;
+const SEARCH_DOCUMENT = '.json';
 
 export const layout = {
   /** Every blob's folder, by algorithm and the first two hex digits. */
@@ -43,7 +44,9 @@ export const layout = {
   catalogDir: '/catalog',
   /** The search index: one document per repository (storage/search.ts). */
   searchDir: '/search',
-  searchEntry: (name: string) => `/search/${encodeName(name)}.json`,
+  searchEntry: (name: string) => `/search/${encodeName(name)}${SEARCH_DOCUMENT}`,
+  /** The repository whose document a file of searchDir is; undefined for any other file. */
+  searchEntryOf: (file: string) => (file.endsWith(SEARCH_DOCUMENT) ? decodeName(file.slice(0, -SEARCH_DOCUMENT.length)) : undefined),
   /** One document per tag: its facts (storage/search.ts). */
   searchTags: (name: string) => `/search-tags/${encodeName(name)}`,
   searchTag: (name: string, tag: string) => `/search-tags/${encodeName(name)}/${tag}`,

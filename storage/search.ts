@@ -16,7 +16,7 @@
 import type { BlobStore } from './blobs.ts';
 import type { Generations } from './coordination/index.ts';
 import { getFolderContents, UNFLUSHED, type StorageDriver } from './driver/index.ts';
-import { baseName, decodeName, layout } from './layout.ts';
+import { baseName, layout } from './layout.ts';
 import type { Lock } from './coordination/index.ts';
 import type { ManifestChange, ManifestStore } from './manifests.ts';
 import { parseManifest } from './manifest-parser.ts';
@@ -224,7 +224,6 @@ export function searchDocument(entry: RepositoryEntry): string {
 }
 
 const LINE_BREAK = 0x0a;
-const DOCUMENT_SUFFIX = '.json';
 const CLOSING_BRACE = 0x7d;
 
 function parsed<T>(raw: Buffer): T | undefined {
@@ -608,8 +607,8 @@ export class SearchIndex {
     // Through the driver's bulk read: on a filesystem the files are read on threads of their own while
     // this one parses their first lines (read and parsed whole here, 100,000 documents took 2.4 s).
     await getFolderContents(this.driver, layout.searchDir, (file, raw) => {
-      if (!file.endsWith(DOCUMENT_SUFFIX)) return;
-      const name = decodeName(file.slice(0, -DOCUMENT_SUFFIX.length));
+      const name = layout.searchEntryOf(file);
+      if (name === undefined) return;
       const summary = this.storedSummary(name, raw);
       if (summary) entries.set(name, summary);
     });
