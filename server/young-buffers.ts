@@ -10,8 +10,14 @@ import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
 const RECLAIM_EVERY_BYTES = 16 * 1024 * 1024;
-/** The old generation may grow to 3× what survived the last full collection (V8's own factor is 1.1–4, by pace). */
-const HEAP_GROWING_PERCENT = 200;
+/**
+ * The old generation may grow to 5× what survived the last full collection (V8's own factor is 1.1–4, by
+ * pace). Bytes in flight count too: eight large uploads at once hold some 30 MiB of body between the socket,
+ * the disk writes and the hashing thread, and with 3× (some 25 MiB of room over an 11 MiB heap) that alone
+ * started a mark-compact every 40 MiB of body. 5×: a third as many, about 7% more throughput; peak resident
+ * memory under that load 179 MiB instead of 166, idle memory unchanged.
+ */
+const HEAP_GROWING_PERCENT = 400;
 
 type GcFunction = (options?: { type: 'minor' | 'major'; execution: 'sync' }) => void;
 
