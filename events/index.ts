@@ -2,11 +2,11 @@
 // pushes, deletes, pulls and collections; it never imports this room), each event queued in storage for
 // every endpoint that wants it, and a Deliverer that sends the queues in order, signed.
 import type { BlockList } from 'node:net';
-import { namespaceOf, type SecretSeal, type Lock, type StorageDriver, type StorageListener } from '../storage/index.ts';
+import { namespaceOf, type SecretSeal, type Lock, type RequestedBy, type StorageDriver, type StorageListener } from '../storage/index.ts';
 import { Deliverer, type DeliverySettings, type Warn } from './delivery.ts';
 import { DestinationPolicy } from './destination.ts';
 import { EndpointStore, viewOf, type Endpoint, type EndpointView, type NewEndpoint } from './endpoints.ts';
-import { EventFactory, type EventTarget, type RegistryEvent, type RequestFacts } from './envelope.ts';
+import { EventFactory, type EventTarget, type RegistryEvent } from './envelope.ts';
 import { WebhookError } from './errors.ts';
 import { DeliveryLog, EventQueue, type DeliveryRecord } from './queue.ts';
 
@@ -61,11 +61,6 @@ export class Webhooks {
     return this.deliverer.stop();
   }
 
-  /** Runs a request's handling so that the events it causes describe it. */
-  withRequest<T>(facts: () => RequestFacts, fn: () => T): T {
-    return this.events.withRequest(facts, fn);
-  }
-
   async list(): Promise<EndpointView[]> {
     return (await this.endpoints.all()).map(viewOf);
   }
@@ -98,11 +93,11 @@ export class Webhooks {
   /** The event source: what storage tells, queued for the endpoints that want it. */
   listener(): StorageListener {
     return {
-      manifestPushed: (f) => this.publish('push', { mediaType: f.mediaType, digest: f.digest, size: f.size, repository: f.name, ...(f.tag ? { tag: f.tag } : {}) }),
-      manifestDeleted: (d) => this.publish('delete', { repository: d.name, ...(d.digest ? { digest: d.digest } : {}), ...(d.tag ? { tag: d.tag } : {}) }),
-      blobDeleted: (f) => this.publish('delete', { mediaType: 'application/octet-stream', digest: f.digest, repository: f.name }),
+      manifestPushed: (f) => this.publish('push', { mediaType: f.mediaType, digest: f.digest, size: f.size, repository: f.name, ...(f.tag ? { tag: f.tag } : {}) }, {}, f.by),
+      manifestDeleted: (d) => this.publish('delete', { repository: d.name, ...(d.digest ? { digest: d.digest } : {}), ...(d.tag ? { tag: d.tag } : {}) }, {}, d.by),
+      blobDeleted: (f) => this.publish('delete', { mediaType: 'application/octet-stream', digest: f.digest, repository: f.name }, {}, f.by),
       manifestPulled: (f) => {
-        void this.publish('pull', { mediaType: f.mediaType, digest: f.digest, size: f.size, repository: f.name, ...(f.tag ? { tag: f.tag } : {}) }, {}, PULL_ENDPOINTS_MAX_AGE_MS);
+        void this.publish('pull', { mediaType: f.mediaType, digest: f.digest, size: f.size, repository: f.name, ...(f.tag ? { tag: f.tag } : {}) }, {}, f.by, PULL_ENDPOINTS_MAX_AGE_MS);
       },
       garbageCollected: (summary) => this.publish('gc', undefined, { gc: summary }),
     };
@@ -114,12 +109,12 @@ export class Webhooks {
   }
 
   /** Queues the event for each endpoint that wants it; never fails what caused it (a failure is logged). */
-  private async publish(action: string, target: EventTarget | undefined, extra: Partial<RegistryEvent> = {}, maxAgeMs?: number): Promise<void> {
+  private async publish(action: string, target: EventTarget | undefined, extra: Partial<RegistryEvent> = {}, by?: RequestedBy, maxAgeMs?: number): Promise<void> {
     try {
       const endpoints = maxAgeMs === undefined ? await this.endpoints.all() : await this.endpoints.recent(maxAgeMs);
       const wanting = endpoints.filter((e) => wants(e, action, target));
       if (wanting.length === 0) return;
-      const event = this.events.create(action, target, extra);
+      const event = this.events.create(action, target, extra, by);
       for (const endpoint of wanting) {
         if (await this.queue.enqueue(endpoint.id, event)) this.deliverer.kick(endpoint.id);
       }

@@ -19,8 +19,8 @@ import {
   type StorageDriver,
   type UploadObserver,
 } from '../storage/index.ts';
-import { AuditLog, AuthService, LdapDirectory, principalName, principalOf, type AuditSink, type TokenClaims } from '../auth/index.ts';
-import { Webhooks, type RequestFacts } from '../events/index.ts';
+import { AuditLog, AuthService, LdapDirectory, type AuditSink } from '../auth/index.ts';
+import { Webhooks } from '../events/index.ts';
 import { hostname } from 'node:os';
 import { bodyBytesArrived, dropStartupGarbage } from './young-buffers.ts';
 import { AuthGate } from './auth-gate.ts';
@@ -138,7 +138,6 @@ export async function createApp(
   app.use(securityHeaders());
   app.use(forwardedClient(config));
   app.use(requestLog(logger));
-  app.use((ctx, next) => webhooks.withRequest(() => requestFacts(ctx), next));
   app.use(metrics.middleware());
   app.use(errorMapping(logger, config.publicUrl));
   app.use(refuseCrossSite(config.publicUrl, () => new RegistryError('DENIED', 'a request made for another site may not change anything here')));
@@ -197,21 +196,6 @@ export function openWebhooks(config: Config, storage: Storage, coordination: Coo
     sourceAddr: config.publicUrl ? new URL(config.publicUrl).host : `${hostname()}:${listenAddress(config).port}`,
     logger,
   });
-}
-
-/** The request an event names, read when the event happens (the actor is known once the route checked access). */
-function requestFacts(ctx: Koa.Context): RequestFacts {
-  const claims = ctx.state.claims as TokenClaims | undefined;
-  const viewer = ctx.state.viewer as { principal?: Parameters<typeof principalName>[0] } | undefined;
-  const principal = claims ? principalOf(claims) : viewer?.principal;
-  return {
-    id: String(ctx.state.requestId ?? ''),
-    addr: ctx.ip,
-    host: ctx.host,
-    method: ctx.method,
-    useragent: ctx.get('User-Agent'),
-    ...(principal && principal.kind !== 'anonymous' ? { actor: principalName(principal) } : {}),
-  };
 }
 
 /**

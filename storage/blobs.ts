@@ -9,7 +9,7 @@ import type { Digest } from './reference.ts';
 import { StampedCache } from './stamped-cache.ts';
 import { NamespaceUsage } from './usage.ts';
 import { blobHolders } from './walk.ts';
-import type { StorageListener } from './listener.ts';
+import type { RequestedBy, StorageListener } from './listener.ts';
 
 /** The generation key of a repository's blob links (names never start with '_', so it cannot clash). */
 function linksOf(name: string): string {
@@ -135,9 +135,9 @@ export class BlobStore {
   }
 
   /** A client's DELETE of a blob from a repository: the unlink, announced (GC's unlinks are not, one by one). */
-  async remove(name: string, digest: Digest): Promise<boolean> {
+  async remove(name: string, digest: Digest, by?: RequestedBy): Promise<boolean> {
     const existed = await this.unlink(name, digest);
-    if (existed) await this.listener?.blobDeleted?.({ name, digest: digest.value });
+    if (existed) await this.listener?.blobDeleted?.({ name, digest: digest.value, ...(by ? { by } : {}) });
     return existed;
   }
 

@@ -45,7 +45,7 @@ export { PolicyStore, PolicyError, namespaceOf, matchesTagPattern, type Policy, 
 export { Quotas, type UsageCorrection } from './quotas.ts';
 export { FolderSweep, mapLimit, SWEEP_PAGE_SIZE } from './walk.ts';
 export { applyRetention, type RetentionResult, type RetentionOptions } from './retention.ts';
-export { allOf, type StorageListener, type ManifestFacts, type ManifestDeletion } from './listener.ts';
+export { allOf, type StorageListener, type ManifestFacts, type ManifestDeletion, type Requester, type RequestedBy } from './listener.ts';
 export { SecretSeal } from './seal.ts';
 export { LifecycleJobs, gcSummary, readJobRecord, writeJobRecord, type JobName, type JobRecord } from './jobs.ts';
 

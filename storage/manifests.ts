@@ -9,7 +9,7 @@ import { LocalLock, type Lock } from './coordination/index.ts';
 import { StampedCache } from './stamped-cache.ts';
 import { isForeignLayer, parseManifest, referrerArtifactType, type ParsedManifest } from './manifest-parser.ts';
 import { tryParseDigest, type Digest, type Reference } from './reference.ts';
-import type { StorageListener } from './listener.ts';
+import type { RequestedBy, StorageListener } from './listener.ts';
 
 export interface StoredManifest {
   readonly digest: string;
@@ -108,14 +108,14 @@ export class ManifestStore {
    * Stores a manifest (and moves its tag). With `immutableTag`, a tag that already names another
    * manifest is refused (TagImmutable) instead of moved. With `referencesOnDemand` (a pull-through cache's
    * copy of an upstream manifest) the blobs and children it names need not be here yet: they are fetched
-   * when first pulled.
+   * when first pulled. `by` is the request that asked, for the listener.
    */
   async put(
     name: string,
     reference: Reference,
     bytes: Buffer,
     contentType: string | undefined,
-    options: { immutableTag?: boolean; referencesOnDemand?: boolean } = {},
+    options: { immutableTag?: boolean; referencesOnDemand?: boolean; by?: RequestedBy } = {},
   ): Promise<PutResult> {
     const algorithm = reference.kind === 'digest' ? reference.digest.algorithm : 'sha256';
     const hex = createHash(algorithm).update(bytes).digest('hex');
@@ -187,6 +187,7 @@ export class ManifestStore {
       mediaType: manifest.mediaType,
       size: bytes.length,
       ...(reference.kind === 'tag' ? { tag: reference.tag } : {}),
+      ...(options.by ? { by: options.by } : {}),
     });
     return { digest: digest.value, subject: manifest.subject?.digest.value };
   }
@@ -271,8 +272,8 @@ export class ManifestStore {
   }
 
   /** A client pulled this manifest (the route tells a pull from a page's read): the listener hears of it. */
-  pulled(name: string, manifest: StoredManifest, tag?: string): void {
-    this.listener?.manifestPulled?.({ name, digest: manifest.digest, mediaType: manifest.mediaType, size: manifest.content.length, ...(tag ? { tag } : {}) });
+  pulled(name: string, manifest: StoredManifest, tag?: string, by?: RequestedBy): void {
+    this.listener?.manifestPulled?.({ name, digest: manifest.digest, mediaType: manifest.mediaType, size: manifest.content.length, ...(tag ? { tag } : {}), ...(by ? { by } : {}) });
   }
 
   private async resolveTag(name: string, tag: string, generation: number | undefined): Promise<Digest | undefined> {
@@ -298,13 +299,13 @@ export class ManifestStore {
   }
 
   /** Deletes a tag, or a manifest with every tag that points at it. Returns false when there was none. */
-  async delete(name: string, reference: Reference): Promise<boolean> {
+  async delete(name: string, reference: Reference, by?: RequestedBy): Promise<boolean> {
     if (reference.kind === 'tag') {
       const tag = reference.tag;
       let target: string | undefined;
       const existed = await this.lock.run(`tag:${name}:${tag}`, async () => this.removeTag(name, tag, (target = await this.tagTarget(name, tag))));
       if (existed) await this.changed?.({ name, tags: [tag] });
-      if (existed) await this.listener?.manifestDeleted?.({ name, tag, digest: target });
+      if (existed) await this.listener?.manifestDeleted?.({ name, tag, digest: target, ...(by ? { by } : {}) });
       return existed;
     }
     const digest = reference.digest;
@@ -325,7 +326,7 @@ export class ManifestStore {
     });
     if (deleted) await this.removeFromCatalogIfEmpty(name);
     if (deleted) await this.changed?.({ name, tags: removed, subject });
-    if (deleted) await this.listener?.manifestDeleted?.({ name, digest: digest.value });
+    if (deleted) await this.listener?.manifestDeleted?.({ name, digest: digest.value, ...(by ? { by } : {}) });
     return deleted;
   }
 

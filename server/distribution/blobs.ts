@@ -3,6 +3,7 @@ import type { Context } from 'koa';
 import { RegistryError } from '../errors.ts';
 import { parseDigest, type ByteRange, type Digest } from '../../storage/index.ts';
 import { replyDirect, replyEmpty, replyHead, replyStream, type DistributionDeps, type Handler } from './http.ts';
+import { requestedBy } from '../requester.ts';
 
 type RangeResult = { kind: 'full' } | { kind: 'partial'; range: ByteRange } | { kind: 'unsatisfiable' };
 
@@ -114,7 +115,7 @@ export function blobHandlers(deps: DistributionDeps): Record<string, Handler> {
 
     async DELETE(ctx, { name, ref }) {
       const digest = parseDigest(ref);
-      if (!(await blobs.remove(name, digest))) throw new RegistryError('BLOB_UNKNOWN', undefined, { digest: digest.value });
+      if (!(await blobs.remove(name, digest, requestedBy(ctx)))) throw new RegistryError('BLOB_UNKNOWN', undefined, { digest: digest.value });
       replyEmpty(ctx, 202, { 'Docker-Content-Digest': digest.value });
     },
   };

@@ -3,6 +3,7 @@ import type { Context } from 'koa';
 import { RegistryError } from '../errors.ts';
 import { looksLikeDigest, MediaType, parseDigest, parseReference, type Reference, type StoredManifest } from '../../storage/index.ts';
 import { location, readLimited, replyEmpty, replyHead, type DistributionDeps, type Handler } from './http.ts';
+import { requestedBy } from '../requester.ts';
 
 /**
  * A client that lists media types without OCI ones cannot read an OCI manifest; as Distribution does,
@@ -70,7 +71,7 @@ export function manifestHandlers(deps: DistributionDeps): Record<string, Handler
       const manifest = await find(ctx, name, ref);
       // A pull asks for the manifest by tag first (then maybe a platform's by digest): count that one.
       if (!looksLikeDigest(ref)) deps.storage.search.countPull(name);
-      manifests.pulled(name, manifest, looksLikeDigest(ref) ? undefined : ref);
+      manifests.pulled(name, manifest, looksLikeDigest(ref) ? undefined : ref, requestedBy(ctx));
       ctx.status = 200;
       ctx.body = manifest.content;
       ctx.set(headers(manifest));
@@ -80,7 +81,7 @@ export function manifestHandlers(deps: DistributionDeps): Record<string, Handler
       const reference = referenceFor(ref, true);
       const bytes = await readLimited(ctx, deps.config.maxManifestBytes);
       const immutableTag = reference.kind === 'tag' && (await policies.isImmutable(name, reference.tag));
-      const result = await manifests.put(name, reference, bytes, ctx.get('Content-Type') || undefined, { immutableTag });
+      const result = await manifests.put(name, reference, bytes, ctx.get('Content-Type') || undefined, { immutableTag, by: requestedBy(ctx) });
       const headers: Record<string, string> = {
         Location: location(deps, `/v2/${name}/manifests/${result.digest}`),
         'Docker-Content-Digest': result.digest,
@@ -92,7 +93,7 @@ export function manifestHandlers(deps: DistributionDeps): Record<string, Handler
     async DELETE(ctx, { name, ref }) {
       const reference = referenceFor(ref, false);
       await refuseImmutableDelete(name, reference);
-      if (!(await manifests.delete(name, reference))) {
+      if (!(await manifests.delete(name, reference, requestedBy(ctx)))) {
         throw new RegistryError('MANIFEST_UNKNOWN', undefined, { name, reference: ref });
       }
       replyEmpty(ctx, 202);

@@ -99,6 +99,9 @@ describe('webhooks', function () {
       await waitFor(() => receiver.deliveries.length >= 2, 'the delete event');
       expect(receiver.deliveries[1]!.json.events[0]).to.deep.include({ action: 'delete' });
       expect(receiver.deliveries[1]!.json.events[0].target).to.include({ repository: 'hooks/app', tag: 'v1', digest: pushed.digest });
+      // The route hands storage the request with the change: a delete names its own.
+      expect(receiver.deliveries[1]!.json.events[0].request).to.include({ method: 'DELETE', host: berth.host, addr: '127.0.0.1' });
+      expect(receiver.deliveries[1]!.json.events[0].request.id).to.be.a('string').and.not.equal(event.request.id);
       expect(receiver.deliveries[1]!.verified).to.equal(true);
 
       // The receiver records a delivery before it answers, the log is written after the answer: waited for.
@@ -110,6 +113,23 @@ describe('webhooks', function () {
       // The secret is in no file of the storage in the clear, and in no log line.
       for (const file of filesUnder(berth.dataDir)) expect(readFileSync(file).includes(receiver.secret!), file).to.equal(false);
       expect(berth.logs.join('\n')).not.to.include(receiver.secret!);
+      expect((await registry.request('DELETE', `/api/v1/webhooks/${id}`)).status).to.equal(200);
+    });
+
+    it('names the request behind a blob delete; a collection, which no request caused, names none', async function () {
+      const id = await subscribe(registry, receiver, { events: ['delete', 'gc'] });
+      const pushed = await registry.pushImage('hooks/blobs', 'v1');
+      const removed = await registry.request('DELETE', `/v2/hooks/blobs/blobs/${pushed.layers[0]}`, { headers: { 'User-Agent': 'blob-remover/1' } });
+      expect(removed.status).to.equal(202);
+      await waitFor(() => receiver.deliveries.length >= 1, 'the blob delete event');
+      const event = receiver.deliveries[0]!.json.events[0];
+      expect(event.target).to.include({ mediaType: 'application/octet-stream', digest: pushed.layers[0], repository: 'hooks/blobs' });
+      expect(event.request).to.include({ method: 'DELETE', useragent: 'blob-remover/1', addr: '127.0.0.1' });
+      const gc = await registry.request('POST', '/api/v1/admin/gc', { body: '{}', headers: { 'Content-Type': 'application/json' } });
+      expect(gc.status, gc.text).to.be.oneOf([200, 202]);
+      const collected = await waitFor(() => receiver.deliveries.find((d) => d.json.events[0].action === 'gc'), 'the gc event');
+      expect(collected.json.events[0]).not.to.have.property('request');
+      expect(collected.json.events[0]).not.to.have.property('actor');
       expect((await registry.request('DELETE', `/api/v1/webhooks/${id}`)).status).to.equal(200);
     });
 
