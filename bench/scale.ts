@@ -8,7 +8,8 @@
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import http from 'node:http';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -486,6 +487,41 @@ async function plainClientPhase(b: ScaleBench, o: ScaleOptions): Promise<void> {
     `Target, plain client: Berth at least 2× Distribution's MB/s: one push ${format(single, 2)}×, ${verdict(single >= 2)}; ` +
       `${CONCURRENCY} at once ${format(together, 2)}×, ${verdict(together >= 2)}`,
   );
+  // What the disk takes durably in the same minutes, without a network, a parser or a hash: the ceiling both
+  // registries push against, which on a virtual disk moves by a third from one hour to the next.
+  await b.settle();
+  const disk = await diskCeiling(join(b.tmp, 'plain-disk'), CONCURRENCY, o.plainBytes);
+  b.note(
+    `The disk alone: ${CONCURRENCY} files of ${size} written at once in 1 MiB writes, each flushed every 32 MiB and at the end ` +
+      `(as Berth's writer does): ${format(disk, 0)} MB/s; Berth's ${CONCURRENCY} at once reached ${format((100 * berth.eight) / disk, 0)}% of it, ` +
+      `Distribution's ${format((100 * distribution.eight) / disk, 0)}%`,
+  );
+}
+
+/** MB/s of `files` files of `bytes` each, written at once through the page cache and flushed (fdatasync). */
+async function diskCeiling(dir: string, files: number, bytes: number): Promise<number> {
+  mkdirSync(dir, { recursive: true });
+  const block = randomBytes(MiB);
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: files }, async (_, i) => {
+      const handle = await open(join(dir, `ceiling-${i}`), 'w');
+      try {
+        let flushing: Promise<void> | undefined;
+        for (let at = 0; at < bytes; at += MiB) {
+          await handle.write(block, 0, Math.min(MiB, bytes - at), at);
+          if ((at + MiB) % (32 * MiB) === 0 && !flushing) flushing = handle.datasync().finally(() => (flushing = undefined));
+        }
+        await flushing;
+        await handle.datasync();
+      } finally {
+        await handle.close();
+      }
+    }),
+  );
+  const mbPerS = (files * bytes) / 1e6 / seconds(t0);
+  rmSync(dir, { recursive: true, force: true });
+  return mbPerS;
 }
 
 // ----------------------------------------------------------------------------------- idle memory
