@@ -33,6 +33,8 @@ const SLOTS = 12;
 class HashThread {
   private readonly worker: Worker;
   private readonly memory = new SharedArrayBuffer(SLOTS * SLOT_BYTES);
+  /** A view of each slot, made once: a copy per chunk needs no new view. */
+  private readonly slots = Array.from({ length: SLOTS }, (_, i) => Buffer.from(this.memory, i * SLOT_BYTES, SLOT_BYTES));
   private readonly freeSlots: number[] = Array.from({ length: SLOTS }, (_, i) => SLOTS - 1 - i);
   private nextId = 0;
   private waiting: Array<() => void> = [];
@@ -71,7 +73,7 @@ class HashThread {
     for (const chunk of chunks) {
       for (let offset = 0; offset < chunk.length; ) {
         while (slot === undefined && (slot = this.freeSlots.pop()) === undefined) await new Promise<void>((resolve) => this.waiting.push(resolve));
-        const n = chunk.copy(new Uint8Array(this.memory, slot * SLOT_BYTES + filled, SLOT_BYTES - filled), 0, offset);
+        const n = chunk.copy(this.slots[slot]!, filled, offset);
         filled += n;
         offset += n;
         if (filled === SLOT_BYTES) send();

@@ -20,6 +20,16 @@ describe('RunningDigest: sha256 on the hashing thread', () => {
     digest.free();
   });
 
+  it('hashes a chunk larger than a slot of the shared memory, across slots, in order', async () => {
+    const big = Buffer.alloc(3 * 1024 * 1024 + 12345);
+    for (let i = 0; i < big.length; i += 4096) big[i] = i % 253;
+    const digest = new RunningDigest();
+    await digest.update(big);
+    await digest.update(Buffer.from('tail'));
+    expect(await digest.hex()).to.equal(createHash('sha256').update(big).update('tail').digest('hex'));
+    digest.free();
+  });
+
   it('keeps sessions apart', async () => {
     const a = new RunningDigest();
     const b = new RunningDigest();
