@@ -24,15 +24,13 @@ export interface EventTarget {
   tag?: string;
 }
 
-/** The request that caused an event, as Distribution describes it (storage carries it from the route). */
-export type RequestFacts = Requester;
-
 export interface RegistryEvent {
   id: string;
   timestamp: string;
   action: string;
   target?: EventTarget;
-  request?: Omit<RequestFacts, 'actor'>;
+  /** The request that caused it, as Distribution describes it (storage carries it from the route). */
+  request?: Omit<Requester, 'actor'>;
   actor?: { name?: string };
   source: { addr: string; instanceID: string };
   /** A collection's counts (action gc only: Distribution has no such event). */
@@ -66,13 +64,13 @@ export class EventFactory {
     const base = this.publicUrl?.replace(/\/+$/, '') ?? (facts?.host ? `http://${facts.host}` : '');
     const kind = target?.mediaType === 'application/octet-stream' ? 'blobs' : 'manifests';
     const url = target?.repository && target.digest && base ? `${base}/v2/${target.repository}/${kind}/${target.digest}` : undefined;
-    const { actor, ...request } = facts ?? ({} as Partial<RequestFacts>);
+    const { actor, ...request } = facts ?? ({} as Partial<Requester>);
     return {
       id: randomUUID(),
       timestamp: new Date().toISOString(),
       action,
       ...(target ? { target: { ...target, ...(target.size !== undefined ? { length: target.size } : {}), ...(url ? { url } : {}) } } : {}),
-      ...(facts ? { request: request as Omit<RequestFacts, 'actor'>, actor: actor ? { name: actor } : {} } : {}),
+      ...(facts ? { request: request as Omit<Requester, 'actor'>, actor: actor ? { name: actor } : {} } : {}),
       source: this.source,
       ...extra,
     };

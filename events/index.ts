@@ -11,7 +11,7 @@ import { WebhookError } from './errors.ts';
 import { DeliveryLog, EventQueue, type DeliveryRecord } from './queue.ts';
 
 export { WebhookError, type WebhookErrorCode } from './errors.ts';
-export { EVENT_TYPES, DEFAULT_EVENT_TYPES, EVENTS_MEDIA_TYPE, type RegistryEvent, type RequestFacts, type EventTarget } from './envelope.ts';
+export { EVENT_TYPES, DEFAULT_EVENT_TYPES, EVENTS_MEDIA_TYPE, type RegistryEvent, type EventTarget } from './envelope.ts';
 export { signDelivery, verifyDelivery, SIGNATURE_HEADER, TIMESTAMP_HEADER } from './signature.ts';
 export { nonPublicRange, DestinationPolicy } from './destination.ts';
 export type { EndpointView, NewEndpoint } from './endpoints.ts';
