@@ -15,6 +15,7 @@
 import type { BlobStore } from './blobs.ts';
 import type { StorageDriver } from './driver/index.ts';
 import { baseName, layout } from './layout.ts';
+import { readTagLink } from './tag-links.ts';
 import type { Lock } from './coordination/index.ts';
 import type { ManifestStore } from './manifests.ts';
 import type { Quotas, UsageCorrection } from './quotas.ts';
@@ -207,7 +208,7 @@ export class GarbageCollector {
   private async reachableFromTags(repository: string, revisions: Digest[], oldBefore: number): Promise<Set<string>> {
     const pending: string[] = [];
     for (const tag of await this.manifests.tags(repository)) {
-      const target = (await this.driver.getContent(layout.tag(repository, tag)))?.toString();
+      const target = await readTagLink(this.driver, repository, tag);
       if (target) pending.push(target);
     }
     for (const digest of revisions) {

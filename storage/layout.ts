@@ -28,8 +28,10 @@ export const layout = {
   tagMarkers: (name: string, d: Digest) => `${repo(name)}/_manifests/revisions/${d.algorithm}/${d.hex}/tags`,
   tagMarker: (name: string, d: Digest, tag: string) => `${repo(name)}/_manifests/revisions/${d.algorithm}/${d.hex}/tags/${tag}`,
   tagsDir: (name: string) => `${repo(name)}/_manifests/tags`,
-  tag: (name: string, tag: string) => `${repo(name)}/_manifests/tags/${tag}/link`,
-  tagDir: (name: string, tag: string) => `${repo(name)}/_manifests/tags/${tag}`,
+  /** A tag's link, holding the digest it names (storage/tag-links.ts). */
+  tag: (name: string, tag: string) => `${repo(name)}/_manifests/tags/${tag}`,
+  /** Where versions before 12-03 kept a tag's link, in a folder per tag; still read, re-pointed and deleted. */
+  tagInFolder: (name: string, tag: string) => `${repo(name)}/_manifests/tags/${tag}/link`,
   /** An upload session's bytes: one file, no folder of its own (a folder costs an inode made and freed per blob). */
   uploadData: (name: string, id: string) => `${repo(name)}/_uploads/${id}`,
   /** Where sessions opened by older versions keep their bytes, in a folder of their own. */

@@ -7,6 +7,7 @@ import { baseName, decodeName, layout } from './layout.ts';
 import { LocalGenerations, type Generations } from './coordination/index.ts';
 import { LocalLock, type Lock } from './coordination/index.ts';
 import { StampedCache } from './stamped-cache.ts';
+import { deleteTagLink, readTagLink, writeTagLink } from './tag-links.ts';
 import { isForeignLayer, parseManifest, referrerArtifactType, type ParsedManifest } from './manifest-parser.ts';
 import { tryParseDigest, type Digest, type Reference } from './reference.ts';
 import type { RequestedBy, StorageListener } from './listener.ts';
@@ -174,7 +175,7 @@ export class ManifestStore {
       } satisfies ReferrerDescriptor;
       await Promise.all([
         referrer ? this.driver.putContent(layout.referrer(name, manifest.subject!.digest, digest), JSON.stringify(referrer)) : undefined,
-        reference.kind === 'tag' ? this.driver.putContent(layout.tag(name, reference.tag), digest.value, UNFLUSHED) : undefined,
+        reference.kind === 'tag' ? writeTagLink(this.driver, name, reference.tag, digest.value) : undefined,
       ]);
       if (reference.kind === 'tag' && previous !== undefined && previous !== digest.value) await this.dropTagMarker(name, reference.tag, previous);
       await this.generations.bump(name);
@@ -194,7 +195,7 @@ export class ManifestStore {
 
   /** The digest a tag names now, read from storage (callers hold the tag's lock). */
   private async tagTarget(name: string, tag: string): Promise<string | undefined> {
-    return (await this.driver.getContent(layout.tag(name, tag)))?.toString();
+    return readTagLink(this.driver, name, tag);
   }
 
   private async dropTagMarker(name: string, tag: string, target: string): Promise<void> {
@@ -204,7 +205,7 @@ export class ManifestStore {
 
   /** Removes a tag (its link and its revision's marker); callers hold the tag's lock. */
   private async removeTag(name: string, tag: string, target: string | undefined): Promise<boolean> {
-    const existed = await this.driver.delete(layout.tagDir(name, tag));
+    const existed = await deleteTagLink(this.driver, name, tag);
     if (target !== undefined) await this.dropTagMarker(name, tag, target);
     await this.generations.bump(name);
     return existed;
@@ -280,7 +281,7 @@ export class ManifestStore {
     const key = this.tagKey(name, tag);
     const cached = this.tagCache.get(key, generation);
     if (cached !== undefined) return tryParseDigest(cached);
-    const value = (await this.driver.getContent(layout.tag(name, tag)))?.toString();
+    const value = await readTagLink(this.driver, name, tag);
     if (value === undefined) return undefined;
     this.tagCache.set(key, generation, value);
     return tryParseDigest(value);

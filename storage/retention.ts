@@ -2,7 +2,7 @@
 // the last D days, those matching a pattern; immutable tags are always kept. Every other tag is deleted
 // (its manifest stays until a garbage collection with --delete-untagged).
 import type { StorageDriver } from './driver/index.ts';
-import { layout } from './layout.ts';
+import { readTagLink, statTagLink } from './tag-links.ts';
 import type { ManifestStore } from './manifests.ts';
 import { matchesTagPattern, type PolicyStore, type RetentionRule } from './policies.ts';
 import { repositoryNames } from './walk.ts';
@@ -44,8 +44,8 @@ export async function applyRetention(
     if (!policy.retention) continue;
     const tags: Array<{ tag: string; pushedAt: number; digest: string }> = [];
     for (const tag of await manifests.tags(repository)) {
-      const [info, digest] = await Promise.all([driver.stat(layout.tag(repository, tag)), driver.getContent(layout.tag(repository, tag))]);
-      if (info && digest) tags.push({ tag, pushedAt: info.modifiedAt.getTime(), digest: digest.toString() });
+      const [info, digest] = await Promise.all([statTagLink(driver, repository, tag), readTagLink(driver, repository, tag)]);
+      if (info && digest) tags.push({ tag, pushedAt: info.modifiedAt.getTime(), digest });
     }
     const keep = tagsToKeep(tags, policy.retention, now, policy.immutableTags);
     const result: RetentionResult = { repository, kept: [], deleted: [] };

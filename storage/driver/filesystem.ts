@@ -229,6 +229,8 @@ export class FilesystemDriver implements StorageDriver {
     try {
       this.renameInto(temp, target);
     } catch (err) {
+      // A folder in the way (EISDIR) or a file where a folder should be: nothing was replaced, nothing is kept.
+      fs.rmSync(temp, { force: true });
       if (replaced) fs.rmSync(replaced, { force: true });
       throw err;
     }

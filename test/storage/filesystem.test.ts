@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
@@ -155,5 +155,32 @@ describe('filesystem driver: deleting folders', () => {
     expect(await driver.delete('/d/e')).to.equal(true);
     expect(await driver.list('/d')).to.deep.equal([]);
     expect(await driver.getContent('/d/e/f/two')).to.equal(undefined);
+  });
+});
+
+// A tag of the older shape is a folder where a tag's file now goes (storage/tag-links.ts): writing the file
+// there fails, and the failed write must leave the folder as it was and no temp file behind.
+describe('filesystem driver: a file written where a folder is', () => {
+  let root: string;
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), 'berth-fs-folder-'));
+  });
+  afterEach(() => rm(root, { recursive: true, force: true }));
+
+  it('fails, keeps the folder and its files, and leaves no temp file', async () => {
+    const driver = new FilesystemDriver(root);
+    await driver.putContent('/tags/v1/link', 'sha256:old');
+    const temps = async () => (await readdir(join(root, '_tmp'))).length;
+    const before = await temps();
+    let error: unknown;
+    try {
+      await driver.putContent('/tags/v1', 'sha256:new');
+    } catch (err) {
+      error = err;
+    }
+    expect((error as NodeJS.ErrnoException)?.code).to.equal('EISDIR');
+    expect((await driver.getContent('/tags/v1/link'))?.toString()).to.equal('sha256:old');
+    expect(await driver.getContent('/tags/v1')).to.equal(undefined);
+    expect(await temps()).to.equal(before);
   });
 });

@@ -344,6 +344,62 @@ function describeLifecycle(driverName: string, make: () => Promise<DriverUnderTe
         expect(await storage.policies.isImmutable('pol/app', 'stable')).to.equal(false);
       });
     });
+
+    describe('tags in the shape versions before 12-03 kept (a folder per tag, holding its link)', () => {
+      beforeEach(fresh);
+      const tagPath = (name: string, tag: string) => `/repositories/${name}/_manifests/tags/${tag}`;
+      /** Moves a tag's link into the older shape, as an older version wrote it. */
+      const toOlderShape = async (name: string, tag: string) => {
+        const digest = (await subject.driver.getContent(tagPath(name, tag)))!.toString();
+        expect(await subject.driver.delete(tagPath(name, tag))).to.equal(true);
+        await subject.driver.putContent(`${tagPath(name, tag)}/link`, digest);
+      };
+
+      it('a tag pushed now is one file holding its digest, with no folder of its own', async () => {
+        const pushed = await pushImage(storage, 'shape/app', 'v1', ['a layer']);
+        expect((await subject.driver.stat(tagPath('shape/app', 'v1')))?.isDirectory).to.equal(false);
+        expect((await subject.driver.getContent(tagPath('shape/app', 'v1')))?.toString()).to.equal(pushed.digest);
+        expect(await subject.driver.list(tagPath('shape/app', 'v1'))).to.deep.equal([]);
+        expect(await subject.driver.list('/repositories/shape/app/_manifests/tags')).to.deep.equal([tagPath('shape/app', 'v1')]);
+      });
+
+      it('are resolved, listed, kept by GC, dated for retention, re-pointed in place and deleted whole', async () => {
+        const old = await pushImage(storage, 'shape/app', 'old', ['old layer']);
+        const current = await pushImage(storage, 'shape/app', 'new', ['new layer']);
+        await toOlderShape('shape/app', 'old');
+        // A store that never cached the tag, as after an upgrade.
+        const upgraded = createStorage(subject.driver, undefined, localCoordination());
+        expect((await upgraded.manifests.get('shape/app', { kind: 'tag', tag: 'old' }))?.digest).to.equal(old.digest);
+        expect(await upgraded.manifests.tags('shape/app')).to.deep.equal(['new', 'old']);
+        const kept = await upgraded.gc.run({ deleteUntagged: true, graceSeconds: 0, now: later(), clockSlackMs: 0 });
+        expect(kept.manifestsRemoved).to.deep.equal([]);
+        expect(kept.blobsRemoved).to.deep.equal([]);
+        await upgraded.policies.set('shape/app', { retention: { keepDays: 7 } });
+        const inSixDays = new Date(Date.now() + 6 * 86_400_000);
+        const retained = await applyRetention(subject.driver, upgraded.manifests, upgraded.policies, { dryRun: true, now: inSixDays });
+        expect(retained.find((r) => r.repository === 'shape/app')).to.deep.equal({ repository: 'shape/app', kept: ['new', 'old'], deleted: [] });
+        await upgraded.policies.remove('shape/app');
+
+        // Re-pointed: on a filesystem in its folder (a file cannot replace it); on S3 the new key wins.
+        await upgraded.manifests.put('shape/app', { kind: 'tag', tag: 'old' }, current.bytes, OCI_MANIFEST);
+        expect((await upgraded.manifests.get('shape/app', { kind: 'tag', tag: 'old' }))?.digest).to.equal(current.digest);
+        expect((await createStorage(subject.driver, undefined, localCoordination()).manifests.get('shape/app', { kind: 'tag', tag: 'old' }))?.digest).to.equal(current.digest);
+        expect(await upgraded.manifests.tags('shape/app')).to.deep.equal(['new', 'old']);
+        // What the tag named before is untagged now, whatever the older link still says.
+        const freed = await upgraded.gc.run({ deleteUntagged: true, graceSeconds: 0, now: later(), clockSlackMs: 0 });
+        expect(freed.manifestsRemoved).to.deep.equal([{ repository: 'shape/app', digest: old.digest }]);
+        expect((await upgraded.manifests.get('shape/app', { kind: 'tag', tag: 'new' }))?.digest).to.equal(current.digest);
+
+        expect(await upgraded.manifests.delete('shape/app', { kind: 'tag', tag: 'old' })).to.equal(true);
+        expect(await upgraded.manifests.get('shape/app', { kind: 'tag', tag: 'old' })).to.equal(undefined);
+        expect(await subject.driver.stat(tagPath('shape/app', 'old'))).to.equal(undefined);
+        expect(await subject.driver.getContent(`${tagPath('shape/app', 'old')}/link`)).to.equal(undefined);
+        expect(await upgraded.manifests.tags('shape/app')).to.deep.equal(['new']);
+        // Pushed again, it takes the shape of today.
+        await upgraded.manifests.put('shape/app', { kind: 'tag', tag: 'old' }, current.bytes, OCI_MANIFEST);
+        expect((await subject.driver.stat(tagPath('shape/app', 'old')))?.isDirectory).to.equal(false);
+      });
+    });
   });
 }
 
