@@ -123,16 +123,18 @@ export function storedInBerth(berth: TestBerth, digest: string): boolean {
  */
 export function hashedGet(
   url: string,
-  onBytes?: (bytes: number, contentLength?: number) => void,
+  onBytes?: (bytes: number, contentLength?: number, status?: number, head?: string) => void,
 ): Promise<{ status: number; digest: string; bytes: number; complete: boolean }> {
   return new Promise((resolve, reject) => {
     const req = request(url, { agent: false }, (res) => {
       const hash = createHash('sha256');
       let bytes = 0;
+      let head = '';
       res.on('data', (c: Buffer) => {
         hash.update(c);
         bytes += c.length;
-        onBytes?.(bytes, res.headers['content-length'] === undefined ? undefined : Number(res.headers['content-length']));
+        if (head.length < 200) head += c.subarray(0, 200).toString('latin1');
+        onBytes?.(bytes, res.headers['content-length'] === undefined ? undefined : Number(res.headers['content-length']), res.statusCode, head);
       });
       let settled = false;
       const done = (complete: boolean) => !settled && (settled = true) && resolve({ status: res.statusCode ?? 0, digest: `sha256:${hash.digest('hex')}`, bytes, complete });

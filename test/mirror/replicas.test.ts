@@ -40,11 +40,14 @@ async function streamsWhileHeld(upstream: TestDistribution, proxy: FaultProxy, f
 
   let received = 0;
   let announced: number | undefined;
-  const followed = hashedGet(`${followVia}/v2/slow/${name}/blobs/${digest}`, (bytes, length) => {
+  let answer = '';
+  const followed = hashedGet(`${followVia}/v2/slow/${name}/blobs/${digest}`, (bytes, length, status, head) => {
     received = bytes;
     announced = length;
+    answer = `${status} ${status === 200 ? '' : head}`;
   });
   await waitFor(() => received > 0, 'the second client to receive its first bytes', 30_000);
+  expect(answer, 'the second client\'s answer').to.match(/^200 /);
   expect(proxy.holding, 'the upstream still holds the rest back').to.equal(1);
   expect(received).to.be.at.most(4 * MiB);
   expect(announced, 'the whole size, announced from the start').to.equal(data.length);
