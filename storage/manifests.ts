@@ -154,14 +154,14 @@ export class ManifestStore {
       // A revision written before tag markers existed keeps scanning for its tags: old tags have no marker.
       const tagIndex = existed ? (JSON.parse(stored.toString()) as RevisionMeta).tagIndex === true : true;
       const meta: RevisionMeta = { mediaType: manifest.mediaType, size: bytes.length, subject: manifest.subject?.digest.value, tagIndex };
-      // Round 1: the revision (rewritten even when unchanged: GC reads its time as the manifest's last
+      // Round 1: the revision (its time moved even when unchanged: GC reads it as the manifest's last
       // push, gc.ts) and the tag's marker, which precedes the tag so that markers are a superset of tags.
       // Durability: the manifest's bytes (a blob) and a new revision are flushed to disk before the push
       // is answered. Links (a tag, its marker, a rewritten revision) are replaced atomically without a
       // flush, as Distribution writes them: after a power loss a tag may name its previous manifest or be
       // gone, never name a manifest whose bytes are not on disk.
       await Promise.all([
-        this.driver.putContent(layout.revision(name, digest), JSON.stringify(meta), existed ? UNFLUSHED : undefined),
+        this.storeRevision(name, digest, JSON.stringify(meta), stored),
         reference.kind === 'tag' ? this.driver.putContent(layout.tagMarker(name, digest, reference.tag), '', UNFLUSHED) : undefined,
       ]);
       await this.checkAfterWrite(name, digest, bytes, existed, checkReferences);
@@ -191,6 +191,18 @@ export class ManifestStore {
       ...(options.by ? { by: options.by } : {}),
     });
     return { digest: digest.value, subject: manifest.subject?.digest.value };
+  }
+
+  /**
+   * Writes a revision's facts. A revision stored before with the same facts (a manifest pushed again, under
+   * another tag) only has its time moved, which GC reads as its last push: one system call on a filesystem
+   * where a rewrite took seven. A new revision is flushed to disk before the push is answered.
+   */
+  private async storeRevision(name: string, digest: Digest, meta: string, stored: Buffer | undefined): Promise<void> {
+    const path = layout.revision(name, digest);
+    if (stored === undefined) return this.driver.putContent(path, meta);
+    if (this.driver.touch && stored.toString() === meta && (await this.driver.touch(path))) return;
+    return this.driver.putContent(path, meta, UNFLUSHED);
   }
 
   /** The digest a tag names now, read from storage (callers hold the tag's lock). */

@@ -24,6 +24,7 @@ export function checkingPaths(driver: StorageDriver): StorageDriver {
     list: async (path: string, page?: ListPage) => driver.list(checkPath(path), page),
     move: async (from: string, to: string) => driver.move(checkPath(from), checkPath(to)),
     delete: async (path: string) => driver.delete(checkPath(path)),
+    ...(driver.touch && { touch: async (path: string) => driver.touch!(checkPath(path)) }),
   };
   checked.add(wrapper);
   return wrapper;

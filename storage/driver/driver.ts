@@ -138,6 +138,11 @@ export interface StorageDriver {
   move(from: string, to: string): Promise<void>;
   /** Deletes a file or a whole tree. Returns whether anything was there. */
   delete(path: string): Promise<boolean>;
+  /**
+   * Optional: sets a file's modification time to now, its content unchanged (false when there is no such
+   * file). Drivers without it (S3: an object's time changes only when it is written) are written again.
+   */
+  touch?(path: string): Promise<boolean>;
 }
 
 export class PathNotFoundError extends Error {

@@ -2,6 +2,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
+import { utimesSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { Readable } from 'node:stream';
 import { directIO, FilesystemDriver } from '../../storage/index.ts';
@@ -182,5 +183,24 @@ describe('filesystem driver: a file written where a folder is', () => {
     expect((await driver.getContent('/tags/v1/link'))?.toString()).to.equal('sha256:old');
     expect(await driver.getContent('/tags/v1')).to.equal(undefined);
     expect(await temps()).to.equal(before);
+  });
+});
+
+describe('filesystem driver: touch', () => {
+  it('moves a file\'s modification time to now and leaves its content; false for a missing file', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'berth-fs-touch-'));
+    try {
+      const driver = new FilesystemDriver(root);
+      await driver.putContent('/a/meta', 'facts');
+      const old = new Date(Date.now() - 3_600_000);
+      utimesSync(join(root, 'a/meta'), old, old);
+      expect(await driver.touch('/a/meta')).to.equal(true);
+      expect((await driver.stat('/a/meta'))!.modifiedAt.getTime()).to.be.above(old.getTime() + 3_000_000);
+      expect((await driver.getContent('/a/meta'))?.toString()).to.equal('facts');
+      expect(await driver.touch('/a/missing')).to.equal(false);
+      expect(await driver.touch('/b/missing')).to.equal(false);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
   });
 });

@@ -159,6 +159,24 @@ function describeLifecycle(driverName: string, make: () => Promise<DriverUnderTe
         }
       });
 
+      it('counts a manifest pushed again as pushed then: its revision\'s time moves, its facts stay', async () => {
+        const first = await pushImage(storage, 'again/app', undefined, ['a layer pushed twice']);
+        const revision = `/repositories/again/app/_manifests/revisions/sha256/${first.digest.slice(7)}/meta`;
+        const before = await subject.driver.stat(revision);
+        const facts = (await subject.driver.getContent(revision))!.toString();
+        // S3 keeps times to the second: the second push must come in a later one.
+        await waitFor(() => Date.now() >= before!.modifiedAt.getTime() + 1000 || undefined, 'the clock to pass the first push by a second');
+        await storage.manifests.put('again/app', { kind: 'tag', tag: 'second' }, first.bytes, OCI_MANIFEST);
+        await storage.manifests.delete('again/app', { kind: 'tag', tag: 'second' });
+        const after = await subject.driver.stat(revision);
+        expect(after!.modifiedAt.getTime()).to.be.above(before!.modifiedAt.getTime());
+        expect((await subject.driver.getContent(revision))!.toString()).to.equal(facts);
+        // Untagged and older than the first push's grace, but not than the second's: kept.
+        const report = await storage.gc.run({ deleteUntagged: true, graceSeconds: 0, clockSlackMs: 0, now: new Date(after!.modifiedAt.getTime() - 1) });
+        expect(report.manifestsRemoved).to.deep.equal([]);
+        expect((await storage.gc.run({ deleteUntagged: true, graceSeconds: 0, clockSlackMs: 0, now: later() })).manifestsRemoved).to.deep.equal([{ repository: 'again/app', digest: first.digest }]);
+      });
+
       it('a dry run changes nothing in storage and reports what a real run then removes', async () => {
         await pushImage(storage, 'dry/app', 'v1', ['kept layer']);
         const gone = await pushImage(storage, 'dry/app', 'v2', ['dropped layer']);

@@ -52,6 +52,21 @@ describe('unit: filesystem driver spare inodes', () => {
     expect(readFileSync(join(dir, 'second-name'), 'utf8')).to.equal('shared bytes');
   });
 
+  it('takes, of the oldest spares, one no longer than the new content, so that nothing is cut', async () => {
+    await driver.putContent('/long', 'a freed file longer than the next content');
+    await driver.putContent('/short', 'short');
+    const [long, short] = [ino('/long'), ino('/short')];
+    await driver.delete('/long');
+    await driver.delete('/short');
+    await driver.putContent('/next', 'twelve bytes');
+    expect(ino('/next')).to.equal(short);
+    expect((await driver.getContent('/next'))?.toString()).to.equal('twelve bytes');
+    // None short enough: the oldest is cut to the new length.
+    await driver.putContent('/last', 'two');
+    expect(ino('/last')).to.equal(long);
+    expect((await driver.getContent('/last'))?.toString()).to.equal('two');
+  });
+
   it('frees large files as before', async () => {
     await driver.putContent('/large', Buffer.alloc(256 * 1024, 1));
     await driver.putContent('/large', Buffer.alloc(256 * 1024, 2));
@@ -80,5 +95,32 @@ describe('unit: filesystem driver spare inodes', () => {
     await new FilesystemDriver(dir, { tempStaleMs: 0 }).putContent('/next', 'starts the sweep');
     await waitFor(() => !existsSync(join(dir, '_tmp', 'ended-process-1')) || undefined, 'the left-behind temp file to go');
     expect(existsSync(join(dir, '_tmp', own!))).to.equal(true);
+  });
+
+  it('writes empty markers as names of one shared empty file, never as new files, and none of them changes another', async () => {
+    const unflushed = { durable: false };
+    for (const path of ['/m/one', '/m/two', '/n/three']) await driver.putContent(path, '', unflushed);
+    expect(ino('/m/two')).to.equal(ino('/m/one'));
+    expect(ino('/n/three')).to.equal(ino('/m/one'));
+    expect(statSync(join(dir, 'm/one')).nlink).to.equal(4);
+    // Replaced by content, a marker becomes a file of its own; the others stay empty.
+    await driver.putContent('/m/one', 'now content');
+    expect((await driver.getContent('/m/one'))?.toString()).to.equal('now content');
+    expect(ino('/m/one')).to.not.equal(ino('/m/two'));
+    // A deleted marker is no spare: the next file written is not the shared inode.
+    const shared = ino('/m/two');
+    expect(await driver.delete('/m/two')).to.equal(true);
+    await driver.putContent('/after', 'written after the delete');
+    expect(ino('/after')).to.not.equal(shared);
+    expect((await driver.getContent('/n/three'))?.length).to.equal(0);
+    // The source gone (a later start sweeps this process's temp files): the next marker makes another.
+    for (const name of readdirSync(join(dir, '_tmp'))) rmSync(join(dir, '_tmp', name));
+    await driver.putContent('/n/four', '', unflushed);
+    expect((await driver.getContent('/n/four'))?.length).to.equal(0);
+    expect(ino('/n/four')).to.not.equal(shared);
+    expect((await driver.getContent('/n/three'))?.length).to.equal(0);
+    // A durable empty file is a file of its own.
+    await driver.putContent('/durable', '');
+    expect(statSync(join(dir, 'durable')).nlink).to.equal(1);
   });
 });
