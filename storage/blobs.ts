@@ -3,6 +3,7 @@
 import type { Readable, Writable } from 'node:stream';
 import { UNFLUSHED, type ByteRange, type RedirectOptions, type StorageDriver } from './driver/index.ts';
 import { layout } from './layout.ts';
+import { deleteLink, linkExists, writeLink } from './links.ts';
 import { LocalGenerations, type Generations } from './coordination/index.ts';
 import { LocalLock, type Lock } from './coordination/index.ts';
 import type { Digest } from './reference.ts';
@@ -53,8 +54,7 @@ export class BlobStore {
     const generation = await this.generations.current(linksOf(name));
     const cached = this.descriptors.get(key, generation);
     if (cached !== undefined) return cached;
-    const link = await this.driver.stat(layout.layerLink(name, digest));
-    if (!link) return undefined;
+    if (!(await linkExists(this.driver, layout.layerLink(name, digest)))) return undefined;
     const size = await this.size(digest);
     if (size !== undefined) this.descriptors.set(key, generation, size);
     return size;
@@ -109,12 +109,12 @@ export class BlobStore {
   async link(name: string, digest: Digest): Promise<void> {
     await this.usage.change(name, digest, async (counted) => {
       // Linking again what the repository holds (a layer pushed twice, a mount of its own blob) adds nothing.
-      const existed = counted && (await this.driver.stat(layout.layerLink(name, digest))) !== undefined;
+      const existed = counted && (await linkExists(this.driver, layout.layerLink(name, digest)));
       // Links, like tags, are renamed into place without a flush to disk (the blob itself was flushed
       // before it was committed): after a power loss a link may be missing, never name missing bytes.
       await Promise.all([
         this.driver.putContent(layout.blobHolder(digest, name), '', UNFLUSHED),
-        this.driver.putContent(layout.layerLink(name, digest), digest.value, UNFLUSHED),
+        writeLink(this.driver, layout.layerLink(name, digest), digest.value),
       ]);
       return existed ? 0 : 1;
     });
@@ -126,7 +126,7 @@ export class BlobStore {
     await this.generations.bump(linksOf(name));
     let existed = false;
     await this.usage.change(name, digest, async () => {
-      existed = await this.driver.delete(layout.layerLinkDir(name, digest));
+      existed = await deleteLink(this.driver, layout.layerLink(name, digest));
       await this.driver.delete(layout.blobHolder(digest, name));
       return existed ? -1 : 0;
     });

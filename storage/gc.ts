@@ -15,7 +15,7 @@
 import type { BlobStore } from './blobs.ts';
 import type { StorageDriver } from './driver/index.ts';
 import { baseName, layout } from './layout.ts';
-import { readTagLink } from './tag-links.ts';
+import { readLink, statLink } from './links.ts';
 import type { Lock } from './coordination/index.ts';
 import type { ManifestStore } from './manifests.ts';
 import type { Quotas, UsageCorrection } from './quotas.ts';
@@ -148,7 +148,7 @@ export class GarbageCollector {
       const inUse = await this.blobs.guarded(candidate.digest, async () => {
         const holders = [...new Set([...candidate.holders, ...(await this.blobs.holders(candidate.digest))])];
         for (const repository of holders) {
-          const link = await this.driver.stat(layout.layerLink(repository, candidate.digest));
+          const link = await statLink(this.driver, layout.layerLink(repository, candidate.digest));
           const modified = link?.modifiedAt.getTime();
           if (modified !== undefined && (modified > oldBefore || modified >= inUseSince)) return true;
         }
@@ -208,7 +208,7 @@ export class GarbageCollector {
   private async reachableFromTags(repository: string, revisions: Digest[], oldBefore: number): Promise<Set<string>> {
     const pending: string[] = [];
     for (const tag of await this.manifests.tags(repository)) {
-      const target = await readTagLink(this.driver, repository, tag);
+      const target = await readLink(this.driver, layout.tag(repository, tag));
       if (target) pending.push(target);
     }
     for (const digest of revisions) {

@@ -1,4 +1,5 @@
 // Where each fact lives in storage, in one place. Names and digests arrive here already validated.
+import type { LinkPlace } from './links.ts';
 import type { Digest } from './reference.ts';
 
 const REPOSITORIES = '/repositories';
@@ -14,8 +15,11 @@ export const layout = {
   blobHolders: (d: Digest) => `/blobs/${d.algorithm}/${d.hex.slice(0, 2)}/${d.hex}/holders`,
   blobHolder: (d: Digest, name: string) =>
     `/blobs/${d.algorithm}/${d.hex.slice(0, 2)}/${d.hex}/holders/${encodeName(name)}`,
-  layerLink: (name: string, d: Digest) => `${repo(name)}/_layers/${d.algorithm}/${d.hex}/link`,
-  layerLinkDir: (name: string, d: Digest) => `${repo(name)}/_layers/${d.algorithm}/${d.hex}`,
+  /** This repository may serve the blob (storage/links.ts; versions before 12-03: `<hex>/link`). */
+  layerLink: (name: string, d: Digest): LinkPlace => ({
+    file: `${repo(name)}/_layers/${d.algorithm}/${d.hex}`,
+    inFolder: `${repo(name)}/_layers/${d.algorithm}/${d.hex}/link`,
+  }),
   layersOf: (name: string) => `${repo(name)}/_layers`,
   /** Every repository's folder; nested names nest their folders. */
   repositoriesDir: REPOSITORIES,
@@ -28,10 +32,11 @@ export const layout = {
   tagMarkers: (name: string, d: Digest) => `${repo(name)}/_manifests/revisions/${d.algorithm}/${d.hex}/tags`,
   tagMarker: (name: string, d: Digest, tag: string) => `${repo(name)}/_manifests/revisions/${d.algorithm}/${d.hex}/tags/${tag}`,
   tagsDir: (name: string) => `${repo(name)}/_manifests/tags`,
-  /** A tag's link, holding the digest it names (storage/tag-links.ts). */
-  tag: (name: string, tag: string) => `${repo(name)}/_manifests/tags/${tag}`,
-  /** Where versions before 12-03 kept a tag's link, in a folder per tag; still read, re-pointed and deleted. */
-  tagInFolder: (name: string, tag: string) => `${repo(name)}/_manifests/tags/${tag}/link`,
+  /** A tag's link, holding the digest it names (storage/links.ts; versions before 12-03: `<tag>/link`). */
+  tag: (name: string, tag: string): LinkPlace => ({
+    file: `${repo(name)}/_manifests/tags/${tag}`,
+    inFolder: `${repo(name)}/_manifests/tags/${tag}/link`,
+  }),
   /** An upload session's bytes: one file, no folder of its own (a folder costs an inode made and freed per blob). */
   uploadData: (name: string, id: string) => `${repo(name)}/_uploads/${id}`,
   /** Where sessions opened by older versions keep their bytes, in a folder of their own. */

@@ -7,7 +7,7 @@ import { baseName, decodeName, layout } from './layout.ts';
 import { LocalGenerations, type Generations } from './coordination/index.ts';
 import { LocalLock, type Lock } from './coordination/index.ts';
 import { StampedCache } from './stamped-cache.ts';
-import { deleteTagLink, readTagLink, writeTagLink } from './tag-links.ts';
+import { deleteLink, readLink, writeLink } from './links.ts';
 import { isForeignLayer, parseManifest, referrerArtifactType, type ParsedManifest } from './manifest-parser.ts';
 import { tryParseDigest, type Digest, type Reference } from './reference.ts';
 import type { RequestedBy, StorageListener } from './listener.ts';
@@ -175,7 +175,7 @@ export class ManifestStore {
       } satisfies ReferrerDescriptor;
       await Promise.all([
         referrer ? this.driver.putContent(layout.referrer(name, manifest.subject!.digest, digest), JSON.stringify(referrer)) : undefined,
-        reference.kind === 'tag' ? writeTagLink(this.driver, name, reference.tag, digest.value) : undefined,
+        reference.kind === 'tag' ? writeLink(this.driver, layout.tag(name, reference.tag), digest.value) : undefined,
       ]);
       if (reference.kind === 'tag' && previous !== undefined && previous !== digest.value) await this.dropTagMarker(name, reference.tag, previous);
       await this.generations.bump(name);
@@ -207,7 +207,7 @@ export class ManifestStore {
 
   /** The digest a tag names now, read from storage (callers hold the tag's lock). */
   private async tagTarget(name: string, tag: string): Promise<string | undefined> {
-    return readTagLink(this.driver, name, tag);
+    return readLink(this.driver, layout.tag(name, tag));
   }
 
   private async dropTagMarker(name: string, tag: string, target: string): Promise<void> {
@@ -217,7 +217,7 @@ export class ManifestStore {
 
   /** Removes a tag (its link and its revision's marker); callers hold the tag's lock. */
   private async removeTag(name: string, tag: string, target: string | undefined): Promise<boolean> {
-    const existed = await deleteTagLink(this.driver, name, tag);
+    const existed = await deleteLink(this.driver, layout.tag(name, tag));
     if (target !== undefined) await this.dropTagMarker(name, tag, target);
     await this.generations.bump(name);
     return existed;
@@ -293,7 +293,7 @@ export class ManifestStore {
     const key = this.tagKey(name, tag);
     const cached = this.tagCache.get(key, generation);
     if (cached !== undefined) return tryParseDigest(cached);
-    const value = await readTagLink(this.driver, name, tag);
+    const value = await readLink(this.driver, layout.tag(name, tag));
     if (value === undefined) return undefined;
     this.tagCache.set(key, generation, value);
     return tryParseDigest(value);

@@ -2,7 +2,8 @@
 // the last D days, those matching a pattern; immutable tags are always kept. Every other tag is deleted
 // (its manifest stays until a garbage collection with --delete-untagged).
 import type { StorageDriver } from './driver/index.ts';
-import { readTagLink, statTagLink } from './tag-links.ts';
+import { layout } from './layout.ts';
+import { readLink, statLink } from './links.ts';
 import type { ManifestStore } from './manifests.ts';
 import { matchesTagPattern, type PolicyStore, type RetentionRule } from './policies.ts';
 import { repositoryNames } from './walk.ts';
@@ -44,7 +45,7 @@ export async function applyRetention(
     if (!policy.retention) continue;
     const tags: Array<{ tag: string; pushedAt: number; digest: string }> = [];
     for (const tag of await manifests.tags(repository)) {
-      const [info, digest] = await Promise.all([statTagLink(driver, repository, tag), readTagLink(driver, repository, tag)]);
+      const [info, digest] = await Promise.all([statLink(driver, layout.tag(repository, tag)), readLink(driver, layout.tag(repository, tag))]);
       if (info && digest) tags.push({ tag, pushedAt: info.modifiedAt.getTime(), digest });
     }
     const keep = tagsToKeep(tags, policy.retention, now, policy.immutableTags);

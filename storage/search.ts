@@ -17,7 +17,7 @@ import type { BlobStore } from './blobs.ts';
 import type { Generations } from './coordination/index.ts';
 import { getFolderContents, UNFLUSHED, type StorageDriver } from './driver/index.ts';
 import { baseName, layout } from './layout.ts';
-import { statTagLink } from './tag-links.ts';
+import { statLink } from './links.ts';
 import type { Lock } from './coordination/index.ts';
 import type { ManifestChange, ManifestStore } from './manifests.ts';
 import { parseManifest } from './manifest-parser.ts';
@@ -651,7 +651,7 @@ export class SearchIndex {
 
   private async tagFacts(name: string, tag: string): Promise<TagFacts | undefined> {
     const manifest = await this.manifests.get(name, { kind: 'tag', tag });
-    const link = await statTagLink(this.driver, name, tag);
+    const link = await statLink(this.driver, layout.tag(name, tag));
     if (!manifest || !link) return undefined;
     const platforms = await this.platformsOf(name, manifest.digest, manifest.content, manifest.mediaType, 0);
     const digest = tryParseDigest(manifest.digest)!;

@@ -15,6 +15,7 @@
 // walked past the link or not, so that blob is recounted from its holders under the lock.
 import type { StorageDriver } from './driver/index.ts';
 import { baseName, layout } from './layout.ts';
+import { linkExists } from './links.ts';
 import type { Lock } from './coordination/index.ts';
 import { namespaceOf } from './policies.ts';
 import { tryParseDigest, type Digest } from './reference.ts';
@@ -166,7 +167,7 @@ export class NamespaceUsage {
     const doc = await this.document(namespace);
     if (!doc?.complete) return;
     const holders = (await blobHolders(this.driver, digest)).filter((name) => namespaceOf(name) === namespace);
-    const linked = await mapLimit(holders, WALK_CONCURRENCY, (name) => this.driver.stat(layout.layerLink(name, digest)));
+    const linked = await mapLimit(holders, WALK_CONCURRENCY, (name) => linkExists(this.driver, layout.layerLink(name, digest)));
     await this.setRefs(namespace, digest, doc, await this.marker(namespace, digest), linked.filter(Boolean).length);
   }
 

@@ -61,7 +61,7 @@ describe('a deleted blob, with two replicas sharing storage and Redis', () => {
     const rb = new Registry(replicas.b.url);
     const digest = await ra.pushBlob('replicas/deleted', 'cached by b, deleted through a');
     const path = `/v2/replicas/deleted/blobs/${digest}`;
-    const link = join(replicas.dataDir, 'repositories', 'replicas', 'deleted', '_layers', 'sha256', digest.slice(7), 'link');
+    const link = join(replicas.dataDir, 'repositories', 'replicas', 'deleted', '_layers', 'sha256', digest.slice(7));
     for (let i = 0; i < 2; i++) expect((await rb.request('HEAD', path)).status).to.equal(200);
 
     // Redis answers reads but refuses every write: the generation cannot be bumped.

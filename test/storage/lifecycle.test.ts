@@ -233,7 +233,7 @@ function describeLifecycle(driverName: string, make: () => Promise<DriverUnderTe
         const oldLayers = Array.from({ length: 6 }, (_, i) => `old layer ${i} ${'x'.repeat(1000 * i)}`);
         const seed = await pushImage(storage, 'race/seed', 'seed', oldLayers);
         await storage.manifests.delete('race/seed', { kind: 'digest', digest: parseDigest(seed.digest) });
-        const newest = await subject.driver.stat(`/repositories/race/seed/_layers/sha256/${seed.layers[5]!.slice(7)}/link`);
+        const newest = await subject.driver.stat(`/repositories/race/seed/_layers/sha256/${seed.layers[5]!.slice(7)}`);
         await waitFor(() => Date.now() - newest!.modifiedAt.getTime() > 2500, 'the old layers to be older than the slack', 10_000);
 
         // A quarter of the pushes go to the repository that holds the old links, and skip the layers it has.
@@ -363,7 +363,7 @@ function describeLifecycle(driverName: string, make: () => Promise<DriverUnderTe
       });
     });
 
-    describe('tags in the shape versions before 12-03 kept (a folder per tag, holding its link)', () => {
+    describe('links in the shape versions before 12-03 kept (a folder per tag or layer, holding its link)', () => {
       beforeEach(fresh);
       const tagPath = (name: string, tag: string) => `/repositories/${name}/_manifests/tags/${tag}`;
       /** Moves a tag's link into the older shape, as an older version wrote it. */
@@ -373,12 +373,38 @@ function describeLifecycle(driverName: string, make: () => Promise<DriverUnderTe
         await subject.driver.putContent(`${tagPath(name, tag)}/link`, digest);
       };
 
-      it('a tag pushed now is one file holding its digest, with no folder of its own', async () => {
+      it('a tag pushed now is one file holding its digest, and so is a layer link, with no folder of their own', async () => {
         const pushed = await pushImage(storage, 'shape/app', 'v1', ['a layer']);
         expect((await subject.driver.stat(tagPath('shape/app', 'v1')))?.isDirectory).to.equal(false);
         expect((await subject.driver.getContent(tagPath('shape/app', 'v1')))?.toString()).to.equal(pushed.digest);
         expect(await subject.driver.list(tagPath('shape/app', 'v1'))).to.deep.equal([]);
         expect(await subject.driver.list('/repositories/shape/app/_manifests/tags')).to.deep.equal([tagPath('shape/app', 'v1')]);
+        const layerLink = `/repositories/shape/app/_layers/sha256/${pushed.layers[0]!.slice(7)}`;
+        expect((await subject.driver.stat(layerLink))?.isDirectory).to.equal(false);
+        expect((await subject.driver.getContent(layerLink))?.toString()).to.equal(pushed.layers[0]);
+      });
+
+      it('a layer link of that shape still lets the repository serve the blob, keeps it from GC, and is removed whole', async () => {
+        const pushed = await pushImage(storage, 'shape/layers', 'v1', ['an older layer']);
+        const layer = parseDigest(pushed.layers[0]!);
+        const linkPath = `/repositories/shape/layers/_layers/sha256/${layer.hex}`;
+        expect((await subject.driver.stat(linkPath))?.isDirectory).to.equal(false);
+        expect(await subject.driver.delete(linkPath)).to.equal(true);
+        await subject.driver.putContent(`${linkPath}/link`, layer.value);
+        const upgraded = createStorage(subject.driver, undefined, localCoordination());
+        expect(await upgraded.blobs.sizeIn('shape/layers', layer)).to.equal(Buffer.byteLength('an older layer'));
+        expect((await upgraded.gc.run({ graceSeconds: 0, now: later(), clockSlackMs: 0 })).blobsRemoved).to.deep.equal([]);
+        // Linked again (the layer pushed once more): on a filesystem in its folder, on S3 under the new key
+        // beside the older one; listed once either way.
+        await upgraded.blobs.link('shape/layers', layer);
+        if (subject.driver instanceof FilesystemDriver) expect((await subject.driver.stat(linkPath))?.isDirectory).to.equal(true);
+        expect((await subject.driver.list('/repositories/shape/layers/_layers/sha256')).filter((p) => p === linkPath)).to.have.length(1);
+        // Untagged and unreferenced: GC unlinks it, folder and all, and frees the blob.
+        await upgraded.manifests.delete('shape/layers', { kind: 'digest', digest: parseDigest(pushed.digest) });
+        const report = await upgraded.gc.run({ graceSeconds: 0, now: later(), clockSlackMs: 0 });
+        expect(report.blobsRemoved.map((b) => b.digest)).to.include(layer.value);
+        expect(await subject.driver.stat(linkPath)).to.equal(undefined);
+        expect(await upgraded.blobs.sizeIn('shape/layers', layer)).to.equal(undefined);
       });
 
       it('are resolved, listed, kept by GC, dated for retention, re-pointed in place and deleted whole', async () => {

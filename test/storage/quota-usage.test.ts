@@ -77,7 +77,8 @@ async function filesUnder(driver: StorageDriver, dir: string): Promise<string[]>
   return out;
 }
 
-const LINK_RE = /^\/repositories\/(.+)\/_layers\/sha256\/([0-9a-f]{64})\/link$/;
+// A layer link of either shape: a file (since 12-03) or a folder holding `link` (older versions).
+const LINK_RE = /^\/repositories\/(.+)\/_layers\/sha256\/([0-9a-f]{64})(\/link)?$/;
 
 /** The truth, from a walk of every link file in the namespace: repositories per linked blob. */
 async function linkedIn(driver: StorageDriver, namespace: string): Promise<Map<string, number>> {
