@@ -161,12 +161,7 @@ export class FilesystemDriver implements StorageDriver {
         if (code === 'EMLINK' || code === 'ENOENT') continue;
         return false;
       }
-      try {
-        this.renameInto(temp, target);
-      } catch (err) {
-        fs.rmSync(temp, { force: true });
-        throw err;
-      }
+      this.placeTemp(temp, target);
       return true;
     }
     return false;
@@ -283,10 +278,8 @@ export class FilesystemDriver implements StorageDriver {
     }
     const replaced = this.linkReplaced(target);
     try {
-      this.renameInto(temp, target);
+      this.placeTemp(temp, target);
     } catch (err) {
-      // A folder in the way (EISDIR) or a file where a folder should be: nothing was replaced, nothing is kept.
-      fs.rmSync(temp, { force: true });
       if (replaced) fs.rmSync(replaced.path, { force: true });
       throw err;
     }
@@ -404,6 +397,19 @@ export class FilesystemDriver implements StorageDriver {
       this.renameInto(this.full(from), this.full(to));
     } catch (err) {
       if (isNotFound(err)) throw new PathNotFoundError(from);
+      throw err;
+    }
+  }
+
+  /**
+   * Renames a written temp file into place; where it cannot go (a folder in the way, EISDIR, or a file
+   * where a folder should be), the temp file is removed: nothing was replaced, nothing is kept.
+   */
+  private placeTemp(temp: string, target: string): void {
+    try {
+      this.renameInto(temp, target);
+    } catch (err) {
+      fs.rmSync(temp, { force: true });
       throw err;
     }
   }

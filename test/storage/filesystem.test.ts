@@ -159,9 +159,10 @@ describe('filesystem driver: deleting folders', () => {
   });
 });
 
-// A tag of the older shape is a folder where a tag's file now goes (storage/tag-links.ts): writing the file
-// there fails, and the failed write must leave the folder as it was and no temp file behind.
-describe('filesystem driver: a file written where a folder is', () => {
+// A link of the older shape is a folder where a link's file now goes (storage/links.ts): writing the file
+// there fails, and the failed write must leave the folder as it was and no temp file behind. A revision
+// pushed again only has its time moved (touch).
+describe('filesystem driver: a file written where a folder is, and touch', () => {
   let root: string;
   beforeEach(async () => {
     root = await mkdtemp(join(tmpdir(), 'berth-fs-folder-'));
@@ -184,23 +185,16 @@ describe('filesystem driver: a file written where a folder is', () => {
     expect(await driver.getContent('/tags/v1')).to.equal(undefined);
     expect(await temps()).to.equal(before);
   });
-});
 
-describe('filesystem driver: touch', () => {
   it('moves a file\'s modification time to now and leaves its content; false for a missing file', async () => {
-    const root = await mkdtemp(join(tmpdir(), 'berth-fs-touch-'));
-    try {
-      const driver = new FilesystemDriver(root);
-      await driver.putContent('/a/meta', 'facts');
-      const old = new Date(Date.now() - 3_600_000);
-      utimesSync(join(root, 'a/meta'), old, old);
-      expect(await driver.touch('/a/meta')).to.equal(true);
-      expect((await driver.stat('/a/meta'))!.modifiedAt.getTime()).to.be.above(old.getTime() + 3_000_000);
-      expect((await driver.getContent('/a/meta'))?.toString()).to.equal('facts');
-      expect(await driver.touch('/a/missing')).to.equal(false);
-      expect(await driver.touch('/b/missing')).to.equal(false);
-    } finally {
-      await rm(root, { recursive: true, force: true });
-    }
+    const driver = new FilesystemDriver(root);
+    await driver.putContent('/a/meta', 'facts');
+    const old = new Date(Date.now() - 3_600_000);
+    utimesSync(join(root, 'a/meta'), old, old);
+    expect(await driver.touch('/a/meta')).to.equal(true);
+    expect((await driver.stat('/a/meta'))!.modifiedAt.getTime()).to.be.above(old.getTime() + 3_000_000);
+    expect((await driver.getContent('/a/meta'))?.toString()).to.equal('facts');
+    expect(await driver.touch('/a/missing')).to.equal(false);
+    expect(await driver.touch('/b/missing')).to.equal(false);
   });
 });
