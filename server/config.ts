@@ -29,7 +29,7 @@ const serverSettings = {
     .regex(LISTEN_RE, 'expected address:port, e.g. 127.0.0.1:5000')
     .refine((v) => Number(LISTEN_RE.exec(v)?.[1]) <= 65535, 'port must be at most 65535'),
   dataDir: z.string().min(1),
-  directIo: bool,
+  directIo: z.union([z.literal('auto'), bool]),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   deleteEnabled: bool,
   readOnly: bool,
@@ -280,7 +280,7 @@ const serverSchema = z
     if (config.replicationRetryMaxMs < config.replicationRetryBaseMs) {
       ctx.addIssue({ code: 'custom', path: ['replicationRetryMaxMs'], message: 'must be at least BERTH_REPLICATION_RETRY_BASE_MS' });
     }
-    if (config.directIo && config.s3Bucket !== undefined) {
+    if (config.directIo === true && config.s3Bucket !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['directIo'], message: 'has no effect with BERTH_S3_BUCKET (blobs are not in BERTH_DATA)' });
     }
     if (config.s3RedirectBaseUrl !== undefined && !config.s3Redirect) {
@@ -385,8 +385,8 @@ export const SETTINGS: Record<SettingKey, { env: string; default?: string; help:
   dataDir: { env: 'BERTH_DATA', default: './data', help: 'folder for blobs, manifests and upload sessions' },
   directIo: {
     env: 'BERTH_DIRECT_IO',
-    default: 'false',
-    help: 'write large blobs in BERTH_DATA with O_DIRECT instead of through the page cache: less kernel CPU where flushing the page cache is costly, but each write waits for the device (ignored where the filesystem refuses it)',
+    default: 'auto',
+    help: 'write large blobs in BERTH_DATA with O_DIRECT (true) or through the page cache (false); auto measures the kernel CPU the page cache costs per MiB and writes directly while it is high (some virtual machines), rechecking from time to time (ignored where the filesystem refuses O_DIRECT)',
   },
   logLevel: { env: 'BERTH_LOG_LEVEL', default: 'info', help: 'pino log level (silent to turn logs off)' },
   deleteEnabled: { env: 'BERTH_DELETE_ENABLED', default: 'true', help: 'allow DELETE of manifests, tags and blobs' },

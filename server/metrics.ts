@@ -3,6 +3,7 @@ import cluster from 'node:cluster';
 import { randomUUID } from 'node:crypto';
 import { aggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from './prometheus.ts';
 import type { Context, Next } from 'koa';
+import { directIO, writePath } from '../storage/index.ts';
 
 export class Metrics {
   readonly registry = new Registry();
@@ -58,6 +59,23 @@ export class Metrics {
 
   constructor() {
     collectDefaultMetrics(this.registry, 'berth_');
+    // How large blobs reach a disk (BERTH_DIRECT_IO): bytes written with O_DIRECT, and what `auto` last measured.
+    new Gauge({
+      name: 'berth_blob_direct_written_bytes',
+      help: 'Blob bytes this process wrote with O_DIRECT since it started (BERTH_DIRECT_IO)',
+      registers: [this.registry],
+      collect() {
+        this.set(directIO.bytesWritten);
+      },
+    });
+    new Gauge({
+      name: 'berth_blob_page_cache_kernel_ms_per_mib',
+      help: 'Kernel CPU per MiB that the last sample of large writes through the page cache cost this process (BERTH_DIRECT_IO=auto writes directly above 2.5)',
+      registers: [this.registry],
+      collect() {
+        if (writePath.lastSampleMsPerMiB !== undefined) this.set(writePath.lastSampleMsPerMiB);
+      },
+    });
   }
 
   /** In a cluster worker, lets the primary's AggregatorRegistry ask for this registry; elsewhere nothing. */

@@ -1,7 +1,8 @@
 // The filesystem driver's FileWriter. A blob must be durable before it is visible: its bytes go through
 // the page cache, a background fdatasync every 32 MiB keeps the unflushed part small, and commit()'s
-// fdatasync writes the rest. Or, where the driver is asked for it (BERTH_DIRECT_IO), with direct I/O
-// (O_DIRECT), which costs the kernel less CPU where flushing the page cache is costly: on 12-02 our
+// fdatasync writes the rest. Or with direct I/O (O_DIRECT), where the driver is asked for it
+// (BERTH_DIRECT_IO=true) or, by default (`auto`), while the page cache is measured to cost the kernel much
+// CPU per MiB (WritePathChooser): direct I/O costs the kernel less CPU where the page cache is costly: on 12-02 our
 // virtual disk took 2.5 ms of kernel CPU per MB to flush (2 GiB: 5 s), and direct writes carried eight
 // pushes at once at 625-740 MB/s; on 12-03 the same disk flushed at 1.2 ms per MB and direct writes,
 // each waiting for the device, held one push to 200-310 MB/s where the page cache carried it at 360-500.
@@ -104,6 +105,82 @@ const slabs = new Slabs();
  */
 export const directIO = { enabled: true, bytesWritten: 0 };
 
+/** How large writes go to disk: through the page cache, directly, or chosen by what the page cache costs (`auto`). */
+export type DirectIOSetting = boolean | 'auto';
+
+/** Bytes of large writes through the page cache over which its kernel CPU is measured. */
+const SAMPLE_BYTES = 64 * 1024 * 1024;
+/** A sample that takes longer than this is started again: at so slow a pace CPU is not what limits. */
+const SAMPLE_MAX_MS = 2000;
+/**
+ * Kernel CPU (the whole process's, milliseconds) per MiB of large writes above which whole slabs go
+ * directly. Through a page cache that costs little the process spends 0.6-1.9 ms per MiB (samples of 64
+ * MiB on 12-03, receiving the bytes included), and direct writes about 1; on a virtual machine whose host backs the guest's free memory
+ * lazily (12-03: after the first 0.5-1.5 GiB of a burst) every new page-cache page cost a host fault and
+ * the process 5-6 ms per MiB, more than a core for eight pushes, which direct writes into the same reused
+ * slabs do not pay: 494-545 MB/s against 269-301 for eight 256 MiB pushes at once.
+ */
+const KERNEL_MS_PER_MIB = 2.5;
+/** How long direct writes are kept before the page cache is measured again; doubled while it stays costly. */
+const DIRECT_FIRST_MS = 30_000;
+const DIRECT_LONGEST_MS = 10 * 60_000;
+
+/**
+ * The `auto` choice, for the whole process (the cost is the host's): large writes go through the page
+ * cache while its kernel CPU per MiB stays low, and directly for a while after a sample finds it costly;
+ * then the page cache is sampled again, since the cost comes and goes with the host's memory.
+ */
+export class WritePathChooser {
+  private direct = false;
+  private directUntil = 0;
+  private directFor = DIRECT_FIRST_MS;
+  private sample: { startedAt: number; kernelMs: number; bytes: number } | undefined;
+  /** Kernel CPU per MiB that the last finished sample measured (for metrics). */
+  lastSampleMsPerMiB: number | undefined;
+
+  constructor(
+    private readonly now: () => number = () => performance.now(),
+    /** Kernel CPU of this process so far, in milliseconds. */
+    private readonly kernelMs: () => number = () => process.cpuUsage().system / 1000,
+  ) {}
+
+  get prefersDirect(): boolean {
+    if (this.direct && this.now() >= this.directUntil) {
+      this.direct = false;
+      this.sample = undefined;
+    }
+    return this.direct;
+  }
+
+  /** Counts bytes of a large write sent through the page cache; ends a sample when it holds enough. */
+  noteCached(bytes: number): void {
+    if (this.direct) return;
+    const now = this.now();
+    const sample = this.sample;
+    if (!sample || now - sample.startedAt > SAMPLE_MAX_MS) {
+      // Bytes are counted as they are sent, before the kernel has copied them: the first batch's cost is
+      // still to come, and the last batch's cost, not yet paid, evens it out.
+      this.sample = { startedAt: now, kernelMs: this.kernelMs(), bytes };
+      return;
+    }
+    sample.bytes += bytes;
+    if (sample.bytes < SAMPLE_BYTES) return;
+    this.sample = undefined;
+    const perMiB = (this.kernelMs() - sample.kernelMs) / (sample.bytes / (1024 * 1024));
+    this.lastSampleMsPerMiB = perMiB;
+    if (perMiB <= KERNEL_MS_PER_MIB) {
+      this.directFor = DIRECT_FIRST_MS;
+      return;
+    }
+    this.direct = true;
+    this.directUntil = now + this.directFor;
+    this.directFor = Math.min(this.directFor * 2, DIRECT_LONGEST_MS);
+  }
+}
+
+/** The chooser every `auto` writer of this process consults (and the metrics report). */
+export const writePath = new WritePathChooser();
+
 /** Whether a direct write may be tried: the platform has O_DIRECT and no filesystem refused it yet. */
 const directAvailable = (): boolean => directIO.enabled && fsConstants.O_DIRECT !== undefined;
 
@@ -135,7 +212,9 @@ export class FilesystemWriter implements FileWriter {
     private readonly path: string,
     private current: number,
     /** Whether whole slabs go to the device directly (BERTH_DIRECT_IO) rather than through the page cache. */
-    private readonly directWanted: boolean,
+    private readonly directWanted: DirectIOSetting,
+    /** Consulted, and told of page-cache bytes, when directWanted is `auto`. */
+    private readonly chooser: WritePathChooser = writePath,
   ) {}
 
   get size(): number {
@@ -200,7 +279,13 @@ export class FilesystemWriter implements FileWriter {
   }
 
   get canWriteDirect(): boolean {
-    return this.directWanted && directAvailable();
+    if (!directAvailable()) return false;
+    return this.directWanted === 'auto' ? this.chooser.prefersDirect : this.directWanted;
+  }
+
+  /** Bytes past a write's first MiB that went through the page cache: what `auto` measures. */
+  noteCached(bytes: number): void {
+    if (this.directWanted === 'auto' && directAvailable()) this.chooser.noteCached(bytes);
   }
 
   private flushInBackground(bytes: number): void {
@@ -304,8 +389,11 @@ class WriteSink {
   private async sendBatch(): Promise<void> {
     const buffers = this.batch;
     const start = this.batchStart;
+    const bytes = this.batchBytes;
     this.batch = [];
     this.batchBytes = 0;
+    const pastFirstMiB = start + bytes - (this.start + DIRECT_AFTER_BYTES);
+    if (pastFirstMiB > 0) this.writer.noteCached(Math.min(bytes, pastFirstMiB));
     await this.room(IN_FLIGHT);
     this.track(this.writer.writeBuffered(buffers, start));
   }

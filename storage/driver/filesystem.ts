@@ -17,7 +17,7 @@ import {
   type StorageDriver,
 } from './driver.ts';
 import { readFiles, readIfPresent } from './filesystem-reads.ts';
-import { FilesystemWriter } from './filesystem-writer.ts';
+import { FilesystemWriter, writePath, type DirectIOSetting, type WritePathChooser } from './filesystem-writer.ts';
 
 const TEMP_DIR = '_tmp';
 const fsyncFd = promisify(fs.fsync);
@@ -60,8 +60,9 @@ export class FilesystemDriver implements StorageDriver {
 
   private readonly spareMinAgeMs: number;
   private readonly tempStaleMs: number;
-  /** Large blobs written with O_DIRECT (BERTH_DIRECT_IO) instead of through the page cache. */
-  private readonly directIO: boolean;
+  /** Large blobs written with O_DIRECT (BERTH_DIRECT_IO) instead of through the page cache, or as measured (`auto`). */
+  private readonly directIO: DirectIOSetting;
+  private readonly writePath: WritePathChooser;
   /** The root as join begins every path with. */
   private readonly prefix: string;
 
@@ -69,13 +70,15 @@ export class FilesystemDriver implements StorageDriver {
     readonly root: string,
     /**
      * How long a freed small file waits before it is written again, and when a temp file counts as left
-     * behind (tests shorten them); whether large blobs go to the device directly.
+     * behind (tests shorten them); whether large blobs go to the device directly, and what decides it
+     * under `auto` (the process's one chooser; tests give their own).
      */
-    options: { spareMinAgeMs?: number; tempStaleMs?: number; directIO?: boolean } = {},
+    options: { spareMinAgeMs?: number; tempStaleMs?: number; directIO?: DirectIOSetting; writePath?: WritePathChooser } = {},
   ) {
     this.spareMinAgeMs = options.spareMinAgeMs ?? SPARE_MIN_AGE_MS;
     this.tempStaleMs = options.tempStaleMs ?? TEMP_STALE_MS;
     this.directIO = options.directIO ?? false;
+    this.writePath = options.writePath ?? writePath;
     const normalised = join(root, '.');
     this.prefix = normalised === '/' ? '' : normalised;
   }
@@ -367,7 +370,7 @@ export class FilesystemDriver implements StorageDriver {
       handle = await fsp.open(full, flags);
     }
     const { size } = await handle.stat();
-    return new FilesystemWriter(handle, full, size, this.directIO);
+    return new FilesystemWriter(handle, full, size, this.directIO, this.writePath);
   }
 
   async stat(path: string): Promise<FileInfo | undefined> {

@@ -35,6 +35,7 @@ describe('base endpoint, health and metrics', () => {
     expect(res.text).to.match(/berth_http_received_bytes_total [1-9]/);
     expect(res.text).to.include('berth_http_sent_bytes_total');
     expect(res.text).to.include('berth_uploads_in_progress 0');
+    expect(res.text, 'bytes written with O_DIRECT').to.match(/^berth_blob_direct_written_bytes \d+$/m);
   });
 
   it('exposes the process metrics (prom-client defaults, CPU counted from the process start)', async () => {

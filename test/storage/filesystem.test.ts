@@ -5,7 +5,7 @@ import { expect } from 'chai';
 import { utimesSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { Readable } from 'node:stream';
-import { directIO, FilesystemDriver } from '../../storage/index.ts';
+import { directIO, FilesystemDriver, WritePathChooser } from '../../storage/index.ts';
 import { describeStorageDriver } from './driver-contract.ts';
 
 describeStorageDriver('filesystem', async () => {
@@ -54,13 +54,96 @@ describe('filesystem driver: direct I/O', () => {
     expect(direct).to.be.within(2 * 1024 * 1024, 4 * 1024 * 1024);
   });
 
-  it('by default, and where the filesystem refused direct I/O, writes everything through the page cache', async () => {
+  it('by default (to the driver), and where the filesystem refused direct I/O, writes everything through the page cache', async () => {
     expect(await largeWrite({})).to.equal(0);
     directIO.enabled = false;
     try {
       expect(await largeWrite({ directIO: true })).to.equal(0);
     } finally {
       directIO.enabled = true;
+    }
+  });
+});
+
+describe('filesystem driver: direct I/O chosen by what the page cache costs (auto)', () => {
+  const MiB = 1024 * 1024;
+  /** A clock and a kernel-CPU counter the test moves. */
+  function host() {
+    const h = { ms: 0, kernelMs: 0 };
+    return { h, chooser: new WritePathChooser(() => h.ms, () => h.kernelMs) };
+  }
+  /** Sends `mib` MiB of large writes through the chooser's page cache at `kernelPerMiB` ms each, 50 ms per 16 MiB. */
+  function feed(c: ReturnType<typeof host>, mib: number, kernelPerMiB: number): void {
+    for (let i = 0; i < mib; i++) {
+      c.chooser.noteCached(MiB);
+      c.h.kernelMs += kernelPerMiB;
+      if (i % 16 === 15) c.h.ms += 50;
+    }
+  }
+
+  it('stays with the page cache while it costs the kernel little per MiB', () => {
+    const c = host();
+    feed(c, 1024, 1.2);
+    expect(c.chooser.prefersDirect).to.equal(false);
+    expect(c.chooser.lastSampleMsPerMiB, 'what the metrics report').to.be.closeTo(1.2, 0.05);
+  });
+
+  it('writes directly for 30 s after a costly sample, then samples the page cache again, doubling the time while it stays costly', () => {
+    const c = host();
+    feed(c, 80, 6);
+    expect(c.chooser.prefersDirect, 'after 64 MiB at 6 ms each').to.equal(true);
+    c.h.ms += 29_000;
+    expect(c.chooser.prefersDirect, 'within 30 s').to.equal(true);
+    c.h.ms += 2_000;
+    expect(c.chooser.prefersDirect, 'after 30 s: the page cache again').to.equal(false);
+    feed(c, 80, 6);
+    expect(c.chooser.prefersDirect).to.equal(true);
+    c.h.ms += 31_000;
+    expect(c.chooser.prefersDirect, 'the second time for 60 s').to.equal(true);
+    c.h.ms += 30_000;
+    expect(c.chooser.prefersDirect).to.equal(false);
+    feed(c, 80, 1);
+    expect(c.chooser.prefersDirect, 'cheap again').to.equal(false);
+  });
+
+  it('does not judge by a sample that took more than 2 s (other work than the writes, at so slow a pace)', () => {
+    const c = host();
+    for (let i = 0; i < 200; i++) {
+      c.chooser.noteCached(MiB);
+      c.h.kernelMs += 10;
+      c.h.ms += 100;
+    }
+    expect(c.chooser.prefersDirect).to.equal(false);
+  });
+
+  it('a driver set to auto writes whole slabs directly once the page cache was measured costly, with the same bytes', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'berth-fs-auto-'));
+    // Every reading of the kernel's CPU is a second later than the one before: a page cache costly at any pace.
+    let kernelMs = 0;
+    const driver = new FilesystemDriver(root, { directIO: 'auto', writePath: new WritePathChooser(() => 0, () => (kernelMs += 1000)) });
+    const cheap = new FilesystemDriver(root, { directIO: 'auto', writePath: new WritePathChooser(() => 0, () => 0) });
+    try {
+      const data = Buffer.alloc(72 * MiB);
+      for (let i = 0; i < data.length; i += 4096) data.writeUInt32BE(i, i);
+      const write = async (d: FilesystemDriver, path: string) => {
+        const before = directIO.bytesWritten;
+        const writer = await d.writer(path, false);
+        // As a socket delivers them: 10 bytes, then 64 KiB at a time.
+        const chunks = [data.subarray(0, 10)];
+        for (let i = 10; i < data.length; i += 64 * 1024) chunks.push(data.subarray(i, i + 64 * 1024));
+        await writer.write(Readable.from(chunks));
+        await writer.commit();
+        await writer.close();
+        expect((await d.getContent(path))!.equals(data)).to.equal(true);
+        return directIO.bytesWritten - before;
+      };
+      expect(await write(cheap, '/a'), 'cheap: the page cache').to.equal(0);
+      expect(await write(cheap, '/b'), 'still cheap').to.equal(0);
+      // The sample ends 65 MiB in (it starts with the second MiB and holds 64): the rest goes directly.
+      expect(await write(driver, '/c'), 'measuring: the page cache').to.be.at.most(7 * MiB);
+      expect(await write(driver, '/d'), 'measured costly: directly').to.be.above(60 * MiB);
+    } finally {
+      await rm(root, { recursive: true, force: true });
     }
   });
 });

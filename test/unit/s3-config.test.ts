@@ -99,9 +99,12 @@ describe('configuration: blob redirects to presigned S3 URLs', () => {
     );
   });
 
-  it('refuse BERTH_DIRECT_IO with S3 (blobs are not in BERTH_DATA); the filesystem driver takes it', async () => {
+  it('refuse BERTH_DIRECT_IO=true with S3 (blobs are not in BERTH_DATA), default to auto, and the filesystem driver takes it', async () => {
     expect(() => loadConfig({ ...onS3, BERTH_DIRECT_IO: 'true' })).to.throw(ConfigError, 'BERTH_DIRECT_IO: has no effect with BERTH_S3_BUCKET');
-    expect(loadConfig({}).directIo).to.equal(false);
+    expect(loadConfig({}).directIo, 'by default the page cache\'s cost decides').to.equal('auto');
+    expect(loadConfig(onS3).directIo).to.equal('auto');
+    expect(loadConfig({ BERTH_DIRECT_IO: 'false' }).directIo).to.equal(false);
+    expect(() => loadConfig({ BERTH_DIRECT_IO: 'sometimes' })).to.throw(ConfigError, 'BERTH_DIRECT_IO');
     const dir = await mkdtemp(join(tmpdir(), 'berth-direct-config-'));
     try {
       const driver = await createDriver(loadConfig({ BERTH_DIRECT_IO: 'true', BERTH_DATA: dir }));
