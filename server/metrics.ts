@@ -3,7 +3,7 @@ import cluster from 'node:cluster';
 import { randomUUID } from 'node:crypto';
 import { aggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from './prometheus.ts';
 import type { Context, Next } from 'koa';
-import { directIO, writePath } from '../storage/index.ts';
+import { directIO, KERNEL_MS_PER_MIB, writePath } from '../storage/index.ts';
 
 export class Metrics {
   readonly registry = new Registry();
@@ -70,7 +70,7 @@ export class Metrics {
     });
     new Gauge({
       name: 'berth_blob_page_cache_kernel_ms_per_mib',
-      help: 'Kernel CPU per MiB that the last sample of large writes through the page cache cost this process (BERTH_DIRECT_IO=auto writes directly above 2.5)',
+      help: `Kernel CPU per MiB that the last sample of large writes through the page cache cost this process (BERTH_DIRECT_IO=auto writes directly above ${KERNEL_MS_PER_MIB})`,
       registers: [this.registry],
       collect() {
         if (writePath.lastSampleMsPerMiB !== undefined) this.set(writePath.lastSampleMsPerMiB);

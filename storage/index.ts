@@ -31,6 +31,7 @@ export {
   directIO,
   WritePathChooser,
   writePath,
+  KERNEL_MS_PER_MIB,
   type DirectIOSetting,
   createS3Driver,
   getFolderContents,

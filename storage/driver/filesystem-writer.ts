@@ -2,8 +2,8 @@
 // the page cache, a background fdatasync every 32 MiB keeps the unflushed part small, and commit()'s
 // fdatasync writes the rest. Or with direct I/O (O_DIRECT), where the driver is asked for it
 // (BERTH_DIRECT_IO=true) or, by default (`auto`), while the page cache is measured to cost the kernel much
-// CPU per MiB (WritePathChooser): direct I/O costs the kernel less CPU where the page cache is costly: on 12-02 our
-// virtual disk took 2.5 ms of kernel CPU per MB to flush (2 GiB: 5 s), and direct writes carried eight
+// CPU per MiB (WritePathChooser), since direct I/O costs the kernel less CPU there: on 12-02 our virtual
+// disk took 2.5 ms of kernel CPU per MB to flush (2 GiB: 5 s), and direct writes carried eight
 // pushes at once at 625-740 MB/s; on 12-03 the same disk flushed at 1.2 ms per MB and direct writes,
 // each waiting for the device, held one push to 200-310 MB/s where the page cache carried it at 360-500.
 // Direct I/O wants the memory, the file offset and the length aligned to the device's block: bytes are
@@ -115,12 +115,12 @@ const SAMPLE_MAX_MS = 2000;
 /**
  * Kernel CPU (the whole process's, milliseconds) per MiB of large writes above which whole slabs go
  * directly. Through a page cache that costs little the process spends 0.6-1.9 ms per MiB (samples of 64
- * MiB on 12-03, receiving the bytes included), and direct writes about 1; on a virtual machine whose host backs the guest's free memory
- * lazily (12-03: after the first 0.5-1.5 GiB of a burst) every new page-cache page cost a host fault and
- * the process 5-6 ms per MiB, more than a core for eight pushes, which direct writes into the same reused
- * slabs do not pay: 494-545 MB/s against 269-301 for eight 256 MiB pushes at once.
+ * MiB on 12-03, receiving the bytes included), and direct writes about 1; on a virtual machine whose host
+ * backs the guest's free memory lazily (12-03: after the first 0.5-1.5 GiB of a burst) every new page-cache
+ * page cost a host fault and the process 5-6 ms per MiB, more than a core for eight pushes, which direct
+ * writes into the same reused slabs do not pay: 494-545 MB/s against 269-301 for eight 256 MiB pushes at once.
  */
-const KERNEL_MS_PER_MIB = 2.5;
+export const KERNEL_MS_PER_MIB = 2.5;
 /** How long direct writes are kept before the page cache is measured again; doubled while it stays costly. */
 const DIRECT_FIRST_MS = 30_000;
 const DIRECT_LONGEST_MS = 10 * 60_000;
@@ -213,8 +213,8 @@ export class FilesystemWriter implements FileWriter {
     private current: number,
     /** Whether whole slabs go to the device directly (BERTH_DIRECT_IO) rather than through the page cache. */
     private readonly directWanted: DirectIOSetting,
-    /** Consulted, and told of page-cache bytes, when directWanted is `auto`. */
-    private readonly chooser: WritePathChooser = writePath,
+    /** Consulted, and told of page-cache bytes, when directWanted is `auto` (the driver's). */
+    private readonly chooser: WritePathChooser,
   ) {}
 
   get size(): number {
