@@ -30,6 +30,7 @@ export {
   checkingPaths,
   directIO,
   WritePathChooser,
+  SlabPool,
   writePath,
   KERNEL_MS_PER_MIB,
   type DirectIOSetting,

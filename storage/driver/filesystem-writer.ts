@@ -24,8 +24,15 @@ export const DIRECT_ALIGNMENT = 4096;
 const SLAB_BYTES = 4 * 1024 * 1024;
 /** Bytes of a write that go through the page cache before direct writes begin. */
 const DIRECT_AFTER_BYTES = 1024 * 1024;
-/** Slabs are carved from memories of this many; a memory whose slabs are all free again is let go. */
+/** Slabs are carved from memories of this many. */
 const SLABS_PER_MEMORY = 2;
+/**
+ * How long slab memories stay after the pool was last used. Each new WebAssembly memory is fresh pages
+ * that the kernel faults in one by one: letting a memory go as soon as its slabs were free (as this did
+ * until 12-03) made eight pushes at once create and drop some 120 memories per 2 GiB, 135,000-185,000
+ * page faults that cost the main thread about 3 s of kernel CPU on our virtual machine.
+ */
+export const SLAB_IDLE_MS = 2000;
 /**
  * Slabs in use at once, over all writers (64 MiB); a writer that finds none left writes through the page
  * cache. Eight pushes at once need 24 to write directly throughout; at 16 they were as fast.
@@ -59,17 +66,33 @@ interface SlabMemory {
   inUse: number;
 }
 
-/** Page-aligned buffers for direct writes, bounded in number, reused while uploads keep coming. */
-class Slabs {
+/**
+ * Page-aligned buffers for direct writes, bounded in number, reused while uploads keep coming and let go
+ * once the pool has been idle for SLAB_IDLE_MS, so a burst of pushes does not hold them resident for ever.
+ */
+export class SlabPool {
   private readonly memories: SlabMemory[] = [];
   private readonly owner = new Map<Buffer, SlabMemory>();
   private inUse = 0;
+  private lastUsed = 0;
+  private sweep: NodeJS.Timeout | undefined;
+  /** WebAssembly memories made so far (for tests: reuse makes none). */
+  created = 0;
+
+  constructor(private readonly now: () => number = () => performance.now()) {}
+
+  /** Slab memories held now, in use or idle. */
+  get held(): number {
+    return this.memories.length;
+  }
 
   acquire(): Buffer | undefined {
     if (this.inUse >= MAX_SLABS) return undefined;
+    this.lastUsed = this.now();
     let memory = this.memories.find((m) => m.free.length > 0);
     if (!memory) {
       const wasm = new WebAssembly.Memory({ initial: (SLABS_PER_MEMORY * SLAB_BYTES) / WASM_PAGE });
+      this.created++;
       memory = { free: [], inUse: 0 };
       for (let i = 0; i < SLABS_PER_MEMORY; i++) {
         const slab = Buffer.from(wasm.buffer, i * SLAB_BYTES, SLAB_BYTES);
@@ -88,16 +111,26 @@ class Slabs {
     memory.free.push(slab);
     memory.inUse--;
     this.inUse--;
-    // Keep the first memory for the next upload; let the others go once idle, so a burst of parallel
-    // pushes does not hold its slabs resident for ever.
-    if (memory.inUse === 0 && this.memories.length > 1 && this.memories[0] !== memory) {
+    this.lastUsed = this.now();
+    if (memory.inUse === 0) this.sweep ??= setTimeout(() => this.releaseIdle(), SLAB_IDLE_MS).unref();
+  }
+
+  /** Lets go of every memory with no slab in use once the pool has been idle long enough; else looks again later. */
+  releaseIdle(): void {
+    this.sweep = undefined;
+    const idleFor = this.now() - this.lastUsed;
+    if (idleFor < SLAB_IDLE_MS) {
+      this.sweep = setTimeout(() => this.releaseIdle(), SLAB_IDLE_MS - idleFor).unref();
+      return;
+    }
+    for (const memory of this.memories.filter((m) => m.inUse === 0)) {
       this.memories.splice(this.memories.indexOf(memory), 1);
       for (const s of memory.free) this.owner.delete(s);
     }
   }
 }
 
-const slabs = new Slabs();
+const slabs = new SlabPool();
 
 /**
  * Whether this process may still try direct I/O (the first refusal, EINVAL, turns it off for good), and

@@ -9,7 +9,7 @@ export {
   type StorageDriver, type ListPage, type ByteRange, type FileInfo, type FileWriter, type PutOptions, type RedirectOptions } from './driver.ts';
 export { checkingPaths } from './checked.ts';
 export { FilesystemDriver } from './filesystem.ts';
-export { directIO, writePath, WritePathChooser, KERNEL_MS_PER_MIB, type DirectIOSetting } from './filesystem-writer.ts';
+export { directIO, writePath, WritePathChooser, SlabPool, KERNEL_MS_PER_MIB, type DirectIOSetting } from './filesystem-writer.ts';
 
 // The AWS SDK is loaded only by a process configured for S3: it costs memory in every process (workers
 // included) that would otherwise never touch it.

@@ -5,7 +5,7 @@ import { expect } from 'chai';
 import { utimesSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { Readable } from 'node:stream';
-import { directIO, FilesystemDriver, WritePathChooser } from '../../storage/index.ts';
+import { directIO, FilesystemDriver, SlabPool, WritePathChooser } from '../../storage/index.ts';
 import { describeStorageDriver } from './driver-contract.ts';
 
 describeStorageDriver('filesystem', async () => {
@@ -149,6 +149,44 @@ describe('filesystem driver: direct I/O chosen by what the page cache costs (aut
 });
 
 // Thousands of small files in a folder (every search summary at a first start) are read on threads of their own.
+describe('filesystem driver: slabs for direct writes', () => {
+  it('reuses slab memory from one write to the next, and lets it go once the pool was idle for 2 s', () => {
+    let ms = 0;
+    const pool = new SlabPool(() => ms);
+    const first = [pool.acquire()!, pool.acquire()!, pool.acquire()!];
+    expect(pool.created, 'two slabs to a memory').to.equal(2);
+    for (const slab of first) pool.release(slab);
+    ms += 1500;
+    pool.releaseIdle();
+    expect(pool.held, 'used 1.5 s ago: kept').to.equal(2);
+    const again = [pool.acquire()!, pool.acquire()!, pool.acquire()!];
+    expect(pool.created, 'the next write made no new memory').to.equal(2);
+    expect(again[0]!.byteOffset % 4096, 'page-aligned').to.equal(0);
+    for (const slab of again.slice(1)) pool.release(slab);
+    ms += 2500;
+    pool.releaseIdle();
+    expect(pool.held, 'idle 2.5 s: the memory with no slab in use goes, the one in use stays').to.equal(1);
+    pool.release(again[0]!);
+    ms += 2000;
+    pool.releaseIdle();
+    expect(pool.held, 'all idle: none held').to.equal(0);
+  });
+
+  it('hands out at most 16 slabs (64 MiB) at once', () => {
+    let ms = 0;
+    const pool = new SlabPool(() => ms);
+    const taken = Array.from({ length: 16 }, () => pool.acquire());
+    expect(taken.every((s) => s?.length === 4 * 1024 * 1024)).to.equal(true);
+    expect(pool.acquire(), 'the 17th').to.equal(undefined);
+    pool.release(taken[0]!);
+    expect(pool.acquire()).to.equal(taken[0]);
+    for (const slab of taken) pool.release(slab!);
+    ms += 2000;
+    pool.releaseIdle();
+    expect(pool.held).to.equal(0);
+  });
+});
+
 describe('filesystem driver: reading many files at once', () => {
   let root: string;
   before(async () => {
