@@ -162,6 +162,33 @@ describe('auth: OpenID Connect sign-in (a real oidc-provider)', function () {
     });
   });
 
+  it('refuses an ID token the provider\'s key signed but not for this sign-in: another client, another issuer, expired, another nonce', async function () {
+    const berthOrigin = new URL(berth.url).origin;
+    const now = Math.floor(Date.now() / 1000);
+    oidc.resignTamperedIdToken = true;
+    try {
+      // Signed again and unchanged, it is accepted: what refuses the others is the claim each one changes.
+      oidc.tamperIdToken = (claims) => claims;
+      const control = await signInAs('sub-bob');
+      expect(control.browser.cookie(berthOrigin, 'berth_session'), 'the token signed again, unchanged').to.be.a('string');
+      const changes: Array<[string, (claims: Record<string, unknown>) => Record<string, unknown>]> = [
+        ['for another client', (claims) => ({ ...claims, aud: 'another-client' })],
+        ['from another issuer', (claims) => ({ ...claims, iss: 'http://127.0.0.1:9/' })],
+        ['expired an hour ago', (claims) => ({ ...claims, iat: now - 7200, exp: now - 3600 })],
+        ['for another sign-in (nonce)', (claims) => ({ ...claims, nonce: 'a-nonce-berth-never-sent' })],
+      ];
+      for (const [what, change] of changes) {
+        oidc.tamperIdToken = change;
+        const refused = await signInAs('sub-bob');
+        expect(refused.status, what).to.equal(400);
+        expect(refused.browser.cookie(berthOrigin, 'berth_session'), what).to.equal(undefined);
+      }
+    } finally {
+      oidc.tamperIdToken = undefined;
+      oidc.resignTamperedIdToken = false;
+    }
+  });
+
   it('never hands a local account to the provider\'s user of the same name', async function () {
     const olivia = await signInAs('sub-olivia');
     expect(olivia.status).to.equal(400);

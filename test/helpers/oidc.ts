@@ -2,7 +2,7 @@
 // accounts the test changes as it goes (groups, removal), and a small browser that follows redirects,
 // keeps cookies per origin and submits the provider's login and consent forms: the authorization code
 // flow without Chromium, which it does not need.
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
@@ -34,15 +34,23 @@ export interface TestOidc {
    * an attacker on the way would send, which only the signature check (the provider's JWKS) can tell.
    */
   tamperIdToken?: (claims: Record<string, unknown>) => Record<string, unknown>;
+  /**
+   * With tamperIdToken: signs the changed claims again with the provider's own key, as a provider that
+   * issued them would (for another client, another issuer's name, an expired time): only the checks of the
+   * claims themselves can refuse such a token.
+   */
+  resignTamperedIdToken?: boolean;
 }
 
-/** Rewrites the ID token in a token response's JSON body, keeping the header and the signature. */
-function tampered(body: string, change: (claims: Record<string, unknown>) => Record<string, unknown>): string {
+/** Rewrites the ID token in a token response's JSON body, keeping the header and the signature unless given a key to sign with (RS256). */
+function tampered(body: string, change: (claims: Record<string, unknown>) => Record<string, unknown>, signWith?: KeyObject): string {
   const response = JSON.parse(body) as { id_token?: string };
   if (!response.id_token) return body;
   const [header, payload, signature] = response.id_token.split('.');
   const claims = change(JSON.parse(Buffer.from(payload!, 'base64url').toString()) as Record<string, unknown>);
-  return JSON.stringify({ ...response, id_token: [header, Buffer.from(JSON.stringify(claims)).toString('base64url'), signature].join('.') });
+  const signed = `${header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
+  const newSignature = signWith ? sign('sha256', Buffer.from(signed), signWith).toString('base64url') : signature;
+  return JSON.stringify({ ...response, id_token: `${signed}.${newSignature}` });
 }
 
 export async function startOidcProvider(users: Map<string, ProviderUser>): Promise<TestOidc> {
@@ -55,7 +63,7 @@ export async function startOidcProvider(users: Map<string, ProviderUser>): Promi
       const end = res.end.bind(res) as (body?: unknown) => ServerResponse;
       res.end = ((body?: unknown) => {
         if (typeof body !== 'string' && !Buffer.isBuffer(body)) return end(body);
-        const rewritten = tampered(body.toString(), change);
+        const rewritten = tampered(body.toString(), change, oidc.resignTamperedIdToken ? privateKey : undefined);
         res.setHeader('Content-Length', Buffer.byteLength(rewritten));
         return end(rewritten);
       }) as typeof res.end;
@@ -71,7 +79,8 @@ export async function startOidcProvider(users: Map<string, ProviderUser>): Promi
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const { default: Provider } = await import('oidc-provider');
-  const signingKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const signingKey = privateKey.export({ format: 'jwk' });
   const oidc: TestOidc = {
     issuer,
     users,
