@@ -7,6 +7,14 @@ import { createAuth, openStorage } from '../../server/app.ts';
 import { PolicyError } from '../../storage/index.ts';
 import { collect, configOrExit, readStdin } from './common.ts';
 
+/** Users `user list` reads from storage at a time: its memory stays bounded however many there are. */
+const LIST_PAGE = 500;
+
+function positiveCount(value: string): number {
+  if (!/^[1-9]\d*$/.test(value)) throw new InvalidArgumentError('expected a whole number from 1');
+  return Number(value);
+}
+
 /**
  * Runs `fn` with the auth service over the configured storage; prints errors the way a CLI should (a
  * refused account change exits 1, a refused policy 2).
@@ -80,12 +88,23 @@ export function registerAdminCommands(program: Command): void {
     );
   user
     .command('list')
-    .description('list users')
-    .action(() =>
+    .description('list users in the order of their records (a public index may have millions: read a page at a time)')
+    .option('--limit <n>', 'at most this many users', positiveCount)
+    .option('--after <name>', 'begin after this user (the last one a previous page printed)')
+    .action((options: { limit?: number; after?: string }) =>
       withAuth(async (auth) => {
-        for (const name of await auth.accounts.users()) {
-          const u = await auth.accounts.user(name);
-          process.stdout.write(`${name}${u?.admin ? ' (admin)' : ''}\n`);
+        let left = options.limit ?? Infinity;
+        let after = options.after;
+        while (left > 0) {
+          const want = Math.min(LIST_PAGE, left);
+          const page = await auth.accounts.usersPage(want, after);
+          for (const name of page) {
+            const u = await auth.accounts.user(name);
+            process.stdout.write(`${name}${u?.admin ? ' (admin)' : ''}\n`);
+          }
+          if (page.length < want) break;
+          left -= page.length;
+          after = page.at(-1);
         }
       }),
     );

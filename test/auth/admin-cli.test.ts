@@ -66,5 +66,8 @@ describe('auth: the admin commands', function () {
     await cli(berth, ['org', 'member', 'acme', 'bob', '--remove']);
     expect(await cli(berth, ['org', 'show', 'acme'])).to.equal('alice admin\n');
     expect(await cli(berth, ['user', 'list'])).to.equal('alice\nbob\ncarol\n');
+    expect(await cli(berth, ['user', 'list', '--limit', '2']), 'a page').to.equal('alice\nbob\n');
+    expect(await cli(berth, ['user', 'list', '--after', 'bob']), 'the next').to.equal('carol\n');
+    expect(await cli(berth, ['user', 'list', '--after', 'alice', '--limit', '1'])).to.equal('bob\n');
   });
 });
