@@ -32,7 +32,7 @@ const SLABS_PER_MEMORY = 2;
  * until 12-03) made eight pushes at once create and drop some 120 memories per 2 GiB, 135,000-185,000
  * page faults that cost the main thread about 3 s of kernel CPU on our virtual machine.
  */
-export const SLAB_IDLE_MS = 2000;
+const SLAB_IDLE_MS = 2000;
 /**
  * Slabs in use at once, over all writers (64 MiB); a writer that finds none left writes through the page
  * cache. Eight pushes at once need 24 to write directly throughout; at 16 they were as fast.
