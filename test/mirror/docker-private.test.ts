@@ -14,10 +14,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { addUser, cli } from '../helpers/auth.ts';
 import { startBerth, type TestBerth } from '../helpers/berth.ts';
-import { busyboxImage, type BusyboxImage } from '../helpers/busybox.ts';
-import { Skopeo, startDockerd, type DockerEngine } from '../helpers/clients.ts';
-import { startDistribution, type TestDistribution } from '../helpers/distribution.ts';
-import { mirrorsEnv, seedBusybox, upstreamRequests } from './helpers.ts';
+import type { BusyboxImage } from '../helpers/busybox.ts';
+import { startDockerd, type DockerEngine } from '../helpers/clients.ts';
+import type { TestDistribution } from '../helpers/distribution.ts';
+import { mirrorsEnv, startBusyboxUpstream, upstreamRequests } from './helpers.ts';
 
 /** The key docker's config.json keeps Docker Hub's credentials under (what `docker login` with no server writes). */
 const DOCKER_HUB = 'https://index.docker.io/v1/';
@@ -31,14 +31,7 @@ describe("pull-through cache: docker's registry-mirrors with a private-mode Bert
   let robot: string;
 
   before(async () => {
-    upstream = await startDistribution();
-    image = await busyboxImage('mirror-private');
-    const skopeo = new Skopeo();
-    try {
-      await seedBusybox(upstream, image, skopeo);
-    } finally {
-      skopeo.cleanup();
-    }
+    ({ upstream, image } = await startBusyboxUpstream('mirror-private'));
     berth = await startBerth({ env: { ...mirrorsEnv([{ prefix: 'hub', upstream: upstream.url, dockerMirror: true }]), BERTH_MODE: 'private' } });
     await addUser(berth, 'eve', 'eve-password-1');
     await cli(berth, ['org', 'add', 'hub']);

@@ -5,8 +5,8 @@ import { statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { startBerth, type TestBerth } from '../helpers/berth.ts';
-import type { BusyboxImage } from '../helpers/busybox.ts';
-import { removeDir, tempDir, type Skopeo } from '../helpers/clients.ts';
+import { busyboxImage, type BusyboxImage } from '../helpers/busybox.ts';
+import { removeDir, Skopeo, tempDir } from '../helpers/clients.ts';
 import { startDistribution, type TestDistribution } from '../helpers/distribution.ts';
 import { Registry, sha256, type RawResponse } from '../helpers/registry.ts';
 
@@ -52,6 +52,19 @@ export async function seedBusybox(upstream: TestDistribution, image: BusyboxImag
   } finally {
     removeDir(dir);
   }
+}
+
+/** A fresh Distribution holding a new busybox image (named for the suite) as library/busybox:latest. */
+export async function startBusyboxUpstream(name: string): Promise<{ upstream: TestDistribution; image: BusyboxImage }> {
+  const upstream = await startDistribution();
+  const image = await busyboxImage(name);
+  const skopeo = new Skopeo();
+  try {
+    await seedBusybox(upstream, image, skopeo);
+  } finally {
+    skopeo.cleanup();
+  }
+  return { upstream, image };
 }
 
 /** The upstream requests (method and path) logged since `from` lines, e.g. `GET /v2/x/blobs/sha256:…`. */
