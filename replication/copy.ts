@@ -1,6 +1,7 @@
 // One run of one rule: for each repository and selected tag, the source's digest by one request; when
-// the destination's tag already names it (or, for a reduced index, names an index made from it) nothing
-// more. Otherwise the manifest and everything it reaches, children first (a child the destination holds
+// the destination's tag already names it, only the digest's referrers are listed (a signature or an
+// attestation pushed after the tag was copied is copied then), and for a reduced index (the destination's
+// tag names an index made from it) nothing more. Otherwise the manifest and everything it reaches, children first (a child the destination holds
 // is skipped whole: it is content-addressed, and stored only with its blobs), blobs by HEAD / mount /
 // upload (never downloaded when present), manifests byte for byte under their digests, the referrers
 // of what was copied after their subject, the tag last. Every request that meets 429, a 5xx or no answer
@@ -97,7 +98,13 @@ export class Copier {
     const digest = await this.attempt(() => this.source.resolve(repository, tag));
     if (digest === undefined) return;
     const present = await this.attempt(() => this.destination.resolve(target, tag));
-    if (present === digest || (present !== undefined && this.rule.reduceIndex && (await this.reducedFrom(target, present)) === digest)) {
+    if (present === digest) {
+      this.progress.skipped++;
+      await this.copyReferrers(repository, target, digest, 0);
+      return;
+    }
+    // A reduced index has a digest of its own: the source's referrers name another subject.
+    if (present !== undefined && this.rule.reduceIndex && (await this.reducedFrom(target, present)) === digest) {
       this.progress.skipped++;
       return;
     }
@@ -129,6 +136,11 @@ export class Copier {
     for (const blob of blobs) await this.copyBlob(repository, target, blob.digest, blob.size);
     await this.attempt(() => this.destination.putManifest(target, digest, manifest.bytes, manifest.mediaType));
     this.progress.bytes += manifest.bytes.length;
+    await this.copyReferrers(repository, target, digest, depth);
+  }
+
+  /** The source's referrers of `digest` that the destination lacks (each with what it reaches and its own referrers). */
+  private async copyReferrers(repository: string, target: string, digest: string, depth: number): Promise<void> {
     if (depth >= MAX_REFERRER_DEPTH) return;
     const referrers = await this.attempt(() => this.source.referrers(repository, digest));
     for (const referrer of referrers.slice(0, MAX_REFERRERS)) {

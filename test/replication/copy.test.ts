@@ -1,7 +1,7 @@
 // Replication rules against real registries: a pull rule copies from CNCF Distribution (its access log
 // counts what the source was asked), a push rule copies to a second Berth; digests, indexes with their
 // children and referrers arrive byte for byte, and a rerun with nothing changed asks the source one HEAD
-// per tag.
+// per tag and its digest's referrers.
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -33,7 +33,7 @@ describe('replication: pull and push rules', function () {
     await Promise.all([here?.destroy(), there?.destroy(), source?.stop()]);
   });
 
-  it('pulls the tags a glob picks, byte for byte, and a rerun with nothing changed asks one HEAD per tag', async () => {
+  it('pulls the tags a glob picks, byte for byte, and a rerun with nothing changed asks one HEAD per tag and its referrers', async () => {
     const v1 = await origin.pushImage('team/app', 'v1', { layers: ['app v1 layer a', 'app v1 layer b'] });
     const v2 = await origin.pushImage('team/app', 'v2', { layers: ['app v2 layer'] });
     await origin.pushImage('team/app', 'dev', { layers: ['app dev layer'] });
@@ -54,7 +54,9 @@ describe('replication: pull and push rules', function () {
     const second = await runRule(local, 'from-dist');
     expect(second).to.include({ outcome: 'succeeded', copied: 0, skipped: 2, failed: 0 });
     const asked = upstreamRequests(source, before).filter((r) => !r.startsWith('GET /v2/team/app/tags/list') && r !== 'GET /v2/');
-    expect(asked.sort()).to.deep.equal(['HEAD /v2/team/app/manifests/v1', 'HEAD /v2/team/app/manifests/v2']);
+    // Besides, the digest's referrers: Distribution 2.8 has no referrers API (404), so its fallback tag is looked for.
+    const referrersOf = (digest: string) => [`GET /v2/team/app/referrers/${digest}`, `HEAD /v2/team/app/manifests/${digest.replace(':', '-')}`];
+    expect(asked.sort()).to.deep.equal(['HEAD /v2/team/app/manifests/v1', 'HEAD /v2/team/app/manifests/v2', ...referrersOf(v1.digest), ...referrersOf(v2.digest)].sort());
   });
 
   it('pulls only the blobs it lacks: a new tag sharing layers fetches only its new ones', async () => {
@@ -84,6 +86,14 @@ describe('replication: pull and push rules', function () {
 
     const again = await runRule(local, 'to-berth');
     expect(again).to.include({ outcome: 'succeeded', copied: 0, skipped: 1 });
+
+    // An attestation pushed after the tag was copied: the tag is unchanged, the next run copies it.
+    const attestation = await pushReferrer(local, 'release/tool', { mediaType: OCI_INDEX, digest: pushed.digest, size: pushed.index.length }, 'attestation');
+    const later = await runRule(local, 'to-berth');
+    expect(later).to.include({ outcome: 'succeeded', copied: 0, skipped: 1, failed: 0 });
+    const now = await remote.request('GET', `/v2/mirror/release/tool/referrers/${pushed.digest}`);
+    expect(now.json.manifests.map((m: any) => m.digest).sort()).to.deep.equal([signature, attestation].sort());
+    expect((await manifestBytes(remote, 'mirror/release/tool', attestation)).digest).to.equal(attestation);
   });
 
   it('keeps the remote password sealed: never in the API, the CLI or storage in the clear', async () => {
