@@ -31,9 +31,24 @@ export interface ReplicationOptions {
   staleMs: number;
   maxManifestBytes: number;
   logger: ReplicationLogger;
-  /** Told of each run's end (the server queues a webhook event); never fails the run. */
-  finished?: (summary: Record<string, unknown>) => Promise<void>;
+  /** Told of each run's end (the server counts it and queues a webhook event); never fails the run. */
+  finished?: (summary: RunSummary) => Promise<void>;
 }
+
+/** A finished run as the log, the metrics and the webhook event tell it. */
+export type RunSummary = {
+  rule: string;
+  direction: 'pull' | 'push';
+  remote: string;
+  run: string;
+  trigger: Trigger;
+  outcome: RunRecord['outcome'];
+  reason?: RunRecord['reason'];
+  copied: number;
+  skipped: number;
+  failed: number;
+  bytes: number;
+};
 
 /** A rule as the CLI, the API and the page show it: its settings, the run in progress, the last runs. */
 export interface RuleStatus extends RuleView {
@@ -250,7 +265,7 @@ export class Replication {
       outcome: stopped ? 'stopped' : progress.failed > 0 ? 'partial' : 'succeeded',
       ...(stopped ? { reason: stopped.reason, message: stopped.message } : {}),
     });
-    const summary = { rule: rule.name, direction: rule.direction, remote: rule.remote.url, run: run.id, trigger: record.trigger, outcome: record.outcome, ...(record.reason ? { reason: record.reason } : {}), copied: record.copied, skipped: record.skipped, failed: record.failed, bytes: record.bytes };
+    const summary: RunSummary = { rule: rule.name, direction: rule.direction, remote: rule.remote.url, run: run.id, trigger: record.trigger, outcome: record.outcome, ...(record.reason ? { reason: record.reason } : {}), copied: record.copied, skipped: record.skipped, failed: record.failed, bytes: record.bytes };
     logger.info(summary, 'replication run finished');
     await this.options.finished?.(summary).catch((err: Error) => logger.warn({ rule: rule.name, err: err.message }, 'the replication event was not queued'));
     return record;

@@ -42,7 +42,7 @@ import { RegistryError } from './errors.ts';
 import { pino } from 'pino';
 import { scheduleLifecycle } from './lifecycle.ts';
 import type { Mirrors } from '../mirror/index.ts';
-import { Replication } from '../replication/index.ts';
+import { Replication, type RunSummary } from '../replication/index.ts';
 
 export interface Berth {
   app: Koa;
@@ -75,7 +75,10 @@ export async function createApp(
   // The webhooks' event source: storage tells it of pushes, deletes, pulls and collections.
   const webhooks = openWebhooks(config, storage, coordination, logger);
   // Replication's push rules hear of pushes too (after the webhooks' queueing, never failing the push).
-  const replication = openReplication(config, storage, coordination, logger, (summary) => webhooks.replicated(summary));
+  const replication = openReplication(config, storage, coordination, logger, (summary) => {
+    metrics.replicationFinished(summary);
+    return webhooks.replicated(summary);
+  });
   storage.listen(allOf(webhooks.listener(), replication.listener()));
   // Behind a trusted proxy Koa reads the protocol from X-Forwarded-Proto; forwardedClient (first below)
   // sets the client address and leaves Koa only the forwarding headers it may believe.
@@ -164,7 +167,7 @@ export function openReplication(
   storage: Storage,
   coordination: Coordination,
   logger: Logger,
-  finished?: (summary: Record<string, unknown>) => Promise<void>,
+  finished?: (summary: RunSummary) => Promise<void>,
 ): Replication {
   return new Replication({
     storage,

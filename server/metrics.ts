@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { aggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from './prometheus.ts';
 import type { Context, Next } from 'koa';
 import { directIO, KERNEL_MS_PER_MIB, writePath } from '../storage/index.ts';
+import type { RunSummary } from '../replication/index.ts';
 
 export class Metrics {
   readonly registry = new Registry();
@@ -36,18 +37,12 @@ export class Metrics {
     registers: [this.registry],
   });
   // Per mirror (its prefix): what was served from the cache, fetched, served stale, and what failed upstream.
-  private readonly mirrorEvents = new Counter({
-    name: 'berth_mirror_requests_total',
-    help: 'Pull-through cache lookups by mirror and outcome: hit (served from the cache), miss (fetched upstream), stale (served cached while the upstream failed), upstream_error',
-    labelNames: ['mirror', 'outcome'] as const,
-    registers: [this.registry],
-  });
-  private readonly mirrorBytes = new Counter({
-    name: 'berth_mirror_fetched_bytes_total',
-    help: 'Blob bytes fetched from each mirror\'s upstream',
-    labelNames: ['mirror'] as const,
-    registers: [this.registry],
-  });
+  private readonly mirrorEvents = this.counter(
+    'berth_mirror_requests_total',
+    'Pull-through cache lookups by mirror and outcome: hit (served from the cache), miss (fetched upstream), stale (served cached while the upstream failed), upstream_error',
+    ['mirror', 'outcome'],
+  );
+  private readonly mirrorBytes = this.counter('berth_mirror_fetched_bytes_total', 'Blob bytes fetched from each mirror\'s upstream', ['mirror']);
   /** The mirror room's counters (MirrorMetrics). */
   readonly mirror = {
     hit: (mirror: string) => this.mirrorEvents.inc({ mirror, outcome: 'hit' }),
@@ -56,6 +51,31 @@ export class Metrics {
     upstreamError: (mirror: string) => this.mirrorEvents.inc({ mirror, outcome: 'upstream_error' }),
     bytesFetched: (mirror: string, n: number) => this.mirrorBytes.inc({ mirror }, n),
   };
+
+  // Per replication rule (their number is bounded by MAX_RULES): runs by outcome, tags by what a run did with
+  // them, bytes copied.
+  private readonly replicationRuns = this.counter(
+    'berth_replication_runs_total',
+    'Replication runs finished, by rule, direction and outcome (succeeded, partial, stopped)',
+    ['rule', 'direction', 'outcome'],
+  );
+  private readonly replicationTags = this.counter(
+    'berth_replication_tags_total',
+    'Tags replication runs looked at, by rule and result: copied, skipped (the destination had it), failed',
+    ['rule', 'result'],
+  );
+  private readonly replicationBytes = this.counter('berth_replication_bytes_total', 'Manifest and blob bytes replication runs copied, by rule', ['rule']);
+
+  /** Counts a finished replication run. */
+  replicationFinished(run: RunSummary): void {
+    this.replicationRuns.inc({ rule: run.rule, direction: run.direction, outcome: run.outcome });
+    for (const result of ['copied', 'skipped', 'failed'] as const) this.replicationTags.inc({ rule: run.rule, result }, run[result]);
+    this.replicationBytes.inc({ rule: run.rule }, run.bytes);
+  }
+
+  private counter<L extends string>(name: string, help: string, labelNames: readonly L[]): InstanceType<typeof Counter<L>> {
+    return new Counter({ name, help, labelNames, registers: [this.registry] });
+  }
 
   constructor() {
     collectDefaultMetrics(this.registry, 'berth_');

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { startBerth, type TestBerth } from '../helpers/berth.ts';
 import { startDistribution, type TestDistribution } from '../helpers/distribution.ts';
 import { OCI_INDEX, Registry } from '../helpers/registry.ts';
-import { UpstreamRegistry, upstreamRequests } from '../mirror/helpers.ts';
+import { metric, UpstreamRegistry, upstreamRequests } from '../mirror/helpers.ts';
 import { cookiesOf, csrfIn, FORM } from '../helpers/web.ts';
 import { startReceiver } from '../helpers/receiver.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -57,6 +57,13 @@ describe('replication: pull and push rules', function () {
     // Besides, the digest's referrers: Distribution 2.8 has no referrers API (404), so its fallback tag is looked for.
     const referrersOf = (digest: string) => [`GET /v2/team/app/referrers/${digest}`, `HEAD /v2/team/app/manifests/${digest.replace(':', '-')}`];
     expect(asked.sort()).to.deep.equal(['HEAD /v2/team/app/manifests/v1', 'HEAD /v2/team/app/manifests/v2', ...referrersOf(v1.digest), ...referrersOf(v2.digest)].sort());
+
+    // /metrics counts both runs.
+    expect(await metric(local, 'berth_replication_runs_total', { rule: 'from-dist', direction: 'pull', outcome: 'succeeded' })).to.equal(2);
+    expect(await metric(local, 'berth_replication_tags_total', { rule: 'from-dist', result: 'copied' })).to.equal(2);
+    expect(await metric(local, 'berth_replication_tags_total', { rule: 'from-dist', result: 'skipped' })).to.equal(2);
+    expect(await metric(local, 'berth_replication_tags_total', { rule: 'from-dist', result: 'failed' })).to.equal(0);
+    expect(await metric(local, 'berth_replication_bytes_total', { rule: 'from-dist' })).to.equal(first.bytes + second.bytes);
   });
 
   it('pulls only the blobs it lacks: a new tag sharing layers fetches only its new ones', async () => {
