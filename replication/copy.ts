@@ -1,12 +1,13 @@
 // One run of one rule: for each repository and selected tag, the source's digest by one request; when
 // the destination's tag already names it, only the digest's referrers are listed (a signature or an
 // attestation pushed after the tag was copied is copied then), and for a reduced index (the destination's
-// tag names an index made from it) nothing more. Otherwise the manifest and everything it reaches, children first (a child the destination holds
-// is skipped whole: it is content-addressed, and stored only with its blobs), blobs by HEAD / mount /
-// upload (never downloaded when present), manifests byte for byte under their digests, the referrers
-// of what was copied after their subject, the tag last. Every request that meets 429, a 5xx or no answer
-// is tried again after Retry-After (or a doubling wait), a bounded number of times; a full destination
-// or a refusal that will not change stops the run (RunStopped).
+// tag names an index made from it) nothing more. Otherwise the manifest and everything it reaches,
+// children first (a child the destination holds is skipped whole: it is content-addressed, and stored
+// only with its blobs), blobs by HEAD / mount / upload (never downloaded when present), manifests byte
+// for byte under their digests, the referrers of what was copied after their subject, the tag last.
+// Every request that meets 429, a 5xx or no answer is tried again after Retry-After (or a doubling
+// wait), a bounded number of times; a full destination or a refusal that will not change stops the run
+// (RunStopped).
 import { createHash } from 'node:crypto';
 import { RegistryRequestError, RegistryResponseError } from '../client/index.ts';
 import { UpstreamDigestError, UpstreamError } from '../mirror/index.ts';
