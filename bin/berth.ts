@@ -1,23 +1,18 @@
 #!/usr/bin/env node
 // The berth command.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { serve } from '../server/cluster.ts';
-import { configOrExit } from './commands/common.ts';
+import { configOrExit, positiveCount } from './commands/common.ts';
 
 const program = new Command();
 program.name('berth').description('Berth: an OCI image registry');
 
-function positiveInt(value: string): string {
-  if (!/^[1-9]\d*$/.test(value)) throw new InvalidArgumentError('expected a whole number from 1');
-  return value;
-}
-
 program
   .command('serve')
   .description('serve the registry (configured by BERTH_* environment variables or BERTH_CONFIG)')
-  .option('-w, --workers <n>', 'processes serving one port (default: BERTH_WORKERS, else 1)', positiveInt)
-  .action(async (options: { workers?: string }) => {
-    const config = configOrExit(options.workers ? { ...process.env, BERTH_WORKERS: options.workers } : process.env);
+  .option('-w, --workers <n>', 'processes serving one port (default: BERTH_WORKERS, else 1)', positiveCount)
+  .action(async (options: { workers?: number }) => {
+    const config = configOrExit(options.workers ? { ...process.env, BERTH_WORKERS: String(options.workers) } : process.env);
     try {
       await serve(config);
     } catch (err) {

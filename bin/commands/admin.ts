@@ -5,15 +5,10 @@ import { pino } from 'pino';
 import { AccountError, AccountManagement, splitRobotName, type Actor, type AuthService, type Role } from '../../auth/index.ts';
 import { createAuth, openStorage } from '../../server/app.ts';
 import { PolicyError } from '../../storage/index.ts';
-import { collect, configOrExit, readStdin } from './common.ts';
+import { collect, configOrExit, positiveCount, readStdin } from './common.ts';
 
 /** Users `user list` reads from storage at a time: its memory stays bounded however many there are. */
 const LIST_PAGE = 500;
-
-function positiveCount(value: string): number {
-  if (!/^[1-9]\d*$/.test(value)) throw new InvalidArgumentError('expected a whole number from 1');
-  return Number(value);
-}
 
 /**
  * Runs `fn` with the auth service over the configured storage; prints errors the way a CLI should (a

@@ -1,5 +1,6 @@
 // What every berth command shares: the configuration (a wrong value stops the command with its message
 // and exit code 2, as it stops the server), standard input, repeatable options.
+import { InvalidArgumentError } from 'commander';
 import { ConfigError, loadClientConfig, loadConfig, type ClientConfig, type Config } from '../../server/config.ts';
 
 /** The server's configuration, for serve and the commands that open its storage. */
@@ -39,4 +40,10 @@ export function printJson(value: unknown): void {
 /** For options given more than once: commander's collector. */
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
+}
+
+/** A commander option parser for a count from 1 (--workers, --limit). */
+export function positiveCount(value: string): number {
+  if (!/^[1-9]\d*$/.test(value)) throw new InvalidArgumentError('expected a whole number from 1');
+  return Number(value);
 }
