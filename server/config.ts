@@ -386,7 +386,7 @@ export const SETTINGS: Record<SettingKey, { env: string; default?: string; help:
   directIo: {
     env: 'BERTH_DIRECT_IO',
     default: 'auto',
-    help: 'write large blobs in BERTH_DATA with O_DIRECT (true) or through the page cache (false); auto measures the kernel CPU the page cache costs per MiB and writes directly while it is high (some virtual machines), rechecking from time to time (ignored where the filesystem refuses O_DIRECT)',
+    help: 'write large blobs in BERTH_DATA with O_DIRECT (true) or through the page cache (false); auto writes directly while two or more large writes are under way, and for a lone one measures the kernel CPU the page cache costs per MiB and writes directly while it is high (some virtual machines), rechecking from time to time (ignored where the filesystem refuses O_DIRECT)',
   },
   logLevel: { env: 'BERTH_LOG_LEVEL', default: 'info', help: 'pino log level (silent to turn logs off)' },
   deleteEnabled: { env: 'BERTH_DELETE_ENABLED', default: 'true', help: 'allow DELETE of manifests, tags and blobs' },

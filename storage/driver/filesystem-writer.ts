@@ -1,8 +1,9 @@
 // The filesystem driver's FileWriter. A blob must be durable before it is visible: its bytes go through
 // the page cache, a background fdatasync every 32 MiB keeps the unflushed part small, and commit()'s
 // fdatasync writes the rest. Or with direct I/O (O_DIRECT), where the driver is asked for it
-// (BERTH_DIRECT_IO=true) or, by default (`auto`), while the page cache is measured to cost the kernel much
-// CPU per MiB (WritePathChooser), since direct I/O costs the kernel less CPU there: on 12-02 our virtual
+// (BERTH_DIRECT_IO=true) or, by default (`auto`), while several large writes are under way or the page
+// cache is measured to cost the kernel much CPU per MiB (WritePathChooser), since direct I/O costs the
+// kernel less CPU there: on 12-02 our virtual
 // disk took 2.5 ms of kernel CPU per MB to flush (2 GiB: 5 s), and direct writes carried eight
 // pushes at once at 625-740 MB/s; on 12-03 the same disk flushed at 1.2 ms per MB and direct writes,
 // each waiting for the device, held one push to 200-310 MB/s where the page cache carried it at 360-500.
@@ -154,17 +155,30 @@ const SAMPLE_MAX_MS = 2000;
  * writes into the same reused slabs do not pay: 494-545 MB/s against 269-301 for eight 256 MiB pushes at once.
  */
 export const KERNEL_MS_PER_MIB = 2.5;
+/**
+ * Large writes under way at once (past their first MiB) from which `auto` writes whole slabs directly
+ * however cheap the page cache was measured. With several at once the machine's CPU limits them, not the
+ * device's latency (their writes in flight overlap it), and direct writes cost the kernel less CPU than
+ * even a cheap page cache: on 12-04, eight curl pushes at once took 0.6-0.7 ms of kernel CPU per MiB
+ * directly and ran at 539-676 MB/s, against 1.1-1.2 ms and 484-548 MB/s by the samples alone (2.2-3.2 ms
+ * and 315-432 MB/s through the page cache only). A lone write keeps the page cache, which hides the
+ * device's latency: on 12-03 one push went at 200-310 MB/s directly and 360-500 through it.
+ */
+const LARGE_WRITES_FOR_DIRECT = 2;
 /** How long direct writes are kept before the page cache is measured again; doubled while it stays costly. */
 const DIRECT_FIRST_MS = 30_000;
 const DIRECT_LONGEST_MS = 10 * 60_000;
 
 /**
- * The `auto` choice, for the whole process (the cost is the host's): large writes go through the page
- * cache while its kernel CPU per MiB stays low, and directly for a while after a sample finds it costly;
- * then the page cache is sampled again, since the cost comes and goes with the host's memory.
+ * The `auto` choice, for the whole process (the cost is the host's): large writes go directly while
+ * several are under way; otherwise through the page cache while its kernel CPU per MiB stays low, and
+ * directly for a while after a sample finds it costly; then the page cache is sampled again, since the
+ * cost comes and goes with the host's memory.
  */
 export class WritePathChooser {
   private direct = false;
+  /** Large writes under way now (see `largeWriteBegan`). */
+  private largeWrites = 0;
   private directUntil = 0;
   private directFor = DIRECT_FIRST_MS;
   private sample: { startedAt: number; kernelMs: number; bytes: number } | undefined;
@@ -182,12 +196,24 @@ export class WritePathChooser {
       this.direct = false;
       this.sample = undefined;
     }
-    return this.direct;
+    return this.direct || this.largeWrites >= LARGE_WRITES_FOR_DIRECT;
+  }
+
+  /** A write passed its first MiB; the returned function ends it (once, however often it is called). */
+  largeWriteBegan(): () => void {
+    this.largeWrites++;
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      this.largeWrites--;
+    };
   }
 
   /** Counts bytes of a large write sent through the page cache; ends a sample when it holds enough. */
   noteCached(bytes: number): void {
-    if (this.direct) return;
+    // Beside other large writes (direct, or buffered for want of a slab) the kernel's CPU is not this write's alone.
+    if (this.direct || this.largeWrites >= LARGE_WRITES_FOR_DIRECT) return;
     const now = this.now();
     const sample = this.sample;
     if (!sample || now - sample.startedAt > SAMPLE_MAX_MS) {
@@ -266,6 +292,8 @@ export class FilesystemWriter implements FileWriter {
       await sink.abort();
       await this.handle.truncate(before).catch(() => {});
       throw err;
+    } finally {
+      sink.largeWriteEnded?.();
     }
     this.current = sink.position;
     return this.current - before;
@@ -314,6 +342,11 @@ export class FilesystemWriter implements FileWriter {
   get canWriteDirect(): boolean {
     if (!directAvailable()) return false;
     return this.directWanted === 'auto' ? this.chooser.prefersDirect : this.directWanted;
+  }
+
+  /** A write of this writer passed its first MiB: `auto` counts it among the large writes under way. */
+  largeWriteBegan(): () => void {
+    return this.directWanted === 'auto' ? this.chooser.largeWriteBegan() : () => {};
   }
 
   /** Bytes past a write's first MiB that went through the page cache: what `auto` measures. */
@@ -369,6 +402,8 @@ class WriteSink {
   /** Writes sent and not yet done (each settles, never rejects; the first failure is kept). */
   private readonly inFlight = new Set<Promise<void>>();
   private failure: { error: unknown } | undefined;
+  /** Set once the write passed its first MiB: ends its count among the large writes under way. */
+  largeWriteEnded: (() => void) | undefined;
 
   constructor(
     private readonly writer: FilesystemWriter,
@@ -391,7 +426,9 @@ class WriteSink {
       // Not in a slab: the first MiB of a write (most blobs are smaller: they are written once, through the
       // page cache, and flushed with the commit), the head before an aligned offset, no direct I/O, or no
       // slab to be had.
-      const direct = this.writer.canWriteDirect && this.position - this.start >= DIRECT_AFTER_BYTES;
+      const large = this.position - this.start >= DIRECT_AFTER_BYTES;
+      if (large) this.largeWriteEnded ??= this.writer.largeWriteBegan();
+      const direct = large && this.writer.canWriteDirect;
       const aligned = this.position % DIRECT_ALIGNMENT === 0;
       if (aligned && direct && this.batchBytes === 0) {
         this.slab = slabs.acquire();

@@ -116,6 +116,64 @@ describe('filesystem driver: direct I/O chosen by what the page cache costs (aut
     expect(c.chooser.prefersDirect).to.equal(false);
   });
 
+  it('writes directly while two or more large writes are under way, however cheap the page cache, and samples none of their bytes', () => {
+    const c = host();
+    feed(c, 80, 1);
+    const endFirst = c.chooser.largeWriteBegan();
+    expect(c.chooser.prefersDirect, 'one large write: the page cache').to.equal(false);
+    const endSecond = c.chooser.largeWriteBegan();
+    expect(c.chooser.prefersDirect, 'two at once').to.equal(true);
+    feed(c, 80, 6);
+    endSecond();
+    endSecond();
+    expect(c.chooser.prefersDirect, 'one again (ending twice counts once), and the costly bytes beside the other write were not a sample').to.equal(false);
+    endFirst();
+    feed(c, 80, 6);
+    expect(c.chooser.prefersDirect, 'a costly sample of a lone write still counts').to.equal(true);
+  });
+
+  it('a driver set to auto writes two large writes at once directly past their first MiB, and a lone one through the cheap page cache', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'berth-fs-auto-'));
+    const chooser = new WritePathChooser(() => 0, () => 0);
+    const driver = new FilesystemDriver(root, { directIO: 'auto', writePath: chooser });
+    const data = Buffer.alloc(24 * MiB);
+    for (let i = 0; i < data.length; i += 4096) data.writeUInt32BE(i, i);
+    const pieces = (): Buffer[] => Array.from({ length: data.length / (64 * 1024) }, (_, i) => data.subarray(i * 64 * 1024, (i + 1) * 64 * 1024));
+    /** Writes `source` to `path` and checks the bytes; the bytes written directly. */
+    const write = async (path: string, source: AsyncIterable<Buffer>) => {
+      const writer = await driver.writer(path, false);
+      await writer.write(source);
+      await writer.commit();
+      await writer.close();
+      expect((await driver.getContent(path))!.equals(data), path).to.equal(true);
+    };
+    try {
+      let before = directIO.bytesWritten;
+      await write('/alone', Readable.from(pieces()));
+      expect(directIO.bytesWritten - before, 'alone').to.equal(0);
+      // Each write goes on past 2 MiB only once the other has passed it too: both are large writes at once.
+      const passed: Array<() => void> = [];
+      const both = Promise.all([0, 1].map((i) => new Promise<void>((resolve) => (passed[i] = resolve))));
+      async function* paced(i: number): AsyncGenerator<Buffer> {
+        for (const [n, piece] of pieces().entries()) {
+          if (n === 32) {
+            passed[i]!();
+            await both;
+          }
+          yield piece;
+        }
+      }
+      before = directIO.bytesWritten;
+      await Promise.all([write('/one', paced(0)), write('/two', paced(1))]);
+      expect(directIO.bytesWritten - before, 'two at once').to.be.above(30 * MiB);
+      before = directIO.bytesWritten;
+      await write('/alone-again', Readable.from(pieces()));
+      expect(directIO.bytesWritten - before, 'alone again: both ended').to.equal(0);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   it('a driver set to auto writes whole slabs directly once the page cache was measured costly, with the same bytes', async () => {
     const root = await mkdtemp(join(tmpdir(), 'berth-fs-auto-'));
     // Every reading of the kernel's CPU is a second later than the one before: a page cache costly at any pace.
