@@ -10,6 +10,7 @@ import { busyboxImage, type BusyboxImage } from '../helpers/busybox.ts';
 import { podmanSetup, removeDir, run, Skopeo, startDockerd, tempDir, type DockerEngine, type Podman } from '../helpers/clients.ts';
 import { startDistribution, type TestDistribution } from '../helpers/distribution.ts';
 import { Registry } from '../helpers/registry.ts';
+import { waitFor } from '../helpers/wait.ts';
 import { getManifest, mirrorsEnv, seedBusybox, upstreamRequests } from './helpers.ts';
 
 describe('pull-through cache: the engines\' mirror settings', function () {
@@ -53,7 +54,7 @@ describe('pull-through cache: the engines\' mirror settings', function () {
       const id = (await engine.docker(['image', 'inspect', '--format', '{{.Id}}', 'busybox:latest'])).stdout.trim();
       expect(id).to.equal(image.configDigest);
       // The pull came through the mirror (no network here), and was stored under the prefix.
-      expect(berth.logs.some((l) => l.includes('"path":"/v2/library/busybox/manifests/latest"') && l.includes('"status":200'))).to.equal(true);
+      await waitFor(() => berth.logs.some((l) => l.includes('"path":"/v2/library/busybox/manifests/latest"') && l.includes('"status":200')), 'the mirror\'s access line');
       expect((await mirror.request('GET', '/v2/docker.io/library/busybox/tags/list')).json.tags).to.deep.equal(['latest']);
 
       // A local repository named like a Docker Hub one is served as itself; the mirrored copy stays under its prefix.
@@ -72,7 +73,7 @@ describe('pull-through cache: the engines\' mirror settings', function () {
           `server = "https://registry-1.docker.io"\n\n[host."${berth.url}"]\n  capabilities = ["pull", "resolve"]\n`,
         );
         await run('ctr', ['--address', engine.containerdSocket, '--namespace', 'berth-mirror-test', 'images', 'pull', '--hosts-dir', hosts, 'docker.io/library/busybox:latest'], { timeoutMs: 120_000 });
-        expect(berth.logs.some((l) => l.includes('"path":"/v2/library/busybox/manifests/latest"') && l.includes('"status":200'))).to.equal(true);
+        await waitFor(() => berth.logs.some((l) => l.includes('"path":"/v2/library/busybox/manifests/latest"') && l.includes('"status":200')), 'the mirror\'s access line');
         const listed = await run('ctr', ['--address', engine.containerdSocket, '--namespace', 'berth-mirror-test', 'images', 'ls', '-q']);
         expect(listed.stdout).to.include('docker.io/library/busybox:latest');
       } finally {
@@ -97,7 +98,7 @@ describe('pull-through cache: the engines\' mirror settings', function () {
       await client.podman(['pull', '--signature-policy', client.policy, 'docker.io/library/busybox:latest']);
       const id = (await client.podman(['image', 'inspect', '--format', '{{.Id}}', 'docker.io/library/busybox:latest'])).stdout.trim();
       expect(`sha256:${id}`).to.equal(image.configDigest);
-      expect(berth.logs.some((l) => l.includes('"path":"/v2/docker.io/library/busybox/manifests/latest"'))).to.equal(true);
+      await waitFor(() => berth.logs.some((l) => l.includes('"path":"/v2/docker.io/library/busybox/manifests/latest"')), 'the mirror\'s access line');
       // Warm by now (skopeo and docker pulled it): the upstream was not asked for a blob.
       expect(upstreamRequests(upstream, before).filter((r) => r.includes('/blobs/'))).to.deep.equal([]);
     });

@@ -204,6 +204,6 @@ describe('pull-through cache (Distribution upstream)', function () {
     const unseen = await getManifest(mirror, 'faulty/team/kept', 'v2');
     expect(unseen.status).to.equal(503);
     expect(errorCode(unseen)).to.equal('UNAVAILABLE');
-    expect(berth.logs.some((l) => l.includes('serving the cached tag'))).to.equal(true);
+    await waitFor(() => berth.logs.some((l) => l.includes('serving the cached tag')), 'the stale serve logged');
   });
 });
