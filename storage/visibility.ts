@@ -37,7 +37,8 @@ export class VisibilityIndex {
    * never shows the repository more than its settings do: a private entry is written before the settings
    * that make it private (or unset it), a public one only after the settings that make it public, and a
    * private entry wins over a public one still there; the stamp changes as soon as the repository is hidden,
-   * so no process goes on serving a copy that shows it. Runs under the repository's settings lock.
+   * so no process goes on serving a copy that shows it, and again at the end unless it was made private.
+   * Runs under the repository's settings lock.
    */
   async change(name: string, before: SetVisibility | undefined, after: SetVisibility | undefined, writeSettings: () => Promise<void>): Promise<void> {
     if (before === after) return writeSettings();
@@ -51,7 +52,10 @@ export class VisibilityIndex {
     if (after === 'public') await this.driver.putContent(shown, '');
     else await this.driver.delete(shown);
     if (after !== 'private') await this.driver.delete(hidden);
-    await this.touch();
+    // Made private, the repository was hidden by the first change of the stamp: a copy loaded since holds
+    // the private entry, which wins over a public one deleted after it. So a new private repository (each
+    // new one in private mode) costs one stamp write, and one flush, fewer.
+    if (after !== 'private') await this.touch();
   }
 
   /** The index as storage holds it now: one read (the stamp) while nothing changed, else two listings. */

@@ -55,6 +55,39 @@ describe('unit: the visibility index', () => {
     expect((await here.visibilities()).of('acme/app')).to.equal('private');
   });
 
+  it('a repository made private changes the stamp once, and a copy loaded before its settings were written already hides it', async () => {
+    const elsewhere = new RepositoryStore(new FilesystemDriver(dir), new LocalLock());
+    let stampWrites = 0;
+    let copyMidway: Promise<unknown> | undefined;
+    const watched = new Proxy(driver, {
+      get(target, property, receiver) {
+        const value = Reflect.get(target, property, receiver);
+        if (property !== 'putContent') return typeof value === 'function' ? value.bind(target) : value;
+        return async (path: string, content: Buffer | string) => {
+          if (path === layout.visibilityStamp) stampWrites++;
+          // Another process loads its copy after the stamp changed, before the settings are written.
+          if (path.endsWith('/_settings.json')) copyMidway = elsewhere.visibilities();
+          return target.putContent(path, content);
+        };
+      },
+    });
+    const store = new RepositoryStore(watched, new LocalLock());
+    await store.update('acme/new', { visibility: 'private' });
+    expect(stampWrites, 'a new private repository').to.equal(1);
+    await store.update('acme/open', { visibility: 'public' });
+    await elsewhere.visibilities();
+    stampWrites = 0;
+    await store.update('acme/open', { visibility: 'private' });
+    await copyMidway;
+    expect(stampWrites, 'public made private').to.equal(1);
+    expect((await elsewhere.visibilities()).of('acme/open'), 'the copy loaded midway, still current').to.equal('private');
+    expect((await elsewhere.visibilities()).of('acme/new')).to.equal('private');
+    stampWrites = 0;
+    await store.update('acme/open', { visibility: undefined });
+    expect(stampWrites, 'private unset: hidden first, shown by the default after').to.equal(2);
+    expect((await elsewhere.visibilities()).of('acme/open')).to.equal(undefined);
+  });
+
   it('never shows a repository more than its settings when the settings write fails', async () => {
     const state = { failing: false };
     const store = new RepositoryStore(failingSettings(driver, state), new LocalLock());
