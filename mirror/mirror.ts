@@ -132,7 +132,7 @@ export class Mirror {
       return;
     }
     if (local && current.digest === local.digest) {
-      this.remember(tagKey);
+      await this.remember(tagKey);
       return this.count('hit');
     }
     this.count('miss');
@@ -146,7 +146,7 @@ export class Mirror {
       throw new UpstreamDigestError(`manifest ${name}:${reference.tag}: the upstream named ${named} but sent bytes of ${digest}`);
     }
     await storeManifest(this.deps.storage, name, reference, fetched.bytes, fetched.mediaType);
-    this.remember(tagKey);
+    await this.remember(tagKey);
   }
 
   /**
@@ -332,11 +332,12 @@ export class Mirror {
     return layout.mirrorTagCheck(this.prefix, createHash('sha256').update(tagKey).digest('hex'));
   }
 
-  private remember(tagKey: string): void {
+  private async remember(tagKey: string): Promise<void> {
     const now = Date.now();
     this.note(tagKey, now);
-    // Derived and cheap to lose (a lost record costs one HEAD): not flushed.
-    void this.deps.storage.driver.putContent(this.checkPath(tagKey), String(now), { durable: false }).catch(() => {});
+    // Derived and cheap to lose (a lost record costs one HEAD): not flushed, and a failure ignored. Written
+    // before the answer, so that a pull the client sends next to another replica finds it.
+    await this.deps.storage.driver.putContent(this.checkPath(tagKey), String(now), { durable: false }).catch(() => {});
   }
 
   private note(tagKey: string, at: number): void {
