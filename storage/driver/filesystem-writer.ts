@@ -3,10 +3,10 @@
 // fdatasync writes the rest. Or with direct I/O (O_DIRECT), where the driver is asked for it
 // (BERTH_DIRECT_IO=true) or, by default (`auto`), while several large writes are under way or the page
 // cache is measured to cost the kernel much CPU per MiB (WritePathChooser), since direct I/O costs the
-// kernel less CPU there: on 12-02 our virtual
-// disk took 2.5 ms of kernel CPU per MB to flush (2 GiB: 5 s), and direct writes carried eight
-// pushes at once at 625-740 MB/s; on 12-03 the same disk flushed at 1.2 ms per MB and direct writes,
-// each waiting for the device, held one push to 200-310 MB/s where the page cache carried it at 360-500.
+// kernel less CPU there: on 12-02 our virtual disk took 2.5 ms of kernel CPU per MB to flush (2 GiB: 5 s),
+// and direct writes carried eight pushes at once at 625-740 MB/s; on 12-03 the same disk flushed at 1.2 ms
+// per MB and direct writes, each waiting for the device, held one push to 200-310 MB/s where the page
+// cache carried it at 360-500.
 // Direct I/O wants the memory, the file offset and the length aligned to the device's block: bytes are
 // gathered into page-aligned slabs (WebAssembly memory, whose base is page-aligned) and written a full slab
 // at a time, after the first MiB of each write (most blobs are smaller; they never open the direct
