@@ -2,7 +2,7 @@
 // credentials only to the remote's host and listed realms) and writes storage (transfer/'s storageTarget:
 // the push rules of UploadStore and ManifestStore); a push rule reads storage and writes a remote
 // (client/'s RegistryPusher, its credentials restricted the same way). Neither end knows the other.
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { RegistryPusher } from '../client/index.ts';
 import { credentialsMayGoTo, MANIFEST_ACCEPT, Upstream, UpstreamError } from '../mirror/index.ts';
 import { MediaType, parseReference, tryParseDigest, type Digest, type Storage } from '../storage/index.ts';
@@ -17,6 +17,8 @@ const PAGE = 1000;
 const MAX_LIST_BYTES = 4 * 1024 * 1024;
 /** Referrers a fallback tag's index lists (the oldest go first past it). */
 const MAX_FALLBACK_REFERRERS = 1000;
+/** Times one blob's bytes are asked for again with Range within one attempt (see `resuming`). */
+const MAX_BLOB_RESUMES = 5;
 
 export interface Manifest {
   bytes: Buffer;
@@ -132,7 +134,9 @@ export function remoteSource(rule: Rule, credentials: RemoteCredentials, maxMani
       return { bytes: got.bytes, mediaType: got.mediaType };
     },
     async blob(repository, digest) {
-      return (await upstream.getBlob(repository, digest.value, 0, AbortSignal.timeout(rule.remote.timeoutSeconds * 1000 * 20))).body;
+      const signal = AbortSignal.timeout(rule.remote.timeoutSeconds * 1000 * 20);
+      const first = await upstream.getBlob(repository, digest.value, 0, signal);
+      return Readable.from(resuming(first, (offset) => upstream.getBlob(repository, digest.value, offset, signal)));
     },
     async referrers(repository, digest) {
       try {
@@ -207,6 +211,47 @@ export function remoteDestination(rule: Rule, credentials: RemoteCredentials): D
       return { bytes: got.bytes, mediaType: got.mediaType };
     },
   };
+}
+
+/**
+ * A remote blob's bytes, asked for again with Range from where they stopped when the connection breaks
+ * (or ends short of the size the remote announced) after bringing bytes, up to MAX_BLOB_RESUMES times:
+ * a layer cut at 90% costs its last tenth, not all of it again. A remote that does not answer the Range
+ * with its 206 fails the stream, and the copy tries the whole blob again, as before. Storage verifies
+ * the digest of what it was given, whole.
+ */
+export async function* resuming(first: RemoteBody, reopen: (offset: number) => Promise<RemoteBody>): AsyncGenerator<Buffer> {
+  let { body, size } = first;
+  let sent = 0;
+  for (let resumes = 0; ; resumes++) {
+    const startedAt = sent;
+    let cut: Error;
+    try {
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        sent += chunk.length;
+        if (size !== undefined && sent > size) throw new UpstreamError(`the remote sent more than the ${size} bytes it announced`, 0, false);
+        yield chunk;
+      }
+      if (size === undefined || sent === size) return;
+      cut = new Error(`the remote ended after ${sent} of ${size} bytes`);
+    } catch (err) {
+      if (err instanceof UpstreamError) throw err;
+      cut = err as Error;
+    }
+    // Only a connection that brought bytes is asked again: one that breaks at once will again.
+    if (sent === startedAt || resumes >= MAX_BLOB_RESUMES) throw new UpstreamError(`the source stream broke: ${cut.message}`, 0, true);
+    const next = await reopen(sent);
+    if (size !== undefined && next.size !== undefined && next.size !== size) {
+      next.body.destroy();
+      throw new UpstreamError(`the remote now says ${next.size} bytes, first ${size}`, 0, true);
+    }
+    body = next.body;
+  }
+}
+
+interface RemoteBody {
+  body: Readable;
+  size?: number;
 }
 
 /**

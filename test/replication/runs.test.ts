@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { startBerth, type TestBerth } from '../helpers/berth.ts';
 import { startDistribution, type TestDistribution } from '../helpers/distribution.ts';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.ts';
-import { Registry } from '../helpers/registry.ts';
+import { Registry, sha256 } from '../helpers/registry.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { UpstreamRegistry } from '../mirror/helpers.ts';
 import { addRule, manifestBytes, ruleStatus, runRule, waitForRun } from './helpers.ts';
@@ -59,6 +59,27 @@ describe('replication: runs that meet trouble', function () {
     // 50 ms, then doubling (BERTH_REPLICATION_RETRY_BASE_MS=50): each wait at least the one before.
     expect(waits[0]).to.be.at.least(45);
     expect(waits[3]).to.be.at.least(350);
+  });
+
+  it('resumes with Range a blob whose connection the remote cut, instead of fetching it again whole', async () => {
+    const layer = randomBytes(3 * 1024 * 1024).toString('base64'); // 4 MiB
+    const { layers } = await new UpstreamRegistry(source.url).pushImage('team/cut', 'v1', { layers: [layer] });
+    const digest = layers[0]!;
+    await addRule(local, { ...rule('ranged'), repositories: ['team/cut'] });
+    // The first two answers for the layer are cut after 1 MiB of body each.
+    proxy.rules = [{ match: (m, url) => m === 'GET' && url === `/v2/team/cut/blobs/${digest}`, fault: { cutAfterBytes: 1024 * 1024 }, remaining: 2 }];
+    const from = proxy.requests.length;
+    const run = await runRule(local, 'ranged');
+    expect(run).to.include({ outcome: 'succeeded', copied: 1 });
+    const gets = proxy.requests.slice(from).filter((r) => r.method === 'GET' && r.url === `/v2/team/cut/blobs/${digest}`);
+    expect(gets.map((g) => g.range === undefined), 'a GET, then two Range GETs').to.deep.equal([true, false, false]);
+    const [second, third] = gets.slice(1).map((g) => Number(/^bytes=(\d+)-$/.exec(g.range ?? '')?.[1]));
+    // Each from where the bytes had stopped: at most the MiB each cut answer let through, never from 0.
+    expect(second).to.be.greaterThan(0).and.at.most(1024 * 1024);
+    expect(third).to.be.greaterThan(second!).and.at.most(second! + 1024 * 1024);
+    const stored = await local.request('GET', `/v2/ranged/team/cut/blobs/${digest}`);
+    expect(stored.status).to.equal(200);
+    expect(sha256(stored.body)).to.equal(digest);
   });
 
   it('stops at a refusal that asking again will not change, and says so in its status', async () => {
