@@ -220,8 +220,9 @@ export function remoteDestination(rule: Rule, credentials: RemoteCredentials): D
  * with its 206 fails the stream, and the copy tries the whole blob again, as before. Storage verifies
  * the digest of what it was given, whole.
  */
-export async function* resuming(first: RemoteBody, reopen: (offset: number) => Promise<RemoteBody>): AsyncGenerator<Buffer> {
-  let { body, size } = first;
+async function* resuming(first: RemoteBody, reopen: (offset: number) => Promise<RemoteBody>): AsyncGenerator<Buffer> {
+  const size = first.size;
+  let body = first.body;
   let sent = 0;
   for (let resumes = 0; ; resumes++) {
     const startedAt = sent;
@@ -240,7 +241,15 @@ export async function* resuming(first: RemoteBody, reopen: (offset: number) => P
     }
     // Only a connection that brought bytes is asked again: one that breaks at once will again.
     if (sent === startedAt || resumes >= MAX_BLOB_RESUMES) throw new UpstreamError(`the source stream broke: ${cut.message}`, 0, true);
-    const next = await reopen(sent);
+    let next: RemoteBody;
+    try {
+      next = await reopen(sent);
+    } catch (err) {
+      // A remote that answers the Range otherwise than with its 206 (200 whole, 416) refuses nothing: the
+      // copy tries the whole blob again, as for any break (a 404, a 429 or a 5xx keeps its own meaning).
+      if (err instanceof UpstreamError && (err.status < 300 || err.status === 416)) throw new UpstreamError(`the source stream broke, and ${err.message}`, 0, true);
+      throw err;
+    }
     if (size !== undefined && next.size !== undefined && next.size !== size) {
       next.body.destroy();
       throw new UpstreamError(`the remote now says ${next.size} bytes, first ${size}`, 0, true);

@@ -7,7 +7,8 @@ import type { AddressInfo, Socket } from 'node:net';
 export interface FaultRule {
   /** Which requests the rule hits, e.g. (m, url) => m === 'GET'. */
   match(method: string, url: string): boolean;
-  fault: { status: number; code: string; headers?: Record<string, string> } | 'stall' | { cutAfterBytes: number } | Hold;
+  /** 'ignoreRange': forwarded without its Range header, as by a server that answers every GET whole. */
+  fault: { status: number; code: string; headers?: Record<string, string> } | 'stall' | 'ignoreRange' | { cutAfterBytes: number } | Hold;
   /** How many matching requests it still hits. */
   remaining: number;
 }
@@ -80,7 +81,12 @@ export async function startFaultProxy(upstream: string, options: FaultProxyOptio
     const rule = proxy.rules.find((r) => r.remaining > 0 && r.match(req.method ?? '', req.url ?? ''));
     let cutAfter: number | undefined;
     let hold: Hold | undefined;
-    if (rule && typeof rule.fault === 'object' && 'cutAfterBytes' in rule.fault) {
+    const headers = { ...req.headers, ...(options.originHost ? { host: target.host } : {}) };
+    if (rule && rule.fault === 'ignoreRange') {
+      rule.remaining--;
+      proxy.injected++;
+      delete headers.range;
+    } else if (rule && typeof rule.fault === 'object' && 'cutAfterBytes' in rule.fault) {
       rule.remaining--;
       proxy.injected++;
       cutAfter = rule.fault.cutAfterBytes;
@@ -106,7 +112,7 @@ export async function startFaultProxy(upstream: string, options: FaultProxyOptio
         port: target.port,
         method: req.method,
         path: req.url,
-        headers: options.originHost ? { ...req.headers, host: target.host } : req.headers,
+        headers,
       },
       (upstreamRes) => {
         res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);

@@ -82,6 +82,23 @@ describe('replication: runs that meet trouble', function () {
     expect(sha256(stored.body)).to.equal(digest);
   });
 
+  it('fetches a cut blob again whole when the remote answers its Range with the whole blob, and the run succeeds', async () => {
+    const layer = randomBytes(3 * 1024 * 1024).toString('base64');
+    const { layers } = await new UpstreamRegistry(source.url).pushImage('team/norange', 'v1', { layers: [layer] });
+    const path = `/v2/team/norange/blobs/${layers[0]}`;
+    await addRule(local, { ...rule('whole'), repositories: ['team/norange'] });
+    proxy.rules = [
+      { match: (m, url) => m === 'GET' && url === path, fault: { cutAfterBytes: 1024 * 1024 }, remaining: 1 },
+      { match: (m, url) => m === 'GET' && url === path, fault: 'ignoreRange', remaining: 1 },
+    ];
+    const from = proxy.requests.length;
+    const run = await runRule(local, 'whole');
+    expect(run).to.include({ outcome: 'succeeded', copied: 1 });
+    const gets = proxy.requests.slice(from).filter((r) => r.method === 'GET' && r.url === path);
+    expect(gets.map((g) => g.range === undefined), 'cut, a Range answered 200, then the whole blob again').to.deep.equal([true, false, true]);
+    expect(sha256((await local.request('GET', `/v2/whole${path.slice(3)}`)).body)).to.equal(layers[0]);
+  });
+
   it('stops at a refusal that asking again will not change, and says so in its status', async () => {
     await addRule(local, rule('refused'));
     proxy.rules = [{ match: (_m, url) => url.startsWith('/v2/team/app/tags/list'), fault: { status: 403, code: 'DENIED' }, remaining: 100 }];
