@@ -1,12 +1,22 @@
 // Pushing to a registry over the distribution spec's push flow, with the same authentication as a pull
 // (a Bearer token for `repository:<name>:pull,push` from the realm, or Basic): a blob already there is
 // skipped (HEAD), one the registry holds elsewhere is mounted (POST ?mount= without from: Berth links it
-// when the caller may pull it somewhere; other registries open a session instead), else it is uploaded
-// in one PUT whose body streams from its source. Manifests are PUT as they are, byte for byte.
-import type { Readable } from 'node:stream';
+// when the caller may pull it somewhere; other registries open a session instead), else it is uploaded:
+// in one PUT whose body streams from its source, or, past PUSH_CHUNK_BYTES, in PATCHes of that size and
+// a closing PUT, so that a connection broken midway costs the chunk it carried, not the blob: the upload's
+// status (GET, its Range) says where to go on from. Manifests are PUT as they are, byte for byte.
+import { Readable } from 'node:stream';
 import { digestOf } from './digest.ts';
-import { RegistryResponseError } from './errors.ts';
+import { RegistryRequestError, RegistryResponseError } from './errors.ts';
 import { RegistryClient } from './registry.ts';
+
+/** Blobs larger than this are sent in chunks of this size. */
+export const PUSH_CHUNK_BYTES = 64 * 1024 * 1024;
+/** Times one blob's upload goes on from the registry's offset after a chunk's connection broke (or a 5xx). */
+const MAX_CHUNK_RESUMES = 5;
+
+/** A blob's bytes from `offset` on (called again for each chunk, and after a break). */
+export type BlobBytes = (offset: number) => Readable;
 
 /** What happened to a blob: it was there, it was linked from another repository, or its bytes were sent. */
 export type BlobPush = 'present' | 'mounted' | 'uploaded';
@@ -20,7 +30,7 @@ export class RegistryPusher extends RegistryClient {
   }
 
   /** Makes the blob available in the repository; `open` is called only when its bytes must be sent. */
-  async pushBlob(repository: string, digest: string, size: number, open: () => Readable): Promise<BlobPush> {
+  async pushBlob(repository: string, digest: string, size: number, open: BlobBytes): Promise<BlobPush> {
     if (await this.hasBlob(repository, digest)) return 'present';
     const started = await this.request('POST', `/v2/${repository}/blobs/uploads/?mount=${encodeURIComponent(digest)}`, repository, {}, {
       push: true,
@@ -31,19 +41,69 @@ export class RegistryPusher extends RegistryClient {
     if (started.status === 201) return 'mounted';
     const location = started.headers.get('location');
     if (!location) throw new RegistryResponseError(`POST /v2/${repository}/blobs/uploads/: answered 202 without a Location`);
-    const target = new URL(location, this.baseUrl);
+    let target = new URL(location, this.baseUrl);
+    if (size > PUSH_CHUNK_BYTES) target = await this.sendChunks(repository, target, size, open);
     target.searchParams.set('digest', digest);
+    const whole = size <= PUSH_CHUNK_BYTES;
     let opened: Readable | undefined;
-    const res = await this.request('PUT', target.href, repository, { 'Content-Type': 'application/octet-stream', 'Content-Length': String(size) }, {
+    const res = await this.request('PUT', target.href, repository, { 'Content-Type': 'application/octet-stream', 'Content-Length': String(whole ? size : 0) }, {
       push: true,
       expect: [201],
       body: () => {
         opened?.destroy();
-        return (opened = open());
+        return whole ? (opened = open(0)) : Buffer.alloc(0);
       },
     }).finally(() => opened?.destroy());
     await res.body?.cancel();
     return 'uploaded';
+  }
+
+  /**
+   * The blob's bytes in PATCHes of PUSH_CHUNK_BYTES (each with its Content-Range); after a break or a 5xx
+   * the upload's status says where the registry stands, and the bytes go on from there. The URL to close
+   * the upload at.
+   */
+  private async sendChunks(repository: string, upload: URL, size: number, open: BlobBytes): Promise<URL> {
+    let target = upload;
+    let offset = 0;
+    for (let resumes = 0; offset < size; ) {
+      const end = Math.min(size, offset + PUSH_CHUNK_BYTES);
+      const from = offset;
+      let opened: Readable | undefined;
+      try {
+        const headers = { 'Content-Type': 'application/octet-stream', 'Content-Length': String(end - from), 'Content-Range': `${from}-${end - 1}` };
+        const res = await this.request('PATCH', target.href, repository, headers, {
+          push: true,
+          expect: [202],
+          body: () => {
+            opened?.destroy();
+            opened = open(from);
+            return Readable.from(take(opened, end - from));
+          },
+        }).finally(() => opened?.destroy());
+        await res.body?.cancel();
+        target = nextLocation(res, target);
+        offset = end;
+      } catch (err) {
+        // Broken, failed on the registry's side, or at an offset it does not hold (416: it may have kept
+        // more of a broken chunk than it said then): its status says where to go on from.
+        const broken = err instanceof RegistryRequestError && (err.status === 0 || err.status === 416 || err.status >= 500);
+        if (!broken || resumes >= MAX_CHUNK_RESUMES) throw err;
+        resumes++;
+        // A registry that cannot say where the upload stands (Distribution gives up an upload whose
+        // PATCH broke: 404 BLOB_UPLOAD_INVALID) fails it as the break did: the blob is sent again whole.
+        const status = await this.request('GET', target.href, repository, {}, { push: true, expect: [204] }).catch(() => {
+          throw err;
+        });
+        await status.body?.cancel();
+        target = nextLocation(status, target);
+        // "0-N": N + 1 bytes received ("0-0" is read as none: a chunk never leaves a single byte behind).
+        const range = /^(?:bytes=)?0-(\d+)$/.exec(status.headers.get('range') ?? '');
+        offset = range && range[1] !== '0' ? Number(range[1]) + 1 : 0;
+        if (offset > size) throw new RegistryResponseError(`GET ${target.href}: the upload holds ${offset} bytes of a ${size}-byte blob`);
+      }
+    }
+    return target;
   }
 
   /**
@@ -64,5 +124,24 @@ export class RegistryPusher extends RegistryClient {
     }
     const subject = res.headers.get('oci-subject');
     return subject ? { subject } : {};
+  }
+}
+
+/** The upload's next URL: its Location when the registry answered one (the spec's rule), else the same. */
+function nextLocation(res: Response, current: URL): URL {
+  const location = res.headers.get('location');
+  return location ? new URL(location, current) : current;
+}
+
+/** The first `length` bytes of `source`. */
+async function* take(source: Readable, length: number): AsyncGenerator<Buffer> {
+  let left = length;
+  for await (const chunk of source as AsyncIterable<Buffer>) {
+    if (chunk.length >= left) {
+      yield chunk.subarray(0, left);
+      return;
+    }
+    left -= chunk.length;
+    yield chunk;
   }
 }

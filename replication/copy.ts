@@ -150,7 +150,7 @@ export class Copier {
   }
 
   private async copyBlob(repository: string, target: string, digest: Digest, size: number): Promise<void> {
-    const outcome = await this.attempt(() => this.destination.pushBlob(target, digest, size, () => deferred(() => this.source.blob(repository, digest))));
+    const outcome = await this.attempt(() => this.destination.pushBlob(target, digest, size, (offset) => deferred(() => this.source.blob(repository, digest, offset))));
     if (outcome === 'uploaded') this.progress.bytes += size;
   }
 

@@ -38,7 +38,8 @@ export interface Source {
   /** The digest a tag names now (a remote: one HEAD); undefined when it names none. */
   resolve(repository: string, tag: string): Promise<string | undefined>;
   manifest(repository: string, digest: string): Promise<Manifest>;
-  blob(repository: string, digest: Digest): Promise<Readable>;
+  /** The blob's bytes from `offset` (0 when not given) on. */
+  blob(repository: string, digest: Digest, offset?: number): Promise<Readable>;
   referrers(repository: string, digest: string): Promise<ReferrerEntry[]>;
 }
 
@@ -64,7 +65,12 @@ export function localSource(storage: Storage): Source {
       if (!found) throw new RunStopped('refused', `${repository}@${digest} is not stored here`);
       return { bytes: found.content, mediaType: found.mediaType };
     },
-    blob: (_repository, digest) => storage.blobs.open(digest),
+    async blob(_repository, digest, offset = 0) {
+      if (offset === 0) return storage.blobs.open(digest);
+      const size = await storage.blobs.size(digest);
+      if (size === undefined || offset > size) throw new RunStopped('refused', `${digest.value} is not stored here whole`);
+      return storage.blobs.open(digest, { start: offset, end: size - 1 });
+    },
     async referrers(repository, digest) {
       return (await storage.manifests.referrers(repository, tryParseDigest(digest)!)).map((r) => ({ digest: r.digest, mediaType: r.mediaType, size: r.size }));
     },
@@ -133,10 +139,10 @@ export function remoteSource(rule: Rule, credentials: RemoteCredentials, maxMani
       const got = await upstream.getManifest(repository, digest, maxManifestBytes);
       return { bytes: got.bytes, mediaType: got.mediaType };
     },
-    async blob(repository, digest) {
+    async blob(repository, digest, offset = 0) {
       const signal = AbortSignal.timeout(rule.remote.timeoutSeconds * 1000 * 20);
-      const first = await upstream.getBlob(repository, digest.value, 0, signal);
-      return Readable.from(resuming(first, (offset) => upstream.getBlob(repository, digest.value, offset, signal)));
+      const first = await upstream.getBlob(repository, digest.value, offset, signal);
+      return Readable.from(resuming(first, offset, (at) => upstream.getBlob(repository, digest.value, at, signal)));
     },
     async referrers(repository, digest) {
       try {
@@ -220,10 +226,11 @@ export function remoteDestination(rule: Rule, credentials: RemoteCredentials): D
  * with its 206 fails the stream, and the copy tries the whole blob again, as before. Storage verifies
  * the digest of what it was given, whole.
  */
-async function* resuming(first: RemoteBody, reopen: (offset: number) => Promise<RemoteBody>): AsyncGenerator<Buffer> {
+async function* resuming(first: RemoteBody, offset: number, reopen: (offset: number) => Promise<RemoteBody>): AsyncGenerator<Buffer> {
+  // A first answer from an offset (a 206) says the whole size; one from 0 its own length.
   const size = first.size;
   let body = first.body;
-  let sent = 0;
+  let sent = offset;
   for (let resumes = 0; ; resumes++) {
     const startedAt = sent;
     let cut: Error;
@@ -271,6 +278,9 @@ export function deferred(opening: () => Promise<Readable>): Readable {
   const out = new PassThrough();
   opening().then(
     (source) => {
+      // A reader that stops early (a chunk of a push needs only its part) lets the source go too.
+      if (out.destroyed) return void source.destroy();
+      out.once('close', () => source.destroy());
       source.once('error', (err: Error) => out.destroy(err instanceof UpstreamError ? err : new UpstreamError(`the source stream broke: ${err.message}`, 0, true)));
       source.pipe(out);
     },

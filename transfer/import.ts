@@ -18,8 +18,8 @@ export type BlobOutcome = 'present' | 'mounted' | 'uploaded';
 
 /** Where an import writes: a repository's blobs and manifests, as a push would. */
 export interface ImportTarget {
-  /** Makes the blob available in the repository; `open` gives its bytes when they must be sent. */
-  pushBlob(repository: string, digest: Digest, size: number, open: () => Readable): Promise<BlobOutcome>;
+  /** Makes the blob available in the repository; `open` gives its bytes from an offset when they must be sent. */
+  pushBlob(repository: string, digest: Digest, size: number, open: (offset: number) => Readable): Promise<BlobOutcome>;
   /** Stores the manifest under `reference` (a tag, or its digest). */
   putManifest(repository: string, reference: string, bytes: Buffer, mediaType: string): Promise<void>;
 }
@@ -151,7 +151,7 @@ export async function importLayout(dir: string, target: ImportTarget, options: I
       for (const blob of node.blobs) {
         if (pushed.has(blob.digest.value)) continue;
         pushed.add(blob.digest.value);
-        const outcome = await target.pushBlob(repository, blob.digest, blob.size, () => layoutBlobStream(dir, blob.digest));
+        const outcome = await target.pushBlob(repository, blob.digest, blob.size, (offset) => layoutBlobStream(dir, blob.digest, offset));
         report.blobs[outcome]++;
         if (outcome === 'uploaded') report.bytesSent += blob.size;
       }

@@ -263,7 +263,7 @@ export async function verifyLayoutBlob(dir: string, digest: Digest, size: number
   });
 }
 
-/** A blob's bytes as a stream (what an import sends). */
-export function layoutBlobStream(dir: string, digest: Digest): Readable {
-  return createReadStream(join(dir, blobPath(digest)));
+/** A blob's bytes from `offset` on, as a stream (what an import sends). */
+export function layoutBlobStream(dir: string, digest: Digest, offset = 0): Readable {
+  return createReadStream(join(dir, blobPath(digest)), { start: offset });
 }

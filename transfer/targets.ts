@@ -30,11 +30,11 @@ export function storageTarget(storage: Storage): ImportTarget {
  * under the blob's lock, so a collection cannot remove it in between); else an upload session (quota
  * checked first, the bytes hashed as they arrive, completed within the quota, cancelled on failure).
  */
-async function storeBlob(storage: Storage, name: string, digest: Digest, size: number, open: () => Readable): Promise<BlobOutcome> {
+async function storeBlob(storage: Storage, name: string, digest: Digest, size: number, open: (offset: number) => Readable): Promise<BlobOutcome> {
   const { blobs, uploads } = storage;
   if ((await blobs.sizeIn(name, digest)) !== undefined) return 'present';
   // The importer may read everything it holds: any copy here is the blob (it is known by its digest).
   if ((await blobs.size(digest)) !== undefined && (await uploads.linkStored(name, digest))) return 'mounted';
-  await uploads.monolithic(name, open(), digest, { length: size });
+  await uploads.monolithic(name, open(0), digest, { length: size });
   return 'uploaded';
 }

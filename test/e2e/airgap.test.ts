@@ -202,6 +202,19 @@ describe('e2e: air-gapped transfer (berth export / berth import)', function () {
     expect(again.blobs).to.deep.equal({ present: 4, mounted: 0, uploaded: 0 });
   });
 
+  it('imports over HTTP a layer past 64 MiB, sent in chunks from the layout\'s file, byte-exact', async function () {
+    const layout = new OciLayout(join(work, 'big'));
+    const image = await layout.addImage({ platform: { architecture: 'amd64', os: 'linux' }, layers: [[{ path: 'big', content: pseudoRandomBytes('big', 72 * 1024 * 1024) }]] });
+    layout.writeIndexJson({ v1: image });
+    const report = JSON.parse((await berthCommand(second, ['import', layout.dir, '--to', 'chunked/app', '--url', second.url])).stdout);
+    expect(report.blobs).to.deep.equal({ present: 0, mounted: 0, uploaded: 2 });
+    const registry = new Registry(second.url);
+    const manifest = JSON.parse((await manifestBytes(registry, 'chunked/app', 'v1')).toString()) as { layers: Array<{ digest: string; size: number }> };
+    const [layer] = manifest.layers;
+    expect(layer!.size).to.be.above(64 * 1024 * 1024);
+    expect(sha256((await registry.request('GET', `/v2/chunked/app/blobs/${layer!.digest}`)).body)).to.equal(layer!.digest);
+  });
+
   it('imports over HTTP with credentials into a public-index Berth (token flow)', async function () {
     const index_ = await startBerth({ env: { BERTH_MODE: 'public-index' } });
     started.push(index_);

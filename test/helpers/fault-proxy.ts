@@ -8,7 +8,8 @@ export interface FaultRule {
   /** Which requests the rule hits, e.g. (m, url) => m === 'GET'. */
   match(method: string, url: string): boolean;
   /** 'ignoreRange': forwarded without its Range header, as by a server that answers every GET whole. */
-  fault: { status: number; code: string; headers?: Record<string, string> } | 'stall' | 'ignoreRange' | { cutAfterBytes: number } | Hold;
+  /** cutRequestAfterBytes: the request body's first bytes reach the server, then both connections drop. */
+  fault: { status: number; code: string; headers?: Record<string, string> } | 'stall' | 'ignoreRange' | { cutAfterBytes: number } | { cutRequestAfterBytes: number } | Hold;
   /** How many matching requests it still hits. */
   remaining: number;
 }
@@ -30,8 +31,8 @@ export interface FaultProxy {
   injected: number;
   /** Response bodies held (Hold) right now. */
   holding: number;
-  /** Every request seen, with its Range header and when it came (ms). */
-  requests: Array<{ method: string; url: string; range?: string; at: number }>;
+  /** Every request seen, with its Range and Content-Range headers and when it came (ms). */
+  requests: Array<{ method: string; url: string; range?: string; contentRange?: string; at: number }>;
   close(): Promise<void>;
 }
 
@@ -77,15 +78,26 @@ export async function startFaultProxy(upstream: string, options: FaultProxyOptio
   const proxy: FaultProxy = { url: '', rules: [], injected: 0, holding: 0, requests: [], close: async () => {} };
 
   const server: Server = createServer((req: IncomingMessage, res) => {
-    proxy.requests.push({ method: req.method ?? '', url: req.url ?? '', ...(req.headers.range ? { range: req.headers.range } : {}), at: Date.now() });
+    proxy.requests.push({
+      method: req.method ?? '',
+      url: req.url ?? '',
+      ...(req.headers.range ? { range: req.headers.range } : {}),
+      ...(req.headers['content-range'] ? { contentRange: req.headers['content-range'] } : {}),
+      at: Date.now(),
+    });
     const rule = proxy.rules.find((r) => r.remaining > 0 && r.match(req.method ?? '', req.url ?? ''));
     let cutAfter: number | undefined;
+    let cutRequest: number | undefined;
     let hold: Hold | undefined;
     const headers = { ...req.headers, ...(options.originHost ? { host: target.host } : {}) };
     if (rule && rule.fault === 'ignoreRange') {
       rule.remaining--;
       proxy.injected++;
       delete headers.range;
+    } else if (rule && typeof rule.fault === 'object' && 'cutRequestAfterBytes' in rule.fault) {
+      rule.remaining--;
+      proxy.injected++;
+      cutRequest = rule.fault.cutRequestAfterBytes;
     } else if (rule && typeof rule.fault === 'object' && 'cutAfterBytes' in rule.fault) {
       rule.remaining--;
       proxy.injected++;
@@ -133,7 +145,19 @@ export async function startFaultProxy(upstream: string, options: FaultProxyOptio
       },
     );
     forward.on('error', () => res.destroy());
-    req.pipe(forward);
+    if (cutRequest === undefined) return void req.pipe(forward);
+    // Pass the body's first bytes to the server, then drop both connections, as a broken network would.
+    let left = cutRequest;
+    req.on('data', (chunk: Buffer) => {
+      if (left <= 0) return;
+      const last = chunk.length >= left;
+      forward.write(chunk.subarray(0, left), last ? () => {
+        forward.destroy();
+        req.socket.destroy();
+      } : undefined);
+      left -= chunk.length;
+    });
+    req.on('end', () => left > 0 && forward.end());
   });
   server.on('connection', (socket) => {
     sockets.add(socket);

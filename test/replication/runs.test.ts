@@ -126,6 +126,54 @@ describe('replication: runs that meet trouble', function () {
     }
   });
 
+  describe('a push of a blob past 64 MiB, in chunks, whose second chunk\'s connection breaks', function () {
+    const chunk = 64 * 1024 * 1024;
+    const layer = randomBytes(54 * 1024 * 1024).toString('base64'); // 72 MiB
+    let digest: string;
+    before(async () => {
+      digest = (await local.pushImage('out/big', 'v1', { layers: [layer] })).layers[0]!;
+    });
+
+    /** Pushes out/big through a proxy in front of `url` that cuts the second PATCH after 1 MiB; the PATCHes' Content-Ranges. */
+    async function pushCut(url: string, name: string): Promise<{ patches: Array<string | undefined>; requests: FaultProxy['requests'] }> {
+      const remote = await startFaultProxy(url);
+      try {
+        const patches = () => remote.requests.filter((r) => r.method === 'PATCH').map((r) => r.contentRange);
+        remote.rules = [{ match: (m) => m === 'PATCH' && patches().length === 2, fault: { cutRequestAfterBytes: 1024 * 1024 }, remaining: 1 }];
+        await addRule(local, { name, direction: 'push', remote: { url: remote.url }, repositories: ['out/big'] });
+        const run = await runRule(local, name, 60_000);
+        expect(run, JSON.stringify(run)).to.include({ outcome: 'succeeded', copied: 1 });
+        expect(remote.injected, 'the second PATCH was cut').to.equal(1);
+        expect(patches().slice(0, 2)).to.deep.equal([`0-${chunk - 1}`, `${chunk}-${layer.length - 1}`]);
+        return { patches: patches(), requests: remote.requests };
+      } finally {
+        await remote.close();
+      }
+    }
+
+    it('goes on from the offset the registry holds (a Berth: the broken chunk\'s start), never from 0', async () => {
+      const there = await startBerth();
+      try {
+        const { patches, requests } = await pushCut(there.url, 'chunked');
+        // The upload's status, then the rest from where the registry stood.
+        const after = requests.slice(requests.findIndex((r) => r.contentRange === `${chunk}-${layer.length - 1}`) + 1);
+        expect(after[0]).to.include({ method: 'GET' });
+        expect(patches.slice(2)).to.deep.equal([`${chunk}-${layer.length - 1}`]);
+        const pushed = await new Registry(there.url).request('GET', `/v2/out/big/blobs/${digest}`);
+        expect(sha256(pushed.body)).to.equal(digest);
+      } finally {
+        await there.destroy();
+      }
+    });
+
+    it('sends the blob again whole to a registry that gives the broken upload up (Distribution: 404 BLOB_UPLOAD_INVALID)', async () => {
+      const { patches } = await pushCut(source.url, 'chunked-dist');
+      expect(patches.slice(2)).to.deep.equal([`0-${chunk - 1}`, `${chunk}-${layer.length - 1}`]);
+      const pushed = await new UpstreamRegistry(source.url).request('GET', `/v2/out/big/blobs/${digest}`);
+      expect(sha256(pushed.body)).to.equal(digest);
+    });
+  });
+
   it('stops when this registry\'s own disk is full (ENOSPC), without retrying, and keeps no partial blob', async () => {
     // A real full disk: Berth's storage on a 2 MiB tmpfs, a source layer of 4 MiB (the suite runs as root, as CI does).
     const dir = mkdtempSync(join(tmpdir(), 'berth-full-'));
