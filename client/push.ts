@@ -10,8 +10,10 @@ import { digestOf } from './digest.ts';
 import { RegistryRequestError, RegistryResponseError } from './errors.ts';
 import { RegistryClient } from './registry.ts';
 
-/** Blobs larger than this are sent in chunks of this size. */
+/** Blobs larger than this are sent in chunks of this size (or of the OCI-Chunk-Min-Length the registry asks for). */
 export const PUSH_CHUNK_BYTES = 64 * 1024 * 1024;
+/** The largest chunk a registry's OCI-Chunk-Min-Length makes us send (a larger one: the blob whole). */
+const MAX_CHUNK_BYTES = 1024 * 1024 * 1024;
 /** Times one blob's upload goes on from the registry's offset after a chunk's connection broke (or a 5xx). */
 const MAX_CHUNK_RESUMES = 5;
 
@@ -42,9 +44,12 @@ export class RegistryPusher extends RegistryClient {
     const location = started.headers.get('location');
     if (!location) throw new RegistryResponseError(`POST /v2/${repository}/blobs/uploads/: answered 202 without a Location`);
     let target = new URL(location, this.baseUrl);
-    if (size > PUSH_CHUNK_BYTES) target = await this.sendChunks(repository, target, size, open);
+    // The spec's OCI-Chunk-Min-Length: every chunk but the last at least that long.
+    const minimum = Number(started.headers.get('oci-chunk-min-length') ?? 0);
+    const chunkBytes = Number.isSafeInteger(minimum) && minimum > PUSH_CHUNK_BYTES ? minimum : PUSH_CHUNK_BYTES;
+    const whole = size <= chunkBytes || chunkBytes > MAX_CHUNK_BYTES;
+    if (!whole) target = await this.sendChunks(repository, target, size, chunkBytes, open);
     target.searchParams.set('digest', digest);
-    const whole = size <= PUSH_CHUNK_BYTES;
     let opened: Readable | undefined;
     const res = await this.request('PUT', target.href, repository, { 'Content-Type': 'application/octet-stream', 'Content-Length': String(whole ? size : 0) }, {
       push: true,
@@ -59,15 +64,15 @@ export class RegistryPusher extends RegistryClient {
   }
 
   /**
-   * The blob's bytes in PATCHes of PUSH_CHUNK_BYTES (each with its Content-Range); after a break or a 5xx
+   * The blob's bytes in PATCHes of `chunkBytes` (each with its Content-Range); after a break or a 5xx
    * the upload's status says where the registry stands, and the bytes go on from there. The URL to close
    * the upload at.
    */
-  private async sendChunks(repository: string, upload: URL, size: number, open: BlobBytes): Promise<URL> {
+  private async sendChunks(repository: string, upload: URL, size: number, chunkBytes: number, open: BlobBytes): Promise<URL> {
     let target = upload;
     let offset = 0;
     for (let resumes = 0; offset < size; ) {
-      const end = Math.min(size, offset + PUSH_CHUNK_BYTES);
+      const end = Math.min(size, offset + chunkBytes);
       const from = offset;
       let opened: Readable | undefined;
       try {

@@ -166,6 +166,22 @@ describe('replication: runs that meet trouble', function () {
       }
     });
 
+    it('sends chunks of the OCI-Chunk-Min-Length a registry asks for when it is longer than 64 MiB', async () => {
+      const minimum = 70 * 1024 * 1024;
+      const there = await startBerth({ env: { BERTH_CHUNK_MIN_LENGTH: String(minimum) } });
+      const remote = await startFaultProxy(there.url);
+      try {
+        await addRule(local, { name: 'longer-chunks', direction: 'push', remote: { url: remote.url }, repositories: ['out/big'] });
+        expect(await runRule(local, 'longer-chunks', 60_000)).to.include({ outcome: 'succeeded', copied: 1 });
+        const patches = remote.requests.filter((r) => r.method === 'PATCH').map((r) => r.contentRange);
+        expect(patches).to.deep.equal([`0-${minimum - 1}`, `${minimum}-${layer.length - 1}`]);
+        expect(sha256((await new Registry(there.url).request('GET', `/v2/out/big/blobs/${digest}`)).body)).to.equal(digest);
+      } finally {
+        await remote.close();
+        await there.destroy();
+      }
+    });
+
     it('sends the blob again whole to a registry that gives the broken upload up (Distribution: 404 BLOB_UPLOAD_INVALID)', async () => {
       const { patches } = await pushCut(source.url, 'chunked-dist');
       expect(patches.slice(2)).to.deep.equal([`0-${chunk - 1}`, `${chunk}-${layer.length - 1}`]);
