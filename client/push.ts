@@ -11,14 +11,14 @@ import { RegistryRequestError, RegistryResponseError } from './errors.ts';
 import { RegistryClient } from './registry.ts';
 
 /** Blobs larger than this are sent in chunks of this size (or of the OCI-Chunk-Min-Length the registry asks for). */
-export const PUSH_CHUNK_BYTES = 64 * 1024 * 1024;
+const PUSH_CHUNK_BYTES = 64 * 1024 * 1024;
 /** The largest chunk a registry's OCI-Chunk-Min-Length makes us send (a larger one: the blob whole). */
 const MAX_CHUNK_BYTES = 1024 * 1024 * 1024;
 /** Times one blob's upload goes on from the registry's offset after a chunk's connection broke (or a 5xx). */
 const MAX_CHUNK_RESUMES = 5;
 
 /** A blob's bytes from `offset` on (called again for each chunk, and after a break). */
-export type BlobBytes = (offset: number) => Readable;
+type BlobBytes = (offset: number) => Readable;
 
 /** What happened to a blob: it was there, it was linked from another repository, or its bytes were sent. */
 export type BlobPush = 'present' | 'mounted' | 'uploaded';

@@ -7,8 +7,12 @@ import type { AddressInfo, Socket } from 'node:net';
 export interface FaultRule {
   /** Which requests the rule hits, e.g. (m, url) => m === 'GET'. */
   match(method: string, url: string): boolean;
-  /** 'ignoreRange': forwarded without its Range header, as by a server that answers every GET whole. */
-  /** cutRequestAfterBytes: the request body's first bytes reach the server, then both connections drop. */
+  /**
+   * An error answer; 'stall': no answer; 'ignoreRange': forwarded without its Range header, as to a server
+   * that answers every GET whole; cutAfterBytes: the response body's first bytes, then the connection
+   * drops; cutRequestAfterBytes: the request body's first bytes reach the server, then both connections
+   * drop; a Hold (below).
+   */
   fault: { status: number; code: string; headers?: Record<string, string> } | 'stall' | 'ignoreRange' | { cutAfterBytes: number } | { cutRequestAfterBytes: number } | Hold;
   /** How many matching requests it still hits. */
   remaining: number;
@@ -86,34 +90,29 @@ export async function startFaultProxy(upstream: string, options: FaultProxyOptio
       at: Date.now(),
     });
     const rule = proxy.rules.find((r) => r.remaining > 0 && r.match(req.method ?? '', req.url ?? ''));
+    if (rule) {
+      rule.remaining--;
+      proxy.injected++;
+    }
+    const fault = rule?.fault;
     let cutAfter: number | undefined;
     let cutRequest: number | undefined;
     let hold: Hold | undefined;
     const headers = { ...req.headers, ...(options.originHost ? { host: target.host } : {}) };
-    if (rule && rule.fault === 'ignoreRange') {
-      rule.remaining--;
-      proxy.injected++;
+    if (fault === 'ignoreRange') {
       delete headers.range;
-    } else if (rule && typeof rule.fault === 'object' && 'cutRequestAfterBytes' in rule.fault) {
-      rule.remaining--;
-      proxy.injected++;
-      cutRequest = rule.fault.cutRequestAfterBytes;
-    } else if (rule && typeof rule.fault === 'object' && 'cutAfterBytes' in rule.fault) {
-      rule.remaining--;
-      proxy.injected++;
-      cutAfter = rule.fault.cutAfterBytes;
-    } else if (rule && typeof rule.fault === 'object' && 'holdAfterBytes' in rule.fault) {
-      rule.remaining--;
-      proxy.injected++;
-      hold = rule.fault;
-    } else if (rule) {
-      rule.remaining--;
-      proxy.injected++;
+    } else if (typeof fault === 'object' && 'cutRequestAfterBytes' in fault) {
+      cutRequest = fault.cutRequestAfterBytes;
+    } else if (typeof fault === 'object' && 'cutAfterBytes' in fault) {
+      cutAfter = fault.cutAfterBytes;
+    } else if (typeof fault === 'object' && 'holdAfterBytes' in fault) {
+      hold = fault;
+    } else if (fault) {
       req.resume(); // read the body off the wire, as a real store would
-      if (rule.fault === 'stall') return; // never answer
-      const { status, code, headers } = rule.fault as { status: number; code: string; headers?: Record<string, string> };
+      if (fault === 'stall') return; // never answer
+      const { status, code, headers: extra } = fault;
       req.on('end', () => {
-        res.writeHead(status, { 'Content-Type': 'application/xml', ...headers });
+        res.writeHead(status, { 'Content-Type': 'application/xml', ...extra });
         res.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>injected by the test</Message></Error>`);
       });
       return;
